@@ -1,0 +1,1 @@
+//! Parsing and code generation for the macros.
