@@ -70,8 +70,15 @@ impl GraphError {
     /// A message naming operations by their ledger names.
     pub fn message(&self, names: &dyn Fn(usize) -> String) -> String {
         match self {
-            GraphError::DuplicateName { name, .. } => format!("duplicate operation `{name}`: another operation has the same timestamp and name"),
-            GraphError::UnknownDependency { op, name, suggestion, .. } => {
+            GraphError::DuplicateName { name, .. } => format!(
+                "duplicate operation `{name}`: another operation has the same timestamp and name"
+            ),
+            GraphError::UnknownDependency {
+                op,
+                name,
+                suggestion,
+                ..
+            } => {
                 let mut msg = format!("`{}` depends on unknown operation `{name}`", names(*op));
                 if let Some(s) = suggestion {
                     msg.push_str(&format!("; did you mean `{s}`?"));
@@ -125,7 +132,11 @@ pub fn validate(ops: &[OpNode<'_>]) -> Result<Plan, Vec<GraphError>> {
     let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
         if let Some(&first) = by_name.get(op.name) {
-            errors.push(GraphError::DuplicateName { name: op.name.to_owned(), first, second: i });
+            errors.push(GraphError::DuplicateName {
+                name: op.name.to_owned(),
+                first,
+                second: i,
+            });
         } else {
             by_name.insert(op.name, i);
         }
@@ -172,7 +183,8 @@ pub fn validate(ops: &[OpNode<'_>]) -> Result<Plan, Vec<GraphError>> {
 fn error_position(e: &GraphError) -> (usize, usize) {
     match e {
         GraphError::DuplicateName { second, .. } => (*second, 0),
-        GraphError::UnknownDependency { op, entry, .. } | GraphError::SelfDependency { op, entry } => (*op, *entry),
+        GraphError::UnknownDependency { op, entry, .. }
+        | GraphError::SelfDependency { op, entry } => (*op, *entry),
         GraphError::Cycle { closing, .. } => *closing,
     }
 }
@@ -187,7 +199,10 @@ fn cycle_in(graph: &DiGraph<(), usize>, ops: &[OpNode<'_>], scc: &[NodeIndex]) -
     let mut queue = VecDeque::from([start]);
     let mut closing = None;
     'bfs: while let Some(n) = queue.pop_front() {
-        let mut edges: Vec<_> = graph.edges(n).map(|e| (petgraph::visit::EdgeRef::target(&e), *e.weight())).collect();
+        let mut edges: Vec<_> = graph
+            .edges(n)
+            .map(|e| (petgraph::visit::EdgeRef::target(&e), *e.weight()))
+            .collect();
         edges.sort_by_key(|&(_, entry)| entry);
         for (t, entry) in edges {
             if t == start {
@@ -210,7 +225,10 @@ fn cycle_in(graph: &DiGraph<(), usize>, ops: &[OpNode<'_>], scc: &[NodeIndex]) -
         n = p;
     }
     path.reverse();
-    GraphError::Cycle { path, closing: (last.index(), entry) }
+    GraphError::Cycle {
+        path,
+        closing: (last.index(), entry),
+    }
 }
 
 /// Kahn's algorithm, always taking the earliest ready operation: timestamp order wherever dependencies allow.
@@ -224,8 +242,10 @@ fn order(ops: &[OpNode<'_>], deps: Vec<Vec<usize>>) -> Plan {
             dependents[d].push(i);
         }
     }
-    let mut ready: BinaryHeap<Reverse<(Timestamp, &str, usize)>> =
-        (0..n).filter(|&i| indegree[i] == 0).map(|i| Reverse((ops[i].timestamp, ops[i].name, i))).collect();
+    let mut ready: BinaryHeap<Reverse<(Timestamp, &str, usize)>> = (0..n)
+        .filter(|&i| indegree[i] == 0)
+        .map(|i| Reverse((ops[i].timestamp, ops[i].name, i)))
+        .collect();
     let mut order = Vec::with_capacity(n);
     let mut level = vec![0usize; n];
     while let Some(Reverse((_, _, i))) = ready.pop() {
@@ -243,7 +263,12 @@ fn order(ops: &[OpNode<'_>], deps: Vec<Vec<usize>>) -> Plan {
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} operations in {} waves", self.order.len(), self.waves().len())
+        write!(
+            f,
+            "{} operations in {} waves",
+            self.order.len(),
+            self.waves().len()
+        )
     }
 }
 
@@ -256,7 +281,11 @@ mod tests {
     }
 
     fn node<'a>(name: &'a str, t: u64, deps: &[&'a str]) -> OpNode<'a> {
-        OpNode { name, timestamp: ts(t), depends_on: deps.to_vec() }
+        OpNode {
+            name,
+            timestamp: ts(t),
+            depends_on: deps.to_vec(),
+        }
     }
 
     fn names<'a>(ops: &'a [OpNode<'a>]) -> impl Fn(usize) -> String + 'a {
@@ -275,15 +304,41 @@ mod tests {
 
     #[test]
     fn reports_the_whole_cycle_path_and_the_closing_entry() {
-        let ops = [node("a", 1, &["c"]), node("b", 2, &["a"]), node("c", 3, &["x", "b"])];
+        let ops = [
+            node("a", 1, &["c"]),
+            node("b", 2, &["a"]),
+            node("c", 3, &["x", "b"]),
+        ];
         let errors = validate(&ops).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
-        let cycle = errors.iter().find(|e| matches!(e, GraphError::Cycle { .. })).unwrap();
+        let cycle = errors
+            .iter()
+            .find(|e| matches!(e, GraphError::Cycle { .. }))
+            .unwrap();
         // Starts at the latest op, `c`; the closing entry is `a`'s dependency on the later `c`.
-        assert_eq!(cycle, &GraphError::Cycle { path: vec![2, 1, 0], closing: (0, 0) });
-        assert_eq!(cycle.message(&names(&ops)), "dependency cycle: c → b → a → c");
-        let unknown = &errors[0];
-        assert!(matches!(unknown, GraphError::UnknownDependency { op: 2, entry: 0, .. }), "{unknown:?}");
+        assert_eq!(
+            cycle,
+            &GraphError::Cycle {
+                path: vec![2, 1, 0],
+                closing: (0, 0)
+            }
+        );
+        assert_eq!(
+            cycle.message(&names(&ops)),
+            "dependency cycle: c → b → a → c"
+        );
+        let unknown = &errors[1];
+        assert!(
+            matches!(
+                unknown,
+                GraphError::UnknownDependency {
+                    op: 2,
+                    entry: 0,
+                    ..
+                }
+            ),
+            "{unknown:?}"
+        );
     }
 
     #[test]
@@ -303,8 +358,15 @@ mod tests {
             suggestion: Some("load_users".into())
         }));
         assert!(errors.contains(&GraphError::SelfDependency { op: 1, entry: 0 }));
-        assert!(errors.contains(&GraphError::DuplicateName { name: "dup".into(), first: 1, second: 2 }));
-        assert!(errors.contains(&GraphError::Cycle { path: vec![4, 3], closing: (3, 0) }));
+        assert!(errors.contains(&GraphError::DuplicateName {
+            name: "dup".into(),
+            first: 1,
+            second: 2
+        }));
+        assert!(errors.contains(&GraphError::Cycle {
+            path: vec![4, 3],
+            closing: (3, 0)
+        }));
         assert_eq!(errors.len(), 4);
     }
 

@@ -16,6 +16,9 @@ mod time;
 mod timestamp;
 
 pub use graph::{validate, GraphError, OpNode, Plan};
-pub use meta::{Backoff, Dependency, Hooks, Middleware, OperationMeta, RetryPolicy, Schedule, SourceLocation, Unique};
+pub use meta::{
+    Backoff, Dependency, Hooks, Middleware, OperationMeta, RetryPolicy, Schedule, SourceLocation,
+    Unique,
+};
 pub use time::{parse_duration, parse_execute_at, DurationError};
 pub use timestamp::{Timestamp, TimestampError};

@@ -93,7 +93,12 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// One try, no backoff: the policy of an operation without retry keys.
-    pub const ONCE: RetryPolicy = RetryPolicy { tries: 1, backoff: Backoff::None, retry_until: None, max_exceptions: None };
+    pub const ONCE: RetryPolicy = RetryPolicy {
+        tries: 1,
+        backoff: Backoff::None,
+        retry_until: None,
+        max_exceptions: None,
+    };
 
     /// The wait before try number `next_try` (2 for the first retry). A list repeats its last entry.
     pub fn delay_before(&self, next_try: u32) -> Duration {
@@ -102,7 +107,10 @@ impl RetryPolicy {
             Backoff::Fixed(d) => d,
             Backoff::List(list) => {
                 let i = next_try.saturating_sub(2) as usize;
-                list.get(i).or(list.last()).copied().unwrap_or(Duration::ZERO)
+                list.get(i)
+                    .or(list.last())
+                    .copied()
+                    .unwrap_or(Duration::ZERO)
             }
         }
     }
@@ -210,7 +218,11 @@ mod tests {
     #[test]
     fn backoff_list_repeats_its_last_entry() {
         const LIST: &[Duration] = &[Duration::from_secs(1), Duration::from_secs(5)];
-        let p = RetryPolicy { tries: 5, backoff: Backoff::List(LIST), ..RetryPolicy::ONCE };
+        let p = RetryPolicy {
+            tries: 5,
+            backoff: Backoff::List(LIST),
+            ..RetryPolicy::ONCE
+        };
         assert_eq!(p.delay_before(2), Duration::from_secs(1));
         assert_eq!(p.delay_before(3), Duration::from_secs(5));
         assert_eq!(p.delay_before(4), Duration::from_secs(5));

@@ -1,7 +1,10 @@
 //! "Did you mean" suggestions for unknown names.
 
 /// The candidate closest to `unknown` by edit distance, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(unknown: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    unknown: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (unknown.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -21,7 +24,11 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
             prev = cur;
         }
     }
@@ -34,10 +41,19 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("retires", ["retries", "timeout", "tags"]), Some("retries"));
-        assert_eq!(did_you_mean("create_user", ["create_users", "drop_users"]), Some("create_users"));
+        assert_eq!(
+            did_you_mean("retires", ["retries", "timeout", "tags"]),
+            Some("retries")
+        );
+        assert_eq!(
+            did_you_mean("create_user", ["create_users", "drop_users"]),
+            Some("create_users")
+        );
         assert_eq!(did_you_mean("zzz", ["retries", "timeout"]), None);
-        assert_eq!(did_you_mean("create_users", ["2024_01_15_120000_create_users"]), Some("2024_01_15_120000_create_users"));
+        assert_eq!(
+            did_you_mean("create_users", ["2024_01_15_120000_create_users"]),
+            Some("2024_01_15_120000_create_users")
+        );
         assert_eq!(levenshtein("kitten", "sitting"), 3);
     }
 }

@@ -181,17 +181,45 @@ mod tests {
     fn leap_days() {
         assert!("2024_02_29_000000".parse::<Timestamp>().is_ok());
         assert!("2000_02_29_000000".parse::<Timestamp>().is_ok());
-        assert!(matches!("2023_02_29_000000".parse::<Timestamp>(), Err(TimestampError::Impossible(..))));
-        assert!(matches!("1900_02_29_000000".parse::<Timestamp>(), Err(TimestampError::Impossible(..))));
+        assert!(matches!(
+            "2023_02_29_000000".parse::<Timestamp>(),
+            Err(TimestampError::Impossible(..))
+        ));
+        assert!(matches!(
+            "1900_02_29_000000".parse::<Timestamp>(),
+            Err(TimestampError::Impossible(..))
+        ));
     }
 
     #[test]
     fn rejects_malformed_and_impossible() {
-        for bad in ["2024-01-15 12:00:00", "2024_01_15", "2024_01_15_12000x", "", "2024_01_15-120000"] {
-            assert!(matches!(bad.parse::<Timestamp>(), Err(TimestampError::Malformed(_))), "{bad}");
+        for bad in [
+            "2024-01-15 12:00:00",
+            "2024_01_15",
+            "2024_01_15_12000x",
+            "",
+            "2024_01_15-120000",
+        ] {
+            assert!(
+                matches!(bad.parse::<Timestamp>(), Err(TimestampError::Malformed(_))),
+                "{bad}"
+            );
         }
-        for bad in ["2024_13_01_000000", "2024_04_31_000000", "2024_01_01_240000", "2024_01_01_236000", "2024_01_01_000060", "0000_01_01_000000"] {
-            assert!(matches!(bad.parse::<Timestamp>(), Err(TimestampError::Impossible(..))), "{bad}");
+        for bad in [
+            "2024_13_01_000000",
+            "2024_04_31_000000",
+            "2024_01_01_240000",
+            "2024_01_01_236000",
+            "2024_01_01_000060",
+            "0000_01_01_000000",
+        ] {
+            assert!(
+                matches!(
+                    bad.parse::<Timestamp>(),
+                    Err(TimestampError::Impossible(..))
+                ),
+                "{bad}"
+            );
         }
     }
 
@@ -201,7 +229,13 @@ mod tests {
         let b: Timestamp = "2024_01_01_000000".parse().unwrap();
         assert!(a < b);
         assert_eq!(b.unix_seconds() - a.unix_seconds(), 1);
-        assert_eq!("1970_01_01_000000".parse::<Timestamp>().unwrap().unix_seconds(), 0);
+        assert_eq!(
+            "1970_01_01_000000"
+                .parse::<Timestamp>()
+                .unwrap()
+                .unix_seconds(),
+            0
+        );
     }
 
     #[test]

@@ -1,1 +1,23 @@
+//! Procedural macros of [sequencer](https://docs.rs/sequencer). Use them through the `sequencer` crate.
+//!
+//! This crate is a thin shim: parsing, checking and code generation live in `sequencer-core`'s `codegen`
+//! module, where they are unit-tested without a compiler in the loop.
 
+use proc_macro::TokenStream;
+
+/// Marks an inline module whose `#[operation(...)]` functions form a registry checked at compile time, or,
+/// with a directory argument (`#[operations("operations")] mod ops {}`), loads a directory of operation files.
+///
+/// See the `sequencer` crate for the full list of keys.
+#[proc_macro_attribute]
+pub fn operations(args: TokenStream, item: TokenStream) -> TokenStream {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from);
+    sequencer_core::codegen::operations_module(args.into(), item.into(), manifest_dir).into()
+}
+
+/// Declares one operation: inside a `#[operations]` module, or on `handle` in a file of an operations directory.
+#[proc_macro_attribute]
+pub fn operation(args: TokenStream, item: TokenStream) -> TokenStream {
+    let file = proc_macro::Span::call_site().local_file();
+    sequencer_core::codegen::operation_in_file(args.into(), item.into(), file).into()
+}

@@ -1,0 +1,638 @@
+//! Parsing `#[operation(...)]` arguments into [`OpAttr`], collecting every error with its span.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Lit, LitStr, Meta, Token};
+
+use super::Errors;
+use crate::suggest::did_you_mean;
+use crate::{parse_duration, parse_execute_at, Schedule, Timestamp};
+
+/// Every key `#[operation(...)]` accepts, in the order the docs list them.
+pub const KEYS: &[&str] = &[
+    "timestamp",
+    "name",
+    "depends_on",
+    "rollback",
+    "allowed_to_fail",
+    "retries",
+    "backoff",
+    "retry_until",
+    "max_exceptions",
+    "timeout",
+    "fail_on_timeout",
+    "execute_at",
+    "delay",
+    "asynchronous",
+    "queue",
+    "unique",
+    "unique_for",
+    "middleware",
+    "tags",
+    "before",
+    "after",
+    "failed",
+    "transaction",
+    "encrypted",
+    "environments",
+    "should_run",
+    "idempotent",
+];
+
+/// One `depends_on` entry.
+#[derive(Clone)]
+pub enum Dep {
+    /// An operation by Rust path: `create_users` or `super::other::op`.
+    Path(syn::Path),
+    /// An operation by ledger name: `"2024_01_15_120000_create_users"`.
+    Name(LitStr),
+    /// A schema migration: `migration(20240115120000)`.
+    Migration(i64, Span),
+}
+
+impl Dep {
+    /// The tokens of the entry, for spans.
+    pub fn span(&self) -> Span {
+        match self {
+            Dep::Path(p) => p.span(),
+            Dep::Name(l) => l.span(),
+            Dep::Migration(_, s) => *s,
+        }
+    }
+}
+
+/// `execute_at` as written.
+#[derive(Clone)]
+pub enum ExecuteAt {
+    /// A time of day or an instant.
+    Fixed(Schedule),
+    /// A function computing the due time.
+    Fn(syn::Path),
+}
+
+/// The parsed arguments of one `#[operation(...)]`; each field holds the key of the same name.
+#[allow(missing_docs)]
+#[derive(Default)]
+pub struct OpAttr {
+    /// Where each key was set, to report keys set twice and contradictions.
+    pub keys: HashMap<&'static str, Span>,
+    pub timestamp: Option<(Timestamp, Span)>,
+    pub name: Option<LitStr>,
+    pub depends_on: Vec<Dep>,
+    pub rollback: Option<syn::Path>,
+    pub allowed_to_fail: bool,
+    pub retries: Option<u32>,
+    pub backoff: Option<TokenStream>,
+    pub retry_until: Option<Duration>,
+    pub max_exceptions: Option<u32>,
+    pub timeout: Option<Duration>,
+    pub fail_on_timeout: bool,
+    pub execute_at: Option<ExecuteAt>,
+    pub delay: Option<Duration>,
+    pub asynchronous: bool,
+    pub queue: Option<String>,
+    pub unique: Option<String>,
+    pub unique_for: Option<Duration>,
+    pub middleware: Vec<TokenStream>,
+    pub tags: Vec<String>,
+    pub before: Option<syn::Path>,
+    pub after: Option<syn::Path>,
+    pub failed: Option<syn::Path>,
+    pub transaction: bool,
+    pub encrypted: bool,
+    pub environments: Vec<String>,
+    pub should_run: Option<syn::Path>,
+    pub idempotent: bool,
+}
+
+/// Parses the tokens inside `#[operation(...)]`. Errors go to `errors`; what parsed is kept.
+pub fn parse(args: TokenStream, errors: &mut Errors) -> OpAttr {
+    let mut attr = OpAttr::default();
+    let metas =
+        match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e);
+                return attr;
+            }
+        };
+    for meta in metas {
+        let Some(ident) = meta.path().get_ident().map(ToString::to_string) else {
+            errors.push(syn::Error::new_spanned(
+                meta.path(),
+                unknown_key_message(&meta.path().to_token_stream().to_string()),
+            ));
+            continue;
+        };
+        let Some(&key) = KEYS.iter().find(|k| **k == ident) else {
+            errors.push(syn::Error::new_spanned(
+                meta.path(),
+                unknown_key_message(&ident),
+            ));
+            continue;
+        };
+        let span = meta.path().span();
+        if attr.keys.insert(key, span).is_some() {
+            errors.push(syn::Error::new(span, format!("`{key}` set multiple times")));
+            continue;
+        }
+        if let Err(e) = attr.set(key, &meta) {
+            errors.push(e);
+        }
+    }
+    attr
+}
+
+fn unknown_key_message(key: &str) -> String {
+    let mut msg = format!("unknown `operation` key `{key}`");
+    if let Some(s) = did_you_mean(key, KEYS.iter().copied()) {
+        msg.push_str(&format!("; did you mean `{s}`?"));
+    }
+    let list: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
+    msg.push_str(&format!("\nexpected one of: {}", list.join(", ")));
+    msg
+}
+
+const FLAGS: &[&str] = &[
+    "allowed_to_fail",
+    "fail_on_timeout",
+    "asynchronous",
+    "transaction",
+    "encrypted",
+    "idempotent",
+];
+
+impl OpAttr {
+    fn set(&mut self, key: &'static str, meta: &Meta) -> syn::Result<()> {
+        if FLAGS.contains(&key) {
+            let on = flag(key, meta)?;
+            match key {
+                "allowed_to_fail" => self.allowed_to_fail = on,
+                "fail_on_timeout" => self.fail_on_timeout = on,
+                "asynchronous" => self.asynchronous = on,
+                "transaction" => self.transaction = on,
+                "encrypted" => self.encrypted = on,
+                _ => self.idempotent = on,
+            }
+            return Ok(());
+        }
+        let value = match meta {
+            Meta::NameValue(nv) => &nv.value,
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    meta,
+                    format!("`{key}` needs a value: {}", example(key)),
+                ))
+            }
+        };
+        let wrong = |what: &str| {
+            syn::Error::new_spanned(
+                value,
+                format!("`{key}` expects {what}, e.g. {}", example(key)),
+            )
+        };
+        match key {
+            "timestamp" => {
+                let s = lit_str(value).ok_or_else(|| wrong("a string"))?;
+                let ts = s
+                    .value()
+                    .parse::<Timestamp>()
+                    .map_err(|e| syn::Error::new(s.span(), e.to_string()))?;
+                self.timestamp = Some((ts, s.span()));
+            }
+            "name" => {
+                let s = lit_str(value).ok_or_else(|| wrong("a string"))?;
+                check_name(&s)?;
+                self.name = Some(s);
+            }
+            "depends_on" => {
+                self.depends_on = list(value)
+                    .ok_or_else(|| wrong("a list"))?
+                    .iter()
+                    .map(dep)
+                    .collect::<syn::Result<_>>()?
+            }
+            "rollback" => {
+                self.rollback = Some(path(value).ok_or_else(|| wrong("a function name"))?)
+            }
+            "before" => self.before = Some(path(value).ok_or_else(|| wrong("a function name"))?),
+            "after" => self.after = Some(path(value).ok_or_else(|| wrong("a function name"))?),
+            "failed" => self.failed = Some(path(value).ok_or_else(|| wrong("a function name"))?),
+            "should_run" => {
+                self.should_run = Some(path(value).ok_or_else(|| wrong("a function name"))?)
+            }
+            "retries" => {
+                let n = int::<u32>(value).ok_or_else(|| wrong("a number of tries"))?;
+                if n == 0 {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`retries` counts tries and must be at least 1",
+                    ));
+                }
+                self.retries = Some(n);
+            }
+            "max_exceptions" => {
+                let n = int::<u32>(value).ok_or_else(|| wrong("a number of errors"))?;
+                if n == 0 {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`max_exceptions` must be at least 1",
+                    ));
+                }
+                self.max_exceptions = Some(n);
+            }
+            "backoff" => self.backoff = Some(backoff(value)?),
+            "retry_until" => self.retry_until = Some(duration(key, value)?),
+            "timeout" => {
+                let d = duration(key, value)?;
+                if d.is_zero() {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`timeout` must be longer than zero",
+                    ));
+                }
+                self.timeout = Some(d);
+            }
+            "delay" => self.delay = Some(duration(key, value)?),
+            "unique_for" => self.unique_for = Some(duration(key, value)?),
+            "execute_at" => {
+                self.execute_at = Some(if let Some(p) = path(value) {
+                    ExecuteAt::Fn(p)
+                } else {
+                    let s = lit_str(value)
+                        .ok_or_else(|| wrong("a time, an instant or a function name"))?;
+                    ExecuteAt::Fixed(
+                        parse_execute_at(&s.value()).map_err(|e| syn::Error::new(s.span(), e))?,
+                    )
+                })
+            }
+            "queue" => self.queue = Some(non_empty(value, key)?),
+            "unique" => self.unique = Some(non_empty(value, key)?),
+            "tags" => self.tags = str_list(key, value)?,
+            "environments" => self.environments = str_list(key, value)?,
+            "middleware" => {
+                self.middleware = list(value)
+                    .ok_or_else(|| wrong("a list"))?
+                    .iter()
+                    .map(middleware)
+                    .collect::<syn::Result<_>>()?
+            }
+            _ => unreachable!("every key of KEYS is handled"),
+        }
+        Ok(())
+    }
+}
+
+/// An example of each key, for error messages.
+pub fn example(key: &str) -> &'static str {
+    match key {
+        "timestamp" => "`timestamp = \"2024_01_15_120000\"`",
+        "name" => "`name = \"backfill_orders\"`",
+        "depends_on" => "`depends_on = [create_users, \"2024_01_15_120000_other\", migration(20240115120000)]`",
+        "rollback" => "`rollback = undo_backfill`",
+        "retries" => "`retries = 5`",
+        "max_exceptions" => "`max_exceptions = 3`",
+        "backoff" => "`backoff = 30`, `backoff = \"2m\"` or `backoff = [1, 5, 10]`",
+        "retry_until" => "`retry_until = \"1h\"`",
+        "timeout" => "`timeout = \"2m\"`",
+        "delay" => "`delay = \"10m\"`",
+        "unique_for" => "`unique_for = \"1h\"`",
+        "execute_at" => "`execute_at = \"02:00\"`, `execute_at = \"2026-12-01T02:00:00Z\"` or `execute_at = due_time`",
+        "queue" => "`queue = \"imports\"`",
+        "unique" => "`unique = \"import-users\"`",
+        "tags" => "`tags = [\"billing\", \"priority:high\"]`",
+        "environments" => "`environments = [\"production\"]`",
+        "middleware" => "`middleware = [rate_limited(\"api\", 60/min), without_overlapping(\"key\"), throttle_exceptions(10, \"5m\")]`",
+        "before" | "after" | "failed" | "should_run" => "`before = prepare` (a function of this module)",
+        _ => "a bare flag, e.g. `#[operation(timestamp = \"2024_01_15_120000\", idempotent)]`",
+    }
+}
+
+fn flag(key: &str, meta: &Meta) -> syn::Result<bool> {
+    match meta {
+        Meta::Path(_) => Ok(true),
+        Meta::NameValue(nv) => match &nv.value {
+            Expr::Lit(ExprLit {
+                lit: Lit::Bool(b), ..
+            }) => Ok(b.value),
+            other => Err(syn::Error::new_spanned(
+                other,
+                format!("`{key}` is a flag: write `{key}` alone (or `{key} = false`)"),
+            )),
+        },
+        Meta::List(l) => Err(syn::Error::new_spanned(
+            l,
+            format!("`{key}` is a flag: write `{key}` alone"),
+        )),
+    }
+}
+
+fn lit_str(e: &Expr) -> Option<LitStr> {
+    match e {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s.clone()),
+        Expr::Group(g) => lit_str(&g.expr),
+        _ => None,
+    }
+}
+
+fn int<N: std::str::FromStr>(e: &Expr) -> Option<N>
+where
+    N::Err: std::fmt::Display,
+{
+    match e {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse().ok(),
+        Expr::Group(g) => int(&g.expr),
+        _ => None,
+    }
+}
+
+fn path(e: &Expr) -> Option<syn::Path> {
+    match e {
+        Expr::Path(p) if p.qself.is_none() => Some(p.path.clone()),
+        Expr::Group(g) => path(&g.expr),
+        _ => None,
+    }
+}
+
+fn list(e: &Expr) -> Option<Vec<Expr>> {
+    match e {
+        Expr::Array(a) => Some(a.elems.iter().cloned().collect()),
+        Expr::Group(g) => list(&g.expr),
+        _ => None,
+    }
+}
+
+fn non_empty(e: &Expr, key: &str) -> syn::Result<String> {
+    let s = lit_str(e).ok_or_else(|| {
+        syn::Error::new_spanned(
+            e,
+            format!("`{key}` expects a string, e.g. {}", example(key)),
+        )
+    })?;
+    if s.value().trim().is_empty() {
+        return Err(syn::Error::new(
+            s.span(),
+            format!("`{key}` must not be empty"),
+        ));
+    }
+    Ok(s.value())
+}
+
+fn str_list(key: &str, e: &Expr) -> syn::Result<Vec<String>> {
+    let items = list(e).ok_or_else(|| {
+        syn::Error::new_spanned(
+            e,
+            format!("`{key}` expects a list of strings, e.g. {}", example(key)),
+        )
+    })?;
+    let mut out: Vec<String> = Vec::new();
+    for item in &items {
+        let v = non_empty(item, key)?;
+        if out.contains(&v) {
+            return Err(syn::Error::new_spanned(
+                item,
+                format!("`{v}` is listed twice in `{key}`"),
+            ));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn check_name(s: &LitStr) -> syn::Result<()> {
+    let v = s.value();
+    if v.is_empty()
+        || v.len() > 191
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+    {
+        return Err(syn::Error::new(
+            s.span(),
+            "`name` must be 1 to 191 characters of ASCII letters, digits, `_`, `-`, `.` or `:`",
+        ));
+    }
+    Ok(())
+}
+
+/// A duration: an integer number of seconds or a humantime string.
+pub fn duration(key: &str, e: &Expr) -> syn::Result<Duration> {
+    if let Some(secs) = int::<u64>(e) {
+        return Ok(Duration::from_secs(secs));
+    }
+    match lit_str(e) {
+        Some(s) => parse_duration(&s.value())
+            .map_err(|err| syn::Error::new(s.span(), format!("`{key}`: {err}"))),
+        None => Err(syn::Error::new_spanned(
+            e,
+            format!("`{key}` expects a duration: a number of seconds or a string such as \"2m\""),
+        )),
+    }
+}
+
+/// Tokens building a `Duration` at compile time.
+pub fn duration_tokens(d: Duration) -> TokenStream {
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    quote!(::core::time::Duration::new(#secs, #nanos))
+}
+
+fn backoff(e: &Expr) -> syn::Result<TokenStream> {
+    if let Some(items) = list(e) {
+        if items.is_empty() {
+            return Err(syn::Error::new_spanned(
+                e,
+                "`backoff` list must not be empty",
+            ));
+        }
+        let ds = items
+            .iter()
+            .map(|i| duration("backoff", i).map(duration_tokens))
+            .collect::<syn::Result<Vec<_>>>()?;
+        return Ok(quote!(Backoff::List(&[#(#ds),*])));
+    }
+    let d = duration_tokens(duration("backoff", e)?);
+    Ok(quote!(Backoff::Fixed(#d)))
+}
+
+fn dep(e: &Expr) -> syn::Result<Dep> {
+    if let Some(p) = path(e) {
+        return Ok(Dep::Path(p));
+    }
+    if let Some(s) = lit_str(e) {
+        return Ok(Dep::Name(s));
+    }
+    if let Expr::Call(call) = e {
+        if path(&call.func).is_some_and(|p| p.is_ident("migration")) {
+            let version = match (call.args.len(), call.args.first().and_then(int::<i64>)) {
+                (1, Some(v)) if v > 0 => v,
+                _ => {
+                    return Err(syn::Error::new_spanned(
+                        &call.args,
+                        "`migration(...)` takes one positive migration version, e.g. `migration(20240115120000)`",
+                    ))
+                }
+            };
+            return Ok(Dep::Migration(version, e.span()));
+        }
+    }
+    Err(syn::Error::new_spanned(
+        e,
+        "a dependency is an operation (`create_users`, `super::other::op`), a ledger name (\"2024_01_15_120000_op\") or `migration(VERSION)`",
+    ))
+}
+
+/// One middleware call, possibly with builder methods: `without_overlapping("k").release_after("60s")`.
+fn middleware(e: &Expr) -> syn::Result<TokenStream> {
+    let mut methods = Vec::new();
+    let mut cur = e;
+    while let Expr::MethodCall(m) = cur {
+        methods.push(m);
+        cur = &m.receiver;
+    }
+    methods.reverse();
+    let bad = || {
+        syn::Error::new_spanned(
+            e,
+            "unknown middleware; expected one of: `rate_limited(\"limiter\")`, `rate_limited(\"limiter\", 60/min)`, \
+             `without_overlapping(\"key\")`, `throttle_exceptions(10, \"5m\")`",
+        )
+    };
+    let Expr::Call(call) = cur else {
+        return Err(bad());
+    };
+    let Some(func) = path(&call.func).and_then(|p| p.get_ident().map(ToString::to_string)) else {
+        return Err(bad());
+    };
+    let args: Vec<&Expr> = call.args.iter().collect();
+    let opt = |v: Option<TokenStream>| {
+        v.map_or(
+            quote!(::core::option::Option::None),
+            |t| quote!(::core::option::Option::Some(#t)),
+        )
+    };
+    let method_arg = |m: &syn::ExprMethodCall, allowed: &[&str]| -> syn::Result<(String, Expr)> {
+        let name = m.method.to_string();
+        if !allowed.contains(&name.as_str()) || m.args.len() != 1 {
+            let list: Vec<String> = allowed.iter().map(|a| format!("`.{a}(..)`")).collect();
+            return Err(syn::Error::new_spanned(
+                &m.method,
+                format!("`{func}` takes the settings {}", list.join(", ")),
+            ));
+        }
+        Ok((name, m.args[0].clone()))
+    };
+    let span = e.span();
+    match func.as_str() {
+        "rate_limited" => {
+            if let Some(m) = methods.first() {
+                return Err(syn::Error::new_spanned(
+                    &m.method,
+                    "`rate_limited` takes no settings",
+                ));
+            }
+            let limiter = args
+                .first()
+                .and_then(|a| lit_str(a))
+                .filter(|_| (1..=2).contains(&args.len()));
+            let Some(limiter) = limiter else {
+                return Err(syn::Error::new_spanned(&call.args, "`rate_limited` takes a limiter name and an optional rate: `rate_limited(\"api\", 60/min)`"));
+            };
+            let limit = args.get(1).map(|r| rate(r)).transpose()?.map(|(n, per)| {
+                let per = duration_tokens(per);
+                quote!((#n, #per))
+            });
+            let limit = opt(limit);
+            Ok(quote_spanned!(span=> Middleware::RateLimited { limiter: #limiter, limit: #limit }))
+        }
+        "without_overlapping" => {
+            let Some(key) = args
+                .first()
+                .and_then(|a| lit_str(a))
+                .filter(|_| args.len() == 1)
+            else {
+                return Err(syn::Error::new_spanned(
+                    &call.args,
+                    "`without_overlapping` takes a lock key: `without_overlapping(\"key\")`",
+                ));
+            };
+            let (mut release, mut expire) = (None, None);
+            for m in methods {
+                let (name, arg) = method_arg(m, &["release_after", "expire_after"])?;
+                let d = Some(duration_tokens(duration(&name, &arg)?));
+                if name == "release_after" {
+                    release = d
+                } else {
+                    expire = d
+                }
+            }
+            let (release, expire) = (opt(release), opt(expire));
+            Ok(
+                quote_spanned!(span=> Middleware::WithoutOverlapping { key: #key, release_after: #release, expire_after: #expire }),
+            )
+        }
+        "throttle_exceptions" => {
+            let max = args
+                .first()
+                .and_then(|a| int::<u32>(a))
+                .filter(|n| *n > 0 && args.len() == 2);
+            let Some(max) = max else {
+                return Err(syn::Error::new_spanned(&call.args, "`throttle_exceptions` takes a count and a window: `throttle_exceptions(10, \"5m\")`"));
+            };
+            let window = duration_tokens(duration("throttle_exceptions", args[1])?);
+            let (mut backoff, mut by) = (None, None);
+            for m in methods {
+                let (name, arg) = method_arg(m, &["backoff", "by"])?;
+                if name == "backoff" {
+                    backoff = Some(duration_tokens(duration(&name, &arg)?));
+                } else {
+                    by = Some(
+                        lit_str(&arg)
+                            .ok_or_else(|| {
+                                syn::Error::new_spanned(&arg, "`.by(..)` takes a key string")
+                            })?
+                            .to_token_stream(),
+                    );
+                }
+            }
+            let (backoff, by) = (opt(backoff), opt(by));
+            Ok(
+                quote_spanned!(span=> Middleware::ThrottleExceptions { max: #max, window: #window, backoff: #backoff, by: #by }),
+            )
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `60/min`, `10/s`, `1000/hour`, `5/day`.
+fn rate(e: &Expr) -> syn::Result<(u32, Duration)> {
+    let bad = || {
+        syn::Error::new_spanned(e, "a rate is `COUNT/UNIT` with UNIT one of `s`, `sec`, `min`, `hour`, `day`, e.g. `60/min`")
+    };
+    let Expr::Binary(b) = e else {
+        return Err(bad());
+    };
+    if !matches!(b.op, syn::BinOp::Div(_)) {
+        return Err(bad());
+    }
+    let n = int::<u32>(&b.left).filter(|n| *n > 0).ok_or_else(bad)?;
+    let unit = path(&b.right)
+        .and_then(|p| p.get_ident().map(ToString::to_string))
+        .ok_or_else(bad)?;
+    let secs = match unit.as_str() {
+        "s" | "sec" | "second" => 1,
+        "min" | "minute" => 60,
+        "hour" | "h" => 3600,
+        "day" => 86_400,
+        _ => return Err(bad()),
+    };
+    Ok((n, Duration::from_secs(secs)))
+}

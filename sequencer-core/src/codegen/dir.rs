@@ -1,0 +1,403 @@
+//! The directory form: `#[operations("operations")] mod ops {}` and `#[operation]` on `handle` in each file.
+//!
+//! The module attribute lists the directory, checks every file name, validates the whole graph and emits one
+//! `#[path] mod` per file (so rustc tracks each file and reports errors at their real spans) plus `registry()`.
+//! Inside each file, `#[operation(...)]` learns its timestamp and name from its own file name.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::{Item, ItemFn, LitStr};
+
+use super::attr::{self, Dep};
+use super::check::{self, FnKind, SigSpans};
+use super::expand::{external_dep, operation_impl, registry_fn, OpModel};
+use super::{crate_path, is_operation_attr, Errors};
+use crate::graph::{self, GraphError, OpNode};
+use crate::suggest::did_you_mean;
+use crate::Timestamp;
+
+/// The pattern every file of an operations directory follows.
+pub const FILE_PATTERN: &str = "YYYY_MM_DD_HHMMSS_name.rs";
+
+/// Splits `2024_01_15_120000_create_users.rs` into its timestamp and name.
+pub fn parse_file_name(file: &str) -> Result<(Timestamp, String), String> {
+    let bad = || {
+        format!("file `{file}` does not match `{FILE_PATTERN}` (e.g. `2024_01_15_120000_create_users.rs`); rename it or move it out of the operations directory")
+    };
+    let stem = file.strip_suffix(".rs").ok_or_else(bad)?;
+    if stem.len() < 19 || stem.as_bytes()[17] != b'_' || !stem.is_char_boundary(17) {
+        return Err(bad());
+    }
+    let ts: Timestamp = stem[..17]
+        .parse()
+        .map_err(|e: crate::TimestampError| match e {
+            crate::TimestampError::Malformed(_) => bad(),
+            other => format!("file `{file}`: {other}"),
+        })?;
+    let name = &stem[18..];
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid || syn::parse_str::<syn::Ident>(name).is_err() {
+        return Err(format!("file `{file}`: the name after the timestamp must be a snake_case Rust identifier, not `{name}`"));
+    }
+    Ok((ts, name.to_owned()))
+}
+
+struct OpFile {
+    path: PathBuf,
+    file_name: String,
+    timestamp: Timestamp,
+    name: String,
+}
+
+impl OpFile {
+    fn ledger_name(&self) -> String {
+        format!("{}_{}", self.timestamp, self.name)
+    }
+}
+
+/// Lists the operation files of a directory; every other entry (but dotfiles) is an error.
+fn list(dir: &Path, errors: &mut Vec<String>) -> Vec<OpFile> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(format!(
+                "cannot read operations directory `{}`: {e}",
+                dir.display()
+            ));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<OpFile> = Vec::new();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with('.') {
+            continue;
+        }
+        match parse_file_name(&file_name) {
+            Ok((timestamp, name)) => files.push(OpFile {
+                path: entry.path(),
+                file_name,
+                timestamp,
+                name,
+            }),
+            Err(e) => errors.push(e),
+        }
+    }
+    files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for f in &files {
+        if let Some(other) = seen.insert(&f.name, &f.file_name) {
+            errors.push(format!("`{other}` and `{}` are both named `{}`: each operation of a directory needs its own name", f.file_name, f.name));
+        }
+    }
+    errors.sort();
+    files
+}
+
+/// The `#[operation]` attribute and the other functions of a parsed operation file.
+fn find_handle(file: &syn::File) -> Option<(TokenStream, HashMap<String, ItemFn>)> {
+    let mut args = None;
+    let mut fns = HashMap::new();
+    for item in &file.items {
+        if let Item::Fn(f) = item {
+            if f.sig.ident == "handle" {
+                args = f
+                    .attrs
+                    .iter()
+                    .find(|a| is_operation_attr(a))
+                    .map(|a| match &a.meta {
+                        syn::Meta::List(l) => l.tokens.clone(),
+                        _ => TokenStream::new(),
+                    });
+            }
+            fns.insert(f.sig.ident.to_string(), f.clone());
+        }
+    }
+    args.map(|a| (a, fns))
+}
+
+/// The items `#[operations("dir")] mod ops {}` adds to its module: one `#[path] mod` per file and `registry()`.
+pub fn operations_dir(
+    lit: &LitStr,
+    manifest_dir: Option<PathBuf>,
+    krate: &TokenStream,
+    errors: &mut Errors,
+) -> TokenStream {
+    let Some(root) = manifest_dir else {
+        errors.at(
+            lit.span(),
+            "CARGO_MANIFEST_DIR is not set: build with cargo",
+        );
+        return registry_fn(krate, Vec::new());
+    };
+    let dir = root.join(lit.value());
+    if !dir.is_dir() {
+        errors.at(lit.span(), format!("operations directory `{}` not found; the path is relative to the crate root (the directory of Cargo.toml)", lit.value()));
+        return registry_fn(krate, Vec::new());
+    }
+    let mut messages = Vec::new();
+    let files = list(&dir, &mut messages);
+    let mut parsed = Vec::new();
+    for f in &files {
+        let source = std::fs::read_to_string(&f.path).unwrap_or_default();
+        // A file that does not parse is reported by rustc itself, at the right place, when it compiles the module.
+        let Ok(file) = syn::parse_file(&source) else {
+            continue;
+        };
+        match find_handle(&file) {
+            Some((args, _)) => parsed.push((f, attr::parse(args, &mut Errors::default()))),
+            None => messages.push(format!(
+                "`{}` has no `#[operation(...)] pub async fn handle(ctx: &Ctx) -> Result<()>`",
+                f.file_name
+            )),
+        }
+    }
+    let by_name: HashMap<String, String> = files
+        .iter()
+        .map(|f| (f.name.clone(), f.ledger_name()))
+        .collect();
+    let ledger: Vec<String> = parsed.iter().map(|(f, _)| f.ledger_name()).collect();
+    let deps: Vec<Vec<String>> = parsed
+        .iter()
+        .map(|(_, a)| {
+            a.depends_on
+                .iter()
+                .filter_map(|d| match d {
+                    Dep::Path(p) => p
+                        .get_ident()
+                        .and_then(|i| by_name.get(&i.to_string()).cloned()),
+                    Dep::Name(l) => Some(l.value()).filter(|n| ledger.contains(n)),
+                    Dep::Migration(..) => None,
+                })
+                .collect()
+        })
+        .collect();
+    let nodes: Vec<OpNode> = parsed
+        .iter()
+        .zip(&ledger)
+        .zip(&deps)
+        .map(|(((f, _), name), d)| OpNode {
+            name,
+            timestamp: f.timestamp,
+            depends_on: d.iter().map(String::as_str).collect(),
+        })
+        .collect();
+    if let Err(found) = graph::validate(&nodes) {
+        for e in found {
+            // Unknown and self dependencies are reported inside the file, on the entry itself.
+            if let GraphError::Cycle {
+                closing: (op, entry),
+                ..
+            }
+            | GraphError::DuplicateName {
+                second: op,
+                first: entry,
+                ..
+            } = &e
+            {
+                let msg = e.message(&|i| ledger[i].clone());
+                let at = match e {
+                    GraphError::Cycle { .. } => format!(
+                        " (closed by `depends_on` entry `{}` in `{}`)",
+                        deps[*op][*entry], parsed[*op].0.file_name
+                    ),
+                    _ => String::new(),
+                };
+                messages.push(format!("{msg}{at}"));
+            }
+        }
+    }
+    let clean = errors.is_empty();
+    for m in &messages {
+        errors.at(lit.span(), format!("in `{}`: {m}", lit.value()));
+    }
+    let mods = files.iter().map(|f| {
+        let path = f.path.to_string_lossy().into_owned();
+        let ident = format_ident!("{}", f.name);
+        let doc = format!("Operation `{}`.", f.ledger_name());
+        quote!(#[doc = #doc] #[path = #path] pub mod #ident;)
+    });
+    let handles = if clean && messages.is_empty() {
+        files
+            .iter()
+            .map(|f| {
+                let ident = format_ident!("{}", f.name);
+                quote!(#ident::handle)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let registry = registry_fn(krate, handles);
+    quote!(#(#mods)* #registry)
+}
+
+/// The expansion of `#[operation(...)]` outside an `#[operations]` module: on `handle` in an operations file.
+pub fn operation_in_file(
+    args: TokenStream,
+    item: TokenStream,
+    file: Option<PathBuf>,
+) -> TokenStream {
+    let mut errors = Errors::default();
+    let f: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            errors.at(Span::call_site(), "`#[operation]` goes on an `async fn`");
+            let errs = errors.to_compile_errors();
+            return quote!(#item #errs);
+        }
+    };
+    let located = file.as_ref().and_then(|p| {
+        let name = p.file_name()?.to_string_lossy().into_owned();
+        parse_file_name(&name)
+            .ok()
+            .map(|(ts, op)| (p.clone(), ts, op))
+    });
+    let Some((path, timestamp, op_name)) = located.filter(|_| f.sig.ident == "handle") else {
+        errors.at(
+            Span::call_site(),
+            "`#[operation]` must be inside a `#[sequencer::operations] mod { ... }`, or on `pub async fn handle` in a \
+             `YYYY_MM_DD_HHMMSS_name.rs` file of a directory loaded with `#[sequencer::operations(\"dir\")] mod ops {}`",
+        );
+        let errs = errors.to_compile_errors();
+        return quote!(#f #errs);
+    };
+    let a = attr::parse(args, &mut errors);
+    for key in ["timestamp", "name"] {
+        if let Some(span) = a.keys.get(key) {
+            errors.at(
+                *span,
+                format!(
+                    "in an operations directory the {key} comes from the file name: remove `{key}`"
+                ),
+            );
+        }
+    }
+    let source = std::fs::read_to_string(&path).unwrap_or_default();
+    let fns = syn::parse_file(&source)
+        .map(|file| find_handle(&file).map(|(_, fns)| fns).unwrap_or_default())
+        .unwrap_or_default();
+    let fn_refs: HashMap<String, &ItemFn> = fns.iter().map(|(k, v)| (k.clone(), v)).collect();
+    let sig = check::signature(&f, FnKind::Operation, &mut errors);
+    check::contradictions(&a, &mut errors);
+    for (p, kind) in [
+        (&a.before, FnKind::Hook("before")),
+        (&a.after, FnKind::Hook("after")),
+        (&a.failed, FnKind::Failed),
+        (&a.should_run, FnKind::Condition),
+    ] {
+        if let Some(p) = p {
+            check::referenced_fn(p, kind, &fn_refs, &mut errors);
+        }
+    }
+    let rollback = match &a.rollback {
+        Some(p) => {
+            check::referenced_fn(p, FnKind::Hook("rollback"), &fn_refs, &mut errors);
+            Some(p.clone())
+        }
+        None => fns.get("rollback").map(|r| {
+            check::signature(r, FnKind::Hook("rollback"), &mut errors);
+            syn::parse_quote!(rollback)
+        }),
+    };
+
+    let mut siblings: HashMap<String, String> = HashMap::new();
+    if let Some(dir) = path.parent() {
+        for s in list(dir, &mut Vec::new()) {
+            siblings.insert(s.name.clone(), s.ledger_name());
+        }
+    }
+    let own = format!("{timestamp}_{op_name}");
+    let mut deps = Vec::new();
+    for d in &a.depends_on {
+        let (ledger, shown) = match d {
+            Dep::Migration(v, _) => {
+                deps.push(quote!(Dependency::Migration(#v)));
+                continue;
+            }
+            Dep::Path(p) => match p.get_ident() {
+                Some(i) => (siblings.get(&i.to_string()).cloned(), i.to_string()),
+                None => {
+                    deps.push(external_dep(p));
+                    continue;
+                }
+            },
+            Dep::Name(l) => (
+                siblings.values().find(|n| **n == l.value()).cloned(),
+                l.value(),
+            ),
+        };
+        match ledger {
+            Some(n) if n == own => errors.at(d.span(), format!("`{own}` depends on itself")),
+            Some(n) => deps.push(quote!(Dependency::Operation(#n))),
+            None => {
+                let mut msg = format!("unknown dependency `{shown}`: no file of this operations directory is named so");
+                let candidates: Vec<&str> = siblings
+                    .keys()
+                    .chain(siblings.values())
+                    .map(String::as_str)
+                    .collect();
+                if let Some(s) = did_you_mean(&shown, candidates) {
+                    msg.push_str(&format!("; did you mean `{s}`?"));
+                }
+                errors.at(d.span(), msg);
+            }
+        }
+    }
+    let errs = errors.to_compile_errors();
+    let mut clean = f.clone();
+    clean.attrs.retain(|a| !is_operation_attr(a));
+    if !errors.is_empty() {
+        return quote!(#clean #errs);
+    }
+    let model = OpModel {
+        ident: f.sig.ident.clone(),
+        vis: f.vis.clone(),
+        timestamp,
+        name: own,
+        rollback,
+        checksum: crate::meta::checksum(source.as_bytes()),
+        attr: a,
+        deps,
+        sig: sig.unwrap_or(SigSpans {
+            ctx: Span::call_site(),
+            output: Span::call_site(),
+        }),
+    };
+    let generated = operation_impl(&model, &crate_path(None));
+    quote!(#clean #generated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        let (ts, name) = parse_file_name("2024_01_15_120000_create_users.rs").unwrap();
+        assert_eq!(
+            (ts.version(), name.as_str()),
+            (20240115120000, "create_users")
+        );
+        assert!(parse_file_name("create_users.rs")
+            .unwrap_err()
+            .contains("does not match"));
+        assert!(parse_file_name("2024_01_15_120000_create_users.txt").is_err());
+        assert!(parse_file_name("2024_02_30_120000_x.rs")
+            .unwrap_err()
+            .contains("impossible"));
+        assert!(parse_file_name("2024_01_15_120000_Create-Users.rs")
+            .unwrap_err()
+            .contains("snake_case"));
+        assert!(parse_file_name("2024_01_15_120000_fn.rs").is_err());
+    }
+}
