@@ -61,6 +61,9 @@ impl fmt::Debug for OperationDef {
     note = "only functions marked `#[operation(...)]` can be named in `depends_on`"
 )]
 pub trait Operation {
+    /// The ledger name. Kept apart from [`Operation::DEF`] so that operations of two modules can name each other
+    /// in `depends_on` (a cycle between modules is then reported by [`RegistryBuilder::build`] at start-up).
+    const NAME: &'static str;
     /// The operation's definition.
     const DEF: OperationDef;
 }

@@ -311,7 +311,7 @@ fn unknown_ident_dep(
 /// a compile error on the user's tokens.
 pub fn external_dep(p: &syn::Path) -> TokenStream {
     let span = p.span();
-    quote_spanned!(span=> Dependency::Operation(<#p as Operation>::DEF.meta.name))
+    quote_spanned!(span=> Dependency::Operation(<#p as Operation>::NAME))
 }
 
 /// Runs the shared graph validator and turns its findings into spanned errors.
@@ -513,6 +513,7 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
             use #krate::__private::{Backoff, Dependency, Middleware, Operation, Schedule, Unique};
 
             impl #krate::__private::Operation for #ident {
+                const NAME: &'static str = #name;
                 const DEF: #krate::__private::OperationDef = {
                     fn __handler<'a>(ctx: &'a #krate::__private::Ctx) -> #krate::__private::BoxFuture<'a, #krate::__private::Result<()>> {
                         #call
@@ -520,7 +521,7 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
                     #rb_fn #before_fn #after_fn #failed_fn #cond_fn
                     #krate::__private::OperationDef {
                         meta: #krate::__private::OperationMeta {
-                            name: #name,
+                            name: <Self as #krate::__private::Operation>::NAME,
                             timestamp: #krate::__private::Timestamp::from_version_unchecked(#version),
                             fn_name: #fn_name,
                             module_path: ::core::module_path!(),
