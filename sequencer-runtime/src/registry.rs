@@ -193,7 +193,7 @@ impl RegistryBuilder {
     }
 
     /// Adds one operation.
-    pub fn add(mut self, op: &'static OperationDef) -> Self {
+    pub fn operation(mut self, op: &'static OperationDef) -> Self {
         self.ops.push(op);
         self
     }

@@ -376,28 +376,3 @@ pub fn operation_in_file(
     let generated = operation_impl(&model, &crate_path(None));
     quote!(#clean #generated)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names() {
-        let (ts, name) = parse_file_name("2024_01_15_120000_create_users.rs").unwrap();
-        assert_eq!(
-            (ts.version(), name.as_str()),
-            (20240115120000, "create_users")
-        );
-        assert!(parse_file_name("create_users.rs")
-            .unwrap_err()
-            .contains("does not match"));
-        assert!(parse_file_name("2024_01_15_120000_create_users.txt").is_err());
-        assert!(parse_file_name("2024_02_30_120000_x.rs")
-            .unwrap_err()
-            .contains("impossible"));
-        assert!(parse_file_name("2024_01_15_120000_Create-Users.rs")
-            .unwrap_err()
-            .contains("snake_case"));
-        assert!(parse_file_name("2024_01_15_120000_fn.rs").is_err());
-    }
-}
