@@ -8,6 +8,7 @@ pub mod attr;
 pub mod check;
 pub mod dir;
 pub mod expand;
+pub mod middleware;
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
