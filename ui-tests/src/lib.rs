@@ -1,1 +1,1 @@
-
+//! trybuild cases of sequencer's macros live in tests/ui.

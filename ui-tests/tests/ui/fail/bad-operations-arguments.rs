@@ -1,0 +1,4 @@
+#[sequencer::operations(krate = "sequencer")]
+mod ops {}
+
+fn main() {}

@@ -1,0 +1,19 @@
+mod other {
+    use sequencer::prelude::*;
+
+    pub async fn helper(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[sequencer::operations]
+mod ops {
+    use sequencer::prelude::*;
+
+    #[operation(timestamp = "2024_01_15_120001", depends_on = [super::other::helper])]
+    async fn backfill_orders(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

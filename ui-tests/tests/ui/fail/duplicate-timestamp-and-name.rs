@@ -1,0 +1,19 @@
+#[sequencer::operations]
+mod ops {
+    use sequencer::prelude::*;
+
+    #[operation(timestamp = "2024_01_15_120000")]
+    async fn create_users(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
+    #[operation(
+        timestamp = "2024_01_15_120000",
+        name = "2024_01_15_120000_create_users"
+    )]
+    async fn seed_users(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

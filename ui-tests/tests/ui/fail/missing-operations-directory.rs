@@ -1,0 +1,4 @@
+#[sequencer::operations("no/such/operations")]
+mod ops {}
+
+fn main() {}

@@ -1,0 +1,9 @@
+#[sequencer::operations]
+mod ops {
+    use sequencer::prelude::*;
+
+    #[operation(timestamp = "2024_01_15_120000")]
+    async fn create_users(_ctx: &Ctx) {}
+}
+
+fn main() {}

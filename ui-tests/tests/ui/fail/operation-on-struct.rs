@@ -1,0 +1,14 @@
+#[sequencer::operations]
+mod ops {
+    use sequencer::prelude::*;
+
+    #[operation(timestamp = "2024_01_15_120000")]
+    struct CreateUsers;
+
+    #[operation(timestamp = "2024_01_15_120001")]
+    async fn create_users(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[sequencer::operations]
+mod ops;
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[sequencer::operations]
+fn ops() {}
+
+fn main() {}

@@ -1,0 +1,15 @@
+#[sequencer::operations]
+mod ops {
+    use sequencer::prelude::*;
+
+    #[operation(timestamp = "2024_01_15_120000", rollback = drop_users)]
+    async fn create_users(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
+    fn drop_users(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+#[sequencer::operations]
+mod ops {
+    use sequencer::prelude::*;
+
+    #[operation(timestamp = "2024_13_01_000000", retries = 0)]
+    async fn create_users(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
+    #[operation(timestamp = "2024_01_15_120001", depends_on = [create_user], queue = "imports")]
+    fn backfill_orders(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

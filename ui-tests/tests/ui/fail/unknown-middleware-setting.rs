@@ -1,0 +1,14 @@
+#[sequencer::operations]
+mod ops {
+    use sequencer::prelude::*;
+
+    #[operation(
+        timestamp = "2024_01_15_120000",
+        middleware = [throttle_exceptions(10, "5m").release_after("60s")]
+    )]
+    async fn create_users(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+#[sequencer::operations]
+mod ops {
+    use sequencer::prelude::*;
+
+    #[operation(timestamp = "2024_01_15_120000")]
+    async fn create_users(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
+    #[operation(timestamp = "2024_01_15_120001", depends_on = ["2024_01_15_120000_nope"])]
+    async fn backfill_orders(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}
