@@ -71,7 +71,7 @@ impl GraphError {
     pub fn message(&self, names: &dyn Fn(usize) -> String) -> String {
         match self {
             GraphError::DuplicateName { name, .. } => format!(
-                "duplicate operation `{name}`: another operation has the same timestamp and name"
+                "duplicate operation `{name}`: two operations have this ledger name; change the `name` or timestamp of one"
             ),
             GraphError::UnknownDependency {
                 op,
@@ -94,6 +94,7 @@ impl GraphError {
                     }
                     msg.push_str(&names(i));
                 }
+                msg.push_str(" (each depends on the next)");
                 msg
             }
         }
@@ -325,7 +326,7 @@ mod tests {
         );
         assert_eq!(
             cycle.message(&names(&ops)),
-            "dependency cycle: c → b → a → c"
+            "dependency cycle: c → b → a → c (each depends on the next)"
         );
         let unknown = &errors[1];
         assert!(

@@ -10,7 +10,12 @@ pub fn did_you_mean<'a>(
         .into_iter()
         .filter(|c| *c != unknown)
         .map(|c| (levenshtein(unknown, c), c))
-        .filter(|&(d, c)| d <= limit || c.ends_with(unknown) || unknown.ends_with(c) && c.len() > 2)
+        .filter(|&(d, c)| {
+            d <= limit
+                || unknown.len() > 3 && c.starts_with(&unknown[..unknown.len() - 1])
+                || unknown.len() > 2 && (c.starts_with(unknown) || c.ends_with(unknown))
+                || c.len() > 2 && (unknown.starts_with(c) || unknown.ends_with(c))
+        })
         .min_by_key(|&(d, c)| (d, c))
         .map(|(_, c)| c)
 }
@@ -51,8 +56,20 @@ mod tests {
         );
         assert_eq!(did_you_mean("zzz", ["retries", "timeout"]), None);
         assert_eq!(
+            did_you_mean("2024_01_15_120000_nope", ["2024_01_15_120000_create_users"]),
+            None
+        );
+        assert_eq!(
             did_you_mean("create_users", ["2024_01_15_120000_create_users"]),
             Some("2024_01_15_120000_create_users")
+        );
+        assert_eq!(
+            did_you_mean("retry", ["retries", "timeout"]),
+            Some("retries")
+        );
+        assert_eq!(
+            did_you_mean("rate_limit", ["rate_limited", "without_overlapping"]),
+            Some("rate_limited")
         );
         assert_eq!(levenshtein("kitten", "sitting"), 3);
     }

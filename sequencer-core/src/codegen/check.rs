@@ -86,18 +86,16 @@ pub fn signature(f: &ItemFn, kind: FnKind, errors: &mut Errors) -> Option<SigSpa
             kind.params(),
             if kind.params() == 1 { "" } else { "s" }
         );
-        errors.at(
-            if f.sig.inputs.is_empty() {
-                f.sig.paren_token.span.join()
-            } else {
-                f.sig.inputs.span()
-            },
-            msg,
-        );
+        let at = match f.sig.inputs.iter().nth(kind.params()) {
+            Some(extra) => extra.span(),
+            None if f.sig.inputs.is_empty() => f.sig.paren_token.span.join(),
+            None => f.sig.inputs.span(),
+        };
+        errors.at(at, msg);
         ok = false;
     }
     let mut ctx = Span::call_site();
-    for (i, input) in f.sig.inputs.iter().enumerate() {
+    for (i, input) in f.sig.inputs.iter().enumerate().take(kind.params()) {
         match input {
             FnArg::Receiver(r) => {
                 errors.push(syn::Error::new_spanned(

@@ -263,6 +263,24 @@ pub fn operation_in_file(
             .map(|(ts, op)| (p.clone(), ts, op))
     });
     let Some((path, timestamp, op_name)) = located.filter(|_| f.sig.ident == "handle") else {
+        let file_name = file
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        if let Some(Err(why)) = file_name
+            .as_deref()
+            .filter(|_| f.sig.ident == "handle")
+            .map(parse_file_name)
+        {
+            errors.at(
+                Span::call_site(),
+                format!(
+                    "`#[operation]` on `handle` belongs in an operations directory file, but {why}"
+                ),
+            );
+            let errs = errors.to_compile_errors();
+            return quote!(#f #errs);
+        }
         errors.at(
             Span::call_site(),
             "`#[operation]` must be inside a `#[sequencer::operations] mod { ... }`, or on `pub async fn handle` in a \

@@ -57,21 +57,23 @@ pub fn operations_module(
     let Some((_, items)) = module.content.as_mut() else {
         errors.push(syn::Error::new_spanned(
             &module,
-            "`#[sequencer::operations]` needs an inline module `mod ops { ... }`; for a directory of files use `sequencer::operations!(\"operations\")`",
+            "`#[sequencer::operations]` needs an inline module `mod ops { ... }`; for a directory of files write `#[sequencer::operations(\"operations\")] mod ops {}`",
         ));
         let errs = errors.to_compile_errors();
         return quote!(#module #errs);
     };
 
     if let Some(dir) = dir {
-        if let Some(f) = items.iter().find_map(|i| match i {
-            Item::Fn(f) if f.attrs.iter().any(is_operation_attr) => Some(f),
-            _ => None,
-        }) {
-            errors.push(syn::Error::new_spanned(
-                &f.sig.ident,
-                "an operations directory module holds no inline operations: move this one to its own file or module",
-            ));
+        for item in items.iter_mut() {
+            if let Item::Fn(f) = item {
+                if f.attrs.iter().any(is_operation_attr) {
+                    f.attrs.retain(|a| !is_operation_attr(a));
+                    errors.push(syn::Error::new_spanned(
+                        &f.sig.ident,
+                        "an operations directory module holds no inline operations: move this one to its own file or module",
+                    ));
+                }
+            }
         }
         let generated = super::dir::operations_dir(&dir, manifest_dir, &krate, &mut errors);
         items.push(Item::Verbatim(generated));
@@ -168,6 +170,8 @@ pub fn operations_module(
                             internal.push((entry, name.clone()));
                             deps.push(quote!(Dependency::Operation(#name)));
                         }
+                        // An operation whose own attribute has errors: those errors say enough.
+                        Some(ident) if found.iter().any(|(f, _)| f.sig.ident == ident) => {}
                         Some(ident) => unknown_ident_dep(&ident, p, &fns, &by_fn, &mut errors),
                         None => deps.push(external_dep(p)),
                     }
@@ -476,7 +480,8 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
         output,
     } = m.sig;
     let ctx_arg = quote_spanned!(ctx_span=> ctx);
-    let call = quote_spanned!(output=> #krate::__private::handler_future(#ident(#ctx_arg)));
+    let called = Ident::new(&ident.to_string(), output);
+    let call = quote_spanned!(output=> #krate::__private::handler_future(#called(#ctx_arg)));
     let (rb_fn, rb) = hook(
         krate,
         "__rollback",
@@ -496,7 +501,10 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
     let due = match &a.execute_at {
         Some(ExecuteAt::Fn(p)) => {
             let span = p.span();
-            quote_spanned!(span=> ::core::option::Option::Some(#p as fn() -> ::std::time::SystemTime))
+            quote_spanned!(span=> ::core::option::Option::Some({
+                let due: fn() -> ::std::time::SystemTime = #p;
+                due
+            }))
         }
         _ => quote!(::core::option::Option::None),
     };

@@ -127,14 +127,23 @@ pub fn parse(e: &Expr) -> syn::Result<TokenStream> {
                 quote_spanned!(span=> Middleware::ThrottleExceptions { max: #max, window: #window, backoff: #backoff, by: #by }),
             )
         }
-        _ => Err(bad()),
+        _ => {
+            let known = ["rate_limited", "without_overlapping", "throttle_exceptions"];
+            match crate::suggest::did_you_mean(&func, known) {
+                Some(s) => Err(syn::Error::new_spanned(
+                    &call.func,
+                    format!("unknown middleware `{func}`; did you mean `{s}`?"),
+                )),
+                None => Err(bad()),
+            }
+        }
     }
 }
 
 /// `60/min`, `10/s`, `1000/hour`, `5/day`.
 fn rate(e: &Expr) -> syn::Result<(u32, Duration)> {
     let bad = || {
-        syn::Error::new_spanned(e, "a rate is `COUNT/UNIT` with UNIT one of `s`, `sec`, `min`, `hour`, `day`, e.g. `60/min`")
+        syn::Error::new_spanned(e, "a rate is `COUNT/UNIT` with UNIT one of `s`, `sec`, `second`, `min`, `minute`, `h`, `hour`, `day`, e.g. `60/min`")
     };
     let Expr::Binary(b) = e else {
         return Err(bad());
