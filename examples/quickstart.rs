@@ -1,24 +1,52 @@
-//! Quick start: three operations in an inline module, one with a dependency, one rollbackable.
+//! Quick start: four operations in an inline module on the embedded SQLite ledger (`sequencer.db`).
 //!
-//! Run with `cargo run --example quickstart`. Until the runtime lands, it prints the validated plan.
+//! ```sh
+//! cargo run --example quickstart -- process        # runs every pending operation, once
+//! cargo run --example quickstart -- process        # nothing pending: exits 0
+//! cargo run --example quickstart -- status --json
+//! cargo run --example quickstart -- rollback --step 1
+//! ```
+
+use std::process::ExitCode;
 
 #[sequencer::operations]
 mod ops {
     use sequencer::prelude::*;
+    use sequencer::sqlx;
 
-    /// Creates the default roles.
+    /// Creates the table the other operations fill.
     #[operation(timestamp = "2024_01_15_120000", rollback = drop_roles, tags = ["setup"])]
-    async fn create_roles(_ctx: &Ctx) -> Result<()> {
+    async fn create_roles(ctx: &Ctx) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS qs_roles (name TEXT PRIMARY KEY)")
+            .execute(ctx.pool())
+            .await?;
         Ok(())
     }
 
-    async fn drop_roles(_ctx: &Ctx) -> Result<()> {
+    async fn drop_roles(ctx: &Ctx) -> Result<()> {
+        sqlx::query("DROP TABLE IF EXISTS qs_roles")
+            .execute(ctx.pool())
+            .await?;
         Ok(())
     }
 
-    /// Backfills order totals; needs the roles first even though its timestamp is earlier.
-    #[operation(timestamp = "2024_01_10_090000", depends_on = [create_roles], retries = 3, backoff = [1, 5], timeout = "2m")]
-    async fn backfill_orders(_ctx: &Ctx) -> Result<()> {
+    /// Seeds the roles in a transaction committed together with its ledger row; it needs the table first even
+    /// though its timestamp is earlier.
+    #[operation(timestamp = "2024_01_10_090000", depends_on = [create_roles], transaction, retries = 3, backoff = [1, 5], timeout = "2m")]
+    async fn seed_roles(ctx: &Ctx) -> Result<()> {
+        let mut tx = ctx.tx().await?;
+        for role in ["admin", "editor", "viewer"] {
+            sqlx::query("INSERT OR IGNORE INTO qs_roles (name) VALUES (?)")
+                .bind(role)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Only in production: recorded as skipped elsewhere, with the reason.
+    #[operation(timestamp = "2024_01_20_000000", environments = ["production"])]
+    async fn notify_admins(_ctx: &Ctx) -> Result<()> {
         Ok(())
     }
 
@@ -28,39 +56,6 @@ mod ops {
     }
 }
 
-fn main() {
-    let registry = ops::registry();
-    let plan = match registry.plan() {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    println!("{} operations, execution order:", registry.len());
-    for (step, &i) in plan.order.iter().enumerate() {
-        let op = &registry.operations()[i].meta;
-        let mut notes = Vec::new();
-        if op.rollbackable {
-            notes.push("rollbackable".to_string());
-        }
-        if op.retry.tries > 1 {
-            notes.push(format!("{} tries", op.retry.tries));
-        }
-        if op.allowed_to_fail {
-            notes.push("allowed to fail".to_string());
-        }
-        for d in op.depends_on {
-            if let sequencer::Dependency::Operation(name) = d {
-                notes.push(format!("after {name}"));
-            }
-        }
-        println!(
-            "  {}. {} (wave {}) {}",
-            step + 1,
-            op.name,
-            plan.level[i],
-            notes.join(", ")
-        );
-    }
+fn main() -> ExitCode {
+    sequencer::cli::run(ops::registry())
 }

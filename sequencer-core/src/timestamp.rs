@@ -77,6 +77,21 @@ impl Timestamp {
         )
     }
 
+    /// The timestamp of a moment given as seconds since the Unix epoch (UTC); `None` outside years 1–9999.
+    pub fn from_unix_seconds(secs: i64) -> Option<Self> {
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        if !(1..=9999).contains(&y) {
+            return None;
+        }
+        let (h, mi, s) = (rem / 3600, rem / 60 % 60, rem % 60);
+        let v = y as u64 * 10_000_000_000
+            + m as u64 * 100_000_000
+            + d as u64 * 1_000_000
+            + (h * 10_000 + mi * 100 + s) as u64;
+        Some(Timestamp(v))
+    }
+
     /// Seconds since the Unix epoch, reading the timestamp as UTC.
     pub fn unix_seconds(self) -> i64 {
         let (y, mo, d, h, mi, s) = self.fields();
@@ -166,6 +181,19 @@ pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +266,23 @@ mod tests {
                 .unix_seconds(),
             0
         );
+    }
+
+    #[test]
+    fn unix_seconds_round_trip() {
+        for ts in [
+            "1970_01_01_000000",
+            "2000_02_29_235959",
+            "2024_01_15_120000",
+            "2099_12_31_000001",
+        ] {
+            let t: Timestamp = ts.parse().unwrap();
+            assert_eq!(
+                Timestamp::from_unix_seconds(t.unix_seconds()),
+                Some(t),
+                "{ts}"
+            );
+        }
     }
 
     #[test]

@@ -4,28 +4,57 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sqlx::AnyPool;
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
+
 use crate::OperationMeta;
 
-/// What an operation sees while it runs: its metadata, the attempt number and the application's typed state.
-///
-/// The ledger issue adds the database pool, the cancellation token and the transaction.
+/// Application state registered on the builder, by type.
+pub type StateMap = HashMap<TypeId, Box<dyn Any + Send + Sync>>;
+
+/// What an operation sees while it runs: its metadata, the attempt number, the application's typed state, the
+/// ledger's database pool, a cancellation token and, for `transaction` operations, the transaction.
 pub struct Ctx {
     meta: &'static OperationMeta,
     attempt: u32,
-    state: Arc<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    state: Arc<StateMap>,
+    pool: AnyPool,
+    cancel: CancellationToken,
+    tx: Option<Mutex<Option<sqlx::Transaction<'static, sqlx::Any>>>>,
 }
 
 impl Ctx {
-    /// A context for one attempt of an operation.
-    pub fn new(
+    /// A context outside any run, on a lazily opened in-memory SQLite pool: for calling an operation's
+    /// function directly in a unit test.
+    pub fn detached(meta: &'static OperationMeta, attempt: u32, state: Arc<StateMap>) -> Self {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy("sqlite::memory:");
+        let pool = match pool {
+            Ok(p) => p,
+            // The URL is a constant the SQLite driver always accepts.
+            Err(e) => panic!("in-memory SQLite pool: {e}"),
+        };
+        Ctx::new(meta, attempt, state, pool, CancellationToken::new(), None)
+    }
+
+    pub(crate) fn new(
         meta: &'static OperationMeta,
         attempt: u32,
-        state: Arc<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+        state: Arc<StateMap>,
+        pool: AnyPool,
+        cancel: CancellationToken,
+        tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
     ) -> Self {
         Ctx {
             meta,
             attempt,
             state,
+            pool,
+            cancel,
+            tx: tx.map(|t| Mutex::new(Some(t))),
         }
     }
 
@@ -39,15 +68,84 @@ impl Ctx {
         self.attempt
     }
 
-    /// Application state of type `T` registered on the builder, if any.
+    /// Application state of type `T` registered on the builder with `.state(value)`, if any.
     pub fn state<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.state
             .get(&TypeId::of::<T>())
             .and_then(|b| b.downcast_ref())
     }
 
+    /// The ledger's connection pool (`sqlx::AnyPool`).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Cancelled when the run is stopping (a timeout, or the process shutting down): long operations should
+    /// check it between steps.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Whether the run asked this operation to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// The transaction of a `transaction` operation: its writes commit together with the operation's ledger
+    /// row, or not at all.
+    ///
+    /// ```no_run
+    /// # use sequencer::prelude::*;
+    /// # async fn op(ctx: &Ctx) -> Result<()> {
+    /// let mut tx = ctx.tx().await?;
+    /// sqlx::query("UPDATE accounts SET plan = 'free' WHERE plan IS NULL").execute(&mut **tx).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn tx(&self) -> crate::Result<TxGuard<'_>> {
+        let Some(tx) = &self.tx else {
+            anyhow::bail!(
+                "`ctx.tx()` needs `#[operation(transaction, ...)]` on `{}`",
+                self.meta.name
+            )
+        };
+        let guard = tx.lock().await;
+        if guard.is_none() {
+            anyhow::bail!("the transaction of `{}` has already ended", self.meta.name);
+        }
+        Ok(TxGuard(guard))
+    }
+
+    pub(crate) async fn take_tx(&self) -> Option<sqlx::Transaction<'static, sqlx::Any>> {
+        match &self.tx {
+            Some(tx) => tx.lock().await.take(),
+            None => None,
+        }
+    }
+
     /// Ends the operation as skipped with a reason: `return ctx.skip("nothing to do");`.
     pub fn skip(&self, reason: impl Into<String>) -> crate::Result<()> {
         Err(crate::Skip(reason))
+    }
+}
+
+/// A `transaction` operation's transaction, borrowed from its [`Ctx`]; dereferences to `sqlx::Transaction`.
+pub struct TxGuard<'a>(MutexGuard<'a, Option<sqlx::Transaction<'static, sqlx::Any>>>);
+
+impl std::ops::Deref for TxGuard<'_> {
+    type Target = sqlx::Transaction<'static, sqlx::Any>;
+    fn deref(&self) -> &Self::Target {
+        match self.0.as_ref() {
+            Some(tx) => tx,
+            None => unreachable!("TxGuard is only made over a live transaction"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for TxGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self.0.as_mut() {
+            Some(tx) => tx,
+            None => unreachable!("TxGuard is only made over a live transaction"),
+        }
     }
 }

@@ -6,13 +6,23 @@
 
 mod ctx;
 mod error;
+mod events;
+mod executor;
+pub mod ledger;
 mod registry;
+mod sequencer;
 
-pub use ctx::Ctx;
+pub use ctx::{Ctx, StateMap, TxGuard};
 pub use error::{Skip, Skipped};
+pub use events::Event;
+pub use executor::Outcome;
 pub use registry::{
     BoxFuture, Condition, DueTime, FailedHook, Handler, Operation, OperationDef, Registry,
     RegistryBuilder, RegistryError,
+};
+pub use sequencer::{
+    only_environments, only_hosts, Guard, OutcomeKind, ProcessOptions, RollbackTarget, RunReport,
+    Sequencer, SequencerBuilder, SequencerError, StatusEntry, DEFAULT_DATABASE_URL,
 };
 pub use sequencer_core::{
     Backoff, Dependency, Hooks, Middleware, OperationMeta, RetryPolicy, Schedule, SourceLocation,

@@ -70,8 +70,14 @@ pub use sequencer_macros::operations;
 /// Declares one operation. See the [crate docs](crate) for every key.
 pub use sequencer_macros::operation;
 
-pub use sequencer_core::{graph, Timestamp};
+pub use sequencer_core::{graph, Timestamp, TimestampError};
 pub use sequencer_runtime::*;
+
+/// The sqlx version the ledger uses, for queries inside operations (`ctx.pool()` is a `sqlx::AnyPool`).
+pub use sqlx;
+
+#[cfg(feature = "cli")]
+pub mod cli;
 
 /// The names an operation module needs: `use sequencer::prelude::*;`.
 pub mod prelude {

@@ -19,7 +19,7 @@ fn run<T>(f: impl Future<Output = T>) -> T {
 }
 
 fn ctx(op: &'static OperationDef, attempt: u32) -> Ctx {
-    Ctx::new(&op.meta, attempt, Arc::default())
+    Ctx::detached(&op.meta, attempt, Arc::default())
 }
 
 /// Tests that read [`RAN`] take this lock, so they do not see each other's records.

@@ -1,0 +1,463 @@
+//! Runs one operation: claim, conditions, hooks, attempts with retries and timeouts, panics caught, the end
+//! recorded. Every orchestrator calls this, so every policy applies on every path.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::ctx::StateMap;
+use crate::events::Event;
+use crate::ledger::{Claim, Finish, Ledger, LedgerError, Owner, Status};
+use crate::{Ctx, Error, OperationDef, Skipped};
+
+/// How one operation's run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran to the end.
+    Completed {
+        /// How long, all attempts included.
+        duration: Duration,
+    },
+    /// It failed (after every attempt).
+    Failed {
+        /// The last error, with its causes.
+        error: String,
+    },
+    /// It was skipped.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// Another process holds it, or it already ran: nothing was done.
+    NotClaimed,
+}
+
+/// What every run of an operation shares.
+#[derive(Clone)]
+pub(crate) struct Env {
+    pub ledger: Ledger,
+    pub owner: Owner,
+    pub state: Arc<StateMap>,
+    pub events: broadcast::Sender<Event>,
+    pub environment: Option<String>,
+    pub lease: Duration,
+    pub cancel: CancellationToken,
+}
+
+/// Which run of the operation to claim.
+pub(crate) struct Target {
+    pub run: i64,
+    /// `--repeat`: a new run, inserted rather than updated.
+    pub new_run: bool,
+    pub batch: i64,
+}
+
+impl Env {
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    /// Claims and runs one operation, recording everything in the ledger.
+    pub async fn run(
+        &self,
+        def: &'static OperationDef,
+        target: Target,
+    ) -> Result<Outcome, LedgerError> {
+        let meta = &def.meta;
+        let checksum = format!("{:016x}", meta.checksum);
+        let claim = Claim {
+            name: meta.name,
+            run: target.run,
+            batch: target.batch,
+            owner: &self.owner,
+            lease: self.lease,
+            checksum: &checksum,
+            reclaim_interrupted: meta.idempotent || meta.retry.tries > 1,
+        };
+        let claimed = if target.new_run {
+            self.ledger
+                .claim_new_run(&claim, meta.timestamp.version() as i64)
+                .await?
+        } else {
+            self.ledger.claim(&claim).await?
+        };
+        if !claimed {
+            return Ok(Outcome::NotClaimed);
+        }
+        let span = tracing::info_span!(
+            "operation",
+            name = meta.name,
+            run = target.run,
+            batch = target.batch
+        );
+        let heartbeat = self.heartbeat(meta.name, target.run);
+        let outcome = self.run_claimed(def, target.run).instrument(span).await;
+        heartbeat.cancel();
+        outcome
+    }
+
+    /// Renews the lease every third of it until cancelled.
+    fn heartbeat(&self, name: &'static str, run: i64) -> CancellationToken {
+        let stop = CancellationToken::new();
+        let (ledger, lease, token) = (self.ledger.clone(), self.lease, stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = ledger.heartbeat(name, run, lease).await {
+                            tracing::warn!(operation = name, "cannot renew the lease: {e}");
+                        }
+                    }
+                }
+            }
+        });
+        stop
+    }
+
+    async fn run_claimed(
+        &self,
+        def: &'static OperationDef,
+        run: i64,
+    ) -> Result<Outcome, LedgerError> {
+        let meta = &def.meta;
+        let started = Instant::now();
+        if let Some(reason) = self.environment_refusal(def) {
+            return self.end_skipped(def, run, started, reason).await;
+        }
+        if let Some(cond) = def.should_run {
+            let ctx = self.ctx(def, 1, None);
+            if !cond(&ctx).await {
+                return self
+                    .end_skipped(def, run, started, "`should_run` returned false".to_owned())
+                    .await;
+            }
+        }
+        let policy = meta.retry;
+        let deadline = policy.retry_until.map(|d| started + d);
+        let mut exceptions = 0u32;
+        let mut attempt = 1u32;
+        loop {
+            if attempt > 1 {
+                self.ledger
+                    .attempt(meta.name, run, attempt, self.lease)
+                    .await?;
+            }
+            self.emit(Event::OperationStarted {
+                name: meta.name.to_owned(),
+                attempt,
+            });
+            let tx = if meta.transaction {
+                Some(
+                    self.ledger
+                        .pool()
+                        .begin()
+                        .await
+                        .map_err(|source| LedgerError::Query {
+                            what: "begin the operation's transaction",
+                            source,
+                        })?,
+                )
+            } else {
+                None
+            };
+            let ctx = Arc::new(self.ctx(def, attempt, tx));
+            let result = attempt_once(def, ctx.clone()).await;
+            let error = match result {
+                Ok(()) => {
+                    let duration = started.elapsed();
+                    let end = Finish {
+                        name: meta.name,
+                        run,
+                        status: Status::Completed,
+                        duration,
+                        skip_reason: None,
+                        error: None,
+                    };
+                    match ctx.take_tx().await {
+                        Some(mut tx) => {
+                            // The operation's writes and its `completed` row commit together.
+                            self.ledger.finish(&mut *tx, &end).await?;
+                            tx.commit().await.map_err(|source| LedgerError::Query {
+                                what: "commit the operation's transaction",
+                                source,
+                            })?;
+                        }
+                        None => {
+                            self.ledger.finish(self.ledger.pool(), &end).await?;
+                        }
+                    }
+                    self.emit(Event::OperationSucceeded {
+                        name: meta.name.to_owned(),
+                        duration_ms: duration.as_millis() as u64,
+                    });
+                    return Ok(Outcome::Completed { duration });
+                }
+                Err(AttemptError::Failed(e)) => e,
+                Err(AttemptError::TimedOut(e)) => {
+                    if meta.fail_on_timeout {
+                        attempt = policy.tries;
+                    }
+                    e
+                }
+            };
+            drop(ctx.take_tx().await);
+            if let Some(skip) = error.downcast_ref::<Skipped>() {
+                return self
+                    .end_skipped(def, run, started, skip.reason.clone())
+                    .await;
+            }
+            exceptions += 1;
+            self.ledger
+                .record_error(meta.name, run, attempt, &error)
+                .await?;
+            let out_of_exceptions = policy.max_exceptions.is_some_and(|m| exceptions >= m);
+            let delay = policy.delay_before(attempt + 1);
+            let past_deadline = deadline.is_some_and(|d| Instant::now() + delay > d);
+            if attempt < policy.tries
+                && !out_of_exceptions
+                && !past_deadline
+                && !self.cancel.is_cancelled()
+            {
+                self.emit(Event::OperationRetrying {
+                    name: meta.name.to_owned(),
+                    attempt,
+                    delay_ms: delay.as_millis() as u64,
+                    error: format!("{error:#}"),
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = self.cancel.cancelled() => {}
+                }
+                attempt += 1;
+                continue;
+            }
+            if let Some(failed) = def.failed {
+                let ctx = self.ctx(def, attempt, None);
+                if let Err(hook_error) = failed(&ctx, &error).await {
+                    self.ledger
+                        .record_error(
+                            meta.name,
+                            run,
+                            attempt,
+                            &hook_error.context("the `failed` hook failed"),
+                        )
+                        .await?;
+                }
+            }
+            let message = format!("{error:#}");
+            let end = Finish {
+                name: meta.name,
+                run,
+                status: Status::Failed,
+                duration: started.elapsed(),
+                skip_reason: None,
+                error: Some(&message),
+            };
+            self.ledger.finish(self.ledger.pool(), &end).await?;
+            self.emit(Event::OperationFailed {
+                name: meta.name.to_owned(),
+                error: message.clone(),
+                allowed_to_fail: meta.allowed_to_fail,
+            });
+            return Ok(Outcome::Failed { error: message });
+        }
+    }
+
+    fn ctx(
+        &self,
+        def: &'static OperationDef,
+        attempt: u32,
+        tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+    ) -> Ctx {
+        Ctx::new(
+            &def.meta,
+            attempt,
+            self.state.clone(),
+            self.ledger.pool().clone(),
+            self.cancel.child_token(),
+            tx,
+        )
+    }
+
+    fn environment_refusal(&self, def: &OperationDef) -> Option<String> {
+        let allowed = def.meta.environments;
+        if allowed.is_empty() {
+            return None;
+        }
+        match &self.environment {
+            Some(env) if allowed.contains(&env.as_str()) => None,
+            Some(env) => Some(format!("environment `{env}` is not one of {allowed:?}")),
+            None => Some(format!(
+                "no environment set (SEQUENCER_ENV); it runs only in {allowed:?}"
+            )),
+        }
+    }
+
+    async fn end_skipped(
+        &self,
+        def: &OperationDef,
+        run: i64,
+        started: Instant,
+        reason: String,
+    ) -> Result<Outcome, LedgerError> {
+        let end = Finish {
+            name: def.meta.name,
+            run,
+            status: Status::Skipped,
+            duration: started.elapsed(),
+            skip_reason: Some(&reason),
+            error: None,
+        };
+        self.ledger.finish(self.ledger.pool(), &end).await?;
+        self.emit(Event::OperationSkipped {
+            name: def.meta.name.to_owned(),
+            reason: reason.clone(),
+        });
+        Ok(Outcome::Skipped { reason })
+    }
+
+    /// Runs an operation's rollback and records the result. `Err` carries the rollback's error message.
+    pub async fn roll_back(
+        &self,
+        def: &'static OperationDef,
+        run: i64,
+    ) -> Result<Result<(), String>, LedgerError> {
+        let Some(rollback) = def.rollback else {
+            return Ok(Err(format!("`{}` has no rollback", def.meta.name)));
+        };
+        let ctx = Arc::new(self.ctx(def, 1, None));
+        let result = run_task(ctx.clone(), move |ctx| rollback(ctx), None).await;
+        match result {
+            Ok(()) => {
+                self.ledger
+                    .set_status(
+                        def.meta.name,
+                        run,
+                        Status::Completed,
+                        Status::RolledBack,
+                        None,
+                    )
+                    .await?;
+                self.emit(Event::OperationRolledBack {
+                    name: def.meta.name.to_owned(),
+                });
+                Ok(Ok(()))
+            }
+            Err(AttemptError::Failed(e) | AttemptError::TimedOut(e)) => {
+                let e = e.context(format!("rollback of `{}` failed", def.meta.name));
+                self.ledger.record_error(def.meta.name, run, 0, &e).await?;
+                Ok(Err(format!("{e:#}")))
+            }
+        }
+    }
+}
+
+enum AttemptError {
+    Failed(Error),
+    TimedOut(Error),
+}
+
+/// One attempt: `before`, the operation, `after`, under the timeout, with panics caught.
+async fn attempt_once(def: &'static OperationDef, ctx: Arc<Ctx>) -> Result<(), AttemptError> {
+    run_task(
+        ctx,
+        move |ctx| {
+            Box::pin(async move {
+                if let Some(before) = def.before {
+                    before(ctx)
+                        .await
+                        .map_err(|e| e.context("the `before` hook failed"))?;
+                }
+                (def.handler)(ctx).await?;
+                if let Some(after) = def.after {
+                    after(ctx)
+                        .await
+                        .map_err(|e| e.context("the `after` hook failed"))?;
+                }
+                Ok(())
+            })
+        },
+        def.meta.timeout,
+    )
+    .await
+}
+
+/// Runs `f(ctx)` on its own task so that a panic is caught and reported, under an optional timeout.
+async fn run_task<F>(ctx: Arc<Ctx>, f: F, timeout: Option<Duration>) -> Result<(), AttemptError>
+where
+    F: for<'a> FnOnce(&'a Ctx) -> crate::BoxFuture<'a, crate::Result<()>> + Send + 'static,
+{
+    let cancel = ctx.cancellation().clone();
+    let name = ctx.operation().name;
+    let task = tokio::spawn(async move { f(&ctx).await });
+    let abort = task.abort_handle();
+    let joined = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                cancel.cancel();
+                abort.abort();
+                let d = humantime_secs(limit);
+                return Err(AttemptError::TimedOut(anyhow::anyhow!(
+                    "`{name}` timed out after {d}"
+                )));
+            }
+        },
+        None => task.await,
+    };
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(AttemptError::Failed(e)),
+        Err(join) if join.is_panic() => {
+            let panic = join.into_panic();
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            Err(AttemptError::Failed(anyhow::anyhow!(
+                "`{name}` panicked: {msg}"
+            )))
+        }
+        Err(join) => Err(AttemptError::Failed(anyhow::anyhow!(
+            "`{name}` was cancelled: {join}"
+        ))),
+    }
+}
+
+fn humantime_secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+impl Env {
+    /// Runs an operation's attempts without the ledger (`execute --no-record`).
+    pub async fn run_unrecorded(&self, def: &'static OperationDef) -> Outcome {
+        let started = Instant::now();
+        let ctx = Arc::new(self.ctx(def, 1, None));
+        match attempt_once(def, ctx).await {
+            Ok(()) => Outcome::Completed {
+                duration: started.elapsed(),
+            },
+            Err(AttemptError::Failed(e) | AttemptError::TimedOut(e)) => {
+                match e.downcast_ref::<Skipped>() {
+                    Some(s) => Outcome::Skipped {
+                        reason: s.reason.clone(),
+                    },
+                    None => Outcome::Failed {
+                        error: format!("{e:#}"),
+                    },
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,813 @@
+//! The ledger: one row per operation run, error records, batches and locks, through sqlx on SQLite (embedded,
+//! WAL), PostgreSQL and MySQL / MariaDB. Its own schema migrations are applied on first use.
+
+mod sql;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+pub use sql::number_placeholders;
+use sql::Sql;
+
+/// Errors of the ledger: the statement's purpose, and sqlx's error as the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The database URL names a backend the ledger does not support.
+    #[error("unsupported database URL `{0}`: use `sqlite://FILE`, `postgres://…` or `mysql://…` (MariaDB too)")]
+    UnsupportedUrl(String),
+    /// The database could not be reached.
+    #[error("cannot connect to the ledger database `{url}`")]
+    Connect {
+        /// The URL, without password.
+        url: String,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A statement failed.
+    #[error("ledger: cannot {what}")]
+    Query {
+        /// What the statement was for.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> LedgerError {
+    move |source| LedgerError::Query { what, source }
+}
+
+/// The database behind a ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite: embedded, single host.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL 8 or MariaDB 10.6+.
+    MySql,
+}
+
+impl Dialect {
+    /// The backend of a URL.
+    pub fn of_url(url: &str) -> Option<Dialect> {
+        let scheme = url.split(':').next()?.to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Some(Dialect::Sqlite),
+            "postgres" | "postgresql" => Some(Dialect::Postgres),
+            "mysql" | "mariadb" => Some(Dialect::MySql),
+            _ => None,
+        }
+    }
+}
+
+/// The state of an operation's run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Not run yet.
+    Pending,
+    /// Waiting for its due time.
+    Scheduled,
+    /// Claimed by a process, which holds a lease on it.
+    Running,
+    /// Ran to the end.
+    Completed,
+    /// Ended with an error.
+    Failed,
+    /// Skipped, with a reason.
+    Skipped,
+    /// Undone by its rollback.
+    RolledBack,
+    /// Its process died while running it.
+    Interrupted,
+}
+
+impl Status {
+    /// The name stored in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Scheduled => "scheduled",
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::RolledBack => "rolled_back",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => Status::Pending,
+            "scheduled" => Status::Scheduled,
+            "running" => Status::Running,
+            "completed" => Status::Completed,
+            "failed" => Status::Failed,
+            "skipped" => Status::Skipped,
+            "rolled_back" => Status::RolledBack,
+            "interrupted" => Status::Interrupted,
+            other => return Err(format!("unknown status `{other}`")),
+        })
+    }
+}
+
+/// The latest run of one operation, as the ledger records it. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerRow {
+    /// Ledger name.
+    pub name: String,
+    /// 0 for the first run; `--repeat` adds runs.
+    pub run: i64,
+    /// The operation's timestamp, `YYYYMMDDHHMMSS`.
+    pub timestamp: i64,
+    /// The batch (process run) that ran it.
+    pub batch: Option<i64>,
+    /// Status.
+    pub status: Status,
+    /// Tries so far.
+    pub attempts: i64,
+    /// When it started.
+    pub started_at: Option<i64>,
+    /// When it ended.
+    pub finished_at: Option<i64>,
+    /// How long it ran.
+    pub duration_ms: Option<i64>,
+    /// Until when its process holds it.
+    pub lease_until: Option<i64>,
+    /// The host that ran it.
+    pub host: Option<String>,
+    /// The process that ran it.
+    pub pid: Option<i64>,
+    /// Who started the run (`--actor`).
+    pub actor: Option<String>,
+    /// Checksum of the source that ran, hex.
+    pub checksum: Option<String>,
+    /// Why it was skipped.
+    pub skip_reason: Option<String>,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// One recorded error of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorRecord {
+    /// Ledger name.
+    pub name: String,
+    /// Run.
+    pub run: i64,
+    /// Attempt (0 for a rollback's error).
+    pub attempt: i64,
+    /// The error's message.
+    pub message: String,
+    /// Every cause, outermost first, one per line.
+    pub chain: String,
+    /// When, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Who is running: this host and process.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: i64,
+    /// `--actor`.
+    pub actor: Option<String>,
+}
+
+impl Owner {
+    /// This process.
+    pub fn this_process(actor: Option<String>) -> Owner {
+        Owner {
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            pid: std::process::id() as i64,
+            actor,
+        }
+    }
+}
+
+/// The ledger database.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pool: AnyPool,
+    dialect: Dialect,
+    sql: std::sync::Arc<Sql>,
+    prefix: String,
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Ledger {
+    /// Connects, and applies the ledger's schema migrations on first use.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Ledger, LedgerError> {
+        sqlx::any::install_default_drivers();
+        let dialect =
+            Dialect::of_url(url).ok_or_else(|| LedgerError::UnsupportedUrl(redact(url)))?;
+        let mut url = url.to_owned();
+        if dialect == Dialect::Sqlite && !url.contains("mode=") {
+            url.push_str(if url.contains('?') {
+                "&mode=rwc"
+            } else {
+                "?mode=rwc"
+            });
+        }
+        let options = AnyConnectOptions::from_str(&url).map_err(|source| LedgerError::Connect {
+            url: redact(&url),
+            source,
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL survives a process crash; busy_timeout makes concurrent writers wait, not fail.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|source| LedgerError::Connect { url: redact(&url), source })?;
+        let ledger = Ledger {
+            pool,
+            dialect,
+            sql: std::sync::Arc::new(Sql::new(dialect, prefix)),
+            prefix: prefix.to_owned(),
+        };
+        ledger.migrate().await?;
+        Ok(ledger)
+    }
+
+    /// The pool, shared with operations through `ctx.pool()`.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The backend.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The table prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    async fn migrate(&self) -> Result<(), LedgerError> {
+        self.pool
+            .execute(self.sql.create_version_table.as_str())
+            .await
+            .map_err(q("create the schema version table"))?;
+        let applied: Vec<i64> = sqlx::query_scalar(&self.sql.versions)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read schema versions"))?;
+        for (version, statements) in &self.sql.schema {
+            if applied.contains(version) {
+                continue;
+            }
+            for s in statements {
+                self.pool
+                    .execute(s.as_str())
+                    .await
+                    .map_err(q("create the ledger tables"))?;
+            }
+            sqlx::query(&self.sql.record_version)
+                .bind(*version)
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await
+                .map_err(q("record a schema version"))?;
+        }
+        Ok(())
+    }
+
+    /// The latest run of every operation in the ledger.
+    pub async fn rows(&self) -> Result<Vec<LedgerRow>, LedgerError> {
+        let rows = sqlx::query(&self.sql.rows)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read the ledger"))?;
+        rows.iter()
+            .map(row)
+            .collect::<Result<_, _>>()
+            .map_err(q("decode a ledger row"))
+    }
+
+    /// Inserts a `pending` row for each operation the ledger has never seen.
+    pub async fn insert_pending(&self, ops: &[(&str, i64)]) -> Result<(), LedgerError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(q("begin a transaction"))?;
+        for (name, ts) in ops {
+            sqlx::query(&self.sql.insert_pending)
+                .bind(*name)
+                .bind(*ts)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("record pending operations"))?;
+        }
+        tx.commit().await.map_err(q("record pending operations"))
+    }
+
+    /// Starts a batch (one process run) and returns its number.
+    pub async fn new_batch(&self, owner: &Owner) -> Result<i64, LedgerError> {
+        let query = sqlx::query(&self.sql.new_batch)
+            .bind(now_ms())
+            .bind(owner.host.as_str())
+            .bind(owner.pid)
+            .bind(owner.actor.as_deref());
+        if self.dialect == Dialect::MySql {
+            let done = query
+                .execute(&self.pool)
+                .await
+                .map_err(q("start a batch"))?;
+            return done
+                .last_insert_id()
+                .ok_or_else(|| q("start a batch")(sqlx::Error::RowNotFound));
+        }
+        let r = query
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("start a batch"))?;
+        r.try_get::<i64, _>(0).map_err(q("start a batch"))
+    }
+
+    /// Claims the run `run` of `name`: one atomic statement. `false` when another process has it, or it ran.
+    pub async fn claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError> {
+        let now = now_ms();
+        let done = sqlx::query(&self.sql.claim)
+            .bind(claim.batch)
+            .bind(now)
+            .bind(now + claim.lease.as_millis() as i64)
+            .bind(claim.owner.host.as_str())
+            .bind(claim.owner.pid)
+            .bind(claim.owner.actor.as_deref())
+            .bind(claim.checksum)
+            .bind(claim.name)
+            .bind(claim.run)
+            .bind(if claim.reclaim_interrupted {
+                "interrupted"
+            } else {
+                "pending"
+            })
+            .execute(&self.pool)
+            .await
+            .map_err(q("claim an operation"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Claims a new run (`--repeat`) of a completed operation.
+    pub async fn claim_new_run(
+        &self,
+        claim: &Claim<'_>,
+        timestamp: i64,
+    ) -> Result<bool, LedgerError> {
+        let now = now_ms();
+        let done = sqlx::query(&self.sql.insert_running)
+            .bind(claim.name)
+            .bind(claim.run)
+            .bind(timestamp)
+            .bind(claim.batch)
+            .bind(now)
+            .bind(now + claim.lease.as_millis() as i64)
+            .bind(claim.owner.host.as_str())
+            .bind(claim.owner.pid)
+            .bind(claim.owner.actor.as_deref())
+            .bind(claim.checksum)
+            .execute(&self.pool)
+            .await
+            .map_err(q("claim a new run"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records the start of another attempt and renews the lease.
+    pub async fn attempt(
+        &self,
+        name: &str,
+        run: i64,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(&self.sql.attempt)
+            .bind(attempt as i64)
+            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record an attempt"))?;
+        Ok(())
+    }
+
+    /// Renews the lease of a running operation. `false` if the row is no longer ours to run.
+    pub async fn heartbeat(
+        &self,
+        name: &str,
+        run: i64,
+        lease: Duration,
+    ) -> Result<bool, LedgerError> {
+        let done = sqlx::query(&self.sql.heartbeat)
+            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("renew a lease"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a running operation (`completed`, `failed` or `skipped`), on the pool or inside the operation's
+    /// transaction, so that its writes and its row commit together.
+    pub async fn finish<'e, E>(&self, executor: E, end: &Finish<'_>) -> Result<bool, LedgerError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let done = sqlx::query(&self.sql.finish)
+            .bind(end.status.as_str())
+            .bind(now_ms())
+            .bind(end.duration.as_millis() as i64)
+            .bind(end.skip_reason)
+            .bind(end.error)
+            .bind(end.name)
+            .bind(end.run)
+            .execute(executor)
+            .await
+            .map_err(q("record the end of an operation"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records one attempt's error with its whole cause chain.
+    pub async fn record_error(
+        &self,
+        name: &str,
+        run: i64,
+        attempt: u32,
+        error: &crate::Error,
+    ) -> Result<(), LedgerError> {
+        let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+        sqlx::query(&self.sql.record_error)
+            .bind(name)
+            .bind(run)
+            .bind(attempt as i64)
+            .bind(error.to_string())
+            .bind(chain.join("\n"))
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(q("record an error"))?;
+        Ok(())
+    }
+
+    /// Marks `running` rows whose process died (on this host) or whose lease expired as `interrupted`.
+    /// Returns how many.
+    pub async fn recover_interrupted(&self, owner: &Owner) -> Result<u64, LedgerError> {
+        let now = now_ms();
+        let mut count = sqlx::query(&self.sql.expire_leases)
+            .bind(now)
+            .bind("interrupted: its lease expired (the process died or lost the database)")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(q("recover interrupted operations"))?
+            .rows_affected();
+        for r in self.rows().await? {
+            let (Some(host), Some(pid)) = (&r.host, r.pid) else {
+                continue;
+            };
+            if r.status == Status::Running
+                && *host == owner.host
+                && pid != owner.pid
+                && !process_alive(pid)
+            {
+                count += sqlx::query(&self.sql.interrupt_one)
+                    .bind(now)
+                    .bind(format!(
+                        "interrupted: process {pid} on {host} died while running it"
+                    ))
+                    .bind(r.name.as_str())
+                    .bind(r.run)
+                    .bind(host.as_str())
+                    .bind(pid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q("recover interrupted operations"))?
+                    .rows_affected();
+            }
+        }
+        Ok(count)
+    }
+
+    /// Changes the status of the latest run from `from` to `to`. `false` if it was not in `from`.
+    pub async fn set_status(
+        &self,
+        name: &str,
+        run: i64,
+        from: Status,
+        to: Status,
+        reason: Option<&str>,
+    ) -> Result<bool, LedgerError> {
+        let done = sqlx::query(&self.sql.set_status)
+            .bind(to.as_str())
+            .bind(now_ms())
+            .bind(reason)
+            .bind(name)
+            .bind(run)
+            .bind(from.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(q("change a status"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes every run of an operation, so that it runs again.
+    pub async fn forget(&self, name: &str) -> Result<u64, LedgerError> {
+        Ok(sqlx::query(&self.sql.forget)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(q("forget an operation"))?
+            .rows_affected())
+    }
+
+    /// Recorded errors, of one operation or of all.
+    pub async fn errors(&self, name: Option<&str>) -> Result<Vec<ErrorRecord>, LedgerError> {
+        let rows = match name {
+            Some(n) => {
+                sqlx::query(&self.sql.errors_of)
+                    .bind(n)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query(&self.sql.errors_all)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(q("read errors"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(ErrorRecord {
+                    name: r.try_get(0)?,
+                    run: r.try_get(1)?,
+                    attempt: r.try_get(2)?,
+                    message: r.try_get(3)?,
+                    chain: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q("decode an error record"))
+    }
+
+    /// Takes the global `--isolate` lock: an advisory lock (PostgreSQL), `GET_LOCK` (MySQL / MariaDB) or a lock
+    /// row (SQLite). `None` when another process holds it.
+    pub async fn try_lock(&self, owner: &Owner) -> Result<Option<IsolationLock>, LedgerError> {
+        let key = format!("{}isolate", self.prefix);
+        match self.dialect {
+            Dialect::Postgres => {
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(q("take the isolation lock"))?;
+                let id = sequencer_core::meta::checksum(key.as_bytes()) as i64;
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(id)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(q("take the isolation lock"))?;
+                Ok(got.then(|| IsolationLock {
+                    ledger: self.clone(),
+                    conn: Some(conn),
+                    key,
+                    owner: String::new(),
+                }))
+            }
+            Dialect::MySql => {
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(q("take the isolation lock"))?;
+                let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
+                    .bind(key.as_str())
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(q("take the isolation lock"))?;
+                Ok((got == Some(1)).then(|| IsolationLock {
+                    ledger: self.clone(),
+                    conn: Some(conn),
+                    key,
+                    owner: String::new(),
+                }))
+            }
+            Dialect::Sqlite => {
+                let who = format!("{}:{}", owner.host, owner.pid);
+                let now = now_ms();
+                // A holder on this host whose process died leaves a stale row: take it over.
+                let stale: Option<String> = sqlx::query_scalar(&format!(
+                    "SELECT owner FROM {}locks WHERE name = ?",
+                    self.prefix
+                ))
+                .bind(key.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(q("take the isolation lock"))?;
+                let expire_now = stale
+                    .as_deref()
+                    .and_then(|o| o.rsplit_once(':'))
+                    .is_some_and(|(h, p)| {
+                        h == owner.host
+                            && p.parse::<i64>()
+                                .is_ok_and(|p| p != owner.pid && !process_alive(p))
+                    });
+                let threshold = if expire_now { i64::MAX } else { now };
+                let done = sqlx::query(&self.sql.lock_sqlite)
+                    .bind(key.as_str())
+                    .bind(who.as_str())
+                    .bind(now + LOCK_TTL.as_millis() as i64)
+                    .bind(threshold)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q("take the isolation lock"))?;
+                Ok((done.rows_affected() == 1).then(|| IsolationLock {
+                    ledger: self.clone(),
+                    conn: None,
+                    key,
+                    owner: who,
+                }))
+            }
+        }
+    }
+}
+
+/// How long a SQLite lock row lives without renewal.
+const LOCK_TTL: Duration = Duration::from_secs(60);
+
+/// The `--isolate` lock; released by [`IsolationLock::release`] (or when the process dies).
+pub struct IsolationLock {
+    ledger: Ledger,
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    key: String,
+    owner: String,
+}
+
+impl IsolationLock {
+    /// Keeps a SQLite lock row alive; a no-op on servers, whose locks live as long as the connection.
+    pub async fn renew(&self) -> Result<(), LedgerError> {
+        if self.conn.is_none() {
+            sqlx::query(&self.ledger.sql.renew_lock_sqlite)
+                .bind(now_ms() + LOCK_TTL.as_millis() as i64)
+                .bind(self.key.as_str())
+                .bind(self.owner.as_str())
+                .execute(&self.ledger.pool)
+                .await
+                .map_err(q("renew the isolation lock"))?;
+        }
+        Ok(())
+    }
+
+    /// Releases the lock.
+    pub async fn release(mut self) -> Result<(), LedgerError> {
+        match self.conn.take() {
+            Some(mut conn) => {
+                let sql = if self.ledger.dialect == Dialect::Postgres {
+                    "SELECT pg_advisory_unlock($1)"
+                } else {
+                    "SELECT RELEASE_LOCK(?)"
+                };
+                let query = sqlx::query(sql);
+                let query = if self.ledger.dialect == Dialect::Postgres {
+                    query.bind(sequencer_core::meta::checksum(self.key.as_bytes()) as i64)
+                } else {
+                    query.bind(self.key.clone())
+                };
+                query
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(q("release the isolation lock"))?;
+            }
+            None => {
+                sqlx::query(&self.ledger.sql.unlock_sqlite)
+                    .bind(self.key.as_str())
+                    .bind(self.owner.as_str())
+                    .execute(&self.ledger.pool)
+                    .await
+                    .map_err(q("release the isolation lock"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a claim writes.
+#[derive(Debug)]
+pub struct Claim<'a> {
+    /// Ledger name.
+    pub name: &'a str,
+    /// Which run.
+    pub run: i64,
+    /// The batch claiming it.
+    pub batch: i64,
+    /// Who claims it.
+    pub owner: &'a Owner,
+    /// How long the claim holds without a heartbeat.
+    pub lease: Duration,
+    /// Checksum of the source about to run, hex.
+    pub checksum: &'a str,
+    /// Also claim an `interrupted` row (the operation is idempotent or retryable).
+    pub reclaim_interrupted: bool,
+}
+
+/// What the end of a run writes.
+#[derive(Debug)]
+pub struct Finish<'a> {
+    /// Ledger name.
+    pub name: &'a str,
+    /// Which run.
+    pub run: i64,
+    /// `completed`, `failed` or `skipped`.
+    pub status: Status,
+    /// How long it ran.
+    pub duration: Duration,
+    /// Why it was skipped.
+    pub skip_reason: Option<&'a str>,
+    /// The last error.
+    pub error: Option<&'a str>,
+}
+
+fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
+    let status: String = r.try_get(4)?;
+    Ok(LedgerRow {
+        name: r.try_get(0)?,
+        run: r.try_get(1)?,
+        timestamp: r.try_get(2)?,
+        batch: r.try_get(3)?,
+        status: status
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+        attempts: r.try_get(5)?,
+        started_at: r.try_get(6)?,
+        finished_at: r.try_get(7)?,
+        duration_ms: r.try_get(8)?,
+        lease_until: r.try_get(9)?,
+        host: r.try_get(10)?,
+        pid: r.try_get(11)?,
+        actor: r.try_get(12)?,
+        checksum: r.try_get(13)?,
+        skip_reason: r.try_get(14)?,
+        last_error: r.try_get(15)?,
+    })
+}
+
+/// Whether a process of this host is alive (Linux: `/proc/PID`; elsewhere assumed alive, the lease decides).
+pub fn process_alive(pid: i64) -> bool {
+    if cfg!(target_os = "linux") {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}

@@ -1,0 +1,213 @@
+//! Every statement the ledger runs, per backend, in one place so the SQL can be reviewed.
+//!
+//! Statements are written with `?` placeholders; PostgreSQL's `$n` are derived from them.
+
+use super::Dialect;
+
+/// The ledger's statements for one backend and table prefix, built once at start-up.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    pub schema: Vec<(i64, Vec<String>)>,
+    pub create_version_table: String,
+    pub versions: String,
+    pub record_version: String,
+    pub rows: String,
+    pub insert_pending: String,
+    pub claim: String,
+    pub insert_running: String,
+    pub new_batch: String,
+    pub attempt: String,
+    pub heartbeat: String,
+    pub finish: String,
+    pub record_error: String,
+    pub expire_leases: String,
+    pub interrupt_one: String,
+    pub set_status: String,
+    pub forget: String,
+    pub errors_all: String,
+    pub errors_of: String,
+    pub lock_sqlite: String,
+    pub unlock_sqlite: String,
+    pub renew_lock_sqlite: String,
+}
+
+const ROW_COLUMNS: &str =
+    "name, run, op_timestamp, batch, status, attempts, started_at, finished_at, duration_ms, \
+                           lease_until, host, pid, actor, checksum, skip_reason, last_error";
+
+impl Sql {
+    pub fn new(dialect: Dialect, prefix: &str) -> Sql {
+        let ops = format!("{prefix}operations");
+        let errors = format!("{prefix}errors");
+        let batches = format!("{prefix}batches");
+        let locks = format!("{prefix}locks");
+        let versions = format!("{prefix}schema_versions");
+        let id = match dialect {
+            Dialect::Sqlite => "id INTEGER PRIMARY KEY AUTOINCREMENT",
+            Dialect::Postgres => "id BIGSERIAL PRIMARY KEY",
+            Dialect::MySql => "id BIGINT AUTO_INCREMENT PRIMARY KEY",
+        };
+        let table_suffix = if dialect == Dialect::MySql {
+            " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        } else {
+            ""
+        };
+        let v1 = vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ops} (
+                    name VARCHAR(191) NOT NULL,
+                    run BIGINT NOT NULL,
+                    op_timestamp BIGINT NOT NULL,
+                    batch BIGINT NULL,
+                    status VARCHAR(16) NOT NULL,
+                    attempts BIGINT NOT NULL DEFAULT 0,
+                    started_at BIGINT NULL,
+                    finished_at BIGINT NULL,
+                    duration_ms BIGINT NULL,
+                    lease_until BIGINT NULL,
+                    host VARCHAR(255) NULL,
+                    pid BIGINT NULL,
+                    actor VARCHAR(255) NULL,
+                    checksum VARCHAR(16) NULL,
+                    skip_reason TEXT NULL,
+                    last_error TEXT NULL,
+                    PRIMARY KEY (name, run)
+                ){table_suffix}"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {errors} (
+                    {id},
+                    name VARCHAR(191) NOT NULL,
+                    run BIGINT NOT NULL,
+                    attempt BIGINT NOT NULL,
+                    message TEXT NOT NULL,
+                    chain TEXT NOT NULL,
+                    created_at BIGINT NOT NULL
+                ){table_suffix}"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {batches} (
+                    {id},
+                    started_at BIGINT NOT NULL,
+                    host VARCHAR(255) NOT NULL,
+                    pid BIGINT NOT NULL,
+                    actor VARCHAR(255) NULL
+                ){table_suffix}"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {locks} (
+                    name VARCHAR(191) NOT NULL PRIMARY KEY,
+                    owner VARCHAR(255) NOT NULL,
+                    expires_at BIGINT NOT NULL
+                ){table_suffix}"
+            ),
+        ];
+        let ignore = |insert: &str| match dialect {
+            Dialect::Sqlite => insert.replacen("INSERT", "INSERT OR IGNORE", 1),
+            Dialect::Postgres => format!("{insert} ON CONFLICT DO NOTHING"),
+            Dialect::MySql => insert.replacen("INSERT", "INSERT IGNORE", 1),
+        };
+        let sql = Sql {
+            schema: vec![(1, v1)],
+            create_version_table: format!(
+                "CREATE TABLE IF NOT EXISTS {versions} (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL){table_suffix}"
+            ),
+            versions: format!("SELECT version FROM {versions}"),
+            record_version: ignore(&format!("INSERT INTO {versions} (version, applied_at) VALUES (?, ?)")),
+            // The latest run of every operation.
+            rows: format!(
+                "SELECT {ROW_COLUMNS} FROM {ops} o WHERE run = (SELECT MAX(run) FROM {ops} i WHERE i.name = o.name) ORDER BY op_timestamp, name"
+            ),
+            insert_pending: ignore(&format!(
+                "INSERT INTO {ops} (name, run, op_timestamp, status, attempts) VALUES (?, 0, ?, 'pending', 0)"
+            )),
+            // The claim: one atomic statement; whoever changes the row owns the operation.
+            claim: format!(
+                "UPDATE {ops} SET status = 'running', batch = ?, attempts = 1, started_at = ?, finished_at = NULL, \
+                 duration_ms = NULL, lease_until = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, \
+                 last_error = NULL WHERE name = ? AND run = ? AND status IN ('pending', 'failed', 'rolled_back', ?)"
+            ),
+            // `--repeat`: a new run of a completed operation; the primary key makes it atomic.
+            insert_running: ignore(&format!(
+                "INSERT INTO {ops} (name, run, op_timestamp, batch, status, attempts, started_at, lease_until, host, pid, actor, checksum) \
+                 VALUES (?, ?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?)"
+            )),
+            new_batch: match dialect {
+                Dialect::MySql => format!("INSERT INTO {batches} (started_at, host, pid, actor) VALUES (?, ?, ?, ?)"),
+                _ => format!("INSERT INTO {batches} (started_at, host, pid, actor) VALUES (?, ?, ?, ?) RETURNING id"),
+            },
+            attempt: format!("UPDATE {ops} SET attempts = ?, lease_until = ? WHERE name = ? AND run = ? AND status = 'running'"),
+            heartbeat: format!("UPDATE {ops} SET lease_until = ? WHERE name = ? AND run = ? AND status = 'running'"),
+            finish: format!(
+                "UPDATE {ops} SET status = ?, finished_at = ?, duration_ms = ?, lease_until = NULL, skip_reason = ?, last_error = ? \
+                 WHERE name = ? AND run = ? AND status = 'running'"
+            ),
+            record_error: format!(
+                "INSERT INTO {errors} (name, run, attempt, message, chain, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+            ),
+            expire_leases: format!(
+                "UPDATE {ops} SET status = 'interrupted', finished_at = ?, last_error = ? WHERE status = 'running' AND lease_until < ?"
+            ),
+            interrupt_one: format!(
+                "UPDATE {ops} SET status = 'interrupted', finished_at = ?, last_error = ? \
+                 WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
+            ),
+            set_status: format!(
+                "UPDATE {ops} SET status = ?, finished_at = ?, skip_reason = ?, lease_until = NULL WHERE name = ? AND run = ? AND status = ?"
+            ),
+            forget: format!("DELETE FROM {ops} WHERE name = ?"),
+            errors_all: format!("SELECT name, run, attempt, message, chain, created_at FROM {errors} ORDER BY id"),
+            errors_of: format!("SELECT name, run, attempt, message, chain, created_at FROM {errors} WHERE name = ? ORDER BY id"),
+            lock_sqlite: format!(
+                "INSERT INTO {locks} (name, owner, expires_at) VALUES (?, ?, ?) \
+                 ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+                 WHERE {locks}.expires_at < ?"
+            ),
+            unlock_sqlite: format!("DELETE FROM {locks} WHERE name = ? AND owner = ?"),
+            renew_lock_sqlite: format!("UPDATE {locks} SET expires_at = ? WHERE name = ? AND owner = ?"),
+        };
+        if dialect == Dialect::Postgres {
+            sql.numbered()
+        } else {
+            sql
+        }
+    }
+
+    /// PostgreSQL numbers its placeholders.
+    fn numbered(mut self) -> Sql {
+        for s in [
+            &mut self.record_version,
+            &mut self.insert_pending,
+            &mut self.claim,
+            &mut self.insert_running,
+            &mut self.new_batch,
+            &mut self.attempt,
+            &mut self.heartbeat,
+            &mut self.finish,
+            &mut self.record_error,
+            &mut self.expire_leases,
+            &mut self.interrupt_one,
+            &mut self.set_status,
+            &mut self.forget,
+            &mut self.errors_of,
+        ] {
+            *s = number_placeholders(s);
+        }
+        self
+    }
+}
+
+/// `?` → `$1`, `$2`, … (the ledger's SQL has no `?` inside string literals).
+pub fn number_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,884 @@
+//! The builder, and the programmatic API over the ledger and the sequential orchestrator.
+
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::ctx::StateMap;
+use crate::events::Event;
+use crate::executor::{Env, Outcome, Target};
+use crate::ledger::{Ledger, LedgerError, LedgerRow, Owner, Status};
+use crate::{Dependency, OperationDef, Registry, RegistryError, Timestamp};
+
+/// The default ledger: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://sequencer.db";
+
+/// Errors of the runtime, each saying how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum SequencerError {
+    /// The registry is invalid.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// No operation has this name.
+    #[error("no operation named `{name}`{}", suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default())]
+    UnknownOperation {
+        /// The name given.
+        name: String,
+        /// The closest known name.
+        suggestion: Option<String>,
+    },
+    /// A guard refused the run.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// `--isolate`: another process holds the lock.
+    #[error("another process holds the isolation lock; wait for it to finish, or run without `--isolate`")]
+    LockHeld,
+    /// The request cannot be carried out as asked.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Decides whether a run may start: hostname, environment or anything else.
+pub trait Guard: Send + Sync {
+    /// `Err(reason)` refuses the run.
+    fn check(&self, host: &str, environment: Option<&str>) -> Result<(), String>;
+}
+
+impl<F: Fn(&str, Option<&str>) -> Result<(), String> + Send + Sync> Guard for F {
+    fn check(&self, host: &str, environment: Option<&str>) -> Result<(), String> {
+        self(host, environment)
+    }
+}
+
+/// Only these hosts may run operations.
+pub fn only_hosts(hosts: &[&str]) -> impl Guard {
+    let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+    move |host: &str, _: Option<&str>| {
+        if hosts.iter().any(|h| h == host) {
+            Ok(())
+        } else {
+            Err(format!("host `{host}` is not one of {hosts:?}"))
+        }
+    }
+}
+
+/// Only these environments may run operations.
+pub fn only_environments(envs: &[&str]) -> impl Guard {
+    let envs: Vec<String> = envs.iter().map(|e| (*e).to_owned()).collect();
+    move |_: &str, env: Option<&str>| match env {
+        Some(e) if envs.iter().any(|x| x == e) => Ok(()),
+        other => Err(format!("environment {other:?} is not one of {envs:?}")),
+    }
+}
+
+/// Configures a [`Sequencer`].
+pub struct SequencerBuilder {
+    registry: Option<Registry>,
+    database: Option<String>,
+    state: StateMap,
+    prefix: String,
+    environment: Option<String>,
+    guards: Vec<Box<dyn Guard>>,
+    lease: Duration,
+    actor: Option<String>,
+}
+
+impl Default for SequencerBuilder {
+    fn default() -> Self {
+        SequencerBuilder {
+            registry: None,
+            database: None,
+            state: StateMap::new(),
+            prefix: "sequencer_".to_owned(),
+            environment: std::env::var("SEQUENCER_ENV").ok(),
+            guards: Vec::new(),
+            lease: Duration::from_secs(60),
+            actor: None,
+        }
+    }
+}
+
+impl SequencerBuilder {
+    /// The operations (required).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The ledger database URL: `sqlite://FILE`, `postgres://…` or `mysql://…`. Default: `sqlite://sequencer.db`.
+    pub fn database(mut self, url: impl Into<String>) -> Self {
+        self.database = Some(url.into());
+        self
+    }
+
+    /// Application state operations read with `ctx.state::<T>()`.
+    pub fn state<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.state.insert(TypeId::of::<T>(), Box::new(value));
+        self
+    }
+
+    /// Prefix of the ledger's tables (default `sequencer_`).
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The environment (default: `SEQUENCER_ENV`), matched against `environments = [...]`.
+    pub fn environment(mut self, env: impl Into<String>) -> Self {
+        self.environment = Some(env.into());
+        self
+    }
+
+    /// A guard that may refuse every run.
+    pub fn guard(mut self, guard: impl Guard + 'static) -> Self {
+        self.guards.push(Box::new(guard));
+        self
+    }
+
+    /// How long a claim holds without a heartbeat (default 60 s); a dead process's operations are recovered
+    /// after this long (at once when it ran on this host).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Who runs (recorded in the ledger).
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// Validates the registry, connects to the ledger and applies its schema migrations.
+    pub async fn build(self) -> Result<Sequencer, SequencerError> {
+        let registry = self.registry.ok_or_else(|| {
+            SequencerError::Usage("no registry: call `.registry(ops::registry())`".into())
+        })?;
+        registry.plan()?;
+        if !self
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(SequencerError::Usage(format!(
+                "table prefix `{}` may hold only ASCII letters, digits and `_`",
+                self.prefix
+            )));
+        }
+        let url = self
+            .database
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let ledger = Ledger::connect(&url, &self.prefix).await?;
+        let (events, _) = broadcast::channel(1024);
+        let env = Env {
+            ledger,
+            owner: Owner::this_process(self.actor),
+            state: Arc::new(self.state),
+            events,
+            environment: self.environment,
+            lease: self.lease,
+            cancel: CancellationToken::new(),
+        };
+        Ok(Sequencer {
+            inner: Arc::new(Inner {
+                registry,
+                env,
+                guards: self.guards,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    registry: Registry,
+    env: Env,
+    guards: Vec<Box<dyn Guard>>,
+}
+
+/// Runs a registry's operations exactly once, recording every run in the ledger.
+#[derive(Clone)]
+pub struct Sequencer {
+    inner: Arc<Inner>,
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessOptions {
+    /// Plan only.
+    pub dry_run: bool,
+    /// Only operations at or after this timestamp.
+    pub from: Option<Timestamp>,
+    /// Only operations at or before this timestamp.
+    pub to: Option<Timestamp>,
+    /// Only operations with one of these tags.
+    pub tags: Vec<String>,
+    /// Run completed operations again (new runs); refuses operations that never ran.
+    pub repeat: bool,
+    /// Hold the global lock for the whole run.
+    pub isolate: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    /// The batch number, if the run started one.
+    pub batch: Option<i64>,
+    /// Operations that were due, in order (with `dry_run`, what would run).
+    pub planned: Vec<String>,
+    /// Each operation run and how it ended.
+    pub results: Vec<(String, OutcomeKind)>,
+    /// Operations of this run undone after a failure, in the order undone.
+    pub rolled_back: Vec<String>,
+    /// Rollbacks that failed, with their errors.
+    pub rollback_failures: Vec<(String, String)>,
+    /// Interrupted operations that are neither idempotent nor retryable: `retry NAME` or `mark NAME`.
+    pub needs_attention: Vec<String>,
+    /// Operations left pending because a dependency did not complete.
+    pub waiting: Vec<(String, String)>,
+}
+
+/// How an operation ended, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// Completed.
+    Completed {
+        /// Milliseconds.
+        duration_ms: u64,
+    },
+    /// Failed.
+    Failed {
+        /// The error.
+        error: String,
+        /// `allowed_to_fail`.
+        allowed_to_fail: bool,
+    },
+    /// Skipped.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// Another process had it.
+    NotClaimed,
+}
+
+impl RunReport {
+    /// Whether every operation that ran ended well (failures of `allowed_to_fail` operations excepted).
+    pub fn succeeded(&self) -> bool {
+        !self.results.iter().any(|(_, o)| {
+            matches!(
+                o,
+                OutcomeKind::Failed {
+                    allowed_to_fail: false,
+                    ..
+                }
+            )
+        })
+    }
+
+    /// How many ended so.
+    pub fn count(&self, f: impl Fn(&OutcomeKind) -> bool) -> usize {
+        self.results.iter().filter(|(_, o)| f(o)).count()
+    }
+}
+
+/// One operation in `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusEntry {
+    /// Ledger name.
+    pub name: String,
+    /// Timestamp, `YYYY_MM_DD_HHMMSS`.
+    pub timestamp: String,
+    /// Status (`pending` when the ledger has no row yet).
+    pub status: Status,
+    /// Batch.
+    pub batch: Option<i64>,
+    /// Tries.
+    pub attempts: i64,
+    /// Start, Unix milliseconds.
+    pub started_at: Option<i64>,
+    /// End, Unix milliseconds.
+    pub finished_at: Option<i64>,
+    /// Duration.
+    pub duration_ms: Option<i64>,
+    /// Last error.
+    pub error: Option<String>,
+    /// Why it was skipped.
+    pub skip_reason: Option<String>,
+    /// Its source changed after it completed.
+    pub edited: bool,
+    /// In the ledger but no longer in the registry.
+    pub orphaned: bool,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+/// Which operations `rollback` undoes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackTarget {
+    /// Every operation completed in this batch.
+    Batch(i64),
+    /// The last N completed operations.
+    Step(usize),
+    /// One operation.
+    Op(String),
+}
+
+impl Sequencer {
+    /// Starts configuring a sequencer.
+    pub fn builder() -> SequencerBuilder {
+        SequencerBuilder::default()
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.env.ledger
+    }
+
+    /// Events of every run from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.env.events.subscribe()
+    }
+
+    /// Asks running operations to stop (their `ctx.cancellation()` fires) and no further ones to start.
+    pub fn cancel(&self) {
+        self.inner.env.cancel.cancel();
+    }
+
+    /// Runs every pending operation with the sequential orchestrator.
+    pub async fn execute_all(&self) -> Result<RunReport, SequencerError> {
+        self.process(&ProcessOptions::default()).await
+    }
+
+    /// The operation with this name, or an error with the closest name.
+    pub fn find(&self, name: &str) -> Result<&'static OperationDef, SequencerError> {
+        let ops = self.inner.registry.operations();
+        if let Some(def) = self.inner.registry.get(name) {
+            return Ok(def);
+        }
+        // A function name is accepted when it names exactly one operation.
+        let mut by_fn = ops.iter().copied().filter(|o| o.meta.fn_name == name);
+        if let (Some(def), None) = (by_fn.next(), by_fn.next()) {
+            return Ok(def);
+        }
+        let candidates = ops.iter().flat_map(|o| [o.meta.name, o.meta.fn_name]);
+        let suggestion = sequencer_core::suggest::did_you_mean(name, candidates)
+            .and_then(|s| ops.iter().find(|o| o.meta.name == s || o.meta.fn_name == s))
+            .map(|o| o.meta.name.to_owned());
+        Err(SequencerError::UnknownOperation {
+            name: name.to_owned(),
+            suggestion,
+        })
+    }
+
+    fn check_guards(&self) -> Result<(), SequencerError> {
+        let env = &self.inner.env;
+        for g in &self.inner.guards {
+            g.check(&env.owner.host, env.environment.as_deref())
+                .map_err(SequencerError::Refused)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the due operations in order (the sequential orchestrator): a failure stops the run and rolls back,
+    /// in reverse, the Rollbackable operations this run completed.
+    pub async fn process(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {
+        self.check_guards()?;
+        let env = &self.inner.env;
+        let lock = if opts.isolate && !opts.dry_run {
+            Some(
+                env.ledger
+                    .try_lock(&env.owner)
+                    .await?
+                    .ok_or(SequencerError::LockHeld)?,
+            )
+        } else {
+            None
+        };
+        let result = self.process_locked(opts).await;
+        if let Some(lock) = lock {
+            lock.release().await?;
+        }
+        result
+    }
+
+    async fn process_locked(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {
+        let env = &self.inner.env;
+        let mut report = RunReport::default();
+        if !opts.dry_run {
+            env.ledger.recover_interrupted(&env.owner).await?;
+        }
+        let rows: HashMap<String, LedgerRow> = env
+            .ledger
+            .rows()
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let ordered = self.inner.registry.ordered()?;
+        if !opts.dry_run {
+            let missing: Vec<(&str, i64)> = ordered
+                .iter()
+                .filter(|o| !rows.contains_key(o.meta.name))
+                .map(|o| (o.meta.name, o.meta.timestamp.version() as i64))
+                .collect();
+            env.ledger.insert_pending(&missing).await?;
+        }
+        let selected = ordered.into_iter().filter(|o| {
+            let ts = o.meta.timestamp;
+            opts.from.is_none_or(|f| ts >= f)
+                && opts.to.is_none_or(|t| ts <= t)
+                && (opts.tags.is_empty()
+                    || o.meta.tags.iter().any(|t| opts.tags.iter().any(|x| x == t)))
+        });
+        let mut due: Vec<(&'static OperationDef, Target)> = Vec::new();
+        let mut never_ran = Vec::new();
+        for def in selected {
+            let row = rows.get(def.meta.name);
+            let status = row.map_or(Status::Pending, |r| r.status);
+            let run = row.map_or(0, |r| r.run);
+            if opts.repeat {
+                match status {
+                    Status::Completed => due.push((
+                        def,
+                        Target {
+                            run: run + 1,
+                            new_run: true,
+                            batch: 0,
+                        },
+                    )),
+                    Status::Running => {}
+                    _ => never_ran.push(def.meta.name),
+                }
+                continue;
+            }
+            match status {
+                Status::Pending | Status::Failed | Status::RolledBack => due.push((
+                    def,
+                    Target {
+                        run,
+                        new_run: false,
+                        batch: 0,
+                    },
+                )),
+                Status::Interrupted if def.meta.idempotent || def.meta.retry.tries > 1 => {
+                    due.push((
+                        def,
+                        Target {
+                            run,
+                            new_run: false,
+                            batch: 0,
+                        },
+                    ))
+                }
+                Status::Interrupted => report.needs_attention.push(def.meta.name.to_owned()),
+                Status::Running | Status::Completed | Status::Skipped | Status::Scheduled => {}
+            }
+        }
+        if !never_ran.is_empty() {
+            return Err(SequencerError::Usage(format!(
+                "`--repeat` runs completed operations again, but these never completed: {}; run them without `--repeat` first",
+                never_ran.join(", ")
+            )));
+        }
+        report.planned = due.iter().map(|(d, _)| d.meta.name.to_owned()).collect();
+        if opts.dry_run {
+            return Ok(report);
+        }
+        if due.is_empty() {
+            let _ = env.events.send(Event::NoPendingOperations);
+            return Ok(report);
+        }
+        let batch = env.ledger.new_batch(&env.owner).await?;
+        report.batch = Some(batch);
+        let _ = env.events.send(Event::OperationsStarted {
+            batch,
+            count: due.len(),
+        });
+        let mut done: HashSet<&str> = rows
+            .values()
+            .filter(|r| matches!(r.status, Status::Completed | Status::Skipped))
+            .map(|r| r.name.as_str())
+            .collect();
+        let mut completed_now: Vec<(&'static OperationDef, i64)> = Vec::new();
+        let mut stopped = false;
+        for (def, mut target) in due {
+            if env.cancel.is_cancelled() {
+                break;
+            }
+            let blocked = def.meta.depends_on.iter().find_map(|d| match d {
+                Dependency::Operation(n) if !done.contains(n) => Some(*n),
+                _ => None,
+            });
+            if let Some(dep) = blocked {
+                report.waiting.push((
+                    def.meta.name.to_owned(),
+                    format!("dependency `{dep}` has not completed"),
+                ));
+                continue;
+            }
+            target.batch = batch;
+            let run = target.run;
+            let outcome = env.run(def, target).await?;
+            let kind = match outcome {
+                Outcome::Completed { duration } => {
+                    done.insert(def.meta.name);
+                    completed_now.push((def, run));
+                    OutcomeKind::Completed {
+                        duration_ms: duration.as_millis() as u64,
+                    }
+                }
+                Outcome::Skipped { reason } => {
+                    done.insert(def.meta.name);
+                    OutcomeKind::Skipped { reason }
+                }
+                Outcome::Failed { error } => {
+                    stopped = !def.meta.allowed_to_fail;
+                    OutcomeKind::Failed {
+                        error,
+                        allowed_to_fail: def.meta.allowed_to_fail,
+                    }
+                }
+                Outcome::NotClaimed => OutcomeKind::NotClaimed,
+            };
+            report.results.push((def.meta.name.to_owned(), kind));
+            if stopped {
+                break;
+            }
+        }
+        if stopped {
+            for (def, run) in completed_now
+                .into_iter()
+                .rev()
+                .filter(|(d, _)| d.meta.rollbackable)
+            {
+                match env.roll_back(def, run).await? {
+                    Ok(()) => report.rolled_back.push(def.meta.name.to_owned()),
+                    Err(e) => report.rollback_failures.push((def.meta.name.to_owned(), e)),
+                }
+            }
+        }
+        let _ = env.events.send(Event::OperationsEnded {
+            batch,
+            completed: report.count(|o| matches!(o, OutcomeKind::Completed { .. })),
+            failed: report.count(|o| matches!(o, OutcomeKind::Failed { .. })),
+            skipped: report.count(|o| matches!(o, OutcomeKind::Skipped { .. })),
+        });
+        Ok(report)
+    }
+
+    /// Every operation of the registry with its latest run, then orphaned ledger rows.
+    pub async fn status(&self) -> Result<Vec<StatusEntry>, SequencerError> {
+        let mut rows: HashMap<String, LedgerRow> = self
+            .ledger()
+            .rows()
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let mut out = Vec::new();
+        for def in self.inner.registry.ordered()? {
+            let m = &def.meta;
+            let row = rows.remove(m.name);
+            let checksum = format!("{:016x}", m.checksum);
+            out.push(StatusEntry {
+                name: m.name.to_owned(),
+                timestamp: m.timestamp.to_string(),
+                status: row.as_ref().map_or(Status::Pending, |r| r.status),
+                batch: row.as_ref().and_then(|r| r.batch),
+                attempts: row.as_ref().map_or(0, |r| r.attempts),
+                started_at: row.as_ref().and_then(|r| r.started_at),
+                finished_at: row.as_ref().and_then(|r| r.finished_at),
+                duration_ms: row.as_ref().and_then(|r| r.duration_ms),
+                error: row.as_ref().and_then(|r| r.last_error.clone()),
+                skip_reason: row.as_ref().and_then(|r| r.skip_reason.clone()),
+                edited: row.as_ref().is_some_and(|r| {
+                    r.status == Status::Completed
+                        && r.checksum.as_deref().is_some_and(|c| c != checksum)
+                }),
+                orphaned: false,
+                tags: m.tags.iter().map(|t| (*t).to_owned()).collect(),
+            });
+        }
+        let mut orphans: Vec<LedgerRow> = rows.into_values().collect();
+        orphans.sort_by(|a, b| (a.timestamp, &a.name).cmp(&(b.timestamp, &b.name)));
+        for r in orphans {
+            let ts = Timestamp::from_version(r.timestamp as u64)
+                .map_or_else(|_| r.timestamp.to_string(), |t| t.to_string());
+            out.push(StatusEntry {
+                name: r.name,
+                timestamp: ts,
+                status: r.status,
+                batch: r.batch,
+                attempts: r.attempts,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                duration_ms: r.duration_ms,
+                error: r.last_error,
+                skip_reason: r.skip_reason,
+                edited: false,
+                orphaned: true,
+                tags: Vec::new(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs one operation now (if it has not completed), recording it.
+    pub async fn execute(&self, name: &str) -> Result<RunReport, SequencerError> {
+        let def = self.find(name)?;
+        self.check_guards()?;
+        let env = &self.inner.env;
+        env.ledger.recover_interrupted(&env.owner).await?;
+        let row = env
+            .ledger
+            .rows()
+            .await?
+            .into_iter()
+            .find(|r| r.name == def.meta.name);
+        if row.is_none() {
+            env.ledger
+                .insert_pending(&[(def.meta.name, def.meta.timestamp.version() as i64)])
+                .await?;
+        }
+        match row.as_ref().map(|r| r.status) {
+            Some(Status::Completed) => {
+                return Err(SequencerError::Usage(format!(
+                "`{}` has completed already; `process --repeat --from {} --to {}` runs it again",
+                def.meta.name, def.meta.timestamp, def.meta.timestamp
+            )))
+            }
+            Some(Status::Running) => {
+                return Err(SequencerError::Usage(format!(
+                    "`{}` is running in another process",
+                    def.meta.name
+                )))
+            }
+            Some(Status::Interrupted) => {
+                env.ledger
+                    .set_status(
+                        def.meta.name,
+                        row.as_ref().map_or(0, |r| r.run),
+                        Status::Interrupted,
+                        Status::Pending,
+                        None,
+                    )
+                    .await?;
+            }
+            _ => {}
+        }
+        let batch = env.ledger.new_batch(&env.owner).await?;
+        let run = row.map_or(0, |r| r.run);
+        let outcome = env
+            .run(
+                def,
+                Target {
+                    run,
+                    new_run: false,
+                    batch,
+                },
+            )
+            .await?;
+        Ok(RunReport {
+            batch: Some(batch),
+            planned: vec![def.meta.name.to_owned()],
+            results: vec![(def.meta.name.to_owned(), kind(def, outcome))],
+            ..RunReport::default()
+        })
+    }
+
+    /// Runs one operation without touching the ledger (`execute NAME --no-record`).
+    pub async fn execute_unrecorded(&self, name: &str) -> Result<OutcomeKind, SequencerError> {
+        let def = self.find(name)?;
+        self.check_guards()?;
+        Ok(kind(def, self.inner.env.run_unrecorded(def).await))
+    }
+
+    /// Marks a failed or interrupted operation pending and runs it now.
+    pub async fn retry(&self, name: &str) -> Result<RunReport, SequencerError> {
+        let def = self.find(name)?;
+        let env = &self.inner.env;
+        env.ledger.recover_interrupted(&env.owner).await?;
+        let row = env
+            .ledger
+            .rows()
+            .await?
+            .into_iter()
+            .find(|r| r.name == def.meta.name);
+        match row {
+            Some(r) if matches!(r.status, Status::Failed | Status::Interrupted) => {
+                env.ledger
+                    .set_status(&r.name, r.run, r.status, Status::Pending, None)
+                    .await?;
+                self.execute(def.meta.name).await
+            }
+            Some(r) => Err(SequencerError::Usage(format!(
+                "`{}` is {}, not failed or interrupted: nothing to retry",
+                r.name, r.status
+            ))),
+            None => Err(SequencerError::Usage(format!(
+                "`{}` never ran: `process` or `execute` runs it",
+                def.meta.name
+            ))),
+        }
+    }
+
+    /// Sets an operation's status by hand (`completed` or `skipped`), for one a human has dealt with.
+    pub async fn mark(&self, name: &str, to: Status) -> Result<(), SequencerError> {
+        if !matches!(to, Status::Completed | Status::Skipped) {
+            return Err(SequencerError::Usage(
+                "an operation can be marked `completed` or `skipped`".into(),
+            ));
+        }
+        let def = self.find(name)?;
+        let env = &self.inner.env;
+        let row = env
+            .ledger
+            .rows()
+            .await?
+            .into_iter()
+            .find(|r| r.name == def.meta.name);
+        let row = match row {
+            Some(r) => r,
+            None => {
+                env.ledger
+                    .insert_pending(&[(def.meta.name, def.meta.timestamp.version() as i64)])
+                    .await?;
+                env.ledger
+                    .rows()
+                    .await?
+                    .into_iter()
+                    .find(|r| r.name == def.meta.name)
+                    .ok_or_else(|| {
+                        SequencerError::Usage("the ledger lost a row it just wrote".into())
+                    })?
+            }
+        };
+        if row.status == Status::Running {
+            return Err(SequencerError::Usage(format!(
+                "`{}` is running; wait for it or for its lease to expire",
+                row.name
+            )));
+        }
+        let reason = format!("marked {to} by hand");
+        env.ledger
+            .set_status(
+                &row.name,
+                row.run,
+                row.status,
+                to,
+                (to == Status::Skipped).then_some(reason.as_str()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes an operation's rows from the ledger (it runs again next time). Works for orphans too.
+    pub async fn forget(&self, name: &str) -> Result<u64, SequencerError> {
+        let name = match self.find(name) {
+            Ok(def) => def.meta.name.to_owned(),
+            Err(e) => {
+                // An orphaned row has no operation in the registry.
+                if self.ledger().rows().await?.iter().any(|r| r.name == name) {
+                    name.to_owned()
+                } else {
+                    return Err(e);
+                }
+            }
+        };
+        Ok(self.ledger().forget(&name).await?)
+    }
+
+    /// Rolls back completed operations, latest first.
+    pub async fn rollback(&self, target: &RollbackTarget) -> Result<RunReport, SequencerError> {
+        self.check_guards()?;
+        let env = &self.inner.env;
+        let mut rows: Vec<LedgerRow> = env
+            .ledger
+            .rows()
+            .await?
+            .into_iter()
+            .filter(|r| r.status == Status::Completed)
+            .collect();
+        rows.sort_by(|a, b| {
+            (b.finished_at, b.timestamp, &b.name).cmp(&(a.finished_at, a.timestamp, &a.name))
+        });
+        let chosen: Vec<LedgerRow> = match target {
+            RollbackTarget::Batch(n) => rows.into_iter().filter(|r| r.batch == Some(*n)).collect(),
+            RollbackTarget::Step(n) => rows.into_iter().take(*n).collect(),
+            RollbackTarget::Op(name) => {
+                let def = self.find(name)?;
+                let found: Vec<LedgerRow> = rows
+                    .into_iter()
+                    .filter(|r| r.name == def.meta.name)
+                    .collect();
+                if found.is_empty() {
+                    return Err(SequencerError::Usage(format!(
+                        "`{}` has not completed: nothing to roll back",
+                        def.meta.name
+                    )));
+                }
+                found
+            }
+        };
+        let mut report = RunReport::default();
+        for r in chosen {
+            let Some(def) = self.inner.registry.get(&r.name) else {
+                report
+                    .rollback_failures
+                    .push((r.name.clone(), "orphaned: no longer in the registry".into()));
+                continue;
+            };
+            if !def.meta.rollbackable {
+                report.rollback_failures.push((
+                    r.name.clone(),
+                    "has no rollback (add `rollback = fn` to undo it)".into(),
+                ));
+                continue;
+            }
+            match env.roll_back(def, r.run).await? {
+                Ok(()) => report.rolled_back.push(r.name),
+                Err(e) => report.rollback_failures.push((r.name, e)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Recorded errors, of one operation or of all.
+    pub async fn errors(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Vec<crate::ledger::ErrorRecord>, SequencerError> {
+        let name = match name {
+            Some(n) => Some(self.find(n).map(|d| d.meta.name).unwrap_or(n)),
+            None => None,
+        };
+        Ok(self.ledger().errors(name).await?)
+    }
+}
+
+fn kind(def: &OperationDef, o: Outcome) -> OutcomeKind {
+    match o {
+        Outcome::Completed { duration } => OutcomeKind::Completed {
+            duration_ms: duration.as_millis() as u64,
+        },
+        Outcome::Failed { error } => OutcomeKind::Failed {
+            error,
+            allowed_to_fail: def.meta.allowed_to_fail,
+        },
+        Outcome::Skipped { reason } => OutcomeKind::Skipped { reason },
+        Outcome::NotClaimed => OutcomeKind::NotClaimed,
+    }
+}

@@ -1,0 +1,600 @@
+//! The command line of the application's own binary: `fn main() -> ExitCode { sequencer::cli::run(ops::registry()) }`.
+//!
+//! Exit codes: 0 ok, 1 an operation failed, 2 usage or configuration error (the message says how to fix it),
+//! 3 the isolation lock is held by another process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::ledger::Status;
+use crate::{
+    OutcomeKind, ProcessOptions, Registry, RollbackTarget, RunReport, Sequencer, SequencerBuilder,
+    SequencerError, Timestamp,
+};
+
+/// Run, inspect and undo one-time operations.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Ledger database URL [default: $SEQUENCER_DATABASE_URL, then sqlite://sequencer.db]
+    #[arg(long, global = true, env = "SEQUENCER_DATABASE_URL")]
+    database: Option<String>,
+    /// Environment matched against `environments = [...]` [default: $SEQUENCER_ENV]
+    #[arg(long = "env", global = true, env = "SEQUENCER_ENV")]
+    environment: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every pending operation, in order.
+    Process(ProcessArgs),
+    /// Run one operation now.
+    Execute {
+        /// Ledger name (or function name) of the operation.
+        name: String,
+        /// Run it without recording anything in the ledger.
+        #[arg(long)]
+        no_record: bool,
+    },
+    /// Show every operation and its latest run.
+    Status {
+        /// Only pending operations.
+        #[arg(long, group = "only")]
+        pending: bool,
+        /// Only failed (and interrupted) operations.
+        #[arg(long, group = "only")]
+        failed: bool,
+        /// Only completed operations.
+        #[arg(long, group = "only")]
+        completed: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo completed operations, latest first.
+    Rollback {
+        /// Every operation of this batch.
+        #[arg(long, group = "target", required = true)]
+        batch: Option<i64>,
+        /// The last N completed operations.
+        #[arg(long, group = "target")]
+        step: Option<usize>,
+        /// One operation.
+        #[arg(long, group = "target")]
+        op: Option<String>,
+    },
+    /// Run a failed or interrupted operation again.
+    Retry {
+        /// The operation.
+        name: String,
+    },
+    /// Record an operation as completed or skipped by hand.
+    Mark {
+        /// The operation.
+        name: String,
+        /// Mark it completed.
+        #[arg(long, group = "to", required = true)]
+        completed: bool,
+        /// Mark it skipped.
+        #[arg(long, group = "to")]
+        skipped: bool,
+    },
+    /// Delete an operation's rows from the ledger, so that it runs again.
+    Forget {
+        /// The operation (or an orphaned ledger name).
+        name: String,
+    },
+    /// Show recorded errors with their causes.
+    Errors {
+        /// Only this operation's.
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a new operation file for the directory form.
+    Make(MakeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ProcessArgs {
+    /// Show what would run, and run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Only operations at or after this timestamp (YYYY_MM_DD_HHMMSS).
+    #[arg(long, value_parser = parse_ts)]
+    from: Option<Timestamp>,
+    /// Only operations at or before this timestamp.
+    #[arg(long, value_parser = parse_ts)]
+    to: Option<Timestamp>,
+    /// Only operations with one of these tags.
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Run completed operations again (new ledger rows).
+    #[arg(long)]
+    repeat: bool,
+    /// Hold a global lock for the whole run; exit 3 if another process holds it.
+    #[arg(long)]
+    isolate: bool,
+    /// Who runs it, recorded in the ledger.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct MakeArgs {
+    /// The operation's name, snake_case.
+    name: String,
+    /// The operations directory.
+    #[arg(long, default_value = "operations")]
+    dir: PathBuf,
+    /// Add a `rollback` function.
+    #[arg(long)]
+    rollback: bool,
+    /// Retry it (3 tries, backoff 1, 5 s).
+    #[arg(long)]
+    retryable: bool,
+    /// Run it in a transaction committed with its ledger row.
+    #[arg(long)]
+    transaction: bool,
+    /// Operations it depends on (names of other files, without timestamp).
+    #[arg(long, value_delimiter = ',')]
+    dependencies: Vec<String>,
+}
+
+fn parse_ts(s: &str) -> Result<Timestamp, String> {
+    s.parse().map_err(|e: crate::TimestampError| e.to_string())
+}
+
+/// Runs the CLI over a registry and returns the exit code.
+pub fn run(registry: Registry) -> ExitCode {
+    run_with(Sequencer::builder().registry(registry))
+}
+
+/// Runs the CLI over a configured builder (state, guards, table prefix …); `--database` and `--env` override it.
+pub fn run_with(builder: SequencerBuilder) -> ExitCode {
+    run_from(builder, std::env::args_os())
+}
+
+/// [`run_with`] over explicit arguments (the first is the program name).
+pub fn run_from<I, T>(builder: SequencerBuilder, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(main(builder, cli))
+}
+
+async fn main(mut builder: SequencerBuilder, cli: Cli) -> ExitCode {
+    if let Command::Make(args) = &cli.command {
+        return make(args);
+    }
+    if let Some(url) = &cli.database {
+        builder = builder.database(url.clone());
+    }
+    if let Some(env) = &cli.environment {
+        builder = builder.environment(env.clone());
+    }
+    if let Command::Process(p) = &cli.command {
+        if let Some(actor) = &p.actor {
+            builder = builder.actor(actor.clone());
+        }
+    }
+    let seq = match builder.build().await {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    match command(&seq, cli.command).await {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &SequencerError) -> ExitCode {
+    eprintln!("error: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        eprintln!("  caused by: {s}");
+        source = s.source();
+    }
+    if let SequencerError::Ledger(crate::ledger::LedgerError::Connect { .. }) = e {
+        eprintln!("hint: check that the database is running and the URL is right (--database or SEQUENCER_DATABASE_URL)");
+    }
+    ExitCode::from(match e {
+        SequencerError::LockHeld => 3,
+        _ => 2,
+    })
+}
+
+async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, SequencerError> {
+    match command {
+        Command::Process(p) => {
+            let opts = ProcessOptions {
+                dry_run: p.dry_run,
+                from: p.from,
+                to: p.to,
+                tags: p.tags,
+                repeat: p.repeat,
+                isolate: p.isolate,
+            };
+            let report = if p.json || p.dry_run {
+                seq.process(&opts).await?
+            } else {
+                live(seq, seq.process(&opts)).await?
+            };
+            if p.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else if p.dry_run {
+                if report.planned.is_empty() {
+                    println!("Nothing to run.");
+                }
+                for (i, name) in report.planned.iter().enumerate() {
+                    println!("{:>4}. {name}", i + 1);
+                }
+            } else {
+                summary(&report);
+            }
+            Ok(exit_of(&report))
+        }
+        Command::Execute { name, no_record } => {
+            if no_record {
+                let outcome = seq.execute_unrecorded(&name).await?;
+                print_outcome(&name, &outcome);
+                return Ok(ExitCode::from(u8::from(matches!(
+                    outcome,
+                    OutcomeKind::Failed { .. }
+                ))));
+            }
+            let report = live(seq, seq.execute(&name)).await?;
+            summary(&report);
+            Ok(exit_of(&report))
+        }
+        Command::Status {
+            pending,
+            failed,
+            completed,
+            json,
+        } => {
+            let entries: Vec<_> = seq
+                .status()
+                .await?
+                .into_iter()
+                .filter(|e| {
+                    (!pending || e.status == Status::Pending)
+                        && (!failed || matches!(e.status, Status::Failed | Status::Interrupted))
+                        && (!completed || e.status == Status::Completed)
+                })
+                .collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&entries).unwrap_or_default()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<12} {:<48} {:>5} {:>8} {:>10}  NOTE",
+                "STATUS", "NAME", "BATCH", "ATTEMPTS", "DURATION"
+            );
+            for e in &entries {
+                let mut notes = Vec::new();
+                if e.edited {
+                    notes.push("edited after it ran".to_owned());
+                }
+                if e.orphaned {
+                    notes.push("orphaned: not in the registry (`forget` removes it)".to_owned());
+                }
+                if let Some(r) = &e.skip_reason {
+                    notes.push(r.clone());
+                }
+                if let Some(err) = &e.error {
+                    notes.push(err.lines().next().unwrap_or_default().to_owned());
+                }
+                let batch = e.batch.map_or("-".to_owned(), |b| b.to_string());
+                let duration = e.duration_ms.map_or("-".to_owned(), |d| format!("{d} ms"));
+                println!(
+                    "{:<12} {:<48} {:>5} {:>8} {:>10}  {}",
+                    e.status.as_str(),
+                    e.name,
+                    batch,
+                    e.attempts,
+                    duration,
+                    notes.join("; ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback { batch, step, op } => {
+            let target = match (batch, step, op) {
+                (Some(b), _, _) => RollbackTarget::Batch(b),
+                (_, Some(s), _) => RollbackTarget::Step(s),
+                (_, _, Some(o)) => RollbackTarget::Op(o),
+                _ => {
+                    return Err(SequencerError::Usage(
+                        "give `--batch N`, `--step N` or `--op NAME`".into(),
+                    ))
+                }
+            };
+            let report = seq.rollback(&target).await?;
+            if report.rolled_back.is_empty() && report.rollback_failures.is_empty() {
+                println!("Nothing to roll back.");
+            }
+            for name in &report.rolled_back {
+                println!("ROLLED BACK {name}");
+            }
+            for (name, e) in &report.rollback_failures {
+                println!("NOT UNDONE  {name}: {e}");
+            }
+            Ok(ExitCode::from(u8::from(
+                !report.rollback_failures.is_empty(),
+            )))
+        }
+        Command::Retry { name } => {
+            let report = live(seq, seq.retry(&name)).await?;
+            summary(&report);
+            Ok(exit_of(&report))
+        }
+        Command::Mark {
+            name, completed, ..
+        } => {
+            let to = if completed {
+                Status::Completed
+            } else {
+                Status::Skipped
+            };
+            seq.mark(&name, to).await?;
+            println!("Marked {name} {to}.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Forget { name } => {
+            let n = seq.forget(&name).await?;
+            println!(
+                "Forgot {name} ({n} ledger row{}); it runs again with the next `process`.",
+                if n == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Errors { name, json } => {
+            let errors = seq.errors(name.as_deref()).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&errors).unwrap_or_default()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            if errors.is_empty() {
+                println!("No errors recorded.");
+            }
+            for e in errors {
+                let what = if e.attempt == 0 {
+                    "rollback".to_owned()
+                } else {
+                    format!("attempt {}", e.attempt)
+                };
+                println!("{} (run {}, {what}): {}", e.name, e.run, e.message);
+                for cause in e.chain.lines().skip(1) {
+                    println!("    caused by: {cause}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Make(_) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Awaits `work`, printing each operation as it starts and ends.
+async fn live<T>(seq: &Sequencer, work: impl std::future::Future<Output = T>) -> T {
+    let mut events = seq.subscribe();
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            result = &mut work => {
+                while let Ok(e) = events.try_recv() {
+                    print_event(e);
+                }
+                return result;
+            }
+            Ok(e) = events.recv() => print_event(e),
+        }
+    }
+}
+
+fn print_event(e: crate::Event) {
+    use crate::Event;
+    match e {
+        Event::OperationStarted { name, attempt: 1 } => println!("RUNNING     {name}"),
+        Event::OperationStarted { name, attempt } => {
+            println!("RUNNING     {name} (attempt {attempt})")
+        }
+        Event::OperationSucceeded { name, duration_ms } => {
+            println!("DONE        {name} ({duration_ms} ms)")
+        }
+        Event::OperationRetrying {
+            name,
+            attempt,
+            delay_ms,
+            error,
+        } => {
+            println!("RETRYING    {name}: attempt {attempt} failed: {error}; next in {delay_ms} ms")
+        }
+        Event::OperationFailed {
+            name,
+            error,
+            allowed_to_fail,
+        } => {
+            let note = if allowed_to_fail {
+                " (allowed to fail)"
+            } else {
+                ""
+            };
+            println!("FAILED      {name}{note}: {error}")
+        }
+        Event::OperationSkipped { name, reason } => println!("SKIPPED     {name}: {reason}"),
+        Event::OperationRolledBack { name } => println!("ROLLED BACK {name}"),
+        Event::NoPendingOperations => println!("Nothing to run: no pending operations."),
+        Event::OperationsStarted { .. } | Event::OperationsEnded { .. } => {}
+    }
+}
+
+fn print_outcome(name: &str, o: &OutcomeKind) {
+    match o {
+        OutcomeKind::Completed { duration_ms } => {
+            println!("DONE        {name} ({duration_ms} ms, not recorded)")
+        }
+        OutcomeKind::Failed { error, .. } => println!("FAILED      {name}: {error}"),
+        OutcomeKind::Skipped { reason } => println!("SKIPPED     {name}: {reason}"),
+        OutcomeKind::NotClaimed => println!("NOT RUN     {name}"),
+    }
+}
+
+fn summary(r: &RunReport) {
+    let completed = r.count(|o| matches!(o, OutcomeKind::Completed { .. }));
+    let failed = r.count(|o| matches!(o, OutcomeKind::Failed { .. }));
+    let skipped = r.count(|o| matches!(o, OutcomeKind::Skipped { .. }));
+    let elsewhere = r.count(|o| matches!(o, OutcomeKind::NotClaimed));
+    if let Some(b) = r.batch {
+        print!("Batch {b}: ");
+        println!(
+            "{completed} completed, {failed} failed, {skipped} skipped{}.",
+            if elsewhere > 0 {
+                format!(", {elsewhere} run by another process")
+            } else {
+                String::new()
+            }
+        );
+    }
+    for (name, e) in &r.rollback_failures {
+        println!("  rollback of {name} failed: {e}");
+    }
+    if !r.rolled_back.is_empty() {
+        println!(
+            "  rolled back after the failure: {}",
+            r.rolled_back.join(", ")
+        );
+    }
+    for (name, why) in &r.waiting {
+        println!("  not run: {name}: {why}");
+    }
+    for name in &r.needs_attention {
+        println!("  interrupted: {name}: it is neither idempotent nor retryable; `retry {name}` runs it again, `mark {name} --completed` records it done");
+    }
+}
+
+fn exit_of(r: &RunReport) -> ExitCode {
+    ExitCode::from(u8::from(!r.succeeded()))
+}
+
+fn make(args: &MakeArgs) -> ExitCode {
+    let valid = args
+        .name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && args
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        eprintln!(
+            "error: `{}` is not a snake_case name; try `{}`",
+            args.name,
+            snake(&args.name)
+        );
+        return ExitCode::from(2);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let Some(ts) = Timestamp::from_unix_seconds(now) else {
+        eprintln!("error: the system clock is outside years 1–9999");
+        return ExitCode::from(2);
+    };
+    if let Err(e) = std::fs::create_dir_all(&args.dir) {
+        eprintln!("error: cannot create `{}`: {e}", args.dir.display());
+        return ExitCode::from(2);
+    }
+    let path = args.dir.join(format!("{ts}_{}.rs", args.name));
+    let mut keys = Vec::new();
+    if !args.dependencies.is_empty() {
+        keys.push(format!("depends_on = [{}]", args.dependencies.join(", ")));
+    }
+    if args.retryable {
+        keys.push("retries = 3, backoff = [1, 5]".to_owned());
+    }
+    if args.transaction {
+        keys.push("transaction".to_owned());
+    }
+    let attr = if keys.is_empty() {
+        "#[operation]".to_owned()
+    } else {
+        format!("#[operation({})]", keys.join(", "))
+    };
+    let mut src = format!(
+        "use sequencer::prelude::*;\n\n/// {name}.\n{attr}\npub async fn handle(ctx: &Ctx) -> Result<()> {{\n    let _ = ctx;\n    Ok(())\n}}\n",
+        name = args.name
+    );
+    if args.rollback {
+        src.push_str("\n/// Undoes `handle`.\npub async fn rollback(ctx: &Ctx) -> Result<()> {\n    let _ = ctx;\n    Ok(())\n}\n");
+    }
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, src.as_bytes()));
+    match created {
+        Ok(()) => {
+            println!("Created {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot write `{}`: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn snake(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else {
+            out.push('_');
+        }
+    }
+    out
+}
