@@ -26,7 +26,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// A context outside any run, on a lazily opened in-memory SQLite pool: for calling an operation's
-    /// function directly in a unit test.
+    /// function directly in a unit test. Call it inside a tokio runtime.
     pub fn detached(meta: &'static OperationMeta, attempt: u32, state: Arc<StateMap>) -> Self {
         sqlx::any::install_default_drivers();
         let pool = sqlx::any::AnyPoolOptions::new()

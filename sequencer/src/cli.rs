@@ -217,9 +217,15 @@ async fn main(mut builder: SequencerBuilder, cli: Cli) -> ExitCode {
 
 fn fail(e: &SequencerError) -> ExitCode {
     eprintln!("error: {e}");
+    let mut shown = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        eprintln!("  caused by: {s}");
+        let line = s.to_string();
+        // sqlx repeats its cause in its own message: print each text once.
+        if !shown.contains(&line) {
+            eprintln!("  caused by: {line}");
+        }
+        shown = line;
         source = s.source();
     }
     if let SequencerError::Ledger(crate::ledger::LedgerError::Connect { .. }) = e {

@@ -3,6 +3,8 @@
 
 use std::sync::Mutex;
 
+pub mod ledger_ops;
+
 /// What the operations ran, in order.
 pub static RAN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 

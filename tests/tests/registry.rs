@@ -1,24 +1,28 @@
 //! The generated registries: metadata, handlers and hooks, merging across modules, and start-up validation.
 
 use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use sequencer::{Backoff, Ctx, Dependency, OperationDef, Registry, Skipped};
 use sequencer_tests::{cycle_a, cycle_b, files, orders, users, RAN};
 
-/// Runs a future that never waits (every test operation completes at once).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    })
+}
+
 fn run<T>(f: impl Future<Output = T>) -> T {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("test operations never wait"),
-    }
+    runtime().block_on(f)
 }
 
 fn ctx(op: &'static OperationDef, attempt: u32) -> Ctx {
+    let _in_runtime = runtime().enter();
     Ctx::detached(&op.meta, attempt, Arc::default())
 }
 

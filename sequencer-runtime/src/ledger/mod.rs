@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 
 pub use sql::number_placeholders;
 use sql::Sql;
@@ -253,6 +253,20 @@ impl Ledger {
             url: redact(&url),
             source,
         })?;
+        // One direct connection first: its error says why (refused, unknown database, bad password), where the
+        // pool would only say that it timed out.
+        let connect_error = |source| LedgerError::Connect {
+            url: redact(&url),
+            source,
+        };
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            sqlx::AnyConnection::connect_with(&options),
+        )
+        .await
+        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+        .map_err(connect_error)?;
+        probe.close().await.map_err(connect_error)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(10))
@@ -593,8 +607,8 @@ impl Ledger {
                     name: r.try_get(0)?,
                     run: r.try_get(1)?,
                     attempt: r.try_get(2)?,
-                    message: r.try_get(3)?,
-                    chain: r.try_get(4)?,
+                    message: text(r, 3)?.unwrap_or_default(),
+                    chain: text(r, 4)?.unwrap_or_default(),
                     created_at: r.try_get(5)?,
                 })
             })
@@ -798,9 +812,20 @@ fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
         pid: r.try_get(11)?,
         actor: r.try_get(12)?,
         checksum: r.try_get(13)?,
-        skip_reason: r.try_get(14)?,
-        last_error: r.try_get(15)?,
+        skip_reason: text(r, 14)?,
+        last_error: text(r, 15)?,
     })
+}
+
+/// A TEXT column. Through sqlx's `Any` driver MySQL / MariaDB report TEXT as a blob type, so that case is read
+/// as bytes (always UTF-8: the ledger only writes strings).
+fn text(r: &AnyRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+    match r.try_get::<Option<String>, _>(i) {
+        Ok(v) => Ok(v),
+        Err(_) => Ok(r
+            .try_get::<Option<Vec<u8>>, _>(i)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())),
+    }
 }
 
 /// Whether a process of this host is alive (Linux: `/proc/PID`; elsewhere assumed alive, the lease decides).

@@ -1,0 +1,842 @@
+//! The ledger suite, run against every backend: SQLite (always), PostgreSQL and MariaDB (when reachable; with
+//! `SEQUENCER_REQUIRE_SERVERS=1`, as `.ci/run` sets, an unreachable server fails the suite).
+//! Override the servers with `SEQUENCER_TEST_POSTGRES_URL` / `SEQUENCER_TEST_MYSQL_URL`.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sequencer::ledger::Status;
+use sequencer::sqlx;
+use sequencer::{
+    Event, OutcomeKind, ProcessOptions, RollbackTarget, Sequencer, SequencerError, Timestamp,
+};
+use sequencer_tests::ledger_ops::{ops, Knobs};
+
+struct Backend {
+    name: &'static str,
+    url: String,
+}
+
+/// The backends to test; SQLite always, servers when reachable (or required).
+async fn backends() -> Vec<Backend> {
+    sqlx::any::install_default_drivers();
+    let dir = std::env::temp_dir().join(format!("sequencer-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join(format!("{}.db", fastrand::u64(..)));
+    let mut out = vec![Backend {
+        name: "SQLite",
+        url: format!("sqlite://{}", file.display()),
+    }];
+    let required = std::env::var("SEQUENCER_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
+    let servers = [
+        (
+            "PostgreSQL",
+            std::env::var("SEQUENCER_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+        ),
+        (
+            "MariaDB",
+            std::env::var("SEQUENCER_TEST_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
+        ),
+    ];
+    for (name, url) in servers {
+        let reachable = tokio::time::timeout(
+            Duration::from_secs(5),
+            <sqlx::AnyConnection as sqlx::Connection>::connect(&url),
+        )
+        .await;
+        match reachable {
+            Ok(Ok(_)) => out.push(Backend { name, url }),
+            Ok(Err(e)) if required => panic!("the {name} suite cannot reach {url}: {e}"),
+            Err(_) if required => panic!("the {name} suite cannot reach {url}: timed out"),
+            _ => {
+                // Written to the stream itself, not through `eprintln!`, so that the test harness shows it.
+                let msg = format!("skipped the {name} suite: {url} is not reachable (set SEQUENCER_REQUIRE_SERVERS=1 to make this an error)\n");
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+fn prefix() -> String {
+    format!("t{}_", fastrand::u32(..))
+}
+
+async fn sequencer(b: &Backend, p: &str, knobs: Knobs) -> Sequencer {
+    Sequencer::builder()
+        .registry(ops::registry())
+        .database(b.url.clone())
+        .table_prefix(format!("{p}seq_"))
+        .state(Knobs {
+            prefix: p.to_owned(),
+            ..knobs
+        })
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", b.name))
+}
+
+async fn log(seq: &Sequencer, p: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!("SELECT name FROM {p}log"))
+        .fetch_all(seq.ledger().pool())
+        .await
+        .unwrap_or_default()
+}
+
+async fn statuses(seq: &Sequencer) -> HashMap<String, Status> {
+    seq.status()
+        .await
+        .expect("status")
+        .into_iter()
+        .map(|e| (e.name.split_at(18).1.to_owned(), e.status))
+        .collect()
+}
+
+async fn cleanup(seq: &Sequencer, p: &str) {
+    for t in [
+        "log",
+        "seq_operations",
+        "seq_errors",
+        "seq_batches",
+        "seq_locks",
+        "seq_schema_versions",
+    ] {
+        let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {p}{t}"))
+            .execute(seq.ledger().pool())
+            .await;
+    }
+}
+
+fn ts(s: &str) -> Option<Timestamp> {
+    Some(s.parse().expect("timestamp"))
+}
+
+fn count(log: &[String], what: &str) -> usize {
+    log.iter().filter(|l| *l == what).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_each_operation_once_and_records_it() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(&b, &p, Knobs::default()).await;
+        let mut events = seq.subscribe();
+        let report = seq
+            .execute_all()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        assert!(report.succeeded(), "{}: {report:?}", b.name);
+        let s = statuses(&seq).await;
+        for op in [
+            "a_create",
+            "b_tx",
+            "d_fail",
+            "e_optional",
+            "i_panic",
+            "j_slow",
+            "k_idem",
+        ] {
+            assert_eq!(s[op], Status::Completed, "{}: {op}", b.name);
+        }
+        for op in ["f_env", "g_cond", "h_skip"] {
+            assert_eq!(s[op], Status::Skipped, "{}: {op}", b.name);
+        }
+        let reasons: Vec<String> = seq
+            .status()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.skip_reason)
+            .collect();
+        assert!(
+            reasons[0].contains("only in [\"production\"]"),
+            "{}: {reasons:?}",
+            b.name
+        );
+        assert_eq!(reasons[1], "`should_run` returned false");
+        assert_eq!(reasons[2], "nothing to do");
+
+        let first = events.recv().await.unwrap();
+        assert!(
+            matches!(first, Event::OperationsStarted { count: 10, .. }),
+            "{}: {first:?}",
+            b.name
+        );
+        let mut last = first;
+        while let Ok(e) = events.try_recv() {
+            last = e;
+        }
+        assert!(
+            matches!(
+                last,
+                Event::OperationsEnded {
+                    completed: 7,
+                    failed: 0,
+                    skipped: 3,
+                    ..
+                }
+            ),
+            "{}: {last:?}",
+            b.name
+        );
+
+        // A second run finds nothing to do, and the log shows each operation ran once.
+        let again = seq.execute_all().await.unwrap();
+        assert!(
+            again.planned.is_empty() && again.batch.is_none(),
+            "{}: {again:?}",
+            b.name
+        );
+        assert!(matches!(
+            events.recv().await.unwrap(),
+            Event::NoPendingOperations
+        ));
+        let l = log(&seq, &p).await;
+        for op in [
+            "a_create",
+            "b_tx",
+            "d_fail",
+            "e_optional",
+            "i_panic",
+            "j_slow",
+            "k_idem",
+        ] {
+            assert_eq!(count(&l, op), 1, "{}: {op} in {l:?}", b.name);
+        }
+        assert_eq!(count(&l, "f_env") + count(&l, "g_cond"), 0);
+
+        // `--repeat` adds runs of completed operations and refuses ones that never completed.
+        let repeat = ProcessOptions {
+            repeat: true,
+            from: ts("2024_01_01_000010"),
+            to: ts("2024_01_01_000011"),
+            ..Default::default()
+        };
+        let r = seq.process(&repeat).await.unwrap();
+        assert_eq!(
+            r.count(|o| matches!(o, OutcomeKind::Completed { .. })),
+            2,
+            "{}: {r:?}",
+            b.name
+        );
+        assert_eq!(count(&log(&seq, &p).await, "j_slow"), 2);
+        let refused = seq
+            .process(&ProcessOptions {
+                repeat: true,
+                to: ts("2024_01_01_000006"),
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            matches!(&refused, Err(SequencerError::Usage(m)) if m.contains("never completed")),
+            "{}: {refused:?}",
+            b.name
+        );
+        cleanup(&seq, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_stops_the_run_and_rolls_back_only_this_runs_operations() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(&b, &p, Knobs::default()).await;
+        seq.process(&ProcessOptions {
+            to: ts("2024_01_01_000001"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+        let failing = sequencer(
+            &b,
+            &p,
+            Knobs {
+                fail_d: true.into(),
+                ..Knobs::default()
+            },
+        )
+        .await;
+        let report = failing.execute_all().await.unwrap();
+        assert!(!report.succeeded());
+        assert_eq!(
+            report.rolled_back,
+            ["2024_01_01_000002_b_tx"],
+            "{}: only this run's, in reverse",
+            b.name
+        );
+        let s = statuses(&failing).await;
+        assert_eq!(
+            s["a_create"],
+            Status::Completed,
+            "{}: an earlier run's op is left alone",
+            b.name
+        );
+        assert_eq!(s["b_tx"], Status::RolledBack);
+        assert_eq!(s["d_fail"], Status::Failed);
+        assert_eq!(
+            s["e_optional"],
+            Status::Pending,
+            "{}: the run stopped",
+            b.name
+        );
+        let l = log(&failing, &p).await;
+        assert_eq!(count(&l, "rollback b_tx"), 1, "{}: {l:?}", b.name);
+        assert_eq!(
+            count(&l, "rollback a_create") + count(&l, "rollback d_fail"),
+            0,
+            "{}: {l:?}",
+            b.name
+        );
+
+        // Every cause of the error chain is recorded.
+        let errors = failing.errors(Some("d_fail")).await.unwrap();
+        assert_eq!(errors.len(), 1, "{}: {errors:?}", b.name);
+        assert_eq!(
+            errors[0].chain,
+            "d_fail could not sync invoices\ncalling the billing API\nconnection reset by peer"
+        );
+        let row = failing
+            .status()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name.ends_with("d_fail"))
+            .unwrap();
+        assert!(row.error.unwrap().contains("connection reset by peer"));
+
+        // Fixed: the next run runs the failed and the rolled-back operations again, and the rest.
+        let report = seq.execute_all().await.unwrap();
+        assert!(report.succeeded(), "{}: {report:?}", b.name);
+        let s = statuses(&seq).await;
+        assert_eq!(
+            (s["b_tx"], s["d_fail"], s["k_idem"]),
+            (Status::Completed, Status::Completed, Status::Completed)
+        );
+
+        // Rolling back a batch undoes its rollbackable operations, latest first, and reports the others.
+        let batch = report.batch.unwrap();
+        let rb = seq.rollback(&RollbackTarget::Batch(batch)).await.unwrap();
+        assert_eq!(
+            rb.rolled_back,
+            ["2024_01_01_000004_d_fail", "2024_01_01_000002_b_tx"],
+            "{}: {rb:?}",
+            b.name
+        );
+        assert!(rb
+            .rollback_failures
+            .iter()
+            .any(|(n, e)| n.ends_with("j_slow") && e.contains("no rollback")));
+        cleanup(&seq, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_to_fail_and_panics_are_recorded() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(
+            &b,
+            &p,
+            Knobs {
+                fail_e: true.into(),
+                panic_i: true.into(),
+                ..Knobs::default()
+            },
+        )
+        .await;
+        let report = seq.execute_all().await.unwrap();
+        let s = statuses(&seq).await;
+        assert_eq!(s["e_optional"], Status::Failed, "{}", b.name);
+        assert_eq!(
+            s["i_panic"],
+            Status::Failed,
+            "{}: a panic is a failure",
+            b.name
+        );
+        assert_eq!(
+            s["j_slow"],
+            Status::Pending,
+            "{}: the panic stopped the run",
+            b.name
+        );
+        let failures: Vec<_> = report
+            .results
+            .iter()
+            .filter(|(_, o)| matches!(o, OutcomeKind::Failed { .. }))
+            .collect();
+        assert!(
+            matches!(
+                &failures[0].1,
+                OutcomeKind::Failed {
+                    allowed_to_fail: true,
+                    ..
+                }
+            ),
+            "{}: {failures:?}",
+            b.name
+        );
+        assert!(
+            matches!(&failures[1].1, OutcomeKind::Failed { allowed_to_fail: false, error } if error.contains("panicked: index out of range"))
+        );
+        cleanup(&seq, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_operation_commits_with_its_ledger_row_or_not_at_all() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(&b, &p, Knobs::default()).await;
+        seq.process(&ProcessOptions {
+            to: ts("2024_01_01_000001"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let failing = sequencer(
+            &b,
+            &p,
+            Knobs {
+                fail_tx: true.into(),
+                ..Knobs::default()
+            },
+        )
+        .await;
+        failing
+            .process(&ProcessOptions {
+                to: ts("2024_01_01_000002"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            statuses(&failing).await["b_tx"],
+            Status::Failed,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            count(&log(&failing, &p).await, "b_tx"),
+            0,
+            "{}: the failed operation's write was rolled back",
+            b.name
+        );
+        seq.process(&ProcessOptions {
+            to: ts("2024_01_01_000002"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            statuses(&seq).await["b_tx"],
+            Status::Completed,
+            "{}",
+            b.name
+        );
+        assert_eq!(count(&log(&seq, &p).await, "b_tx"), 1, "{}", b.name);
+        cleanup(&seq, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_operations_rerun_only_when_safe() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(&b, &p, Knobs::default()).await;
+        seq.process(&ProcessOptions {
+            to: ts("2024_01_01_000009"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        // Another machine claimed j and k, then died: their leases ran out.
+        let t = format!("{p}seq_operations");
+        let past = sequencer::ledger::now_ms() - 1_000;
+        for op in ["2024_01_01_000010_j_slow", "2024_01_01_000011_k_idem"] {
+            sqlx::query(&format!("UPDATE {t} SET status = 'running', attempts = 1, lease_until = {past}, host = 'elsewhere', pid = 1 WHERE name = '{op}'"))
+                .execute(seq.ledger().pool())
+                .await
+                .unwrap();
+        }
+        let report = seq.execute_all().await.unwrap();
+        assert_eq!(
+            report.needs_attention,
+            ["2024_01_01_000010_j_slow"],
+            "{}: {report:?}",
+            b.name
+        );
+        let s = statuses(&seq).await;
+        assert_eq!(
+            s["j_slow"],
+            Status::Interrupted,
+            "{}: not idempotent: left for a human",
+            b.name
+        );
+        assert_eq!(
+            s["k_idem"],
+            Status::Completed,
+            "{}: idempotent: run again",
+            b.name
+        );
+        let retried = seq.retry("j_slow").await.unwrap();
+        assert!(retried.succeeded());
+        assert_eq!(
+            statuses(&seq).await["j_slow"],
+            Status::Completed,
+            "{}",
+            b.name
+        );
+        cleanup(&seq, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_lock_checksums_orphans_and_marks() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(&b, &p, Knobs::default()).await;
+        let other = sequencer::ledger::Owner {
+            host: "other-host".into(),
+            pid: 1,
+            actor: None,
+        };
+        let lock = seq
+            .ledger()
+            .try_lock(&other)
+            .await
+            .unwrap()
+            .expect("free lock");
+        let held = seq
+            .process(&ProcessOptions {
+                isolate: true,
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            matches!(held, Err(SequencerError::LockHeld)),
+            "{}: {held:?}",
+            b.name
+        );
+        lock.release().await.unwrap();
+        seq.process(&ProcessOptions {
+            isolate: true,
+            to: ts("2024_01_01_000002"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+        let t = format!("{p}seq_operations");
+        sqlx::query(&format!("UPDATE {t} SET checksum = '0000000000000000' WHERE name = '2024_01_01_000001_a_create'")).execute(seq.ledger().pool()).await.unwrap();
+        sqlx::query(&format!("INSERT INTO {t} (name, run, op_timestamp, status, attempts) VALUES ('2023_01_01_000000_removed', 0, 20230101000000, 'completed', 1)"))
+            .execute(seq.ledger().pool())
+            .await
+            .unwrap();
+        let status = seq.status().await.unwrap();
+        let a = status
+            .iter()
+            .find(|e| e.name.ends_with("a_create"))
+            .unwrap();
+        let bt = status.iter().find(|e| e.name.ends_with("b_tx")).unwrap();
+        assert!(
+            a.edited && !bt.edited,
+            "{}: only the op whose source changed is flagged",
+            b.name
+        );
+        let orphan = status
+            .iter()
+            .find(|e| e.name == "2023_01_01_000000_removed")
+            .unwrap();
+        assert!(
+            orphan.orphaned && orphan.timestamp == "2023_01_01_000000",
+            "{}: {orphan:?}",
+            b.name
+        );
+        assert_eq!(seq.forget("2023_01_01_000000_removed").await.unwrap(), 1);
+
+        seq.mark("d_fail", Status::Skipped).await.unwrap();
+        assert_eq!(statuses(&seq).await["d_fail"], Status::Skipped);
+        assert!(matches!(
+            seq.mark("nope", Status::Completed).await,
+            Err(SequencerError::UnknownOperation { .. })
+        ));
+        cleanup(&seq, &p).await;
+    }
+}
+
+fn seqtest(url: &str, p: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_seqtest"));
+    c.args(args)
+        .env("SEQUENCER_DATABASE_URL", url)
+        .env("SEQTEST_PREFIX", p)
+        .env_remove("SEQUENCER_ENV")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_processes_run_each_operation_exactly_once() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(&b, &p, Knobs::default()).await;
+        // Four real processes at once, without --isolate; the claim alone keeps each operation to one of them.
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                seqtest(&b.url, &p, &["process"], &[("SEQTEST_SLEEP_MS", "100")])
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}\n{}",
+                b.name,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let l = log(&seq, &p).await;
+        for op in [
+            "a_create",
+            "b_tx",
+            "d_fail",
+            "e_optional",
+            "i_panic",
+            "j_slow",
+            "k_idem",
+        ] {
+            assert_eq!(
+                count(&l, op),
+                1,
+                "{}: {op} ran {} times: {l:?}",
+                b.name,
+                count(&l, op)
+            );
+        }
+        cleanup(&seq, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_leaves_an_interrupted_operation_and_cli_exit_codes() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(&b, &p, Knobs::default()).await;
+        let mut child = seqtest(&b.url, &p, &["process"], &[("SEQTEST_SLEEP_MS", "30000")])
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if statuses(&seq).await.get("j_slow") == Some(&Status::Running) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: j_slow never started",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        child.kill().expect("kill -9");
+        child.wait().unwrap();
+        assert_eq!(
+            statuses(&seq).await["j_slow"],
+            Status::Running,
+            "{}: the dead process left its claim",
+            b.name
+        );
+
+        let out = seqtest(&b.url, &p, &["process"], &[]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}: {stdout}", b.name);
+        assert!(
+            stdout.contains("interrupted: 2024_01_01_000010_j_slow")
+                && stdout.contains("retry 2024_01_01_000010_j_slow"),
+            "{}: {stdout}",
+            b.name
+        );
+        let s = statuses(&seq).await;
+        assert_eq!(
+            (s["j_slow"], s["k_idem"]),
+            (Status::Interrupted, Status::Completed),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            count(&log(&seq, &p).await, "j_slow"),
+            0,
+            "{}: never silently re-run",
+            b.name
+        );
+
+        // Exit codes: 2 for a usage error (with a suggestion), 3 for a held lock, 1 for a failed operation.
+        let out = seqtest(&b.url, &p, &["execute", "j_slo"], &[])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr)
+            .contains("did you mean `2024_01_01_000010_j_slow`?"));
+        let other = sequencer::ledger::Owner {
+            host: "other-host".into(),
+            pid: 1,
+            actor: None,
+        };
+        let lock = seq
+            .ledger()
+            .try_lock(&other)
+            .await
+            .unwrap()
+            .expect("free lock");
+        let out = seqtest(&b.url, &p, &["process", "--isolate"], &[])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}: {}",
+            b.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lock.release().await.unwrap();
+        seq.mark("j_slow", Status::Completed).await.unwrap();
+        sqlx::query(&format!(
+            "DELETE FROM {p}seq_operations WHERE name = '2024_01_01_000004_d_fail'"
+        ))
+        .execute(seq.ledger().pool())
+        .await
+        .unwrap();
+        let out = seqtest(&b.url, &p, &["process"], &[("SEQTEST_FAIL_D", "1")])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: {}",
+            b.name,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("FAILED      2024_01_01_000004_d_fail")
+        );
+        cleanup(&seq, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_gets_a_clear_error() {
+    let build = |url: &str| {
+        Sequencer::builder()
+            .registry(ops::registry())
+            .database(url.to_owned())
+            .build()
+    };
+    let err = build("oracle://db/x")
+        .await
+        .err()
+        .expect("unsupported scheme");
+    assert!(
+        err.to_string()
+            .contains("unsupported database URL `oracle://db/x`: use `sqlite://FILE`"),
+        "{err}"
+    );
+    let err = build("postgres://postgres:secret@127.0.0.1:1/x")
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+    let text = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+    assert!(
+        text.contains(
+            "cannot connect to the ledger database `postgres://postgres:***@127.0.0.1:1/x`"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("refused"), "the cause is kept: {text}");
+
+    let dir = std::env::temp_dir().join(format!("sequencer-guard-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("l.db").display());
+    let seq = Sequencer::builder()
+        .registry(ops::registry())
+        .database(url)
+        .state(Knobs::default())
+        .guard(sequencer::only_hosts(&["build-server-7"]))
+        .build()
+        .await
+        .unwrap();
+    let refused = seq.execute_all().await;
+    assert!(
+        matches!(&refused, Err(SequencerError::Refused(m)) if m.contains("is not one of [\"build-server-7\"]")),
+        "{refused:?}"
+    );
+    assert!(
+        seq.status()
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.status == Status::Pending),
+        "a refused run writes nothing"
+    );
+}
+
+#[test]
+fn make_writes_a_file_the_directory_form_accepts() {
+    let dir = std::env::temp_dir().join(format!("sequencer-make-{}", fastrand::u64(..)));
+    let out = Command::new(env!("CARGO_BIN_EXE_seqtest"))
+        .args([
+            "make",
+            "backfill_orders",
+            "--rollback",
+            "--retryable",
+            "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let (ts, name) = sequencer_core_file_name(&files[0]);
+    assert_eq!(name, "backfill_orders");
+    assert!(ts.starts_with("20"), "{ts}");
+    let src = std::fs::read_to_string(dir.join(&files[0])).unwrap();
+    assert!(
+        src.contains("#[operation(retries = 3, backoff = [1, 5])]")
+            && src.contains("pub async fn rollback"),
+        "{src}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_seqtest"))
+        .args(["make", "BackfillOrders"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("try `backfill_orders`"));
+}
+
+/// `YYYY_MM_DD_HHMMSS_name.rs` → (timestamp, name).
+fn sequencer_core_file_name(f: &str) -> (String, String) {
+    let stem = f.strip_suffix(".rs").expect(".rs");
+    let ts: Timestamp = stem[..17].parse().expect("a real timestamp");
+    (ts.to_string(), stem[18..].to_owned())
+}
