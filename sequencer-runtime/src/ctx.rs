@@ -95,7 +95,7 @@ impl Ctx {
     /// row, or not at all.
     ///
     /// ```no_run
-    /// # use sequencer::prelude::*;
+    /// # use sequencer_runtime::{Ctx, Result};
     /// # async fn op(ctx: &Ctx) -> Result<()> {
     /// let mut tx = ctx.tx().await?;
     /// sqlx::query("UPDATE accounts SET plan = 'free' WHERE plan IS NULL").execute(&mut **tx).await?;
