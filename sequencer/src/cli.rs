@@ -417,32 +417,76 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
     }
 }
 
-/// Awaits `work`, printing each operation as it starts and ends.
+/// Awaits `work`, printing each operation as it starts and ends, under a progress bar on a terminal.
 async fn live<T>(seq: &Sequencer, work: impl std::future::Future<Output = T>) -> T {
+    use std::io::IsTerminal;
     let mut events = seq.subscribe();
     let mut work = std::pin::pin!(work);
+    let terminal = std::io::stdout().is_terminal();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let show = |e: crate::Event, bar: &mut Option<indicatif::ProgressBar>| {
+        use crate::Event;
+        match &e {
+            Event::OperationsStarted { count, .. } if terminal => {
+                let pb = indicatif::ProgressBar::new(*count as u64);
+                let style = indicatif::ProgressStyle::with_template(
+                    "[{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                pb.set_style(style);
+                *bar = Some(pb);
+            }
+            Event::OperationStarted { name, .. } => {
+                if let Some(pb) = bar {
+                    pb.set_message(name.clone());
+                }
+            }
+            Event::OperationSucceeded { .. }
+            | Event::OperationFailed { .. }
+            | Event::OperationSkipped { .. } => {
+                if let Some(pb) = bar {
+                    pb.inc(1);
+                }
+            }
+            Event::OperationsEnded { .. } => {
+                if let Some(pb) = bar.take() {
+                    pb.finish_and_clear();
+                }
+            }
+            _ => {}
+        }
+        if let Some(line) = event_line(e) {
+            match bar {
+                Some(pb) => pb.println(line),
+                None => println!("{line}"),
+            }
+        }
+    };
     loop {
         tokio::select! {
             result = &mut work => {
                 while let Ok(e) = events.try_recv() {
-                    print_event(e);
+                    show(e, &mut bar);
+                }
+                if let Some(pb) = bar.take() {
+                    pb.finish_and_clear();
                 }
                 return result;
             }
-            Ok(e) = events.recv() => print_event(e),
+            Ok(e) = events.recv() => show(e, &mut bar),
         }
     }
 }
 
-fn print_event(e: crate::Event) {
+fn event_line(e: crate::Event) -> Option<String> {
     use crate::Event;
-    match e {
-        Event::OperationStarted { name, attempt: 1 } => println!("RUNNING     {name}"),
+    Some(match e {
+        Event::OperationStarted { name, attempt: 1 } => format!("RUNNING     {name}"),
         Event::OperationStarted { name, attempt } => {
-            println!("RUNNING     {name} (attempt {attempt})")
+            format!("RUNNING     {name} (attempt {attempt})")
         }
         Event::OperationSucceeded { name, duration_ms } => {
-            println!("DONE        {name} ({duration_ms} ms)")
+            format!("DONE        {name} ({duration_ms} ms)")
         }
         Event::OperationRetrying {
             name,
@@ -450,7 +494,7 @@ fn print_event(e: crate::Event) {
             delay_ms,
             error,
         } => {
-            println!("RETRYING    {name}: attempt {attempt} failed: {error}; next in {delay_ms} ms")
+            format!("RETRYING    {name}: attempt {attempt} failed: {error}; next in {delay_ms} ms")
         }
         Event::OperationFailed {
             name,
@@ -462,13 +506,13 @@ fn print_event(e: crate::Event) {
             } else {
                 ""
             };
-            println!("FAILED      {name}{note}: {error}")
+            format!("FAILED      {name}{note}: {error}")
         }
-        Event::OperationSkipped { name, reason } => println!("SKIPPED     {name}: {reason}"),
-        Event::OperationRolledBack { name } => println!("ROLLED BACK {name}"),
-        Event::NoPendingOperations => println!("Nothing to run: no pending operations."),
-        Event::OperationsStarted { .. } | Event::OperationsEnded { .. } => {}
-    }
+        Event::OperationSkipped { name, reason } => format!("SKIPPED     {name}: {reason}"),
+        Event::OperationRolledBack { name } => format!("ROLLED BACK {name}"),
+        Event::NoPendingOperations => "Nothing to run: no pending operations.".to_owned(),
+        Event::OperationsStarted { .. } | Event::OperationsEnded { .. } => return None,
+    })
 }
 
 fn print_outcome(name: &str, o: &OutcomeKind) {
