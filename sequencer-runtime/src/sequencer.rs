@@ -13,7 +13,8 @@ use crate::ctx::StateMap;
 use crate::events::Event;
 use crate::executor::{Env, Outcome, Target};
 use crate::ledger::{Ledger, LedgerError, LedgerRow, Owner, Status};
-use crate::{Dependency, OperationDef, Registry, RegistryError, Timestamp};
+use crate::orchestrator::{Due, Orchestrator, Run, Sequential};
+use crate::{OperationDef, Registry, RegistryError, Timestamp};
 
 /// The default ledger: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://sequencer.db";
@@ -89,6 +90,7 @@ pub struct SequencerBuilder {
     guards: Vec<Box<dyn Guard>>,
     lease: Duration,
     actor: Option<String>,
+    orchestrator: Arc<dyn Orchestrator>,
 }
 
 impl Default for SequencerBuilder {
@@ -102,6 +104,7 @@ impl Default for SequencerBuilder {
             guards: Vec::new(),
             lease: Duration::from_secs(60),
             actor: None,
+            orchestrator: Arc::new(Sequential),
         }
     }
 }
@@ -150,6 +153,12 @@ impl SequencerBuilder {
         self
     }
 
+    /// The default orchestrator (default: [`Sequential`]).
+    pub fn orchestrator(mut self, orchestrator: impl Orchestrator + 'static) -> Self {
+        self.orchestrator = Arc::new(orchestrator);
+        self
+    }
+
     /// Who runs (recorded in the ledger).
     pub fn actor(mut self, actor: impl Into<String>) -> Self {
         self.actor = Some(actor.into());
@@ -192,6 +201,7 @@ impl SequencerBuilder {
                 env,
                 guards: self.guards,
             }),
+            orchestrator: self.orchestrator,
         })
     }
 }
@@ -206,7 +216,11 @@ struct Inner {
 #[derive(Clone)]
 pub struct Sequencer {
     inner: Arc<Inner>,
+    orchestrator: Arc<dyn Orchestrator>,
 }
+
+/// Operations run at once by the parallel orchestrators unless `--concurrency` says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 8;
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -223,6 +237,8 @@ pub struct ProcessOptions {
     pub repeat: bool,
     /// Hold the global lock for the whole run.
     pub isolate: bool,
+    /// How many operations the parallel orchestrators run at once (default [`DEFAULT_CONCURRENCY`]).
+    pub concurrency: Option<usize>,
 }
 
 /// What a run did.
@@ -242,6 +258,8 @@ pub struct RunReport {
     pub needs_attention: Vec<String>,
     /// Operations left pending because a dependency did not complete.
     pub waiting: Vec<(String, String)>,
+    /// Scheduled operations not due yet, with their due time (Unix milliseconds).
+    pub scheduled: Vec<(String, i64)>,
 }
 
 /// How an operation ended, for reports.
@@ -357,7 +375,25 @@ impl Sequencer {
         self.inner.env.cancel.cancel();
     }
 
-    /// Runs every pending operation with the sequential orchestrator.
+    /// The same sequencer with another orchestrator: `seq.using(DependencyGraph).execute_all()`.
+    pub fn using(&self, orchestrator: impl Orchestrator + 'static) -> Sequencer {
+        self.using_arc(Arc::new(orchestrator))
+    }
+
+    /// [`Sequencer::using`] with a shared orchestrator (as [`crate::orchestrator::by_name`] returns).
+    pub fn using_arc(&self, orchestrator: Arc<dyn Orchestrator>) -> Sequencer {
+        Sequencer {
+            inner: self.inner.clone(),
+            orchestrator,
+        }
+    }
+
+    /// The orchestrator `process` and `execute_all` use.
+    pub fn orchestrator_name(&self) -> &'static str {
+        self.orchestrator.name()
+    }
+
+    /// Runs every pending operation with this sequencer's orchestrator (sequential unless set).
     pub async fn execute_all(&self) -> Result<RunReport, SequencerError> {
         self.process(&ProcessOptions::default()).await
     }
@@ -392,8 +428,8 @@ impl Sequencer {
         Ok(())
     }
 
-    /// Runs the due operations in order (the sequential orchestrator): a failure stops the run and rolls back,
-    /// in reverse, the Rollbackable operations this run completed.
+    /// Runs the due operations with this sequencer's orchestrator ([`Sequential`] unless set: a failure stops
+    /// the run and rolls back, in reverse, the Rollbackable operations this run completed).
     pub async fn process(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {
         self.check_guards()?;
         let env = &self.inner.env;
@@ -502,74 +538,28 @@ impl Sequencer {
             return Ok(report);
         }
         let batch = env.ledger.new_batch(&env.owner).await?;
-        report.batch = Some(batch);
         let _ = env.events.send(Event::OperationsStarted {
             batch,
             count: due.len(),
         });
-        let mut done: HashSet<&str> = rows
+        let satisfied: HashSet<String> = rows
             .values()
             .filter(|r| matches!(r.status, Status::Completed | Status::Skipped))
-            .map(|r| r.name.as_str())
+            .map(|r| r.name.clone())
             .collect();
-        let mut completed_now: Vec<(&'static OperationDef, i64)> = Vec::new();
-        let mut stopped = false;
-        for (def, mut target) in due {
-            if env.cancel.is_cancelled() {
-                break;
-            }
-            let blocked = def.meta.depends_on.iter().find_map(|d| match d {
-                Dependency::Operation(n) if !done.contains(n) => Some(*n),
-                _ => None,
-            });
-            if let Some(dep) = blocked {
-                report.waiting.push((
-                    def.meta.name.to_owned(),
-                    format!("dependency `{dep}` has not completed"),
-                ));
-                continue;
-            }
-            target.batch = batch;
-            let run = target.run;
-            let outcome = env.run(def, target).await?;
-            let kind = match outcome {
-                Outcome::Completed { duration } => {
-                    done.insert(def.meta.name);
-                    completed_now.push((def, run));
-                    OutcomeKind::Completed {
-                        duration_ms: duration.as_millis() as u64,
-                    }
-                }
-                Outcome::Skipped { reason } => {
-                    done.insert(def.meta.name);
-                    OutcomeKind::Skipped { reason }
-                }
-                Outcome::Failed { error } => {
-                    stopped = !def.meta.allowed_to_fail;
-                    OutcomeKind::Failed {
-                        error,
-                        allowed_to_fail: def.meta.allowed_to_fail,
-                    }
-                }
-                Outcome::NotClaimed => OutcomeKind::NotClaimed,
-            };
-            report.results.push((def.meta.name.to_owned(), kind));
-            if stopped {
-                break;
-            }
-        }
-        if stopped {
-            for (def, run) in completed_now
-                .into_iter()
-                .rev()
-                .filter(|(d, _)| d.meta.rollbackable)
-            {
-                match env.roll_back(def, run).await? {
-                    Ok(()) => report.rolled_back.push(def.meta.name.to_owned()),
-                    Err(e) => report.rollback_failures.push((def.meta.name.to_owned(), e)),
-                }
-            }
-        }
+        let due: Vec<Due> = due
+            .into_iter()
+            .map(|(def, t)| Due::new(def, t.run, t.new_run))
+            .collect();
+        let concurrency = opts.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        let run = Run::new(env.clone(), batch, due, satisfied, concurrency);
+        let orchestrated = self.orchestrator.orchestrate(&run).await?;
+        report = RunReport {
+            needs_attention: report.needs_attention,
+            scheduled: report.scheduled,
+            ..orchestrated
+        };
+        report.waiting.sort();
         let _ = env.events.send(Event::OperationsEnded {
             batch,
             completed: report.count(|o| matches!(o, OutcomeKind::Completed { .. })),

@@ -127,6 +127,13 @@ struct ProcessArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// How to run them: sequential, batch, transactional, allowed-to-fail, graph, scheduled [default: the
+    /// application's, else sequential]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::orchestrator::NAMES))]
+    orchestrator: Option<String>,
+    /// Operations run at once by the parallel orchestrators.
+    #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
 }
 
 #[derive(Debug, Args)]
@@ -240,7 +247,17 @@ fn fail(e: &SequencerError) -> ExitCode {
 async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, SequencerError> {
     match command {
         Command::Process(p) => {
+            let seq = match p
+                .orchestrator
+                .as_deref()
+                .and_then(crate::orchestrator::by_name)
+            {
+                Some(o) => seq.using_arc(o),
+                None => seq.clone(),
+            };
+            let seq = &seq;
             let opts = ProcessOptions {
+                concurrency: Some(usize::from(p.concurrency)),
                 dry_run: p.dry_run,
                 from: p.from,
                 to: p.to,
