@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod executor;
 pub mod ledger;
+pub mod orchestrator;
 mod registry;
 mod sequencer;
 
@@ -16,13 +17,18 @@ pub use ctx::{Ctx, StateMap, TxGuard};
 pub use error::{Skip, Skipped};
 pub use events::Event;
 pub use executor::Outcome;
+pub use orchestrator::{
+    AllowedToFailBatch, Batch, DependencyGraph, Orchestrator, Scheduled, Sequential,
+    TransactionalBatch,
+};
 pub use registry::{
     BoxFuture, Condition, DueTime, FailedHook, Handler, Operation, OperationDef, Registry,
     RegistryBuilder, RegistryError,
 };
 pub use sequencer::{
     only_environments, only_hosts, Guard, OutcomeKind, ProcessOptions, RollbackTarget, RunReport,
-    Sequencer, SequencerBuilder, SequencerError, StatusEntry, DEFAULT_DATABASE_URL,
+    Sequencer, SequencerBuilder, SequencerError, StatusEntry, DEFAULT_CONCURRENCY,
+    DEFAULT_DATABASE_URL,
 };
 pub use sequencer_core::{
     Backoff, Dependency, Hooks, Middleware, OperationMeta, RetryPolicy, Schedule, SourceLocation,
