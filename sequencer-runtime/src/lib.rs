@@ -11,6 +11,7 @@ mod executor;
 pub mod ledger;
 pub mod orchestrator;
 mod registry;
+pub mod render;
 mod sequencer;
 
 pub use ctx::{Ctx, StateMap, TxGuard};

@@ -1,0 +1,730 @@
+//! The dependency graph of a registry, analysed and drawn: waves, the critical path, and renderings as text,
+//! Graphviz DOT or Mermaid.
+//!
+//! [`analyze`] weighs every operation by its last known duration (or 1 when none is known) and finds, in
+//! O(V + E) over the plan's topological order, each operation's earliest start and the heaviest path through
+//! the graph: the critical path, which no amount of parallelism can shorten. [`render`] draws the graph with
+//! each operation's ledger status.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
+
+use crate::ledger::Status;
+use crate::{Registry, RegistryError};
+
+/// How [`render`] draws the graph.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum GraphFormat {
+    /// Plain text: one block per wave, then the critical path.
+    #[default]
+    Text,
+    /// A Graphviz `digraph` (`dot -Tsvg`).
+    Dot,
+    /// A Mermaid `flowchart`, for Markdown that renders Mermaid.
+    Mermaid,
+}
+
+impl GraphFormat {
+    /// Every format, in the order listed in error messages.
+    pub const ALL: [GraphFormat; 3] = [GraphFormat::Text, GraphFormat::Dot, GraphFormat::Mermaid];
+
+    /// The name [`FromStr`] accepts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GraphFormat::Text => "text",
+            GraphFormat::Dot => "dot",
+            GraphFormat::Mermaid => "mermaid",
+        }
+    }
+}
+
+impl fmt::Display for GraphFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no [`GraphFormat`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown graph format `{0}`: expected one of text, dot, mermaid")]
+pub struct UnknownGraphFormat(pub String);
+
+impl FromStr for GraphFormat {
+    type Err = UnknownGraphFormat;
+
+    /// Parses `text`, `dot` or `mermaid`, ignoring ASCII case and surrounding whitespace.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim();
+        GraphFormat::ALL
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(wanted))
+            .ok_or_else(|| UnknownGraphFormat(s.to_owned()))
+    }
+}
+
+/// The analysed dependency graph of a registry. Every index refers to [`Registry::operations`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphView {
+    /// Execution order (a topological order of the graph).
+    pub order: Vec<usize>,
+    /// For each operation, its dependencies.
+    pub deps: Vec<Vec<usize>>,
+    /// Operations grouped by wave, each wave in execution order: wave 0 has no dependencies, wave `n + 1`
+    /// depends on wave `n` at the deepest.
+    pub waves: Vec<Vec<usize>>,
+    /// For each operation, its weight: its duration in milliseconds, or 1 when unknown.
+    pub weights: Vec<u64>,
+    /// How many operations have a known duration.
+    pub durations_known: usize,
+    /// For each operation, its earliest start with unbounded parallelism: the weight of the heaviest chain of
+    /// dependencies before it.
+    pub earliest_start: Vec<u64>,
+    /// The heaviest path through the graph, first operation first; empty for an empty registry.
+    pub critical_path: Vec<usize>,
+    /// The critical path's total weight: the shortest possible run with unbounded parallelism.
+    pub critical_weight: u64,
+    /// The sum of all weights: the run time with no parallelism at all.
+    pub total_work: u64,
+}
+
+impl GraphView {
+    /// Whether every operation's duration is known, so that weights are milliseconds. An empty graph counts as
+    /// known.
+    pub fn all_durations_known(&self) -> bool {
+        self.durations_known == self.weights.len()
+    }
+
+    /// The parallelism the graph allows: total work over critical-path weight (1.0 for an empty graph).
+    pub fn parallelism(&self) -> f64 {
+        if self.critical_weight == 0 {
+            1.0
+        } else {
+            self.total_work as f64 / self.critical_weight as f64
+        }
+    }
+
+    /// Whether `op` is on the critical path.
+    pub fn is_critical(&self, op: usize) -> bool {
+        self.critical_path.contains(&op)
+    }
+
+    /// The critical path's edges, each `(dependency, dependent)`.
+    fn critical_edges(&self) -> HashSet<(usize, usize)> {
+        self.critical_path
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .collect()
+    }
+}
+
+/// Analyses a registry's dependency graph. `durations` maps ledger names to durations in milliseconds; an
+/// operation without one weighs 1.
+///
+/// Fails only when the registry is invalid (see [`Registry::plan`]).
+pub fn analyze(
+    registry: &Registry,
+    durations: &HashMap<String, u64>,
+) -> Result<GraphView, RegistryError> {
+    let plan = registry.plan()?;
+    let ops = registry.operations();
+    let n = ops.len();
+
+    let mut durations_known = 0;
+    let weights: Vec<u64> = ops
+        .iter()
+        .map(|op| match durations.get(op.meta.name) {
+            Some(&ms) => {
+                durations_known += 1;
+                ms
+            }
+            None => 1,
+        })
+        .collect();
+
+    // Longest path in a DAG: relax each operation's dependencies in topological order.
+    let mut earliest_start = vec![0u64; n];
+    let mut finish = vec![0u64; n];
+    let mut via: Vec<Option<usize>> = vec![None; n];
+    for &i in &plan.order {
+        for &d in &plan.deps[i] {
+            if via[i].is_none() || finish[d] > earliest_start[i] {
+                earliest_start[i] = finish[d];
+                via[i] = Some(d);
+            }
+        }
+        finish[i] = earliest_start[i].saturating_add(weights[i]);
+    }
+
+    let mut end: Option<usize> = None;
+    for &i in &plan.order {
+        if end.is_none_or(|e| finish[i] > finish[e]) {
+            end = Some(i);
+        }
+    }
+    let mut critical_path = Vec::new();
+    let mut at = end;
+    while let Some(i) = at {
+        critical_path.push(i);
+        at = via[i];
+    }
+    critical_path.reverse();
+
+    Ok(GraphView {
+        waves: plan.waves(),
+        critical_weight: end.map_or(0, |e| finish[e]),
+        total_work: weights.iter().fold(0u64, |a, &w| a.saturating_add(w)),
+        order: plan.order,
+        deps: plan.deps,
+        weights,
+        durations_known,
+        earliest_start,
+        critical_path,
+    })
+}
+
+/// Draws a registry's dependency graph with each operation's status (absent from `statuses`: pending) and
+/// its critical path, weighed with `durations` as [`analyze`] does.
+///
+/// Fails only when the registry is invalid (see [`Registry::plan`]).
+pub fn render(
+    registry: &Registry,
+    statuses: &HashMap<String, Status>,
+    durations: &HashMap<String, u64>,
+    format: GraphFormat,
+) -> Result<String, RegistryError> {
+    let view = analyze(registry, durations)?;
+    let graph = Drawing {
+        names: registry.operations().iter().map(|o| o.meta.name).collect(),
+        statuses: registry
+            .operations()
+            .iter()
+            .map(|o| {
+                statuses
+                    .get(o.meta.name)
+                    .copied()
+                    .unwrap_or(Status::Pending)
+            })
+            .collect(),
+        view,
+    };
+    let mut out = String::new();
+    // Writing to a `String` never fails.
+    let _ = match format {
+        GraphFormat::Text => graph.text(&mut out),
+        GraphFormat::Dot => graph.dot(&mut out),
+        GraphFormat::Mermaid => graph.mermaid(&mut out),
+    };
+    Ok(out)
+}
+
+/// What the renderers draw from.
+struct Drawing {
+    names: Vec<&'static str>,
+    statuses: Vec<Status>,
+    view: GraphView,
+}
+
+impl Drawing {
+    fn text(&self, out: &mut String) -> fmt::Result {
+        let v = &self.view;
+        let weight = if v.all_durations_known() && !v.weights.is_empty() {
+            format!("{} ms", v.critical_weight)
+        } else {
+            format!("weight {}", v.critical_weight)
+        };
+        writeln!(
+            out,
+            "{} operation{}, {} wave{}, critical path {} op{} ({weight})",
+            v.order.len(),
+            plural(v.order.len()),
+            v.waves.len(),
+            plural(v.waves.len()),
+            v.critical_path.len(),
+            plural(v.critical_path.len()),
+        )?;
+        for (w, wave) in v.waves.iter().enumerate() {
+            writeln!(out, "wave {w}:")?;
+            for &i in wave {
+                write!(out, "  [{}] {}", self.statuses[i], self.names[i])?;
+                if v.is_critical(i) {
+                    out.push_str(" *");
+                }
+                if !v.deps[i].is_empty() {
+                    let after: Vec<&str> = v.deps[i].iter().map(|&d| self.names[d]).collect();
+                    write!(out, "  (after {})", after.join(", "))?;
+                }
+                out.push('\n');
+            }
+        }
+        let path: Vec<&str> = v.critical_path.iter().map(|&i| self.names[i]).collect();
+        if path.is_empty() {
+            writeln!(out, "critical path: (none)")
+        } else {
+            writeln!(out, "critical path: {}", path.join(" → "))
+        }
+    }
+
+    fn dot(&self, out: &mut String) -> fmt::Result {
+        let v = &self.view;
+        let critical = v.critical_edges();
+        writeln!(out, "digraph operations {{")?;
+        writeln!(out, "  rankdir=LR;")?;
+        writeln!(out, "  node [shape=box, style=filled];")?;
+        for &i in &v.order {
+            let name = dot_escape(self.names[i]);
+            let status = self.statuses[i];
+            writeln!(
+                out,
+                "  \"{name}\" [label=\"{name}\\n{status}\", fillcolor={}];",
+                dot_color(status)
+            )?;
+        }
+        for &i in &v.order {
+            for &d in &v.deps[i] {
+                write!(
+                    out,
+                    "  \"{}\" -> \"{}\"",
+                    dot_escape(self.names[d]),
+                    dot_escape(self.names[i])
+                )?;
+                if critical.contains(&(d, i)) {
+                    out.push_str(" [style=bold, penwidth=2]");
+                }
+                out.push_str(";\n");
+            }
+        }
+        for wave in &v.waves {
+            out.push_str("  { rank=same;");
+            for &i in wave {
+                write!(out, " \"{}\";", dot_escape(self.names[i]))?;
+            }
+            out.push_str(" }\n");
+        }
+        writeln!(out, "}}")
+    }
+
+    fn mermaid(&self, out: &mut String) -> fmt::Result {
+        let v = &self.view;
+        let critical = v.critical_edges();
+        writeln!(out, "flowchart LR")?;
+        for &i in &v.order {
+            writeln!(
+                out,
+                "  op{i}[\"{}<br/>{}\"]",
+                mermaid_escape(self.names[i]),
+                self.statuses[i]
+            )?;
+        }
+        for &i in &v.order {
+            for &d in &v.deps[i] {
+                let arrow = if critical.contains(&(d, i)) {
+                    "==>"
+                } else {
+                    "-->"
+                };
+                writeln!(out, "  op{d} {arrow} op{i}")?;
+            }
+        }
+        for status in STATUSES {
+            let members: Vec<String> = v
+                .order
+                .iter()
+                .filter(|&&i| self.statuses[i] == status)
+                .map(|i| format!("op{i}"))
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            writeln!(
+                out,
+                "  classDef {status} fill:{},stroke:#333,color:#000;",
+                mermaid_color(status)
+            )?;
+            writeln!(out, "  class {} {status};", members.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// Every status, in the order the Mermaid classes are listed.
+const STATUSES: [Status; 8] = [
+    Status::Pending,
+    Status::Scheduled,
+    Status::Running,
+    Status::Completed,
+    Status::Failed,
+    Status::Skipped,
+    Status::RolledBack,
+    Status::Interrupted,
+];
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn dot_color(status: Status) -> &'static str {
+    match status {
+        Status::Completed => "green",
+        Status::Failed => "red",
+        Status::Running => "yellow",
+        Status::Skipped => "grey",
+        Status::Pending => "white",
+        Status::Scheduled | Status::RolledBack | Status::Interrupted => "lightblue",
+    }
+}
+
+fn mermaid_color(status: Status) -> &'static str {
+    match status {
+        Status::Completed => "#9f9",
+        Status::Failed => "#f99",
+        Status::Running => "#ff9",
+        Status::Skipped => "#ccc",
+        Status::Pending => "#fff",
+        Status::Scheduled | Status::RolledBack | Status::Interrupted => "#adf",
+    }
+}
+
+/// Escapes a name for a DOT double-quoted string.
+fn dot_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a name for a Mermaid quoted label, with Mermaid's `#…;` entity codes.
+fn mermaid_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("#quot;"),
+            '#' => out.push_str("#35;"),
+            '<' => out.push_str("#lt;"),
+            '>' => out.push_str("#gt;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        BoxFuture, Ctx, Dependency, Hooks, OperationDef, OperationMeta, Result, RetryPolicy,
+        SourceLocation, Timestamp,
+    };
+
+    fn h(_: &Ctx) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    const fn def(
+        name: &'static str,
+        second: u64,
+        depends_on: &'static [Dependency],
+    ) -> OperationDef {
+        OperationDef {
+            meta: OperationMeta {
+                name,
+                timestamp: Timestamp::from_version_unchecked(20240101000000 + second),
+                fn_name: name,
+                module_path: module_path!(),
+                source: SourceLocation {
+                    file: file!(),
+                    line: line!(),
+                },
+                checksum: 0,
+                depends_on,
+                rollbackable: false,
+                allowed_to_fail: false,
+                retry: RetryPolicy::ONCE,
+                timeout: None,
+                fail_on_timeout: false,
+                schedule: None,
+                asynchronous: false,
+                queue: None,
+                unique: None,
+                middleware: &[],
+                tags: &[],
+                hooks: Hooks {
+                    before: false,
+                    after: false,
+                    failed: false,
+                },
+                transaction: false,
+                encrypted: false,
+                environments: &[],
+                conditional: false,
+                idempotent: false,
+            },
+            handler: h,
+            rollback: None,
+            before: None,
+            after: None,
+            failed: None,
+            should_run: None,
+            execute_at: None,
+        }
+    }
+
+    static A: OperationDef = def("a", 1, &[]);
+    static B: OperationDef = def("b", 2, &[Dependency::Operation("a")]);
+    static C: OperationDef = def("c", 3, &[Dependency::Operation("a")]);
+    static D: OperationDef = def(
+        "d",
+        4,
+        &[Dependency::Operation("b"), Dependency::Operation("c")],
+    );
+    static E: OperationDef = def("e", 5, &[]);
+
+    /// a → b, a → c, b → d, c → d, and an independent e; declared out of order on purpose.
+    fn diamond() -> Registry {
+        Registry::builder()
+            .operation(&D)
+            .operation(&E)
+            .operation(&B)
+            .operation(&A)
+            .operation(&C)
+            .build()
+            .expect("valid registry")
+    }
+
+    fn ms(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
+        pairs.iter().map(|&(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    fn names(registry: &Registry, ids: &[usize]) -> Vec<&'static str> {
+        ids.iter()
+            .map(|&i| registry.operations()[i].meta.name)
+            .collect()
+    }
+
+    #[test]
+    fn waves_and_critical_path_of_a_fan_out_fan_in() {
+        let r = diamond();
+        let v = analyze(&r, &ms(&[("b", 100), ("c", 10)])).unwrap();
+        let waves: Vec<_> = v.waves.iter().map(|w| names(&r, w)).collect();
+        assert_eq!(waves, [vec!["a", "e"], vec!["b", "c"], vec!["d"]]);
+        assert_eq!(names(&r, &v.critical_path), ["a", "b", "d"]);
+        assert_eq!(v.critical_weight, 1 + 100 + 1);
+        assert_eq!(v.total_work, 1 + 100 + 10 + 1 + 1);
+        assert_eq!(v.durations_known, 2);
+        assert!(!v.all_durations_known());
+        let start = |name: &str| {
+            let i = r
+                .operations()
+                .iter()
+                .position(|o| o.meta.name == name)
+                .unwrap();
+            v.earliest_start[i]
+        };
+        assert_eq!(
+            ["a", "b", "c", "d", "e"].map(start),
+            [0, 1, 1, 101, 0],
+            "earliest starts"
+        );
+        assert!((v.parallelism() - 113.0 / 102.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn critical_path_follows_the_heavier_branch() {
+        let r = diamond();
+        let v = analyze(&r, &ms(&[("b", 10), ("c", 100)])).unwrap();
+        assert_eq!(names(&r, &v.critical_path), ["a", "c", "d"]);
+        // A heavy independent operation is a critical path of its own.
+        let v = analyze(&r, &ms(&[("e", 1000)])).unwrap();
+        assert_eq!(names(&r, &v.critical_path), ["e"]);
+        assert_eq!(v.critical_weight, 1000);
+    }
+
+    #[test]
+    fn text_lists_waves_statuses_and_the_critical_path() {
+        let r = diamond();
+        let statuses = HashMap::from([
+            ("a".to_owned(), Status::Completed),
+            ("b".to_owned(), Status::Running),
+        ]);
+        let out = render(
+            &r,
+            &statuses,
+            &ms(&[("b", 100), ("c", 10)]),
+            GraphFormat::Text,
+        )
+        .unwrap();
+        let expected = "\
+5 operations, 3 waves, critical path 3 ops (weight 102)
+wave 0:
+  [completed] a *
+  [pending] e
+wave 1:
+  [running] b *  (after a)
+  [pending] c  (after a)
+wave 2:
+  [pending] d *  (after b, c)
+critical path: a → b → d
+";
+        assert_eq!(out, expected);
+
+        let all = ms(&[("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5)]);
+        let out = render(&r, &HashMap::new(), &all, GraphFormat::Text).unwrap();
+        assert!(
+            out.starts_with("5 operations, 3 waves, critical path 3 ops (8 ms)\n"),
+            "{out}"
+        );
+        assert!(out.contains("critical path: a → c → d\n"), "{out}");
+    }
+
+    #[test]
+    fn dot_has_one_node_per_op_and_one_edge_per_dependency() {
+        let r = diamond();
+        let statuses = HashMap::from([
+            ("a".to_owned(), Status::Completed),
+            ("c".to_owned(), Status::Failed),
+            ("e".to_owned(), Status::RolledBack),
+        ]);
+        let out = render(
+            &r,
+            &statuses,
+            &ms(&[("b", 100), ("c", 10)]),
+            GraphFormat::Dot,
+        )
+        .unwrap();
+        assert!(
+            out.starts_with("digraph operations {\n  rankdir=LR;\n"),
+            "{out}"
+        );
+        assert!(out.trim_end().ends_with('}'), "{out}");
+        assert_eq!(out.matches("->").count(), 4, "{out}");
+        assert_eq!(out.matches("[label=").count(), 5, "{out}");
+        assert_eq!(out.matches("penwidth=2").count(), 2, "{out}");
+        assert!(
+            out.contains("\"a\" -> \"b\" [style=bold, penwidth=2];"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\"b\" -> \"d\" [style=bold, penwidth=2];"),
+            "{out}"
+        );
+        assert!(out.contains("\"a\" -> \"c\";"), "{out}");
+        assert!(out.contains("\"c\" -> \"d\";"), "{out}");
+        assert!(out.contains("\"a\" [label=\"a\\ncompleted\", fillcolor=green];"));
+        assert!(out.contains("\"c\" [label=\"c\\nfailed\", fillcolor=red];"));
+        assert!(out.contains("\"d\" [label=\"d\\npending\", fillcolor=white];"));
+        assert!(out.contains("\"e\" [label=\"e\\nrolled_back\", fillcolor=lightblue];"));
+        assert!(out.contains("{ rank=same; \"a\"; \"e\"; }"), "{out}");
+        assert!(out.contains("{ rank=same; \"b\"; \"c\"; }"), "{out}");
+        assert!(out.contains("{ rank=same; \"d\"; }"), "{out}");
+        assert_eq!(out.matches('{').count(), out.matches('}').count());
+    }
+
+    #[test]
+    fn mermaid_draws_critical_edges_thick_and_classes_by_status() {
+        let r = diamond();
+        let statuses = HashMap::from([("a".to_owned(), Status::Completed)]);
+        let out = render(
+            &r,
+            &statuses,
+            &ms(&[("b", 100), ("c", 10)]),
+            GraphFormat::Mermaid,
+        )
+        .unwrap();
+        let id = |name: &str| {
+            let i = r
+                .operations()
+                .iter()
+                .position(|o| o.meta.name == name)
+                .unwrap();
+            format!("op{i}")
+        };
+        let (a, b, c, d, e) = (id("a"), id("b"), id("c"), id("d"), id("e"));
+        assert!(out.starts_with("flowchart LR\n"), "{out}");
+        assert!(out.contains(&format!("{a}[\"a<br/>completed\"]")), "{out}");
+        assert!(out.contains(&format!("{e}[\"e<br/>pending\"]")), "{out}");
+        assert_eq!(out.matches("==>").count(), 2, "{out}");
+        assert_eq!(out.matches("-->").count(), 2, "{out}");
+        assert!(out.contains(&format!("{a} ==> {b}\n")), "{out}");
+        assert!(out.contains(&format!("{b} ==> {d}\n")), "{out}");
+        assert!(out.contains(&format!("{a} --> {c}\n")), "{out}");
+        assert!(out.contains(&format!("{c} --> {d}\n")), "{out}");
+        assert!(out.contains("classDef completed "), "{out}");
+        assert!(out.contains(&format!("class {a} completed;")), "{out}");
+        assert!(out.contains("classDef pending "), "{out}");
+        assert!(
+            !out.contains("classDef failed"),
+            "only statuses in use: {out}"
+        );
+    }
+
+    static QUOTED: OperationDef = def("say \"hi\" <#1>", 1, &[]);
+    static AFTER_QUOTED: OperationDef = def(
+        "back\\slash",
+        2,
+        &[Dependency::Operation("say \"hi\" <#1>")],
+    );
+
+    #[test]
+    fn names_are_escaped() {
+        let r = Registry::builder()
+            .operation(&QUOTED)
+            .operation(&AFTER_QUOTED)
+            .build()
+            .unwrap();
+        let none = HashMap::new();
+        let dot = render(&r, &HashMap::new(), &none, GraphFormat::Dot).unwrap();
+        assert!(
+            dot.contains(r#""say \"hi\" <#1>" -> "back\\slash" [style=bold, penwidth=2];"#),
+            "{dot}"
+        );
+        let mermaid = render(&r, &HashMap::new(), &none, GraphFormat::Mermaid).unwrap();
+        assert!(
+            mermaid.contains("op0[\"say #quot;hi#quot; #lt;#35;1#gt;<br/>pending\"]"),
+            "{mermaid}"
+        );
+        assert!(mermaid.contains("op0 ==> op1"), "{mermaid}");
+    }
+
+    #[test]
+    fn empty_registry() {
+        let r = Registry::default();
+        let none = HashMap::new();
+        let v = analyze(&r, &none).unwrap();
+        assert!(v.critical_path.is_empty() && v.waves.is_empty());
+        assert_eq!((v.critical_weight, v.total_work), (0, 0));
+        assert_eq!(
+            render(&r, &HashMap::new(), &none, GraphFormat::Text).unwrap(),
+            "0 operations, 0 waves, critical path 0 ops (weight 0)\ncritical path: (none)\n"
+        );
+        let dot = render(&r, &HashMap::new(), &none, GraphFormat::Dot).unwrap();
+        assert!(dot.starts_with("digraph operations {") && dot.ends_with("}\n"));
+        let mermaid = render(&r, &HashMap::new(), &none, GraphFormat::Mermaid).unwrap();
+        assert_eq!(mermaid, "flowchart LR\n");
+    }
+
+    #[test]
+    fn formats_parse_and_display() {
+        for f in GraphFormat::ALL {
+            assert_eq!(f.to_string().parse::<GraphFormat>(), Ok(f));
+        }
+        assert_eq!(" DOT ".parse::<GraphFormat>(), Ok(GraphFormat::Dot));
+        let err = "svg".parse::<GraphFormat>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown graph format `svg`: expected one of text, dot, mermaid"
+        );
+        assert_eq!(GraphFormat::default(), GraphFormat::Text);
+    }
+}
