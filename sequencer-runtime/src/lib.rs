@@ -27,8 +27,8 @@ pub use registry::{
     RegistryBuilder, RegistryError,
 };
 pub use sequencer::{
-    only_environments, only_hosts, Guard, OutcomeKind, ProcessOptions, RollbackTarget, RunReport,
-    Sequencer, SequencerBuilder, SequencerError, StatusEntry, DEFAULT_CONCURRENCY,
+    only_environments, only_hosts, Guard, OutcomeKind, Preview, ProcessOptions, RollbackTarget,
+    RunReport, Sequencer, SequencerBuilder, SequencerError, StatusEntry, DEFAULT_CONCURRENCY,
     DEFAULT_DATABASE_URL,
 };
 pub use sequencer_core::{

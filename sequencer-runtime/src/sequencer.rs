@@ -338,6 +338,21 @@ pub struct StatusEntry {
     pub tags: Vec<String>,
 }
 
+/// What a run would do: see [`Sequencer::preview`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    /// The due operations, in plan order.
+    pub planned: Vec<String>,
+    /// The due operations grouped by wave (an operation's wave is one more than its deepest dependency's).
+    pub waves: Vec<Vec<String>>,
+    /// The heaviest chain of dependencies of the whole graph, first operation first.
+    pub critical_path: Vec<String>,
+    /// Its weight: milliseconds where every duration is known, else operations count 1 each.
+    pub critical_weight: u64,
+    /// The weight of all operations.
+    pub total_work: u64,
+}
+
 /// Which operations `rollback` undoes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RollbackTarget {
@@ -567,6 +582,67 @@ impl Sequencer {
             skipped: report.count(|o| matches!(o, OutcomeKind::Skipped { .. })),
         });
         Ok(report)
+    }
+
+    /// What `process` would run, grouped in waves, with the critical path (weighted by each operation's last
+    /// recorded duration where known). Runs nothing.
+    pub async fn preview(&self, opts: &ProcessOptions) -> Result<Preview, SequencerError> {
+        let planned = self
+            .process(&ProcessOptions {
+                dry_run: true,
+                ..opts.clone()
+            })
+            .await?
+            .planned;
+        let (statuses, durations) = self.graph_inputs().await?;
+        let view = crate::render::analyze(&self.inner.registry, &durations)?;
+        let _ = statuses;
+        let ops = self.inner.registry.operations();
+        let name = |i: usize| ops[i].meta.name.to_owned();
+        let waves = view
+            .waves
+            .iter()
+            .map(|w| {
+                w.iter()
+                    .map(|&i| name(i))
+                    .filter(|n| planned.contains(n))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|w| !w.is_empty())
+            .collect();
+        Ok(Preview {
+            critical_path: view.critical_path.iter().map(|&i| name(i)).collect(),
+            critical_weight: view.critical_weight,
+            total_work: view.total_work,
+            planned,
+            waves,
+        })
+    }
+
+    /// The dependency graph with each operation's status: `text`, `dot` (Graphviz) or `mermaid`.
+    pub async fn graph(
+        &self,
+        format: crate::render::GraphFormat,
+    ) -> Result<String, SequencerError> {
+        let (statuses, durations) = self.graph_inputs().await?;
+        Ok(crate::render::render(
+            &self.inner.registry,
+            &statuses,
+            &durations,
+            format,
+        )?)
+    }
+
+    async fn graph_inputs(
+        &self,
+    ) -> Result<(HashMap<String, Status>, HashMap<String, u64>), SequencerError> {
+        let status = self.status().await?;
+        let statuses = status.iter().map(|e| (e.name.clone(), e.status)).collect();
+        let durations = status
+            .iter()
+            .filter_map(|e| Some((e.name.clone(), u64::try_from(e.duration_ms?).ok()?.max(1))))
+            .collect();
+        Ok((statuses, durations))
     }
 
     /// Every operation of the registry with its latest run, then orphaned ledger rows.

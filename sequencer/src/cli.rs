@@ -99,6 +99,12 @@ enum Command {
     },
     /// Write a new operation file for the directory form.
     Make(MakeArgs),
+    /// Draw the dependency graph with waves, the critical path and each operation's status.
+    Graph {
+        /// text, dot (Graphviz) or mermaid.
+        #[arg(long, default_value = "text", value_parser = clap::builder::PossibleValuesParser::new(["text", "dot", "mermaid"]))]
+        format: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -278,9 +284,20 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             } else if p.dry_run {
                 if report.planned.is_empty() {
                     println!("Nothing to run.");
-                }
-                for (i, name) in report.planned.iter().enumerate() {
-                    println!("{:>4}. {name}", i + 1);
+                } else {
+                    let preview = seq.preview(&opts).await?;
+                    println!(
+                        "Would run {} operation(s) with the {} orchestrator:",
+                        preview.planned.len(),
+                        seq.orchestrator_name()
+                    );
+                    for (i, name) in preview.planned.iter().enumerate() {
+                        println!("{:>4}. {name}", i + 1);
+                    }
+                    for (w, names) in preview.waves.iter().enumerate() {
+                        println!("  wave {w}: {}", names.join(", "));
+                    }
+                    println!("  critical path: {}", preview.critical_path.join(" → "));
                 }
             } else {
                 summary(&report);
@@ -431,6 +448,16 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             Ok(ExitCode::SUCCESS)
         }
         Command::Make(_) => Ok(ExitCode::SUCCESS),
+        Command::Graph { format } => {
+            let format: crate::render::GraphFormat =
+                format
+                    .parse()
+                    .map_err(|e: crate::render::UnknownGraphFormat| {
+                        SequencerError::Usage(e.to_string())
+                    })?;
+            print!("{}", seq.graph(format).await?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
