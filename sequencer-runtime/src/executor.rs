@@ -53,6 +53,8 @@ pub(crate) struct Target {
     /// `--repeat`: a new run, inserted rather than updated.
     pub new_run: bool,
     pub batch: i64,
+    /// The row is `scheduled` and due.
+    pub scheduled: bool,
 }
 
 impl Env {
@@ -76,6 +78,7 @@ impl Env {
             lease: self.lease,
             checksum: &checksum,
             reclaim_interrupted: meta.idempotent || meta.retry.tries > 1,
+            due_scheduled: target.scheduled,
         };
         let claimed = if target.new_run {
             self.ledger

@@ -42,11 +42,22 @@ pub struct Due {
     def: &'static OperationDef,
     run: i64,
     new_run: bool,
+    scheduled: bool,
 }
 
 impl Due {
-    pub(crate) fn new(def: &'static OperationDef, run: i64, new_run: bool) -> Self {
-        Due { def, run, new_run }
+    pub(crate) fn new(
+        def: &'static OperationDef,
+        run: i64,
+        new_run: bool,
+        scheduled: bool,
+    ) -> Self {
+        Due {
+            def,
+            run,
+            new_run,
+            scheduled,
+        }
     }
 
     /// The operation.
@@ -124,6 +135,7 @@ impl Run {
             run: due.run,
             new_run: due.new_run,
             batch: self.inner.batch,
+            scheduled: due.scheduled,
         };
         Ok(self.inner.env.run(due.def, target).await?)
     }

@@ -239,6 +239,38 @@ pub struct ProcessOptions {
     pub isolate: bool,
     /// How many operations the parallel orchestrators run at once (default [`DEFAULT_CONCURRENCY`]).
     pub concurrency: Option<usize>,
+    /// Only operations with `execute_at` / `delay` (the `scheduled` command).
+    pub only_scheduled: bool,
+}
+
+/// When a scheduled operation is due, Unix milliseconds; `now` for an operation without a schedule.
+pub fn due_time(def: &OperationDef, now: i64) -> i64 {
+    use crate::Schedule;
+    match def.meta.schedule {
+        None => now,
+        Some(Schedule::Delay(d)) => now.saturating_add(d.as_millis() as i64),
+        Some(Schedule::At(secs)) => secs.saturating_mul(1000),
+        Some(Schedule::Computed) => match def.execute_at {
+            Some(f) => f()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(now, |d| d.as_millis() as i64),
+            None => now,
+        },
+        Some(Schedule::TimeOfDay {
+            hour,
+            minute,
+            second,
+        }) => {
+            let day_ms = 86_400_000;
+            let at = (i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)) * 1000;
+            let today = now - now.rem_euclid(day_ms);
+            if today + at > now {
+                today + at
+            } else {
+                today + day_ms + at
+            }
+        }
+    }
 }
 
 /// What a run did.
@@ -494,48 +526,48 @@ impl Sequencer {
                 && (opts.tags.is_empty()
                     || o.meta.tags.iter().any(|t| opts.tags.iter().any(|x| x == t)))
         });
-        let mut due: Vec<(&'static OperationDef, Target)> = Vec::new();
+        let mut due: Vec<Due> = Vec::new();
         let mut never_ran = Vec::new();
+        let now = crate::ledger::now_ms();
         for def in selected {
             let row = rows.get(def.meta.name);
             let status = row.map_or(Status::Pending, |r| r.status);
             let run = row.map_or(0, |r| r.run);
             if opts.repeat {
                 match status {
-                    Status::Completed => due.push((
-                        def,
-                        Target {
-                            run: run + 1,
-                            new_run: true,
-                            batch: 0,
-                        },
-                    )),
+                    Status::Completed => due.push(Due::new(def, run + 1, true, false)),
                     Status::Running => {}
                     _ => never_ran.push(def.meta.name),
                 }
                 continue;
             }
+            if opts.only_scheduled && def.meta.schedule.is_none() {
+                continue;
+            }
             match status {
-                Status::Pending | Status::Failed | Status::RolledBack => due.push((
-                    def,
-                    Target {
-                        run,
-                        new_run: false,
-                        batch: 0,
-                    },
-                )),
+                Status::Pending if def.meta.schedule.is_some() => {
+                    let due_at = due_time(def, now);
+                    if due_at <= now {
+                        due.push(Due::new(def, run, false, false));
+                    } else {
+                        if !opts.dry_run {
+                            env.ledger.schedule(def.meta.name, run, due_at).await?;
+                        }
+                        report.scheduled.push((def.meta.name.to_owned(), due_at));
+                    }
+                }
+                Status::Scheduled => match row.and_then(|r| r.due_at) {
+                    Some(at) if at > now => report.scheduled.push((def.meta.name.to_owned(), at)),
+                    _ => due.push(Due::new(def, run, false, true)),
+                },
+                Status::Pending | Status::Failed | Status::RolledBack => {
+                    due.push(Due::new(def, run, false, false))
+                }
                 Status::Interrupted if def.meta.idempotent || def.meta.retry.tries > 1 => {
-                    due.push((
-                        def,
-                        Target {
-                            run,
-                            new_run: false,
-                            batch: 0,
-                        },
-                    ))
+                    due.push(Due::new(def, run, false, false))
                 }
                 Status::Interrupted => report.needs_attention.push(def.meta.name.to_owned()),
-                Status::Running | Status::Completed | Status::Skipped | Status::Scheduled => {}
+                Status::Running | Status::Completed | Status::Skipped => {}
             }
         }
         if !never_ran.is_empty() {
@@ -544,7 +576,7 @@ impl Sequencer {
                 never_ran.join(", ")
             )));
         }
-        report.planned = due.iter().map(|(d, _)| d.meta.name.to_owned()).collect();
+        report.planned = due.iter().map(|d| d.def().meta.name.to_owned()).collect();
         if opts.dry_run {
             return Ok(report);
         }
@@ -561,10 +593,6 @@ impl Sequencer {
             .values()
             .filter(|r| matches!(r.status, Status::Completed | Status::Skipped))
             .map(|r| r.name.clone())
-            .collect();
-        let due: Vec<Due> = due
-            .into_iter()
-            .map(|(def, t)| Due::new(def, t.run, t.new_run))
             .collect();
         let concurrency = opts.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
         let run = Run::new(env.clone(), batch, due, satisfied, concurrency);
@@ -746,6 +774,8 @@ impl Sequencer {
             _ => {}
         }
         let batch = env.ledger.new_batch(&env.owner).await?;
+        // Asked for by name, a scheduled operation runs now.
+        let scheduled = row.as_ref().is_some_and(|r| r.status == Status::Scheduled);
         let run = row.map_or(0, |r| r.run);
         let outcome = env
             .run(
@@ -754,6 +784,7 @@ impl Sequencer {
                     run,
                     new_run: false,
                     batch,
+                    scheduled,
                 },
             )
             .await?;

@@ -99,6 +99,12 @@ enum Command {
     },
     /// Write a new operation file for the directory form.
     Make(MakeArgs),
+    /// Run the due `execute_at` / `delay` operations (recording the others as scheduled).
+    Scheduled {
+        /// Keep running: wake at the next due time (and at least every minute), until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Draw the dependency graph with waves, the critical path and each operation's status.
     Graph {
         /// text, dot (Graphviz) or mermaid.
@@ -270,6 +276,7 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
                 tags: p.tags,
                 repeat: p.repeat,
                 isolate: p.isolate,
+                only_scheduled: false,
             };
             let report = if p.json || p.dry_run {
                 seq.process(&opts).await?
@@ -448,6 +455,34 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             Ok(ExitCode::SUCCESS)
         }
         Command::Make(_) => Ok(ExitCode::SUCCESS),
+        Command::Scheduled { watch } => {
+            let seq = seq.using(crate::Scheduled);
+            let opts = ProcessOptions {
+                only_scheduled: true,
+                ..ProcessOptions::default()
+            };
+            let mut worst = ExitCode::SUCCESS;
+            loop {
+                let report = live(&seq, seq.process(&opts)).await?;
+                summary(&report);
+                if !report.succeeded() {
+                    worst = ExitCode::from(1);
+                }
+                if !watch {
+                    return Ok(worst);
+                }
+                let now = crate::ledger::now_ms();
+                let next = report.scheduled.iter().map(|(_, at)| *at).min();
+                let wait = next.map_or(60_000, |at| (at - now).clamp(0, 60_000)) as u64;
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+                    _ = tokio::signal::ctrl_c() => {
+                        println!("Stopped watching.");
+                        return Ok(worst);
+                    }
+                }
+            }
+        }
         Command::Graph { format } => {
             let format: crate::render::GraphFormat =
                 format
@@ -598,9 +633,18 @@ fn summary(r: &RunReport) {
     for (name, why) in &r.waiting {
         println!("  not run: {name}: {why}");
     }
+    for (name, at) in &r.scheduled {
+        println!("  scheduled: {name}, due {}", when(*at));
+    }
     for name in &r.needs_attention {
         println!("  interrupted: {name}: it is neither idempotent nor retryable; `retry {name}` runs it again, `mark {name} --completed` records it done");
     }
+}
+
+/// A Unix-milliseconds time as RFC 3339 (UTC).
+fn when(ms: i64) -> String {
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn exit_of(r: &RunReport) -> ExitCode {

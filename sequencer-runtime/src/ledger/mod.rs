@@ -164,6 +164,8 @@ pub struct LedgerRow {
     pub skip_reason: Option<String>,
     /// The last error.
     pub last_error: Option<String>,
+    /// When a scheduled operation is due, Unix milliseconds.
+    pub due_at: Option<i64>,
 }
 
 /// One recorded error of one attempt.
@@ -321,10 +323,16 @@ impl Ledger {
                 continue;
             }
             for s in statements {
-                self.pool
-                    .execute(s.as_str())
-                    .await
-                    .map_err(q("create the ledger tables"))?;
+                if let Err(e) = self.pool.execute(s.as_str()).await {
+                    // Another process may have applied this version at the same moment.
+                    let now: Vec<i64> = sqlx::query_scalar(&self.sql.versions)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(q("read schema versions"))?;
+                    if !now.contains(version) {
+                        return Err(q("migrate the ledger tables")(e));
+                    }
+                }
             }
             sqlx::query(&self.sql.record_version)
                 .bind(*version)
@@ -403,6 +411,11 @@ impl Ledger {
             .bind(claim.run)
             .bind(if claim.reclaim_interrupted {
                 "interrupted"
+            } else {
+                "pending"
+            })
+            .bind(if claim.due_scheduled {
+                "scheduled"
             } else {
                 "pending"
             })
@@ -572,6 +585,18 @@ impl Ledger {
             .execute(&self.pool)
             .await
             .map_err(q("change a status"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a pending operation as `scheduled`, due at `due_at` (Unix milliseconds).
+    pub async fn schedule(&self, name: &str, run: i64, due_at: i64) -> Result<bool, LedgerError> {
+        let done = sqlx::query(&self.sql.schedule)
+            .bind(due_at)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("schedule an operation"))?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -774,6 +799,8 @@ pub struct Claim<'a> {
     pub checksum: &'a str,
     /// Also claim an `interrupted` row (the operation is idempotent or retryable).
     pub reclaim_interrupted: bool,
+    /// Also claim a `scheduled` row (it is due).
+    pub due_scheduled: bool,
 }
 
 /// What the end of a run writes.
@@ -814,6 +841,7 @@ fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
         checksum: r.try_get(13)?,
         skip_reason: text(r, 14)?,
         last_error: text(r, 15)?,
+        due_at: r.try_get(16)?,
     })
 }
 

@@ -23,6 +23,7 @@ pub struct Sql {
     pub expire_leases: String,
     pub interrupt_one: String,
     pub set_status: String,
+    pub schedule: String,
     pub forget: String,
     pub errors_all: String,
     pub errors_of: String,
@@ -33,7 +34,7 @@ pub struct Sql {
 
 const ROW_COLUMNS: &str =
     "name, run, op_timestamp, batch, status, attempts, started_at, finished_at, duration_ms, \
-                           lease_until, host, pid, actor, checksum, skip_reason, last_error";
+                           lease_until, host, pid, actor, checksum, skip_reason, last_error, due_at";
 
 impl Sql {
     pub fn new(dialect: Dialect, prefix: &str) -> Sql {
@@ -108,7 +109,7 @@ impl Sql {
             Dialect::MySql => insert.replacen("INSERT", "INSERT IGNORE", 1),
         };
         let sql = Sql {
-            schema: vec![(1, v1)],
+            schema: vec![(1, v1), (2, vec![format!("ALTER TABLE {ops} ADD COLUMN due_at BIGINT NULL")])],
             create_version_table: format!(
                 "CREATE TABLE IF NOT EXISTS {versions} (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL){table_suffix}"
             ),
@@ -125,7 +126,7 @@ impl Sql {
             claim: format!(
                 "UPDATE {ops} SET status = 'running', batch = ?, attempts = 1, started_at = ?, finished_at = NULL, \
                  duration_ms = NULL, lease_until = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, \
-                 last_error = NULL WHERE name = ? AND run = ? AND status IN ('pending', 'failed', 'rolled_back', ?)"
+                 last_error = NULL WHERE name = ? AND run = ? AND status IN ('pending', 'failed', 'rolled_back', ?, ?)"
             ),
             // `--repeat`: a new run of a completed operation; the primary key makes it atomic.
             insert_running: ignore(&format!(
@@ -156,6 +157,7 @@ impl Sql {
                 "UPDATE {ops} SET status = ?, finished_at = ?, skip_reason = ?, lease_until = NULL WHERE name = ? AND run = ? AND status = ?"
             ),
             forget: format!("DELETE FROM {ops} WHERE name = ?"),
+            schedule: format!("UPDATE {ops} SET status = 'scheduled', due_at = ? WHERE name = ? AND run = ? AND status = 'pending'"),
             errors_all: format!("SELECT name, run, attempt, message, chain, created_at FROM {errors} ORDER BY id"),
             errors_of: format!("SELECT name, run, attempt, message, chain, created_at FROM {errors} WHERE name = ? ORDER BY id"),
             lock_sqlite: format!(
@@ -189,6 +191,7 @@ impl Sql {
             &mut self.interrupt_one,
             &mut self.set_status,
             &mut self.forget,
+            &mut self.schedule,
             &mut self.errors_of,
         ] {
             *s = number_placeholders(s);
