@@ -11,7 +11,53 @@ use tracing::Instrument;
 use crate::ctx::StateMap;
 use crate::events::Event;
 use crate::ledger::{Claim, Finish, Ledger, LedgerError, Owner, Status};
-use crate::{Ctx, Error, OperationDef, Skipped};
+use std::collections::HashMap;
+
+use crate::{BoxFuture, Ctx, Error, Middleware, OperationDef, Skipped};
+
+/// User middleware: wraps every attempt of every operation, on every path (register it with
+/// `SequencerBuilder::layer`). Call `next.run(ctx)` to go on, or return without calling it to stop the attempt.
+///
+/// ```
+/// use sequencer_runtime::{BoxFuture, Ctx, Layer, Next, Result};
+///
+/// struct Audit;
+///
+/// impl Layer for Audit {
+///     fn handle<'a>(&'a self, ctx: &'a Ctx, next: Next<'a>) -> BoxFuture<'a, Result<()>> {
+///         Box::pin(async move {
+///             tracing::info!(operation = ctx.operation().name, "starting");
+///             next.run(ctx).await
+///         })
+///     }
+/// }
+/// ```
+pub trait Layer: Send + Sync {
+    /// Runs around one attempt.
+    fn handle<'a>(&'a self, ctx: &'a Ctx, next: Next<'a>) -> BoxFuture<'a, crate::Result<()>>;
+}
+
+/// The rest of the chain: the next layer, then the operation.
+pub struct Next<'a> {
+    layers: &'a [Arc<dyn Layer>],
+    def: &'static OperationDef,
+}
+
+impl<'a> Next<'a> {
+    /// Runs the rest of the chain.
+    pub fn run(self, ctx: &'a Ctx) -> BoxFuture<'a, crate::Result<()>> {
+        match self.layers.split_first() {
+            Some((layer, rest)) => layer.handle(
+                ctx,
+                Next {
+                    layers: rest,
+                    def: self.def,
+                },
+            ),
+            None => (self.def.handler)(ctx),
+        }
+    }
+}
 
 /// How one operation's run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +79,11 @@ pub enum Outcome {
     },
     /// Another process holds it, or it already ran: nothing was done.
     NotClaimed,
+    /// Not started now and left pending: a `unique` key or a `without_overlapping` lock is held elsewhere.
+    Deferred {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What every run of an operation shares.
@@ -45,6 +96,10 @@ pub(crate) struct Env {
     pub environment: Option<String>,
     pub lease: Duration,
     pub cancel: CancellationToken,
+    /// Named rate limits defined on the builder: `(starts, per)`.
+    pub limiters: Arc<HashMap<String, (u32, Duration)>>,
+    /// Layers every operation runs through, outermost first.
+    pub layers: Arc<Vec<Arc<dyn Layer>>>,
 }
 
 /// Which run of the operation to claim.
@@ -90,6 +145,22 @@ impl Env {
         if !claimed {
             return Ok(Outcome::NotClaimed);
         }
+        let locks = match self.take_locks(def).await {
+            Ok(locks) => locks,
+            Err(reason) => {
+                // Hand the claim back: the operation stays pending for a later run.
+                self.ledger
+                    .set_status(
+                        meta.name,
+                        target.run,
+                        Status::Running,
+                        Status::Pending,
+                        None,
+                    )
+                    .await?;
+                return Ok(Outcome::Deferred { reason: reason? });
+            }
+        };
         let span = tracing::info_span!(
             "operation",
             name = meta.name,
@@ -99,7 +170,134 @@ impl Env {
         let heartbeat = self.heartbeat(meta.name, target.run);
         let outcome = self.run_claimed(def, target.run).instrument(span).await;
         heartbeat.cancel();
+        for (name, owner) in locks {
+            self.ledger.release_named_lock(&name, &owner).await?;
+        }
         outcome
+    }
+
+    /// Takes the `unique` key and the `without_overlapping` locks. `Err(Ok(reason))` when one is held elsewhere.
+    async fn take_locks(
+        &self,
+        def: &'static OperationDef,
+    ) -> Result<Vec<(String, String)>, Result<String, LedgerError>> {
+        let meta = &def.meta;
+        let owner = format!("{}:{}:{}", self.owner.host, self.owner.pid, meta.name);
+        let mut held: Vec<(String, String)> = Vec::new();
+        let mut wanted: Vec<(String, Duration, Option<Duration>, String)> = Vec::new();
+        if let Some(u) = meta.unique {
+            let hold = u.hold_for.unwrap_or(Duration::from_secs(3600));
+            wanted.push((
+                format!("unique:{}", u.key),
+                hold,
+                None,
+                format!("unique key `{}` is held by another run", u.key),
+            ));
+        }
+        for m in meta.middleware {
+            if let Middleware::WithoutOverlapping {
+                key,
+                release_after,
+                expire_after,
+            } = m
+            {
+                let expire = expire_after.unwrap_or(Duration::from_secs(3600));
+                wanted.push((
+                    format!("overlap:{key}"),
+                    expire,
+                    *release_after,
+                    format!("`without_overlapping(\"{key}\")` is held by another run"),
+                ));
+            }
+        }
+        for (name, hold, retry_after, reason) in wanted {
+            loop {
+                let expires = crate::ledger::now_ms() + hold.as_millis() as i64;
+                match self.ledger.try_named_lock(&name, &owner, expires).await {
+                    Ok(true) => {
+                        held.push((name.clone(), owner.clone()));
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Err(Err(e)),
+                }
+                let Some(wait) = retry_after.filter(|_| !self.cancel.is_cancelled()) else {
+                    for (n, o) in &held {
+                        self.ledger.release_named_lock(n, o).await.map_err(Err)?;
+                    }
+                    return Err(Ok(reason));
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.cancel.cancelled() => {}
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Waits for the operation's rate limits and closed throttles before an attempt.
+    async fn before_attempt(&self, def: &'static OperationDef) -> Result<(), LedgerError> {
+        for m in def.meta.middleware {
+            match m {
+                Middleware::RateLimited { limiter, limit } => {
+                    let Some((count, per)) = limit.or_else(|| self.limiters.get(*limiter).copied())
+                    else {
+                        continue;
+                    };
+                    let per_ms = (per.as_millis() as i64).max(1);
+                    loop {
+                        let now = crate::ledger::now_ms();
+                        let window = now - now.rem_euclid(per_ms);
+                        if self.ledger.rate_limit_hit(limiter, window, count).await?
+                            || self.cancel.is_cancelled()
+                        {
+                            break;
+                        }
+                        let wait = Duration::from_millis((window + per_ms - now).max(1) as u64);
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = self.cancel.cancelled() => {}
+                        }
+                    }
+                }
+                Middleware::ThrottleExceptions { backoff, by, .. } => {
+                    let key = by.unwrap_or(def.meta.name);
+                    loop {
+                        let until = self.ledger.throttle_until(key).await?;
+                        let now = crate::ledger::now_ms();
+                        if until <= now || self.cancel.is_cancelled() {
+                            break;
+                        }
+                        let mut wait = Duration::from_millis((until - now) as u64);
+                        if let Some(b) = backoff {
+                            wait = wait.min(*b).max(Duration::from_millis(1));
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = self.cancel.cancelled() => {}
+                        }
+                    }
+                }
+                Middleware::WithoutOverlapping { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed attempt against the operation's `throttle_exceptions`.
+    async fn after_failure(&self, def: &'static OperationDef) -> Result<(), LedgerError> {
+        for m in def.meta.middleware {
+            if let Middleware::ThrottleExceptions {
+                max, window, by, ..
+            } = m
+            {
+                self.ledger
+                    .throttle_failure(by.unwrap_or(def.meta.name), *max, window.as_millis() as i64)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Renews the lease every third of it until cancelled.
@@ -169,8 +367,9 @@ impl Env {
             } else {
                 None
             };
+            self.before_attempt(def).await?;
             let ctx = Arc::new(self.ctx(def, attempt, tx));
-            let result = attempt_once(def, ctx.clone()).await;
+            let result = attempt_once(def, ctx.clone(), self.layers.clone()).await;
             let error = match result {
                 Ok(()) => {
                     let duration = started.elapsed();
@@ -216,6 +415,7 @@ impl Env {
                     .await;
             }
             exceptions += 1;
+            self.after_failure(def).await?;
             self.ledger
                 .record_error(meta.name, run, attempt, &error)
                 .await?;
@@ -367,7 +567,11 @@ enum AttemptError {
 }
 
 /// One attempt: `before`, the operation, `after`, under the timeout, with panics caught.
-async fn attempt_once(def: &'static OperationDef, ctx: Arc<Ctx>) -> Result<(), AttemptError> {
+async fn attempt_once(
+    def: &'static OperationDef,
+    ctx: Arc<Ctx>,
+    layers: Arc<Vec<Arc<dyn Layer>>>,
+) -> Result<(), AttemptError> {
     run_task(
         ctx,
         move |ctx| {
@@ -377,7 +581,12 @@ async fn attempt_once(def: &'static OperationDef, ctx: Arc<Ctx>) -> Result<(), A
                         .await
                         .map_err(|e| e.context("the `before` hook failed"))?;
                 }
-                (def.handler)(ctx).await?;
+                Next {
+                    layers: &layers,
+                    def,
+                }
+                .run(ctx)
+                .await?;
                 if let Some(after) = def.after {
                     after(ctx)
                         .await
@@ -447,7 +656,7 @@ impl Env {
     pub async fn run_unrecorded(&self, def: &'static OperationDef) -> Outcome {
         let started = Instant::now();
         let ctx = Arc::new(self.ctx(def, 1, None));
-        match attempt_once(def, ctx).await {
+        match attempt_once(def, ctx, self.layers.clone()).await {
             Ok(()) => Outcome::Completed {
                 duration: started.elapsed(),
             },

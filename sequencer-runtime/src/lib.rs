@@ -17,7 +17,7 @@ mod sequencer;
 pub use ctx::{Ctx, StateMap, TxGuard};
 pub use error::{Skip, Skipped};
 pub use events::Event;
-pub use executor::Outcome;
+pub use executor::{Layer, Next, Outcome};
 pub use orchestrator::{
     AllowedToFailBatch, Batch, DependencyGraph, Orchestrator, Scheduled, Sequential,
     TransactionalBatch,
@@ -27,9 +27,9 @@ pub use registry::{
     RegistryBuilder, RegistryError,
 };
 pub use sequencer::{
-    only_environments, only_hosts, Guard, OutcomeKind, Preview, ProcessOptions, RollbackTarget,
-    RunReport, Sequencer, SequencerBuilder, SequencerError, StatusEntry, DEFAULT_CONCURRENCY,
-    DEFAULT_DATABASE_URL,
+    only_environments, only_hosts, Guard, Limit, OutcomeKind, Preview, ProcessOptions,
+    RollbackTarget, RunReport, Sequencer, SequencerBuilder, SequencerError, StatusEntry,
+    DEFAULT_CONCURRENCY, DEFAULT_DATABASE_URL,
 };
 pub use sequencer_core::{
     Backoff, Dependency, Hooks, Middleware, OperationMeta, RetryPolicy, Schedule, SourceLocation,

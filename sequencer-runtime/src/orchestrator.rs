@@ -377,6 +377,20 @@ async fn ready_queue(
             }
         };
         let kind = match outcome {
+            Outcome::Deferred { reason } => {
+                let name = def.meta.name;
+                report.waiting.push((name.to_owned(), reason.clone()));
+                for &c in &dependents[i] {
+                    if !skipped[c] {
+                        report.waiting.push((
+                            due[c].def.meta.name.to_owned(),
+                            format!("dependency `{name}` is waiting"),
+                        ));
+                    }
+                    hold_back(c, &dependents, &mut skipped, due, &mut report, run, None);
+                }
+                OutcomeKind::Deferred { reason }
+            }
             Outcome::Completed { duration } => {
                 completed.push(i);
                 for &c in &dependents[i] {

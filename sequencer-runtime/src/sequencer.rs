@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ctx::StateMap;
 use crate::events::Event;
-use crate::executor::{Env, Outcome, Target};
+use crate::executor::{Env, Layer, Outcome, Target};
 use crate::ledger::{Ledger, LedgerError, LedgerRow, Owner, Status};
 use crate::orchestrator::{Due, Orchestrator, Run, Sequential};
 use crate::{OperationDef, Registry, RegistryError, Timestamp};
@@ -91,6 +91,43 @@ pub struct SequencerBuilder {
     lease: Duration,
     actor: Option<String>,
     orchestrator: Arc<dyn Orchestrator>,
+    limiters: HashMap<String, (u32, Duration)>,
+    layers: Vec<Arc<dyn Layer>>,
+}
+
+/// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Starts allowed per window.
+    pub count: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl Limit {
+    /// `count` starts per second.
+    pub fn per_second(count: u32) -> Limit {
+        Limit {
+            count,
+            per: Duration::from_secs(1),
+        }
+    }
+
+    /// `count` starts per minute.
+    pub fn per_minute(count: u32) -> Limit {
+        Limit {
+            count,
+            per: Duration::from_secs(60),
+        }
+    }
+
+    /// `count` starts per hour.
+    pub fn per_hour(count: u32) -> Limit {
+        Limit {
+            count,
+            per: Duration::from_secs(3600),
+        }
+    }
 }
 
 impl Default for SequencerBuilder {
@@ -105,6 +142,8 @@ impl Default for SequencerBuilder {
             lease: Duration::from_secs(60),
             actor: None,
             orchestrator: Arc::new(Sequential),
+            limiters: HashMap::new(),
+            layers: Vec::new(),
         }
     }
 }
@@ -159,6 +198,19 @@ impl SequencerBuilder {
         self
     }
 
+    /// Defines a named rate limiter for `middleware = [rate_limited("name")]`, shared by every process on the
+    /// same ledger database: `.rate_limiter("api-calls", Limit::per_minute(60))`.
+    pub fn rate_limiter(mut self, name: impl Into<String>, limit: Limit) -> Self {
+        self.limiters.insert(name.into(), (limit.count, limit.per));
+        self
+    }
+
+    /// Wraps every attempt of every operation in a [`Layer`] (outermost first, in the order added).
+    pub fn layer(mut self, layer: impl Layer + 'static) -> Self {
+        self.layers.push(Arc::new(layer));
+        self
+    }
+
     /// Who runs (recorded in the ledger).
     pub fn actor(mut self, actor: impl Into<String>) -> Self {
         self.actor = Some(actor.into());
@@ -171,6 +223,22 @@ impl SequencerBuilder {
             SequencerError::Usage("no registry: call `.registry(ops::registry())`".into())
         })?;
         registry.plan()?;
+        for def in registry.operations() {
+            for m in def.meta.middleware {
+                if let crate::Middleware::RateLimited {
+                    limiter,
+                    limit: None,
+                } = m
+                {
+                    if !self.limiters.contains_key(*limiter) {
+                        return Err(SequencerError::Usage(format!(
+                            "`{}` uses `rate_limited(\"{limiter}\")`, but no such limiter is defined: add `.rate_limiter(\"{limiter}\", Limit::per_minute(60))` to the builder, or write the rate in the attribute: `rate_limited(\"{limiter}\", 60/min)`",
+                            def.meta.name
+                        )));
+                    }
+                }
+            }
+        }
         if !self
             .prefix
             .chars()
@@ -194,6 +262,8 @@ impl SequencerBuilder {
             environment: self.environment,
             lease: self.lease,
             cancel: CancellationToken::new(),
+            limiters: Arc::new(self.limiters),
+            layers: Arc::new(self.layers),
         };
         Ok(Sequencer {
             inner: Arc::new(Inner {
@@ -317,6 +387,11 @@ pub enum OutcomeKind {
     },
     /// Another process had it.
     NotClaimed,
+    /// Not started now, left pending: a `unique` key or `without_overlapping` lock is held elsewhere.
+    Deferred {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl RunReport {
@@ -977,5 +1052,6 @@ fn kind(def: &OperationDef, o: Outcome) -> OutcomeKind {
         },
         Outcome::Skipped { reason } => OutcomeKind::Skipped { reason },
         Outcome::NotClaimed => OutcomeKind::NotClaimed,
+        Outcome::Deferred { reason } => OutcomeKind::Deferred { reason },
     }
 }

@@ -602,6 +602,7 @@ fn print_outcome(name: &str, o: &OutcomeKind) {
         OutcomeKind::Failed { error, .. } => println!("FAILED      {name}: {error}"),
         OutcomeKind::Skipped { reason } => println!("SKIPPED     {name}: {reason}"),
         OutcomeKind::NotClaimed => println!("NOT RUN     {name}"),
+        OutcomeKind::Deferred { reason } => println!("NOT RUN     {name}: {reason}"),
     }
 }
 

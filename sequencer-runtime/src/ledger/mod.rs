@@ -588,6 +588,108 @@ impl Ledger {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Takes a named lock (`unique`, `without_overlapping`) until `expires_at` unless a live holder has it.
+    pub async fn try_named_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<bool, LedgerError> {
+        sqlx::query(&self.sql.lock_expire)
+            .bind(name)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(q("expire a lock"))?;
+        let done = sqlx::query(&self.sql.lock_insert)
+            .bind(name)
+            .bind(owner)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(q("take a lock"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Releases a named lock held by `owner`.
+    pub async fn release_named_lock(&self, name: &str, owner: &str) -> Result<(), LedgerError> {
+        sqlx::query(&self.sql.unlock_sqlite)
+            .bind(name)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(q("release a lock"))?;
+        Ok(())
+    }
+
+    /// Counts one start against a fixed-window rate limit. `false` when the window is full.
+    pub async fn rate_limit_hit(
+        &self,
+        name: &str,
+        window_start: i64,
+        limit: u32,
+    ) -> Result<bool, LedgerError> {
+        sqlx::query(&self.sql.window_insert)
+            .bind(name)
+            .bind(window_start)
+            .execute(&self.pool)
+            .await
+            .map_err(q("open a rate-limit window"))?;
+        let done = sqlx::query(&self.sql.window_hit)
+            .bind(name)
+            .bind(window_start)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(q("count against a rate limit"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Until when (Unix milliseconds) a `throttle_exceptions` key is closed; 0 when open.
+    pub async fn throttle_until(&self, name: &str) -> Result<i64, LedgerError> {
+        let until: Option<i64> = sqlx::query_scalar(&self.sql.throttle_state)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a throttle"))?;
+        Ok(until.unwrap_or(0))
+    }
+
+    /// Records a failure against a `throttle_exceptions` key: `max` failures within `window_ms` close it for
+    /// `window_ms`.
+    pub async fn throttle_failure(
+        &self,
+        name: &str,
+        max: u32,
+        window_ms: i64,
+    ) -> Result<(), LedgerError> {
+        let now = now_ms();
+        sqlx::query(&self.sql.throttle_insert)
+            .bind(name)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record a throttled failure"))?;
+        let window_start = now - window_ms;
+        sqlx::query(&self.sql.throttle_failure)
+            .bind(window_start)
+            .bind(window_start)
+            .bind(now)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record a throttled failure"))?;
+        sqlx::query(&self.sql.throttle_open)
+            .bind(now + window_ms)
+            .bind(now)
+            .bind(name)
+            .bind(i64::from(max))
+            .execute(&self.pool)
+            .await
+            .map_err(q("close a throttle"))?;
+        Ok(())
+    }
+
     /// Records a pending operation as `scheduled`, due at `due_at` (Unix milliseconds).
     pub async fn schedule(&self, name: &str, run: i64, due_at: i64) -> Result<bool, LedgerError> {
         let done = sqlx::query(&self.sql.schedule)

@@ -28,6 +28,14 @@ pub struct Sql {
     pub errors_all: String,
     pub errors_of: String,
     pub lock_sqlite: String,
+    pub lock_expire: String,
+    pub lock_insert: String,
+    pub window_insert: String,
+    pub window_hit: String,
+    pub throttle_insert: String,
+    pub throttle_failure: String,
+    pub throttle_open: String,
+    pub throttle_state: String,
     pub unlock_sqlite: String,
     pub renew_lock_sqlite: String,
 }
@@ -109,7 +117,31 @@ impl Sql {
             Dialect::MySql => insert.replacen("INSERT", "INSERT IGNORE", 1),
         };
         let sql = Sql {
-            schema: vec![(1, v1), (2, vec![format!("ALTER TABLE {ops} ADD COLUMN due_at BIGINT NULL")])],
+            schema: vec![
+                (1, v1),
+                (2, vec![format!("ALTER TABLE {ops} ADD COLUMN due_at BIGINT NULL")]),
+                (
+                    3,
+                    vec![
+                        format!(
+                            "CREATE TABLE IF NOT EXISTS {prefix}rate_limits (
+                                name VARCHAR(191) NOT NULL,
+                                window_start BIGINT NOT NULL,
+                                hits BIGINT NOT NULL,
+                                PRIMARY KEY (name, window_start)
+                            ){table_suffix}"
+                        ),
+                        format!(
+                            "CREATE TABLE IF NOT EXISTS {prefix}throttles (
+                                name VARCHAR(191) NOT NULL PRIMARY KEY,
+                                failures BIGINT NOT NULL,
+                                window_start BIGINT NOT NULL,
+                                open_until BIGINT NOT NULL
+                            ){table_suffix}"
+                        ),
+                    ],
+                ),
+            ],
             create_version_table: format!(
                 "CREATE TABLE IF NOT EXISTS {versions} (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL){table_suffix}"
             ),
@@ -166,6 +198,19 @@ impl Sql {
                  WHERE {locks}.expires_at < ?"
             ),
             unlock_sqlite: format!("DELETE FROM {locks} WHERE name = ? AND owner = ?"),
+            // Named locks of `unique` and `without_overlapping`: drop an expired holder, then insert; the primary
+            // key makes the insert the atomic step.
+            lock_expire: format!("DELETE FROM {locks} WHERE name = ? AND expires_at < ?"),
+            lock_insert: ignore(&format!("INSERT INTO {locks} (name, owner, expires_at) VALUES (?, ?, ?)")),
+            window_insert: ignore(&format!("INSERT INTO {prefix}rate_limits (name, window_start, hits) VALUES (?, ?, 0)")),
+            window_hit: format!("UPDATE {prefix}rate_limits SET hits = hits + 1 WHERE name = ? AND window_start = ? AND hits < ?"),
+            throttle_insert: ignore(&format!("INSERT INTO {prefix}throttles (name, failures, window_start, open_until) VALUES (?, 0, ?, 0)")),
+            throttle_failure: format!(
+                "UPDATE {prefix}throttles SET failures = CASE WHEN window_start < ? THEN 1 ELSE failures + 1 END, \
+                 window_start = CASE WHEN window_start < ? THEN ? ELSE window_start END WHERE name = ?"
+            ),
+            throttle_open: format!("UPDATE {prefix}throttles SET open_until = ?, failures = 0, window_start = ? WHERE name = ? AND failures >= ?"),
+            throttle_state: format!("SELECT open_until FROM {prefix}throttles WHERE name = ?"),
             renew_lock_sqlite: format!("UPDATE {locks} SET expires_at = ? WHERE name = ? AND owner = ?"),
         };
         if dialect == Dialect::Postgres {
@@ -192,6 +237,15 @@ impl Sql {
             &mut self.set_status,
             &mut self.forget,
             &mut self.schedule,
+            &mut self.lock_expire,
+            &mut self.lock_insert,
+            &mut self.window_insert,
+            &mut self.window_hit,
+            &mut self.throttle_insert,
+            &mut self.throttle_failure,
+            &mut self.throttle_open,
+            &mut self.throttle_state,
+            &mut self.unlock_sqlite,
             &mut self.errors_of,
         ] {
             *s = number_placeholders(s);
