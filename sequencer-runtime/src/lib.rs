@@ -27,9 +27,9 @@ pub use registry::{
     RegistryBuilder, RegistryError,
 };
 pub use sequencer::{
-    only_environments, only_hosts, Guard, Limit, OutcomeKind, Preview, ProcessOptions,
-    RollbackTarget, RunReport, Sequencer, SequencerBuilder, SequencerError, StatusEntry,
-    DEFAULT_CONCURRENCY, DEFAULT_DATABASE_URL,
+    only_environments, only_hosts, Guard, Limit, OutcomeKind, PendingBatch, PendingChain, Preview,
+    ProcessOptions, RollbackTarget, RunReport, Sequencer, SequencerBuilder, SequencerError,
+    StatusEntry, DEFAULT_CONCURRENCY, DEFAULT_DATABASE_URL,
 };
 pub use sequencer_core::{
     Backoff, Dependency, Hooks, Middleware, OperationMeta, RetryPolicy, Schedule, SourceLocation,

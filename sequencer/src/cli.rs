@@ -277,6 +277,7 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
                 repeat: p.repeat,
                 isolate: p.isolate,
                 only_scheduled: false,
+                only: Vec::new(),
             };
             let report = if p.json || p.dry_run {
                 seq.process(&opts).await?

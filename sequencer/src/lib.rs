@@ -78,6 +78,7 @@ pub use sqlx;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod testing;
 
 /// The names an operation module needs: `use sequencer::prelude::*;`.
 pub mod prelude {
