@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 pub mod ledger_ops;
 pub mod par_ops;
+pub mod policy_ops;
 
 /// What the operations ran, in order.
 pub static RAN: Mutex<Vec<String>> = Mutex::new(Vec::new());
