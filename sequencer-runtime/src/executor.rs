@@ -100,6 +100,14 @@ pub(crate) struct Env {
     pub limiters: Arc<HashMap<String, (u32, Duration)>>,
     /// Layers every operation runs through, outermost first.
     pub layers: Arc<Vec<Arc<dyn Layer>>>,
+    /// Fraction of each backoff taken off at random (0 = none), so that many retries do not stampede.
+    pub jitter: f64,
+}
+
+/// `delay` less a random part of up to `fraction` of it; `unit` is a random number in [0, 1).
+pub(crate) fn jittered(delay: Duration, fraction: f64, unit: f64) -> Duration {
+    let fraction = fraction.clamp(0.0, 1.0);
+    delay.mul_f64(1.0 - fraction * unit.clamp(0.0, 1.0))
 }
 
 /// Which run of the operation to claim.
@@ -420,7 +428,11 @@ impl Env {
                 .record_error(meta.name, run, attempt, &error)
                 .await?;
             let out_of_exceptions = policy.max_exceptions.is_some_and(|m| exceptions >= m);
-            let delay = policy.delay_before(attempt + 1);
+            let delay = jittered(
+                policy.delay_before(attempt + 1),
+                self.jitter,
+                fastrand::f64(),
+            );
             let past_deadline = deadline.is_some_and(|d| Instant::now() + delay > d);
             if attempt < policy.tries
                 && !out_of_exceptions
@@ -640,6 +652,25 @@ where
         Err(join) => Err(AttemptError::Failed(anyhow::anyhow!(
             "`{name}` was cancelled: {join}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_takes_off_at_most_its_fraction() {
+        let d = Duration::from_secs(10);
+        assert_eq!(jittered(d, 0.0, 0.9), d);
+        assert_eq!(jittered(d, 0.5, 0.0), d);
+        assert_eq!(jittered(d, 0.5, 1.0), Duration::from_secs(5));
+        assert_eq!(jittered(d, 0.2, 0.5), Duration::from_secs(9));
+        assert_eq!(
+            jittered(d, 7.0, 1.0),
+            Duration::ZERO,
+            "a fraction above 1 is clamped"
+        );
     }
 }
 

@@ -93,6 +93,7 @@ pub struct SequencerBuilder {
     orchestrator: Arc<dyn Orchestrator>,
     limiters: HashMap<String, (u32, Duration)>,
     layers: Vec<Arc<dyn Layer>>,
+    jitter: f64,
 }
 
 /// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`].
@@ -144,6 +145,7 @@ impl Default for SequencerBuilder {
             orchestrator: Arc::new(Sequential),
             limiters: HashMap::new(),
             layers: Vec::new(),
+            jitter: 0.0,
         }
     }
 }
@@ -202,6 +204,13 @@ impl SequencerBuilder {
     /// same ledger database: `.rate_limiter("api-calls", Limit::per_minute(60))`.
     pub fn rate_limiter(mut self, name: impl Into<String>, limit: Limit) -> Self {
         self.limiters.insert(name.into(), (limit.count, limit.per));
+        self
+    }
+
+    /// Takes a random part of up to `fraction` (0 to 1) off every retry's backoff, so that many operations
+    /// failing together do not retry in lock-step. Default 0.
+    pub fn retry_jitter(mut self, fraction: f64) -> Self {
+        self.jitter = fraction.clamp(0.0, 1.0);
         self
     }
 
@@ -264,6 +273,7 @@ impl SequencerBuilder {
             cancel: CancellationToken::new(),
             limiters: Arc::new(self.limiters),
             layers: Arc::new(self.layers),
+            jitter: self.jitter,
         };
         Ok(Sequencer {
             inner: Arc::new(Inner {

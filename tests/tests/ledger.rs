@@ -792,3 +792,43 @@ fn sequencer_core_file_name(f: &str) -> (String, String) {
     let ts: Timestamp = stem[..17].parse().expect("a real timestamp");
     (ts.to_string(), stem[18..].to_owned())
 }
+
+#[test]
+fn graph_command_draws_every_format() {
+    let dir = std::env::temp_dir().join(format!("sequencer-graph-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("l.db").display());
+    let draw = |format: &str| {
+        let out = seqtest(&url, "g_", &["graph", "--format", format], &[])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = draw("text");
+    assert!(text.starts_with("10 operations, 1 wave,"), "{text}");
+    assert!(
+        text.contains("[pending] 2024_01_01_000001_a_create"),
+        "{text}"
+    );
+    let dot = draw("dot");
+    assert!(
+        dot.starts_with("digraph operations {") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+    assert_eq!(
+        dot.matches("->").count(),
+        0,
+        "these operations have no dependencies"
+    );
+    assert!(draw("mermaid").starts_with("flowchart LR"));
+    let bad = seqtest(&url, "g_", &["graph", "--format", "svg"], &[])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values: text, dot, mermaid"));
+}

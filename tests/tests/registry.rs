@@ -230,3 +230,47 @@ fn directory_form_takes_names_from_files() {
     // Checksums are of the whole file, so each differs.
     assert_ne!(accounts.meta.checksum, seed.meta.checksum);
 }
+
+#[test]
+fn the_fake_dispatcher_records_and_asserts() {
+    use sequencer::testing::{Dispatcher, FakeDispatcher};
+    let fake = FakeDispatcher::new();
+    fake.assert_nothing_dispatched();
+    run(async {
+        // Application code written against `Dispatcher` runs the real sequencer in production.
+        async fn on_signup(d: &dyn Dispatcher) -> Result<(), sequencer::SequencerError> {
+            d.dispatch("2024_01_15_120000_create_users").await?;
+            d.dispatch("2024_01_15_120000_create_users").await
+        }
+        on_signup(&fake).await.unwrap();
+    });
+    fake.assert_dispatched::<users::create_users>();
+    fake.assert_dispatched_times::<users::create_users>(2);
+    fake.assert_not_dispatched::<users::invite_users>();
+    let missed = std::panic::catch_unwind(|| fake.assert_dispatched::<users::invite_users>());
+    assert!(
+        missed.is_err(),
+        "asserting a dispatch that did not happen fails"
+    );
+    let missed = std::panic::catch_unwind(|| fake.assert_nothing_dispatched());
+    assert!(missed.is_err());
+}
+
+#[test]
+fn testing_runs_a_registry_on_a_throw_away_ledger() {
+    use sequencer::ledger::Status;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let registry = Registry::builder()
+        .merge(users::registry())
+        .merge(files::registry())
+        .build()
+        .unwrap();
+    let run = run(sequencer::testing::run(registry)).unwrap();
+    // invite_users fails (its mail server is down): the run stops and undoes create_users.
+    assert!(!run.report.succeeded(), "{:?}", run.report);
+    assert_eq!(run.status_of("custom-name"), Some(Status::Failed));
+    assert_eq!(run.status_of("create_users"), Some(Status::RolledBack));
+    assert_eq!(run.status_of("create_accounts"), Some(Status::Pending));
+    assert_eq!(run.report.rolled_back, ["2024_01_15_120000_create_users"]);
+    taken();
+}
