@@ -655,6 +655,14 @@ where
     }
 }
 
+fn humantime_secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,14 +679,6 @@ mod tests {
             Duration::ZERO,
             "a fraction above 1 is clamped"
         );
-    }
-}
-
-fn humantime_secs(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 
