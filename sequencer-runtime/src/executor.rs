@@ -663,25 +663,6 @@ fn humantime_secs(d: Duration) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_takes_off_at_most_its_fraction() {
-        let d = Duration::from_secs(10);
-        assert_eq!(jittered(d, 0.0, 0.9), d);
-        assert_eq!(jittered(d, 0.5, 0.0), d);
-        assert_eq!(jittered(d, 0.5, 1.0), Duration::from_secs(5));
-        assert_eq!(jittered(d, 0.2, 0.5), Duration::from_secs(9));
-        assert_eq!(
-            jittered(d, 7.0, 1.0),
-            Duration::ZERO,
-            "a fraction above 1 is clamped"
-        );
-    }
-}
-
 impl Env {
     /// Runs an operation's attempts without the ledger (`execute --no-record`).
     pub async fn run_unrecorded(&self, def: &'static OperationDef) -> Outcome {
@@ -702,5 +683,24 @@ impl Env {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_takes_off_at_most_its_fraction() {
+        let d = Duration::from_secs(10);
+        assert_eq!(jittered(d, 0.0, 0.9), d);
+        assert_eq!(jittered(d, 0.5, 0.0), d);
+        assert_eq!(jittered(d, 0.5, 1.0), Duration::from_secs(5));
+        assert_eq!(jittered(d, 0.2, 0.5), Duration::from_secs(9));
+        assert_eq!(
+            jittered(d, 7.0, 1.0),
+            Duration::ZERO,
+            "a fraction above 1 is clamped"
+        );
     }
 }
