@@ -22,7 +22,36 @@ pub struct Ctx {
     pool: AnyPool,
     cancel: CancellationToken,
     tx: Option<Mutex<Option<sqlx::Transaction<'static, sqlx::Any>>>>,
+    recorder: Option<Recorder>,
+    last_progress: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Where a recorded run writes its progress and checkpoints.
+pub(crate) struct Recorder {
+    pub ledger: crate::ledger::Ledger,
+    pub run: i64,
+    pub events: tokio::sync::broadcast::Sender<crate::Event>,
+}
+
+/// The error [`Ctx::checkpoint`] returns once `cancel NAME` asked the operation to stop: return it (with `?`)
+/// and the run is recorded `interrupted`, to resume from the checkpoint on `retry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled {
+    /// The operation.
+    pub name: String,
+}
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` was cancelled at a checkpoint; `retry` resumes it from there",
+            self.name
+        )
+    }
+}
+
+impl std::error::Error for Cancelled {}
 
 impl Ctx {
     /// A context outside any run, on a lazily opened in-memory SQLite pool: for calling an operation's
@@ -37,7 +66,15 @@ impl Ctx {
             // The URL is a constant the SQLite driver always accepts.
             Err(e) => panic!("in-memory SQLite pool: {e}"),
         };
-        Ctx::new(meta, attempt, state, pool, CancellationToken::new(), None)
+        Ctx::new(
+            meta,
+            attempt,
+            state,
+            pool,
+            CancellationToken::new(),
+            None,
+            None,
+        )
     }
 
     pub(crate) fn new(
@@ -47,6 +84,7 @@ impl Ctx {
         pool: AnyPool,
         cancel: CancellationToken,
         tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+        recorder: Option<Recorder>,
     ) -> Self {
         Ctx {
             meta,
@@ -55,6 +93,77 @@ impl Ctx {
             pool,
             cancel,
             tx: tx.map(|t| Mutex::new(Some(t))),
+            recorder,
+            last_progress: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Reports progress: shown by `status` (with an ETA) and the progress bars. Written to the ledger at most
+    /// four times a second, and always when `done == total`.
+    pub async fn progress(&self, done: u64, total: u64) -> crate::Result<()> {
+        let Some(rec) = &self.recorder else {
+            return Ok(());
+        };
+        let due = {
+            let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
+            let due = done >= total
+                || last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250));
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due {
+            rec.ledger
+                .progress(self.meta.name, rec.run, done, total)
+                .await?;
+            let _ = rec.events.send(crate::Event::OperationProgress {
+                name: self.meta.name.to_owned(),
+                done,
+                total,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores a checkpoint (any serde value: a cursor, a last id) so that an interrupted run resumes from it with
+    /// [`Ctx::last_checkpoint`]. Returns [`Cancelled`] once `cancel NAME` asked the operation to stop: pass it on
+    /// with `?`.
+    pub async fn checkpoint<T: serde::Serialize + ?Sized>(&self, cursor: &T) -> crate::Result<()> {
+        let Some(rec) = &self.recorder else {
+            return Ok(());
+        };
+        let json = serde_json::to_string(cursor)?;
+        rec.ledger
+            .checkpoint(self.meta.name, rec.run, &json)
+            .await?;
+        if self.cancel.is_cancelled()
+            || rec.ledger.cancel_requested(self.meta.name, rec.run).await?
+        {
+            self.cancel.cancel();
+            return Err(Cancelled {
+                name: self.meta.name.to_owned(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The checkpoint the last interrupted (or failed) attempt of this run stored, if any.
+    pub async fn last_checkpoint<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> crate::Result<Option<T>> {
+        let Some(rec) = &self.recorder else {
+            return Ok(None);
+        };
+        match rec.ledger.last_checkpoint(self.meta.name, rec.run).await? {
+            Some(json) => Ok(Some(serde_json::from_str(&json).map_err(|e| {
+                anyhow::anyhow!(
+                    "the stored checkpoint of `{}` does not fit the type asked for: {e}",
+                    self.meta.name
+                )
+            })?)),
+            None => Ok(None),
         }
     }
 

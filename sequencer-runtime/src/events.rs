@@ -20,6 +20,15 @@ pub enum Event {
         /// Attempt number, from 1.
         attempt: u32,
     },
+    /// An operation reported progress.
+    OperationProgress {
+        /// Ledger name.
+        name: String,
+        /// Units done.
+        done: u64,
+        /// Units in all.
+        total: u64,
+    },
     /// An operation completed.
     OperationSucceeded {
         /// Ledger name.

@@ -79,6 +79,11 @@ pub enum Outcome {
     },
     /// Another process holds it, or it already ran: nothing was done.
     NotClaimed,
+    /// Stopped at a checkpoint by `cancel NAME`; recorded `interrupted`, to resume from its checkpoint.
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
     /// Not started now and left pending: a `unique` key or a `without_overlapping` lock is held elsewhere.
     Deferred {
         /// Why.
@@ -108,6 +113,12 @@ pub(crate) struct Env {
 pub(crate) fn jittered(delay: Duration, fraction: f64, unit: f64) -> Duration {
     let fraction = fraction.clamp(0.0, 1.0);
     delay.mul_f64(1.0 - fraction * unit.clamp(0.0, 1.0))
+}
+
+/// One claimed run: its ledger run number (none when unrecorded) and its cancellation token.
+pub(crate) struct OpRun {
+    run: Option<i64>,
+    cancel: CancellationToken,
 }
 
 /// Which run of the operation to claim.
@@ -175,8 +186,15 @@ impl Env {
             run = target.run,
             batch = target.batch
         );
-        let heartbeat = self.heartbeat(meta.name, target.run);
-        let outcome = self.run_claimed(def, target.run).instrument(span).await;
+        let op = OpRun {
+            run: Some(target.run),
+            cancel: self.cancel.child_token(),
+        };
+        let heartbeat = self.heartbeat(meta.name, target.run, op.cancel.clone());
+        let outcome = self
+            .run_claimed(def, target.run, &op)
+            .instrument(span)
+            .await;
         heartbeat.cancel();
         for (name, owner) in locks {
             self.ledger.release_named_lock(&name, &owner).await?;
@@ -309,7 +327,12 @@ impl Env {
     }
 
     /// Renews the lease every third of it until cancelled.
-    fn heartbeat(&self, name: &'static str, run: i64) -> CancellationToken {
+    fn heartbeat(
+        &self,
+        name: &'static str,
+        run: i64,
+        op_cancel: CancellationToken,
+    ) -> CancellationToken {
         let stop = CancellationToken::new();
         let (ledger, lease, token) = (self.ledger.clone(), self.lease, stop.clone());
         tokio::spawn(async move {
@@ -322,6 +345,10 @@ impl Env {
                         if let Err(e) = ledger.heartbeat(name, run, lease).await {
                             tracing::warn!(operation = name, "cannot renew the lease: {e}");
                         }
+                        // `cancel NAME` from any process: fire the operation's cancellation token.
+                        if ledger.cancel_requested(name, run).await.unwrap_or(false) {
+                            op_cancel.cancel();
+                        }
                     }
                 }
             }
@@ -333,6 +360,7 @@ impl Env {
         &self,
         def: &'static OperationDef,
         run: i64,
+        op: &OpRun,
     ) -> Result<Outcome, LedgerError> {
         let meta = &def.meta;
         let started = Instant::now();
@@ -340,7 +368,7 @@ impl Env {
             return self.end_skipped(def, run, started, reason).await;
         }
         if let Some(cond) = def.should_run {
-            let ctx = self.ctx(def, 1, None);
+            let ctx = self.ctx(def, 1, None, op);
             if !cond(&ctx).await {
                 return self
                     .end_skipped(def, run, started, "`should_run` returned false".to_owned())
@@ -376,7 +404,7 @@ impl Env {
                 None
             };
             self.before_attempt(def).await?;
-            let ctx = Arc::new(self.ctx(def, attempt, tx));
+            let ctx = Arc::new(self.ctx(def, attempt, tx, op));
             let result = attempt_once(def, ctx.clone(), self.layers.clone()).await;
             let error = match result {
                 Ok(()) => {
@@ -417,6 +445,24 @@ impl Env {
                 }
             };
             drop(ctx.take_tx().await);
+            if error.downcast_ref::<crate::Cancelled>().is_some() {
+                let message = format!("{error:#}");
+                let end = Finish {
+                    name: meta.name,
+                    run,
+                    status: Status::Interrupted,
+                    duration: started.elapsed(),
+                    skip_reason: None,
+                    error: Some(&message),
+                };
+                self.ledger.finish(self.ledger.pool(), &end).await?;
+                self.emit(Event::OperationFailed {
+                    name: meta.name.to_owned(),
+                    error: message.clone(),
+                    allowed_to_fail: true,
+                });
+                return Ok(Outcome::Cancelled { reason: message });
+            }
             if let Some(skip) = error.downcast_ref::<Skipped>() {
                 return self
                     .end_skipped(def, run, started, skip.reason.clone())
@@ -453,7 +499,7 @@ impl Env {
                 continue;
             }
             if let Some(failed) = def.failed {
-                let ctx = self.ctx(def, attempt, None);
+                let ctx = self.ctx(def, attempt, None, op);
                 if let Err(hook_error) = failed(&ctx, &error).await {
                     self.ledger
                         .record_error(
@@ -489,14 +535,21 @@ impl Env {
         def: &'static OperationDef,
         attempt: u32,
         tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+        op: &OpRun,
     ) -> Ctx {
+        let recorder = op.run.map(|run| crate::ctx::Recorder {
+            ledger: self.ledger.clone(),
+            run,
+            events: self.events.clone(),
+        });
         Ctx::new(
             &def.meta,
             attempt,
             self.state.clone(),
             self.ledger.pool().clone(),
-            self.cancel.child_token(),
+            op.cancel.clone(),
             tx,
+            recorder,
         )
     }
 
@@ -546,7 +599,11 @@ impl Env {
         let Some(rollback) = def.rollback else {
             return Ok(Err(format!("`{}` has no rollback", def.meta.name)));
         };
-        let ctx = Arc::new(self.ctx(def, 1, None));
+        let op = OpRun {
+            run: Some(run),
+            cancel: self.cancel.child_token(),
+        };
+        let ctx = Arc::new(self.ctx(def, 1, None, &op));
         let result = run_task(ctx.clone(), move |ctx| rollback(ctx), None).await;
         match result {
             Ok(()) => {
@@ -667,7 +724,11 @@ impl Env {
     /// Runs an operation's attempts without the ledger (`execute --no-record`).
     pub async fn run_unrecorded(&self, def: &'static OperationDef) -> Outcome {
         let started = Instant::now();
-        let ctx = Arc::new(self.ctx(def, 1, None));
+        let op = OpRun {
+            run: None,
+            cancel: self.cancel.child_token(),
+        };
+        let ctx = Arc::new(self.ctx(def, 1, None, &op));
         match attempt_once(def, ctx, self.layers.clone()).await {
             Ok(()) => Outcome::Completed {
                 duration: started.elapsed(),

@@ -14,7 +14,7 @@ mod registry;
 pub mod render;
 mod sequencer;
 
-pub use ctx::{Ctx, StateMap, TxGuard};
+pub use ctx::{Cancelled, Ctx, StateMap, TxGuard};
 pub use error::{Skip, Skipped};
 pub use events::Event;
 pub use executor::{Layer, Next, Outcome};

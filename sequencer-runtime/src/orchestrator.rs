@@ -377,6 +377,21 @@ async fn ready_queue(
             }
         };
         let kind = match outcome {
+            Outcome::Cancelled { reason } => {
+                // Asked to stop: start nothing more, roll nothing back.
+                stop = true;
+                let name = def.meta.name;
+                for &c in &dependents[i] {
+                    if !skipped[c] {
+                        report.waiting.push((
+                            due[c].def.meta.name.to_owned(),
+                            format!("dependency `{name}` was cancelled"),
+                        ));
+                    }
+                    hold_back(c, &dependents, &mut skipped, due, &mut report, run, None);
+                }
+                OutcomeKind::Cancelled { reason }
+            }
             Outcome::Deferred { reason } => {
                 let name = def.meta.name;
                 report.waiting.push((name.to_owned(), reason.clone()));

@@ -399,6 +399,11 @@ pub enum OutcomeKind {
     },
     /// Another process had it.
     NotClaimed,
+    /// Stopped at a checkpoint by `cancel NAME`; recorded `interrupted`.
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
     /// Not started now, left pending: a `unique` key or `without_overlapping` lock is held elsewhere.
     Deferred {
         /// Why.
@@ -453,6 +458,12 @@ pub struct StatusEntry {
     pub edited: bool,
     /// In the ledger but no longer in the registry.
     pub orphaned: bool,
+    /// Progress reported with `ctx.progress(done, total)`.
+    pub progress_done: Option<i64>,
+    /// See `progress_done`.
+    pub progress_total: Option<i64>,
+    /// Estimated time left of a running operation, from its progress so far.
+    pub eta_ms: Option<i64>,
     /// Tags.
     pub tags: Vec<String>,
 }
@@ -788,6 +799,9 @@ impl Sequencer {
                 duration_ms: row.as_ref().and_then(|r| r.duration_ms),
                 error: row.as_ref().and_then(|r| r.last_error.clone()),
                 skip_reason: row.as_ref().and_then(|r| r.skip_reason.clone()),
+                progress_done: row.as_ref().and_then(|r| r.progress_done),
+                progress_total: row.as_ref().and_then(|r| r.progress_total),
+                eta_ms: row.as_ref().and_then(eta),
                 edited: row.as_ref().is_some_and(|r| {
                     r.status == Status::Completed
                         && r.checksum.as_deref().is_some_and(|c| c != checksum)
@@ -812,6 +826,9 @@ impl Sequencer {
                 duration_ms: r.duration_ms,
                 error: r.last_error,
                 skip_reason: r.skip_reason,
+                progress_done: r.progress_done,
+                progress_total: r.progress_total,
+                eta_ms: None,
                 edited: false,
                 orphaned: true,
                 tags: Vec::new(),
@@ -1043,6 +1060,13 @@ impl Sequencer {
         Ok(report)
     }
 
+    /// Asks a running operation (in any process) to stop at its next `ctx.checkpoint(..)`. `false` if it is not
+    /// running.
+    pub async fn cancel_operation(&self, name: &str) -> Result<bool, SequencerError> {
+        let def = self.find(name)?;
+        Ok(self.ledger().request_cancel(def.meta.name).await?)
+    }
+
     /// Recorded errors, of one operation or of all.
     pub async fn errors(
         &self,
@@ -1263,6 +1287,16 @@ impl PendingChain {
     }
 }
 
+/// Time left of a running operation at its rate so far.
+fn eta(r: &LedgerRow) -> Option<i64> {
+    let (done, total, started) = (r.progress_done?, r.progress_total?, r.started_at?);
+    if r.status != Status::Running || done <= 0 || total < done {
+        return None;
+    }
+    let elapsed = crate::ledger::now_ms() - started;
+    Some(elapsed * (total - done) / done)
+}
+
 fn kind(def: &OperationDef, o: Outcome) -> OutcomeKind {
     match o {
         Outcome::Completed { duration } => OutcomeKind::Completed {
@@ -1275,5 +1309,6 @@ fn kind(def: &OperationDef, o: Outcome) -> OutcomeKind {
         Outcome::Skipped { reason } => OutcomeKind::Skipped { reason },
         Outcome::NotClaimed => OutcomeKind::NotClaimed,
         Outcome::Deferred { reason } => OutcomeKind::Deferred { reason },
+        Outcome::Cancelled { reason } => OutcomeKind::Cancelled { reason },
     }
 }

@@ -84,6 +84,11 @@ enum Command {
         #[arg(long, group = "to")]
         skipped: bool,
     },
+    /// Ask a running operation to stop at its next checkpoint (it is recorded interrupted; `retry` resumes it).
+    Cancel {
+        /// The operation.
+        name: String,
+    },
     /// Delete an operation's rows from the ledger, so that it runs again.
     Forget {
         /// The operation (or an orphaned ledger name).
@@ -363,6 +368,13 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
                 if let Some(r) = &e.skip_reason {
                     notes.push(r.clone());
                 }
+                if let (Some(done), Some(total)) = (e.progress_done, e.progress_total) {
+                    let eta = e
+                        .eta_ms
+                        .map(|ms| format!(", ETA {}s", (ms + 999) / 1000))
+                        .unwrap_or_default();
+                    notes.push(format!("progress {done}/{total}{eta}"));
+                }
                 if let Some(err) = &e.error {
                     notes.push(err.lines().next().unwrap_or_default().to_owned());
                 }
@@ -421,6 +433,16 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             seq.mark(&name, to).await?;
             println!("Marked {name} {to}.");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel { name } => {
+            if seq.cancel_operation(&name).await? {
+                println!("Asked {name} to stop at its next checkpoint.");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(SequencerError::Usage(format!(
+                    "`{name}` is not running: nothing to cancel"
+                )))
+            }
         }
         Command::Forget { name } => {
             let n = seq.forget(&name).await?;
@@ -521,6 +543,11 @@ async fn live<T>(seq: &Sequencer, work: impl std::future::Future<Output = T>) ->
                     pb.set_message(name.clone());
                 }
             }
+            Event::OperationProgress { name, done, total } => {
+                if let Some(pb) = bar {
+                    pb.set_message(format!("{name} {done}/{total}"));
+                }
+            }
             Event::OperationSucceeded { .. }
             | Event::OperationFailed { .. }
             | Event::OperationSkipped { .. } => {
@@ -591,7 +618,9 @@ fn event_line(e: crate::Event) -> Option<String> {
         Event::OperationSkipped { name, reason } => format!("SKIPPED     {name}: {reason}"),
         Event::OperationRolledBack { name } => format!("ROLLED BACK {name}"),
         Event::NoPendingOperations => "Nothing to run: no pending operations.".to_owned(),
-        Event::OperationsStarted { .. } | Event::OperationsEnded { .. } => return None,
+        Event::OperationsStarted { .. }
+        | Event::OperationsEnded { .. }
+        | Event::OperationProgress { .. } => return None,
     })
 }
 
@@ -604,6 +633,7 @@ fn print_outcome(name: &str, o: &OutcomeKind) {
         OutcomeKind::Skipped { reason } => println!("SKIPPED     {name}: {reason}"),
         OutcomeKind::NotClaimed => println!("NOT RUN     {name}"),
         OutcomeKind::Deferred { reason } => println!("NOT RUN     {name}: {reason}"),
+        OutcomeKind::Cancelled { reason } => println!("CANCELLED   {name}: {reason}"),
     }
 }
 

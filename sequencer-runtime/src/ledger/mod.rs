@@ -166,6 +166,33 @@ pub struct LedgerRow {
     pub last_error: Option<String>,
     /// When a scheduled operation is due, Unix milliseconds.
     pub due_at: Option<i64>,
+    /// `ctx.progress(done, _)`.
+    pub progress_done: Option<i64>,
+    /// `ctx.progress(_, total)`.
+    pub progress_total: Option<i64>,
+    /// `cancel NAME` asked it to stop.
+    pub cancel_requested: bool,
+}
+
+/// One deferred operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeferredRow {
+    /// Its id.
+    pub id: i64,
+    /// The handler's name.
+    pub handler: String,
+    /// The payload, JSON.
+    pub payload: String,
+    /// When it is due, Unix milliseconds.
+    pub due_at: i64,
+    /// Tries so far.
+    pub attempts: i64,
+    /// Tries allowed.
+    pub max_attempts: i64,
+    /// `pending`, `running`, `completed` or `failed`.
+    pub status: String,
+    /// The last error.
+    pub last_error: Option<String>,
 }
 
 /// One recorded error of one attempt.
@@ -690,6 +717,163 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records an operation's progress.
+    pub async fn progress(
+        &self,
+        name: &str,
+        run: i64,
+        done: u64,
+        total: u64,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(&self.sql.progress)
+            .bind(done as i64)
+            .bind(total as i64)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record progress"))?;
+        Ok(())
+    }
+
+    /// Stores an operation's checkpoint (JSON).
+    pub async fn checkpoint(&self, name: &str, run: i64, json: &str) -> Result<(), LedgerError> {
+        sqlx::query(&self.sql.checkpoint_write)
+            .bind(json)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("store a checkpoint"))?;
+        Ok(())
+    }
+
+    /// The operation's last checkpoint (JSON), if any.
+    pub async fn last_checkpoint(
+        &self,
+        name: &str,
+        run: i64,
+    ) -> Result<Option<String>, LedgerError> {
+        let row = sqlx::query(&self.sql.checkpoint_read)
+            .bind(name)
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a checkpoint"))?;
+        match row {
+            Some(r) => text(&r, 0).map_err(q("read a checkpoint")),
+            None => Ok(None),
+        }
+    }
+
+    /// Asks the running operation to stop at its next checkpoint. `false` if it is not running.
+    pub async fn request_cancel(&self, name: &str) -> Result<bool, LedgerError> {
+        let done = sqlx::query(&self.sql.cancel_request)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(q("request a cancellation"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether `cancel NAME` asked this run to stop.
+    pub async fn cancel_requested(&self, name: &str, run: i64) -> Result<bool, LedgerError> {
+        let v: Option<Option<i64>> = sqlx::query_scalar(&self.sql.cancel_state)
+            .bind(name)
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a cancellation"))?;
+        Ok(v.flatten().unwrap_or(0) != 0)
+    }
+
+    /// Stores a deferred operation. Returns nothing: its id is internal.
+    pub async fn defer(
+        &self,
+        handler: &str,
+        payload: &str,
+        due_at: i64,
+        max_attempts: u32,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(&self.sql.defer)
+            .bind(handler)
+            .bind(payload)
+            .bind(due_at)
+            .bind(i64::from(max_attempts.max(1)))
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(q("defer an operation"))?;
+        Ok(())
+    }
+
+    /// Ids of due deferred operations (and of ones whose worker died), oldest first.
+    pub async fn deferred_due(&self) -> Result<Vec<i64>, LedgerError> {
+        let now = now_ms();
+        sqlx::query_scalar(&self.sql.deferred_due)
+            .bind(now)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read deferred operations"))
+    }
+
+    /// Claims one deferred operation for `lease`; `false` when another process has it.
+    pub async fn claim_deferred(&self, id: i64, lease: Duration) -> Result<bool, LedgerError> {
+        let now = now_ms();
+        let done = sqlx::query(&self.sql.deferred_claim)
+            .bind(now + lease.as_millis() as i64)
+            .bind(id)
+            .bind(now)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(q("claim a deferred operation"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a deferred operation's attempt: `completed`, `failed`, or `pending` again at `due_at`.
+    pub async fn end_deferred(
+        &self,
+        id: i64,
+        status: &str,
+        due_at: i64,
+        error: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(&self.sql.deferred_end)
+            .bind(status)
+            .bind(due_at)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record a deferred operation"))?;
+        Ok(())
+    }
+
+    /// Every deferred operation.
+    pub async fn deferred(&self) -> Result<Vec<DeferredRow>, LedgerError> {
+        let rows = sqlx::query(&self.sql.deferred_all)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read deferred operations"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeferredRow {
+                    id: r.try_get(0)?,
+                    handler: r.try_get(1)?,
+                    payload: text(r, 2)?.unwrap_or_default(),
+                    due_at: r.try_get(3)?,
+                    attempts: r.try_get(4)?,
+                    max_attempts: r.try_get(5)?,
+                    status: r.try_get(6)?,
+                    last_error: text(r, 7)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q("decode a deferred operation"))
+    }
+
     /// Records a pending operation as `scheduled`, due at `due_at` (Unix milliseconds).
     pub async fn schedule(&self, name: &str, run: i64, due_at: i64) -> Result<bool, LedgerError> {
         let done = sqlx::query(&self.sql.schedule)
@@ -944,6 +1128,9 @@ fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
         skip_reason: text(r, 14)?,
         last_error: text(r, 15)?,
         due_at: r.try_get(16)?,
+        progress_done: r.try_get(17)?,
+        progress_total: r.try_get(18)?,
+        cancel_requested: r.try_get::<Option<i64>, _>(19)?.unwrap_or(0) != 0,
     })
 }
 

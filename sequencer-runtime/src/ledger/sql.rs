@@ -36,13 +36,24 @@ pub struct Sql {
     pub throttle_failure: String,
     pub throttle_open: String,
     pub throttle_state: String,
+    pub progress: String,
+    pub checkpoint_write: String,
+    pub checkpoint_read: String,
+    pub cancel_request: String,
+    pub cancel_state: String,
+    pub defer: String,
+    pub deferred_due: String,
+    pub deferred_claim: String,
+    pub deferred_end: String,
+    pub deferred_all: String,
     pub unlock_sqlite: String,
     pub renew_lock_sqlite: String,
 }
 
 const ROW_COLUMNS: &str =
     "name, run, op_timestamp, batch, status, attempts, started_at, finished_at, duration_ms, \
-                           lease_until, host, pid, actor, checksum, skip_reason, last_error, due_at";
+                           lease_until, host, pid, actor, checksum, skip_reason, last_error, due_at, \
+                           progress_done, progress_total, cancel_requested";
 
 impl Sql {
     pub fn new(dialect: Dialect, prefix: &str) -> Sql {
@@ -141,6 +152,29 @@ impl Sql {
                         ),
                     ],
                 ),
+                (
+                    4,
+                    vec![
+                        format!("ALTER TABLE {ops} ADD COLUMN progress_done BIGINT NULL"),
+                        format!("ALTER TABLE {ops} ADD COLUMN progress_total BIGINT NULL"),
+                        format!("ALTER TABLE {ops} ADD COLUMN checkpoint TEXT NULL"),
+                        format!("ALTER TABLE {ops} ADD COLUMN cancel_requested BIGINT NULL"),
+                        format!(
+                            "CREATE TABLE IF NOT EXISTS {prefix}deferred (
+                                {id},
+                                handler VARCHAR(191) NOT NULL,
+                                payload TEXT NOT NULL,
+                                due_at BIGINT NOT NULL,
+                                attempts BIGINT NOT NULL,
+                                max_attempts BIGINT NOT NULL,
+                                status VARCHAR(16) NOT NULL,
+                                last_error TEXT NULL,
+                                locked_until BIGINT NULL,
+                                created_at BIGINT NOT NULL
+                            ){table_suffix}"
+                        ),
+                    ],
+                ),
             ],
             create_version_table: format!(
                 "CREATE TABLE IF NOT EXISTS {versions} (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL){table_suffix}"
@@ -157,7 +191,7 @@ impl Sql {
             // The claim: one atomic statement; whoever changes the row owns the operation.
             claim: format!(
                 "UPDATE {ops} SET status = 'running', batch = ?, attempts = 1, started_at = ?, finished_at = NULL, \
-                 duration_ms = NULL, lease_until = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, \
+                 duration_ms = NULL, lease_until = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
                  last_error = NULL WHERE name = ? AND run = ? AND status IN ('pending', 'failed', 'rolled_back', ?, ?)"
             ),
             // `--repeat`: a new run of a completed operation; the primary key makes it atomic.
@@ -211,6 +245,25 @@ impl Sql {
             ),
             throttle_open: format!("UPDATE {prefix}throttles SET open_until = ?, failures = 0, window_start = ? WHERE name = ? AND failures >= ?"),
             throttle_state: format!("SELECT open_until FROM {prefix}throttles WHERE name = ?"),
+            progress: format!("UPDATE {ops} SET progress_done = ?, progress_total = ? WHERE name = ? AND run = ?"),
+            checkpoint_write: format!("UPDATE {ops} SET checkpoint = ? WHERE name = ? AND run = ?"),
+            checkpoint_read: format!("SELECT checkpoint FROM {ops} WHERE name = ? AND run = ?"),
+            cancel_request: format!("UPDATE {ops} SET cancel_requested = 1 WHERE name = ? AND status = 'running'"),
+            cancel_state: format!("SELECT cancel_requested FROM {ops} WHERE name = ? AND run = ?"),
+            defer: format!(
+                "INSERT INTO {prefix}deferred (handler, payload, due_at, attempts, max_attempts, status, created_at) VALUES (?, ?, ?, 0, ?, 'pending', ?)"
+            ),
+            deferred_due: format!(
+                "SELECT id FROM {prefix}deferred WHERE (status = 'pending' AND due_at <= ?) OR (status = 'running' AND locked_until < ?) ORDER BY due_at, id"
+            ),
+            deferred_claim: format!(
+                "UPDATE {prefix}deferred SET status = 'running', attempts = attempts + 1, locked_until = ? \
+                 WHERE id = ? AND ((status = 'pending' AND due_at <= ?) OR (status = 'running' AND locked_until < ?))"
+            ),
+            deferred_end: format!("UPDATE {prefix}deferred SET status = ?, due_at = ?, last_error = ?, locked_until = NULL WHERE id = ?"),
+            deferred_all: format!(
+                "SELECT id, handler, payload, due_at, attempts, max_attempts, status, last_error FROM {prefix}deferred ORDER BY id"
+            ),
             renew_lock_sqlite: format!("UPDATE {locks} SET expires_at = ? WHERE name = ? AND owner = ?"),
         };
         if dialect == Dialect::Postgres {
@@ -245,6 +298,15 @@ impl Sql {
             &mut self.throttle_failure,
             &mut self.throttle_open,
             &mut self.throttle_state,
+            &mut self.progress,
+            &mut self.checkpoint_write,
+            &mut self.checkpoint_read,
+            &mut self.cancel_request,
+            &mut self.cancel_state,
+            &mut self.defer,
+            &mut self.deferred_due,
+            &mut self.deferred_claim,
+            &mut self.deferred_end,
             &mut self.unlock_sqlite,
             &mut self.errors_of,
         ] {
