@@ -81,4 +81,23 @@ pub enum Event {
     },
     /// A run found nothing to do.
     NoPendingOperations,
+    /// `migrate` starts applying this many migrations.
+    MigrationsStarted {
+        /// Pending migrations.
+        count: usize,
+    },
+    /// One migration was applied.
+    MigrationEnded {
+        /// Its version.
+        version: i64,
+        /// Its description.
+        description: String,
+    },
+    /// `migrate` ended.
+    MigrationsEnded {
+        /// Migrations applied.
+        applied: usize,
+    },
+    /// `migrate` found no pending migration.
+    NoPendingMigrations,
 }

@@ -13,6 +13,7 @@ pub mod orchestrator;
 mod registry;
 pub mod render;
 mod sequencer;
+mod strategy;
 
 pub use ctx::{Cancelled, Ctx, StateMap, TxGuard};
 pub use error::{Skip, Skipped};
@@ -35,6 +36,7 @@ pub use sequencer_core::{
     Backoff, Dependency, Hooks, Middleware, OperationMeta, RetryPolicy, Schedule, SourceLocation,
     Timestamp, Unique,
 };
+pub use strategy::{MigrateReport, MigrationStrategy, Strategy};
 
 /// The error an operation returns: any error converts into it with `?`.
 pub type Error = anyhow::Error;

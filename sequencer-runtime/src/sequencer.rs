@@ -94,6 +94,8 @@ pub struct SequencerBuilder {
     limiters: HashMap<String, (u32, Duration)>,
     layers: Vec<Arc<dyn Layer>>,
     jitter: f64,
+    migrator: Option<Arc<sqlx::migrate::Migrator>>,
+    strategy: crate::strategy::Strategy,
 }
 
 /// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`].
@@ -146,6 +148,8 @@ impl Default for SequencerBuilder {
             limiters: HashMap::new(),
             layers: Vec::new(),
             jitter: 0.0,
+            migrator: None,
+            strategy: crate::strategy::Strategy::Command,
         }
     }
 }
@@ -204,6 +208,20 @@ impl SequencerBuilder {
     /// same ledger database: `.rate_limiter("api-calls", Limit::per_minute(60))`.
     pub fn rate_limiter(mut self, name: impl Into<String>, limit: Limit) -> Self {
         self.limiters.insert(name.into(), (limit.count, limit.per));
+        self
+    }
+
+    /// The schema migrations `migrate` applies (`sqlx::migrate!()` or `Migrator::new(path)`), on the ledger
+    /// database.
+    pub fn migrator(mut self, migrator: sqlx::migrate::Migrator) -> Self {
+        self.migrator = Some(Arc::new(migrator));
+        self
+    }
+
+    /// When operations run: [`crate::Strategy::Command`] (default) or `Strategy::migration()` to interleave them
+    /// with schema migrations in `migrate`.
+    pub fn strategy(mut self, strategy: impl Into<crate::strategy::Strategy>) -> Self {
+        self.strategy = strategy.into();
         self
     }
 
@@ -280,6 +298,8 @@ impl SequencerBuilder {
                 registry,
                 env,
                 guards: self.guards,
+                migrator: self.migrator,
+                strategy: self.strategy,
             }),
             orchestrator: self.orchestrator,
         })
@@ -290,6 +310,8 @@ struct Inner {
     registry: Registry,
     env: Env,
     guards: Vec<Box<dyn Guard>>,
+    migrator: Option<Arc<sqlx::migrate::Migrator>>,
+    strategy: crate::strategy::Strategy,
 }
 
 /// Runs a registry's operations exactly once, recording every run in the ledger.
@@ -323,6 +345,8 @@ pub struct ProcessOptions {
     pub only_scheduled: bool,
     /// Only these operations (ledger names), when not empty.
     pub only: Vec<String>,
+    /// Only operations whose timestamp, as a number, is at most this migration version (`migrate`).
+    pub up_to_version: Option<i64>,
 }
 
 /// When a scheduled operation is due, Unix milliseconds; `now` for an operation without a schedule.
@@ -505,6 +529,19 @@ impl Sequencer {
         &self.inner.registry
     }
 
+    pub(crate) fn migrator(&self) -> Option<Arc<sqlx::migrate::Migrator>> {
+        self.inner.migrator.clone()
+    }
+
+    /// The execution strategy.
+    pub fn strategy(&self) -> &crate::strategy::Strategy {
+        &self.inner.strategy
+    }
+
+    pub(crate) fn events(&self) -> &broadcast::Sender<Event> {
+        &self.inner.env.events
+    }
+
     /// The ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.inner.env.ledger
@@ -645,6 +682,12 @@ impl Sequencer {
             if !opts.only.is_empty() && !opts.only.iter().any(|n| n == def.meta.name) {
                 continue;
             }
+            if opts
+                .up_to_version
+                .is_some_and(|v| def.meta.timestamp.version() as i64 > v)
+            {
+                continue;
+            }
             match status {
                 Status::Pending if def.meta.schedule.is_some() => {
                     let due_at = due_time(def, now);
@@ -677,6 +720,28 @@ impl Sequencer {
                 never_ran.join(", ")
             )));
         }
+        if due.iter().any(|d| {
+            d.def()
+                .meta
+                .depends_on
+                .iter()
+                .any(|x| matches!(x, crate::Dependency::Migration(_)))
+        }) {
+            let applied = crate::strategy::applied_migrations(env.ledger.pool()).await;
+            due.retain(|d| {
+                let missing = d.def().meta.depends_on.iter().find_map(|x| match x {
+                    crate::Dependency::Migration(v) if !applied.contains(v) => Some(*v),
+                    _ => None,
+                });
+                if let Some(v) = missing {
+                    report.waiting.push((
+                        d.def().meta.name.to_owned(),
+                        format!("schema migration {v} is not applied yet"),
+                    ));
+                }
+                missing.is_none()
+            });
+        }
         report.planned = due.iter().map(|d| d.def().meta.name.to_owned()).collect();
         if opts.dry_run {
             return Ok(report);
@@ -698,9 +763,12 @@ impl Sequencer {
         let concurrency = opts.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
         let run = Run::new(env.clone(), batch, due, satisfied, concurrency);
         let orchestrated = self.orchestrator.orchestrate(&run).await?;
+        let mut waiting = std::mem::take(&mut report.waiting);
+        waiting.extend(orchestrated.waiting.iter().cloned());
         report = RunReport {
             needs_attention: report.needs_attention,
             scheduled: report.scheduled,
+            waiting,
             ..orchestrated
         };
         report.waiting.sort();

@@ -110,6 +110,8 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Apply the schema migrations; under the migration strategy, run operations between them.
+    Migrate,
     /// Draw the dependency graph with waves, the critical path and each operation's status.
     Graph {
         /// text, dot (Graphviz) or mermaid.
@@ -281,9 +283,11 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
                 tags: p.tags,
                 repeat: p.repeat,
                 isolate: p.isolate,
-                only_scheduled: false,
-                only: Vec::new(),
+                ..ProcessOptions::default()
             };
+            if matches!(seq.strategy(), crate::Strategy::Migration(_)) && !p.dry_run {
+                eprintln!("warning: this application runs its operations during `migrate` (the migration strategy); `process` is redundant there");
+            }
             let report = if p.json || p.dry_run {
                 seq.process(&opts).await?
             } else {
@@ -478,6 +482,19 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             Ok(ExitCode::SUCCESS)
         }
         Command::Make(_) => Ok(ExitCode::SUCCESS),
+        Command::Migrate => {
+            let report = live(seq, seq.migrate()).await?;
+            for run in &report.runs {
+                summary(run);
+            }
+            if let Some((version, error)) = &report.failed_migration {
+                eprintln!("error: migration {version} failed: {error}");
+                eprintln!(
+                    "nothing after it ran; the migrations and operations before it stay recorded"
+                );
+            }
+            Ok(ExitCode::from(u8::from(!report.succeeded())))
+        }
         Command::Scheduled { watch } => {
             let seq = seq.using(crate::Scheduled);
             let opts = ProcessOptions {
@@ -618,6 +635,13 @@ fn event_line(e: crate::Event) -> Option<String> {
         Event::OperationSkipped { name, reason } => format!("SKIPPED     {name}: {reason}"),
         Event::OperationRolledBack { name } => format!("ROLLED BACK {name}"),
         Event::NoPendingOperations => "Nothing to run: no pending operations.".to_owned(),
+        Event::MigrationsStarted { count } => format!("Migrating: {count} pending migration(s)."),
+        Event::MigrationEnded {
+            version,
+            description,
+        } => format!("MIGRATED    {version} {description}"),
+        Event::MigrationsEnded { applied } => format!("Migrations done: {applied} applied."),
+        Event::NoPendingMigrations => "Nothing to migrate: no pending migrations.".to_owned(),
         Event::OperationsStarted { .. }
         | Event::OperationsEnded { .. }
         | Event::OperationProgress { .. } => return None,

@@ -1,5 +1,8 @@
 //! Shared by the backend suites: which databases to run on, and per-test table prefixes.
 
+// Each test binary uses a part of these helpers.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use sequencer::sqlx;
@@ -57,4 +60,45 @@ pub async fn backends() -> Vec<Backend> {
 
 pub fn prefix() -> String {
     format!("t{}_", fastrand::u32(..))
+}
+
+/// A fresh, empty database on the backend (a new file on SQLite, `CREATE DATABASE` on the servers), for suites
+/// that touch database-wide state such as `_sqlx_migrations`. Drop it with [`drop_database`].
+pub async fn fresh_database(b: &Backend) -> (String, Option<String>) {
+    if b.name == "SQLite" {
+        let dir = std::env::temp_dir().join(format!("sequencer-fresh-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        return (
+            format!("sqlite://{}", dir.join("db.sqlite").display()),
+            None,
+        );
+    }
+    let name = format!("seqfresh_{}", fastrand::u32(..));
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&b.url)
+        .await
+        .expect("server");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let base = b
+        .url
+        .rsplit_once('/')
+        .map_or(b.url.as_str(), |(base, _)| base);
+    (format!("{base}/{name}"), Some(name))
+}
+
+/// Drops a database made by [`fresh_database`].
+pub async fn drop_database(b: &Backend, name: Option<String>) {
+    let Some(name) = name else { return };
+    if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(&b.url).await {
+        let force = if b.name == "PostgreSQL" {
+            " WITH (FORCE)"
+        } else {
+            ""
+        };
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}{force}"))
+            .execute(&mut conn)
+            .await;
+    }
 }

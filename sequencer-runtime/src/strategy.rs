@@ -1,0 +1,190 @@
+//! Execution strategies: `command` (the default: `migrate` only migrates, `process` runs operations) and
+//! `migration` (`migrate` applies the schema migrations one at a time and, after each, runs every pending
+//! operation whose timestamp is at or before that migration's version; then the rest).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sqlx::migrate::{Migrate, Migrator};
+
+use crate::events::Event;
+use crate::sequencer::{ProcessOptions, RunReport, Sequencer, SequencerError};
+
+/// When operations run.
+#[derive(Clone, Default)]
+pub enum Strategy {
+    /// `migrate` only migrates; `process` runs operations. The default.
+    #[default]
+    Command,
+    /// `migrate` interleaves operations with the schema migrations.
+    Migration(MigrationStrategy),
+}
+
+impl Strategy {
+    /// The migration strategy with its defaults.
+    pub fn migration() -> MigrationStrategy {
+        MigrationStrategy::default()
+    }
+}
+
+/// Options of [`Strategy::Migration`].
+#[derive(Clone, Debug, Default)]
+pub struct MigrationStrategy {
+    run_on_no_pending_migrations: bool,
+    force_sync: bool,
+}
+
+impl MigrationStrategy {
+    /// Run pending operations even when there is no pending migration (default: only migrations start them).
+    pub fn run_on_no_pending_migrations(mut self, yes: bool) -> Self {
+        self.run_on_no_pending_migrations = yes;
+        self
+    }
+
+    /// Run every operation in the migrating process, `asynchronous` ones included (they would otherwise go to
+    /// the queue once workers exist).
+    pub fn force_sync(mut self, yes: bool) -> Self {
+        self.force_sync = yes;
+        self
+    }
+
+    /// Whether `asynchronous` operations run in the migrating process.
+    pub fn forces_sync(&self) -> bool {
+        self.force_sync
+    }
+}
+
+impl From<MigrationStrategy> for Strategy {
+    fn from(m: MigrationStrategy) -> Self {
+        Strategy::Migration(m)
+    }
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MigrateReport {
+    /// Migrations applied, in order: `(version, description)`.
+    pub applied: Vec<(i64, String)>,
+    /// The migration that failed, with its error; nothing after it ran.
+    pub failed_migration: Option<(i64, String)>,
+    /// Each run of operations, in order (after a migration, then the rest).
+    pub runs: Vec<RunReport>,
+}
+
+impl MigrateReport {
+    /// Whether every migration applied and every operation that ran ended well.
+    pub fn succeeded(&self) -> bool {
+        self.failed_migration.is_none() && self.runs.iter().all(RunReport::succeeded)
+    }
+}
+
+impl Sequencer {
+    /// Applies the pending schema migrations of the builder's `migrator`, one at a time; under the migration
+    /// strategy, runs after each one every pending operation whose timestamp is at or before its version (an
+    /// operation that `depends_on = [migration(V)]` waits for V), then the rest.
+    pub async fn migrate(&self) -> Result<MigrateReport, SequencerError> {
+        let migrator: Arc<Migrator> = self.migrator().ok_or_else(|| {
+            SequencerError::Usage(
+                "no migrator: add `.migrator(sqlx::migrate::Migrator::new(Path::new(\"migrations\")).await?)` (or `sqlx::migrate!()`) to the builder".into(),
+            )
+        })?;
+        let strategy = self.strategy().clone();
+        let pool = self.ledger().pool().clone();
+        let err =
+            |e: sqlx::migrate::MigrateError| SequencerError::Usage(format!("migrations: {e}"));
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|e| SequencerError::Usage(format!("migrations: cannot connect: {e}")))?;
+        conn.ensure_migrations_table().await.map_err(err)?;
+        if let Some(v) = conn.dirty_version().await.map_err(err)? {
+            return Err(SequencerError::Usage(format!("migration {v} is partially applied (dirty): fix the schema by hand, then delete its row from _sqlx_migrations")));
+        }
+        let applied: HashSet<i64> = conn
+            .list_applied_migrations()
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|m| m.version)
+            .collect();
+        let mut pending: Vec<_> = migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+            .collect();
+        pending.sort_by_key(|m| m.version);
+        let emit = |e: Event| {
+            let _ = self.events().send(e);
+        };
+        let mut report = MigrateReport::default();
+        let interleave = matches!(strategy, Strategy::Migration(_));
+        if pending.is_empty() {
+            emit(Event::NoPendingMigrations);
+            if let Strategy::Migration(m) = &strategy {
+                if m.run_on_no_pending_migrations {
+                    report
+                        .runs
+                        .push(self.process(&ProcessOptions::default()).await?);
+                }
+            }
+            return Ok(report);
+        }
+        emit(Event::MigrationsStarted {
+            count: pending.len(),
+        });
+        for m in pending {
+            if let Err(e) = conn.apply(m).await {
+                report.failed_migration = Some((m.version, e.to_string()));
+                emit(Event::MigrationsEnded {
+                    applied: report.applied.len(),
+                });
+                return Ok(report);
+            }
+            report.applied.push((m.version, m.description.to_string()));
+            emit(Event::MigrationEnded {
+                version: m.version,
+                description: m.description.to_string(),
+            });
+            if interleave {
+                let run = self
+                    .process(&ProcessOptions {
+                        up_to_version: Some(m.version),
+                        ..ProcessOptions::default()
+                    })
+                    .await?;
+                let failed = !run.succeeded();
+                if !run.planned.is_empty() {
+                    report.runs.push(run);
+                }
+                if failed {
+                    emit(Event::MigrationsEnded {
+                        applied: report.applied.len(),
+                    });
+                    return Ok(report);
+                }
+            }
+        }
+        emit(Event::MigrationsEnded {
+            applied: report.applied.len(),
+        });
+        drop(conn);
+        if interleave {
+            let rest = self.process(&ProcessOptions::default()).await?;
+            if !rest.planned.is_empty() {
+                report.runs.push(rest);
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Versions of the schema migrations applied to the ledger database (empty when none ran).
+pub(crate) async fn applied_migrations(pool: &sqlx::AnyPool) -> HashSet<i64> {
+    match sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations")
+        .fetch_all(pool)
+        .await
+    {
+        Ok(v) => v.into_iter().collect(),
+        Err(_) => HashSet::new(),
+    }
+}

@@ -1,0 +1,1 @@
+CREATE TABLE mig_b (id BIGINT NOT NULL);

@@ -1,0 +1,189 @@
+//! The migration strategy on every backend: migrations and operations interleave by timestamp, an operation that
+//! depends on a later migration waits for it, a failing migration stops everything after it.
+
+mod common;
+
+use std::path::Path;
+
+use common::{backends, drop_database, fresh_database, Backend};
+use sequencer::ledger::Status;
+use sequencer::sqlx::migrate::Migrator;
+use sequencer::{Event, Sequencer, Strategy};
+use sequencer_tests::mig_ops::ops;
+
+async fn sequencer(b: &Backend, url: &str, dir: &str, strategy: Strategy) -> Sequencer {
+    let migrator = Migrator::new(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(dir),
+    )
+    .await
+    .expect("migrations");
+    Sequencer::builder()
+        .registry(ops::registry())
+        .database(url.to_owned())
+        .migrator(migrator)
+        .strategy(strategy)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", b.name))
+}
+
+/// Migrations and operations in the order their events came.
+async fn drain(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        match e {
+            Event::MigrationEnded { version, .. } => out.push(format!("M{version}")),
+            Event::OperationSucceeded { name, .. } => out.push(name.split_at(18).1.to_owned()),
+            Event::OperationFailed { name, .. } => {
+                out.push(format!("FAILED {}", name.split_at(18).1))
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_and_operations_interleave_by_timestamp() {
+    for b in backends().await {
+        let (url, db) = fresh_database(&b).await;
+        let seq = sequencer(&b, &url, "ok", Strategy::migration().into()).await;
+        let mut rx = seq.subscribe();
+        let report = seq.migrate().await.unwrap();
+        assert!(report.succeeded(), "{}: {report:?}", b.name);
+        let got = drain(&mut rx).await;
+        assert_eq!(
+            got,
+            [
+                "M20240101000000",
+                "m_early",
+                "M20240201000000",
+                "m_between",
+                "M20240301000000",
+                "m_needs_c",
+                "m_late"
+            ],
+            "{}",
+            b.name
+        );
+        // Nothing pending: without run_on_no_pending_migrations, migrate does nothing.
+        let again = seq.migrate().await.unwrap();
+        assert!(
+            again.applied.is_empty() && again.runs.is_empty(),
+            "{}",
+            b.name
+        );
+        assert!(matches!(rx.try_recv(), Ok(Event::NoPendingMigrations)));
+        drop(seq);
+        drop_database(&b, db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_pending_migrations_with_and_without_run_on_no_pending() {
+    for b in backends().await {
+        let (url, db) = fresh_database(&b).await;
+        // The command strategy: migrate only migrates.
+        let plain = sequencer(&b, &url, "ok", Strategy::Command).await;
+        let report = plain.migrate().await.unwrap();
+        assert_eq!(report.applied.len(), 3, "{}", b.name);
+        assert!(
+            report.runs.is_empty(),
+            "{}: the command strategy runs no operation in migrate",
+            b.name
+        );
+        assert!(plain
+            .status()
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.status == Status::Pending));
+
+        let without = sequencer(&b, &url, "ok", Strategy::migration().into()).await;
+        assert!(
+            without.migrate().await.unwrap().runs.is_empty(),
+            "{}",
+            b.name
+        );
+        let with = sequencer(
+            &b,
+            &url,
+            "ok",
+            Strategy::migration()
+                .run_on_no_pending_migrations(true)
+                .into(),
+        )
+        .await;
+        let report = with.migrate().await.unwrap();
+        assert_eq!(report.runs.len(), 1, "{}", b.name);
+        assert!(
+            with.status()
+                .await
+                .unwrap()
+                .iter()
+                .all(|e| e.status == Status::Completed),
+            "{}",
+            b.name
+        );
+        drop((plain, without, with));
+        drop_database(&b, db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_migration_stops_everything_after_it() {
+    for b in backends().await {
+        let (url, db) = fresh_database(&b).await;
+        let seq = sequencer(&b, &url, "failing", Strategy::migration().into()).await;
+        let mut rx = seq.subscribe();
+        let report = seq.migrate().await.unwrap();
+        assert!(!report.succeeded());
+        assert_eq!(
+            report.failed_migration.as_ref().map(|f| f.0),
+            Some(20240301000000),
+            "{}: {report:?}",
+            b.name
+        );
+        assert_eq!(
+            drain(&mut rx).await,
+            ["M20240101000000", "m_early", "M20240201000000", "m_between"],
+            "{}",
+            b.name
+        );
+        let status: Vec<(String, Status)> = seq
+            .status()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.split_at(18).1.to_owned(), e.status))
+            .collect();
+        assert!(
+            status.contains(&("m_between".into(), Status::Completed)),
+            "{}: ops already run stay recorded",
+            b.name
+        );
+        assert!(
+            status.contains(&("m_needs_c".into(), Status::Pending)),
+            "{}",
+            b.name
+        );
+        assert!(
+            status.contains(&("m_late".into(), Status::Pending)),
+            "{}",
+            b.name
+        );
+        // `process` does not run an operation whose migration has not been applied.
+        let run = seq.process(&Default::default()).await.unwrap();
+        assert!(
+            run.waiting
+                .iter()
+                .any(|(n, why)| n.ends_with("m_needs_c") && why.contains("20240301000000")),
+            "{}: {run:?}",
+            b.name
+        );
+        drop(seq);
+        drop_database(&b, db).await;
+    }
+}
