@@ -669,6 +669,20 @@ async fn attempt_once(
     .await
 }
 
+/// [`run_task`] with the error flattened, for callers outside the executor (deferred handlers).
+pub(crate) async fn run_boxed<F>(
+    ctx: Arc<Ctx>,
+    f: F,
+    timeout: Option<Duration>,
+) -> crate::Result<()>
+where
+    F: for<'a> FnOnce(&'a Ctx) -> crate::BoxFuture<'a, crate::Result<()>> + Send + 'static,
+{
+    run_task(ctx, f, timeout)
+        .await
+        .map_err(|(AttemptError::Failed(e) | AttemptError::TimedOut(e))| e)
+}
+
 /// Runs `f(ctx)` on its own task so that a panic is caught and reported, under an optional timeout.
 async fn run_task<F>(ctx: Arc<Ctx>, f: F, timeout: Option<Duration>) -> Result<(), AttemptError>
 where

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod ctx;
+mod deferred;
 mod error;
 mod events;
 mod executor;
@@ -16,6 +17,7 @@ mod sequencer;
 mod strategy;
 
 pub use ctx::{Cancelled, Ctx, StateMap, TxGuard};
+pub use deferred::DeferredReport;
 pub use error::{Skip, Skipped};
 pub use events::Event;
 pub use executor::{Layer, Next, Outcome};

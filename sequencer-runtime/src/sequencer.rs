@@ -14,7 +14,7 @@ use crate::events::Event;
 use crate::executor::{Env, Layer, Outcome, Target};
 use crate::ledger::{Ledger, LedgerError, LedgerRow, Owner, Status};
 use crate::orchestrator::{Due, Orchestrator, Run, Sequential};
-use crate::{OperationDef, Registry, RegistryError, Timestamp};
+use crate::{Ctx, OperationDef, Registry, RegistryError, Timestamp};
 
 /// The default ledger: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://sequencer.db";
@@ -96,6 +96,7 @@ pub struct SequencerBuilder {
     jitter: f64,
     migrator: Option<Arc<sqlx::migrate::Migrator>>,
     strategy: crate::strategy::Strategy,
+    deferred: crate::deferred::DeferredHandlers,
 }
 
 /// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`].
@@ -150,6 +151,10 @@ impl Default for SequencerBuilder {
             jitter: 0.0,
             migrator: None,
             strategy: crate::strategy::Strategy::Command,
+            deferred: crate::deferred::DeferredHandlers {
+                retry_delay: Duration::from_secs(30),
+                ..Default::default()
+            },
         }
     }
 }
@@ -208,6 +213,35 @@ impl SequencerBuilder {
     /// same ledger database: `.rate_limiter("api-calls", Limit::per_minute(60))`.
     pub fn rate_limiter(mut self, name: impl Into<String>, limit: Limit) -> Self {
         self.limiters.insert(name.into(), (limit.count, limit.per));
+        self
+    }
+
+    /// Registers a typed handler for deferred operations named `name`:
+    /// `.deferred("send_welcome", |ctx, p: Welcome| Box::pin(send_welcome(ctx, p)))` where
+    /// `async fn send_welcome(ctx: &Ctx, payload: Welcome) -> Result<()>`.
+    pub fn deferred<T, F>(mut self, name: &str, handler: F) -> Self
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+        F: for<'a> Fn(&'a Ctx, T) -> crate::BoxFuture<'a, crate::Result<()>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.deferred
+            .handlers
+            .insert(name.to_owned(), crate::deferred::erase(name, handler));
+        self
+    }
+
+    /// Keeps stored deferred operations valid after a handler was renamed: rows naming `old` run `new`.
+    pub fn deferred_alias(mut self, old: &str, new: &str) -> Self {
+        self.deferred.aliases.insert(old.to_owned(), new.to_owned());
+        self
+    }
+
+    /// How long a failed deferred operation waits before its next try, times the tries so far (default 30 s).
+    pub fn deferred_retry_delay(mut self, delay: Duration) -> Self {
+        self.deferred.retry_delay = delay;
         self
     }
 
@@ -300,6 +334,7 @@ impl SequencerBuilder {
                 guards: self.guards,
                 migrator: self.migrator,
                 strategy: self.strategy,
+                deferred: self.deferred,
             }),
             orchestrator: self.orchestrator,
         })
@@ -312,6 +347,7 @@ struct Inner {
     guards: Vec<Box<dyn Guard>>,
     migrator: Option<Arc<sqlx::migrate::Migrator>>,
     strategy: crate::strategy::Strategy,
+    deferred: crate::deferred::DeferredHandlers,
 }
 
 /// Runs a registry's operations exactly once, recording every run in the ledger.
@@ -527,6 +563,27 @@ impl Sequencer {
     /// The registry.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    pub(crate) fn deferred_handlers(&self) -> &crate::deferred::DeferredHandlers {
+        &self.inner.deferred
+    }
+
+    pub(crate) fn deferred_ctx(
+        &self,
+        meta: &'static crate::OperationMeta,
+        attempt: u32,
+    ) -> crate::Ctx {
+        let env = &self.inner.env;
+        crate::Ctx::new(
+            meta,
+            attempt,
+            env.state.clone(),
+            env.ledger.pool().clone(),
+            env.cancel.child_token(),
+            None,
+            None,
+        )
     }
 
     pub(crate) fn migrator(&self) -> Option<Arc<sqlx::migrate::Migrator>> {

@@ -112,6 +112,12 @@ enum Command {
     },
     /// Apply the schema migrations; under the migration strategy, run operations between them.
     Migrate,
+    /// Run the due deferred operations.
+    ProcessDeferred {
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Draw the dependency graph with waves, the critical path and each operation's status.
     Graph {
         /// text, dot (Graphviz) or mermaid.
@@ -482,6 +488,19 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             Ok(ExitCode::SUCCESS)
         }
         Command::Make(_) => Ok(ExitCode::SUCCESS),
+        Command::ProcessDeferred { limit } => {
+            let report = seq.process_deferred(limit).await?;
+            println!(
+                "Deferred: {} completed, {} to retry, {} failed.",
+                report.completed,
+                report.retrying,
+                report.failed.len()
+            );
+            for (id, error) in &report.failed {
+                println!("  FAILED #{id}: {error}");
+            }
+            Ok(ExitCode::from(u8::from(!report.failed.is_empty())))
+        }
         Command::Migrate => {
             let report = live(seq, seq.migrate()).await?;
             for run in &report.runs {

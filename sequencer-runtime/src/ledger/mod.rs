@@ -851,27 +851,23 @@ impl Ledger {
         Ok(())
     }
 
+    /// One deferred operation.
+    pub async fn deferred_row(&self, id: i64) -> Result<Option<DeferredRow>, LedgerError> {
+        let rows = sqlx::query(&self.sql.deferred_one)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read a deferred operation"))?;
+        Ok(deferred_rows(&rows)?.into_iter().next())
+    }
+
     /// Every deferred operation.
     pub async fn deferred(&self) -> Result<Vec<DeferredRow>, LedgerError> {
         let rows = sqlx::query(&self.sql.deferred_all)
             .fetch_all(&self.pool)
             .await
             .map_err(q("read deferred operations"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeferredRow {
-                    id: r.try_get(0)?,
-                    handler: r.try_get(1)?,
-                    payload: text(r, 2)?.unwrap_or_default(),
-                    due_at: r.try_get(3)?,
-                    attempts: r.try_get(4)?,
-                    max_attempts: r.try_get(5)?,
-                    status: r.try_get(6)?,
-                    last_error: text(r, 7)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(q("decode a deferred operation"))
+        deferred_rows(&rows)
     }
 
     /// Records a pending operation as `scheduled`, due at `due_at` (Unix milliseconds).
@@ -1132,6 +1128,24 @@ fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
         progress_total: r.try_get(18)?,
         cancel_requested: r.try_get::<Option<i64>, _>(19)?.unwrap_or(0) != 0,
     })
+}
+
+fn deferred_rows(rows: &[AnyRow]) -> Result<Vec<DeferredRow>, LedgerError> {
+    rows.iter()
+        .map(|r| {
+            Ok(DeferredRow {
+                id: r.try_get(0)?,
+                handler: r.try_get(1)?,
+                payload: text(r, 2)?.unwrap_or_default(),
+                due_at: r.try_get(3)?,
+                attempts: r.try_get(4)?,
+                max_attempts: r.try_get(5)?,
+                status: r.try_get(6)?,
+                last_error: text(r, 7)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(q("decode a deferred operation"))
 }
 
 /// A TEXT column. Through sqlx's `Any` driver MySQL / MariaDB report TEXT as a blob type, so that case is read

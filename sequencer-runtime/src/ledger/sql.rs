@@ -46,6 +46,7 @@ pub struct Sql {
     pub deferred_claim: String,
     pub deferred_end: String,
     pub deferred_all: String,
+    pub deferred_one: String,
     pub unlock_sqlite: String,
     pub renew_lock_sqlite: String,
 }
@@ -261,6 +262,9 @@ impl Sql {
                  WHERE id = ? AND ((status = 'pending' AND due_at <= ?) OR (status = 'running' AND locked_until < ?))"
             ),
             deferred_end: format!("UPDATE {prefix}deferred SET status = ?, due_at = ?, last_error = ?, locked_until = NULL WHERE id = ?"),
+            deferred_one: format!(
+                "SELECT id, handler, payload, due_at, attempts, max_attempts, status, last_error FROM {prefix}deferred WHERE id = ?"
+            ),
             deferred_all: format!(
                 "SELECT id, handler, payload, due_at, attempts, max_attempts, status, last_error FROM {prefix}deferred ORDER BY id"
             ),
@@ -307,6 +311,7 @@ impl Sql {
             &mut self.deferred_due,
             &mut self.deferred_claim,
             &mut self.deferred_end,
+            &mut self.deferred_one,
             &mut self.unlock_sqlite,
             &mut self.errors_of,
         ] {

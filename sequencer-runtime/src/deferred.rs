@@ -1,0 +1,197 @@
+//! Deferred operations: `defer(name, payload, due_at, max_attempts)` stores a serde payload in the ledger
+//! database; `process_deferred` (the `process-deferred` command, and workers once they exist) runs the due ones
+//! with their typed handler, retrying after a delay until `max_attempts`, then recording the error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::ledger::now_ms;
+use crate::sequencer::{Sequencer, SequencerError};
+use crate::{BoxFuture, Ctx, OperationMeta, Result};
+
+/// A type-erased deferred handler.
+pub(crate) type ErasedHandler =
+    Arc<dyn for<'a> Fn(&'a Ctx, serde_json::Value) -> BoxFuture<'a, Result<()>> + Send + Sync>;
+
+/// The handlers and aliases registered on the builder.
+#[derive(Clone, Default)]
+pub(crate) struct DeferredHandlers {
+    pub handlers: HashMap<String, (ErasedHandler, &'static OperationMeta)>,
+    pub aliases: HashMap<String, String>,
+    pub retry_delay: Duration,
+}
+
+impl DeferredHandlers {
+    pub(crate) fn resolve(
+        &self,
+        name: &str,
+    ) -> Option<(&str, &(ErasedHandler, &'static OperationMeta))> {
+        let name = self.aliases.get(name).map_or(name, String::as_str);
+        self.handlers
+            .get_key_value(name)
+            .map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+/// A payload that does not deserialize into the handler's type: failed at once, never retried.
+#[derive(Debug)]
+struct MalformedPayload(String);
+
+impl std::fmt::Display for MalformedPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MalformedPayload {}
+
+/// Wraps a typed handler.
+pub(crate) fn erase<T, F>(name: &str, handler: F) -> (ErasedHandler, &'static OperationMeta)
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+    F: for<'a> Fn(&'a Ctx, T) -> BoxFuture<'a, Result<()>> + Send + Sync + 'static,
+{
+    let handler = Arc::new(handler);
+    let erased: ErasedHandler = Arc::new(move |ctx: &Ctx, value: serde_json::Value| {
+        match serde_json::from_value::<T>(value) {
+            Ok(payload) => handler(ctx, payload),
+            Err(e) => {
+                let err = MalformedPayload(format!(
+                    "malformed payload for `{}`: {e}",
+                    ctx.operation().name
+                ));
+                Box::pin(async move { Err(anyhow::Error::new(err)) })
+            }
+        }
+    });
+    // One metadata record per handler, for its `Ctx`; handlers are registered once, at start-up.
+    let meta: &'static OperationMeta = Box::leak(Box::new(OperationMeta {
+        name: Box::leak(format!("deferred:{name}").into_boxed_str()),
+        fn_name: Box::leak(name.to_owned().into_boxed_str()),
+        ..crate::registry::BLANK_META
+    }));
+    (erased, meta)
+}
+
+/// What [`Sequencer::process_deferred`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeferredReport {
+    /// Deferred operations that completed.
+    pub completed: usize,
+    /// Ones that failed and will be tried again.
+    pub retrying: usize,
+    /// Ones that failed for good (out of attempts, malformed payload, unknown handler): kept for a human.
+    pub failed: Vec<(i64, String)>,
+}
+
+impl Sequencer {
+    /// Stores a deferred operation: `handler` (a name registered with `SequencerBuilder::deferred`) runs with
+    /// `payload` once `due_at` has come, up to `max_attempts` times.
+    pub async fn defer<T: Serialize>(
+        &self,
+        handler: &str,
+        payload: &T,
+        due_at: SystemTime,
+        max_attempts: u32,
+    ) -> Result<(), SequencerError> {
+        let handlers = self.deferred_handlers();
+        if handlers.resolve(handler).is_none() {
+            let names = handlers.handlers.keys().map(String::as_str);
+            return Err(SequencerError::UnknownOperation {
+                name: handler.to_owned(),
+                suggestion: sequencer_core::suggest::did_you_mean(handler, names)
+                    .map(str::to_owned),
+            });
+        }
+        let json = serde_json::to_string(payload).map_err(|e| {
+            SequencerError::Usage(format!("cannot serialize the payload of `{handler}`: {e}"))
+        })?;
+        let due = due_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.ledger()
+            .defer(handler, &json, due, max_attempts)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs the due deferred operations (at most `limit`), oldest first.
+    pub async fn process_deferred(
+        &self,
+        limit: Option<usize>,
+    ) -> Result<DeferredReport, SequencerError> {
+        let handlers = self.deferred_handlers();
+        let ledger = self.ledger();
+        let mut report = DeferredReport::default();
+        let lease = Duration::from_secs(300);
+        for id in ledger
+            .deferred_due()
+            .await?
+            .into_iter()
+            .take(limit.unwrap_or(usize::MAX))
+        {
+            if !ledger.claim_deferred(id, lease).await? {
+                continue;
+            }
+            let Some(row) = ledger.deferred_row(id).await? else {
+                continue;
+            };
+            let Some((_, (handler, meta))) = handlers.resolve(&row.handler) else {
+                let error = format!(
+                    "unknown deferred handler `{}`: register it with `.deferred(\"{}\", ..)`, or map the old name with `.deferred_alias(\"{}\", \"new_name\")`",
+                    row.handler, row.handler, row.handler
+                );
+                ledger
+                    .end_deferred(id, "failed", row.due_at, Some(&error))
+                    .await?;
+                report.failed.push((id, error));
+                continue;
+            };
+            let outcome = match serde_json::from_str::<serde_json::Value>(&row.payload) {
+                Ok(value) => {
+                    let ctx = Arc::new(self.deferred_ctx(meta, row.attempts.max(1) as u32));
+                    let handler = handler.clone();
+                    crate::executor::run_boxed(ctx, move |ctx| handler(ctx, value), None).await
+                }
+                Err(e) => Err(anyhow::Error::new(MalformedPayload(format!(
+                    "malformed payload (not JSON): {e}"
+                )))),
+            };
+            match outcome {
+                Ok(()) => {
+                    ledger
+                        .end_deferred(id, "completed", row.due_at, None)
+                        .await?;
+                    report.completed += 1;
+                }
+                Err(e) => {
+                    let message = format!("{e:#}");
+                    let permanent = e.downcast_ref::<MalformedPayload>().is_some();
+                    if !permanent && row.attempts < row.max_attempts {
+                        let delay = handlers
+                            .retry_delay
+                            .saturating_mul(row.attempts.max(1) as u32);
+                        ledger
+                            .end_deferred(
+                                id,
+                                "pending",
+                                now_ms() + delay.as_millis() as i64,
+                                Some(&message),
+                            )
+                            .await?;
+                        report.retrying += 1;
+                    } else {
+                        ledger
+                            .end_deferred(id, "failed", row.due_at, Some(&message))
+                            .await?;
+                        report.failed.push((id, message));
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
