@@ -383,6 +383,8 @@ pub struct ProcessOptions {
     pub only: Vec<String>,
     /// Only operations whose timestamp, as a number, is at most this migration version (`migrate`).
     pub up_to_version: Option<i64>,
+    /// Emit no `NoPendingOperations` event when nothing is due (`migrate` runs many small steps).
+    pub quiet: bool,
 }
 
 /// When a scheduled operation is due, Unix milliseconds; `now` for an operation without a schedule.
@@ -804,7 +806,9 @@ impl Sequencer {
             return Ok(report);
         }
         if due.is_empty() {
-            let _ = env.events.send(Event::NoPendingOperations);
+            if !opts.quiet {
+                let _ = env.events.send(Event::NoPendingOperations);
+            }
             return Ok(report);
         }
         let batch = env.ledger.new_batch(&env.owner).await?;

@@ -169,7 +169,12 @@ impl Sequencer {
         });
         drop(conn);
         if interleave {
-            let rest = self.process(&ProcessOptions::default()).await?;
+            let rest = self
+                .process(&ProcessOptions {
+                    quiet: true,
+                    ..ProcessOptions::default()
+                })
+                .await?;
             if !rest.planned.is_empty() {
                 report.runs.push(rest);
             }

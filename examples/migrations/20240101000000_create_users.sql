@@ -1,0 +1,1 @@
+CREATE TABLE ex_users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);

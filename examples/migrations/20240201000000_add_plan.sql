@@ -1,0 +1,1 @@
+ALTER TABLE ex_users ADD COLUMN plan TEXT NULL;
