@@ -149,6 +149,7 @@ impl Sequencer {
                 let run = self
                     .process(&ProcessOptions {
                         up_to_version: Some(m.version),
+                        quiet: true,
                         ..ProcessOptions::default()
                     })
                     .await?;
