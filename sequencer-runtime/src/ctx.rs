@@ -114,9 +114,25 @@ impl Ctx {
             due
         };
         if due {
-            rec.ledger
-                .progress(self.meta.name, rec.run, done, total)
-                .await?;
+            match self.tx_conn()? {
+                Some(mut guard) => match guard.as_mut() {
+                    Some(tx) => {
+                        rec.ledger
+                            .progress(&mut **tx, self.meta.name, rec.run, done, total)
+                            .await?
+                    }
+                    None => {
+                        rec.ledger
+                            .progress(rec.ledger.pool(), self.meta.name, rec.run, done, total)
+                            .await?
+                    }
+                },
+                None => {
+                    rec.ledger
+                        .progress(rec.ledger.pool(), self.meta.name, rec.run, done, total)
+                        .await?
+                }
+            }
             let _ = rec.events.send(crate::Event::OperationProgress {
                 name: self.meta.name.to_owned(),
                 done,
@@ -134,9 +150,26 @@ impl Ctx {
             return Ok(());
         };
         let json = serde_json::to_string(cursor)?;
-        rec.ledger
-            .checkpoint(self.meta.name, rec.run, &json)
-            .await?;
+        // In a `transaction` operation the checkpoint commits, or rolls back, with the operation's writes.
+        match self.tx_conn()? {
+            Some(mut guard) => match guard.as_mut() {
+                Some(tx) => {
+                    rec.ledger
+                        .checkpoint(&mut **tx, self.meta.name, rec.run, &json)
+                        .await?
+                }
+                None => {
+                    rec.ledger
+                        .checkpoint(rec.ledger.pool(), self.meta.name, rec.run, &json)
+                        .await?
+                }
+            },
+            None => {
+                rec.ledger
+                    .checkpoint(rec.ledger.pool(), self.meta.name, rec.run, &json)
+                    .await?
+            }
+        }
         if self.cancel.is_cancelled()
             || rec.ledger.cancel_requested(self.meta.name, rec.run).await?
         {
@@ -147,6 +180,22 @@ impl Ctx {
             .into());
         }
         Ok(())
+    }
+
+    /// The transaction, for the ledger's own writes; an error while the operation holds `ctx.tx()`.
+    fn tx_conn(
+        &self,
+    ) -> crate::Result<Option<MutexGuard<'_, Option<sqlx::Transaction<'static, sqlx::Any>>>>> {
+        match &self.tx {
+            None => Ok(None),
+            Some(m) => match m.try_lock() {
+                Ok(guard) => Ok(Some(guard)),
+                Err(_) => anyhow::bail!(
+                    "`{}`: drop the `ctx.tx()` guard before `ctx.progress(..)` or `ctx.checkpoint(..)`: they write through the same transaction",
+                    self.meta.name
+                ),
+            },
+        }
     }
 
     /// The checkpoint the last interrupted (or failed) attempt of this run stored, if any.

@@ -142,6 +142,25 @@ impl Env {
         def: &'static OperationDef,
         target: Target,
     ) -> Result<Outcome, LedgerError> {
+        // Locks first, claim second: while waiting for a lock no row is `running` without a heartbeat, and a held
+        // lock leaves the row exactly as it was (pending, scheduled with its due time, or no new run).
+        let locks = match self.take_locks(def).await {
+            Ok(locks) => locks,
+            Err(Ok(reason)) => return Ok(Outcome::Deferred { reason }),
+            Err(Err(e)) => return Err(e),
+        };
+        let outcome = self.claim_and_run(def, &target).await;
+        for (name, owner) in locks {
+            self.ledger.release_named_lock(&name, &owner).await?;
+        }
+        outcome
+    }
+
+    async fn claim_and_run(
+        &self,
+        def: &'static OperationDef,
+        target: &Target,
+    ) -> Result<Outcome, LedgerError> {
         let meta = &def.meta;
         let checksum = format!("{:016x}", meta.checksum);
         let claim = Claim {
@@ -164,22 +183,6 @@ impl Env {
         if !claimed {
             return Ok(Outcome::NotClaimed);
         }
-        let locks = match self.take_locks(def).await {
-            Ok(locks) => locks,
-            Err(reason) => {
-                // Hand the claim back: the operation stays pending for a later run.
-                self.ledger
-                    .set_status(
-                        meta.name,
-                        target.run,
-                        Status::Running,
-                        Status::Pending,
-                        None,
-                    )
-                    .await?;
-                return Ok(Outcome::Deferred { reason: reason? });
-            }
-        };
         let span = tracing::info_span!(
             "operation",
             name = meta.name,
@@ -196,9 +199,6 @@ impl Env {
             .instrument(span)
             .await;
         heartbeat.cancel();
-        for (name, owner) in locks {
-            self.ledger.release_named_lock(&name, &owner).await?;
-        }
         outcome
     }
 
@@ -334,7 +334,12 @@ impl Env {
         op_cancel: CancellationToken,
     ) -> CancellationToken {
         let stop = CancellationToken::new();
-        let (ledger, lease, token) = (self.ledger.clone(), self.lease, stop.clone());
+        let (ledger, lease, token, owner) = (
+            self.ledger.clone(),
+            self.lease,
+            stop.clone(),
+            self.owner.clone(),
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(lease / 3);
             tick.tick().await;
@@ -342,8 +347,11 @@ impl Env {
                 tokio::select! {
                     _ = token.cancelled() => break,
                     _ = tick.tick() => {
-                        if let Err(e) = ledger.heartbeat(name, run, lease).await {
-                            tracing::warn!(operation = name, "cannot renew the lease: {e}");
+                        match ledger.heartbeat(name, run, lease, &owner).await {
+                            Ok(true) => {}
+                            // Another process recovered the row after the lease ran out: stop the operation.
+                            Ok(false) => op_cancel.cancel(),
+                            Err(e) => tracing::warn!(operation = name, "cannot renew the lease: {e}"),
                         }
                         // `cancel NAME` from any process: fire the operation's cancellation token.
                         if ledger.cancel_requested(name, run).await.unwrap_or(false) {
@@ -382,13 +390,15 @@ impl Env {
         loop {
             if attempt > 1 {
                 self.ledger
-                    .attempt(meta.name, run, attempt, self.lease)
+                    .attempt(meta.name, run, attempt, self.lease, &self.owner)
                     .await?;
             }
             self.emit(Event::OperationStarted {
                 name: meta.name.to_owned(),
                 attempt,
             });
+            // Wait for rate limits and throttles before holding a connection for the transaction.
+            self.before_attempt(def).await?;
             let tx = if meta.transaction {
                 Some(
                     self.ledger
@@ -403,13 +413,13 @@ impl Env {
             } else {
                 None
             };
-            self.before_attempt(def).await?;
             let ctx = Arc::new(self.ctx(def, attempt, tx, op));
             let result = attempt_once(def, ctx.clone(), self.layers.clone()).await;
             let error = match result {
                 Ok(()) => {
                     let duration = started.elapsed();
                     let end = Finish {
+                        owner: &self.owner,
                         name: meta.name,
                         run,
                         status: Status::Completed,
@@ -417,18 +427,33 @@ impl Env {
                         skip_reason: None,
                         error: None,
                     };
-                    match ctx.take_tx().await {
+                    let still_ours = match ctx.take_tx().await {
                         Some(mut tx) => {
-                            // The operation's writes and its `completed` row commit together.
-                            self.ledger.finish(&mut *tx, &end).await?;
-                            tx.commit().await.map_err(|source| LedgerError::Query {
-                                what: "commit the operation's transaction",
-                                source,
-                            })?;
+                            // The operation's writes and its `completed` row commit together, and only while the
+                            // row is still this process's claim.
+                            let ours = self.ledger.finish(&mut *tx, &end).await?;
+                            if ours {
+                                tx.commit().await.map_err(|source| LedgerError::Query {
+                                    what: "commit the operation's transaction",
+                                    source,
+                                })?;
+                            }
+                            ours
                         }
-                        None => {
-                            self.ledger.finish(self.ledger.pool(), &end).await?;
-                        }
+                        None => self.ledger.finish(self.ledger.pool(), &end).await?,
+                    };
+                    if !still_ours {
+                        let error = format!(
+                            "`{}` lost its claim: its lease ran out and another process recovered it{}",
+                            meta.name,
+                            if meta.transaction { "; its transaction was rolled back" } else { "" }
+                        );
+                        self.emit(Event::OperationFailed {
+                            name: meta.name.to_owned(),
+                            error: error.clone(),
+                            allowed_to_fail: meta.allowed_to_fail,
+                        });
+                        return Ok(Outcome::Failed { error });
                     }
                     self.emit(Event::OperationSucceeded {
                         name: meta.name.to_owned(),
@@ -448,6 +473,7 @@ impl Env {
             if error.downcast_ref::<crate::Cancelled>().is_some() {
                 let message = format!("{error:#}");
                 let end = Finish {
+                    owner: &self.owner,
                     name: meta.name,
                     run,
                     status: Status::Interrupted,
@@ -513,6 +539,7 @@ impl Env {
             }
             let message = format!("{error:#}");
             let end = Finish {
+                owner: &self.owner,
                 name: meta.name,
                 run,
                 status: Status::Failed,
@@ -547,7 +574,8 @@ impl Env {
             attempt,
             self.state.clone(),
             self.ledger.pool().clone(),
-            op.cancel.clone(),
+            // Each attempt gets its own token: a timeout cancels that attempt only, `cancel NAME` all of them.
+            op.cancel.child_token(),
             tx,
             recorder,
         )
@@ -575,6 +603,7 @@ impl Env {
         reason: String,
     ) -> Result<Outcome, LedgerError> {
         let end = Finish {
+            owner: &self.owner,
             name: def.meta.name,
             run,
             status: Status::Skipped,
@@ -599,29 +628,46 @@ impl Env {
         let Some(rollback) = def.rollback else {
             return Ok(Err(format!("`{}` has no rollback", def.meta.name)));
         };
+        // Claim the rollback first: of two processes rolling back the same operation, one runs it.
+        if !self
+            .ledger
+            .set_status(
+                def.meta.name,
+                run,
+                Status::Completed,
+                Status::RolledBack,
+                None,
+            )
+            .await?
+        {
+            return Ok(Err(format!(
+                "`{}` is no longer completed: another process rolled it back or changed it",
+                def.meta.name
+            )));
+        }
         let op = OpRun {
             run: Some(run),
             cancel: self.cancel.child_token(),
         };
         let ctx = Arc::new(self.ctx(def, 1, None, &op));
-        let result = run_task(ctx.clone(), move |ctx| rollback(ctx), None).await;
-        match result {
+        match run_task(ctx.clone(), move |ctx| rollback(ctx), None).await {
             Ok(()) => {
-                self.ledger
-                    .set_status(
-                        def.meta.name,
-                        run,
-                        Status::Completed,
-                        Status::RolledBack,
-                        None,
-                    )
-                    .await?;
                 self.emit(Event::OperationRolledBack {
                     name: def.meta.name.to_owned(),
                 });
                 Ok(Ok(()))
             }
             Err(AttemptError::Failed(e) | AttemptError::TimedOut(e)) => {
+                // Not undone: it stays completed, with the rollback's error recorded.
+                self.ledger
+                    .set_status(
+                        def.meta.name,
+                        run,
+                        Status::RolledBack,
+                        Status::Completed,
+                        None,
+                    )
+                    .await?;
                 let e = e.context(format!("rollback of `{}` failed", def.meta.name));
                 self.ledger.record_error(def.meta.name, run, 0, &e).await?;
                 Ok(Err(format!("{e:#}")))

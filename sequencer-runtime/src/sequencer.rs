@@ -684,7 +684,26 @@ impl Sequencer {
         } else {
             None
         };
-        let result = self.process_locked(opts).await;
+        let result = match &lock {
+            // Keep a SQLite lock row alive for as long as the run lasts (server locks live with their connection).
+            Some(lock) => {
+                let work = self.process_locked(opts);
+                let mut work = std::pin::pin!(work);
+                let mut renew = tokio::time::interval(Duration::from_secs(15));
+                renew.tick().await;
+                loop {
+                    tokio::select! {
+                        result = &mut work => break result,
+                        _ = renew.tick() => {
+                            if let Err(e) = lock.renew().await {
+                                tracing::warn!("cannot renew the isolation lock: {e}");
+                            }
+                        }
+                    }
+                }
+            }
+            None => self.process_locked(opts).await,
+        };
         if let Some(lock) = lock {
             lock.release().await?;
         }
@@ -833,6 +852,7 @@ impl Sequencer {
             ..orchestrated
         };
         report.waiting.sort();
+        report.waiting.dedup_by(|a, b| a.0 == b.0);
         let _ = env.events.send(Event::OperationsEnded {
             batch,
             completed: report.count(|o| matches!(o, OutcomeKind::Completed { .. })),
@@ -1131,6 +1151,15 @@ impl Sequencer {
                 }
             }
         };
+        if self
+            .ledger()
+            .rows()
+            .await?
+            .iter()
+            .any(|r| r.name == name && r.status == Status::Running)
+        {
+            return Err(SequencerError::Usage(format!("`{name}` is running: wait for it (or for its lease to expire) before forgetting it")));
+        }
         Ok(self.ledger().forget(&name).await?)
     }
 

@@ -98,16 +98,40 @@ impl Sequencer {
             .await
             .map_err(|e| SequencerError::Usage(format!("migrations: cannot connect: {e}")))?;
         conn.ensure_migrations_table().await.map_err(err)?;
+        // sqlx's own migration lock: two `migrate` at once never apply the same migration twice.
+        conn.lock().await.map_err(err)?;
+        let result = self.migrate_locked(&migrator, &strategy, &mut conn).await;
+        conn.unlock().await.map_err(err)?;
+        drop(conn);
+        result
+    }
+
+    async fn migrate_locked(
+        &self,
+        migrator: &Migrator,
+        strategy: &Strategy,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<MigrateReport, SequencerError> {
+        let err =
+            |e: sqlx::migrate::MigrateError| SequencerError::Usage(format!("migrations: {e}"));
         if let Some(v) = conn.dirty_version().await.map_err(err)? {
             return Err(SequencerError::Usage(format!("migration {v} is partially applied (dirty): fix the schema by hand, then delete its row from _sqlx_migrations")));
         }
-        let applied: HashSet<i64> = conn
-            .list_applied_migrations()
-            .await
-            .map_err(err)?
-            .into_iter()
-            .map(|m| m.version)
-            .collect();
+        let applied_list = conn.list_applied_migrations().await.map_err(err)?;
+        for a in &applied_list {
+            if let Some(m) = migrator
+                .iter()
+                .find(|m| m.version == a.version && m.migration_type.is_up_migration())
+            {
+                if m.checksum != a.checksum {
+                    return Err(SequencerError::Usage(format!(
+                        "migration {} ({}) was edited after it was applied; restore it and add a new migration instead",
+                        m.version, m.description
+                    )));
+                }
+            }
+        }
+        let applied: HashSet<i64> = applied_list.into_iter().map(|m| m.version).collect();
         let mut pending: Vec<_> = migrator
             .iter()
             .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
@@ -168,7 +192,6 @@ impl Sequencer {
         emit(Event::MigrationsEnded {
             applied: report.applied.len(),
         });
-        drop(conn);
         if interleave {
             let rest = self
                 .process(&ProcessOptions {

@@ -79,13 +79,17 @@ pub mod ops {
     #[operation(timestamp = "2024_01_01_000002", transaction, rollback = b_undo)]
     pub async fn b_tx(ctx: &Ctx) -> Result<()> {
         let k = knobs(ctx)?;
-        let mut tx = ctx.tx().await?;
-        sqlx::query(&format!(
-            "INSERT INTO {}log (name) VALUES ('b_tx')",
-            k.prefix
-        ))
-        .execute(&mut **tx)
-        .await?;
+        {
+            let mut tx = ctx.tx().await?;
+            sqlx::query(&format!(
+                "INSERT INTO {}log (name) VALUES ('b_tx')",
+                k.prefix
+            ))
+            .execute(&mut **tx)
+            .await?;
+        }
+        // Written through the same transaction: it commits, or rolls back, with the insert above.
+        ctx.checkpoint("inserted").await?;
         if k.fail_tx.load(SeqCst) {
             anyhow::bail!("b_tx failed after writing");
         }

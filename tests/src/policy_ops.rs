@@ -99,6 +99,8 @@ pub mod ops {
         if start(ctx)? == 1 {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
+        // The first attempt's timeout cancelled that attempt only: this one is not cancelled.
+        ctx.checkpoint(&2u32).await?;
         Ok(())
     }
 

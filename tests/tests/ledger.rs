@@ -377,6 +377,21 @@ async fn a_transaction_operation_commits_with_its_ledger_row_or_not_at_all() {
             "{}: the failed operation's write was rolled back",
             b.name
         );
+        let checkpoint = |seq: &Sequencer| {
+            let ledger = seq.ledger().clone();
+            async move {
+                ledger
+                    .last_checkpoint("2024_01_01_000002_b_tx", 0)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            checkpoint(&failing).await,
+            None,
+            "{}: its checkpoint was rolled back with it",
+            b.name
+        );
         seq.process(&ProcessOptions {
             to: ts("2024_01_01_000002"),
             ..Default::default()
@@ -390,6 +405,12 @@ async fn a_transaction_operation_commits_with_its_ledger_row_or_not_at_all() {
             b.name
         );
         assert_eq!(count(&log(&seq, &p).await, "b_tx"), 1, "{}", b.name);
+        assert_eq!(
+            checkpoint(&seq).await.as_deref(),
+            Some("\"inserted\""),
+            "{}",
+            b.name
+        );
         cleanup(&seq, &p).await;
     }
 }

@@ -297,7 +297,7 @@ impl Ledger {
         .map_err(connect_error)?;
         probe.close().await.map_err(connect_error)?;
         let pool = AnyPoolOptions::new()
-            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
+            .max_connections(12)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -337,12 +337,56 @@ impl Ledger {
     }
 
     async fn migrate(&self) -> Result<(), LedgerError> {
-        self.pool
-            .execute(self.sql.create_version_table.as_str())
+        // Serialize the ledger's own migrations between processes starting together: an advisory lock
+        // (PostgreSQL) or `GET_LOCK` (MySQL / MariaDB) on one held connection; SQLite serializes its writers.
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(q("migrate the ledger tables"))?;
+        let key = format!("{}schema", self.prefix);
+        let lock_id = sequencer_core::meta::checksum(key.as_bytes()) as i64;
+        match self.dialect {
+            Dialect::Postgres => {
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(lock_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(q("lock the ledger schema"))?;
+            }
+            Dialect::MySql => {
+                sqlx::query("SELECT GET_LOCK(?, 60)")
+                    .bind(key.as_str())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(q("lock the ledger schema"))?;
+            }
+            Dialect::Sqlite => {}
+        }
+        let result = self.migrate_on(&mut conn).await;
+        let unlock = match self.dialect {
+            Dialect::Postgres => sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(lock_id)
+                .execute(&mut *conn)
+                .await
+                .map(drop),
+            Dialect::MySql => sqlx::query("SELECT RELEASE_LOCK(?)")
+                .bind(key.as_str())
+                .execute(&mut *conn)
+                .await
+                .map(drop),
+            Dialect::Sqlite => Ok(()),
+        };
+        result?;
+        unlock.map_err(q("unlock the ledger schema"))
+    }
+
+    async fn migrate_on(&self, conn: &mut sqlx::AnyConnection) -> Result<(), LedgerError> {
+        conn.execute(self.sql.create_version_table.as_str())
             .await
             .map_err(q("create the schema version table"))?;
         let applied: Vec<i64> = sqlx::query_scalar(&self.sql.versions)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(q("read schema versions"))?;
         for (version, statements) in &self.sql.schema {
@@ -350,13 +394,21 @@ impl Ledger {
                 continue;
             }
             for s in statements {
-                if let Err(e) = self.pool.execute(s.as_str()).await {
-                    // Another process may have applied this version at the same moment.
-                    let now: Vec<i64> = sqlx::query_scalar(&self.sql.versions)
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(q("read schema versions"))?;
-                    if !now.contains(version) {
+                if let Err(e) = conn.execute(s.as_str()).await {
+                    // On SQLite another process may be applying this version at the same moment: wait for it.
+                    let mut done = false;
+                    for _ in 0..50 {
+                        let now: Vec<i64> = sqlx::query_scalar(&self.sql.versions)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(q("read schema versions"))?;
+                        if now.contains(version) {
+                            done = true;
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    if !done {
                         return Err(q("migrate the ledger tables")(e));
                     }
                 }
@@ -364,7 +416,7 @@ impl Ledger {
             sqlx::query(&self.sql.record_version)
                 .bind(*version)
                 .bind(now_ms())
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
                 .map_err(q("record a schema version"))?;
         }
@@ -483,12 +535,15 @@ impl Ledger {
         run: i64,
         attempt: u32,
         lease: Duration,
+        owner: &Owner,
     ) -> Result<(), LedgerError> {
         sqlx::query(&self.sql.attempt)
             .bind(attempt as i64)
             .bind(now_ms() + lease.as_millis() as i64)
             .bind(name)
             .bind(run)
+            .bind(owner.host.as_str())
+            .bind(owner.pid)
             .execute(&self.pool)
             .await
             .map_err(q("record an attempt"))?;
@@ -501,11 +556,14 @@ impl Ledger {
         name: &str,
         run: i64,
         lease: Duration,
+        owner: &Owner,
     ) -> Result<bool, LedgerError> {
         let done = sqlx::query(&self.sql.heartbeat)
             .bind(now_ms() + lease.as_millis() as i64)
             .bind(name)
             .bind(run)
+            .bind(owner.host.as_str())
+            .bind(owner.pid)
             .execute(&self.pool)
             .await
             .map_err(q("renew a lease"))?;
@@ -526,6 +584,8 @@ impl Ledger {
             .bind(end.error)
             .bind(end.name)
             .bind(end.run)
+            .bind(end.owner.host.as_str())
+            .bind(end.owner.pid)
             .execute(executor)
             .await
             .map_err(q("record the end of an operation"))?;
@@ -717,32 +777,45 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records an operation's progress.
-    pub async fn progress(
+    /// Records an operation's progress (on the pool, or inside the operation's transaction).
+    pub async fn progress<'e, E>(
         &self,
+        executor: E,
         name: &str,
         run: i64,
         done: u64,
         total: u64,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<(), LedgerError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
         sqlx::query(&self.sql.progress)
             .bind(done as i64)
             .bind(total as i64)
             .bind(name)
             .bind(run)
-            .execute(&self.pool)
+            .execute(executor)
             .await
             .map_err(q("record progress"))?;
         Ok(())
     }
 
-    /// Stores an operation's checkpoint (JSON).
-    pub async fn checkpoint(&self, name: &str, run: i64, json: &str) -> Result<(), LedgerError> {
+    /// Stores an operation's checkpoint (JSON), on the pool or inside the operation's transaction.
+    pub async fn checkpoint<'e, E>(
+        &self,
+        executor: E,
+        name: &str,
+        run: i64,
+        json: &str,
+    ) -> Result<(), LedgerError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
         sqlx::query(&self.sql.checkpoint_write)
             .bind(json)
             .bind(name)
             .bind(run)
-            .execute(&self.pool)
+            .execute(executor)
             .await
             .map_err(q("store a checkpoint"))?;
         Ok(())
@@ -1100,6 +1173,8 @@ pub struct Finish<'a> {
     pub skip_reason: Option<&'a str>,
     /// The last error.
     pub error: Option<&'a str>,
+    /// The process that claimed it: only its own claim is ended.
+    pub owner: &'a Owner,
 }
 
 fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {

@@ -204,11 +204,17 @@ impl Sql {
                 Dialect::MySql => format!("INSERT INTO {batches} (started_at, host, pid, actor) VALUES (?, ?, ?, ?)"),
                 _ => format!("INSERT INTO {batches} (started_at, host, pid, actor) VALUES (?, ?, ?, ?) RETURNING id"),
             },
-            attempt: format!("UPDATE {ops} SET attempts = ?, lease_until = ? WHERE name = ? AND run = ? AND status = 'running'"),
-            heartbeat: format!("UPDATE {ops} SET lease_until = ? WHERE name = ? AND run = ? AND status = 'running'"),
+            // Writes of a running operation name its owner: once another process has recovered the row after an
+            // expired lease, they change nothing.
+            attempt: format!(
+                "UPDATE {ops} SET attempts = ?, lease_until = ? WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
+            ),
+            heartbeat: format!(
+                "UPDATE {ops} SET lease_until = ? WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
+            ),
             finish: format!(
                 "UPDATE {ops} SET status = ?, finished_at = ?, duration_ms = ?, lease_until = NULL, skip_reason = ?, last_error = ? \
-                 WHERE name = ? AND run = ? AND status = 'running'"
+                 WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
             ),
             record_error: format!(
                 "INSERT INTO {errors} (name, run, attempt, message, chain, created_at) VALUES (?, ?, ?, ?, ?, ?)"
