@@ -15,6 +15,7 @@ mod registry;
 pub mod render;
 mod sequencer;
 mod strategy;
+mod worker;
 
 pub use ctx::{Cancelled, Ctx, StateMap, TxGuard};
 pub use deferred::DeferredReport;
@@ -39,6 +40,8 @@ pub use sequencer_core::{
     Timestamp, Unique,
 };
 pub use strategy::{MigrateReport, MigrationStrategy, Strategy};
+pub use tokio_util::sync::CancellationToken;
+pub use worker::{WorkOptions, WorkReport, DEFAULT_QUEUE};
 
 /// The error an operation returns: any error converts into it with `?`.
 pub type Error = anyhow::Error;

@@ -385,6 +385,10 @@ pub struct ProcessOptions {
     pub up_to_version: Option<i64>,
     /// Emit no `NoPendingOperations` event when nothing is due (`migrate` runs many small steps).
     pub quiet: bool,
+    /// Run `asynchronous` operations in this process instead of queueing them (`--sync`).
+    pub sync: bool,
+    /// Queue every due operation for the workers (`--async`).
+    pub queue_all: bool,
 }
 
 /// When a scheduled operation is due, Unix milliseconds; `now` for an operation without a schedule.
@@ -436,6 +440,8 @@ pub struct RunReport {
     pub waiting: Vec<(String, String)>,
     /// Scheduled operations not due yet, with their due time (Unix milliseconds).
     pub scheduled: Vec<(String, i64)>,
+    /// Operations put on a queue for the workers, with the queue.
+    pub queued: Vec<(String, String)>,
 }
 
 /// How an operation ended, for reports.
@@ -565,6 +571,10 @@ impl Sequencer {
     /// The registry.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    pub(crate) fn env(&self) -> &Env {
+        &self.inner.env
     }
 
     pub(crate) fn deferred_handlers(&self) -> &crate::deferred::DeferredHandlers {
@@ -820,12 +830,27 @@ impl Sequencer {
                 missing.is_none()
             });
         }
+        // `asynchronous` operations (all, with `--async`) go to the workers' queue, unless forced to run here.
+        let force_sync = opts.sync
+            || matches!(&self.inner.strategy, crate::strategy::Strategy::Migration(m) if m.forces_sync());
+        let (queue, due): (Vec<Due>, Vec<Due>) = due
+            .into_iter()
+            .partition(|d| !force_sync && (opts.queue_all || d.def().meta.asynchronous));
+        for d in &queue {
+            let q = d.def().meta.queue.unwrap_or(crate::worker::DEFAULT_QUEUE);
+            if !opts.dry_run {
+                env.ledger.enqueue(d.def().meta.name, d.run(), q).await?;
+            }
+            report
+                .queued
+                .push((d.def().meta.name.to_owned(), q.to_owned()));
+        }
         report.planned = due.iter().map(|d| d.def().meta.name.to_owned()).collect();
         if opts.dry_run {
             return Ok(report);
         }
         if due.is_empty() {
-            if !opts.quiet {
+            if !opts.quiet && report.queued.is_empty() {
                 let _ = env.events.send(Event::NoPendingOperations);
             }
             return Ok(report);
@@ -848,6 +873,7 @@ impl Sequencer {
         report = RunReport {
             needs_attention: report.needs_attention,
             scheduled: report.scheduled,
+            queued: report.queued,
             waiting,
             ..orchestrated
         };

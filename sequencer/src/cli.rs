@@ -112,6 +112,24 @@ enum Command {
     },
     /// Apply the schema migrations; under the migration strategy, run operations between them.
     Migrate,
+    /// Run queued operations (and deferred ones) until stopped with Ctrl-C or SIGTERM.
+    Work {
+        /// The queue to serve.
+        #[arg(long, default_value = crate::DEFAULT_QUEUE)]
+        queue: String,
+        /// Jobs run at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: u16,
+        /// Stop once the queue is empty.
+        #[arg(long)]
+        until_idle: bool,
+        /// Seconds running jobs may take to finish after a stop signal.
+        #[arg(long, default_value_t = 30)]
+        grace: u64,
+        /// Seconds a claimed job is held without a heartbeat; a dead worker's jobs return to the queue after this.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        lease: u64,
+    },
     /// Run the due deferred operations.
     ProcessDeferred {
         /// At most this many.
@@ -156,6 +174,12 @@ struct ProcessArgs {
     /// application's, else sequential]
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::orchestrator::NAMES))]
     orchestrator: Option<String>,
+    /// Run `asynchronous` operations here instead of queueing them for workers.
+    #[arg(long, conflicts_with = "queue_all")]
+    sync: bool,
+    /// Queue every due operation for the workers (`work`).
+    #[arg(long = "async", id = "queue_all")]
+    queue_all: bool,
     /// Operations run at once by the parallel orchestrators.
     #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
@@ -289,6 +313,8 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
                 tags: p.tags,
                 repeat: p.repeat,
                 isolate: p.isolate,
+                sync: p.sync,
+                queue_all: p.queue_all,
                 ..ProcessOptions::default()
             };
             if matches!(seq.strategy(), crate::Strategy::Migration(_)) && !p.dry_run {
@@ -488,6 +514,37 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             Ok(ExitCode::SUCCESS)
         }
         Command::Make(_) => Ok(ExitCode::SUCCESS),
+        Command::Work {
+            queue,
+            concurrency,
+            until_idle,
+            grace,
+            lease,
+        } => {
+            if seq.ledger().dialect() == crate::ledger::Dialect::Sqlite {
+                eprintln!("note: the SQLite ledger is single-host: workers on this machine share it, workers on other machines cannot");
+            }
+            let opts = crate::WorkOptions {
+                queue,
+                concurrency: usize::from(concurrency),
+                until_idle,
+                grace: std::time::Duration::from_secs(grace),
+                lease: std::time::Duration::from_secs(lease),
+            };
+            let shutdown = tokio_util_token();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_stop_signal().await;
+                println!("Stopping: finishing running jobs (up to the grace period)…");
+                stop.cancel();
+            });
+            let report = live(seq, seq.work(&opts, shutdown)).await?;
+            println!(
+                "Worker done: {} job(s), {} completed, {} failed, {} not run, {} unknown.",
+                report.jobs, report.completed, report.failed, report.not_run, report.unknown
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ProcessDeferred { limit } => {
             let report = seq.process_deferred(limit).await?;
             println!(
@@ -708,11 +765,41 @@ fn summary(r: &RunReport) {
     for (name, why) in &r.waiting {
         println!("  not run: {name}: {why}");
     }
+    for (name, queue) in &r.queued {
+        println!("  queued: {name} on `{queue}` (run `work` to process it)");
+    }
     for (name, at) in &r.scheduled {
         println!("  scheduled: {name}, due {}", when(*at));
     }
     for name in &r.needs_attention {
         println!("  interrupted: {name}: it is neither idempotent nor retryable; `retry {name}` runs it again, `mark {name} --completed` records it done");
+    }
+}
+
+fn tokio_util_token() -> crate::CancellationToken {
+    crate::CancellationToken::new()
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

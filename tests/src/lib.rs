@@ -8,6 +8,7 @@ pub mod ledger_ops;
 pub mod mig_ops;
 pub mod par_ops;
 pub mod policy_ops;
+pub mod work_ops;
 
 /// What the operations ran, in order.
 pub static RAN: Mutex<Vec<String>> = Mutex::new(Vec::new());

@@ -248,6 +248,18 @@ pub struct Ledger {
     dialect: Dialect,
     sql: std::sync::Arc<Sql>,
     prefix: String,
+    url: String,
+}
+
+/// One claimed job of the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Its id.
+    pub id: i64,
+    /// The operation's ledger name.
+    pub name: String,
+    /// The operation's run.
+    pub run: i64,
 }
 
 /// A URL without its password, for messages.
@@ -316,6 +328,7 @@ impl Ledger {
             dialect,
             sql: std::sync::Arc::new(Sql::new(dialect, prefix)),
             prefix: prefix.to_owned(),
+            url: url.clone(),
         };
         ledger.migrate().await?;
         Ok(ledger)
@@ -941,6 +954,169 @@ impl Ledger {
             .await
             .map_err(q("read deferred operations"))?;
         deferred_rows(&rows)
+    }
+
+    /// The channel PostgreSQL workers listen on.
+    pub fn notify_channel(&self) -> String {
+        format!("{}jobs", self.prefix)
+    }
+
+    /// The database URL (for a `LISTEN` connection).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Puts an operation's run on a queue (once: a queued or running job for it is left alone) and wakes the
+    /// workers. `true` when a job was queued.
+    pub async fn enqueue(&self, name: &str, run: i64, queue: &str) -> Result<bool, LedgerError> {
+        let now = now_ms();
+        let requeued = sqlx::query(&self.sql.job_requeue)
+            .bind(now)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("queue an operation"))?;
+        let queued = requeued.rows_affected() == 1
+            || sqlx::query(&self.sql.job_insert)
+                .bind(name)
+                .bind(run)
+                .bind(queue)
+                .bind(now)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(q("queue an operation"))?
+                .rows_affected()
+                == 1;
+        if queued && self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(self.notify_channel())
+                .bind(queue)
+                .execute(&self.pool)
+                .await
+                .map_err(q("wake the workers"))?;
+        }
+        Ok(queued)
+    }
+
+    /// Puts the jobs of workers whose lease ran out back on the queue. Returns how many.
+    pub async fn rescue_jobs(&self) -> Result<u64, LedgerError> {
+        Ok(sqlx::query(&self.sql.job_rescue)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(q("rescue jobs"))?
+            .rows_affected())
+    }
+
+    /// Claims up to `limit` queued jobs for `worker`, holding them for `lease`.
+    pub async fn take_jobs(
+        &self,
+        queue: &str,
+        worker: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>, LedgerError> {
+        let now = now_ms();
+        let until = now + lease.as_millis() as i64;
+        let limit = limit.max(1).to_string();
+        let decode = |r: &AnyRow| -> Result<Job, sqlx::Error> {
+            Ok(Job {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                run: r.try_get(2)?,
+            })
+        };
+        if self.dialect == Dialect::Sqlite {
+            let sql = self.sql.job_take_sqlite.replace("{limit}", &limit);
+            let rows = sqlx::query(&sql)
+                .bind(worker)
+                .bind(until)
+                .bind(queue)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("claim jobs"))?;
+            return rows
+                .iter()
+                .map(decode)
+                .collect::<Result<_, _>>()
+                .map_err(q("claim jobs"));
+        }
+        let mut tx = self.pool.begin().await.map_err(q("claim jobs"))?;
+        let sql = self.sql.job_select.replace("{limit}", &limit);
+        let rows = sqlx::query(&sql)
+            .bind(queue)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q("claim jobs"))?;
+        let jobs: Vec<Job> = rows
+            .iter()
+            .map(decode)
+            .collect::<Result<_, _>>()
+            .map_err(q("claim jobs"))?;
+        for j in &jobs {
+            sqlx::query(&self.sql.job_take)
+                .bind(worker)
+                .bind(until)
+                .bind(j.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("claim jobs"))?;
+        }
+        tx.commit().await.map_err(q("claim jobs"))?;
+        Ok(jobs)
+    }
+
+    /// Renews a job's lease; `false` when it is no longer this worker's.
+    pub async fn job_heartbeat(
+        &self,
+        id: i64,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, LedgerError> {
+        let done = sqlx::query(&self.sql.job_heartbeat)
+            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await
+            .map_err(q("renew a job's lease"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a job: `done`, `failed`, or `queued` again (released at shutdown).
+    pub async fn end_job(
+        &self,
+        id: i64,
+        worker: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(&self.sql.job_end)
+            .bind(status)
+            .bind(now_ms())
+            .bind(error)
+            .bind(id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await
+            .map_err(q("end a job"))?;
+        Ok(())
+    }
+
+    /// How many jobs are in each status.
+    pub async fn job_counts(&self) -> Result<std::collections::HashMap<String, i64>, LedgerError> {
+        let rows = sqlx::query(&self.sql.job_counts)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("count jobs"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q("count jobs"))
     }
 
     /// Records a pending operation as `scheduled`, due at `due_at` (Unix milliseconds).

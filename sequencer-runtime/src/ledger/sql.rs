@@ -47,6 +47,15 @@ pub struct Sql {
     pub deferred_end: String,
     pub deferred_all: String,
     pub deferred_one: String,
+    pub job_requeue: String,
+    pub job_insert: String,
+    pub job_rescue: String,
+    pub job_select: String,
+    pub job_take: String,
+    pub job_take_sqlite: String,
+    pub job_heartbeat: String,
+    pub job_end: String,
+    pub job_counts: String,
     pub unlock_sqlite: String,
     pub renew_lock_sqlite: String,
 }
@@ -123,6 +132,13 @@ impl Sql {
                 ){table_suffix}"
             ),
         ];
+        let jobs_index = if dialect == Dialect::MySql {
+            String::from(
+                ",\n                                KEY queue_ready (queue, status, available_at)",
+            )
+        } else {
+            String::new()
+        };
         let ignore = |insert: &str| match dialect {
             Dialect::Sqlite => insert.replacen("INSERT", "INSERT OR IGNORE", 1),
             Dialect::Postgres => format!("{insert} ON CONFLICT DO NOTHING"),
@@ -176,6 +192,29 @@ impl Sql {
                         ),
                     ],
                 ),
+                (5, {
+                    let mut v = vec![format!(
+                        "CREATE TABLE IF NOT EXISTS {prefix}jobs (
+                            {id},
+                            name VARCHAR(191) NOT NULL,
+                            run BIGINT NOT NULL,
+                            queue VARCHAR(64) NOT NULL,
+                            status VARCHAR(16) NOT NULL,
+                            available_at BIGINT NOT NULL,
+                            lease_until BIGINT NULL,
+                            worker VARCHAR(255) NULL,
+                            attempts BIGINT NOT NULL,
+                            created_at BIGINT NOT NULL,
+                            finished_at BIGINT NULL,
+                            last_error TEXT NULL,
+                            UNIQUE (name, run){jobs_index}
+                        ){table_suffix}"
+                    )];
+                    if dialect != Dialect::MySql {
+                        v.push(format!("CREATE INDEX IF NOT EXISTS {prefix}jobs_ready ON {prefix}jobs (queue, status, available_at)"));
+                    }
+                    v
+                }),
             ],
             create_version_table: format!(
                 "CREATE TABLE IF NOT EXISTS {versions} (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL){table_suffix}"
@@ -268,6 +307,28 @@ impl Sql {
                  WHERE id = ? AND ((status = 'pending' AND due_at <= ?) OR (status = 'running' AND locked_until < ?))"
             ),
             deferred_end: format!("UPDATE {prefix}deferred SET status = ?, due_at = ?, last_error = ?, locked_until = NULL WHERE id = ?"),
+            job_requeue: format!(
+                "UPDATE {prefix}jobs SET status = 'queued', available_at = ?, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL \
+                 WHERE name = ? AND run = ? AND status IN ('done', 'failed')"
+            ),
+            job_insert: ignore(&format!(
+                "INSERT INTO {prefix}jobs (name, run, queue, status, available_at, attempts, created_at) VALUES (?, ?, ?, 'queued', ?, 0, ?)"
+            )),
+            job_rescue: format!("UPDATE {prefix}jobs SET status = 'queued', worker = NULL, lease_until = NULL WHERE status = 'running' AND lease_until < ?"),
+            // PostgreSQL, MySQL 8 and MariaDB 10.6+: workers skip the rows another worker has locked.
+            job_select: format!(
+                "SELECT id, name, run FROM {prefix}jobs WHERE queue = ? AND status = 'queued' AND available_at <= ? ORDER BY available_at, id LIMIT {{limit}} FOR UPDATE SKIP LOCKED"
+            ),
+            job_take: format!("UPDATE {prefix}jobs SET status = 'running', worker = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?"),
+            // SQLite has one writer at a time: one statement claims a batch.
+            job_take_sqlite: format!(
+                "UPDATE {prefix}jobs SET status = 'running', worker = ?, lease_until = ?, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM {prefix}jobs WHERE queue = ? AND status = 'queued' AND available_at <= ? ORDER BY available_at, id LIMIT {{limit}}) \
+                 RETURNING id, name, run"
+            ),
+            job_heartbeat: format!("UPDATE {prefix}jobs SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'running'"),
+            job_end: format!("UPDATE {prefix}jobs SET status = ?, finished_at = ?, lease_until = NULL, last_error = ? WHERE id = ? AND worker = ?"),
+            job_counts: format!("SELECT status, COUNT(*) FROM {prefix}jobs GROUP BY status"),
             deferred_one: format!(
                 "SELECT id, handler, payload, due_at, attempts, max_attempts, status, last_error FROM {prefix}deferred WHERE id = ?"
             ),
@@ -318,6 +379,13 @@ impl Sql {
             &mut self.deferred_claim,
             &mut self.deferred_end,
             &mut self.deferred_one,
+            &mut self.job_requeue,
+            &mut self.job_insert,
+            &mut self.job_rescue,
+            &mut self.job_select,
+            &mut self.job_take,
+            &mut self.job_heartbeat,
+            &mut self.job_end,
             &mut self.unlock_sqlite,
             &mut self.errors_of,
         ] {

@@ -1,0 +1,267 @@
+//! Workers: `asynchronous` operations (and `process --async`) are queued in the ledger database; `work`
+//! processes on any number of machines claim them in batches (`FOR UPDATE SKIP LOCKED` on PostgreSQL and
+//! MySQL 8 / MariaDB 10.6+), hold a lease renewed by a heartbeat, wake on `LISTEN/NOTIFY` on PostgreSQL and on
+//! adaptive polling elsewhere, and run each operation through the same executor as every other path, so the
+//! operation's own atomic claim still guarantees it runs once. A worker that dies leaves its jobs with a lease
+//! that runs out: another worker puts them back on the queue, and the operation is run again only if it is
+//! idempotent or retryable, else recorded `interrupted` for a human.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::{Outcome, Target};
+use crate::ledger::{Dialect, Job, Status};
+use crate::sequencer::{Sequencer, SequencerError};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkOptions {
+    /// The queue it serves (`queue = "name"` on the operation; `default` otherwise).
+    pub queue: String,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Stop once the queue is empty (for tests and one-off drains) instead of waiting for more.
+    pub until_idle: bool,
+    /// How long a claimed job is held without a heartbeat.
+    pub lease: Duration,
+    /// On shutdown, how long running jobs may take to finish before they are cancelled.
+    pub grace: Duration,
+}
+
+impl Default for WorkOptions {
+    fn default() -> Self {
+        WorkOptions {
+            queue: DEFAULT_QUEUE.to_owned(),
+            concurrency: 8,
+            until_idle: false,
+            lease: Duration::from_secs(30),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The queue of operations without `queue = "..."`.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// What a worker did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkReport {
+    /// Jobs taken.
+    pub jobs: usize,
+    /// Operations completed.
+    pub completed: usize,
+    /// Operations that failed.
+    pub failed: usize,
+    /// Jobs whose operation had run already, or was held by another process.
+    pub not_run: usize,
+    /// Jobs naming an operation this binary does not have (kept, failed, for a human).
+    pub unknown: usize,
+}
+
+impl Sequencer {
+    /// Puts the operation's next run on its queue (`queue = "..."`, else `default`).
+    pub async fn enqueue(&self, name: &str) -> Result<bool, SequencerError> {
+        let def = self.find(name)?;
+        let row = self
+            .ledger()
+            .rows()
+            .await?
+            .into_iter()
+            .find(|r| r.name == def.meta.name);
+        if row.is_none() {
+            self.ledger()
+                .insert_pending(&[(def.meta.name, def.meta.timestamp.version() as i64)])
+                .await?;
+        }
+        let run = row.map_or(0, |r| r.run);
+        Ok(self
+            .ledger()
+            .enqueue(def.meta.name, run, def.meta.queue.unwrap_or(DEFAULT_QUEUE))
+            .await?)
+    }
+
+    /// Runs a worker until `shutdown` fires (or, with `until_idle`, until its queue is empty).
+    pub async fn work(
+        &self,
+        opts: &WorkOptions,
+        shutdown: CancellationToken,
+    ) -> Result<WorkReport, SequencerError> {
+        let ledger = self.ledger().clone();
+        let env = self.env().clone();
+        let worker = format!(
+            "{}:{}:{:08x}",
+            env.owner.host,
+            env.owner.pid,
+            fastrand::u32(..)
+        );
+        let batch = ledger.new_batch(&env.owner).await?;
+        let mut listener = match ledger.dialect() {
+            Dialect::Postgres => {
+                let mut l = sqlx::postgres::PgListener::connect(ledger.url())
+                    .await
+                    .map_err(|source| crate::ledger::LedgerError::Connect {
+                        url: crate::ledger::redact(ledger.url()),
+                        source,
+                    })?;
+                l.listen(&ledger.notify_channel()).await.map_err(|source| {
+                    crate::ledger::LedgerError::Query {
+                        what: "listen for jobs",
+                        source,
+                    }
+                })?;
+                Some(l)
+            }
+            _ => None,
+        };
+        let mut report = WorkReport::default();
+        let mut tasks: JoinSet<(Job, Result<Outcome, SequencerError>)> = JoinSet::new();
+        let mut idle = Duration::from_millis(5);
+        let mut last_rescue: Option<Instant> = None;
+        let mut last_deferred: Option<Instant> = None;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if last_rescue.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                ledger.rescue_jobs().await?;
+                ledger.recover_interrupted(&env.owner).await?;
+                last_rescue = Some(Instant::now());
+            }
+            let free = opts.concurrency.max(1).saturating_sub(tasks.len());
+            let mut took = 0;
+            if free > 0 {
+                for job in ledger
+                    .take_jobs(&opts.queue, &worker, opts.lease, free)
+                    .await?
+                {
+                    took += 1;
+                    report.jobs += 1;
+                    let Some(def) = self.registry().get(&job.name) else {
+                        let error = format!("unknown operation `{}` in a queued job: this binary does not have it; the job is kept for a human", job.name);
+                        ledger
+                            .end_job(job.id, &worker, "failed", Some(&error))
+                            .await?;
+                        report.unknown += 1;
+                        continue;
+                    };
+                    let (env, ledger, worker, lease) =
+                        (env.clone(), ledger.clone(), worker.clone(), opts.lease);
+                    tasks.spawn(async move {
+                        let beat = CancellationToken::new();
+                        let stop = beat.clone();
+                        let (hl, hw, id) = (ledger.clone(), worker.clone(), job.id);
+                        tokio::spawn(async move {
+                            let mut tick = tokio::time::interval(lease / 3);
+                            tick.tick().await;
+                            loop {
+                                tokio::select! {
+                                    _ = stop.cancelled() => break,
+                                    _ = tick.tick() => { let _ = hl.job_heartbeat(id, &hw, lease).await; }
+                                }
+                            }
+                        });
+                        let outcome = env.run(def, Target { run: job.run, new_run: false, batch, scheduled: false }).await.map_err(SequencerError::from);
+                        beat.cancel();
+                        (job, outcome)
+                    });
+                }
+            }
+            if took > 0 {
+                idle = Duration::from_millis(5);
+                continue;
+            }
+            if tasks.is_empty()
+                && last_deferred.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            {
+                self.process_deferred(Some(opts.concurrency)).await?;
+                last_deferred = Some(Instant::now());
+            }
+            if tasks.is_empty() && opts.until_idle {
+                let counts = ledger.job_counts().await?;
+                if counts.get("queued").copied().unwrap_or(0) == 0
+                    && counts.get("running").copied().unwrap_or(0) == 0
+                {
+                    break;
+                }
+            }
+            tokio::select! {
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    self.finish_job(joined, &worker, &mut report).await?;
+                }
+                _ = async { match listener.as_mut() { Some(l) => { let _ = l.recv().await; } None => std::future::pending::<()>().await } } => {
+                    idle = Duration::from_millis(5);
+                }
+                _ = tokio::time::sleep(idle) => {
+                    // Adaptive polling: quick while busy, up to once a second when idle.
+                    idle = (idle * 2).min(Duration::from_secs(1));
+                }
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        // Graceful stop: let running jobs finish within the grace period, then cancel them.
+        let deadline = tokio::time::sleep(opts.grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                joined = tasks.join_next() => match joined {
+                    Some(joined) => self.finish_job(joined, &worker, &mut report).await?,
+                    None => break,
+                },
+                _ = &mut deadline => {
+                    self.cancel();
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn finish_job(
+        &self,
+        joined: Result<(Job, Result<Outcome, SequencerError>), tokio::task::JoinError>,
+        worker: &str,
+        report: &mut WorkReport,
+    ) -> Result<(), SequencerError> {
+        let Ok((job, outcome)) = joined else {
+            return Ok(());
+        };
+        let ledger = self.ledger();
+        match outcome? {
+            Outcome::Completed { .. } | Outcome::Skipped { .. } => {
+                report.completed += 1;
+                ledger.end_job(job.id, worker, "done", None).await?;
+            }
+            Outcome::Failed { error } => {
+                report.failed += 1;
+                ledger
+                    .end_job(job.id, worker, "failed", Some(&error))
+                    .await?;
+            }
+            Outcome::NotClaimed | Outcome::Deferred { .. } | Outcome::Cancelled { .. } => {
+                report.not_run += 1;
+                let status = ledger
+                    .rows()
+                    .await?
+                    .into_iter()
+                    .find(|r| r.name == job.name)
+                    .map(|r| r.status);
+                let note = status
+                    .map(|s| format!("not run: the operation is {s}"))
+                    .unwrap_or_default();
+                // An interrupted operation waits for `retry` or `mark`: its job is kept as failed, for a human.
+                let status = if status == Some(Status::Interrupted) {
+                    "failed"
+                } else {
+                    "done"
+                };
+                ledger.end_job(job.id, worker, status, Some(&note)).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! The worker suites' application binary: `sequencer::cli` over [`sequencer_tests::work_ops`], its tables
+//! prefixed by `SEQTEST_PREFIX`.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let prefix = std::env::var("SEQTEST_PREFIX").unwrap_or_else(|_| "work_".into());
+    let builder = sequencer::Sequencer::builder()
+        .registry(sequencer_tests::work_ops::ops::registry())
+        .table_prefix(format!("{prefix}seq_"));
+    sequencer::cli::run_with(builder)
+}

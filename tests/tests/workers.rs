@@ -1,0 +1,325 @@
+//! Workers on every backend, with real processes: queued `asynchronous` operations run exactly once across
+//! several workers, through kill -9 of random workers at random moments; a non-idempotent operation caught
+//! mid-run is left `interrupted`, never silently re-run; SIGTERM lets running jobs finish; a queued job naming an
+//! unknown operation is kept with a clear error.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{backends, prefix, Backend};
+use sequencer::sqlx;
+
+fn seqwork(b: &Backend, p: &str, args: &[&str], sleep_ms: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_seqwork"));
+    c.args(args)
+        .env("SEQUENCER_DATABASE_URL", &b.url)
+        .env("SEQTEST_PREFIX", p)
+        .env("SEQTEST_SLEEP_MS", sleep_ms)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+async fn pool(b: &Backend) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = if b.name == "SQLite" {
+        format!("{}?mode=rwc", b.url)
+    } else {
+        b.url.clone()
+    };
+    sqlx::AnyPool::connect(&url).await.expect("pool")
+}
+
+async fn log_counts(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, i64> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT name, COUNT(*) FROM {p}work_log GROUP BY name"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    rows.into_iter().collect()
+}
+
+async fn statuses(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, String> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as(&format!("SELECT name, status FROM {p}seq_operations"))
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
+    rows.into_iter()
+        .map(|(n, s)| (n.split_at(18).1.to_owned(), s))
+        .collect()
+}
+
+async fn job_count(pool: &sqlx::AnyPool, p: &str, status: &str) -> i64 {
+    sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {p}jobs WHERE status = '{status}'"
+    ))
+    .fetch_one(pool)
+    .await
+    .unwrap_or(-1)
+}
+
+async fn cleanup(pool: &sqlx::AnyPool, p: &str) {
+    for t in [
+        "work_log",
+        "jobs",
+        "seq_operations",
+        "seq_errors",
+        "seq_batches",
+        "seq_locks",
+        "seq_schema_versions",
+        "seq_rate_limits",
+        "seq_throttles",
+        "seq_deferred",
+        "seq_jobs",
+    ] {
+        let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {p}{t}"))
+            .execute(pool)
+            .await;
+    }
+}
+
+async fn setup(b: &Backend, p: &str) -> sqlx::AnyPool {
+    let pool = pool(b).await;
+    sqlx::query(&format!(
+        "CREATE TABLE {p}work_log (name VARCHAR(191) NOT NULL)"
+    ))
+    .execute(&pool)
+    .await
+    .expect("log table");
+    let out = seqwork(b, p, &["process"], "0").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        b.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches("queued: ").count(),
+        300,
+        "{}: every asynchronous operation is queued, none run here",
+        b.name
+    );
+    pool
+}
+
+fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_operations_run_once_across_workers() {
+    for b in backends().await {
+        let p = prefix();
+        let pool = setup(&b, &p).await;
+        // The queue holds the jobs on `{p}seq_jobs`.
+        let jobs = format!("{p}seq_");
+        assert_eq!(job_count(&pool, &jobs, "queued").await, 300, "{}", b.name);
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                seqwork(&b, &p, &["work", "--until-idle", "--concurrency", "4"], "0")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for w in workers {
+            let out = w.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                b.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let counts = log_counts(&pool, &p).await;
+        assert_eq!(counts.len(), 300, "{}", b.name);
+        assert!(
+            counts.values().all(|c| *c == 1),
+            "{}: an operation ran twice: {:?}",
+            b.name,
+            counts.iter().filter(|(_, c)| **c != 1).collect::<Vec<_>>()
+        );
+        assert!(
+            statuses(&pool, &p).await.values().all(|s| s == "completed"),
+            "{}",
+            b.name
+        );
+        assert_eq!(job_count(&pool, &jobs, "done").await, 300, "{}", b.name);
+        cleanup(&pool, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_workers_lose_nothing_and_rerun_nothing_unsafe() {
+    for b in backends().await {
+        let p = prefix();
+        let pool = setup(&b, &p).await;
+        let args = ["work", "--concurrency", "4", "--lease", "2"];
+        let mut workers: Vec<Child> = (0..4)
+            .map(|_| seqwork(&b, &p, &args, "15").spawn().unwrap())
+            .collect();
+        let mut rng = fastrand::Rng::with_seed(6);
+        let mut kills = 0;
+        while kills < 10 {
+            tokio::time::sleep(Duration::from_millis(rng.u64(80..250))).await;
+            let i = rng.usize(..workers.len());
+            workers[i].kill().expect("kill -9");
+            workers[i].wait().unwrap();
+            kills += 1;
+            workers[i] = seqwork(&b, &p, &args, "15").spawn().unwrap();
+        }
+        // Let the survivors drain the queue (a dead worker's jobs return after its 2 s lease).
+        let jobs = format!("{p}seq_");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let open =
+                job_count(&pool, &jobs, "queued").await + job_count(&pool, &jobs, "running").await;
+            let statuses = statuses(&pool, &p).await;
+            let settled = statuses
+                .values()
+                .all(|s| s == "completed" || s == "interrupted");
+            if open == 0 && settled {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: {open} jobs still open",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for w in &workers {
+            terminate(w);
+        }
+        for w in workers {
+            let out = w.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}: a worker did not stop cleanly on SIGTERM: {}",
+                b.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let counts = log_counts(&pool, &p).await;
+        let statuses = statuses(&pool, &p).await;
+        let mut interrupted = 0;
+        for i in 0..300 {
+            let name = format!("w_{i}");
+            let count = counts.get(&name).copied().unwrap_or(0);
+            let status = statuses.get(&name).map(String::as_str);
+            if i % 2 == 0 {
+                // Idempotent: always finished, possibly more than once.
+                assert_eq!(status, Some("completed"), "{}: {name}", b.name);
+                assert!(count >= 1, "{}: {name} never ran", b.name);
+            } else {
+                match status {
+                    Some("completed") => assert_eq!(
+                        count, 1,
+                        "{}: non-idempotent {name} ran {count} times",
+                        b.name
+                    ),
+                    Some("interrupted") => {
+                        interrupted += 1;
+                        assert!(
+                            count <= 1,
+                            "{}: interrupted {name} was re-run ({count} times)",
+                            b.name
+                        );
+                    }
+                    other => panic!("{}: {name} ended {other:?}", b.name),
+                }
+            }
+        }
+        eprintln!(
+            "{}: 10 kills, {interrupted} non-idempotent operation(s) left interrupted for a human",
+            b.name
+        );
+        cleanup(&pool, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_running_jobs_and_unknown_jobs_are_kept() {
+    for b in backends().await {
+        let p = prefix();
+        let pool = setup(&b, &p).await;
+        let jobs = format!("{p}seq_jobs");
+        sqlx::query(&format!(
+            "INSERT INTO {jobs} (name, run, queue, status, available_at, attempts, created_at) VALUES ('2020_01_01_000000_gone', 0, 'default', 'queued', 0, 0, 0)"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        let worker = seqwork(
+            &b,
+            &p,
+            &["work", "--concurrency", "2", "--grace", "30"],
+            "300",
+        )
+        .spawn()
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while log_counts(&pool, &p).await.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the worker never started a job",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        terminate(&worker);
+        let out = worker.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("Stopping"),
+            "{}: {stdout}",
+            b.name
+        );
+        // The jobs it had started finished; nothing is left running.
+        let statuses = statuses(&pool, &p).await;
+        assert!(
+            !statuses.values().any(|s| s == "running"),
+            "{}: {statuses:?}",
+            b.name
+        );
+        let started = log_counts(&pool, &p).await;
+        assert!(
+            started
+                .keys()
+                .all(|n| statuses.get(n).map(String::as_str) == Some("completed")),
+            "{}",
+            b.name
+        );
+        let row = sqlx::query(&format!(
+            "SELECT status, last_error FROM {jobs} WHERE name = '2020_01_01_000000_gone'"
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let status: String = sqlx::Row::try_get(&row, 0).unwrap();
+        // MariaDB's TEXT comes through sqlx's Any driver as bytes.
+        let error: Option<String> = sqlx::Row::try_get::<Option<String>, _>(&row, 1)
+            .or_else(|_| {
+                sqlx::Row::try_get::<Option<Vec<u8>>, _>(&row, 1)
+                    .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
+            })
+            .unwrap();
+        assert_eq!(status, "failed", "{}", b.name);
+        assert!(
+            error
+                .unwrap_or_default()
+                .contains("unknown operation `2020_01_01_000000_gone`"),
+            "{}",
+            b.name
+        );
+        cleanup(&pool, &p).await;
+    }
+}
