@@ -28,6 +28,7 @@ pub struct Ctx {
 
 /// Where a recorded run writes its progress and checkpoints.
 pub(crate) struct Recorder {
+    pub keys: Arc<crate::crypto::Keyring>,
     pub ledger: crate::ledger::Ledger,
     pub run: i64,
     pub events: tokio::sync::broadcast::Sender<crate::Event>,
@@ -150,6 +151,11 @@ impl Ctx {
             return Ok(());
         };
         let json = serde_json::to_string(cursor)?;
+        let json = if self.meta.encrypted {
+            rec.keys.seal(&json)?
+        } else {
+            json
+        };
         // In a `transaction` operation the checkpoint commits, or rolls back, with the operation's writes.
         match self.tx_conn()? {
             Some(mut guard) => match guard.as_mut() {
@@ -206,12 +212,14 @@ impl Ctx {
             return Ok(None);
         };
         match rec.ledger.last_checkpoint(self.meta.name, rec.run).await? {
-            Some(json) => Ok(Some(serde_json::from_str(&json).map_err(|e| {
-                anyhow::anyhow!(
-                    "the stored checkpoint of `{}` does not fit the type asked for: {e}",
-                    self.meta.name
-                )
-            })?)),
+            Some(json) => Ok(Some(serde_json::from_str(&rec.keys.open(&json)?).map_err(
+                |e| {
+                    anyhow::anyhow!(
+                        "the stored checkpoint of `{}` does not fit the type asked for: {e}",
+                        self.meta.name
+                    )
+                },
+            )?)),
             None => Ok(None),
         }
     }

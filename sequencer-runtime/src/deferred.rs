@@ -109,6 +109,14 @@ impl Sequencer {
         let json = serde_json::to_string(payload).map_err(|e| {
             SequencerError::Usage(format!("cannot serialize the payload of `{handler}`: {e}"))
         })?;
+        // Payloads are sealed at rest whenever a key is configured.
+        let keys = &self.env().keys;
+        let json = if keys.can_seal() {
+            keys.seal(&json)
+                .map_err(|e| SequencerError::Usage(e.to_string()))?
+        } else {
+            json
+        };
         let due = due_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -150,7 +158,19 @@ impl Sequencer {
                 report.failed.push((id, error));
                 continue;
             };
-            let outcome = match serde_json::from_str::<serde_json::Value>(&row.payload) {
+            let payload = match self.env().keys.open(&row.payload) {
+                Ok(p) => p,
+                Err(e) => {
+                    // A missing or wrong key: a clear error, the row kept for a human, never garbage.
+                    let error = format!("cannot open the payload of `{}`: {e}", row.handler);
+                    ledger
+                        .end_deferred(id, "failed", row.due_at, Some(&error))
+                        .await?;
+                    report.failed.push((id, error));
+                    continue;
+                }
+            };
+            let outcome = match serde_json::from_str::<serde_json::Value>(&payload) {
                 Ok(value) => {
                     let ctx = Arc::new(self.deferred_ctx(meta, row.attempts.max(1) as u32));
                     let handler = handler.clone();

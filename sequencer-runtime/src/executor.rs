@@ -107,6 +107,8 @@ pub(crate) struct Env {
     pub layers: Arc<Vec<Arc<dyn Layer>>>,
     /// Fraction of each backoff taken off at random (0 = none), so that many retries do not stampede.
     pub jitter: f64,
+    /// Keys sealing deferred payloads and the recorded context of `encrypted` operations.
+    pub keys: Arc<crate::crypto::Keyring>,
 }
 
 /// `delay` less a random part of up to `fraction` of it; `unit` is a random number in [0, 1).
@@ -200,6 +202,21 @@ impl Env {
             .await;
         heartbeat.cancel();
         outcome
+    }
+
+    /// The keyring to seal an operation's recorded context with, if it is `encrypted`.
+    fn seal_for(&self, def: &OperationDef) -> Option<&crate::crypto::Keyring> {
+        def.meta.encrypted.then_some(&*self.keys)
+    }
+
+    /// Text as the ledger stores it: sealed for an `encrypted` operation.
+    fn stored_text(&self, def: &OperationDef, text: &str) -> String {
+        match self.seal_for(def) {
+            Some(keys) => keys
+                .seal(text)
+                .unwrap_or_else(|e| format!("[not recorded: {e}]")),
+            None => text.to_owned(),
+        }
     }
 
     /// Takes the `unique` key and the `without_overlapping` locks. `Err(Ok(reason))` when one is held elsewhere.
@@ -472,6 +489,7 @@ impl Env {
             drop(ctx.take_tx().await);
             if error.downcast_ref::<crate::Cancelled>().is_some() {
                 let message = format!("{error:#}");
+                let stored = self.stored_text(def, &message);
                 let end = Finish {
                     owner: &self.owner,
                     name: meta.name,
@@ -479,7 +497,7 @@ impl Env {
                     status: Status::Interrupted,
                     duration: started.elapsed(),
                     skip_reason: None,
-                    error: Some(&message),
+                    error: Some(&stored),
                 };
                 self.ledger.finish(self.ledger.pool(), &end).await?;
                 self.emit(Event::OperationFailed {
@@ -497,7 +515,7 @@ impl Env {
             exceptions += 1;
             self.after_failure(def).await?;
             self.ledger
-                .record_error(meta.name, run, attempt, &error)
+                .record_error(meta.name, run, attempt, &error, self.seal_for(def))
                 .await?;
             let out_of_exceptions = policy.max_exceptions.is_some_and(|m| exceptions >= m);
             let delay = jittered(
@@ -533,11 +551,13 @@ impl Env {
                             run,
                             attempt,
                             &hook_error.context("the `failed` hook failed"),
+                            self.seal_for(def),
                         )
                         .await?;
                 }
             }
             let message = format!("{error:#}");
+            let stored = self.stored_text(def, &message);
             let end = Finish {
                 owner: &self.owner,
                 name: meta.name,
@@ -545,7 +565,7 @@ impl Env {
                 status: Status::Failed,
                 duration: started.elapsed(),
                 skip_reason: None,
-                error: Some(&message),
+                error: Some(&stored),
             };
             self.ledger.finish(self.ledger.pool(), &end).await?;
             self.emit(Event::OperationFailed {
@@ -565,6 +585,7 @@ impl Env {
         op: &OpRun,
     ) -> Ctx {
         let recorder = op.run.map(|run| crate::ctx::Recorder {
+            keys: self.keys.clone(),
             ledger: self.ledger.clone(),
             run,
             events: self.events.clone(),
@@ -669,7 +690,9 @@ impl Env {
                     )
                     .await?;
                 let e = e.context(format!("rollback of `{}` failed", def.meta.name));
-                self.ledger.record_error(def.meta.name, run, 0, &e).await?;
+                self.ledger
+                    .record_error(def.meta.name, run, 0, &e, self.seal_for(def))
+                    .await?;
                 Ok(Err(format!("{e:#}")))
             }
         }

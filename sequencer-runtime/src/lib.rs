@@ -4,6 +4,7 @@
 //! Most users depend on the `sequencer` facade crate, which re-exports everything here.
 #![warn(missing_docs)]
 
+pub mod crypto;
 mod ctx;
 mod deferred;
 mod error;

@@ -97,6 +97,7 @@ pub struct SequencerBuilder {
     migrator: Option<Arc<sqlx::migrate::Migrator>>,
     strategy: crate::strategy::Strategy,
     deferred: crate::deferred::DeferredHandlers,
+    keys: Option<crate::crypto::Keyring>,
 }
 
 /// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`].
@@ -155,6 +156,7 @@ impl Default for SequencerBuilder {
                 retry_delay: Duration::from_secs(30),
                 ..Default::default()
             },
+            keys: None,
         }
     }
 }
@@ -230,6 +232,12 @@ impl SequencerBuilder {
         self.deferred
             .handlers
             .insert(name.to_owned(), crate::deferred::erase(name, handler));
+        self
+    }
+
+    /// The encryption keys (default: `SEQUENCER_KEY` and `SEQUENCER_OLD_KEYS` from the environment).
+    pub fn encryption_keys(mut self, keys: crate::crypto::Keyring) -> Self {
+        self.keys = Some(keys);
         self
     }
 
@@ -310,6 +318,20 @@ impl SequencerBuilder {
                 self.prefix
             )));
         }
+        let keys = match self.keys {
+            Some(k) => k,
+            None => crate::crypto::Keyring::from_env().map_err(|e| {
+                SequencerError::Usage(format!("SEQUENCER_KEY / SEQUENCER_OLD_KEYS: {e}"))
+            })?,
+        };
+        if let Some(op) = registry.operations().iter().find(|o| o.meta.encrypted) {
+            if !keys.can_seal() {
+                return Err(SequencerError::Usage(format!(
+                    "`{}` is `encrypted`, but no key is configured: set SEQUENCER_KEY (32 bytes, base64, e.g. `openssl rand -base64 32`)",
+                    op.meta.name
+                )));
+            }
+        }
         let url = self
             .database
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
@@ -326,6 +348,7 @@ impl SequencerBuilder {
             limiters: Arc::new(self.limiters),
             layers: Arc::new(self.layers),
             jitter: self.jitter,
+            keys: Arc::new(keys),
         };
         Ok(Sequencer {
             inner: Arc::new(Inner {
@@ -972,7 +995,9 @@ impl Sequencer {
                 started_at: row.as_ref().and_then(|r| r.started_at),
                 finished_at: row.as_ref().and_then(|r| r.finished_at),
                 duration_ms: row.as_ref().and_then(|r| r.duration_ms),
-                error: row.as_ref().and_then(|r| r.last_error.clone()),
+                error: row
+                    .as_ref()
+                    .and_then(|r| r.last_error.as_deref().map(|e| self.inner.env.keys.show(e))),
                 skip_reason: row.as_ref().and_then(|r| r.skip_reason.clone()),
                 progress_done: row.as_ref().and_then(|r| r.progress_done),
                 progress_total: row.as_ref().and_then(|r| r.progress_total),
@@ -1260,7 +1285,13 @@ impl Sequencer {
             Some(n) => Some(self.find(n).map(|d| d.meta.name).unwrap_or(n)),
             None => None,
         };
-        Ok(self.ledger().errors(name).await?)
+        let keys = &self.inner.env.keys;
+        let mut errors = self.ledger().errors(name).await?;
+        for e in &mut errors {
+            e.message = keys.show(&e.message);
+            e.chain = keys.show(&e.chain);
+        }
+        Ok(errors)
     }
     /// [`Sequencer::execute`]: runs one operation now, in this process, and waits for it. (Asynchronous dispatch
     /// to workers arrives with the queue.)

@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 pub mod ckpt_ops;
+pub mod enc_ops;
 pub mod ledger_ops;
 pub mod mig_ops;
 pub mod par_ops;

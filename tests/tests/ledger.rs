@@ -560,8 +560,8 @@ async fn concurrent_processes_run_each_operation_exactly_once() {
     for b in backends().await {
         let p = prefix();
         let seq = sequencer(&b, &p, Knobs::default()).await;
-        // Four real processes at once, without --isolate; the claim alone keeps each operation to one of them.
-        let children: Vec<_> = (0..4)
+        // Eight real processes at once, without --isolate; the claim alone keeps each operation to one of them.
+        let children: Vec<_> = (0..8)
             .map(|_| {
                 seqtest(&b.url, &p, &["process"], &[("SEQTEST_SLEEP_MS", "100")])
                     .spawn()

@@ -612,14 +612,22 @@ impl Ledger {
         run: i64,
         attempt: u32,
         error: &crate::Error,
+        seal: Option<&crate::crypto::Keyring>,
     ) -> Result<(), LedgerError> {
         let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+        // The recorded context of an `encrypted` operation is sealed; it is never stored in the clear.
+        let stored = |text: String| match seal {
+            Some(keys) => keys
+                .seal(&text)
+                .unwrap_or_else(|e| format!("[not recorded: {e}]")),
+            None => text,
+        };
         sqlx::query(&self.sql.record_error)
             .bind(name)
             .bind(run)
             .bind(attempt as i64)
-            .bind(error.to_string())
-            .bind(chain.join("\n"))
+            .bind(stored(error.to_string()))
+            .bind(stored(chain.join("\n")))
             .bind(now_ms())
             .execute(&self.pool)
             .await

@@ -1,0 +1,197 @@
+//! Encryption at rest: the payloads of deferred operations, and the recorded errors and checkpoints of
+//! `encrypted` operations, are sealed with AES-256-GCM. The key comes from `SEQUENCER_KEY` (32 bytes, base64);
+//! `SEQUENCER_OLD_KEYS` (comma-separated) keeps data sealed with earlier keys readable after a rotation. A value
+//! names the key that sealed it, so a missing or wrong key is a clear error, never garbage.
+
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+
+/// The prefix of a sealed value: `enc:v1:<key id>:<base64 of nonce and ciphertext>`.
+const PREFIX: &str = "enc:v1:";
+
+/// Why a value could not be sealed or opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// A key is not 32 bytes of base64.
+    #[error(
+        "{0}: an encryption key is 32 random bytes in base64, e.g. from `openssl rand -base64 32`"
+    )]
+    BadKey(String),
+    /// Nothing to seal with.
+    #[error("no encryption key: set SEQUENCER_KEY (32 bytes, base64, e.g. from `openssl rand -base64 32`)")]
+    NoKey,
+    /// Sealed with a key that is not configured.
+    #[error("sealed with key {0}, which is not configured: set it as SEQUENCER_KEY, or add it to SEQUENCER_OLD_KEYS after a rotation")]
+    UnknownKey(String),
+    /// The value is damaged, or the key with its id is not the one that sealed it.
+    #[error("cannot open a sealed value: it is damaged or was sealed with another key")]
+    Damaged,
+}
+
+/// The current key and the old ones.
+#[derive(Clone, Default)]
+pub struct Keyring {
+    keys: Vec<(String, Aes256Gcm)>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field(
+                "key_ids",
+                &self.keys.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+fn key_id(bytes: &[u8]) -> String {
+    format!("{:08x}", sequencer_core::meta::checksum(bytes) as u32)
+}
+
+impl Keyring {
+    /// A keyring from base64 keys: the first seals, every one opens.
+    pub fn new<'a>(
+        current: Option<&'a str>,
+        old: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Keyring, CryptoError> {
+        let mut keys = Vec::new();
+        for (i, k) in current.into_iter().chain(old).enumerate() {
+            let bytes = B64
+                .decode(k.trim())
+                .map_err(|e| CryptoError::BadKey(format!("key #{} is not base64 ({e})", i + 1)))?;
+            if bytes.len() != 32 {
+                return Err(CryptoError::BadKey(format!(
+                    "key #{} is {} bytes, not 32",
+                    i + 1,
+                    bytes.len()
+                )));
+            }
+            keys.push((
+                key_id(&bytes),
+                Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+            ));
+        }
+        Ok(Keyring { keys })
+    }
+
+    /// `SEQUENCER_KEY` and `SEQUENCER_OLD_KEYS`.
+    pub fn from_env() -> Result<Keyring, CryptoError> {
+        let current = std::env::var("SEQUENCER_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty());
+        let old = std::env::var("SEQUENCER_OLD_KEYS").unwrap_or_default();
+        Keyring::new(
+            current.as_deref(),
+            old.split(',').filter(|k| !k.trim().is_empty()),
+        )
+    }
+
+    /// Whether there is a key to seal with.
+    pub fn can_seal(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Seals a value with the current key.
+    pub fn seal(&self, plain: &str) -> Result<String, CryptoError> {
+        let (id, cipher) = self.keys.first().ok_or(CryptoError::NoKey)?;
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let sealed = cipher
+            .encrypt(&nonce, plain.as_bytes())
+            .map_err(|_| CryptoError::Damaged)?;
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        Ok(format!("{PREFIX}{id}:{}", B64.encode(bytes)))
+    }
+
+    /// Opens a sealed value; a value that is not sealed is returned as it is.
+    pub fn open(&self, stored: &str) -> Result<String, CryptoError> {
+        let Some(rest) = stored.strip_prefix(PREFIX) else {
+            return Ok(stored.to_owned());
+        };
+        let (id, body) = rest.split_once(':').ok_or(CryptoError::Damaged)?;
+        let (_, cipher) = self
+            .keys
+            .iter()
+            .find(|(k, _)| k == id)
+            .ok_or_else(|| CryptoError::UnknownKey(id.to_owned()))?;
+        let bytes = B64.decode(body).map_err(|_| CryptoError::Damaged)?;
+        if bytes.len() < 12 {
+            return Err(CryptoError::Damaged);
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        let plain = cipher
+            .decrypt(Nonce::from_slice(nonce), sealed)
+            .map_err(|_| CryptoError::Damaged)?;
+        String::from_utf8(plain).map_err(|_| CryptoError::Damaged)
+    }
+
+    /// Opens a value for display: the text, or a note saying why it cannot be shown.
+    pub fn show(&self, stored: &str) -> String {
+        self.open(stored)
+            .unwrap_or_else(|e| format!("[encrypted: {e}]"))
+    }
+}
+
+/// Whether a stored value is sealed.
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> String {
+        B64.encode([b; 32])
+    }
+
+    #[test]
+    fn seals_opens_and_rotates() {
+        let k1 = Keyring::new(Some(&key(1)), []).unwrap();
+        let sealed = k1.seal("secret token 42").unwrap();
+        assert!(is_sealed(&sealed) && !sealed.contains("secret"));
+        assert_eq!(k1.open(&sealed).unwrap(), "secret token 42");
+        assert_ne!(
+            k1.seal("x").unwrap(),
+            k1.seal("x").unwrap(),
+            "a fresh nonce each time"
+        );
+        // Rotated: the new key seals, the old one still opens.
+        let k2 = Keyring::new(Some(&key(2)), [key(1).as_str()]).unwrap();
+        assert_eq!(k2.open(&sealed).unwrap(), "secret token 42");
+        assert!(k2.seal("y").unwrap() != sealed);
+        // Without the old key: a clear error naming the key.
+        let only2 = Keyring::new(Some(&key(2)), []).unwrap();
+        assert!(matches!(
+            only2.open(&sealed),
+            Err(CryptoError::UnknownKey(_))
+        ));
+        assert!(only2
+            .show(&sealed)
+            .starts_with("[encrypted: sealed with key"));
+        // Tampering is detected.
+        let mut bad = sealed.clone();
+        bad.pop();
+        bad.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert!(k1.open(&bad).is_err());
+        assert_eq!(k1.open("plain text").unwrap(), "plain text");
+    }
+
+    #[test]
+    fn bad_keys_are_refused() {
+        assert!(matches!(
+            Keyring::new(Some("short"), []),
+            Err(CryptoError::BadKey(_))
+        ));
+        assert!(
+            matches!(Keyring::new(Some(&B64.encode([0u8; 16])), []), Err(CryptoError::BadKey(m)) if m.contains("16 bytes"))
+        );
+        assert!(matches!(
+            Keyring::default().seal("x"),
+            Err(CryptoError::NoKey)
+        ));
+    }
+}
