@@ -180,7 +180,7 @@ impl Sequencer {
                 last_deferred = Some(Instant::now());
             }
             if tasks.is_empty() && opts.until_idle {
-                let counts = ledger.job_counts().await?;
+                let counts = ledger.job_counts(&opts.queue).await?;
                 if counts.get("queued").copied().unwrap_or(0) == 0
                     && counts.get("running").copied().unwrap_or(0) == 0
                 {

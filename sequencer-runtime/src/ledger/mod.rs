@@ -1115,9 +1115,13 @@ impl Ledger {
         Ok(())
     }
 
-    /// How many jobs are in each status.
-    pub async fn job_counts(&self) -> Result<std::collections::HashMap<String, i64>, LedgerError> {
+    /// How many jobs of a queue are in each status.
+    pub async fn job_counts(
+        &self,
+        queue: &str,
+    ) -> Result<std::collections::HashMap<String, i64>, LedgerError> {
         let rows = sqlx::query(&self.sql.job_counts)
+            .bind(queue)
             .fetch_all(&self.pool)
             .await
             .map_err(q("count jobs"))?;

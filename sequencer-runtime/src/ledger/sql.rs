@@ -328,7 +328,7 @@ impl Sql {
             ),
             job_heartbeat: format!("UPDATE {prefix}jobs SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'running'"),
             job_end: format!("UPDATE {prefix}jobs SET status = ?, finished_at = ?, lease_until = NULL, last_error = ? WHERE id = ? AND worker = ?"),
-            job_counts: format!("SELECT status, COUNT(*) FROM {prefix}jobs GROUP BY status"),
+            job_counts: format!("SELECT status, COUNT(*) FROM {prefix}jobs WHERE queue = ? GROUP BY status"),
             deferred_one: format!(
                 "SELECT id, handler, payload, due_at, attempts, max_attempts, status, last_error FROM {prefix}deferred WHERE id = ?"
             ),
@@ -386,6 +386,7 @@ impl Sql {
             &mut self.job_take,
             &mut self.job_heartbeat,
             &mut self.job_end,
+            &mut self.job_counts,
             &mut self.unlock_sqlite,
             &mut self.errors_of,
         ] {
