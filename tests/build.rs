@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    let n = 300;
+    let n = 1000;
     let mut out =
         String::from("#[sequencer::operations]\npub mod ops {\n    use sequencer::prelude::*;\n");
     for i in 0..n {

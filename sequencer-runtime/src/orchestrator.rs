@@ -78,6 +78,7 @@ pub struct Run {
 }
 
 struct RunInner {
+    dispatch: Option<crate::worker::Dispatch>,
     env: Env,
     batch: i64,
     due: Vec<Due>,
@@ -95,11 +96,33 @@ impl Run {
     ) -> Self {
         Run {
             inner: Arc::new(RunInner {
+                dispatch: None,
                 env,
                 batch,
                 due,
                 satisfied,
                 concurrency: concurrency.max(1),
+            }),
+        }
+    }
+
+    /// A run whose operations are executed by the workers: each is queued when it is ready and awaited.
+    pub(crate) fn dispatching(self, dispatch: crate::worker::Dispatch) -> Self {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(arc) => RunInner {
+                dispatch: None,
+                env: arc.env.clone(),
+                batch: arc.batch,
+                due: arc.due.clone(),
+                satisfied: arc.satisfied.clone(),
+                concurrency: arc.concurrency,
+            },
+        };
+        Run {
+            inner: Arc::new(RunInner {
+                dispatch: Some(dispatch),
+                ..inner
             }),
         }
     }
@@ -131,6 +154,9 @@ impl Run {
 
     /// Claims and runs one due operation with every policy, recording it in the ledger.
     pub async fn execute(&self, due: &Due) -> Result<Outcome, SequencerError> {
+        if let Some(dispatch) = &self.inner.dispatch {
+            return dispatch.run_on_worker(due.def, due.run).await;
+        }
         let target = Target {
             run: due.run,
             new_run: due.new_run,

@@ -412,6 +412,9 @@ pub struct ProcessOptions {
     pub sync: bool,
     /// Queue every due operation for the workers (`--async`).
     pub queue_all: bool,
+    /// Run every due operation on the workers, in the orchestrator's order, and wait for each (`--dispatch`):
+    /// dependencies, concurrency and failure policies hold as in-process.
+    pub dispatch: bool,
 }
 
 /// When a scheduled operation is due, Unix milliseconds; `now` for an operation without a schedule.
@@ -856,9 +859,9 @@ impl Sequencer {
         // `asynchronous` operations (all, with `--async`) go to the workers' queue, unless forced to run here.
         let force_sync = opts.sync
             || matches!(&self.inner.strategy, crate::strategy::Strategy::Migration(m) if m.forces_sync());
-        let (queue, due): (Vec<Due>, Vec<Due>) = due
-            .into_iter()
-            .partition(|d| !force_sync && (opts.queue_all || d.def().meta.asynchronous));
+        let (queue, due): (Vec<Due>, Vec<Due>) = due.into_iter().partition(|d| {
+            !force_sync && !opts.dispatch && (opts.queue_all || d.def().meta.asynchronous)
+        });
         for d in &queue {
             let q = d.def().meta.queue.unwrap_or(crate::worker::DEFAULT_QUEUE);
             if !opts.dry_run {
@@ -889,7 +892,12 @@ impl Sequencer {
             .map(|r| r.name.clone())
             .collect();
         let concurrency = opts.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
-        let run = Run::new(env.clone(), batch, due, satisfied, concurrency);
+        let mut run = Run::new(env.clone(), batch, due, satisfied, concurrency);
+        if opts.dispatch {
+            run = run.dispatching(
+                crate::worker::Dispatch::new(env.ledger.clone(), env.cancel.child_token()).await?,
+            );
+        }
         let orchestrated = self.orchestrator.orchestrate(&run).await?;
         let mut waiting = std::mem::take(&mut report.waiting);
         waiting.extend(orchestrated.waiting.iter().cloned());

@@ -16,6 +16,112 @@ use crate::executor::{Outcome, Target};
 use crate::ledger::{Dialect, Job, Status};
 use crate::sequencer::{Sequencer, SequencerError};
 
+/// Runs a process's operations on the workers: queue each one when the orchestrator starts it, then wait for
+/// its ledger row to end, woken by `NOTIFY` on PostgreSQL and by adaptive polling elsewhere.
+#[derive(Clone)]
+pub(crate) struct Dispatch {
+    ledger: crate::ledger::Ledger,
+    ended: std::sync::Arc<tokio::sync::Notify>,
+    cancel: CancellationToken,
+}
+
+impl Dispatch {
+    pub(crate) async fn new(
+        ledger: crate::ledger::Ledger,
+        cancel: CancellationToken,
+    ) -> Result<Dispatch, SequencerError> {
+        let ended = std::sync::Arc::new(tokio::sync::Notify::new());
+        if ledger.dialect() == Dialect::Postgres {
+            let mut l = sqlx::postgres::PgListener::connect(ledger.url())
+                .await
+                .map_err(|source| crate::ledger::LedgerError::Connect {
+                    url: crate::ledger::redact(ledger.url()),
+                    source,
+                })?;
+            l.listen(&ledger.done_channel()).await.map_err(|source| {
+                crate::ledger::LedgerError::Query {
+                    what: "listen for ended jobs",
+                    source,
+                }
+            })?;
+            let (notify, stop) = (ended.clone(), cancel.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        got = l.recv() => {
+                            notify.notify_waiters();
+                            if got.is_err() {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Ok(Dispatch {
+            ledger,
+            ended,
+            cancel,
+        })
+    }
+
+    /// Queues one operation and waits until a worker has ended it.
+    pub(crate) async fn run_on_worker(
+        &self,
+        def: &'static crate::OperationDef,
+        run: i64,
+    ) -> Result<Outcome, SequencerError> {
+        let meta = &def.meta;
+        self.ledger
+            .enqueue(meta.name, run, meta.queue.unwrap_or(DEFAULT_QUEUE))
+            .await?;
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(5);
+        loop {
+            let notified = self.ended.notified();
+            if let Some(r) = self.ledger.row_of(meta.name, run).await? {
+                let outcome = match r.status {
+                    Status::Completed => Some(Outcome::Completed {
+                        duration: Duration::from_millis(r.duration_ms.unwrap_or(0).max(0) as u64),
+                    }),
+                    Status::Skipped => Some(Outcome::Skipped {
+                        reason: r.skip_reason.unwrap_or_default(),
+                    }),
+                    Status::Failed => Some(Outcome::Failed {
+                        error: r.last_error.unwrap_or_default(),
+                    }),
+                    Status::Interrupted => Some(Outcome::Failed {
+                        error: r
+                            .last_error
+                            .unwrap_or_else(|| "interrupted on a worker".into()),
+                    }),
+                    _ => None,
+                };
+                if let Some(o) = outcome {
+                    return Ok(o);
+                }
+            }
+            if self.cancel.is_cancelled() {
+                return Ok(Outcome::Cancelled {
+                    reason: format!("`{}` was still on a worker when the run stopped", meta.name),
+                });
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            // Without notifications (MySQL, SQLite): poll quickly at first, then at most once a second.
+            let cap = if started.elapsed() < Duration::from_secs(1) {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_secs(1)
+            };
+            wait = (wait * 2).min(cap);
+        }
+    }
+}
+
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkOptions {

@@ -180,6 +180,10 @@ struct ProcessArgs {
     /// Queue every due operation for the workers (`work`).
     #[arg(long = "async", id = "queue_all")]
     queue_all: bool,
+    /// Run every due operation on the workers in the orchestrator's order (dependencies, concurrency and failure
+    /// handling as here), and wait for them.
+    #[arg(long, conflicts_with_all = ["sync", "queue_all"])]
+    dispatch: bool,
     /// Operations run at once by the parallel orchestrators.
     #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
@@ -315,6 +319,7 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
                 isolate: p.isolate,
                 sync: p.sync,
                 queue_all: p.queue_all,
+                dispatch: p.dispatch,
                 ..ProcessOptions::default()
             };
             if matches!(seq.strategy(), crate::Strategy::Migration(_)) && !p.dry_run {

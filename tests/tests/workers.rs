@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use common::{backends, prefix, Backend};
 use sequencer::sqlx;
 
+/// The operations of `work_ops`.
+const N: usize = 1000;
+
 fn seqwork(b: &Backend, p: &str, args: &[&str], sleep_ms: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_seqwork"));
     c.args(args)
@@ -101,7 +104,7 @@ async fn setup(b: &Backend, p: &str) -> sqlx::AnyPool {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.matches("queued: ").count(),
-        300,
+        N,
         "{}: every asynchronous operation is queued, none run here",
         b.name
     );
@@ -122,7 +125,12 @@ async fn queued_operations_run_once_across_workers() {
         let pool = setup(&b, &p).await;
         // The queue holds the jobs on `{p}seq_jobs`.
         let jobs = format!("{p}seq_");
-        assert_eq!(job_count(&pool, &jobs, "queued").await, 300, "{}", b.name);
+        assert_eq!(
+            job_count(&pool, &jobs, "queued").await,
+            N as i64,
+            "{}",
+            b.name
+        );
         let workers: Vec<_> = (0..3)
             .map(|_| {
                 seqwork(&b, &p, &["work", "--until-idle", "--concurrency", "4"], "0")
@@ -140,7 +148,7 @@ async fn queued_operations_run_once_across_workers() {
             );
         }
         let counts = log_counts(&pool, &p).await;
-        assert_eq!(counts.len(), 300, "{}", b.name);
+        assert_eq!(counts.len(), N, "{}", b.name);
         assert!(
             counts.values().all(|c| *c == 1),
             "{}: an operation ran twice: {:?}",
@@ -152,7 +160,12 @@ async fn queued_operations_run_once_across_workers() {
             "{}",
             b.name
         );
-        assert_eq!(job_count(&pool, &jobs, "done").await, 300, "{}", b.name);
+        assert_eq!(
+            job_count(&pool, &jobs, "done").await,
+            N as i64,
+            "{}",
+            b.name
+        );
         cleanup(&pool, &p).await;
     }
 }
@@ -211,7 +224,7 @@ async fn killed_workers_lose_nothing_and_rerun_nothing_unsafe() {
         let counts = log_counts(&pool, &p).await;
         let statuses = statuses(&pool, &p).await;
         let mut interrupted = 0;
-        for i in 0..300 {
+        for i in 0..N {
             let name = format!("w_{i}");
             let count = counts.get(&name).copied().unwrap_or(0);
             let status = statuses.get(&name).map(String::as_str);
@@ -320,6 +333,65 @@ async fn sigterm_finishes_running_jobs_and_unknown_jobs_are_kept() {
             "{}",
             b.name
         );
+        cleanup(&pool, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_runs_its_operations_on_the_workers_and_waits() {
+    for b in backends().await {
+        let p = prefix();
+        let pool = pool(&b).await;
+        sqlx::query(&format!(
+            "CREATE TABLE {p}work_log (name VARCHAR(191) NOT NULL)"
+        ))
+        .execute(&pool)
+        .await
+        .expect("log table");
+        let workers: Vec<Child> = (0..2)
+            .map(|_| {
+                seqwork(&b, &p, &["work", "--concurrency", "8"], "2")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let out = seqwork(
+            &b,
+            &p,
+            &[
+                "process",
+                "--dispatch",
+                "--orchestrator",
+                "batch",
+                "--concurrency",
+                "16",
+            ],
+            "2",
+        )
+        .output()
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {stdout}\n{}",
+            b.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!(": {N} completed, 0 failed")),
+            "{}: the dispatcher waited for every operation: {}",
+            b.name,
+            stdout.lines().last().unwrap_or_default()
+        );
+        for w in &workers {
+            terminate(w);
+        }
+        for w in workers {
+            w.wait_with_output().unwrap();
+        }
+        let counts = log_counts(&pool, &p).await;
+        assert_eq!(counts.len(), N, "{}", b.name);
+        assert!(counts.values().all(|c| *c == 1), "{}", b.name);
         cleanup(&pool, &p).await;
     }
 }

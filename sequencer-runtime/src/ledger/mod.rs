@@ -964,6 +964,25 @@ impl Ledger {
         deferred_rows(&rows)
     }
 
+    /// One run of one operation.
+    pub async fn row_of(&self, name: &str, run: i64) -> Result<Option<LedgerRow>, LedgerError> {
+        let r = sqlx::query(&self.sql.row_of)
+            .bind(name)
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read the ledger"))?;
+        r.as_ref()
+            .map(row)
+            .transpose()
+            .map_err(q("decode a ledger row"))
+    }
+
+    /// The channel a PostgreSQL dispatcher listens on for ended jobs.
+    pub fn done_channel(&self) -> String {
+        format!("{}jobs_done", self.prefix)
+    }
+
     /// The channel PostgreSQL workers listen on.
     pub fn notify_channel(&self) -> String {
         format!("{}jobs", self.prefix)
@@ -1112,6 +1131,14 @@ impl Ledger {
             .execute(&self.pool)
             .await
             .map_err(q("end a job"))?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(self.done_channel())
+                .bind(status)
+                .execute(&self.pool)
+                .await
+                .map_err(q("announce an ended job"))?;
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@ pub struct Sql {
     pub versions: String,
     pub record_version: String,
     pub rows: String,
+    pub row_of: String,
     pub insert_pending: String,
     pub claim: String,
     pub insert_running: String,
@@ -225,6 +226,7 @@ impl Sql {
             rows: format!(
                 "SELECT {ROW_COLUMNS} FROM {ops} o WHERE run = (SELECT MAX(run) FROM {ops} i WHERE i.name = o.name) ORDER BY op_timestamp, name"
             ),
+            row_of: format!("SELECT {ROW_COLUMNS} FROM {ops} WHERE name = ? AND run = ?"),
             insert_pending: ignore(&format!(
                 "INSERT INTO {ops} (name, run, op_timestamp, status, attempts) VALUES (?, 0, ?, 'pending', 0)"
             )),
@@ -387,6 +389,7 @@ impl Sql {
             &mut self.job_heartbeat,
             &mut self.job_end,
             &mut self.job_counts,
+            &mut self.row_of,
             &mut self.unlock_sqlite,
             &mut self.errors_of,
         ] {
