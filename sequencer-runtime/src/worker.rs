@@ -167,6 +167,15 @@ pub struct WorkReport {
     pub unknown: usize,
 }
 
+/// The database is unreachable (restarting, failing over): say so, wait a second, and go on; the pool reconnects.
+async fn database_trouble(e: &dyn std::fmt::Display, shutdown: &CancellationToken) {
+    eprintln!("worker: database trouble, retrying in 1 s: {e}");
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
+
 impl Sequencer {
     /// Puts the operation's next run on its queue (`queue = "..."`, else `default`).
     pub async fn enqueue(&self, name: &str) -> Result<bool, SequencerError> {
@@ -232,24 +241,41 @@ impl Sequencer {
                 break;
             }
             if last_rescue.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                ledger.rescue_jobs().await?;
-                ledger.recover_interrupted(&env.owner).await?;
+                let rescued = async {
+                    ledger.rescue_jobs().await?;
+                    ledger.recover_interrupted(&env.owner).await
+                }
+                .await;
+                if let Err(e) = rescued {
+                    database_trouble(&e, &shutdown).await;
+                    continue;
+                }
                 last_rescue = Some(Instant::now());
             }
             let free = opts.concurrency.max(1).saturating_sub(tasks.len());
             let mut took = 0;
             if free > 0 {
-                for job in ledger
+                let taken = match ledger
                     .take_jobs(&opts.queue, &worker, opts.lease, free)
-                    .await?
+                    .await
                 {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        database_trouble(&e, &shutdown).await;
+                        continue;
+                    }
+                };
+                for job in taken {
                     took += 1;
                     report.jobs += 1;
                     let Some(def) = self.registry().get(&job.name) else {
                         let error = format!("unknown operation `{}` in a queued job: this binary does not have it; the job is kept for a human", job.name);
-                        ledger
+                        if let Err(e) = ledger
                             .end_job(job.id, &worker, "failed", Some(&error))
-                            .await?;
+                            .await
+                        {
+                            tracing::warn!("{e}");
+                        }
                         report.unknown += 1;
                         continue;
                     };
@@ -282,11 +308,19 @@ impl Sequencer {
             if tasks.is_empty()
                 && last_deferred.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
             {
-                self.process_deferred(Some(opts.concurrency)).await?;
+                if let Err(e) = self.process_deferred(Some(opts.concurrency)).await {
+                    tracing::warn!("deferred operations: {e}");
+                }
                 last_deferred = Some(Instant::now());
             }
             if tasks.is_empty() && opts.until_idle {
-                let counts = ledger.job_counts(&opts.queue).await?;
+                let counts = match ledger.job_counts(&opts.queue).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        database_trouble(&e, &shutdown).await;
+                        continue;
+                    }
+                };
                 if counts.get("queued").copied().unwrap_or(0) == 0
                     && counts.get("running").copied().unwrap_or(0) == 0
                 {
@@ -295,7 +329,10 @@ impl Sequencer {
             }
             tokio::select! {
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    self.finish_job(joined, &worker, &mut report).await?;
+                    if let Err(e) = self.finish_job(joined, &worker, &mut report).await {
+                        // The job's lease runs out and it is rescued; its operation's row is recovered.
+                        database_trouble(&e, &shutdown).await;
+                    }
                 }
                 _ = async { match listener.as_mut() { Some(l) => { let _ = l.recv().await; } None => std::future::pending::<()>().await } } => {
                     idle = Duration::from_millis(5);
@@ -313,7 +350,11 @@ impl Sequencer {
         loop {
             tokio::select! {
                 joined = tasks.join_next() => match joined {
-                    Some(joined) => self.finish_job(joined, &worker, &mut report).await?,
+                    Some(joined) => {
+                        if let Err(e) = self.finish_job(joined, &worker, &mut report).await {
+                            tracing::warn!("{e}");
+                        }
+                    }
                     None => break,
                 },
                 _ = &mut deadline => {

@@ -265,6 +265,10 @@ async fn main(mut builder: SequencerBuilder, cli: Cli) -> ExitCode {
             builder = builder.actor(actor.clone());
         }
     }
+    if let Command::Work { lease, .. } = &cli.command {
+        // A worker's claims on operations expire as fast as its claims on jobs.
+        builder = builder.lease(std::time::Duration::from_secs((*lease).max(1)));
+    }
     let seq = match builder.build().await {
         Ok(s) => s,
         Err(e) => return fail(&e),

@@ -5,118 +5,12 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{backends, prefix, Backend};
+use common::work::{cleanup, job_count, log_counts, pool, seqwork, setup, statuses, terminate, N};
+use common::{backends, prefix};
 use sequencer::sqlx;
-
-/// The operations of `work_ops`.
-const N: usize = 1000;
-
-fn seqwork(b: &Backend, p: &str, args: &[&str], sleep_ms: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_seqwork"));
-    c.args(args)
-        .env("SEQUENCER_DATABASE_URL", &b.url)
-        .env("SEQTEST_PREFIX", p)
-        .env("SEQTEST_SLEEP_MS", sleep_ms)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-async fn pool(b: &Backend) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    let url = if b.name == "SQLite" {
-        format!("{}?mode=rwc", b.url)
-    } else {
-        b.url.clone()
-    };
-    sqlx::AnyPool::connect(&url).await.expect("pool")
-}
-
-async fn log_counts(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, i64> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
-        "SELECT name, COUNT(*) FROM {p}work_log GROUP BY name"
-    ))
-    .fetch_all(pool)
-    .await
-    .unwrap_or_default();
-    rows.into_iter().collect()
-}
-
-async fn statuses(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, String> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as(&format!("SELECT name, status FROM {p}seq_operations"))
-            .fetch_all(pool)
-            .await
-            .unwrap_or_default();
-    rows.into_iter()
-        .map(|(n, s)| (n.split_at(18).1.to_owned(), s))
-        .collect()
-}
-
-async fn job_count(pool: &sqlx::AnyPool, p: &str, status: &str) -> i64 {
-    sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM {p}jobs WHERE status = '{status}'"
-    ))
-    .fetch_one(pool)
-    .await
-    .unwrap_or(-1)
-}
-
-async fn cleanup(pool: &sqlx::AnyPool, p: &str) {
-    for t in [
-        "work_log",
-        "jobs",
-        "seq_operations",
-        "seq_errors",
-        "seq_batches",
-        "seq_locks",
-        "seq_schema_versions",
-        "seq_rate_limits",
-        "seq_throttles",
-        "seq_deferred",
-        "seq_jobs",
-    ] {
-        let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {p}{t}"))
-            .execute(pool)
-            .await;
-    }
-}
-
-async fn setup(b: &Backend, p: &str) -> sqlx::AnyPool {
-    let pool = pool(b).await;
-    sqlx::query(&format!(
-        "CREATE TABLE {p}work_log (name VARCHAR(191) NOT NULL)"
-    ))
-    .execute(&pool)
-    .await
-    .expect("log table");
-    let out = seqwork(b, p, &["process"], "0").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        b.name,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        stdout.matches("queued: ").count(),
-        N,
-        "{}: every asynchronous operation is queued, none run here",
-        b.name
-    );
-    pool
-}
-
-fn terminate(child: &Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_operations_run_once_across_workers() {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use sequencer::sqlx;
 
+pub mod work;
+
 /// A database to run a suite on.
 pub struct Backend {
     /// Its name, in messages.
