@@ -488,23 +488,9 @@ impl Env {
             };
             drop(ctx.take_tx().await);
             if error.downcast_ref::<crate::Cancelled>().is_some() {
-                let message = format!("{error:#}");
-                let stored = self.stored_text(def, &message);
-                let end = Finish {
-                    owner: &self.owner,
-                    name: meta.name,
-                    run,
-                    status: Status::Interrupted,
-                    duration: started.elapsed(),
-                    skip_reason: None,
-                    error: Some(&stored),
-                };
-                self.ledger.finish(self.ledger.pool(), &end).await?;
-                self.emit(Event::OperationFailed {
-                    name: meta.name.to_owned(),
-                    error: message.clone(),
-                    allowed_to_fail: true,
-                });
+                let message = self
+                    .end_with_error(def, run, started, Status::Interrupted, &error)
+                    .await?;
                 return Ok(Outcome::Cancelled { reason: message });
             }
             if let Some(skip) = error.downcast_ref::<Skipped>() {
@@ -556,25 +542,42 @@ impl Env {
                         .await?;
                 }
             }
-            let message = format!("{error:#}");
-            let stored = self.stored_text(def, &message);
-            let end = Finish {
-                owner: &self.owner,
-                name: meta.name,
-                run,
-                status: Status::Failed,
-                duration: started.elapsed(),
-                skip_reason: None,
-                error: Some(&stored),
-            };
-            self.ledger.finish(self.ledger.pool(), &end).await?;
-            self.emit(Event::OperationFailed {
-                name: meta.name.to_owned(),
-                error: message.clone(),
-                allowed_to_fail: meta.allowed_to_fail,
-            });
+            let message = self
+                .end_with_error(def, run, started, Status::Failed, &error)
+                .await?;
             return Ok(Outcome::Failed { error: message });
         }
+    }
+
+    /// Records the end of a run that stopped with an error (`failed`, or `interrupted` when cancelled), the error
+    /// sealed for an `encrypted` operation, and announces it. Returns the message.
+    async fn end_with_error(
+        &self,
+        def: &OperationDef,
+        run: i64,
+        started: Instant,
+        status: Status,
+        error: &Error,
+    ) -> Result<String, LedgerError> {
+        let message = format!("{error:#}");
+        let stored = self.stored_text(def, &message);
+        let end = Finish {
+            owner: &self.owner,
+            name: def.meta.name,
+            run,
+            status,
+            duration: started.elapsed(),
+            skip_reason: None,
+            error: Some(&stored),
+        };
+        self.ledger.finish(self.ledger.pool(), &end).await?;
+        let allowed_to_fail = status == Status::Interrupted || def.meta.allowed_to_fail;
+        self.emit(Event::OperationFailed {
+            name: def.meta.name.to_owned(),
+            error: message.clone(),
+            allowed_to_fail,
+        });
+        Ok(message)
     }
 
     fn ctx(

@@ -62,21 +62,7 @@ async fn wait_for_progress(pool: &sqlx::AnyPool, p: &str, done: i64, what: &str)
 }
 
 async fn cleanup(pool: &sqlx::AnyPool, p: &str) {
-    for t in [
-        "items",
-        "seq_operations",
-        "seq_errors",
-        "seq_batches",
-        "seq_locks",
-        "seq_schema_versions",
-        "seq_rate_limits",
-        "seq_throttles",
-        "seq_deferred",
-    ] {
-        let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {p}{t}"))
-            .execute(pool)
-            .await;
-    }
+    common::drop_tables(pool, p, &["items"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

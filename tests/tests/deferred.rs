@@ -160,19 +160,6 @@ async fn deferred_operations_retry_then_fail_and_keep_bad_rows() {
             "{}: {bad:?}",
             b.name
         );
-        for t in [
-            "operations",
-            "errors",
-            "batches",
-            "locks",
-            "schema_versions",
-            "rate_limits",
-            "throttles",
-            "deferred",
-        ] {
-            let _ = sequencer::sqlx::query(&format!("DROP TABLE IF EXISTS {p}seq_{t}"))
-                .execute(seq.ledger().pool())
-                .await;
-        }
+        common::drop_tables(seq.ledger().pool(), &p, &[]).await;
     }
 }

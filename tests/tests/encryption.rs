@@ -144,20 +144,6 @@ async fn secrets_are_sealed_at_rest_and_keys_rotate() {
             "{}: the unreadable row is kept",
             b.name
         );
-        for t in [
-            "operations",
-            "errors",
-            "batches",
-            "locks",
-            "schema_versions",
-            "rate_limits",
-            "throttles",
-            "deferred",
-            "jobs",
-        ] {
-            let _ = sequencer::sqlx::query(&format!("DROP TABLE IF EXISTS {p}seq_{t}"))
-                .execute(pool)
-                .await;
-        }
+        common::drop_tables(pool, &p, &[]).await;
     }
 }

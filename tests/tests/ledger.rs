@@ -48,18 +48,7 @@ async fn statuses(seq: &Sequencer) -> HashMap<String, Status> {
 }
 
 async fn cleanup(seq: &Sequencer, p: &str) {
-    for t in [
-        "log",
-        "seq_operations",
-        "seq_errors",
-        "seq_batches",
-        "seq_locks",
-        "seq_schema_versions",
-    ] {
-        let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {p}{t}"))
-            .execute(seq.ledger().pool())
-            .await;
-    }
+    common::drop_tables(seq.ledger().pool(), p, &["log"]).await;
 }
 
 fn ts(s: &str) -> Option<Timestamp> {

@@ -42,17 +42,7 @@ async fn rows(seq: &Sequencer) -> HashMap<String, LedgerRow> {
 }
 
 async fn cleanup(seq: &Sequencer, p: &str) {
-    for t in [
-        "seq_operations",
-        "seq_errors",
-        "seq_batches",
-        "seq_locks",
-        "seq_schema_versions",
-    ] {
-        let _ = sequencer::sqlx::query(&format!("DROP TABLE IF EXISTS {p}{t}"))
-            .execute(seq.ledger().pool())
-            .await;
-    }
+    common::drop_tables(seq.ledger().pool(), p, &[]).await;
 }
 
 fn opts(concurrency: usize) -> ProcessOptions {

@@ -62,19 +62,7 @@ async fn rows(seq: &Sequencer) -> HashMap<String, LedgerRow> {
 }
 
 async fn cleanup(seq: &Sequencer, p: &str) {
-    for t in [
-        "operations",
-        "errors",
-        "batches",
-        "locks",
-        "schema_versions",
-        "rate_limits",
-        "throttles",
-    ] {
-        let _ = sequencer::sqlx::query(&format!("DROP TABLE IF EXISTS {p}seq_{t}"))
-            .execute(seq.ledger().pool())
-            .await;
-    }
+    common::drop_tables(seq.ledger().pool(), p, &[]).await;
 }
 
 fn gaps(starts: &[u128]) -> Vec<u128> {

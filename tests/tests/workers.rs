@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::work::{cleanup, job_count, log_counts, pool, seqwork, setup, statuses, terminate, N};
+use common::work::{
+    cleanup, job_count, log_counts, pool, seqwork, setup, statuses, terminate, Workers, N,
+};
 use common::{backends, prefix};
 use sequencer::sqlx;
 
@@ -70,18 +71,20 @@ async fn killed_workers_lose_nothing_and_rerun_nothing_unsafe() {
         let p = prefix();
         let pool = setup(&b, &p).await;
         let args = ["work", "--concurrency", "4", "--lease", "2"];
-        let mut workers: Vec<Child> = (0..4)
-            .map(|_| seqwork(&b, &p, &args, "15").spawn().unwrap())
-            .collect();
+        let mut workers = Workers(
+            (0..4)
+                .map(|_| seqwork(&b, &p, &args, "15").spawn().unwrap())
+                .collect(),
+        );
         let mut rng = fastrand::Rng::with_seed(6);
         let mut kills = 0;
         while kills < 10 {
             tokio::time::sleep(Duration::from_millis(rng.u64(80..250))).await;
-            let i = rng.usize(..workers.len());
-            workers[i].kill().expect("kill -9");
-            workers[i].wait().unwrap();
+            let i = rng.usize(..workers.0.len());
+            workers.0[i].kill().expect("kill -9");
+            workers.0[i].wait().unwrap();
             kills += 1;
-            workers[i] = seqwork(&b, &p, &args, "15").spawn().unwrap();
+            workers.0[i] = seqwork(&b, &p, &args, "15").spawn().unwrap();
         }
         // Let the survivors drain the queue (a dead worker's jobs return after its 2 s lease).
         let jobs = format!("{p}seq_");
@@ -103,10 +106,10 @@ async fn killed_workers_lose_nothing_and_rerun_nothing_unsafe() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        for w in &workers {
+        for w in &workers.0 {
             terminate(w);
         }
-        for w in workers {
+        for w in workers.0.drain(..) {
             let out = w.wait_with_output().unwrap();
             assert!(
                 out.status.success(),
@@ -242,13 +245,15 @@ async fn a_dispatcher_runs_its_operations_on_the_workers_and_waits() {
         .execute(&pool)
         .await
         .expect("log table");
-        let workers: Vec<Child> = (0..2)
-            .map(|_| {
-                seqwork(&b, &p, &["work", "--concurrency", "8"], "2")
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
+        let mut workers = Workers(
+            (0..2)
+                .map(|_| {
+                    seqwork(&b, &p, &["work", "--concurrency", "8"], "2")
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        );
         let out = seqwork(
             &b,
             &p,
@@ -277,10 +282,10 @@ async fn a_dispatcher_runs_its_operations_on_the_workers_and_waits() {
             b.name,
             stdout.lines().last().unwrap_or_default()
         );
-        for w in &workers {
+        for w in &workers.0 {
             terminate(w);
         }
-        for w in workers {
+        for w in workers.0.drain(..) {
             w.wait_with_output().unwrap();
         }
         let counts = log_counts(&pool, &p).await;

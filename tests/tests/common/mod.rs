@@ -64,6 +64,30 @@ pub fn prefix() -> String {
     format!("t{}_", fastrand::u32(..))
 }
 
+/// Drops the tables a suite made: the ledger's (prefixed `{p}seq_`) and `extra` ones (prefixed `{p}`).
+pub async fn drop_tables(pool: &sqlx::AnyPool, p: &str, extra: &[&str]) {
+    const LEDGER: &[&str] = &[
+        "operations",
+        "errors",
+        "batches",
+        "locks",
+        "schema_versions",
+        "rate_limits",
+        "throttles",
+        "deferred",
+        "jobs",
+    ];
+    let names = LEDGER
+        .iter()
+        .map(|t| format!("{p}seq_{t}"))
+        .chain(extra.iter().map(|t| format!("{p}{t}")));
+    for t in names {
+        let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {t}"))
+            .execute(pool)
+            .await;
+    }
+}
+
 /// A fresh, empty database on the backend (a new file on SQLite, `CREATE DATABASE` on the servers), for suites
 /// that touch database-wide state such as `_sqlx_migrations`. Drop it with [`drop_database`].
 pub async fn fresh_database(b: &Backend) -> (String, Option<String>) {

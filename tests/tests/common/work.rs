@@ -62,23 +62,7 @@ pub async fn job_count(pool: &sqlx::AnyPool, p: &str, status: &str) -> i64 {
 }
 
 pub async fn cleanup(pool: &sqlx::AnyPool, p: &str) {
-    for t in [
-        "work_log",
-        "jobs",
-        "seq_operations",
-        "seq_errors",
-        "seq_batches",
-        "seq_locks",
-        "seq_schema_versions",
-        "seq_rate_limits",
-        "seq_throttles",
-        "seq_deferred",
-        "seq_jobs",
-    ] {
-        let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {p}{t}"))
-            .execute(pool)
-            .await;
-    }
+    super::drop_tables(pool, p, &["work_log"]).await;
 }
 
 pub async fn setup(b: &Backend, p: &str) -> sqlx::AnyPool {
@@ -106,6 +90,19 @@ pub async fn setup(b: &Backend, p: &str) -> sqlx::AnyPool {
     pool
 }
 
+/// Worker processes that are killed when the test ends, even when it fails.
+pub struct Workers(pub Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sends SIGTERM.
 pub fn terminate(child: &Child) {
     let _ = Command::new("kill")
         .arg("-TERM")
