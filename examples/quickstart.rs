@@ -4,7 +4,7 @@
 //! cargo run --example quickstart -- process        # runs every pending operation, once
 //! cargo run --example quickstart -- process        # nothing pending: exits 0
 //! cargo run --example quickstart -- status --json
-//! cargo run --example quickstart -- rollback --step 1
+//! cargo run --example quickstart -- rollback --op create_roles
 //! ```
 
 use std::process::ExitCode;

@@ -87,7 +87,7 @@ pub struct RetryPolicy {
     pub backoff: Backoff,
     /// Stop retrying once this long has passed since the first try.
     pub retry_until: Option<Duration>,
-    /// Fail once this many tries have ended in an error (timeouts excepted), even with tries left.
+    /// Fail once this many tries have ended in an error (timeouts included), even with tries left.
     pub max_exceptions: Option<u32>,
 }
 
@@ -152,7 +152,7 @@ pub enum Schedule {
 pub struct Unique {
     /// At most one run holds this key at a time.
     pub key: &'static str,
-    /// How long the key is held at most (until the run ends when unset).
+    /// How long the key is held at most; it is released when the run ends (one hour when unset).
     pub hold_for: Option<Duration>,
 }
 

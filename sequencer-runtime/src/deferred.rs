@@ -1,5 +1,5 @@
 //! Deferred operations: `defer(name, payload, due_at, max_attempts)` stores a serde payload in the ledger
-//! database; `process_deferred` (the `process-deferred` command, and workers once they exist) runs the due ones
+//! database; `process_deferred` (the `process-deferred` command, and every `work` process) runs the due ones
 //! with their typed handler, retrying after a delay until `max_attempts`, then recording the error.
 
 use std::collections::HashMap;

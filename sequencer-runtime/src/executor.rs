@@ -504,11 +504,15 @@ impl Env {
                 .record_error(meta.name, run, attempt, &error, self.seal_for(def))
                 .await?;
             let out_of_exceptions = policy.max_exceptions.is_some_and(|m| exceptions >= m);
-            let delay = jittered(
-                policy.delay_before(attempt + 1),
-                self.jitter,
-                fastrand::f64(),
-            );
+            let delay = if policy.retry_until.is_some()
+                && matches!(policy.backoff, sequencer_core::Backoff::None)
+            {
+                // `retry_until` without a backoff: one try a second, not a tight loop.
+                Duration::from_secs(1)
+            } else {
+                policy.delay_before(attempt + 1)
+            };
+            let delay = jittered(delay, self.jitter, fastrand::f64());
             let past_deadline = deadline.is_some_and(|d| Instant::now() + delay > d);
             if attempt < policy.tries
                 && !out_of_exceptions

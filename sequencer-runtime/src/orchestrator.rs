@@ -65,6 +65,11 @@ impl Due {
         self.def
     }
 
+    /// Whether this is a new run of a completed operation (`--repeat`).
+    pub(crate) fn is_new_run(&self) -> bool {
+        self.new_run
+    }
+
     /// Its ledger run number.
     pub fn run(&self) -> i64 {
         self.run

@@ -253,7 +253,7 @@ impl SequencerBuilder {
         self
     }
 
-    /// The schema migrations `migrate` applies (`sqlx::migrate!()` or `Migrator::new(path)`), on the ledger
+    /// The schema migrations `migrate` applies (`Migrator::new(path)`), on the ledger
     /// database.
     pub fn migrator(mut self, migrator: sqlx::migrate::Migrator) -> Self {
         self.migrator = Some(Arc::new(migrator));
@@ -859,9 +859,36 @@ impl Sequencer {
         // `asynchronous` operations (all, with `--async`) go to the workers' queue, unless forced to run here.
         let force_sync = opts.sync
             || matches!(&self.inner.strategy, crate::strategy::Strategy::Migration(m) if m.forces_sync());
-        let (queue, due): (Vec<Due>, Vec<Due>) = due.into_iter().partition(|d| {
-            !force_sync && !opts.dispatch && (opts.queue_all || d.def().meta.asynchronous)
-        });
+        let done_before: HashSet<String> = rows
+            .values()
+            .filter(|r| matches!(r.status, Status::Completed | Status::Skipped))
+            .map(|r| r.name.clone())
+            .collect();
+        let mut queue: Vec<Due> = Vec::new();
+        let mut in_process: Vec<Due> = Vec::new();
+        for d in due {
+            let to_queue = !force_sync
+                && !opts.dispatch
+                && !d.is_new_run()
+                && (opts.queue_all || d.def().meta.asynchronous);
+            if !to_queue {
+                in_process.push(d);
+                continue;
+            }
+            // A queued operation runs whenever a worker takes it: queue it only once its dependencies are done.
+            let missing = d.def().meta.depends_on.iter().find_map(|x| match x {
+                crate::Dependency::Operation(n) if !done_before.contains(*n) => Some(*n),
+                _ => None,
+            });
+            match missing {
+                Some(dep) => report.waiting.push((
+                    d.def().meta.name.to_owned(),
+                    format!("queued once its dependency `{dep}` has completed (or run with `--dispatch`)"),
+                )),
+                None => queue.push(d),
+            }
+        }
+        let due = in_process;
         for d in &queue {
             let q = d.def().meta.queue.unwrap_or(crate::worker::DEFAULT_QUEUE);
             if !opts.dry_run {

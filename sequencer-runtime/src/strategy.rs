@@ -43,7 +43,7 @@ impl MigrationStrategy {
     }
 
     /// Run every operation in the migrating process, `asynchronous` ones included (they would otherwise go to
-    /// the queue once workers exist).
+    /// the workers' queue).
     pub fn force_sync(mut self, yes: bool) -> Self {
         self.force_sync = yes;
         self
@@ -86,7 +86,7 @@ impl Sequencer {
     pub async fn migrate(&self) -> Result<MigrateReport, SequencerError> {
         let migrator: Arc<Migrator> = self.migrator().ok_or_else(|| {
             SequencerError::Usage(
-                "no migrator: add `.migrator(sqlx::migrate::Migrator::new(Path::new(\"migrations\")).await?)` (or `sqlx::migrate!()`) to the builder".into(),
+                "no migrator: add `.migrator(sqlx::migrate::Migrator::new(Path::new(\"migrations\")).await?)` to the builder".into(),
             )
         })?;
         let strategy = self.strategy().clone();

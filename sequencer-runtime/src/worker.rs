@@ -80,27 +80,37 @@ impl Dispatch {
         let mut wait = Duration::from_millis(5);
         loop {
             let notified = self.ended.notified();
-            if let Some(r) = self.ledger.row_of(meta.name, run).await? {
-                let outcome = match r.status {
-                    Status::Completed => Some(Outcome::Completed {
-                        duration: Duration::from_millis(r.duration_ms.unwrap_or(0).max(0) as u64),
-                    }),
-                    Status::Skipped => Some(Outcome::Skipped {
-                        reason: r.skip_reason.unwrap_or_default(),
-                    }),
-                    Status::Failed => Some(Outcome::Failed {
-                        error: r.last_error.unwrap_or_default(),
-                    }),
-                    Status::Interrupted => Some(Outcome::Failed {
-                        error: r
-                            .last_error
-                            .unwrap_or_else(|| "interrupted on a worker".into()),
-                    }),
-                    _ => None,
-                };
-                if let Some(o) = outcome {
-                    return Ok(o);
-                }
+            // The job ends after the operation's row: wait for the job, then read the row (an older run's
+            // failure is never mistaken for this one's).
+            let job = self.ledger.job_status(meta.name, run).await?;
+            if matches!(job.as_deref(), Some("done" | "failed")) {
+                let r = self.ledger.row_of(meta.name, run).await?;
+                return Ok(match r {
+                    Some(r) => match r.status {
+                        Status::Completed => Outcome::Completed {
+                            duration: Duration::from_millis(
+                                r.duration_ms.unwrap_or(0).max(0) as u64
+                            ),
+                        },
+                        Status::Skipped => Outcome::Skipped {
+                            reason: r.skip_reason.unwrap_or_default(),
+                        },
+                        Status::Failed | Status::Interrupted => Outcome::Failed {
+                            error: r.last_error.unwrap_or_else(|| {
+                                format!("`{}` ended {} on a worker", meta.name, r.status)
+                            }),
+                        },
+                        other => Outcome::Failed {
+                            error: format!(
+                                "a worker took `{}` but did not run it: it is {other}",
+                                meta.name
+                            ),
+                        },
+                    },
+                    None => Outcome::Failed {
+                        error: format!("`{}` has no ledger row", meta.name),
+                    },
+                });
             }
             if self.cancel.is_cancelled() {
                 return Ok(Outcome::Cancelled {
@@ -295,7 +305,7 @@ impl Sequencer {
                                 }
                             }
                         });
-                        let outcome = env.run(def, Target { run: job.run, new_run: false, batch, scheduled: false }).await.map_err(SequencerError::from);
+                        let outcome = env.run(def, Target { run: job.run, new_run: false, batch, scheduled: true }).await.map_err(SequencerError::from);
                         beat.cancel();
                         (job, outcome)
                     });

@@ -978,6 +978,16 @@ impl Ledger {
             .map_err(q("decode a ledger row"))
     }
 
+    /// The status of an operation run's job, if it has one.
+    pub async fn job_status(&self, name: &str, run: i64) -> Result<Option<String>, LedgerError> {
+        sqlx::query_scalar(&self.sql.job_status)
+            .bind(name)
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a job"))
+    }
+
     /// The channel a PostgreSQL dispatcher listens on for ended jobs.
     pub fn done_channel(&self) -> String {
         format!("{}jobs_done", self.prefix)

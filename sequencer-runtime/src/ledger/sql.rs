@@ -57,6 +57,7 @@ pub struct Sql {
     pub job_heartbeat: String,
     pub job_end: String,
     pub job_counts: String,
+    pub job_status: String,
     pub unlock_sqlite: String,
     pub renew_lock_sqlite: String,
 }
@@ -232,7 +233,9 @@ impl Sql {
             )),
             // The claim: one atomic statement; whoever changes the row owns the operation.
             claim: format!(
-                "UPDATE {ops} SET status = 'running', batch = ?, attempts = 1, started_at = ?, finished_at = NULL, \
+                "UPDATE {ops} SET checkpoint = CASE WHEN status = 'rolled_back' THEN NULL ELSE checkpoint END, \
+                 progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
+                 status = 'running', batch = ?, attempts = 1, started_at = ?, finished_at = NULL, \
                  duration_ms = NULL, lease_until = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
                  last_error = NULL WHERE name = ? AND run = ? AND status IN ('pending', 'failed', 'rolled_back', ?, ?)"
             ),
@@ -330,6 +333,7 @@ impl Sql {
             ),
             job_heartbeat: format!("UPDATE {prefix}jobs SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'running'"),
             job_end: format!("UPDATE {prefix}jobs SET status = ?, finished_at = ?, lease_until = NULL, last_error = ? WHERE id = ? AND worker = ?"),
+            job_status: format!("SELECT status FROM {prefix}jobs WHERE name = ? AND run = ?"),
             job_counts: format!("SELECT status, COUNT(*) FROM {prefix}jobs WHERE queue = ? GROUP BY status"),
             deferred_one: format!(
                 "SELECT id, handler, payload, due_at, attempts, max_attempts, status, last_error FROM {prefix}deferred WHERE id = ?"
@@ -389,6 +393,7 @@ impl Sql {
             &mut self.job_heartbeat,
             &mut self.job_end,
             &mut self.job_counts,
+            &mut self.job_status,
             &mut self.row_of,
             &mut self.unlock_sqlite,
             &mut self.errors_of,
