@@ -423,10 +423,7 @@ fn mermaid_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        BoxFuture, Ctx, Dependency, Hooks, OperationDef, OperationMeta, Result, RetryPolicy,
-        SourceLocation, Timestamp,
-    };
+    use crate::{BoxFuture, Ctx, Dependency, OperationDef, OperationMeta, Result, Timestamp};
 
     fn h(_: &Ctx) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
@@ -442,34 +439,8 @@ mod tests {
                 name,
                 timestamp: Timestamp::from_version_unchecked(20240101000000 + second),
                 fn_name: name,
-                module_path: module_path!(),
-                source: SourceLocation {
-                    file: file!(),
-                    line: line!(),
-                },
-                checksum: 0,
                 depends_on,
-                rollbackable: false,
-                allowed_to_fail: false,
-                retry: RetryPolicy::ONCE,
-                timeout: None,
-                fail_on_timeout: false,
-                schedule: None,
-                asynchronous: false,
-                queue: None,
-                unique: None,
-                middleware: &[],
-                tags: &[],
-                hooks: Hooks {
-                    before: false,
-                    after: false,
-                    failed: false,
-                },
-                transaction: false,
-                encrypted: false,
-                environments: &[],
-                conditional: false,
-                idempotent: false,
+                ..crate::registry::BLANK_META
             },
             handler: h,
             rollback: None,

@@ -32,18 +32,7 @@ impl Dispatch {
     ) -> Result<Dispatch, SequencerError> {
         let ended = std::sync::Arc::new(tokio::sync::Notify::new());
         if ledger.dialect() == Dialect::Postgres {
-            let mut l = sqlx::postgres::PgListener::connect(ledger.url())
-                .await
-                .map_err(|source| crate::ledger::LedgerError::Connect {
-                    url: crate::ledger::redact(ledger.url()),
-                    source,
-                })?;
-            l.listen(&ledger.done_channel()).await.map_err(|source| {
-                crate::ledger::LedgerError::Query {
-                    what: "listen for ended jobs",
-                    source,
-                }
-            })?;
+            let mut l = ledger.listen(&ledger.done_channel()).await?;
             let (notify, stop) = (ended.clone(), cancel.clone());
             tokio::spawn(async move {
                 loop {
@@ -224,21 +213,7 @@ impl Sequencer {
         );
         let batch = ledger.new_batch(&env.owner).await?;
         let mut listener = match ledger.dialect() {
-            Dialect::Postgres => {
-                let mut l = sqlx::postgres::PgListener::connect(ledger.url())
-                    .await
-                    .map_err(|source| crate::ledger::LedgerError::Connect {
-                        url: crate::ledger::redact(ledger.url()),
-                        source,
-                    })?;
-                l.listen(&ledger.notify_channel()).await.map_err(|source| {
-                    crate::ledger::LedgerError::Query {
-                        what: "listen for jobs",
-                        source,
-                    }
-                })?;
-                Some(l)
-            }
+            Dialect::Postgres => Some(ledger.listen(&ledger.notify_channel()).await?),
             _ => None,
         };
         let mut report = WorkReport::default();

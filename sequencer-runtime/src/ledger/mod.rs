@@ -988,6 +988,18 @@ impl Ledger {
             .map_err(q("read a job"))
     }
 
+    /// A PostgreSQL connection listening on `channel`.
+    pub async fn listen(&self, channel: &str) -> Result<sqlx::postgres::PgListener, LedgerError> {
+        let mut l = sqlx::postgres::PgListener::connect(&self.url)
+            .await
+            .map_err(|source| LedgerError::Connect {
+                url: redact(&self.url),
+                source,
+            })?;
+        l.listen(channel).await.map_err(q("listen for jobs"))?;
+        Ok(l)
+    }
+
     /// The channel a PostgreSQL dispatcher listens on for ended jobs.
     pub fn done_channel(&self) -> String {
         format!("{}jobs_done", self.prefix)
