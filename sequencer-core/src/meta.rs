@@ -60,6 +60,52 @@ pub struct OperationMeta {
     pub idempotent: bool,
 }
 
+impl OperationMeta {
+    /// Metadata with every key at its default: for operations built at run time rather than by the macro
+    /// (generated registries, benchmarks). Set the fields that differ with struct update syntax.
+    ///
+    /// ```
+    /// use sequencer_core::{OperationMeta, Timestamp};
+    ///
+    /// let ts = Timestamp::from_version(20240115120000).unwrap();
+    /// let meta = OperationMeta { idempotent: true, ..OperationMeta::new("2024_01_15_120000_backfill", ts) };
+    /// assert_eq!(meta.retry.tries, 1);
+    /// assert!(meta.depends_on.is_empty());
+    /// ```
+    pub const fn new(name: &'static str, timestamp: Timestamp) -> OperationMeta {
+        OperationMeta {
+            name,
+            timestamp,
+            fn_name: "",
+            module_path: "",
+            source: SourceLocation { file: "", line: 0 },
+            checksum: 0,
+            depends_on: &[],
+            rollbackable: false,
+            allowed_to_fail: false,
+            retry: RetryPolicy::ONCE,
+            timeout: None,
+            fail_on_timeout: false,
+            schedule: None,
+            asynchronous: false,
+            queue: None,
+            unique: None,
+            middleware: &[],
+            tags: &[],
+            hooks: Hooks {
+                before: false,
+                after: false,
+                failed: false,
+            },
+            transaction: false,
+            encrypted: false,
+            environments: &[],
+            conditional: false,
+            idempotent: false,
+        }
+    }
+}
+
 /// Where an operation was declared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SourceLocation {

@@ -25,36 +25,10 @@ pub type Condition = for<'a> fn(&'a Ctx) -> BoxFuture<'a, bool>;
 pub type DueTime = fn() -> SystemTime;
 
 /// Metadata with every field at its default, for contexts that are not an operation's (deferred handlers).
-pub(crate) const BLANK_META: OperationMeta = OperationMeta {
-    name: "",
-    timestamp: sequencer_core::Timestamp::from_version_unchecked(19_700_101_000_000),
-    fn_name: "",
-    module_path: "",
-    source: sequencer_core::SourceLocation { file: "", line: 0 },
-    checksum: 0,
-    depends_on: &[],
-    rollbackable: false,
-    allowed_to_fail: false,
-    retry: sequencer_core::RetryPolicy::ONCE,
-    timeout: None,
-    fail_on_timeout: false,
-    schedule: None,
-    asynchronous: false,
-    queue: None,
-    unique: None,
-    middleware: &[],
-    tags: &[],
-    hooks: sequencer_core::Hooks {
-        before: false,
-        after: false,
-        failed: false,
-    },
-    transaction: false,
-    encrypted: false,
-    environments: &[],
-    conditional: false,
-    idempotent: false,
-};
+pub(crate) const BLANK_META: OperationMeta = OperationMeta::new(
+    "",
+    sequencer_core::Timestamp::from_version_unchecked(19_700_101_000_000),
+);
 
 /// One operation: its metadata and the functions that run it.
 #[derive(Clone, Copy)]

@@ -720,14 +720,15 @@ impl Sequencer {
         } else {
             None
         };
-        let result = match &lock {
+        // The lock is owned by this future (its connection is `Send`, not `Sync`), so `process` stays `Send`.
+        let (result, lock) = match lock {
             // Keep a SQLite lock row alive for as long as the run lasts (server locks live with their connection).
-            Some(lock) => {
+            Some(mut lock) => {
                 let work = self.process_locked(opts);
                 let mut work = std::pin::pin!(work);
                 let mut renew = tokio::time::interval(Duration::from_secs(15));
                 renew.tick().await;
-                loop {
+                let result = loop {
                     tokio::select! {
                         result = &mut work => break result,
                         _ = renew.tick() => {
@@ -736,9 +737,10 @@ impl Sequencer {
                             }
                         }
                     }
-                }
+                };
+                (result, Some(lock))
             }
-            None => self.process_locked(opts).await,
+            None => (self.process_locked(opts).await, None),
         };
         if let Some(lock) = lock {
             lock.release().await?;

@@ -167,7 +167,7 @@ pub struct WorkReport {
 }
 
 /// The database is unreachable (restarting, failing over): say so, wait a second, and go on; the pool reconnects.
-async fn database_trouble(e: &dyn std::fmt::Display, shutdown: &CancellationToken) {
+async fn database_trouble(e: &(dyn std::fmt::Display + Sync), shutdown: &CancellationToken) {
     eprintln!("worker: database trouble, retrying in 1 s: {e}");
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -395,5 +395,27 @@ impl Sequencer {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles only if the futures users spawn on a multi-threaded runtime are `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(seq: &Sequencer) {
+        fn send<T: Send>(_: T) {}
+        send(seq.work(&WorkOptions::default(), CancellationToken::new()));
+        send(seq.process(&crate::ProcessOptions::default()));
+        send(seq.process_deferred(None));
+        send(seq.enqueue("x"));
+        send(seq.execute("x"));
+        send(seq.status());
+        send(seq.migrate());
+        send(seq.retry("x"));
+        send(seq.rollback(&crate::RollbackTarget::Step(1)));
+        send(seq.batch(["x"]).dispatch());
+        send(seq.chain(["x"]).dispatch());
     }
 }

@@ -12,7 +12,7 @@ fn main() {
         .unwrap_or(2_000);
     let mut rng = fastrand::Rng::with_seed(2_000);
     let mut out =
-        String::from("#[sequencer::operations]\npub mod ops {\n    use sequencer::prelude::*;\n");
+        String::from("#[sequencer::operations]\npub mod ops {\n    #[allow(unused_imports)]\n    use sequencer::prelude::*;\n");
     for i in 0..n {
         // One operation per second from 2024-01-01 00:00:00.
         let (h, m, s) = (i / 3600, i / 60 % 60, i % 60);

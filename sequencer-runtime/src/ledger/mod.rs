@@ -453,11 +453,23 @@ impl Ledger {
         if ops.is_empty() {
             return Ok(());
         }
+        // Many rows per statement: a run of 10,000 operations starts with 20 statements, not 10,000.
+        const ROWS: usize = 500;
         let mut tx = self.pool.begin().await.map_err(q("begin a transaction"))?;
-        for (name, ts) in ops {
-            sqlx::query(&self.sql.insert_pending)
-                .bind(*name)
-                .bind(*ts)
+        let full = self.sql.insert_pending_many(ROWS);
+        for chunk in ops.chunks(ROWS) {
+            let partial;
+            let sql = if chunk.len() == ROWS {
+                &full
+            } else {
+                partial = self.sql.insert_pending_many(chunk.len());
+                &partial
+            };
+            let mut query = sqlx::query(sql);
+            for (name, ts) in chunk {
+                query = query.bind(*name).bind(*ts);
+            }
+            query
                 .execute(&mut *tx)
                 .await
                 .map_err(q("record pending operations"))?;
@@ -1077,8 +1089,8 @@ impl Ledger {
                 run: r.try_get(2)?,
             })
         };
-        if self.dialect == Dialect::Sqlite {
-            let sql = self.sql.job_take_sqlite.replace("{limit}", &limit);
+        if self.dialect != Dialect::MySql {
+            let sql = self.sql.job_take_returning.replace("{limit}", &limit);
             let rows = sqlx::query(&sql)
                 .bind(worker)
                 .bind(until)
@@ -1144,23 +1156,23 @@ impl Ledger {
         status: &str,
         error: Option<&str>,
     ) -> Result<(), LedgerError> {
-        sqlx::query(&self.sql.job_end)
-            .bind(status)
-            .bind(now_ms())
-            .bind(error)
-            .bind(id)
-            .bind(worker)
-            .execute(&self.pool)
-            .await
-            .map_err(q("end a job"))?;
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(self.done_channel())
-                .bind(status)
-                .execute(&self.pool)
-                .await
-                .map_err(q("announce an ended job"))?;
-        }
+        let postgres = self.dialect == Dialect::Postgres;
+        let query = sqlx::query(if postgres {
+            &self.sql.job_end_notify
+        } else {
+            &self.sql.job_end
+        })
+        .bind(status)
+        .bind(now_ms())
+        .bind(error)
+        .bind(id)
+        .bind(worker);
+        let query = if postgres {
+            query.bind(self.done_channel()).bind(status)
+        } else {
+            query
+        };
+        query.execute(&self.pool).await.map_err(q("end a job"))?;
         Ok(())
     }
 
@@ -1328,7 +1340,7 @@ pub struct IsolationLock {
 
 impl IsolationLock {
     /// Keeps a SQLite lock row alive; a no-op on servers, whose locks live as long as the connection.
-    pub async fn renew(&self) -> Result<(), LedgerError> {
+    pub async fn renew(&mut self) -> Result<(), LedgerError> {
         if self.conn.is_none() {
             sqlx::query(&self.ledger.sql.renew_lock_sqlite)
                 .bind(now_ms() + LOCK_TTL.as_millis() as i64)

@@ -7,13 +7,15 @@ use super::Dialect;
 /// The ledger's statements for one backend and table prefix, built once at start-up.
 #[derive(Debug, Clone)]
 pub struct Sql {
+    pub dialect: Dialect,
+    /// `INSERT INTO operations (...) VALUES ` of [`Sql::insert_pending_many`].
+    pub insert_pending_head: String,
     pub schema: Vec<(i64, Vec<String>)>,
     pub create_version_table: String,
     pub versions: String,
     pub record_version: String,
     pub rows: String,
     pub row_of: String,
-    pub insert_pending: String,
     pub claim: String,
     pub insert_running: String,
     pub new_batch: String,
@@ -53,9 +55,10 @@ pub struct Sql {
     pub job_rescue: String,
     pub job_select: String,
     pub job_take: String,
-    pub job_take_sqlite: String,
+    pub job_take_returning: String,
     pub job_heartbeat: String,
     pub job_end: String,
+    pub job_end_notify: String,
     pub job_counts: String,
     pub job_status: String,
     pub unlock_sqlite: String,
@@ -147,6 +150,10 @@ impl Sql {
             Dialect::MySql => insert.replacen("INSERT", "INSERT IGNORE", 1),
         };
         let sql = Sql {
+            dialect,
+            insert_pending_head: format!(
+                "INSERT INTO {ops} (name, run, op_timestamp, status, attempts) VALUES "
+            ),
             schema: vec![
                 (1, v1),
                 (2, vec![format!("ALTER TABLE {ops} ADD COLUMN due_at BIGINT NULL")]),
@@ -228,9 +235,6 @@ impl Sql {
                 "SELECT {ROW_COLUMNS} FROM {ops} o WHERE run = (SELECT MAX(run) FROM {ops} i WHERE i.name = o.name) ORDER BY op_timestamp, name"
             ),
             row_of: format!("SELECT {ROW_COLUMNS} FROM {ops} WHERE name = ? AND run = ?"),
-            insert_pending: ignore(&format!(
-                "INSERT INTO {ops} (name, run, op_timestamp, status, attempts) VALUES (?, 0, ?, 'pending', 0)"
-            )),
             // The claim: one atomic statement; whoever changes the row owns the operation.
             claim: format!(
                 "UPDATE {ops} SET checkpoint = CASE WHEN status = 'rolled_back' THEN NULL ELSE checkpoint END, \
@@ -325,14 +329,21 @@ impl Sql {
                 "SELECT id, name, run FROM {prefix}jobs WHERE queue = ? AND status = 'queued' AND available_at <= ? ORDER BY available_at, id LIMIT {{limit}} FOR UPDATE SKIP LOCKED"
             ),
             job_take: format!("UPDATE {prefix}jobs SET status = 'running', worker = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?"),
-            // SQLite has one writer at a time: one statement claims a batch.
-            job_take_sqlite: format!(
+            // One statement claims a batch: SQLite has one writer at a time, PostgreSQL skips rows other workers
+            // hold. (MariaDB has no `UPDATE ... RETURNING`: it selects, then updates, in one transaction.)
+            job_take_returning: format!(
                 "UPDATE {prefix}jobs SET status = 'running', worker = ?, lease_until = ?, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM {prefix}jobs WHERE queue = ? AND status = 'queued' AND available_at <= ? ORDER BY available_at, id LIMIT {{limit}}) \
-                 RETURNING id, name, run"
+                 WHERE id IN (SELECT id FROM {prefix}jobs WHERE queue = ? AND status = 'queued' AND available_at <= ? ORDER BY available_at, id LIMIT {{limit}}{}) \
+                 RETURNING id, name, run",
+                if dialect == Dialect::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" }
             ),
             job_heartbeat: format!("UPDATE {prefix}jobs SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'running'"),
             job_end: format!("UPDATE {prefix}jobs SET status = ?, finished_at = ?, lease_until = NULL, last_error = ? WHERE id = ? AND worker = ?"),
+            // PostgreSQL: end the job and tell the waiting dispatchers in one statement (one commit).
+            job_end_notify: format!(
+                "WITH ended AS (UPDATE {prefix}jobs SET status = ?, finished_at = ?, lease_until = NULL, last_error = ? WHERE id = ? AND worker = ?) \
+                 SELECT pg_notify(?, ?)"
+            ),
             job_status: format!("SELECT status FROM {prefix}jobs WHERE name = ? AND run = ?"),
             job_counts: format!("SELECT status, COUNT(*) FROM {prefix}jobs WHERE queue = ? GROUP BY status"),
             deferred_one: format!(
@@ -354,7 +365,6 @@ impl Sql {
     fn numbered(mut self) -> Sql {
         for s in [
             &mut self.record_version,
-            &mut self.insert_pending,
             &mut self.claim,
             &mut self.insert_running,
             &mut self.new_batch,
@@ -392,6 +402,8 @@ impl Sql {
             &mut self.job_take,
             &mut self.job_heartbeat,
             &mut self.job_end,
+            &mut self.job_end_notify,
+            &mut self.job_take_returning,
             &mut self.job_counts,
             &mut self.job_status,
             &mut self.row_of,
@@ -401,6 +413,19 @@ impl Sql {
             *s = number_placeholders(s);
         }
         self
+    }
+}
+
+impl Sql {
+    /// One statement inserting `count` pending rows (rows that exist are left alone).
+    pub fn insert_pending_many(&self, count: usize) -> String {
+        let values = vec!["(?, 0, ?, 'pending', 0)"; count].join(", ");
+        let insert = format!("{}{values}", self.insert_pending_head);
+        match self.dialect {
+            Dialect::Sqlite => insert.replacen("INSERT", "INSERT OR IGNORE", 1),
+            Dialect::Postgres => number_placeholders(&format!("{insert} ON CONFLICT DO NOTHING")),
+            Dialect::MySql => insert.replacen("INSERT", "INSERT IGNORE", 1),
+        }
     }
 }
 
