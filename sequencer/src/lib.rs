@@ -80,6 +80,50 @@ pub use sqlx;
 pub mod cli;
 pub mod testing;
 
+/// The user guides, from the repository's `docs/` directory. Their Rust snippets are doc tests of this crate,
+/// so every one of them compiles and runs against the API documented here.
+///
+/// Links between guides point at the Markdown files (`declaring-operations.md`), as on GitHub; here, the
+/// guides are these modules:
+///
+/// | guide | for |
+/// |---|---|
+/// | [`getting_started`](crate::guides::getting_started) | install, a first operation, a first run, `status`, what the ledger records |
+/// | [`declaring_operations`](crate::guides::declaring_operations) | both declaration forms, every attribute key, its default and its compile errors |
+/// | [`orchestrators`](crate::guides::orchestrators) | sequential, batch, transactional, allowed-to-fail, graph, scheduled; custom orchestrators |
+/// | [`advanced_operations`](crate::guides::advanced_operations) | retries, timeouts, batches, chains, conditions, hooks, middleware, transactions |
+/// | [`migrations`](crate::guides::migrations) | the `migrate` command and running operations between schema migrations |
+/// | [`workers`](crate::guides::workers) | queues, `work` processes, deferred operations, encryption keys |
+/// | [`testing`](crate::guides::testing) | testing your operations |
+/// | [`cli`](crate::guides::cli) | every command, flag, environment variable and exit code |
+/// | [`ledger_schema`](crate::guides::ledger_schema) | the ledger's tables, columns and statuses |
+pub mod guides {
+    #[doc = include_str!("../../docs/getting-started.md")]
+    pub mod getting_started {}
+    #[doc = include_str!("../../docs/declaring-operations.md")]
+    pub mod declaring_operations {}
+    #[doc = include_str!("../../docs/orchestrators.md")]
+    pub mod orchestrators {}
+    #[doc = include_str!("../../docs/advanced-operations.md")]
+    pub mod advanced_operations {}
+    #[doc = include_str!("../../docs/migrations.md")]
+    pub mod migrations {}
+    #[doc = include_str!("../../docs/workers.md")]
+    pub mod workers {}
+    #[doc = include_str!("../../docs/testing.md")]
+    pub mod testing {}
+    #[cfg(feature = "cli")]
+    #[doc = include_str!("../../docs/cli.md")]
+    pub mod cli {}
+    #[doc = include_str!("../../docs/ledger-schema.md")]
+    pub mod ledger_schema {}
+}
+
+/// The README's snippets, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// The names an operation module needs: `use sequencer::prelude::*;`.
 pub mod prelude {
     pub use crate::{operation, Ctx, Error, Result, Skip};
