@@ -224,6 +224,7 @@ pub mod guides {
     #[doc = include_str!("../../docs/getting-started.md")]
     pub mod getting_started {}
     #[doc = include_str!("../../docs/declaring-operations.md")]
+    #[allow(clippy::needless_doctest_main)] // its `build.rs` snippet is a whole `build.rs`
     pub mod declaring_operations {}
     #[doc = include_str!("../../docs/orchestrators.md")]
     pub mod orchestrators {}
