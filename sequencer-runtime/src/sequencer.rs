@@ -1244,7 +1244,9 @@ impl Sequencer {
         Ok(out)
     }
 
-    /// Runs one operation now (if it has not completed), recording it.
+    /// Runs one operation now, in this process (an `asynchronous` one too: it is not queued), recording it in a
+    /// new batch. It does not check `depends_on`. A completed operation is refused
+    /// ([`SequencerError::Usage`]); an unknown name is [`SequencerError::UnknownOperation`] with a suggestion.
     pub async fn execute(&self, name: &str) -> Result<RunReport, SequencerError> {
         let def = self.find(name)?;
         self.check_guards()?;
@@ -1500,8 +1502,9 @@ impl Sequencer {
         }
         Ok(errors)
     }
-    /// [`Sequencer::execute`]: runs one operation now, in this process, and waits for it. (Asynchronous dispatch
-    /// to workers arrives with the queue.)
+    /// The same as [`Sequencer::execute`]: runs one operation now, in this process, and waits for it (an
+    /// `asynchronous` operation is not queued). To hand operations to the workers, use `process` (or
+    /// [`Sequencer::enqueue`]).
     pub async fn execute_sync(&self, name: &str) -> Result<RunReport, SequencerError> {
         self.execute(name).await
     }

@@ -214,7 +214,9 @@ fn parse_ts(s: &str) -> Result<Timestamp, String> {
     s.parse().map_err(|e: crate::TimestampError| e.to_string())
 }
 
-/// Runs the CLI over a registry and returns the exit code.
+/// Runs the CLI over a registry and returns the exit code: `fn main() -> ExitCode { sequencer::cli::run(ops::registry()) }`.
+/// The arguments come from the process; see [`run_with`] for an example with settings, and [`run_from`] for
+/// explicit arguments.
 pub fn run(registry: Registry) -> ExitCode {
     run_with(Sequencer::builder().registry(registry))
 }
