@@ -128,6 +128,32 @@ impl Plan {
 }
 
 /// Checks a set of operations and orders it. Every error is returned, not only the first.
+///
+/// The macros call it at compile time and [`Registry`](https://docs.rs/sequencer/latest/sequencer/struct.Registry.html)
+/// at start-up; call it yourself to check a plan built from data.
+///
+/// ```
+/// use sequencer_core::graph::{validate, OpNode};
+///
+/// let ts = |s: &str| s.parse().unwrap();
+/// let ops = [
+///     OpNode { name: "b", timestamp: ts("2024_01_15_120000"), depends_on: vec!["a"] },
+///     OpNode { name: "a", timestamp: ts("2024_01_15_120001"), depends_on: vec![] },
+///     OpNode { name: "c", timestamp: ts("2024_01_15_120002"), depends_on: vec![] },
+/// ];
+/// let plan = validate(&ops).unwrap();
+/// assert_eq!(plan.order, [1, 0, 2]); // `b` waits for `a` despite its earlier timestamp
+/// assert_eq!(plan.waves(), [vec![1, 2], vec![0]]);
+///
+/// let cycle = [
+///     OpNode { name: "a", timestamp: ts("2024_01_15_120000"), depends_on: vec!["b"] },
+///     OpNode { name: "b", timestamp: ts("2024_01_15_120001"), depends_on: vec!["a"] },
+/// ];
+/// let errors = validate(&cycle).unwrap_err();
+/// let names = |i: usize| cycle[i].name.to_owned();
+/// assert_eq!(errors.len(), 1);
+/// assert!(errors[0].message(&names).starts_with("dependency cycle: "), "{}", errors[0].message(&names));
+/// ```
 pub fn validate(ops: &[OpNode<'_>]) -> Result<Plan, Vec<GraphError>> {
     let mut errors = Vec::new();
     let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(ops.len());

@@ -30,7 +30,31 @@ pub enum CryptoError {
     Damaged,
 }
 
-/// The current key and the old ones.
+/// The current key and the old ones. [`SequencerBuilder::encryption_keys`](crate::SequencerBuilder::encryption_keys)
+/// takes one; without it, `build()` reads [`Keyring::from_env`].
+///
+/// ```
+/// use sequencer::crypto::{is_sealed, CryptoError, Keyring};
+///
+/// let old = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="; // 32 bytes, base64
+/// let new = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+///
+/// let before = Keyring::new(Some(old), [])?;
+/// let sealed = before.seal("card 4242")?;
+/// assert!(is_sealed(&sealed) && sealed.starts_with("enc:v1:"));
+///
+/// // After a rotation the old key still opens what it sealed:
+/// let after = Keyring::new(Some(new), [old])?;
+/// assert_eq!(after.open(&sealed)?, "card 4242");
+///
+/// // Without it, the error names the key that is missing:
+/// let forgot = Keyring::new(Some(new), [])?;
+/// assert!(matches!(forgot.open(&sealed), Err(CryptoError::UnknownKey(_))));
+/// assert!(forgot.show(&sealed).starts_with("[encrypted: sealed with key "));
+///
+/// assert!(matches!(Keyring::new(Some("c2hvcnQ="), []), Err(CryptoError::BadKey(_))));
+/// # Ok::<(), CryptoError>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct Keyring {
     keys: Vec<(String, Aes256Gcm)>,

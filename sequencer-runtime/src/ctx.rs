@@ -15,6 +15,57 @@ pub type StateMap = HashMap<TypeId, Box<dyn Any + Send + Sync>>;
 
 /// What an operation sees while it runs: its metadata, the attempt number, the application's typed state, the
 /// ledger's database pool, a cancellation token and, for `transaction` operations, the transaction.
+///
+/// ```
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///     use sequencer::sqlx;
+///
+///     pub struct Config {
+///         pub batch_size: u64,
+///     }
+///
+///     #[operation(timestamp = "2024_01_15_120000", retries = 2)]
+///     async fn backfill(ctx: &Ctx) -> Result<()> {
+///         let config = ctx.state::<Config>().ok_or_else(|| Error::msg("no Config"))?;
+///         let start: u64 = ctx.last_checkpoint().await?.unwrap_or(0); // where an earlier attempt stopped
+///         if ctx.attempt() == 1 {
+///             ctx.checkpoint(&10u64).await?;
+///             return Err(Error::msg("the first attempt fails after 10 rows"));
+///         }
+///         assert_eq!(start, 10);
+///         for done in (start..100).step_by(config.batch_size as usize) {
+///             if ctx.is_cancelled() {
+///                 break; // timeout, `cancel NAME` or shutdown
+///             }
+///             ctx.progress(done + config.batch_size, 100).await?; // shown by `status`
+///         }
+///         let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(ctx.pool()).await?; // the ledger's pool
+///         assert_eq!(one, 1);
+///         println!("{} ran in attempt {}", ctx.operation().name, ctx.attempt());
+///         Ok(())
+///     }
+///
+///     #[operation(timestamp = "2024_01_15_120001")]
+///     async fn maybe(ctx: &Ctx) -> Result<()> {
+///         ctx.skip("nothing to do") // recorded `skipped` with the reason
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let builder = sequencer::Sequencer::builder()
+///     .registry(ops::registry())
+///     .state(ops::Config { batch_size: 30 });
+/// # let ledger = sequencer::testing::ledger(builder).await.unwrap();
+/// # let report = ledger.sequencer.execute_all().await.unwrap();
+/// # assert!(report.succeeded(), "{report:?}");
+/// # let status = ledger.sequencer.status().await.unwrap();
+/// # assert_eq!(status[0].attempts, 2);
+/// # assert_eq!(status[1].skip_reason.as_deref(), Some("nothing to do"));
+/// # }
+/// ```
 pub struct Ctx {
     meta: &'static OperationMeta,
     attempt: u32,
@@ -260,7 +311,7 @@ impl Ctx {
     /// The transaction of a `transaction` operation: its writes commit together with the operation's ledger
     /// row, or not at all.
     ///
-    /// ```no_run
+    /// ```
     /// # use sequencer_runtime::{Ctx, Result};
     /// # async fn op(ctx: &Ctx) -> Result<()> {
     /// let mut tx = ctx.tx().await?;

@@ -2,7 +2,38 @@
 
 use serde::Serialize;
 
-/// Something that happened during a run.
+/// Something that happened during a run, from [`Sequencer::subscribe`](crate::Sequencer::subscribe). The CLI's
+/// live output is printed from these; serialized, an event is JSON with an `"event"` tag.
+///
+/// ```
+/// use sequencer::Event;
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[operation(timestamp = "2024_01_15_120000")]
+///     async fn create_users(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sequencer::SequencerError> {
+/// # let ledger = sequencer::testing::ledger(sequencer::Sequencer::builder().registry(ops::registry())).await?;
+/// # let seq = &ledger.sequencer;
+/// let mut events = seq.subscribe(); // a tokio broadcast receiver: every run from now on
+/// seq.execute_all().await?;
+/// let mut names = Vec::new();
+/// while let Ok(event) = events.try_recv() {
+///     if let Event::OperationSucceeded { name, .. } = &event {
+///         names.push(name.clone());
+///     }
+/// }
+/// assert_eq!(names, ["2024_01_15_120000_create_users"]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {

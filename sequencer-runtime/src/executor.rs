@@ -16,11 +16,14 @@ use std::collections::HashMap;
 use crate::{BoxFuture, Ctx, Error, Middleware, OperationDef, Skipped};
 
 /// User middleware: wraps every attempt of every operation, on every path (register it with
-/// `SequencerBuilder::layer`). Call `next.run(ctx)` to go on, or return without calling it to stop the attempt.
+/// [`SequencerBuilder::layer`](crate::SequencerBuilder::layer)). Call `next.run(ctx)` to go on, or return
+/// without calling it to stop the attempt; an `Err` is treated like the operation's own (`Err(Skip(..))` skips).
+/// Layers run inside the timeout, between the `before` and `after` hooks, outermost first in the order added.
 ///
 /// ```
-/// use sequencer_runtime::{BoxFuture, Ctx, Layer, Next, Result};
+/// use sequencer::{BoxFuture, Ctx, Layer, Next, Result, Skip};
 ///
+/// /// Logs every attempt.
 /// struct Audit;
 ///
 /// impl Layer for Audit {
@@ -31,13 +34,45 @@ use crate::{BoxFuture, Ctx, Error, Middleware, OperationDef, Skipped};
 ///         })
 ///     }
 /// }
+///
+/// /// Skips operations tagged `paused` instead of running them.
+/// struct Pause;
+///
+/// impl Layer for Pause {
+///     fn handle<'a>(&'a self, ctx: &'a Ctx, next: Next<'a>) -> BoxFuture<'a, Result<()>> {
+///         Box::pin(async move {
+///             if ctx.operation().tags.contains(&"paused") {
+///                 return Err(Skip("paused by the Pause layer"));
+///             }
+///             next.run(ctx).await
+///         })
+///     }
+/// }
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[operation(timestamp = "2024_01_15_120000", tags = ["paused"])]
+///     async fn reindex(_ctx: &Ctx) -> Result<()> {
+///         unreachable!("the Pause layer skips it")
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let builder = sequencer::Sequencer::builder().registry(ops::registry()).layer(Audit).layer(Pause);
+/// # let ledger = sequencer::testing::ledger(builder).await.unwrap();
+/// # let report = ledger.sequencer.execute_all().await.unwrap();
+/// # assert_eq!(report.count(|o| matches!(o, sequencer::OutcomeKind::Skipped { .. })), 1);
+/// # }
 /// ```
 pub trait Layer: Send + Sync {
     /// Runs around one attempt.
     fn handle<'a>(&'a self, ctx: &'a Ctx, next: Next<'a>) -> BoxFuture<'a, crate::Result<()>>;
 }
 
-/// The rest of the chain: the next layer, then the operation.
+/// The rest of the chain: the next layer, then the operation. See [`Layer`] for an example.
 pub struct Next<'a> {
     layers: &'a [Arc<dyn Layer>],
     def: &'static OperationDef,

@@ -27,7 +27,52 @@ use crate::sequencer::{OutcomeKind, RunReport, SequencerError};
 use crate::{BoxFuture, Dependency, OperationDef};
 
 /// Decides the order and concurrency of a run's due operations. Implement it to write your own and pass it to
-/// `Sequencer::using(..)`.
+/// [`Sequencer::using`](crate::Sequencer::using) or
+/// [`SequencerBuilder::orchestrator`](crate::SequencerBuilder::orchestrator).
+///
+/// A custom orchestrator is responsible for order: [`Run::execute`] does not check dependencies. Wrapping a
+/// built-in one is the easy way to add behaviour (the orchestrators guide, `sequencer::guides::orchestrators`,
+/// has one written from scratch):
+///
+/// ```
+/// use sequencer::orchestrator::{Orchestrator, Run};
+/// use sequencer::{BoxFuture, DependencyGraph, RunReport, SequencerError};
+///
+/// /// The dependency-graph orchestrator, announcing each run.
+/// struct Announced;
+///
+/// impl Orchestrator for Announced {
+///     fn name(&self) -> &'static str {
+///         "announced-graph"
+///     }
+///
+///     fn orchestrate<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<RunReport, SequencerError>> {
+///         Box::pin(async move {
+///             println!("batch {}: {} due, {} at a time", run.batch(), run.due().len(), run.concurrency());
+///             DependencyGraph.orchestrate(run).await
+///         })
+///     }
+/// }
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[operation(timestamp = "2024_01_15_120000")]
+///     async fn create_users(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), SequencerError> {
+/// # let ledger = sequencer::testing::ledger(sequencer::Sequencer::builder().registry(ops::registry())).await?;
+/// # let seq = &ledger.sequencer;
+/// let report = seq.using(Announced).execute_all().await?;
+/// assert!(report.succeeded());
+/// # Ok(())
+/// # }
+/// ```
 pub trait Orchestrator: Send + Sync {
     /// A short name, shown in reports.
     fn name(&self) -> &'static str;

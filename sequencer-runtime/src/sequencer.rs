@@ -80,7 +80,51 @@ pub fn only_environments(envs: &[&str]) -> impl Guard {
     }
 }
 
-/// Configures a [`Sequencer`].
+/// Configures a [`Sequencer`]: the registry (required), the ledger database, application state, guards and
+/// the settings that apply to every run. [`SequencerBuilder::build`] validates the registry, connects and
+/// applies the ledger's own schema migrations.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use sequencer::{only_environments, Limit, Sequencer, Sequential};
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     pub struct Tenant(pub &'static str);
+///
+///     #[operation(timestamp = "2024_01_15_120000", middleware = [rate_limited("crm")])]
+///     async fn sync_contacts(ctx: &Ctx) -> Result<()> {
+///         let tenant = ctx.state::<Tenant>().expect("registered with .state(..)");
+///         assert_eq!(tenant.0, "acme");
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sequencer::SequencerError> {
+/// let builder = Sequencer::builder()
+///     .registry(ops::registry())
+///     .state(ops::Tenant("acme"))                    // ctx.state::<Tenant>()
+///     .environment("staging")                        // default: $SEQUENCER_ENV
+///     .guard(only_environments(&["staging", "production"]))
+///     .rate_limiter("crm", Limit::per_minute(60))    // for `rate_limited("crm")`
+///     .orchestrator(Sequential)                      // the default
+///     .lease(Duration::from_secs(60))                // the default
+///     .retry_jitter(0.2)                             // default 0
+///     .table_prefix("sequencer_")                    // the default
+///     .actor("deploy-bot");
+/// # /*
+/// let seq = builder.database("sqlite://sequencer.db").build().await?;
+/// # */
+/// # let ledger = sequencer::testing::ledger(builder).await?;
+/// # let seq = &ledger.sequencer;
+/// assert!(seq.execute_all().await?.succeeded());
+/// # Ok(())
+/// # }
+/// ```
 pub struct SequencerBuilder {
     registry: Option<Registry>,
     database: Option<String>,
@@ -374,6 +418,61 @@ struct Inner {
 }
 
 /// Runs a registry's operations exactly once, recording every run in the ledger.
+///
+/// Build one with [`Sequencer::builder`]; clones share the ledger connection. Every method that runs
+/// operations goes through the same executor, so every policy of the operations applies.
+///
+/// ```
+/// use sequencer::ledger::Status;
+/// use sequencer::{RollbackTarget, Sequencer};
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[operation(timestamp = "2024_01_15_120000", rollback = drop_users)]
+///     async fn create_users(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+///
+///     async fn drop_users(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+///
+///     #[operation(timestamp = "2024_01_15_120001", depends_on = [create_users])]
+///     async fn invite_users(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sequencer::SequencerError> {
+/// # let dir = std::env::temp_dir().join(format!("sequencer-doc-seq-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// # let url = format!("sqlite://{}", dir.join("ledger.db").display());
+/// let seq = Sequencer::builder()
+///     .registry(ops::registry())
+///     .database(url) // e.g. "sqlite://sequencer.db" (the default), "postgres://…", "mysql://…"
+///     .build()
+///     .await?;
+///
+/// let report = seq.execute_all().await?; // every pending operation, with the default orchestrator
+/// assert!(report.succeeded());
+/// assert_eq!(report.planned.len(), 2);
+/// assert!(seq.execute_all().await?.planned.is_empty()); // exactly once
+///
+/// assert!(seq.has_executed("create_users").await?); // ledger name or function name
+/// let undone = seq.rollback(&RollbackTarget::Op("create_users".into())).await?;
+/// assert_eq!(undone.rolled_back, ["2024_01_15_120000_create_users"]);
+///
+/// for entry in seq.status().await? {
+///     println!("{:<12} {}", entry.status.as_str(), entry.name);
+/// }
+/// assert_eq!(seq.status().await?[0].status, Status::RolledBack);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Sequencer {
     inner: Arc<Inner>,
@@ -383,7 +482,47 @@ pub struct Sequencer {
 /// Operations run at once by the parallel orchestrators unless `--concurrency` says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
-/// What to run.
+/// What to run: the options of `process`, for [`Sequencer::process`] and [`Sequencer::preview`]. Start from
+/// `ProcessOptions::default()` (every pending operation, as `process` without flags).
+///
+/// ```
+/// use sequencer::{ProcessOptions, Timestamp};
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[operation(timestamp = "2024_01_15_120000", tags = ["billing"])]
+///     async fn create_invoices(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+///
+///     #[operation(timestamp = "2024_02_01_000000")]
+///     async fn create_users(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sequencer::SequencerError> {
+/// # let ledger = sequencer::testing::ledger(sequencer::Sequencer::builder().registry(ops::registry())).await?;
+/// # let seq = &ledger.sequencer;
+/// // `process --tags billing --to 2024_01_31_235959 --dry-run`:
+/// let opts = ProcessOptions {
+///     tags: vec!["billing".into()],
+///     to: Some("2024_01_31_235959".parse::<Timestamp>().unwrap()),
+///     dry_run: true,
+///     ..ProcessOptions::default()
+/// };
+/// assert_eq!(seq.process(&opts).await?.planned, ["2024_01_15_120000_create_invoices"]);
+///
+/// // `process --repeat`: completed operations run again, as new runs.
+/// seq.process(&ProcessOptions::default()).await?;
+/// let again = seq.process(&ProcessOptions { repeat: true, ..ProcessOptions::default() }).await?;
+/// assert_eq!(again.planned.len(), 2);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ProcessOptions {
     /// Plan only.
@@ -447,7 +586,40 @@ pub fn due_time(def: &OperationDef, now: i64) -> i64 {
     }
 }
 
-/// What a run did.
+/// What a run did: returned by [`Sequencer::execute_all`], [`Sequencer::process`], [`Sequencer::execute`],
+/// [`Sequencer::rollback`] and the batch and chain APIs; `process --json` prints it.
+///
+/// ```
+/// use sequencer::OutcomeKind;
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[operation(timestamp = "2024_01_15_120000")]
+///     async fn create_users(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+///
+///     #[operation(timestamp = "2024_01_15_120001", allowed_to_fail)]
+///     async fn warm_cache(_ctx: &Ctx) -> Result<()> {
+///         Err(Error::msg("cache is down"))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let run = sequencer::testing::run(ops::registry()).await.unwrap();
+/// let report = &run.report;
+/// assert!(report.succeeded()); // an `allowed_to_fail` failure does not fail the run
+/// assert_eq!(report.count(|o| matches!(o, OutcomeKind::Completed { .. })), 1);
+/// for (name, outcome) in &report.results {
+///     if let OutcomeKind::Failed { error, allowed_to_fail } = outcome {
+///         println!("{name} failed (allowed: {allowed_to_fail}): {error}");
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
     /// The batch number, if the run started one.
@@ -1074,7 +1246,9 @@ impl Sequencer {
         Ok(out)
     }
 
-    /// Runs one operation now (if it has not completed), recording it.
+    /// Runs one operation now, in this process (an `asynchronous` one too: it is not queued), recording it in a
+    /// new batch. It does not check `depends_on`. A completed operation is refused
+    /// ([`SequencerError::Usage`]); an unknown name is [`SequencerError::UnknownOperation`] with a suggestion.
     pub async fn execute(&self, name: &str) -> Result<RunReport, SequencerError> {
         let def = self.find(name)?;
         self.check_guards()?;
@@ -1330,8 +1504,9 @@ impl Sequencer {
         }
         Ok(errors)
     }
-    /// [`Sequencer::execute`]: runs one operation now, in this process, and waits for it. (Asynchronous dispatch
-    /// to workers arrives with the queue.)
+    /// The same as [`Sequencer::execute`]: runs one operation now, in this process, and waits for it (an
+    /// `asynchronous` operation is not queued). To hand operations to the workers, use `process` (or
+    /// [`Sequencer::enqueue`]).
     pub async fn execute_sync(&self, name: &str) -> Result<RunReport, SequencerError> {
         self.execute(name).await
     }

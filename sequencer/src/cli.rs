@@ -214,12 +214,51 @@ fn parse_ts(s: &str) -> Result<Timestamp, String> {
     s.parse().map_err(|e: crate::TimestampError| e.to_string())
 }
 
-/// Runs the CLI over a registry and returns the exit code.
+/// Runs the CLI over a registry and returns the exit code: `fn main() -> ExitCode { sequencer::cli::run(ops::registry()) }`.
+/// The arguments come from the process; see [`run_with`] for an example with settings, and [`run_from`] for
+/// explicit arguments.
 pub fn run(registry: Registry) -> ExitCode {
     run_with(Sequencer::builder().registry(registry))
 }
 
 /// Runs the CLI over a configured builder (state, guards, table prefix …); `--database` and `--env` override it.
+///
+/// ```
+/// use std::process::ExitCode;
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[operation(timestamp = "2024_01_15_120000")]
+///     async fn create_users(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// fn builder() -> sequencer::SequencerBuilder {
+///     sequencer::Sequencer::builder()
+///         .registry(ops::registry())
+///         .orchestrator(sequencer::DependencyGraph)
+///         .table_prefix("app_seq_")
+/// }
+///
+/// # mod real { use super::*;
+/// fn main() -> ExitCode {
+///     sequencer::cli::run_with(builder()) // `sequencer::cli::run(ops::registry())` without the settings
+/// }
+/// # }
+/// # fn main() {
+/// // In a test, `run_from` takes the arguments (the first is the program name):
+/// # let db = std::env::temp_dir().join(format!("sequencer-doc-cli-{}.db", std::process::id()));
+/// # let db = format!("sqlite://{}", db.display());
+/// let code = sequencer::cli::run_from(builder(), ["my-app", "--database", db.as_str(), "process"]);
+/// assert_eq!(code, ExitCode::SUCCESS);
+/// let code = sequencer::cli::run_from(builder(), ["my-app", "--database", db.as_str(), "retry", "nope"]);
+/// assert_eq!(code, ExitCode::from(2)); // an unknown operation is a usage error
+/// # for suffix in ["", "-wal", "-shm"] { let _ = std::fs::remove_file(format!("{}{suffix}", &db["sqlite://".len()..])); }
+/// # }
+/// ```
 pub fn run_with(builder: SequencerBuilder) -> ExitCode {
     run_from(builder, std::env::args_os())
 }

@@ -241,7 +241,39 @@ impl Owner {
     }
 }
 
-/// The ledger database.
+/// The ledger database: [`Sequencer::ledger`](crate::Sequencer::ledger) gives the one a sequencer uses. Most
+/// methods are the executor's building blocks; [`Ledger::rows`], [`Ledger::errors`] and [`Ledger::deferred`]
+/// read what was recorded, and [`Ledger::pool`] is the `sqlx::AnyPool` operations get from `ctx.pool()`.
+///
+/// ```
+/// use sequencer::ledger::Status;
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[operation(timestamp = "2024_01_15_120000")]
+///     async fn create_users(_ctx: &Ctx) -> Result<()> {
+///         Err(Error::msg("no database").context("creating users"))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let run = sequencer::testing::run(ops::registry()).await?;
+/// let ledger = run.ledger.sequencer.ledger();
+/// assert_eq!(ledger.prefix(), "sequencer_");
+///
+/// let rows = ledger.rows().await?; // the latest run of every operation
+/// assert_eq!(rows[0].status, Status::Failed);
+/// assert_eq!(rows[0].attempts, 1);
+/// assert_eq!(rows[0].last_error.as_deref(), Some("creating users: no database"));
+///
+/// let errors = ledger.errors(Some("2024_01_15_120000_create_users")).await?;
+/// assert_eq!(errors[0].chain, "creating users\nno database", "{:?}", errors[0]); // the whole cause chain
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Ledger {
     pool: AnyPool,
