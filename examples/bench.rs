@@ -532,7 +532,7 @@ async fn makespan(
 }
 
 async fn row_dag(opts: &Opts, table: &mut Table) -> Result<(), AnyError> {
-    let sizes: &[usize] = if opts.quick { &[200] } else { &[200, 1_000] };
+    let sizes: &[usize] = if opts.quick { &[100] } else { &[200, 1_000] };
     for &n in sizes {
         for heavy in [false, true] {
             let dag = Dag::new(n, 42 + n as u64, heavy);

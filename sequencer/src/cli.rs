@@ -57,9 +57,10 @@ enum Command {
         json: bool,
     },
     /// Undo completed operations, latest first.
+    #[command(group(clap::ArgGroup::new("target").required(true)))]
     Rollback {
         /// Every operation of this batch.
-        #[arg(long, group = "target", required = true)]
+        #[arg(long, group = "target")]
         batch: Option<i64>,
         /// The last N completed operations.
         #[arg(long, group = "target")]
@@ -74,11 +75,12 @@ enum Command {
         name: String,
     },
     /// Record an operation as completed or skipped by hand.
+    #[command(group(clap::ArgGroup::new("to").required(true)))]
     Mark {
         /// The operation.
         name: String,
         /// Mark it completed.
-        #[arg(long, group = "to", required = true)]
+        #[arg(long, group = "to")]
         completed: bool,
         /// Mark it skipped.
         #[arg(long, group = "to")]
