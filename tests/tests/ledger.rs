@@ -842,3 +842,46 @@ fn graph_command_draws_every_format() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values: text, dot, mermaid"));
 }
+
+/// Pending rows go in 500 per statement: a start of 1,234 operations records each exactly once, leaves rows
+/// that exist alone, and keeps the timestamps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_rows_are_inserted_in_chunks_once_each() {
+    for b in backends().await {
+        let p = prefix();
+        let ledger = sequencer::ledger::Ledger::connect(&b.url, &format!("{p}seq_"))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let names: Vec<String> = (0..1_234).map(|i| format!("op_{i:05}")).collect();
+        let first: Vec<(&str, i64)> = names[..700]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i as i64))
+            .collect();
+        ledger.insert_pending(&first).await.expect("first insert");
+        // Start one, then insert everything (the first 700 again, with other timestamps): nothing is duplicated
+        // or overwritten.
+        sqlx::query(&format!(
+            "UPDATE {p}seq_operations SET status = 'completed' WHERE name = 'op_00003'"
+        ))
+        .execute(ledger.pool())
+        .await
+        .expect("update");
+        let all: Vec<(&str, i64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), 10_000 + i as i64))
+            .collect();
+        ledger.insert_pending(&all).await.expect("second insert");
+        let rows = ledger.rows().await.expect("rows");
+        assert_eq!(rows.len(), 1_234, "{}", b.name);
+        let by_name: HashMap<&str, &sequencer::ledger::LedgerRow> =
+            rows.iter().map(|r| (r.name.as_str(), r)).collect();
+        assert_eq!(by_name.len(), 1_234, "{}: a name recorded twice", b.name);
+        assert_eq!(by_name["op_00003"].status, Status::Completed, "{}", b.name);
+        assert_eq!(by_name["op_00699"].timestamp, 699, "{}", b.name);
+        assert_eq!(by_name["op_00700"].timestamp, 10_700, "{}", b.name);
+        assert_eq!(by_name["op_01233"].timestamp, 11_233, "{}", b.name);
+        common::drop_tables(ledger.pool(), &p, &[]).await;
+    }
+}
