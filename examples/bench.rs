@@ -249,6 +249,8 @@ async fn sequencer(url: &str, prefix: &str, registry: Registry) -> Result<Sequen
         .registry(registry)
         .database(url)
         .table_prefix(prefix)
+        // Nine sequencers at once in the queue rows: stay under PostgreSQL's default 100 connections.
+        .max_connections(10)
         .build()
         .await?)
 }
@@ -757,6 +759,8 @@ async fn row_queue(opts: &Opts, table: &mut Table) -> Result<(), AnyError> {
         if queued != jobs {
             return Err(format!("{queued} of {jobs} queued").into());
         }
+        // Free the queueing pool's connections: eight workers of 12 fill PostgreSQL's default 100.
+        seq.ledger().pool().close().await;
         let mut fleet = Vec::new();
         for _ in 0..workers {
             fleet.push(sequencer(&url, "bench_q_", reg.clone()).await?);

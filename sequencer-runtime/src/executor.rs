@@ -492,7 +492,7 @@ impl Env {
                             }
                             ours
                         }
-                        None => self.ledger.finish(self.ledger.pool(), &end).await?,
+                        None => self.ledger.finish_on_pool(&end).await?,
                     };
                     if !still_ours {
                         let error = format!(
@@ -609,7 +609,7 @@ impl Env {
             skip_reason: None,
             error: Some(&stored),
         };
-        self.ledger.finish(self.ledger.pool(), &end).await?;
+        self.ledger.finish_on_pool(&end).await?;
         let allowed_to_fail = status == Status::Interrupted || def.meta.allowed_to_fail;
         self.emit(Event::OperationFailed {
             name: def.meta.name.to_owned(),
@@ -674,7 +674,7 @@ impl Env {
             skip_reason: Some(&reason),
             error: None,
         };
-        self.ledger.finish(self.ledger.pool(), &end).await?;
+        self.ledger.finish_on_pool(&end).await?;
         self.emit(Event::OperationSkipped {
             name: def.meta.name.to_owned(),
             reason: reason.clone(),

@@ -142,6 +142,7 @@ pub struct SequencerBuilder {
     strategy: crate::strategy::Strategy,
     deferred: crate::deferred::DeferredHandlers,
     keys: Option<crate::crypto::Keyring>,
+    max_connections: u32,
 }
 
 /// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`].
@@ -201,6 +202,7 @@ impl Default for SequencerBuilder {
                 ..Default::default()
             },
             keys: None,
+            max_connections: crate::ledger::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -330,6 +332,14 @@ impl SequencerBuilder {
         self
     }
 
+    /// The size of the ledger's connection pool (default 12; operations share it through `ctx.pool()`). Lower it
+    /// when many processes share one server: eight `work` processes of 12 connections already fill PostgreSQL's
+    /// default `max_connections = 100`.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
     /// Validates the registry, connects to the ledger and applies its schema migrations.
     pub async fn build(self) -> Result<Sequencer, SequencerError> {
         let registry = self.registry.ok_or_else(|| {
@@ -379,7 +389,7 @@ impl SequencerBuilder {
         let url = self
             .database
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let ledger = Ledger::connect(&url, &self.prefix).await?;
+        let ledger = Ledger::connect_with(&url, &self.prefix, self.max_connections).await?;
         let (events, _) = broadcast::channel(1024);
         let env = Env {
             ledger,

@@ -167,8 +167,14 @@ pub struct WorkReport {
 }
 
 /// The database is unreachable (restarting, failing over): say so, wait a second, and go on; the pool reconnects.
-async fn database_trouble(e: &(dyn std::fmt::Display + Sync), shutdown: &CancellationToken) {
-    eprintln!("worker: database trouble, retrying in 1 s: {e}");
+async fn database_trouble(e: &(dyn std::error::Error + Sync), shutdown: &CancellationToken) {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        message.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    eprintln!("worker: database trouble, retrying in 1 s: {message}");
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         _ = shutdown.cancelled() => {}

@@ -549,6 +549,14 @@ async fn concurrent_processes_run_each_operation_exactly_once() {
     for b in backends().await {
         let p = prefix();
         let seq = sequencer(&b, &p, Knobs::default()).await;
+        // Without `--isolate` nothing orders operations across processes (a later operation may start while
+        // another process still runs `a_create`), so the log table exists before they start.
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {p}log (name VARCHAR(191) NOT NULL)"
+        ))
+        .execute(seq.ledger().pool())
+        .await
+        .expect("log table");
         // Eight real processes at once, without --isolate; the claim alone keeps each operation to one of them.
         let children: Vec<_> = (0..8)
             .map(|_| {

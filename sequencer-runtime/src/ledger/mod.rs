@@ -40,6 +40,37 @@ pub enum LedgerError {
     },
 }
 
+/// The ledger pool's size unless set with `SequencerBuilder::max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 12;
+
+/// Whether a statement may succeed if tried again: the connection or the pool failed, the server is starting or
+/// has too many clients, or the transaction lost a deadlock / serialization race.
+pub fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            // PostgreSQL: connection exceptions, insufficient resources, operator intervention (shutdown,
+            // starting up), serialization failures and deadlocks. MySQL: too many connections, lock wait
+            // timeout, deadlock. SQLite: busy, locked.
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || c == "40001"
+                || c == "40P01"
+                || c == "1040"
+                || c == "1205"
+                || c == "1213"
+                || c == "5"
+                || c == "6"
+        }),
+        _ => false,
+    }
+}
+
 fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> LedgerError {
     move |source| LedgerError::Query { what, source }
 }
@@ -309,8 +340,17 @@ pub fn redact(url: &str) -> String {
 }
 
 impl Ledger {
-    /// Connects, and applies the ledger's schema migrations on first use.
+    /// Connects with a pool of [`DEFAULT_MAX_CONNECTIONS`], and applies the ledger's schema migrations on first use.
     pub async fn connect(url: &str, prefix: &str) -> Result<Ledger, LedgerError> {
+        Ledger::connect_with(url, prefix, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// Connects with a pool of at most `max_connections`, and applies the ledger's schema migrations on first use.
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        max_connections: u32,
+    ) -> Result<Ledger, LedgerError> {
         sqlx::any::install_default_drivers();
         let dialect =
             Dialect::of_url(url).ok_or_else(|| LedgerError::UnsupportedUrl(redact(url)))?;
@@ -341,7 +381,7 @@ impl Ledger {
         .map_err(connect_error)?;
         probe.close().await.map_err(connect_error)?;
         let pool = AnyPoolOptions::new()
-            .max_connections(12)
+            .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -647,6 +687,40 @@ impl Ledger {
             .await
             .map_err(q("record the end of an operation"))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a running operation on the pool, riding out a short database outage (a restart, a full connection
+    /// table, a deadlock victim): transient failures are retried for up to ten seconds, so that an operation that
+    /// ran is recorded as it ended rather than left to be found `interrupted`. A retry that finds the row already
+    /// ended as asked (the first try committed, its answer was lost) counts as done.
+    pub async fn finish_on_pool(&self, end: &Finish<'_>) -> Result<bool, LedgerError> {
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        let mut wait = Duration::from_millis(50);
+        let mut retried = false;
+        loop {
+            match self.finish(&self.pool, end).await {
+                Ok(false) if retried => {
+                    let row = self.row_of(end.name, end.run).await?;
+                    return Ok(row.is_some_and(|r| {
+                        r.status == end.status
+                            && r.host.as_deref() == Some(end.owner.host.as_str())
+                            && r.pid == Some(end.owner.pid)
+                    }));
+                }
+                Err(LedgerError::Query { source, .. })
+                    if transient(&source) && std::time::Instant::now() < give_up =>
+                {
+                    tracing::warn!(
+                        operation = end.name,
+                        "cannot record the end of the operation yet, retrying: {source}"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                    retried = true;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Records one attempt's error with its whole cause chain.
@@ -1521,5 +1595,22 @@ pub fn process_alive(pid: i64) -> bool {
         std::path::Path::new(&format!("/proc/{pid}")).exists()
     } else {
         true
+    }
+}
+
+#[cfg(test)]
+mod transient_tests {
+    use super::transient;
+
+    #[test]
+    fn connection_trouble_is_retried_and_wrong_statements_are_not() {
+        assert!(transient(&sqlx::Error::PoolTimedOut));
+        assert!(transient(&sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        ))));
+        assert!(transient(&sqlx::Error::WorkerCrashed));
+        assert!(!transient(&sqlx::Error::RowNotFound));
+        assert!(!transient(&sqlx::Error::PoolClosed));
+        assert!(!transient(&sqlx::Error::ColumnNotFound("x".into())));
     }
 }
