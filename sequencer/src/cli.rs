@@ -10,6 +10,29 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Args, Parser, Subcommand};
 
 use crate::ledger::Status;
+
+/// Writes to stdout and carries on when it is closed (`status | head`): the command still finishes its work and
+/// records it, where `std`'s `println!` would panic half-way.
+macro_rules! println {
+    () => {
+        write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// [`println!`]'s counterpart of `print!`.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        write_out(format_args!($($arg)*))
+    };
+}
+
+fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_fmt(args);
+}
 use crate::{
     OutcomeKind, ProcessOptions, Registry, RollbackTarget, RunReport, Sequencer, SequencerBuilder,
     SequencerError, Timestamp,

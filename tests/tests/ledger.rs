@@ -893,3 +893,25 @@ async fn pending_rows_are_inserted_in_chunks_once_each() {
         common::drop_tables(ledger.pool(), &p, &[]).await;
     }
 }
+
+/// `status | head`: a closed stdout does not make the CLI panic; the command finishes and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_is_not_a_panic() {
+    let b = &backends().await[0];
+    let p = prefix();
+    let seq = sequencer(b, &p, Knobs::default()).await;
+    for args in [&["status"][..], &["graph"], &["process", "--dry-run"]] {
+        let mut child = seqtest(&b.url, &p, args, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Close the reading end before the child writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+    }
+    cleanup(&seq, &p).await;
+}
