@@ -131,4 +131,13 @@ pub enum Event {
     },
     /// `migrate` found no pending migration.
     NoPendingMigrations,
+    /// `process --dispatch`: no worker has taken the operation's job yet (first after 10 s, then every minute).
+    WaitingForWorker {
+        /// Ledger name.
+        name: String,
+        /// The queue it waits on.
+        queue: String,
+        /// Seconds since it was queued.
+        waited_secs: u64,
+    },
 }

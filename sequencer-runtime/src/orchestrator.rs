@@ -205,7 +205,9 @@ impl Run {
     /// Claims and runs one due operation with every policy, recording it in the ledger.
     pub async fn execute(&self, due: &Due) -> Result<Outcome, SequencerError> {
         if let Some(dispatch) = &self.inner.dispatch {
-            return dispatch.run_on_worker(due.def, due.run).await;
+            return dispatch
+                .run_on_worker(due.def, due.run, &self.inner.env.events)
+                .await;
         }
         let target = Target {
             run: due.run,

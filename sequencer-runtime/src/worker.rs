@@ -60,18 +60,28 @@ impl Dispatch {
         &self,
         def: &'static crate::OperationDef,
         run: i64,
+        events: &tokio::sync::broadcast::Sender<crate::Event>,
     ) -> Result<Outcome, SequencerError> {
         let meta = &def.meta;
-        self.ledger
-            .enqueue(meta.name, run, meta.queue.unwrap_or(DEFAULT_QUEUE))
-            .await?;
+        let queue = meta.queue.unwrap_or(DEFAULT_QUEUE);
+        self.ledger.enqueue(meta.name, run, queue).await?;
         let started = Instant::now();
         let mut wait = Duration::from_millis(5);
+        // Say so when no worker takes the job: first after 10 s, then every minute.
+        let mut next_notice = Duration::from_secs(10);
         loop {
             let notified = self.ended.notified();
             // The job ends after the operation's row: wait for the job, then read the row (an older run's
             // failure is never mistaken for this one's).
             let job = self.ledger.job_status(meta.name, run).await?;
+            if job.as_deref() == Some("queued") && started.elapsed() >= next_notice {
+                let _ = events.send(crate::Event::WaitingForWorker {
+                    name: meta.name.to_owned(),
+                    queue: queue.to_owned(),
+                    waited_secs: started.elapsed().as_secs(),
+                });
+                next_notice += Duration::from_secs(60);
+            }
             if matches!(job.as_deref(), Some("done" | "failed")) {
                 let r = self.ledger.row_of(meta.name, run).await?;
                 return Ok(match r {

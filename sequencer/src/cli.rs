@@ -791,6 +791,13 @@ fn event_line(e: crate::Event) -> Option<String> {
         } => format!("MIGRATED    {version} {description}"),
         Event::MigrationsEnded { applied } => format!("Migrations done: {applied} applied."),
         Event::NoPendingMigrations => "Nothing to migrate: no pending migrations.".to_owned(),
+        Event::WaitingForWorker {
+            name,
+            queue,
+            waited_secs,
+        } => format!(
+            "WAITING     {name}: no worker has taken it from queue `{queue}` for {waited_secs} s; start one with `work --queue {queue}`"
+        ),
         Event::OperationsStarted { .. }
         | Event::OperationsEnded { .. }
         | Event::OperationProgress { .. } => return None,

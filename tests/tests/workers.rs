@@ -294,3 +294,54 @@ async fn a_dispatcher_runs_its_operations_on_the_workers_and_waits() {
         cleanup(&pool, &p).await;
     }
 }
+
+/// `process --dispatch` with no worker running says so (after 10 s) with the command that fixes it, and goes on
+/// waiting rather than failing the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_without_workers_says_what_it_waits_for() {
+    use std::io::BufRead;
+    let b = &backends().await[0];
+    let p = prefix();
+    let pool = pool(b).await;
+    let mut child = seqwork(b, &p, &["process", "--dispatch"], "0")
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut guard = Workers(vec![child]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let waiting = loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) if line.starts_with("WAITING") => break Some(line),
+            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+    };
+    let waited = started.elapsed();
+    // Still waiting for a worker, not failed.
+    let still_running = guard.0[0].try_wait().expect("try_wait").is_none();
+    drop(guard);
+    let line = waiting.expect("a WAITING line within 30 s");
+    assert!(
+        line.contains("no worker has taken it from queue `default`"),
+        "{line}"
+    );
+    assert!(
+        line.contains("start one with `work --queue default`"),
+        "{line}"
+    );
+    assert!(waited >= Duration::from_secs(9), "said so after {waited:?}");
+    assert!(still_running, "the dispatcher gave up instead of waiting");
+    cleanup(&pool, &p).await;
+}
