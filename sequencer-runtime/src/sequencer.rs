@@ -1257,19 +1257,17 @@ impl Sequencer {
     }
 
     /// Runs one operation now, in this process (an `asynchronous` one too: it is not queued), recording it in a
-    /// new batch. It does not check `depends_on`. A completed operation is refused
-    /// ([`SequencerError::Usage`]); an unknown name is [`SequencerError::UnknownOperation`] with a suggestion.
+    /// new batch. An operation whose dependencies (`depends_on` operations and migrations) have not completed is
+    /// refused, saying which, and so is a completed one ([`SequencerError::Usage`]); an unknown name is
+    /// [`SequencerError::UnknownOperation`] with a suggestion.
     pub async fn execute(&self, name: &str) -> Result<RunReport, SequencerError> {
         let def = self.find(name)?;
         self.check_guards()?;
         let env = &self.inner.env;
         env.ledger.recover_interrupted(&env.owner).await?;
-        let row = env
-            .ledger
-            .rows()
-            .await?
-            .into_iter()
-            .find(|r| r.name == def.meta.name);
+        let rows = env.ledger.rows().await?;
+        self.check_dependencies(def, &rows).await?;
+        let row = rows.into_iter().find(|r| r.name == def.meta.name);
         if row.is_none() {
             env.ledger
                 .insert_pending(&[(def.meta.name, def.meta.timestamp.version() as i64)])
@@ -1324,6 +1322,58 @@ impl Sequencer {
         })
     }
 
+    /// Refuses to run an operation by name before its dependencies: every operation it `depends_on` must have
+    /// completed (or been skipped) and every schema migration it names must be applied.
+    async fn check_dependencies(
+        &self,
+        def: &'static OperationDef,
+        rows: &[LedgerRow],
+    ) -> Result<(), SequencerError> {
+        let latest: HashMap<&str, &LedgerRow> = rows.iter().map(|r| (r.name.as_str(), r)).collect();
+        let mut unmet = Vec::new();
+        let mut migrations = None;
+        for dep in def.meta.depends_on {
+            match dep {
+                crate::Dependency::Operation(d) => match latest.get(d).map(|r| r.status) {
+                    Some(Status::Completed | Status::Skipped) => {}
+                    Some(other) => unmet.push(format!("`{d}` (it is {other})")),
+                    None => unmet.push(format!("`{d}` (it never ran)")),
+                },
+                crate::Dependency::Migration(v) => {
+                    if migrations.is_none() {
+                        migrations = Some(
+                            crate::strategy::applied_migrations(self.inner.env.ledger.pool()).await,
+                        );
+                    }
+                    if migrations.as_ref().is_some_and(|m| !m.contains(v)) {
+                        unmet.push(format!(
+                            "schema migration {v} (not applied; `migrate` applies it)"
+                        ));
+                    }
+                }
+            }
+        }
+        if unmet.is_empty() {
+            return Ok(());
+        }
+        let first = def.meta.depends_on.iter().find_map(|d| match d {
+            crate::Dependency::Operation(d)
+                if !latest
+                    .get(d)
+                    .is_some_and(|r| matches!(r.status, Status::Completed | Status::Skipped)) =>
+            {
+                Some(*d)
+            }
+            _ => None,
+        });
+        Err(SequencerError::Usage(format!(
+            "`{}` depends on {}, which has not completed; run it first{}, or run them in order with `process`",
+            def.meta.name,
+            unmet.join(", "),
+            first.map(|d| format!(" (`execute {d}`)")).unwrap_or_default()
+        )))
+    }
+
     /// Runs one operation without touching the ledger (`execute NAME --no-record`).
     pub async fn execute_unrecorded(&self, name: &str) -> Result<OutcomeKind, SequencerError> {
         let def = self.find(name)?;
@@ -1336,14 +1386,12 @@ impl Sequencer {
         let def = self.find(name)?;
         let env = &self.inner.env;
         env.ledger.recover_interrupted(&env.owner).await?;
-        let row = env
-            .ledger
-            .rows()
-            .await?
-            .into_iter()
-            .find(|r| r.name == def.meta.name);
+        let rows = env.ledger.rows().await?;
+        let row = rows.iter().find(|r| r.name == def.meta.name).cloned();
         match row {
             Some(r) if matches!(r.status, Status::Failed | Status::Interrupted) => {
+                // Refuse before touching the row: a refused retry leaves it as it was.
+                self.check_dependencies(def, &rows).await?;
                 env.ledger
                     .set_status(&r.name, r.run, r.status, Status::Pending, None)
                     .await?;

@@ -286,3 +286,59 @@ async fn allowed_to_fail_batch_runs_everything_and_batch_stops_starting() {
         cleanup(&seq, &p).await;
     }
 }
+
+/// `execute NAME` and `retry NAME` refuse an operation whose dependencies have not completed, say which and how
+/// to fix it, and leave the ledger as it was; once the dependency has run, the same command runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_and_retry_wait_for_dependencies() {
+    for b in backends().await {
+        let p = prefix();
+        let (seq, knobs) = sequencer(&b, &p).await;
+        let name = |f: &str| {
+            ops::registry()
+                .operations()
+                .iter()
+                .find(|d| d.meta.fn_name == f)
+                .map(|d| d.meta.name)
+                .expect("operation")
+        };
+        let err = seq
+            .execute(name("p_fail"))
+            .await
+            .expect_err("p_root never ran");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("depends on `2024_06_01_000001_p_root` (it never ran)"),
+            "{}: {msg}",
+            b.name
+        );
+        assert!(msg.contains("`execute 2024_06_01_000001_p_root`"), "{msg}");
+        assert!(
+            !rows(&seq).await.contains_key("p_fail")
+                || rows(&seq).await["p_fail"].status == Status::Pending,
+            "{}: a refused execute recorded nothing",
+            b.name
+        );
+        seq.execute(name("p_root")).await.expect("p_root");
+        // p_fail fails on purpose; its dependent p_after_fail is refused, and so is retrying it... until fixed.
+        knobs.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let report = seq.execute(name("p_fail")).await.expect("runs");
+        assert!(!report.succeeded(), "{}", b.name);
+        let msg = seq
+            .execute(name("p_after_fail"))
+            .await
+            .expect_err("p_fail failed")
+            .to_string();
+        assert!(msg.contains("(it is failed)"), "{}: {msg}", b.name);
+        knobs.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(seq.retry(name("p_fail")).await.expect("retry").succeeded());
+        assert!(seq
+            .execute(name("p_after_fail"))
+            .await
+            .expect("now it may")
+            .succeeded());
+        let r = rows(&seq).await;
+        assert_eq!(r["p_after_fail"].status, Status::Completed, "{}", b.name);
+        cleanup(&seq, &p).await;
+    }
+}
