@@ -915,3 +915,69 @@ async fn a_closed_stdout_is_not_a_panic() {
     }
     cleanup(&seq, &p).await;
 }
+
+/// `forget NAME` deletes the operation's rows and its recorded errors, so that it runs again afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_clears_rows_and_errors() {
+    for b in backends().await {
+        let p = prefix();
+        let failing = sequencer(
+            &b,
+            &p,
+            Knobs {
+                fail_d: true.into(),
+                ..Knobs::default()
+            },
+        )
+        .await;
+        let report = failing.process(&ProcessOptions::default()).await.unwrap();
+        assert!(!report.succeeded(), "{}", b.name);
+        let d = "2024_01_01_000004_d_fail";
+        assert!(
+            !failing.errors(Some(d)).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+        assert!(
+            !failing.errors(None).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+        assert_eq!(failing.forget(d).await.unwrap(), 1, "{}", b.name);
+        assert!(
+            failing.errors(Some(d)).await.unwrap().is_empty(),
+            "{}: errors kept",
+            b.name
+        );
+        assert!(
+            !failing
+                .ledger()
+                .rows()
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| r.name == d),
+            "{}",
+            b.name
+        );
+        // It runs again, now that it no longer fails, with no trace of the old failure.
+        let fixed = sequencer(&b, &p, Knobs::default()).await;
+        assert!(fixed
+            .process(&ProcessOptions::default())
+            .await
+            .unwrap()
+            .succeeded());
+        assert!(
+            fixed.errors(Some(d)).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            statuses(&fixed).await["d_fail"],
+            Status::Completed,
+            "{}",
+            b.name
+        );
+        cleanup(&fixed, &p).await;
+    }
+}

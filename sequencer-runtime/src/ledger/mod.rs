@@ -1310,14 +1310,25 @@ impl Ledger {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes every run of an operation, so that it runs again.
+    /// Deletes every run of an operation, its recorded errors and its ended jobs, so that it runs again afresh.
     pub async fn forget(&self, name: &str) -> Result<u64, LedgerError> {
-        Ok(sqlx::query(&self.sql.forget)
+        // Its rows, its recorded errors and its ended jobs go together: `errors NAME` starts empty again.
+        let mut tx = self.pool.begin().await.map_err(q("forget an operation"))?;
+        let removed = sqlx::query(&self.sql.forget)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(q("forget an operation"))?
-            .rows_affected())
+            .rows_affected();
+        for sql in [&self.sql.forget_errors, &self.sql.forget_jobs] {
+            sqlx::query(sql)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("forget an operation"))?;
+        }
+        tx.commit().await.map_err(q("forget an operation"))?;
+        Ok(removed)
     }
 
     /// Recorded errors, of one operation or of all.

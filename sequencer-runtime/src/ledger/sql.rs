@@ -28,6 +28,8 @@ pub struct Sql {
     pub set_status: String,
     pub schedule: String,
     pub forget: String,
+    pub forget_errors: String,
+    pub forget_jobs: String,
     pub errors_all: String,
     pub errors_of: String,
     pub lock_sqlite: String,
@@ -278,6 +280,9 @@ impl Sql {
                 "UPDATE {ops} SET status = ?, finished_at = ?, skip_reason = ?, lease_until = NULL WHERE name = ? AND run = ? AND status = ?"
             ),
             forget: format!("DELETE FROM {ops} WHERE name = ?"),
+            forget_errors: format!("DELETE FROM {errors} WHERE name = ?"),
+            // A running job is left to its worker; its operation row is gone, so it ends as not run.
+            forget_jobs: format!("DELETE FROM {prefix}jobs WHERE name = ? AND status <> 'running'"),
             schedule: format!("UPDATE {ops} SET status = 'scheduled', due_at = ? WHERE name = ? AND run = ? AND status = 'pending'"),
             errors_all: format!("SELECT name, run, attempt, message, chain, created_at FROM {errors} ORDER BY id"),
             errors_of: format!("SELECT name, run, attempt, message, chain, created_at FROM {errors} WHERE name = ? ORDER BY id"),
@@ -376,6 +381,8 @@ impl Sql {
             &mut self.interrupt_one,
             &mut self.set_status,
             &mut self.forget,
+            &mut self.forget_errors,
+            &mut self.forget_jobs,
             &mut self.schedule,
             &mut self.lock_expire,
             &mut self.lock_insert,
