@@ -134,7 +134,9 @@ impl Sequencer {
         let handlers = self.deferred_handlers();
         let ledger = self.ledger();
         let mut report = DeferredReport::default();
-        let lease = Duration::from_secs(300);
+        // Held while the handler runs, renewed every third of it: a processor that dies leaves its rows to be
+        // taken again once the lease runs out, while a handler that runs long keeps its own.
+        let lease = self.env().lease;
         for id in ledger
             .deferred_due()
             .await?
@@ -174,7 +176,29 @@ impl Sequencer {
                 Ok(value) => {
                     let ctx = Arc::new(self.deferred_ctx(meta, row.attempts.max(1) as u32));
                     let handler = handler.clone();
-                    crate::executor::run_boxed(ctx, move |ctx| handler(ctx, value), None).await
+                    let stop = tokio_util::sync::CancellationToken::new();
+                    let renewing = {
+                        let (ledger, stop) = (ledger.clone(), stop.clone());
+                        tokio::spawn(async move {
+                            let mut tick = tokio::time::interval(lease / 3);
+                            tick.tick().await;
+                            loop {
+                                tokio::select! {
+                                    _ = stop.cancelled() => break,
+                                    _ = tick.tick() => {
+                                        if let Err(e) = ledger.renew_deferred(id, lease).await {
+                                            tracing::warn!("cannot renew deferred operation {id}'s claim: {e}");
+                                        }
+                                    }
+                                }
+                            }
+                        })
+                    };
+                    let outcome =
+                        crate::executor::run_boxed(ctx, move |ctx| handler(ctx, value), None).await;
+                    stop.cancel();
+                    let _ = renewing.await;
+                    outcome
                 }
                 Err(e) => Err(anyhow::Error::new(MalformedPayload(format!(
                     "malformed payload (not JSON): {e}"

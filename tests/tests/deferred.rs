@@ -163,3 +163,58 @@ async fn deferred_operations_retry_then_fail_and_keep_bad_rows() {
         common::drop_tables(seq.ledger().pool(), &p, &[]).await;
     }
 }
+
+static SLOW_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Slow {
+    ms: u64,
+}
+
+fn slow(_ctx: &Ctx, p: Slow) -> BoxFuture<'_, sequencer::Result<()>> {
+    Box::pin(async move {
+        SLOW_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(p.ms)).await;
+        Ok(())
+    })
+}
+
+/// A deferred operation that runs longer than the lease keeps its claim (renewed every third of the lease): a
+/// second processor meanwhile does not run it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_deferred_operation_keeps_its_claim() {
+    for b in backends().await {
+        let p = prefix();
+        let build = || async {
+            Sequencer::builder()
+                .registry(ops::registry())
+                .database(b.url.clone())
+                .table_prefix(format!("{p}seq_"))
+                .lease(Duration::from_millis(600))
+                .deferred("slow", slow)
+                .build()
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", b.name))
+        };
+        let (first, second) = (build().await, build().await);
+        SLOW_RUNS.store(0, std::sync::atomic::Ordering::SeqCst);
+        first
+            .defer("slow", &Slow { ms: 2_000 }, SystemTime::now(), 3)
+            .await
+            .unwrap();
+        let running = tokio::spawn(async move { first.process_deferred(None).await });
+        // Well past the 600 ms lease: without renewal the row would be taken again here.
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        let meanwhile = second.process_deferred(None).await.unwrap();
+        assert_eq!(meanwhile.completed, 0, "{}", b.name);
+        let done = running.await.unwrap().unwrap();
+        assert_eq!(done.completed, 1, "{}", b.name);
+        assert_eq!(
+            SLOW_RUNS.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{}: the handler ran twice",
+            b.name
+        );
+        common::drop_tables(second.ledger().pool(), &p, &[]).await;
+    }
+}

@@ -1044,6 +1044,17 @@ impl Ledger {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Keeps a running deferred operation's claim for another `lease`.
+    pub async fn renew_deferred(&self, id: i64, lease: Duration) -> Result<bool, LedgerError> {
+        let done = sqlx::query(&self.sql.deferred_renew)
+            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("renew a deferred operation's claim"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Ends a deferred operation's attempt: `completed`, `failed`, or `pending` again at `due_at`.
     pub async fn end_deferred(
         &self,

@@ -50,6 +50,7 @@ pub struct Sql {
     pub deferred_due: String,
     pub deferred_claim: String,
     pub deferred_end: String,
+    pub deferred_renew: String,
     pub deferred_all: String,
     pub deferred_one: String,
     pub job_requeue: String,
@@ -320,6 +321,9 @@ impl Sql {
                 "UPDATE {prefix}deferred SET status = 'running', attempts = attempts + 1, locked_until = ? \
                  WHERE id = ? AND ((status = 'pending' AND due_at <= ?) OR (status = 'running' AND locked_until < ?))"
             ),
+            deferred_renew: format!(
+                "UPDATE {prefix}deferred SET locked_until = ? WHERE id = ? AND status = 'running'"
+            ),
             deferred_end: format!("UPDATE {prefix}deferred SET status = ?, due_at = ?, last_error = ?, locked_until = NULL WHERE id = ?"),
             job_requeue: format!(
                 "UPDATE {prefix}jobs SET status = 'queued', available_at = ?, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL \
@@ -401,6 +405,7 @@ impl Sql {
             &mut self.deferred_due,
             &mut self.deferred_claim,
             &mut self.deferred_end,
+            &mut self.deferred_renew,
             &mut self.deferred_one,
             &mut self.job_requeue,
             &mut self.job_insert,
