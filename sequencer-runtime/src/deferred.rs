@@ -176,28 +176,22 @@ impl Sequencer {
                 Ok(value) => {
                     let ctx = Arc::new(self.deferred_ctx(meta, row.attempts.max(1) as u32));
                     let handler = handler.clone();
-                    let stop = tokio_util::sync::CancellationToken::new();
-                    let renewing = {
-                        let (ledger, stop) = (ledger.clone(), stop.clone());
-                        tokio::spawn(async move {
-                            let mut tick = tokio::time::interval(lease / 3);
-                            tick.tick().await;
-                            loop {
-                                tokio::select! {
-                                    _ = stop.cancelled() => break,
-                                    _ = tick.tick() => {
-                                        if let Err(e) = ledger.renew_deferred(id, lease).await {
-                                            tracing::warn!("cannot renew deferred operation {id}'s claim: {e}");
-                                        }
-                                    }
+                    let renewal = {
+                        let ledger = ledger.clone();
+                        crate::executor::renew_every_third(lease, move || {
+                            let ledger = ledger.clone();
+                            async move {
+                                if let Err(e) = ledger.renew_deferred(id, lease).await {
+                                    tracing::warn!(
+                                        "cannot renew deferred operation {id}'s claim: {e}"
+                                    );
                                 }
                             }
                         })
                     };
                     let outcome =
                         crate::executor::run_boxed(ctx, move |ctx| handler(ctx, value), None).await;
-                    stop.cancel();
-                    let _ = renewing.await;
+                    renewal.cancel();
                     outcome
                 }
                 Err(e) => Err(anyhow::Error::new(MalformedPayload(format!(

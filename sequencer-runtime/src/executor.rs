@@ -385,35 +385,23 @@ impl Env {
         run: i64,
         op_cancel: CancellationToken,
     ) -> CancellationToken {
-        let stop = CancellationToken::new();
-        let (ledger, lease, token, owner) = (
-            self.ledger.clone(),
-            self.lease,
-            stop.clone(),
-            self.owner.clone(),
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(lease / 3);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tick.tick() => {
-                        match ledger.heartbeat(name, run, lease, &owner).await {
-                            Ok(true) => {}
-                            // Another process recovered the row after the lease ran out: stop the operation.
-                            Ok(false) => op_cancel.cancel(),
-                            Err(e) => tracing::warn!(operation = name, "cannot renew the lease: {e}"),
-                        }
-                        // `cancel NAME` from any process: fire the operation's cancellation token.
-                        if ledger.cancel_requested(name, run).await.unwrap_or(false) {
-                            op_cancel.cancel();
-                        }
-                    }
+        let (ledger, owner) = (self.ledger.clone(), self.owner.clone());
+        let lease = self.lease;
+        renew_every_third(lease, move || {
+            let (ledger, owner, op_cancel) = (ledger.clone(), owner.clone(), op_cancel.clone());
+            async move {
+                match ledger.heartbeat(name, run, lease, &owner).await {
+                    Ok(true) => {}
+                    // Another process recovered the row after the lease ran out: stop the operation.
+                    Ok(false) => op_cancel.cancel(),
+                    Err(e) => tracing::warn!(operation = name, "cannot renew the lease: {e}"),
+                }
+                // `cancel NAME` from any process: fire the operation's cancellation token.
+                if ledger.cancel_requested(name, run).await.unwrap_or(false) {
+                    op_cancel.cancel();
                 }
             }
-        });
-        stop
+        })
     }
 
     async fn run_claimed(
@@ -870,6 +858,28 @@ impl Env {
             }
         }
     }
+}
+
+/// Calls `renew` every third of `lease` (the first time after a third) on its own task, until the returned token
+/// is cancelled: the heartbeat of every claim the ledger holds under a lease (operations, jobs, deferred rows).
+pub(crate) fn renew_every_third<F, Fut>(lease: Duration, mut renew: F) -> CancellationToken
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(lease / 3);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tick.tick() => renew().await,
+            }
+        }
+    });
+    stop
 }
 
 #[cfg(test)]

@@ -1331,14 +1331,19 @@ impl Sequencer {
     ) -> Result<(), SequencerError> {
         let latest: HashMap<&str, &LedgerRow> = rows.iter().map(|r| (r.name.as_str(), r)).collect();
         let mut unmet = Vec::new();
+        // The first operation to run before this one, for the hint.
+        let mut first = None;
         let mut migrations = None;
         for dep in def.meta.depends_on {
             match dep {
-                crate::Dependency::Operation(d) => match latest.get(d).map(|r| r.status) {
-                    Some(Status::Completed | Status::Skipped) => {}
-                    Some(other) => unmet.push(format!("`{d}` (it is {other})")),
-                    None => unmet.push(format!("`{d}` (it never ran)")),
-                },
+                crate::Dependency::Operation(d) => {
+                    match latest.get(d).map(|r| r.status) {
+                        Some(Status::Completed | Status::Skipped) => continue,
+                        Some(other) => unmet.push(format!("`{d}` (it is {other})")),
+                        None => unmet.push(format!("`{d}` (it never ran)")),
+                    }
+                    first.get_or_insert(*d);
+                }
                 crate::Dependency::Migration(v) => {
                     if migrations.is_none() {
                         migrations = Some(
@@ -1356,16 +1361,6 @@ impl Sequencer {
         if unmet.is_empty() {
             return Ok(());
         }
-        let first = def.meta.depends_on.iter().find_map(|d| match d {
-            crate::Dependency::Operation(d)
-                if !latest
-                    .get(d)
-                    .is_some_and(|r| matches!(r.status, Status::Completed | Status::Skipped)) =>
-            {
-                Some(*d)
-            }
-            _ => None,
-        });
         Err(SequencerError::Usage(format!(
             "`{}` depends on {}, which has not completed; run it first{}, or run them in order with `process`",
             def.meta.name,

@@ -283,20 +283,25 @@ impl Sequencer {
                     let (env, ledger, worker, lease) =
                         (env.clone(), ledger.clone(), worker.clone(), opts.lease);
                     tasks.spawn(async move {
-                        let beat = CancellationToken::new();
-                        let stop = beat.clone();
                         let (hl, hw, id) = (ledger.clone(), worker.clone(), job.id);
-                        tokio::spawn(async move {
-                            let mut tick = tokio::time::interval(lease / 3);
-                            tick.tick().await;
-                            loop {
-                                tokio::select! {
-                                    _ = stop.cancelled() => break,
-                                    _ = tick.tick() => { let _ = hl.job_heartbeat(id, &hw, lease).await; }
-                                }
+                        let beat = crate::executor::renew_every_third(lease, move || {
+                            let (hl, hw) = (hl.clone(), hw.clone());
+                            async move {
+                                let _ = hl.job_heartbeat(id, &hw, lease).await;
                             }
                         });
-                        let outcome = env.run(def, Target { run: job.run, new_run: false, batch, scheduled: true }).await.map_err(SequencerError::from);
+                        let outcome = env
+                            .run(
+                                def,
+                                Target {
+                                    run: job.run,
+                                    new_run: false,
+                                    batch,
+                                    scheduled: true,
+                                },
+                            )
+                            .await
+                            .map_err(SequencerError::from);
                         beat.cancel();
                         (job, outcome)
                     });

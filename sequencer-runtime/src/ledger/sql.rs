@@ -147,11 +147,7 @@ impl Sql {
         } else {
             String::new()
         };
-        let ignore = |insert: &str| match dialect {
-            Dialect::Sqlite => insert.replacen("INSERT", "INSERT OR IGNORE", 1),
-            Dialect::Postgres => format!("{insert} ON CONFLICT DO NOTHING"),
-            Dialect::MySql => insert.replacen("INSERT", "INSERT IGNORE", 1),
-        };
+        let ignore = |insert: &str| insert_ignore(dialect, insert);
         let sql = Sql {
             dialect,
             insert_pending_head: format!(
@@ -432,16 +428,35 @@ impl Sql {
     /// One statement inserting `count` pending rows (rows that exist are left alone).
     pub fn insert_pending_many(&self, count: usize) -> String {
         let values = vec!["(?, 0, ?, 'pending', 0)"; count].join(", ");
-        let insert = format!("{}{values}", self.insert_pending_head);
+        let insert = insert_ignore(
+            self.dialect,
+            &format!("{}{values}", self.insert_pending_head),
+        );
         match self.dialect {
-            Dialect::Sqlite => insert.replacen("INSERT", "INSERT OR IGNORE", 1),
-            Dialect::Postgres => number_placeholders(&format!("{insert} ON CONFLICT DO NOTHING")),
-            Dialect::MySql => insert.replacen("INSERT", "INSERT IGNORE", 1),
+            Dialect::Postgres => number_placeholders(&insert),
+            _ => insert,
         }
     }
 }
 
-/// `?` → `$1`, `$2`, … (the ledger's SQL has no `?` inside string literals).
+/// An `INSERT` that leaves rows whose key exists alone, in the backend's words.
+fn insert_ignore(dialect: Dialect, insert: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => insert.replacen("INSERT", "INSERT OR IGNORE", 1),
+        Dialect::Postgres => format!("{insert} ON CONFLICT DO NOTHING"),
+        Dialect::MySql => insert.replacen("INSERT", "INSERT IGNORE", 1),
+    }
+}
+
+/// `?` → `$1`, `$2`, …: SQL written once with `?` placeholders, for PostgreSQL (the ledger writes its statements
+/// so; so may operations that run the same SQL on every backend through `ctx.pool()`). Every `?` is replaced,
+/// so keep them out of string literals.
+///
+/// ```
+/// use sequencer::ledger::number_placeholders;
+///
+/// assert_eq!(number_placeholders("UPDATE t SET a = ? WHERE id = ?"), "UPDATE t SET a = $1 WHERE id = $2");
+/// ```
 pub fn number_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut n = 0;
