@@ -225,17 +225,7 @@ async fn reachable(url: &str) -> bool {
 /// Drops the `bench_` tables of a server database.
 async fn drop_bench_tables(url: &str) -> Result<(), AnyError> {
     let mut conn = sqlx::AnyConnection::connect(url).await?;
-    for t in [
-        "operations",
-        "errors",
-        "batches",
-        "locks",
-        "schema_versions",
-        "rate_limits",
-        "throttles",
-        "deferred",
-        "jobs",
-    ] {
+    for t in sequencer::ledger::TABLES {
         for p in ["bench_", "bench_floor_", "bench_q_", "bench_w_"] {
             conn.execute(format!("DROP TABLE IF EXISTS {p}{t}").as_str())
                 .await?;
@@ -293,12 +283,10 @@ async fn ledger_floor(url: &str, prefix: &str, n: usize) -> Result<f64, AnyError
     ledger.pool().close().await;
     let table = format!("{prefix}operations");
     let pid = i64::from(std::process::id());
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
-    };
-    if url.starts_with("sqlite:") {
+    // The same two statements on either backend; only the placeholders differ.
+    let claim = format!("UPDATE {table} SET status = 'running', batch = 1, attempts = 1, started_at = ?, lease_until = ?, host = 'bench', pid = ? WHERE name = ? AND run = 0 AND status = 'pending'");
+    let finish = format!("UPDATE {table} SET status = 'completed', finished_at = ?, duration_ms = 0, lease_until = NULL WHERE name = ? AND run = 0 AND status = 'running' AND host = 'bench' AND pid = ?");
+    let elapsed = if url.starts_with("sqlite:") {
         use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
         use std::str::FromStr;
         let pool = SqlitePoolOptions::new()
@@ -309,52 +297,61 @@ async fn ledger_floor(url: &str, prefix: &str, n: usize) -> Result<f64, AnyError
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Normal),
             )
             .await?;
-        let claim = format!("UPDATE {table} SET status = 'running', batch = 1, attempts = 1, started_at = ?, lease_until = ?, host = 'bench', pid = ? WHERE name = ? AND run = 0 AND status = 'pending'");
-        let finish = format!("UPDATE {table} SET status = 'completed', finished_at = ?, duration_ms = 0, lease_until = NULL WHERE name = ? AND run = 0 AND status = 'running' AND host = 'bench' AND pid = ?");
-        let started = Instant::now();
-        for name in &names {
-            let t = now();
-            let c = sqlx::query(&claim)
-                .bind(t)
-                .bind(t + 30_000)
-                .bind(pid)
-                .bind(name)
-                .execute(&pool)
-                .await?;
-            assert_eq!(c.rows_affected(), 1, "floor claim");
-            sqlx::query(&finish)
-                .bind(now())
-                .bind(name)
-                .bind(pid)
-                .execute(&pool)
-                .await?;
-        }
-        Ok(n as f64 / started.elapsed().as_secs_f64())
+        two_writes_per_op(&pool, &claim, &finish, &names, pid, |r| r.rows_affected()).await?
     } else {
-        use sqlx::postgres::PgPoolOptions;
-        let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
-        let claim = format!("UPDATE {table} SET status = 'running', batch = 1, attempts = 1, started_at = $1, lease_until = $2, host = 'bench', pid = $3 WHERE name = $4 AND run = 0 AND status = 'pending'");
-        let finish = format!("UPDATE {table} SET status = 'completed', finished_at = $1, duration_ms = 0, lease_until = NULL WHERE name = $2 AND run = 0 AND status = 'running' AND host = 'bench' AND pid = $3");
-        let started = Instant::now();
-        for name in &names {
-            let t = now();
-            let c = sqlx::query(&claim)
-                .bind(t)
-                .bind(t + 30_000)
-                .bind(pid)
-                .bind(name)
-                .execute(&pool)
-                .await?;
-            assert_eq!(c.rows_affected(), 1, "floor claim");
-            sqlx::query(&finish)
-                .bind(now())
-                .bind(name)
-                .bind(pid)
-                .execute(&pool)
-                .await?;
-        }
-        Ok(n as f64 / started.elapsed().as_secs_f64())
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        let (claim, finish) = (
+            sequencer::ledger::number_placeholders(&claim),
+            sequencer::ledger::number_placeholders(&finish),
+        );
+        two_writes_per_op(&pool, &claim, &finish, &names, pid, |r| r.rows_affected()).await?
+    };
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// Claims and completes each operation with one statement each, one operation after the other; the time taken.
+async fn two_writes_per_op<DB>(
+    pool: &sqlx::Pool<DB>,
+    claim: &str,
+    finish: &str,
+    names: &[String],
+    pid: i64,
+    rows_affected: fn(&DB::QueryResult) -> u64,
+) -> Result<Duration, AnyError>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+{
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    };
+    let started = Instant::now();
+    for name in names {
+        let t = now();
+        let c = sqlx::query(claim)
+            .bind(t)
+            .bind(t + 30_000)
+            .bind(pid)
+            .bind(name.as_str())
+            .execute(pool)
+            .await?;
+        assert_eq!(rows_affected(&c), 1, "floor claim");
+        sqlx::query(finish)
+            .bind(now())
+            .bind(name.as_str())
+            .bind(pid)
+            .execute(pool)
+            .await?;
     }
+    Ok(started.elapsed())
 }
 
 async fn row_ledger(opts: &Opts, table: &mut Table) -> Result<(), AnyError> {

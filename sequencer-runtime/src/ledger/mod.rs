@@ -40,6 +40,19 @@ pub enum LedgerError {
     },
 }
 
+/// The ledger's tables, each named with the table prefix in front (`sequencer_operations` by default).
+pub const TABLES: &[&str] = &[
+    "operations",
+    "errors",
+    "batches",
+    "locks",
+    "schema_versions",
+    "rate_limits",
+    "throttles",
+    "deferred",
+    "jobs",
+];
+
 /// The ledger pool's size unless set with `SequencerBuilder::max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 12;
 

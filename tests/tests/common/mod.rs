@@ -66,18 +66,7 @@ pub fn prefix() -> String {
 
 /// Drops the tables a suite made: the ledger's (prefixed `{p}seq_`) and `extra` ones (prefixed `{p}`).
 pub async fn drop_tables(pool: &sqlx::AnyPool, p: &str, extra: &[&str]) {
-    const LEDGER: &[&str] = &[
-        "operations",
-        "errors",
-        "batches",
-        "locks",
-        "schema_versions",
-        "rate_limits",
-        "throttles",
-        "deferred",
-        "jobs",
-    ];
-    let names = LEDGER
+    let names = sequencer::ledger::TABLES
         .iter()
         .map(|t| format!("{p}seq_{t}"))
         .chain(extra.iter().map(|t| format!("{p}{t}")));
