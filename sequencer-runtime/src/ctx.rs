@@ -8,7 +8,12 @@ use sqlx::AnyPool;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
-use crate::OperationMeta;
+use sequencer_core::OperationMeta;
+
+use crate::crypto::Keyring;
+use crate::events::Event;
+use crate::ledger::Ledger;
+use crate::result::{Result, Skip};
 
 /// Application state registered on the builder, by type.
 pub type StateMap = HashMap<TypeId, Box<dyn Any + Send + Sync>>;
@@ -79,10 +84,10 @@ pub struct Ctx {
 
 /// Where a recorded run writes its progress and checkpoints.
 pub(crate) struct Recorder {
-    pub keys: Arc<crate::crypto::Keyring>,
-    pub ledger: crate::ledger::Ledger,
+    pub keys: Arc<Keyring>,
+    pub ledger: Ledger,
     pub run: i64,
-    pub events: tokio::sync::broadcast::Sender<crate::Event>,
+    pub events: tokio::sync::broadcast::Sender<Event>,
 }
 
 /// The error [`Ctx::checkpoint`] returns once `cancel NAME` asked the operation to stop: return it (with `?`)
@@ -152,7 +157,7 @@ impl Ctx {
 
     /// Reports progress: shown by `status` (with an ETA) and the progress bars. Written to the ledger at most
     /// four times a second, and always when `done == total`.
-    pub async fn progress(&self, done: u64, total: u64) -> crate::Result<()> {
+    pub async fn progress(&self, done: u64, total: u64) -> Result<()> {
         let Some(rec) = &self.recorder else {
             return Ok(());
         };
@@ -185,7 +190,7 @@ impl Ctx {
                         .await?
                 }
             }
-            let _ = rec.events.send(crate::Event::OperationProgress {
+            let _ = rec.events.send(Event::OperationProgress {
                 name: self.meta.name.to_owned(),
                 done,
                 total,
@@ -197,7 +202,7 @@ impl Ctx {
     /// Stores a checkpoint (any serde value: a cursor, a last id) so that an interrupted run resumes from it with
     /// [`Ctx::last_checkpoint`]. Returns [`Cancelled`] once `cancel NAME` asked the operation to stop: pass it on
     /// with `?`.
-    pub async fn checkpoint<T: serde::Serialize + ?Sized>(&self, cursor: &T) -> crate::Result<()> {
+    pub async fn checkpoint<T: serde::Serialize + ?Sized>(&self, cursor: &T) -> Result<()> {
         let Some(rec) = &self.recorder else {
             return Ok(());
         };
@@ -242,7 +247,7 @@ impl Ctx {
     /// The transaction, for the ledger's own writes; an error while the operation holds `ctx.tx()`.
     fn tx_conn(
         &self,
-    ) -> crate::Result<Option<MutexGuard<'_, Option<sqlx::Transaction<'static, sqlx::Any>>>>> {
+    ) -> Result<Option<MutexGuard<'_, Option<sqlx::Transaction<'static, sqlx::Any>>>>> {
         match &self.tx {
             None => Ok(None),
             Some(m) => match m.try_lock() {
@@ -256,9 +261,7 @@ impl Ctx {
     }
 
     /// The checkpoint the last interrupted (or failed) attempt of this run stored, if any.
-    pub async fn last_checkpoint<T: serde::de::DeserializeOwned>(
-        &self,
-    ) -> crate::Result<Option<T>> {
+    pub async fn last_checkpoint<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
         let Some(rec) = &self.recorder else {
             return Ok(None);
         };
@@ -318,7 +321,7 @@ impl Ctx {
     /// sqlx::query("UPDATE accounts SET plan = 'free' WHERE plan IS NULL").execute(&mut **tx).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn tx(&self) -> crate::Result<TxGuard<'_>> {
+    pub async fn tx(&self) -> Result<TxGuard<'_>> {
         let Some(tx) = &self.tx else {
             anyhow::bail!(
                 "`ctx.tx()` needs `#[operation(transaction, ...)]` on `{}`",
@@ -340,8 +343,8 @@ impl Ctx {
     }
 
     /// Ends the operation as skipped with a reason: `return ctx.skip("nothing to do");`.
-    pub fn skip(&self, reason: impl Into<String>) -> crate::Result<()> {
-        Err(crate::Skip(reason))
+    pub fn skip(&self, reason: impl Into<String>) -> Result<()> {
+        Err(Skip(reason))
     }
 }
 

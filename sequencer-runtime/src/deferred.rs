@@ -2,79 +2,17 @@
 //! database; `process_deferred` (the `process-deferred` command, and every `work` process) runs the due ones
 //! with their typed handler, retrying after a delay until `max_attempts`, then recording the error.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::error::SequencerError;
+use crate::executor::task::run_boxed;
+use crate::handlers::MalformedPayload;
+use crate::lease::renew_every_third;
 use crate::ledger::now_ms;
-use crate::sequencer::{Sequencer, SequencerError};
-use crate::{BoxFuture, Ctx, OperationMeta, Result};
-
-/// A type-erased deferred handler.
-pub(crate) type ErasedHandler =
-    Arc<dyn for<'a> Fn(&'a Ctx, serde_json::Value) -> BoxFuture<'a, Result<()>> + Send + Sync>;
-
-/// The handlers and aliases registered on the builder.
-#[derive(Clone, Default)]
-pub(crate) struct DeferredHandlers {
-    pub handlers: HashMap<String, (ErasedHandler, &'static OperationMeta)>,
-    pub aliases: HashMap<String, String>,
-    pub retry_delay: Duration,
-}
-
-impl DeferredHandlers {
-    pub(crate) fn resolve(
-        &self,
-        name: &str,
-    ) -> Option<(&str, &(ErasedHandler, &'static OperationMeta))> {
-        let name = self.aliases.get(name).map_or(name, String::as_str);
-        self.handlers
-            .get_key_value(name)
-            .map(|(k, v)| (k.as_str(), v))
-    }
-}
-
-/// A payload that does not deserialize into the handler's type: failed at once, never retried.
-#[derive(Debug)]
-struct MalformedPayload(String);
-
-impl std::fmt::Display for MalformedPayload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for MalformedPayload {}
-
-/// Wraps a typed handler.
-pub(crate) fn erase<T, F>(name: &str, handler: F) -> (ErasedHandler, &'static OperationMeta)
-where
-    T: serde::de::DeserializeOwned + Send + 'static,
-    F: for<'a> Fn(&'a Ctx, T) -> BoxFuture<'a, Result<()>> + Send + Sync + 'static,
-{
-    let handler = Arc::new(handler);
-    let erased: ErasedHandler = Arc::new(move |ctx: &Ctx, value: serde_json::Value| {
-        match serde_json::from_value::<T>(value) {
-            Ok(payload) => handler(ctx, payload),
-            Err(e) => {
-                let err = MalformedPayload(format!(
-                    "malformed payload for `{}`: {e}",
-                    ctx.operation().name
-                ));
-                Box::pin(async move { Err(anyhow::Error::new(err)) })
-            }
-        }
-    });
-    // One metadata record per handler, for its `Ctx`; handlers are registered once, at start-up.
-    let meta: &'static OperationMeta = Box::leak(Box::new(OperationMeta {
-        name: Box::leak(format!("deferred:{name}").into_boxed_str()),
-        fn_name: Box::leak(name.to_owned().into_boxed_str()),
-        ..crate::registry::BLANK_META
-    }));
-    (erased, meta)
-}
+use crate::sequencer::Sequencer;
 
 /// What [`Sequencer::process_deferred`] did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -178,7 +116,7 @@ impl Sequencer {
                     let handler = handler.clone();
                     let renewal = {
                         let ledger = ledger.clone();
-                        crate::executor::renew_every_third(lease, move || {
+                        renew_every_third(lease, move || {
                             let ledger = ledger.clone();
                             async move {
                                 if let Err(e) = ledger.renew_deferred(id, lease).await {
@@ -189,8 +127,7 @@ impl Sequencer {
                             }
                         })
                     };
-                    let outcome =
-                        crate::executor::run_boxed(ctx, move |ctx| handler(ctx, value), None).await;
+                    let outcome = run_boxed(ctx, move |ctx| handler(ctx, value), None).await;
                     renewal.cancel();
                     outcome
                 }

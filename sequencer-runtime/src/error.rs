@@ -1,32 +1,32 @@
-//! Ending an operation as skipped.
+//! The runtime's errors, each saying how to fix it.
 
-use std::fmt;
+use crate::ledger::LedgerError;
+use crate::registry::RegistryError;
 
-/// The error an operation returns to end itself as skipped; recorded with its reason, not as a failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    /// Why the operation skipped itself.
-    pub reason: String,
-}
-
-impl fmt::Display for Skipped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "skipped: {}", self.reason)
-    }
-}
-
-impl std::error::Error for Skipped {}
-
-/// Ends an operation as skipped: `return Err(Skip("no rows to backfill"));`.
-///
-/// ```
-/// use sequencer_runtime::{Skip, Skipped};
-/// let err = Skip("nothing to do");
-/// assert_eq!(err.downcast_ref::<Skipped>().unwrap().reason, "nothing to do");
-/// ```
-#[allow(non_snake_case)]
-pub fn Skip(reason: impl Into<String>) -> crate::Error {
-    anyhow::Error::new(Skipped {
-        reason: reason.into(),
-    })
+/// Errors of the runtime, each saying how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum SequencerError {
+    /// The registry is invalid.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// No operation has this name.
+    #[error("no operation named `{name}`{}", suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default())]
+    UnknownOperation {
+        /// The name given.
+        name: String,
+        /// The closest known name.
+        suggestion: Option<String>,
+    },
+    /// A guard refused the run.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// `--isolate`: another process holds the lock.
+    #[error("another process holds the isolation lock; wait for it to finish, or run without `--isolate`")]
+    LockHeld,
+    /// The request cannot be carried out as asked.
+    #[error("{0}")]
+    Usage(String),
 }

@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use sequencer_core::{Dependency, OpNode, OperationMeta, Plan};
 
-use crate::{Ctx, Error, Result};
+use crate::ctx::Ctx;
+use crate::result::{Error, Result};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

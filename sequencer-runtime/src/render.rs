@@ -11,7 +11,7 @@ use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
 use crate::ledger::Status;
-use crate::{Registry, RegistryError};
+use crate::registry::{Registry, RegistryError};
 
 /// How [`render`] draws the graph.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -423,7 +423,11 @@ fn mermaid_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BoxFuture, Ctx, Dependency, OperationDef, OperationMeta, Result, Timestamp};
+    use sequencer_core::{Dependency, OperationMeta, Timestamp};
+
+    use crate::ctx::Ctx;
+    use crate::registry::{BoxFuture, OperationDef};
+    use crate::result::Result;
 
     fn h(_: &Ctx) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })

@@ -12,154 +12,13 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Outcome, Target};
+use crate::error::SequencerError;
+use crate::lease::{renew_every_third, sleep_or_cancel};
 use crate::ledger::{Dialect, Job, Status};
-use crate::sequencer::{Sequencer, SequencerError};
-
-/// Runs a process's operations on the workers: queue each one when the orchestrator starts it, then wait for
-/// its ledger row to end, woken by `NOTIFY` on PostgreSQL and by adaptive polling elsewhere.
-#[derive(Clone)]
-pub(crate) struct Dispatch {
-    ledger: crate::ledger::Ledger,
-    ended: std::sync::Arc<tokio::sync::Notify>,
-    cancel: CancellationToken,
-}
-
-impl Dispatch {
-    pub(crate) async fn new(
-        ledger: crate::ledger::Ledger,
-        cancel: CancellationToken,
-    ) -> Result<Dispatch, SequencerError> {
-        let ended = std::sync::Arc::new(tokio::sync::Notify::new());
-        if ledger.dialect() == Dialect::Postgres {
-            let mut l = ledger.listen(&ledger.done_channel()).await?;
-            let (notify, stop) = (ended.clone(), cancel.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        got = l.recv() => {
-                            notify.notify_waiters();
-                            if got.is_err() {
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-        Ok(Dispatch {
-            ledger,
-            ended,
-            cancel,
-        })
-    }
-
-    /// Queues one operation and waits until a worker has ended it.
-    pub(crate) async fn run_on_worker(
-        &self,
-        def: &'static crate::OperationDef,
-        run: i64,
-        events: &tokio::sync::broadcast::Sender<crate::Event>,
-    ) -> Result<Outcome, SequencerError> {
-        let meta = &def.meta;
-        let queue = meta.queue.unwrap_or(DEFAULT_QUEUE);
-        self.ledger.enqueue(meta.name, run, queue).await?;
-        let started = Instant::now();
-        let mut wait = Duration::from_millis(5);
-        // Say so when no worker takes the job: first after 10 s, then every minute.
-        let mut next_notice = Duration::from_secs(10);
-        loop {
-            let notified = self.ended.notified();
-            // The job ends after the operation's row: wait for the job, then read the row (an older run's
-            // failure is never mistaken for this one's).
-            let job = self.ledger.job_status(meta.name, run).await?;
-            if job.as_deref() == Some("queued") && started.elapsed() >= next_notice {
-                let _ = events.send(crate::Event::WaitingForWorker {
-                    name: meta.name.to_owned(),
-                    queue: queue.to_owned(),
-                    waited_secs: started.elapsed().as_secs(),
-                });
-                next_notice += Duration::from_secs(60);
-            }
-            if matches!(job.as_deref(), Some("done" | "failed")) {
-                let r = self.ledger.row_of(meta.name, run).await?;
-                return Ok(match r {
-                    Some(r) => match r.status {
-                        Status::Completed => Outcome::Completed {
-                            duration: Duration::from_millis(
-                                r.duration_ms.unwrap_or(0).max(0) as u64
-                            ),
-                        },
-                        Status::Skipped => Outcome::Skipped {
-                            reason: r.skip_reason.unwrap_or_default(),
-                        },
-                        Status::Failed | Status::Interrupted => Outcome::Failed {
-                            error: r.last_error.unwrap_or_else(|| {
-                                format!("`{}` ended {} on a worker", meta.name, r.status)
-                            }),
-                        },
-                        other => Outcome::Failed {
-                            error: format!(
-                                "a worker took `{}` but did not run it: it is {other}",
-                                meta.name
-                            ),
-                        },
-                    },
-                    None => Outcome::Failed {
-                        error: format!("`{}` has no ledger row", meta.name),
-                    },
-                });
-            }
-            if self.cancel.is_cancelled() {
-                return Ok(Outcome::Cancelled {
-                    reason: format!("`{}` was still on a worker when the run stopped", meta.name),
-                });
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-            // Without notifications (MySQL, SQLite): poll quickly at first, then at most once a second.
-            let cap = if started.elapsed() < Duration::from_secs(1) {
-                Duration::from_millis(50)
-            } else {
-                Duration::from_secs(1)
-            };
-            wait = (wait * 2).min(cap);
-        }
-    }
-}
-
-/// How a worker runs.
-#[derive(Debug, Clone)]
-pub struct WorkOptions {
-    /// The queue it serves (`queue = "name"` on the operation; `default` otherwise).
-    pub queue: String,
-    /// Jobs run at once.
-    pub concurrency: usize,
-    /// Stop once the queue is empty (for tests and one-off drains) instead of waiting for more.
-    pub until_idle: bool,
-    /// How long a claimed job is held without a heartbeat.
-    pub lease: Duration,
-    /// On shutdown, how long running jobs may take to finish before they are cancelled.
-    pub grace: Duration,
-}
-
-impl Default for WorkOptions {
-    fn default() -> Self {
-        WorkOptions {
-            queue: DEFAULT_QUEUE.to_owned(),
-            concurrency: 8,
-            until_idle: false,
-            lease: Duration::from_secs(30),
-            grace: Duration::from_secs(30),
-        }
-    }
-}
-
-/// The queue of operations without `queue = "..."`.
-pub const DEFAULT_QUEUE: &str = "default";
+use crate::options::{WorkOptions, DEFAULT_QUEUE};
+use crate::plan::Due;
+use crate::report::Outcome;
+use crate::sequencer::Sequencer;
 
 /// What a worker did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -185,10 +44,7 @@ async fn database_trouble(e: &(dyn std::error::Error + Sync), shutdown: &Cancell
         cause = c.source();
     }
     eprintln!("worker: database trouble, retrying in 1 s: {message}");
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        _ = shutdown.cancelled() => {}
-    }
+    sleep_or_cancel(Duration::from_secs(1), shutdown).await;
 }
 
 impl Sequencer {
@@ -284,22 +140,14 @@ impl Sequencer {
                         (env.clone(), ledger.clone(), worker.clone(), opts.lease);
                     tasks.spawn(async move {
                         let (hl, hw, id) = (ledger.clone(), worker.clone(), job.id);
-                        let beat = crate::executor::renew_every_third(lease, move || {
+                        let beat = renew_every_third(lease, move || {
                             let (hl, hw) = (hl.clone(), hw.clone());
                             async move {
                                 let _ = hl.job_heartbeat(id, &hw, lease).await;
                             }
                         });
                         let outcome = env
-                            .run(
-                                def,
-                                Target {
-                                    run: job.run,
-                                    new_run: false,
-                                    batch,
-                                    scheduled: true,
-                                },
-                            )
+                            .run(&Due::new(def, job.run, false, true), batch)
                             .await
                             .map_err(SequencerError::from);
                         beat.cancel();
@@ -389,7 +237,7 @@ impl Sequencer {
                 report.completed += 1;
                 ledger.end_job(job.id, worker, "done", None).await?;
             }
-            Outcome::Failed { error } => {
+            Outcome::Failed { error, .. } => {
                 report.failed += 1;
                 ledger
                     .end_job(job.id, worker, "failed", Some(&error))
@@ -422,20 +270,21 @@ impl Sequencer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::{ProcessOptions, RollbackTarget};
 
     /// Compiles only if the futures users spawn on a multi-threaded runtime are `Send`.
     #[allow(dead_code)]
     fn futures_are_send(seq: &Sequencer) {
         fn send<T: Send>(_: T) {}
         send(seq.work(&WorkOptions::default(), CancellationToken::new()));
-        send(seq.process(&crate::ProcessOptions::default()));
+        send(seq.process(&ProcessOptions::default()));
         send(seq.process_deferred(None));
         send(seq.enqueue("x"));
         send(seq.execute("x"));
         send(seq.status());
         send(seq.migrate());
         send(seq.retry("x"));
-        send(seq.rollback(&crate::RollbackTarget::Step(1)));
+        send(seq.rollback(&RollbackTarget::Step(1)));
         send(seq.batch(["x"]).dispatch());
         send(seq.chain(["x"]).dispatch());
     }

@@ -1,5 +1,5 @@
-//! Execution strategies: `command` (the default: `migrate` only migrates, `process` runs operations) and
-//! `migration` (`migrate` applies the schema migrations one at a time and, after each, runs every pending
+//! `migrate`, by the execution strategy: `command` (the default: `migrate` only migrates, `process` runs
+//! operations) or `migration` (`migrate` applies the schema migrations one at a time and, after each, runs every pending
 //! operation whose timestamp is at or before that migration's version; then the rest).
 
 use std::collections::HashSet;
@@ -8,58 +8,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use sqlx::migrate::{Migrate, Migrator};
 
+use crate::error::SequencerError;
 use crate::events::Event;
-use crate::sequencer::{ProcessOptions, RunReport, Sequencer, SequencerError};
-
-/// When operations run.
-#[derive(Clone, Default)]
-pub enum Strategy {
-    /// `migrate` only migrates; `process` runs operations. The default.
-    #[default]
-    Command,
-    /// `migrate` interleaves operations with the schema migrations.
-    Migration(MigrationStrategy),
-}
-
-impl Strategy {
-    /// The migration strategy with its defaults.
-    pub fn migration() -> MigrationStrategy {
-        MigrationStrategy::default()
-    }
-}
-
-/// Options of [`Strategy::Migration`].
-#[derive(Clone, Debug, Default)]
-pub struct MigrationStrategy {
-    run_on_no_pending_migrations: bool,
-    force_sync: bool,
-}
-
-impl MigrationStrategy {
-    /// Run pending operations even when there is no pending migration (default: only migrations start them).
-    pub fn run_on_no_pending_migrations(mut self, yes: bool) -> Self {
-        self.run_on_no_pending_migrations = yes;
-        self
-    }
-
-    /// Run every operation in the migrating process, `asynchronous` ones included (they would otherwise go to
-    /// the workers' queue).
-    pub fn force_sync(mut self, yes: bool) -> Self {
-        self.force_sync = yes;
-        self
-    }
-
-    /// Whether `asynchronous` operations run in the migrating process.
-    pub fn forces_sync(&self) -> bool {
-        self.force_sync
-    }
-}
-
-impl From<MigrationStrategy> for Strategy {
-    fn from(m: MigrationStrategy) -> Self {
-        Strategy::Migration(m)
-    }
-}
+use crate::options::{ProcessOptions, Strategy};
+use crate::report::RunReport;
+use crate::sequencer::Sequencer;
 
 /// What `migrate` did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -204,16 +157,5 @@ impl Sequencer {
             }
         }
         Ok(report)
-    }
-}
-
-/// Versions of the schema migrations applied to the ledger database (empty when none ran).
-pub(crate) async fn applied_migrations(pool: &sqlx::AnyPool) -> HashSet<i64> {
-    match sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations")
-        .fetch_all(pool)
-        .await
-    {
-        Ok(v) => v.into_iter().collect(),
-        Err(_) => HashSet::new(),
     }
 }

@@ -1,232 +1,17 @@
-//! Orchestrators: how a run's due operations are scheduled. Every built-in one is the same ready-queue scheduler
-//! with a different concurrency, priority and failure policy, and every one runs operations through the shared
-//! executor, so every policy (retries, timeouts, hooks, conditions, transactions) applies on every path.
-//!
-//! | orchestrator | concurrency | on a failure |
-//! |---|---|---|
-//! | [`Sequential`] (default) | 1, timestamp order | stop; roll back this run's Rollbackable operations, in reverse |
-//! | [`Batch`] | `--concurrency` | start nothing more; let running ones finish |
-//! | [`TransactionalBatch`] | `--concurrency` | stop; roll back *every* operation this run completed, in reverse completion order; report what could not be undone |
-//! | [`AllowedToFailBatch`] | `--concurrency` | go on; the run fails if an operation that is not `allowed_to_fail` failed |
-//! | [`DependencyGraph`] | `--concurrency` | go on with other branches; the failed operation's dependents do not run |
-//! | [`Scheduled`] | 1 | as [`Sequential`]; runs due `execute_at` / `delay` operations |
-//!
-//! All of them start an operation the moment its last dependency has finished (a ready queue, not waves) and
-//! never before. [`DependencyGraph`] picks, among ready operations, the one with the longest chain of dependents
-//! first, which keeps a bounded pool close to the critical path. A failed operation's dependents stay pending in
-//! the ledger, so that they run once it has been fixed; the report lists them as skipped, with the reason.
+//! The built-in orchestrators: one ready-queue scheduler with a different concurrency, priority and failure
+//! policy each.
 
-use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BinaryHeap, HashMap};
 
+use sequencer_core::Dependency;
 use tokio::task::JoinSet;
 
+use crate::error::SequencerError;
 use crate::events::Event;
-use crate::executor::{Env, Outcome, Target};
-use crate::sequencer::{OutcomeKind, RunReport, SequencerError};
-use crate::{BoxFuture, Dependency, OperationDef};
-
-/// Decides the order and concurrency of a run's due operations. Implement it to write your own and pass it to
-/// [`Sequencer::using`](crate::Sequencer::using) or
-/// [`SequencerBuilder::orchestrator`](crate::SequencerBuilder::orchestrator).
-///
-/// A custom orchestrator is responsible for order: [`Run::execute`] does not check dependencies. Wrapping a
-/// built-in one is the easy way to add behaviour (the orchestrators guide, `sequencer::guides::orchestrators`,
-/// has one written from scratch):
-///
-/// ```
-/// use sequencer::orchestrator::{Orchestrator, Run};
-/// use sequencer::{BoxFuture, DependencyGraph, RunReport, SequencerError};
-///
-/// /// The dependency-graph orchestrator, announcing each run.
-/// struct Announced;
-///
-/// impl Orchestrator for Announced {
-///     fn name(&self) -> &'static str {
-///         "announced-graph"
-///     }
-///
-///     fn orchestrate<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<RunReport, SequencerError>> {
-///         Box::pin(async move {
-///             println!("batch {}: {} due, {} at a time", run.batch(), run.due().len(), run.concurrency());
-///             DependencyGraph.orchestrate(run).await
-///         })
-///     }
-/// }
-///
-/// #[sequencer::operations]
-/// mod ops {
-///     use sequencer::prelude::*;
-///
-///     #[operation(timestamp = "2024_01_15_120000")]
-///     async fn create_users(_ctx: &Ctx) -> Result<()> {
-///         Ok(())
-///     }
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), SequencerError> {
-/// # let ledger = sequencer::testing::ledger(sequencer::Sequencer::builder().registry(ops::registry())).await?;
-/// # let seq = &ledger.sequencer;
-/// let report = seq.using(Announced).execute_all().await?;
-/// assert!(report.succeeded());
-/// # Ok(())
-/// # }
-/// ```
-pub trait Orchestrator: Send + Sync {
-    /// A short name, shown in reports.
-    fn name(&self) -> &'static str;
-
-    /// Runs the due operations of `run` (each through [`Run::execute`]) and reports what happened.
-    fn orchestrate<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<RunReport, SequencerError>>;
-}
-
-/// One due operation of a run.
-#[derive(Debug, Clone, Copy)]
-pub struct Due {
-    def: &'static OperationDef,
-    run: i64,
-    new_run: bool,
-    scheduled: bool,
-}
-
-impl Due {
-    pub(crate) fn new(
-        def: &'static OperationDef,
-        run: i64,
-        new_run: bool,
-        scheduled: bool,
-    ) -> Self {
-        Due {
-            def,
-            run,
-            new_run,
-            scheduled,
-        }
-    }
-
-    /// The operation.
-    pub fn def(&self) -> &'static OperationDef {
-        self.def
-    }
-
-    /// Whether this is a new run of a completed operation (`--repeat`).
-    pub(crate) fn is_new_run(&self) -> bool {
-        self.new_run
-    }
-
-    /// Its ledger run number.
-    pub fn run(&self) -> i64 {
-        self.run
-    }
-}
-
-/// A run in progress: its batch, its due operations (in plan order) and the means to execute them.
-#[derive(Clone)]
-pub struct Run {
-    inner: Arc<RunInner>,
-}
-
-struct RunInner {
-    dispatch: Option<crate::worker::Dispatch>,
-    env: Env,
-    batch: i64,
-    due: Vec<Due>,
-    satisfied: HashSet<String>,
-    concurrency: usize,
-}
-
-impl Run {
-    pub(crate) fn new(
-        env: Env,
-        batch: i64,
-        due: Vec<Due>,
-        satisfied: HashSet<String>,
-        concurrency: usize,
-    ) -> Self {
-        Run {
-            inner: Arc::new(RunInner {
-                dispatch: None,
-                env,
-                batch,
-                due,
-                satisfied,
-                concurrency: concurrency.max(1),
-            }),
-        }
-    }
-
-    /// A run whose operations are executed by the workers: each is queued when it is ready and awaited.
-    pub(crate) fn dispatching(self, dispatch: crate::worker::Dispatch) -> Self {
-        let inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            Err(arc) => RunInner {
-                dispatch: None,
-                env: arc.env.clone(),
-                batch: arc.batch,
-                due: arc.due.clone(),
-                satisfied: arc.satisfied.clone(),
-                concurrency: arc.concurrency,
-            },
-        };
-        Run {
-            inner: Arc::new(RunInner {
-                dispatch: Some(dispatch),
-                ..inner
-            }),
-        }
-    }
-
-    /// The batch number.
-    pub fn batch(&self) -> i64 {
-        self.inner.batch
-    }
-
-    /// The due operations, in plan order (timestamp order, moved only where dependencies demand).
-    pub fn due(&self) -> &[Due] {
-        &self.inner.due
-    }
-
-    /// How many operations may run at once (`--concurrency`).
-    pub fn concurrency(&self) -> usize {
-        self.inner.concurrency
-    }
-
-    /// Whether an operation had completed (or been skipped) before this run began.
-    pub fn satisfied_before(&self, name: &str) -> bool {
-        self.inner.satisfied.contains(name)
-    }
-
-    /// Whether the run was asked to stop.
-    pub fn is_cancelled(&self) -> bool {
-        self.inner.env.cancel.is_cancelled()
-    }
-
-    /// Claims and runs one due operation with every policy, recording it in the ledger.
-    pub async fn execute(&self, due: &Due) -> Result<Outcome, SequencerError> {
-        if let Some(dispatch) = &self.inner.dispatch {
-            return dispatch
-                .run_on_worker(due.def, due.run, &self.inner.env.events)
-                .await;
-        }
-        let target = Target {
-            run: due.run,
-            new_run: due.new_run,
-            batch: self.inner.batch,
-            scheduled: due.scheduled,
-        };
-        Ok(self.inner.env.run(due.def, target).await?)
-    }
-
-    /// Rolls back an operation this run completed. `Ok(Err(message))` when its rollback failed or it has none.
-    pub async fn roll_back(&self, due: &Due) -> Result<Result<(), String>, SequencerError> {
-        Ok(self.inner.env.roll_back(due.def, due.run).await?)
-    }
-
-    fn emit(&self, e: Event) {
-        let _ = self.inner.env.events.send(e);
-    }
-}
+use crate::orchestrator::run::{Orchestrator, Run};
+use crate::plan::Due;
+use crate::registry::BoxFuture;
+use crate::report::{Outcome, RunReport};
 
 /// Runs one operation at a time in plan order; a failure stops the run and rolls back, in reverse, the
 /// Rollbackable operations this run completed. The default.
@@ -333,30 +118,6 @@ builtin!(
     OnFailure::Continue
 );
 
-/// The built-in orchestrator of a name: `sequential`, `batch`, `transactional`, `allowed-to-fail`, `graph`,
-/// `scheduled`.
-pub fn by_name(name: &str) -> Option<Arc<dyn Orchestrator>> {
-    Some(match name {
-        "sequential" => Arc::new(Sequential),
-        "batch" => Arc::new(Batch),
-        "transactional" | "transactional-batch" => Arc::new(TransactionalBatch),
-        "allowed-to-fail" | "allowed-to-fail-batch" => Arc::new(AllowedToFailBatch),
-        "graph" | "dependency-graph" => Arc::new(DependencyGraph),
-        "scheduled" => Arc::new(Scheduled),
-        _ => return None,
-    })
-}
-
-/// The names [`by_name`] knows.
-pub const NAMES: &[&str] = &[
-    "sequential",
-    "batch",
-    "transactional",
-    "allowed-to-fail",
-    "graph",
-    "scheduled",
-];
-
 /// The scheduler behind every built-in orchestrator.
 async fn ready_queue(
     run: &Run,
@@ -369,18 +130,18 @@ async fn ready_queue(
     let index: HashMap<&str, usize> = due
         .iter()
         .enumerate()
-        .map(|(i, d)| (d.def.meta.name, i))
+        .map(|(i, d)| (d.def().meta.name, i))
         .collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut waiting_on = vec![0usize; n];
     let mut report = RunReport {
         batch: Some(run.batch()),
-        planned: due.iter().map(|d| d.def.meta.name.to_owned()).collect(),
+        planned: due.iter().map(|d| d.def().meta.name.to_owned()).collect(),
         ..RunReport::default()
     };
     let mut blocked: Vec<Option<String>> = vec![None; n];
     for (i, d) in due.iter().enumerate() {
-        for dep in d.def.meta.depends_on {
+        for dep in d.def().meta.depends_on {
             let Dependency::Operation(dep) = dep else {
                 continue;
             };
@@ -412,7 +173,7 @@ async fn ready_queue(
             held.push(i);
             report
                 .waiting
-                .push((due[i].def.meta.name.to_owned(), reason));
+                .push((due[i].def().meta.name.to_owned(), reason));
         } else if waiting_on[i] == 0 {
             ready.push((key(i), i));
         }
@@ -444,7 +205,7 @@ async fn ready_queue(
                 )))
             }
         };
-        let def = due[i].def;
+        let def = due[i].def();
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -454,21 +215,20 @@ async fn ready_queue(
                 continue;
             }
         };
-        let kind = match outcome {
-            Outcome::Cancelled { reason } => {
+        match &outcome {
+            Outcome::Cancelled { .. } => {
                 // Asked to stop: start nothing more, roll nothing back.
                 stop = true;
                 let name = def.meta.name;
                 for &c in &dependents[i] {
                     if !skipped[c] {
                         report.waiting.push((
-                            due[c].def.meta.name.to_owned(),
+                            due[c].def().meta.name.to_owned(),
                             format!("dependency `{name}` was cancelled"),
                         ));
                     }
                     hold_back(c, &dependents, &mut skipped, due, &mut report, run, None);
                 }
-                OutcomeKind::Cancelled { reason }
             }
             Outcome::Deferred { reason } => {
                 let name = def.meta.name;
@@ -476,15 +236,14 @@ async fn ready_queue(
                 for &c in &dependents[i] {
                     if !skipped[c] {
                         report.waiting.push((
-                            due[c].def.meta.name.to_owned(),
+                            due[c].def().meta.name.to_owned(),
                             format!("dependency `{name}` is waiting"),
                         ));
                     }
                     hold_back(c, &dependents, &mut skipped, due, &mut report, run, None);
                 }
-                OutcomeKind::Deferred { reason }
             }
-            Outcome::Completed { duration } => {
+            Outcome::Completed { .. } => {
                 completed.push(i);
                 for &c in &dependents[i] {
                     waiting_on[c] -= 1;
@@ -492,20 +251,16 @@ async fn ready_queue(
                         ready.push((key(c), c));
                     }
                 }
-                OutcomeKind::Completed {
-                    duration_ms: duration.as_millis() as u64,
-                }
             }
-            Outcome::Skipped { reason } => {
+            Outcome::Skipped { .. } => {
                 for &c in &dependents[i] {
                     waiting_on[c] -= 1;
                     if waiting_on[c] == 0 && !skipped[c] {
                         ready.push((key(c), c));
                     }
                 }
-                OutcomeKind::Skipped { reason }
             }
-            Outcome::Failed { error } => {
+            Outcome::Failed { error, .. } => {
                 let allowed = def.meta.allowed_to_fail;
                 if !allowed && on_failure != OnFailure::Continue {
                     stop = true;
@@ -513,8 +268,8 @@ async fn ready_queue(
                 let failed_name = def.meta.name;
                 report.results.push((
                     failed_name.to_owned(),
-                    OutcomeKind::Failed {
-                        error,
+                    Outcome::Failed {
+                        error: error.clone(),
                         allowed_to_fail: allowed,
                     },
                 ));
@@ -531,9 +286,9 @@ async fn ready_queue(
                 }
                 continue;
             }
-            Outcome::NotClaimed => OutcomeKind::NotClaimed,
-        };
-        report.results.push((def.meta.name.to_owned(), kind));
+            Outcome::NotClaimed => {}
+        }
+        report.results.push((def.meta.name.to_owned(), outcome));
     }
     if let Some(e) = first_error {
         return Err(e);
@@ -547,20 +302,20 @@ async fn ready_queue(
     {
         for &i in completed.iter().rev() {
             let d = &due[i];
-            if !d.def.meta.rollbackable {
+            if !d.def().meta.rollbackable {
                 if on_failure == OnFailure::StopRollBackAll {
                     report.rollback_failures.push((
-                        d.def.meta.name.to_owned(),
+                        d.def().meta.name.to_owned(),
                         "has no rollback: it could not be undone".into(),
                     ));
                 }
                 continue;
             }
             match run.roll_back(d).await? {
-                Ok(()) => report.rolled_back.push(d.def.meta.name.to_owned()),
+                Ok(()) => report.rolled_back.push(d.def().meta.name.to_owned()),
                 Err(e) => report
                     .rollback_failures
-                    .push((d.def.meta.name.to_owned(), e)),
+                    .push((d.def().meta.name.to_owned(), e)),
             }
         }
     }
@@ -582,7 +337,7 @@ fn hold_back(
         if std::mem::replace(&mut skipped[k], true) {
             continue;
         }
-        let name = due[k].def.meta.name.to_owned();
+        let name = due[k].def().meta.name.to_owned();
         match failed {
             Some(dep) => {
                 let reason = format!("dependency `{dep}` failed; it stays pending");
@@ -590,11 +345,11 @@ fn hold_back(
                     name: name.clone(),
                     reason: reason.clone(),
                 });
-                report.results.push((name, OutcomeKind::Skipped { reason }));
+                report.results.push((name, Outcome::Skipped { reason }));
             }
             None if k != i => report.waiting.push((
                 name,
-                format!("dependency `{}` is waiting", due[i].def.meta.name),
+                format!("dependency `{}` is waiting", due[i].def().meta.name),
             )),
             None => {}
         }

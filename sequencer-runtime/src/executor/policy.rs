@@ -1,0 +1,161 @@
+//! The policies around an operation's claim and attempts: `unique` keys and `without_overlapping` locks,
+//! rate limits and exception throttles, all held in the ledger database so that every process shares them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sequencer_core::Middleware;
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::sleep_or_cancel;
+use crate::ledger::{now_ms, Ledger, LedgerError, Owner};
+use crate::registry::OperationDef;
+
+/// What the policies read: the ledger that holds their state, who runs, and the run's cancellation.
+pub(crate) struct Policies<'a> {
+    pub ledger: &'a Ledger,
+    pub owner: &'a Owner,
+    pub cancel: &'a CancellationToken,
+    /// Named rate limits defined on the builder: `(starts, per)`.
+    pub limiters: &'a HashMap<String, (u32, Duration)>,
+}
+
+/// The `unique` key and `without_overlapping` locks an operation holds while it runs: `(lock, owner)`.
+pub(crate) type HeldLocks = Vec<(String, String)>;
+
+/// Why the locks an operation needs were not all taken.
+pub(crate) enum LockRefusal {
+    /// One is held by another run: the operation is left as it was, with this reason.
+    Busy(String),
+    /// The ledger failed.
+    Ledger(LedgerError),
+}
+
+impl From<LedgerError> for LockRefusal {
+    fn from(e: LedgerError) -> Self {
+        LockRefusal::Ledger(e)
+    }
+}
+
+impl Policies<'_> {
+    /// Takes the `unique` key and the `without_overlapping` locks, waiting for those with `release_after`.
+    pub(crate) async fn take_locks(
+        &self,
+        def: &'static OperationDef,
+    ) -> Result<HeldLocks, LockRefusal> {
+        let meta = &def.meta;
+        let owner = format!("{}:{}:{}", self.owner.host, self.owner.pid, meta.name);
+        let mut held: Vec<(String, String)> = Vec::new();
+        let mut wanted: Vec<(String, Duration, Option<Duration>, String)> = Vec::new();
+        if let Some(u) = meta.unique {
+            let hold = u.hold_for.unwrap_or(Duration::from_secs(3600));
+            wanted.push((
+                format!("unique:{}", u.key),
+                hold,
+                None,
+                format!("unique key `{}` is held by another run", u.key),
+            ));
+        }
+        for m in meta.middleware {
+            if let Middleware::WithoutOverlapping {
+                key,
+                release_after,
+                expire_after,
+            } = m
+            {
+                let expire = expire_after.unwrap_or(Duration::from_secs(3600));
+                wanted.push((
+                    format!("overlap:{key}"),
+                    expire,
+                    *release_after,
+                    format!("`without_overlapping(\"{key}\")` is held by another run"),
+                ));
+            }
+        }
+        for (name, hold, retry_after, reason) in wanted {
+            loop {
+                let expires = now_ms() + hold.as_millis() as i64;
+                match self.ledger.try_named_lock(&name, &owner, expires).await {
+                    Ok(true) => {
+                        held.push((name.clone(), owner.clone()));
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Err(LockRefusal::Ledger(e)),
+                }
+                let Some(wait) = retry_after.filter(|_| !self.cancel.is_cancelled()) else {
+                    for (n, o) in &held {
+                        self.ledger.release_named_lock(n, o).await?;
+                    }
+                    return Err(LockRefusal::Busy(reason));
+                };
+                sleep_or_cancel(wait, self.cancel).await;
+            }
+        }
+        Ok(held)
+    }
+
+    /// Waits for the operation's rate limits and closed throttles before an attempt.
+    pub(crate) async fn before_attempt(
+        &self,
+        def: &'static OperationDef,
+    ) -> Result<(), LedgerError> {
+        for m in def.meta.middleware {
+            match m {
+                Middleware::RateLimited { limiter, limit } => {
+                    let Some((count, per)) = limit.or_else(|| self.limiters.get(*limiter).copied())
+                    else {
+                        continue;
+                    };
+                    let per_ms = (per.as_millis() as i64).max(1);
+                    loop {
+                        let now = now_ms();
+                        let window = now - now.rem_euclid(per_ms);
+                        if self.ledger.rate_limit_hit(limiter, window, count).await?
+                            || self.cancel.is_cancelled()
+                        {
+                            break;
+                        }
+                        let wait = Duration::from_millis((window + per_ms - now).max(1) as u64);
+                        sleep_or_cancel(wait, self.cancel).await;
+                    }
+                }
+                Middleware::ThrottleExceptions { backoff, by, .. } => {
+                    let key = by.unwrap_or(def.meta.name);
+                    loop {
+                        let until = self.ledger.throttle_until(key).await?;
+                        let now = now_ms();
+                        if until <= now || self.cancel.is_cancelled() {
+                            break;
+                        }
+                        let mut wait = Duration::from_millis((until - now) as u64);
+                        if let Some(b) = backoff {
+                            wait = wait.min(*b).max(Duration::from_millis(1));
+                        }
+                        sleep_or_cancel(wait, self.cancel).await;
+                    }
+                }
+                Middleware::WithoutOverlapping { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed attempt against the operation's `throttle_exceptions`.
+    pub(crate) async fn after_failure(
+        &self,
+        def: &'static OperationDef,
+    ) -> Result<(), LedgerError> {
+        for m in def.meta.middleware {
+            if let Middleware::ThrottleExceptions {
+                max, window, by, ..
+            } = m
+            {
+                self.ledger
+                    .throttle_failure(by.unwrap_or(def.meta.name), *max, window.as_millis() as i64)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

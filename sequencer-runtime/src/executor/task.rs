@@ -1,0 +1,117 @@
+//! One attempt on its own task: `before`, the layers and the operation, `after`, under the timeout, with panics
+//! caught and reported as errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ctx::Ctx;
+use crate::executor::layer::{Layer, Next};
+use crate::registry::{BoxFuture, OperationDef};
+use crate::result::{Error, Result};
+
+/// How an attempt failed.
+pub(crate) enum AttemptError {
+    /// The operation (or a hook) returned an error or panicked.
+    Failed(Error),
+    /// The timeout ran out first.
+    TimedOut(Error),
+}
+
+/// One attempt: `before`, the operation, `after`, under the timeout, with panics caught.
+pub(crate) async fn attempt_once(
+    def: &'static OperationDef,
+    ctx: Arc<Ctx>,
+    layers: Arc<Vec<Arc<dyn Layer>>>,
+) -> Result<(), AttemptError> {
+    run_task(
+        ctx,
+        move |ctx| {
+            Box::pin(async move {
+                if let Some(before) = def.before {
+                    before(ctx)
+                        .await
+                        .map_err(|e| e.context("the `before` hook failed"))?;
+                }
+                Next {
+                    layers: &layers,
+                    def,
+                }
+                .run(ctx)
+                .await?;
+                if let Some(after) = def.after {
+                    after(ctx)
+                        .await
+                        .map_err(|e| e.context("the `after` hook failed"))?;
+                }
+                Ok(())
+            })
+        },
+        def.meta.timeout,
+    )
+    .await
+}
+
+/// [`run_task`] with the error flattened, for callers outside the executor (deferred handlers).
+pub(crate) async fn run_boxed<F>(ctx: Arc<Ctx>, f: F, timeout: Option<Duration>) -> Result<()>
+where
+    F: for<'a> FnOnce(&'a Ctx) -> BoxFuture<'a, Result<()>> + Send + 'static,
+{
+    run_task(ctx, f, timeout)
+        .await
+        .map_err(|(AttemptError::Failed(e) | AttemptError::TimedOut(e))| e)
+}
+
+/// Runs `f(ctx)` on its own task so that a panic is caught and reported, under an optional timeout.
+pub(crate) async fn run_task<F>(
+    ctx: Arc<Ctx>,
+    f: F,
+    timeout: Option<Duration>,
+) -> Result<(), AttemptError>
+where
+    F: for<'a> FnOnce(&'a Ctx) -> BoxFuture<'a, Result<()>> + Send + 'static,
+{
+    let cancel = ctx.cancellation().clone();
+    let name = ctx.operation().name;
+    let task = tokio::spawn(async move { f(&ctx).await });
+    let abort = task.abort_handle();
+    let joined = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                cancel.cancel();
+                abort.abort();
+                let d = humantime_secs(limit);
+                return Err(AttemptError::TimedOut(anyhow::anyhow!(
+                    "`{name}` timed out after {d}"
+                )));
+            }
+        },
+        None => task.await,
+    };
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(AttemptError::Failed(e)),
+        Err(join) if join.is_panic() => {
+            let panic = join.into_panic();
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            Err(AttemptError::Failed(anyhow::anyhow!(
+                "`{name}` panicked: {msg}"
+            )))
+        }
+        Err(join) => Err(AttemptError::Failed(anyhow::anyhow!(
+            "`{name}` was cancelled: {join}"
+        ))),
+    }
+}
+
+fn humantime_secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

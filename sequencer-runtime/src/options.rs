@@ -1,0 +1,245 @@
+//! What a caller chooses: the options of `process` and `work`, rate limits, rollback targets, the strategy, and
+//! the defaults.
+
+use std::time::Duration;
+
+use sequencer_core::Timestamp;
+
+/// The default ledger: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://sequencer.db";
+
+/// Operations run at once by the parallel orchestrators unless `--concurrency` says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// What to run: the options of `process`, for [`Sequencer::process`] and [`Sequencer::preview`]. Start from
+/// `ProcessOptions::default()` (every pending operation, as `process` without flags).
+///
+/// ```
+/// use sequencer::{ProcessOptions, Timestamp};
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[operation(timestamp = "2024_01_15_120000", tags = ["billing"])]
+///     async fn create_invoices(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+///
+///     #[operation(timestamp = "2024_02_01_000000")]
+///     async fn create_users(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sequencer::SequencerError> {
+/// # let ledger = sequencer::testing::ledger(sequencer::Sequencer::builder().registry(ops::registry())).await?;
+/// # let seq = &ledger.sequencer;
+/// // `process --tags billing --to 2024_01_31_235959 --dry-run`:
+/// let opts = ProcessOptions {
+///     tags: vec!["billing".into()],
+///     to: Some("2024_01_31_235959".parse::<Timestamp>().unwrap()),
+///     dry_run: true,
+///     ..ProcessOptions::default()
+/// };
+/// assert_eq!(seq.process(&opts).await?.planned, ["2024_01_15_120000_create_invoices"]);
+///
+/// // `process --repeat`: completed operations run again, as new runs.
+/// seq.process(&ProcessOptions::default()).await?;
+/// let again = seq.process(&ProcessOptions { repeat: true, ..ProcessOptions::default() }).await?;
+/// assert_eq!(again.planned.len(), 2);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ProcessOptions {
+    /// Plan only.
+    pub dry_run: bool,
+    /// Only operations at or after this timestamp.
+    pub from: Option<Timestamp>,
+    /// Only operations at or before this timestamp.
+    pub to: Option<Timestamp>,
+    /// Only operations with one of these tags.
+    pub tags: Vec<String>,
+    /// Run completed operations again (new runs); refuses operations that never ran.
+    pub repeat: bool,
+    /// Hold the global lock for the whole run.
+    pub isolate: bool,
+    /// How many operations the parallel orchestrators run at once (default [`DEFAULT_CONCURRENCY`]).
+    pub concurrency: Option<usize>,
+    /// Only operations with `execute_at` / `delay` (the `scheduled` command).
+    pub only_scheduled: bool,
+    /// Only these operations (ledger names), when not empty.
+    pub only: Vec<String>,
+    /// Only operations whose timestamp, as a number, is at most this migration version (`migrate`).
+    pub up_to_version: Option<i64>,
+    /// Emit no `NoPendingOperations` event when nothing is due (`migrate` runs many small steps).
+    pub quiet: bool,
+    /// Run `asynchronous` operations in this process instead of queueing them (`--sync`).
+    pub sync: bool,
+    /// Queue every due operation for the workers (`--async`).
+    pub queue_all: bool,
+    /// Run every due operation on the workers, in the orchestrator's order, and wait for each (`--dispatch`):
+    /// dependencies, concurrency and failure policies hold as in-process.
+    pub dispatch: bool,
+}
+
+/// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Starts allowed per window.
+    pub count: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl Limit {
+    /// `count` starts per second.
+    pub fn per_second(count: u32) -> Limit {
+        Limit {
+            count,
+            per: Duration::from_secs(1),
+        }
+    }
+
+    /// `count` starts per minute.
+    pub fn per_minute(count: u32) -> Limit {
+        Limit {
+            count,
+            per: Duration::from_secs(60),
+        }
+    }
+
+    /// `count` starts per hour.
+    pub fn per_hour(count: u32) -> Limit {
+        Limit {
+            count,
+            per: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Which operations `rollback` undoes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackTarget {
+    /// Every operation completed in this batch.
+    Batch(i64),
+    /// The last N completed operations.
+    Step(usize),
+    /// One operation.
+    Op(String),
+}
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkOptions {
+    /// The queue it serves (`queue = "name"` on the operation; `default` otherwise).
+    pub queue: String,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Stop once the queue is empty (for tests and one-off drains) instead of waiting for more.
+    pub until_idle: bool,
+    /// How long a claimed job is held without a heartbeat.
+    pub lease: Duration,
+    /// On shutdown, how long running jobs may take to finish before they are cancelled.
+    pub grace: Duration,
+}
+
+impl Default for WorkOptions {
+    fn default() -> Self {
+        WorkOptions {
+            queue: DEFAULT_QUEUE.to_owned(),
+            concurrency: 8,
+            until_idle: false,
+            lease: Duration::from_secs(30),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The queue of operations without `queue = "..."`.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// When operations run.
+#[derive(Clone, Default)]
+pub enum Strategy {
+    /// `migrate` only migrates; `process` runs operations. The default.
+    #[default]
+    Command,
+    /// `migrate` interleaves operations with the schema migrations.
+    Migration(MigrationStrategy),
+}
+
+impl Strategy {
+    /// The migration strategy with its defaults.
+    pub fn migration() -> MigrationStrategy {
+        MigrationStrategy::default()
+    }
+}
+
+/// Options of [`Strategy::Migration`].
+#[derive(Clone, Debug, Default)]
+pub struct MigrationStrategy {
+    pub(crate) run_on_no_pending_migrations: bool,
+    pub(crate) force_sync: bool,
+}
+
+impl MigrationStrategy {
+    /// Run pending operations even when there is no pending migration (default: only migrations start them).
+    pub fn run_on_no_pending_migrations(mut self, yes: bool) -> Self {
+        self.run_on_no_pending_migrations = yes;
+        self
+    }
+
+    /// Run every operation in the migrating process, `asynchronous` ones included (they would otherwise go to
+    /// the workers' queue).
+    pub fn force_sync(mut self, yes: bool) -> Self {
+        self.force_sync = yes;
+        self
+    }
+
+    /// Whether `asynchronous` operations run in the migrating process.
+    pub fn forces_sync(&self) -> bool {
+        self.force_sync
+    }
+}
+
+impl From<MigrationStrategy> for Strategy {
+    fn from(m: MigrationStrategy) -> Self {
+        Strategy::Migration(m)
+    }
+}
+
+/// Decides whether a run may start: hostname, environment or anything else.
+pub trait Guard: Send + Sync {
+    /// `Err(reason)` refuses the run.
+    fn check(&self, host: &str, environment: Option<&str>) -> Result<(), String>;
+}
+
+impl<F: Fn(&str, Option<&str>) -> Result<(), String> + Send + Sync> Guard for F {
+    fn check(&self, host: &str, environment: Option<&str>) -> Result<(), String> {
+        self(host, environment)
+    }
+}
+
+/// Only these hosts may run operations.
+pub fn only_hosts(hosts: &[&str]) -> impl Guard {
+    let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+    move |host: &str, _: Option<&str>| {
+        if hosts.iter().any(|h| h == host) {
+            Ok(())
+        } else {
+            Err(format!("host `{host}` is not one of {hosts:?}"))
+        }
+    }
+}
+
+/// Only these environments may run operations.
+pub fn only_environments(envs: &[&str]) -> impl Guard {
+    let envs: Vec<String> = envs.iter().map(|e| (*e).to_owned()).collect();
+    move |_: &str, env: Option<&str>| match env {
+        Some(e) if envs.iter().any(|x| x == e) => Ok(()),
+        other => Err(format!("environment {other:?} is not one of {envs:?}")),
+    }
+}

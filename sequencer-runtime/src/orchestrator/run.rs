@@ -1,0 +1,168 @@
+//! The interface between a run and its orchestrator: the [`Orchestrator`] trait and the [`Run`] it is handed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::error::SequencerError;
+use crate::events::Event;
+use crate::executor::Env;
+use crate::orchestrator::dispatch::Dispatch;
+use crate::plan::Due;
+use crate::registry::BoxFuture;
+use crate::report::{Outcome, RunReport};
+
+/// Decides the order and concurrency of a run's due operations. Implement it to write your own and pass it to
+/// [`Sequencer::using`](crate::Sequencer::using) or
+/// [`SequencerBuilder::orchestrator`](crate::SequencerBuilder::orchestrator).
+///
+/// A custom orchestrator is responsible for order: [`Run::execute`] does not check dependencies. Wrapping a
+/// built-in one is the easy way to add behaviour (the orchestrators guide, `sequencer::guides::orchestrators`,
+/// has one written from scratch):
+///
+/// ```
+/// use sequencer::orchestrator::{Orchestrator, Run};
+/// use sequencer::{BoxFuture, DependencyGraph, RunReport, SequencerError};
+///
+/// /// The dependency-graph orchestrator, announcing each run.
+/// struct Announced;
+///
+/// impl Orchestrator for Announced {
+///     fn name(&self) -> &'static str {
+///         "announced-graph"
+///     }
+///
+///     fn orchestrate<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<RunReport, SequencerError>> {
+///         Box::pin(async move {
+///             println!("batch {}: {} due, {} at a time", run.batch(), run.due().len(), run.concurrency());
+///             DependencyGraph.orchestrate(run).await
+///         })
+///     }
+/// }
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[operation(timestamp = "2024_01_15_120000")]
+///     async fn create_users(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), SequencerError> {
+/// # let ledger = sequencer::testing::ledger(sequencer::Sequencer::builder().registry(ops::registry())).await?;
+/// # let seq = &ledger.sequencer;
+/// let report = seq.using(Announced).execute_all().await?;
+/// assert!(report.succeeded());
+/// # Ok(())
+/// # }
+/// ```
+pub trait Orchestrator: Send + Sync {
+    /// A short name, shown in reports.
+    fn name(&self) -> &'static str;
+
+    /// Runs the due operations of `run` (each through [`Run::execute`]) and reports what happened.
+    fn orchestrate<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<RunReport, SequencerError>>;
+}
+
+/// A run in progress: its batch, its due operations (in plan order) and the means to execute them.
+#[derive(Clone)]
+pub struct Run {
+    inner: Arc<RunInner>,
+}
+
+struct RunInner {
+    dispatch: Option<Dispatch>,
+    env: Env,
+    batch: i64,
+    due: Vec<Due>,
+    satisfied: HashSet<String>,
+    concurrency: usize,
+}
+
+impl Run {
+    pub(crate) fn new(
+        env: Env,
+        batch: i64,
+        due: Vec<Due>,
+        satisfied: HashSet<String>,
+        concurrency: usize,
+    ) -> Self {
+        Run {
+            inner: Arc::new(RunInner {
+                dispatch: None,
+                env,
+                batch,
+                due,
+                satisfied,
+                concurrency: concurrency.max(1),
+            }),
+        }
+    }
+
+    /// A run whose operations are executed by the workers: each is queued when it is ready and awaited.
+    pub(crate) fn dispatching(self, dispatch: Dispatch) -> Self {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(arc) => RunInner {
+                dispatch: None,
+                env: arc.env.clone(),
+                batch: arc.batch,
+                due: arc.due.clone(),
+                satisfied: arc.satisfied.clone(),
+                concurrency: arc.concurrency,
+            },
+        };
+        Run {
+            inner: Arc::new(RunInner {
+                dispatch: Some(dispatch),
+                ..inner
+            }),
+        }
+    }
+
+    /// The batch number.
+    pub fn batch(&self) -> i64 {
+        self.inner.batch
+    }
+
+    /// The due operations, in plan order (timestamp order, moved only where dependencies demand).
+    pub fn due(&self) -> &[Due] {
+        &self.inner.due
+    }
+
+    /// How many operations may run at once (`--concurrency`).
+    pub fn concurrency(&self) -> usize {
+        self.inner.concurrency
+    }
+
+    /// Whether an operation had completed (or been skipped) before this run began.
+    pub fn satisfied_before(&self, name: &str) -> bool {
+        self.inner.satisfied.contains(name)
+    }
+
+    /// Whether the run was asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.env.cancel.is_cancelled()
+    }
+
+    /// Claims and runs one due operation with every policy, recording it in the ledger.
+    pub async fn execute(&self, due: &Due) -> Result<Outcome, SequencerError> {
+        if let Some(dispatch) = &self.inner.dispatch {
+            return dispatch
+                .run_on_worker(due.def(), due.run(), &self.inner.env.events)
+                .await;
+        }
+        Ok(self.inner.env.run(due, self.inner.batch).await?)
+    }
+
+    /// Rolls back an operation this run completed. `Ok(Err(message))` when its rollback failed or it has none.
+    pub async fn roll_back(&self, due: &Due) -> Result<Result<(), String>, SequencerError> {
+        Ok(self.inner.env.roll_back(due.def(), due.run()).await?)
+    }
+
+    pub(crate) fn emit(&self, e: Event) {
+        let _ = self.inner.env.events.send(e);
+    }
+}

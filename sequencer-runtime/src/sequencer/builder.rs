@@ -1,0 +1,330 @@
+//! [`SequencerBuilder`]: the registry, the ledger, state, guards and every setting that applies to all runs.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sequencer_core::Middleware;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::crypto::Keyring;
+use crate::ctx::{Ctx, StateMap};
+use crate::error::SequencerError;
+use crate::executor::layer::Layer;
+use crate::executor::Env;
+use crate::handlers::{erase, DeferredHandlers};
+use crate::ledger::{Ledger, Owner, DEFAULT_MAX_CONNECTIONS};
+use crate::options::{Guard, Limit, Strategy, DEFAULT_DATABASE_URL};
+use crate::orchestrator::{Orchestrator, Sequential};
+use crate::registry::{BoxFuture, Registry};
+use crate::result::Result;
+use crate::sequencer::{Inner, Sequencer};
+
+impl Sequencer {
+    /// Starts configuring a sequencer.
+    pub fn builder() -> SequencerBuilder {
+        SequencerBuilder::default()
+    }
+}
+
+/// Configures a [`Sequencer`]: the registry (required), the ledger database, application state, guards and
+/// the settings that apply to every run. [`SequencerBuilder::build`] validates the registry, connects and
+/// applies the ledger's own schema migrations.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use sequencer::{only_environments, Limit, Sequencer, Sequential};
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     pub struct Tenant(pub &'static str);
+///
+///     #[operation(timestamp = "2024_01_15_120000", middleware = [rate_limited("crm")])]
+///     async fn sync_contacts(ctx: &Ctx) -> Result<()> {
+///         let tenant = ctx.state::<Tenant>().expect("registered with .state(..)");
+///         assert_eq!(tenant.0, "acme");
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sequencer::SequencerError> {
+/// let builder = Sequencer::builder()
+///     .registry(ops::registry())
+///     .state(ops::Tenant("acme"))                    // ctx.state::<Tenant>()
+///     .environment("staging")                        // default: $SEQUENCER_ENV
+///     .guard(only_environments(&["staging", "production"]))
+///     .rate_limiter("crm", Limit::per_minute(60))    // for `rate_limited("crm")`
+///     .orchestrator(Sequential)                      // the default
+///     .lease(Duration::from_secs(60))                // the default
+///     .retry_jitter(0.2)                             // default 0
+///     .table_prefix("sequencer_")                    // the default
+///     .actor("deploy-bot");
+/// # /*
+/// let seq = builder.database("sqlite://sequencer.db").build().await?;
+/// # */
+/// # let ledger = sequencer::testing::ledger(builder).await?;
+/// # let seq = &ledger.sequencer;
+/// assert!(seq.execute_all().await?.succeeded());
+/// # Ok(())
+/// # }
+/// ```
+pub struct SequencerBuilder {
+    registry: Option<Registry>,
+    database: Option<String>,
+    state: StateMap,
+    prefix: String,
+    environment: Option<String>,
+    guards: Vec<Box<dyn Guard>>,
+    lease: Duration,
+    actor: Option<String>,
+    orchestrator: Arc<dyn Orchestrator>,
+    limiters: HashMap<String, (u32, Duration)>,
+    layers: Vec<Arc<dyn Layer>>,
+    jitter: f64,
+    migrator: Option<Arc<sqlx::migrate::Migrator>>,
+    strategy: Strategy,
+    deferred: DeferredHandlers,
+    keys: Option<Keyring>,
+    max_connections: u32,
+}
+
+impl Default for SequencerBuilder {
+    fn default() -> Self {
+        SequencerBuilder {
+            registry: None,
+            database: None,
+            state: StateMap::new(),
+            prefix: "sequencer_".to_owned(),
+            environment: std::env::var("SEQUENCER_ENV").ok(),
+            guards: Vec::new(),
+            lease: Duration::from_secs(60),
+            actor: None,
+            orchestrator: Arc::new(Sequential),
+            limiters: HashMap::new(),
+            layers: Vec::new(),
+            jitter: 0.0,
+            migrator: None,
+            strategy: Strategy::Command,
+            deferred: DeferredHandlers {
+                retry_delay: Duration::from_secs(30),
+                ..Default::default()
+            },
+            keys: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl SequencerBuilder {
+    /// The operations (required).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The ledger database URL: `sqlite://FILE`, `postgres://…` or `mysql://…`. Default: `sqlite://sequencer.db`.
+    pub fn database(mut self, url: impl Into<String>) -> Self {
+        self.database = Some(url.into());
+        self
+    }
+
+    /// Application state operations read with `ctx.state::<T>()`.
+    pub fn state<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.state.insert(TypeId::of::<T>(), Box::new(value));
+        self
+    }
+
+    /// Prefix of the ledger's tables (default `sequencer_`).
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The environment (default: `SEQUENCER_ENV`), matched against `environments = [...]`.
+    pub fn environment(mut self, env: impl Into<String>) -> Self {
+        self.environment = Some(env.into());
+        self
+    }
+
+    /// A guard that may refuse every run.
+    pub fn guard(mut self, guard: impl Guard + 'static) -> Self {
+        self.guards.push(Box::new(guard));
+        self
+    }
+
+    /// How long a claim holds without a heartbeat (default 60 s); a dead process's operations are recovered
+    /// after this long (at once when it ran on this host).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The default orchestrator (default: [`Sequential`]).
+    pub fn orchestrator(mut self, orchestrator: impl Orchestrator + 'static) -> Self {
+        self.orchestrator = Arc::new(orchestrator);
+        self
+    }
+
+    /// Defines a named rate limiter for `middleware = [rate_limited("name")]`, shared by every process on the
+    /// same ledger database: `.rate_limiter("api-calls", Limit::per_minute(60))`.
+    pub fn rate_limiter(mut self, name: impl Into<String>, limit: Limit) -> Self {
+        self.limiters.insert(name.into(), (limit.count, limit.per));
+        self
+    }
+
+    /// Registers a typed handler for deferred operations named `name`:
+    /// `.deferred("send_welcome", |ctx, p: Welcome| Box::pin(send_welcome(ctx, p)))` where
+    /// `async fn send_welcome(ctx: &Ctx, payload: Welcome) -> Result<()>`.
+    pub fn deferred<T, F>(mut self, name: &str, handler: F) -> Self
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+        F: for<'a> Fn(&'a Ctx, T) -> BoxFuture<'a, Result<()>> + Send + Sync + 'static,
+    {
+        self.deferred
+            .handlers
+            .insert(name.to_owned(), erase(name, handler));
+        self
+    }
+
+    /// The encryption keys (default: `SEQUENCER_KEY` and `SEQUENCER_OLD_KEYS` from the environment).
+    pub fn encryption_keys(mut self, keys: Keyring) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Keeps stored deferred operations valid after a handler was renamed: rows naming `old` run `new`.
+    pub fn deferred_alias(mut self, old: &str, new: &str) -> Self {
+        self.deferred.aliases.insert(old.to_owned(), new.to_owned());
+        self
+    }
+
+    /// How long a failed deferred operation waits before its next try, times the tries so far (default 30 s).
+    pub fn deferred_retry_delay(mut self, delay: Duration) -> Self {
+        self.deferred.retry_delay = delay;
+        self
+    }
+
+    /// The schema migrations `migrate` applies (`Migrator::new(path)`), on the ledger
+    /// database.
+    pub fn migrator(mut self, migrator: sqlx::migrate::Migrator) -> Self {
+        self.migrator = Some(Arc::new(migrator));
+        self
+    }
+
+    /// When operations run: [`Strategy::Command`] (default) or `Strategy::migration()` to interleave them
+    /// with schema migrations in `migrate`.
+    pub fn strategy(mut self, strategy: impl Into<Strategy>) -> Self {
+        self.strategy = strategy.into();
+        self
+    }
+
+    /// Takes a random part of up to `fraction` (0 to 1) off every retry's backoff, so that many operations
+    /// failing together do not retry in lock-step. Default 0.
+    pub fn retry_jitter(mut self, fraction: f64) -> Self {
+        self.jitter = fraction.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Wraps every attempt of every operation in a [`Layer`] (outermost first, in the order added).
+    pub fn layer(mut self, layer: impl Layer + 'static) -> Self {
+        self.layers.push(Arc::new(layer));
+        self
+    }
+
+    /// Who runs (recorded in the ledger).
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// The size of the ledger's connection pool (default 12; operations share it through `ctx.pool()`). Lower it
+    /// when many processes share one server: eight `work` processes of 12 connections already fill PostgreSQL's
+    /// default `max_connections = 100`.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Validates the registry, connects to the ledger and applies its schema migrations.
+    pub async fn build(self) -> std::result::Result<Sequencer, SequencerError> {
+        let registry = self.registry.ok_or_else(|| {
+            SequencerError::Usage("no registry: call `.registry(ops::registry())`".into())
+        })?;
+        registry.plan()?;
+        for def in registry.operations() {
+            for m in def.meta.middleware {
+                if let Middleware::RateLimited {
+                    limiter,
+                    limit: None,
+                } = m
+                {
+                    if !self.limiters.contains_key(*limiter) {
+                        return Err(SequencerError::Usage(format!(
+                            "`{}` uses `rate_limited(\"{limiter}\")`, but no such limiter is defined: add `.rate_limiter(\"{limiter}\", Limit::per_minute(60))` to the builder, or write the rate in the attribute: `rate_limited(\"{limiter}\", 60/min)`",
+                            def.meta.name
+                        )));
+                    }
+                }
+            }
+        }
+        if !self
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(SequencerError::Usage(format!(
+                "table prefix `{}` may hold only ASCII letters, digits and `_`",
+                self.prefix
+            )));
+        }
+        let keys = match self.keys {
+            Some(k) => k,
+            None => Keyring::from_env().map_err(|e| {
+                SequencerError::Usage(format!("SEQUENCER_KEY / SEQUENCER_OLD_KEYS: {e}"))
+            })?,
+        };
+        if let Some(op) = registry.operations().iter().find(|o| o.meta.encrypted) {
+            if !keys.can_seal() {
+                return Err(SequencerError::Usage(format!(
+                    "`{}` is `encrypted`, but no key is configured: set SEQUENCER_KEY (32 bytes, base64, e.g. `openssl rand -base64 32`)",
+                    op.meta.name
+                )));
+            }
+        }
+        let url = self
+            .database
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let ledger = Ledger::connect_with(&url, &self.prefix, self.max_connections).await?;
+        let (events, _) = broadcast::channel(1024);
+        let env = Env {
+            ledger,
+            owner: Owner::this_process(self.actor),
+            state: Arc::new(self.state),
+            events,
+            environment: self.environment,
+            lease: self.lease,
+            cancel: CancellationToken::new(),
+            limiters: Arc::new(self.limiters),
+            layers: Arc::new(self.layers),
+            jitter: self.jitter,
+            keys: Arc::new(keys),
+        };
+        Ok(Sequencer {
+            inner: Arc::new(Inner {
+                registry,
+                env,
+                guards: self.guards,
+                migrator: self.migrator,
+                strategy: self.strategy,
+                deferred: self.deferred,
+            }),
+            orchestrator: self.orchestrator,
+        })
+    }
+}

@@ -1,0 +1,357 @@
+//! The commands on one operation or a few: `execute`, `retry`, `mark`, `forget`, `rollback`, `cancel`,
+//! `errors`, and the conditional and query forms.
+
+use std::collections::HashMap;
+
+use sequencer_core::Dependency;
+
+use crate::error::SequencerError;
+use crate::ledger::{ErrorRecord, LedgerRow, Status};
+use crate::options::RollbackTarget;
+use crate::plan::Due;
+use crate::registry::OperationDef;
+use crate::report::{Outcome, RunReport};
+use crate::sequencer::process::applied_migrations;
+use crate::sequencer::Sequencer;
+
+impl Sequencer {
+    /// Runs one operation now, in this process (an `asynchronous` one too: it is not queued), recording it in a
+    /// new batch. An operation whose dependencies (`depends_on` operations and migrations) have not completed is
+    /// refused, saying which, and so is a completed one ([`SequencerError::Usage`]); an unknown name is
+    /// [`SequencerError::UnknownOperation`] with a suggestion.
+    pub async fn execute(&self, name: &str) -> Result<RunReport, SequencerError> {
+        let def = self.find(name)?;
+        self.check_guards()?;
+        let env = &self.inner.env;
+        env.ledger.recover_interrupted(&env.owner).await?;
+        let rows = env.ledger.rows().await?;
+        self.check_dependencies(def, &rows).await?;
+        let row = rows.into_iter().find(|r| r.name == def.meta.name);
+        if row.is_none() {
+            env.ledger
+                .insert_pending(&[(def.meta.name, def.meta.timestamp.version() as i64)])
+                .await?;
+        }
+        match row.as_ref().map(|r| r.status) {
+            Some(Status::Completed) => {
+                return Err(SequencerError::Usage(format!(
+                "`{}` has completed already; `process --repeat --from {} --to {}` runs it again",
+                def.meta.name, def.meta.timestamp, def.meta.timestamp
+            )))
+            }
+            Some(Status::Running) => {
+                return Err(SequencerError::Usage(format!(
+                    "`{}` is running in another process",
+                    def.meta.name
+                )))
+            }
+            Some(Status::Interrupted) => {
+                env.ledger
+                    .set_status(
+                        def.meta.name,
+                        row.as_ref().map_or(0, |r| r.run),
+                        Status::Interrupted,
+                        Status::Pending,
+                        None,
+                    )
+                    .await?;
+            }
+            _ => {}
+        }
+        let batch = env.ledger.new_batch(&env.owner).await?;
+        // Asked for by name, a scheduled operation runs now.
+        let scheduled = row.as_ref().is_some_and(|r| r.status == Status::Scheduled);
+        let run = row.map_or(0, |r| r.run);
+        let outcome = env
+            .run(&Due::new(def, run, false, scheduled), batch)
+            .await?;
+        Ok(RunReport {
+            batch: Some(batch),
+            planned: vec![def.meta.name.to_owned()],
+            results: vec![(def.meta.name.to_owned(), outcome)],
+            ..RunReport::default()
+        })
+    }
+
+    /// Refuses to run an operation by name before its dependencies: every operation it `depends_on` must have
+    /// completed (or been skipped) and every schema migration it names must be applied.
+    async fn check_dependencies(
+        &self,
+        def: &'static OperationDef,
+        rows: &[LedgerRow],
+    ) -> Result<(), SequencerError> {
+        let latest: HashMap<&str, &LedgerRow> = rows.iter().map(|r| (r.name.as_str(), r)).collect();
+        let mut unmet = Vec::new();
+        // The first operation to run before this one, for the hint.
+        let mut first = None;
+        let mut migrations = None;
+        for dep in def.meta.depends_on {
+            match dep {
+                Dependency::Operation(d) => {
+                    match latest.get(d).map(|r| r.status) {
+                        Some(Status::Completed | Status::Skipped) => continue,
+                        Some(other) => unmet.push(format!("`{d}` (it is {other})")),
+                        None => unmet.push(format!("`{d}` (it never ran)")),
+                    }
+                    first.get_or_insert(*d);
+                }
+                Dependency::Migration(v) => {
+                    if migrations.is_none() {
+                        migrations = Some(applied_migrations(self.inner.env.ledger.pool()).await);
+                    }
+                    if migrations.as_ref().is_some_and(|m| !m.contains(v)) {
+                        unmet.push(format!(
+                            "schema migration {v} (not applied; `migrate` applies it)"
+                        ));
+                    }
+                }
+            }
+        }
+        if unmet.is_empty() {
+            return Ok(());
+        }
+        Err(SequencerError::Usage(format!(
+            "`{}` depends on {}, which has not completed; run it first{}, or run them in order with `process`",
+            def.meta.name,
+            unmet.join(", "),
+            first.map(|d| format!(" (`execute {d}`)")).unwrap_or_default()
+        )))
+    }
+
+    /// Runs one operation without touching the ledger (`execute NAME --no-record`).
+    pub async fn execute_unrecorded(&self, name: &str) -> Result<Outcome, SequencerError> {
+        let def = self.find(name)?;
+        self.check_guards()?;
+        Ok(self.inner.env.run_unrecorded(def).await)
+    }
+
+    /// Marks a failed or interrupted operation pending and runs it now.
+    pub async fn retry(&self, name: &str) -> Result<RunReport, SequencerError> {
+        let def = self.find(name)?;
+        let env = &self.inner.env;
+        env.ledger.recover_interrupted(&env.owner).await?;
+        let rows = env.ledger.rows().await?;
+        let row = rows.iter().find(|r| r.name == def.meta.name).cloned();
+        match row {
+            Some(r) if matches!(r.status, Status::Failed | Status::Interrupted) => {
+                // Refuse before touching the row: a refused retry leaves it as it was.
+                self.check_dependencies(def, &rows).await?;
+                env.ledger
+                    .set_status(&r.name, r.run, r.status, Status::Pending, None)
+                    .await?;
+                self.execute(def.meta.name).await
+            }
+            Some(r) => Err(SequencerError::Usage(format!(
+                "`{}` is {}, not failed or interrupted: nothing to retry",
+                r.name, r.status
+            ))),
+            None => Err(SequencerError::Usage(format!(
+                "`{}` never ran: `process` or `execute` runs it",
+                def.meta.name
+            ))),
+        }
+    }
+
+    /// Sets an operation's status by hand (`completed` or `skipped`), for one a human has dealt with.
+    pub async fn mark(&self, name: &str, to: Status) -> Result<(), SequencerError> {
+        if !matches!(to, Status::Completed | Status::Skipped) {
+            return Err(SequencerError::Usage(
+                "an operation can be marked `completed` or `skipped`".into(),
+            ));
+        }
+        let def = self.find(name)?;
+        let env = &self.inner.env;
+        let row = env
+            .ledger
+            .rows()
+            .await?
+            .into_iter()
+            .find(|r| r.name == def.meta.name);
+        let row = match row {
+            Some(r) => r,
+            None => {
+                env.ledger
+                    .insert_pending(&[(def.meta.name, def.meta.timestamp.version() as i64)])
+                    .await?;
+                env.ledger
+                    .rows()
+                    .await?
+                    .into_iter()
+                    .find(|r| r.name == def.meta.name)
+                    .ok_or_else(|| {
+                        SequencerError::Usage("the ledger lost a row it just wrote".into())
+                    })?
+            }
+        };
+        if row.status == Status::Running {
+            return Err(SequencerError::Usage(format!(
+                "`{}` is running; wait for it or for its lease to expire",
+                row.name
+            )));
+        }
+        let reason = format!("marked {to} by hand");
+        env.ledger
+            .set_status(
+                &row.name,
+                row.run,
+                row.status,
+                to,
+                (to == Status::Skipped).then_some(reason.as_str()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes an operation's rows from the ledger (it runs again next time). Works for orphans too.
+    pub async fn forget(&self, name: &str) -> Result<u64, SequencerError> {
+        let name = match self.find(name) {
+            Ok(def) => def.meta.name.to_owned(),
+            Err(e) => {
+                // An orphaned row has no operation in the registry.
+                if self.ledger().rows().await?.iter().any(|r| r.name == name) {
+                    name.to_owned()
+                } else {
+                    return Err(e);
+                }
+            }
+        };
+        if self
+            .ledger()
+            .rows()
+            .await?
+            .iter()
+            .any(|r| r.name == name && r.status == Status::Running)
+        {
+            return Err(SequencerError::Usage(format!("`{name}` is running: wait for it (or for its lease to expire) before forgetting it")));
+        }
+        Ok(self.ledger().forget(&name).await?)
+    }
+
+    /// Rolls back completed operations, latest first.
+    pub async fn rollback(&self, target: &RollbackTarget) -> Result<RunReport, SequencerError> {
+        self.check_guards()?;
+        let env = &self.inner.env;
+        let mut rows: Vec<LedgerRow> = env
+            .ledger
+            .rows()
+            .await?
+            .into_iter()
+            .filter(|r| r.status == Status::Completed)
+            .collect();
+        rows.sort_by(|a, b| {
+            (b.finished_at, b.timestamp, &b.name).cmp(&(a.finished_at, a.timestamp, &a.name))
+        });
+        let chosen: Vec<LedgerRow> = match target {
+            RollbackTarget::Batch(n) => rows.into_iter().filter(|r| r.batch == Some(*n)).collect(),
+            RollbackTarget::Step(n) => rows.into_iter().take(*n).collect(),
+            RollbackTarget::Op(name) => {
+                let def = self.find(name)?;
+                let found: Vec<LedgerRow> = rows
+                    .into_iter()
+                    .filter(|r| r.name == def.meta.name)
+                    .collect();
+                if found.is_empty() {
+                    return Err(SequencerError::Usage(format!(
+                        "`{}` has not completed: nothing to roll back",
+                        def.meta.name
+                    )));
+                }
+                found
+            }
+        };
+        let mut report = RunReport::default();
+        for r in chosen {
+            let Some(def) = self.inner.registry.get(&r.name) else {
+                report
+                    .rollback_failures
+                    .push((r.name.clone(), "orphaned: no longer in the registry".into()));
+                continue;
+            };
+            if !def.meta.rollbackable {
+                report.rollback_failures.push((
+                    r.name.clone(),
+                    "has no rollback (add `rollback = fn` to undo it)".into(),
+                ));
+                continue;
+            }
+            match env.roll_back(def, r.run).await? {
+                Ok(()) => report.rolled_back.push(r.name),
+                Err(e) => report.rollback_failures.push((r.name, e)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Asks a running operation (in any process) to stop at its next `ctx.checkpoint(..)`. `false` if it is not
+    /// running.
+    pub async fn cancel_operation(&self, name: &str) -> Result<bool, SequencerError> {
+        let def = self.find(name)?;
+        Ok(self.ledger().request_cancel(def.meta.name).await?)
+    }
+
+    /// Recorded errors, of one operation or of all.
+    pub async fn errors(&self, name: Option<&str>) -> Result<Vec<ErrorRecord>, SequencerError> {
+        let name = match name {
+            Some(n) => Some(self.find(n).map(|d| d.meta.name).unwrap_or(n)),
+            None => None,
+        };
+        let keys = &self.inner.env.keys;
+        let mut errors = self.ledger().errors(name).await?;
+        for e in &mut errors {
+            e.message = keys.show(&e.message);
+            e.chain = keys.show(&e.chain);
+        }
+        Ok(errors)
+    }
+
+    /// The same as [`Sequencer::execute`]: runs one operation now, in this process, and waits for it (an
+    /// `asynchronous` operation is not queued). To hand operations to the workers, use `process` (or
+    /// [`Sequencer::enqueue`]).
+    pub async fn execute_sync(&self, name: &str) -> Result<RunReport, SequencerError> {
+        self.execute(name).await
+    }
+
+    /// Runs the operation only when `condition` holds; `Ok(None)` otherwise.
+    pub async fn execute_if(
+        &self,
+        condition: bool,
+        name: &str,
+    ) -> Result<Option<RunReport>, SequencerError> {
+        if condition {
+            self.execute(name).await.map(Some)
+        } else {
+            self.find(name)?;
+            Ok(None)
+        }
+    }
+
+    /// Runs the operation unless `condition` holds; `Ok(None)` otherwise.
+    pub async fn execute_unless(
+        &self,
+        condition: bool,
+        name: &str,
+    ) -> Result<Option<RunReport>, SequencerError> {
+        self.execute_if(!condition, name).await
+    }
+
+    /// Whether the operation's latest run completed.
+    pub async fn has_executed(&self, name: &str) -> Result<bool, SequencerError> {
+        Ok(self.latest_status(name).await? == Some(Status::Completed))
+    }
+
+    /// Whether the operation's latest run failed.
+    pub async fn has_failed(&self, name: &str) -> Result<bool, SequencerError> {
+        Ok(self.latest_status(name).await? == Some(Status::Failed))
+    }
+
+    async fn latest_status(&self, name: &str) -> Result<Option<Status>, SequencerError> {
+        let def = self.find(name)?;
+        Ok(self
+            .ledger()
+            .rows()
+            .await?
+            .into_iter()
+            .find(|r| r.name == def.meta.name)
+            .map(|r| r.status))
+    }
+}

@@ -1,0 +1,174 @@
+//! `process`: read the ledger, plan the run ([`crate::plan`]), write what the plan says, and hand the due
+//! operations to the orchestrator.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use crate::error::SequencerError;
+use crate::events::Event;
+use crate::ledger::{now_ms, LedgerRow};
+use crate::options::{ProcessOptions, Strategy, DEFAULT_CONCURRENCY};
+use crate::orchestrator::dispatch::Dispatch;
+use crate::orchestrator::run::Run;
+use crate::plan::{needs_migrations, plan, Inputs, Plan};
+use crate::report::{Outcome, RunReport};
+use crate::sequencer::Sequencer;
+
+impl Sequencer {
+    /// Runs the due operations with this sequencer's orchestrator ([`Sequential`](crate::Sequential) unless set: a failure stops
+    /// the run and rolls back, in reverse, the Rollbackable operations this run completed).
+    pub async fn process(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {
+        self.check_guards()?;
+        let env = &self.inner.env;
+        let lock = if opts.isolate && !opts.dry_run {
+            Some(
+                env.ledger
+                    .try_lock(&env.owner)
+                    .await?
+                    .ok_or(SequencerError::LockHeld)?,
+            )
+        } else {
+            None
+        };
+        // The lock is owned by this future (its connection is `Send`, not `Sync`), so `process` stays `Send`.
+        let (result, lock) = match lock {
+            // Keep a SQLite lock row alive for as long as the run lasts (server locks live with their connection).
+            Some(mut lock) => {
+                let work = self.process_locked(opts);
+                let mut work = std::pin::pin!(work);
+                let mut renew = tokio::time::interval(Duration::from_secs(15));
+                renew.tick().await;
+                let result = loop {
+                    tokio::select! {
+                        result = &mut work => break result,
+                        _ = renew.tick() => {
+                            if let Err(e) = lock.renew().await {
+                                tracing::warn!("cannot renew the isolation lock: {e}");
+                            }
+                        }
+                    }
+                };
+                (result, Some(lock))
+            }
+            None => (self.process_locked(opts).await, None),
+        };
+        if let Some(lock) = lock {
+            lock.release().await?;
+        }
+        result
+    }
+
+    async fn process_locked(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {
+        let env = &self.inner.env;
+        if !opts.dry_run {
+            env.ledger.recover_interrupted(&env.owner).await?;
+        }
+        let rows: HashMap<String, LedgerRow> = env
+            .ledger
+            .rows()
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let ordered = self.inner.registry.ordered()?;
+        if !opts.dry_run {
+            let missing: Vec<(&str, i64)> = ordered
+                .iter()
+                .filter(|o| !rows.contains_key(o.meta.name))
+                .map(|o| (o.meta.name, o.meta.timestamp.version() as i64))
+                .collect();
+            env.ledger.insert_pending(&missing).await?;
+        }
+        let applied = if needs_migrations(&ordered) {
+            applied_migrations(env.ledger.pool()).await
+        } else {
+            HashSet::new()
+        };
+        let force_sync =
+            opts.sync || matches!(&self.inner.strategy, Strategy::Migration(m) if m.forces_sync());
+        let inputs = Inputs {
+            now: now_ms(),
+            force_sync,
+            applied: &applied,
+        };
+        let Plan {
+            due,
+            to_queue,
+            to_schedule,
+            scheduled,
+            waiting,
+            needs_attention,
+            satisfied,
+        } = plan(&ordered, &rows, opts, &inputs)?;
+        let mut report = RunReport {
+            needs_attention,
+            scheduled,
+            waiting,
+            ..RunReport::default()
+        };
+        if !opts.dry_run {
+            for (name, run, due_at) in to_schedule {
+                env.ledger.schedule(name, run, due_at).await?;
+            }
+        }
+        for (d, q) in &to_queue {
+            if !opts.dry_run {
+                env.ledger.enqueue(d.def().meta.name, d.run(), q).await?;
+            }
+            report
+                .queued
+                .push((d.def().meta.name.to_owned(), (*q).to_owned()));
+        }
+        report.planned = due.iter().map(|d| d.def().meta.name.to_owned()).collect();
+        if opts.dry_run {
+            return Ok(report);
+        }
+        if due.is_empty() {
+            if !opts.quiet && report.queued.is_empty() {
+                let _ = env.events.send(Event::NoPendingOperations);
+            }
+            return Ok(report);
+        }
+        let batch = env.ledger.new_batch(&env.owner).await?;
+        let _ = env.events.send(Event::OperationsStarted {
+            batch,
+            count: due.len(),
+        });
+        let concurrency = opts.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        let mut run = Run::new(env.clone(), batch, due, satisfied, concurrency);
+        if opts.dispatch {
+            run =
+                run.dispatching(Dispatch::new(env.ledger.clone(), env.cancel.child_token()).await?);
+        }
+        let orchestrated = self.orchestrator.orchestrate(&run).await?;
+        let mut waiting = std::mem::take(&mut report.waiting);
+        waiting.extend(orchestrated.waiting.iter().cloned());
+        report = RunReport {
+            needs_attention: report.needs_attention,
+            scheduled: report.scheduled,
+            queued: report.queued,
+            waiting,
+            ..orchestrated
+        };
+        report.waiting.sort();
+        report.waiting.dedup_by(|a, b| a.0 == b.0);
+        let _ = env.events.send(Event::OperationsEnded {
+            batch,
+            completed: report.count(|o| matches!(o, Outcome::Completed { .. })),
+            failed: report.count(|o| matches!(o, Outcome::Failed { .. })),
+            skipped: report.count(|o| matches!(o, Outcome::Skipped { .. })),
+        });
+        Ok(report)
+    }
+}
+
+/// Versions of the schema migrations applied to the ledger database (empty when none ran).
+pub(crate) async fn applied_migrations(pool: &sqlx::AnyPool) -> HashSet<i64> {
+    match sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations")
+        .fetch_all(pool)
+        .await
+    {
+        Ok(v) => v.into_iter().collect(),
+        Err(_) => HashSet::new(),
+    }
+}
