@@ -4,31 +4,16 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{backends, prefix, Backend};
+use common::{backends, pool, prefix, Backend};
 use sequencer::sqlx;
 
 fn seqckpt(b: &Backend, p: &str, args: &[&str], sleep_ms: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_seqckpt"));
-    c.args(args)
-        .env("SEQUENCER_DATABASE_URL", &b.url)
-        .env("SEQTEST_PREFIX", p)
-        .env("SEQTEST_SLEEP_MS", sleep_ms)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = common::command(env!("CARGO_BIN_EXE_seqckpt"), &b.url, p, args);
+    c.env("SEQTEST_SLEEP_MS", sleep_ms);
     c
-}
-
-async fn pool(b: &Backend) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    let url = if b.name == "SQLite" {
-        format!("{}?mode=rwc", b.url)
-    } else {
-        b.url.clone()
-    };
-    sqlx::AnyPool::connect(&url).await.expect("pool")
 }
 
 async fn row(pool: &sqlx::AnyPool, p: &str) -> Option<(String, Option<i64>)> {
@@ -59,10 +44,6 @@ async fn wait_for_progress(pool: &sqlx::AnyPool, p: &str, done: i64, what: &str)
         assert!(Instant::now() < deadline, "{what}: no progress to {done}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn cleanup(pool: &sqlx::AnyPool, p: &str) {
-    common::drop_tables(pool, p, &["items"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +96,7 @@ async fn a_killed_process_resumes_from_its_last_checkpoint() {
             b.name
         );
         assert_eq!(row(&pool, &p).await.map(|r| r.0), Some("completed".into()));
-        cleanup(&pool, &p).await;
+        common::drop_tables(&pool, &p, &["items"]).await;
     }
 }
 
@@ -169,6 +150,6 @@ async fn cancel_stops_a_running_operation_at_its_next_checkpoint() {
             "{}",
             b.name
         );
-        cleanup(&pool, &p).await;
+        common::drop_tables(&pool, &p, &["items"]).await;
     }
 }

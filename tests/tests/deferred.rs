@@ -33,16 +33,11 @@ fn handler(ctx: &Ctx, p: Welcome) -> BoxFuture<'_, sequencer::Result<()>> {
 }
 
 async fn sequencer(b: &Backend, p: &str) -> Sequencer {
-    Sequencer::builder()
-        .registry(ops::registry())
-        .database(b.url.clone())
-        .table_prefix(format!("{p}seq_"))
+    let builder = common::builder(b, p, ops::registry())
         .deferred("send_welcome", handler)
         .deferred_alias("welcome_mail", "send_welcome")
-        .deferred_retry_delay(Duration::ZERO)
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", b.name))
+        .deferred_retry_delay(Duration::ZERO);
+    common::build(b, builder).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +155,7 @@ async fn deferred_operations_retry_then_fail_and_keep_bad_rows() {
             "{}: {bad:?}",
             b.name
         );
-        common::drop_tables(seq.ledger().pool(), &p, &[]).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -186,15 +181,10 @@ async fn a_long_deferred_operation_keeps_its_claim() {
     for b in backends().await {
         let p = prefix();
         let build = || async {
-            Sequencer::builder()
-                .registry(ops::registry())
-                .database(b.url.clone())
-                .table_prefix(format!("{p}seq_"))
+            let builder = common::builder(&b, &p, ops::registry())
                 .lease(Duration::from_millis(600))
-                .deferred("slow", slow)
-                .build()
-                .await
-                .unwrap_or_else(|e| panic!("{}: {e}", b.name))
+                .deferred("slow", slow);
+            common::build(&b, builder).await
         };
         let (first, second) = (build().await, build().await);
         SLOW_RUNS.store(0, std::sync::atomic::Ordering::SeqCst);
@@ -215,6 +205,6 @@ async fn a_long_deferred_operation_keeps_its_claim() {
             "{}: the handler ran twice",
             b.name
         );
-        common::drop_tables(second.ledger().pool(), &p, &[]).await;
+        common::cleanup(&second, &p, &[]).await;
     }
 }

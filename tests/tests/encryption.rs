@@ -23,10 +23,7 @@ fn greet(_ctx: &Ctx, name: String) -> BoxFuture<'_, sequencer::Result<()>> {
 }
 
 async fn sequencer(b: &Backend, p: &str, keys: Keyring) -> Result<Sequencer, SequencerError> {
-    Sequencer::builder()
-        .registry(ops::registry())
-        .database(b.url.clone())
-        .table_prefix(format!("{p}seq_"))
+    common::builder(b, p, ops::registry())
         .encryption_keys(keys)
         .deferred("greet", greet)
         .deferred_retry_delay(std::time::Duration::ZERO)

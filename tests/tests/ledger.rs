@@ -18,17 +18,11 @@ mod common;
 use common::{backends, prefix, Backend};
 
 async fn sequencer(b: &Backend, p: &str, knobs: Knobs) -> Sequencer {
-    Sequencer::builder()
-        .registry(ops::registry())
-        .database(b.url.clone())
-        .table_prefix(format!("{p}seq_"))
-        .state(Knobs {
-            prefix: p.to_owned(),
-            ..knobs
-        })
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", b.name))
+    let knobs = Knobs {
+        prefix: p.to_owned(),
+        ..knobs
+    };
+    common::build(b, common::builder(b, p, ops::registry()).state(knobs)).await
 }
 
 async fn log(seq: &Sequencer, p: &str) -> Vec<String> {
@@ -45,10 +39,6 @@ async fn statuses(seq: &Sequencer) -> HashMap<String, Status> {
         .into_iter()
         .map(|e| (e.name.split_at(18).1.to_owned(), e.status))
         .collect()
-}
-
-async fn cleanup(seq: &Sequencer, p: &str) {
-    common::drop_tables(seq.ledger().pool(), p, &["log"]).await;
 }
 
 fn ts(s: &str) -> Option<Timestamp> {
@@ -176,7 +166,7 @@ async fn runs_each_operation_once_and_records_it() {
             "{}: {refused:?}",
             b.name
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &["log"]).await;
     }
 }
 
@@ -271,7 +261,7 @@ async fn a_failure_stops_the_run_and_rolls_back_only_this_runs_operations() {
             .rollback_failures
             .iter()
             .any(|(n, e)| n.ends_with("j_slow") && e.contains("no rollback")));
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &["log"]).await;
     }
 }
 
@@ -323,7 +313,7 @@ async fn allowed_to_fail_and_panics_are_recorded() {
         assert!(
             matches!(&failures[1].1, OutcomeKind::Failed { allowed_to_fail: false, error } if error.contains("panicked: index out of range"))
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &["log"]).await;
     }
 }
 
@@ -400,7 +390,7 @@ async fn a_transaction_operation_commits_with_its_ledger_row_or_not_at_all() {
             "{}",
             b.name
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &["log"]).await;
     }
 }
 
@@ -452,7 +442,7 @@ async fn interrupted_operations_rerun_only_when_safe() {
             "{}",
             b.name
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &["log"]).await;
     }
 }
 
@@ -526,18 +516,13 @@ async fn isolation_lock_checksums_orphans_and_marks() {
             seq.mark("nope", Status::Completed).await,
             Err(SequencerError::UnknownOperation { .. })
         ));
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &["log"]).await;
     }
 }
 
 fn seqtest(url: &str, p: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_seqtest"));
-    c.args(args)
-        .env("SEQUENCER_DATABASE_URL", url)
-        .env("SEQTEST_PREFIX", p)
-        .env_remove("SEQUENCER_ENV")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = common::command(env!("CARGO_BIN_EXE_seqtest"), url, p, args);
+    c.env_remove("SEQUENCER_ENV");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -593,7 +578,7 @@ async fn concurrent_processes_run_each_operation_exactly_once() {
                 count(&l, op)
             );
         }
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &["log"]).await;
     }
 }
 
@@ -698,7 +683,7 @@ async fn a_killed_process_leaves_an_interrupted_operation_and_cli_exit_codes() {
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("FAILED      2024_01_01_000004_d_fail")
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &["log"]).await;
     }
 }
 
@@ -913,7 +898,7 @@ async fn a_closed_stdout_is_not_a_panic() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
     }
-    cleanup(&seq, &p).await;
+    common::cleanup(&seq, &p, &["log"]).await;
 }
 
 /// `forget NAME` deletes the operation's rows and its recorded errors, so that it runs again afresh.
@@ -978,6 +963,6 @@ async fn forget_clears_rows_and_errors() {
             "{}",
             b.name
         );
-        cleanup(&fixed, &p).await;
+        common::cleanup(&fixed, &p, &["log"]).await;
     }
 }

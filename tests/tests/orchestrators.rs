@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
-use common::{backends, prefix, Backend};
+use common::{backends, prefix, rows, Backend};
 use sequencer::ledger::{LedgerRow, Status};
 use sequencer::{
     AllowedToFailBatch, Batch, Dependency, DependencyGraph, OutcomeKind, ProcessOptions, Sequencer,
@@ -20,29 +20,9 @@ async fn sequencer(b: &Backend, p: &str) -> (Sequencer, Arc<ParKnobs>) {
         prefix: p.to_owned(),
         ..ParKnobs::default()
     });
-    let seq = Sequencer::builder()
-        .registry(ops::registry())
-        .database(b.url.clone())
-        .table_prefix(format!("{p}seq_"))
-        .state(knobs.clone())
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+    let builder = common::builder(b, p, ops::registry()).state(knobs.clone());
+    let seq = common::build(b, builder).await;
     (seq, knobs)
-}
-
-async fn rows(seq: &Sequencer) -> HashMap<String, LedgerRow> {
-    seq.ledger()
-        .rows()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.name.split_at(18).1.to_owned(), r))
-        .collect()
-}
-
-async fn cleanup(seq: &Sequencer, p: &str) {
-    common::drop_tables(seq.ledger().pool(), p, &[]).await;
 }
 
 fn opts(concurrency: usize) -> ProcessOptions {
@@ -96,7 +76,7 @@ async fn the_graph_starts_each_operation_after_its_dependencies_and_runs_wide() 
             "{}: {max} ran at once, over the limit of 8",
             b.name
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -109,7 +89,7 @@ async fn batch_concurrency_is_reached_and_never_exceeded() {
         assert!(report.succeeded(), "{}: {report:?}", b.name);
         assert_eq!(knobs.max_running.load(SeqCst), 3, "{}", b.name);
         assert_dependencies_respected(b.name, &rows(&seq).await);
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -156,7 +136,7 @@ async fn the_graph_holds_back_only_the_dependents_of_a_failure() {
         let report = seq.using(DependencyGraph).process(&opts(8)).await.unwrap();
         assert_eq!(report.planned.len(), 2, "{}: {report:?}", b.name);
         assert_eq!(rows(&seq).await["p_after_fail"].status, Status::Completed);
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -219,7 +199,7 @@ async fn the_transactional_batch_rolls_back_this_runs_operations_in_reverse() {
         for n in &undone {
             assert_eq!(r[n.as_str()].status, Status::RolledBack, "{}: {n}", b.name);
         }
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -240,7 +220,7 @@ async fn allowed_to_fail_batch_runs_everything_and_batch_stops_starting() {
             b.name
         );
         assert_eq!(rows(&seq).await["p_opt"].status, Status::Failed);
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
 
         let p = prefix();
         let (seq, knobs) = sequencer(&b, &p).await;
@@ -257,7 +237,7 @@ async fn allowed_to_fail_batch_runs_everything_and_batch_stops_starting() {
             "{}: but everything else ran",
             b.name
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
 
         // A plain batch starts nothing once an operation failed (one at a time, p_fail is first after the root).
         let p = prefix();
@@ -283,7 +263,7 @@ async fn allowed_to_fail_batch_runs_everything_and_batch_stops_starting() {
             "{}: a batch rolls nothing back",
             b.name
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -339,6 +319,6 @@ async fn execute_and_retry_wait_for_dependencies() {
             .succeeded());
         let r = rows(&seq).await;
         assert_eq!(r["p_after_fail"].status, Status::Completed, "{}", b.name);
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }

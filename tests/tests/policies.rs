@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{backends, prefix, Backend};
-use sequencer::ledger::{LedgerRow, Status};
+use common::{backends, prefix, rows, Backend};
+use sequencer::ledger::Status;
 use sequencer::{BoxFuture, Ctx, Layer, Limit, Next, OutcomeKind, ProcessOptions, Sequencer};
 use sequencer_tests::policy_ops::{ops, PolicyKnobs};
 
@@ -25,10 +25,7 @@ impl Layer for CountingLayer {
 async fn sequencer(b: &Backend, p: &str) -> (Sequencer, Arc<PolicyKnobs>, Arc<AtomicUsize>) {
     let knobs = Arc::new(PolicyKnobs::default());
     let layer_calls = Arc::new(AtomicUsize::new(0));
-    let seq = Sequencer::builder()
-        .registry(ops::registry())
-        .database(b.url.clone())
-        .table_prefix(format!("{p}seq_"))
+    let builder = common::builder(b, p, ops::registry())
         .state(knobs.clone())
         .rate_limiter(
             "burst",
@@ -37,10 +34,8 @@ async fn sequencer(b: &Backend, p: &str) -> (Sequencer, Arc<PolicyKnobs>, Arc<At
                 per: Duration::from_secs(1),
             },
         )
-        .layer(CountingLayer(layer_calls.clone()))
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        .layer(CountingLayer(layer_calls.clone()));
+    let seq = common::build(b, builder).await;
     (seq, knobs, layer_calls)
 }
 
@@ -49,20 +44,6 @@ fn tags(t: &str) -> ProcessOptions {
         tags: vec![t.to_owned()],
         ..ProcessOptions::default()
     }
-}
-
-async fn rows(seq: &Sequencer) -> HashMap<String, LedgerRow> {
-    seq.ledger()
-        .rows()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.name.split_at(18).1.to_owned(), r))
-        .collect()
-}
-
-async fn cleanup(seq: &Sequencer, p: &str) {
-    common::drop_tables(seq.ledger().pool(), p, &[]).await;
 }
 
 fn gaps(starts: &[u128]) -> Vec<u128> {
@@ -125,7 +106,7 @@ async fn retries_backoff_retry_until_and_max_exceptions() {
             "{}: --tags ran only the tagged operations",
             b.name
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -155,7 +136,7 @@ async fn timeouts_cancel_and_are_retried_unless_fail_on_timeout() {
             b.name
         );
         assert_eq!(knobs.starts_of("q_fail_timeout").len(), 1);
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -176,7 +157,7 @@ async fn hooks_run_in_order() {
             "{}",
             b.name
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -245,7 +226,7 @@ async fn unique_and_without_overlapping_hold_across_processes() {
             "{}",
             b.name
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -280,7 +261,7 @@ async fn rate_limits_and_throttles_hold_operations_back() {
             "{}: the closed throttle held the retry back: {g:?}",
             b.name
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -335,7 +316,7 @@ async fn scheduled_operations_wait_for_their_due_time() {
             "{}: it ran at or after its due time",
             b.name
         );
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }
 
@@ -391,6 +372,6 @@ async fn batch_chain_and_conditional_api() {
             .unwrap()
             .is_some());
         assert!(seq.has_executed("q_past_due").await.unwrap());
-        cleanup(&seq, &p).await;
+        common::cleanup(&seq, &p, &[]).await;
     }
 }

@@ -8,9 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::work::{
-    cleanup, job_count, log_counts, pool, seqwork, setup, statuses, terminate, Workers, N,
+    cleanup, job_count, log_counts, seqwork, setup, statuses, terminate, Workers, N,
 };
-use common::{backends, prefix};
+use common::{backends, pool, prefix};
 use sequencer::sqlx;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,9 +3,13 @@
 // Each test binary uses a part of these helpers.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use sequencer::ledger::LedgerRow;
 use sequencer::sqlx;
+use sequencer::{Registry, Sequencer, SequencerBuilder};
 
 pub mod work;
 
@@ -75,6 +79,62 @@ pub async fn drop_tables(pool: &sqlx::AnyPool, p: &str, extra: &[&str]) {
             .execute(pool)
             .await;
     }
+}
+
+/// A sequencer over `registry` on the backend, its ledger tables prefixed `{p}seq_` (as [`drop_tables`] expects);
+/// the suite adds its own settings, then calls [`build`].
+pub fn builder(b: &Backend, p: &str, registry: Registry) -> SequencerBuilder {
+    Sequencer::builder()
+        .registry(registry)
+        .database(b.url.clone())
+        .table_prefix(format!("{p}seq_"))
+}
+
+/// Builds a sequencer; a failure panics, naming the backend.
+pub async fn build(b: &Backend, builder: SequencerBuilder) -> Sequencer {
+    builder
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", b.name))
+}
+
+/// Drops the tables of a sequencer made by [`builder`] with prefix `p`, and the suite's `extra` ones.
+pub async fn cleanup(seq: &Sequencer, p: &str, extra: &[&str]) {
+    drop_tables(seq.ledger().pool(), p, extra).await;
+}
+
+/// The ledger's rows by function name (the ledger name without its `YYYY_MM_DD_HHMMSS_` timestamp).
+pub async fn rows(seq: &Sequencer) -> HashMap<String, LedgerRow> {
+    seq.ledger()
+        .rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.name.split_at(18).1.to_owned(), r))
+        .collect()
+}
+
+/// A pool on the backend's database (creating the SQLite file), for suites that drive the CLI's processes.
+pub async fn pool(b: &Backend) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = if b.name == "SQLite" {
+        format!("{}?mode=rwc", b.url)
+    } else {
+        b.url.clone()
+    };
+    sqlx::AnyPool::connect(&url).await.expect("pool")
+}
+
+/// A run of one of the test binaries (`env!("CARGO_BIN_EXE_…")`) on a database, with table prefix `p`
+/// (`SEQTEST_PREFIX`), its output piped.
+pub fn command(exe: &str, url: &str, p: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(exe);
+    c.args(args)
+        .env("SEQUENCER_DATABASE_URL", url)
+        .env("SEQTEST_PREFIX", p)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
 }
 
 /// A fresh, empty database on the backend (a new file on SQLite, `CREATE DATABASE` on the servers), for suites

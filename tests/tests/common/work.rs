@@ -1,34 +1,19 @@
 //! Helpers of the worker suites: the `seqwork` binary and the tables it writes.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use sequencer::sqlx;
 
-use super::Backend;
+use super::{command, pool, Backend};
 
 /// The operations of `work_ops`.
 pub const N: usize = 1000;
 
 pub fn seqwork(b: &Backend, p: &str, args: &[&str], sleep_ms: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_seqwork"));
-    c.args(args)
-        .env("SEQUENCER_DATABASE_URL", &b.url)
-        .env("SEQTEST_PREFIX", p)
-        .env("SEQTEST_SLEEP_MS", sleep_ms)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = command(env!("CARGO_BIN_EXE_seqwork"), &b.url, p, args);
+    c.env("SEQTEST_SLEEP_MS", sleep_ms);
     c
-}
-
-pub async fn pool(b: &Backend) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    let url = if b.name == "SQLite" {
-        format!("{}?mode=rwc", b.url)
-    } else {
-        b.url.clone()
-    };
-    sqlx::AnyPool::connect(&url).await.expect("pool")
 }
 
 pub async fn log_counts(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, i64> {

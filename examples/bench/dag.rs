@@ -1,0 +1,224 @@
+//! 2. DAG makespan: seeded random DAGs run by the `graph` orchestrator, against the critical path, against
+//!    `max(CP, W/p)` when bounded, and against level-by-level "waves".
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sequencer::orchestrator::{Due, Run};
+use sequencer::{
+    BoxFuture, Dependency, DependencyGraph, Orchestrator, OutcomeKind, ProcessOptions, RunReport,
+    SequencerError,
+};
+
+use crate::ops::{random_dag, registry, sleeper, DURATIONS};
+use crate::opts::Opts;
+use crate::scheduling::ready_queue;
+use crate::setup::{completed, scratch_dir, sequencer, sqlite_url, AnyError};
+use crate::table::{verdict, Row, Table};
+
+/// Level-by-level scheduling, as a reference: every operation of a level must end before the next level
+/// starts; at most `concurrency` at once within a level.
+struct Waves;
+
+impl Orchestrator for Waves {
+    fn name(&self) -> &'static str {
+        "waves"
+    }
+
+    fn orchestrate<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<RunReport, SequencerError>> {
+        Box::pin(async move {
+            let due = run.due();
+            let index: HashMap<&str, usize> = due
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.def().meta.name, i))
+                .collect();
+            // Plan order puts every dependency first, so one pass computes the levels.
+            let mut level = vec![0usize; due.len()];
+            for (i, d) in due.iter().enumerate() {
+                for dep in d.def().meta.depends_on {
+                    if let Dependency::Operation(name) = dep {
+                        if let Some(&j) = index.get(name) {
+                            level[i] = level[i].max(level[j] + 1);
+                        }
+                    }
+                }
+            }
+            let levels = level.iter().max().map_or(0, |m| m + 1);
+            let mut report = RunReport::default();
+            for l in 0..levels {
+                let wave: Vec<Due> = due
+                    .iter()
+                    .zip(&level)
+                    .filter(|(_, &x)| x == l)
+                    .map(|(d, _)| *d)
+                    .collect();
+                let gate = Arc::new(tokio::sync::Semaphore::new(run.concurrency()));
+                let mut tasks = tokio::task::JoinSet::new();
+                for d in wave {
+                    let (run, gate) = (run.clone(), gate.clone());
+                    tasks.spawn(async move {
+                        let _permit = gate.acquire_owned().await;
+                        (d.def().meta.name, run.execute(&d).await)
+                    });
+                }
+                while let Some(joined) = tasks.join_next().await {
+                    let (name, outcome) =
+                        joined.map_err(|e| SequencerError::Usage(e.to_string()))?;
+                    let kind = match outcome? {
+                        sequencer::Outcome::Completed { duration } => OutcomeKind::Completed {
+                            duration_ms: duration.as_millis() as u64,
+                        },
+                        other => OutcomeKind::Failed {
+                            error: format!("{other:?}"),
+                            allowed_to_fail: false,
+                        },
+                    };
+                    report.results.push((name.to_owned(), kind));
+                }
+            }
+            Ok(report)
+        })
+    }
+}
+
+struct Dag {
+    deps: Vec<Vec<usize>>,
+    ms: Vec<u64>,
+}
+
+impl Dag {
+    fn new(n: usize, seed: u64, heavy: bool) -> Dag {
+        let deps = random_dag(n, seed);
+        let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
+        let ms = (0..n)
+            .map(|_| {
+                if heavy {
+                    // Pareto (α = 1.2) from 10 ms, capped at 2 s: most short, a few very long.
+                    let u = rng.f64().max(1e-9);
+                    (10.0 / u.powf(1.0 / 1.2)).min(2_000.0) as u64
+                } else {
+                    rng.u64(10..=100)
+                }
+            })
+            .collect();
+        Dag { deps, ms }
+    }
+
+    fn critical_path(&self) -> u64 {
+        let mut finish = vec![0u64; self.ms.len()];
+        for i in 0..self.ms.len() {
+            let start = self.deps[i].iter().map(|&j| finish[j]).max().unwrap_or(0);
+            finish[i] = start + self.ms[i];
+        }
+        finish.into_iter().max().unwrap_or(0)
+    }
+
+    fn work(&self) -> u64 {
+        self.ms.iter().sum()
+    }
+}
+
+/// Runs the DAG on a fresh SQLite ledger with the orchestrator; the makespan in milliseconds.
+async fn makespan(
+    dag: &Dag,
+    tag: &str,
+    orchestrator: Arc<dyn Orchestrator>,
+    concurrency: usize,
+) -> Result<f64, AnyError> {
+    let reg = registry(tag, &dag.deps, sleeper, false)?;
+    if let Ok(mut m) = DURATIONS.write() {
+        for (def, ms) in reg.operations().iter().zip(&dag.ms) {
+            m.insert(def.meta.name, Duration::from_millis(*ms));
+        }
+    }
+    let url = sqlite_url(&scratch_dir(), tag);
+    let seq = sequencer(&url, "", reg).await?.using_arc(orchestrator);
+    let opts = ProcessOptions {
+        concurrency: Some(concurrency),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let report = seq.process(&opts).await?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    if completed(&report) != dag.ms.len() {
+        return Err(format!(
+            "{tag}: {} of {} completed",
+            completed(&report),
+            dag.ms.len()
+        )
+        .into());
+    }
+    Ok(ms)
+}
+
+pub(crate) async fn row_dag(opts: &Opts, table: &mut Table) -> Result<(), AnyError> {
+    let sizes: &[usize] = if opts.quick { &[100] } else { &[200, 1_000] };
+    for &n in sizes {
+        for heavy in [false, true] {
+            let dag = Dag::new(n, 42 + n as u64, heavy);
+            let (cp, w) = (dag.critical_path() as f64, dag.work() as f64);
+            let shape = format!(
+                "{n} ops, {} ms, CP {:.2} s, W {:.1} s",
+                if heavy {
+                    "Pareto 10–2000"
+                } else {
+                    "10–100"
+                },
+                cp / 1e3,
+                w / 1e3
+            );
+            for p in [None, Some(16), Some(4)] {
+                let conc = p.unwrap_or(n);
+                let bound = match p {
+                    None => cp,
+                    Some(p) => cp.max(w / p as f64),
+                };
+                let tag = format!("d{n}{}{conc}", if heavy { "h" } else { "u" });
+                let ours =
+                    makespan(&dag, &format!("{tag}g"), Arc::new(DependencyGraph), conc).await?;
+                let waves = makespan(&dag, &format!("{tag}w"), Arc::new(Waves), conc).await?;
+                let (r, rw) = (ours / bound, waves / bound);
+                // Unbounded, the floor tokio's 1 ms timer leaves: the same sleeps, no ledger, no scheduler.
+                let bare = match p {
+                    None => {
+                        let ms = Arc::new(dag.ms.clone());
+                        let t = ready_queue(&dag.deps, move |i| {
+                            let d = Duration::from_millis(ms[i]);
+                            async move {
+                                tokio::time::sleep(d).await;
+                                Ok(())
+                            }
+                        })
+                        .await?;
+                        let t = t.as_secs_f64() * 1e3;
+                        format!(
+                            "; tokio ready-queue, same sleeps, no ledger: {:.2} s = {:.3}",
+                            t / 1e3,
+                            t / bound
+                        )
+                    }
+                    Some(_) => String::new(),
+                };
+                let goal = if p.is_none() { 1.02 } else { 1.05 };
+                table.push(Row {
+                    row: "2",
+                    figure: format!(
+                        "DAG makespan, {shape}, {}",
+                        match p {
+                            None => "unbounded: / CP".to_owned(),
+                            Some(p) => format!("p = {p}: / max(CP, W/p)"),
+                        }
+                    ),
+                    ours: format!("{:.2} s = {r:.3}", ours / 1e3),
+                    baseline: format!("waves {:.2} s = {rw:.3}{bare}", waves / 1e3),
+                    ratio: format!("{:.2} × faster than waves", waves / ours),
+                    goal: format!("≤ {goal:.2}"),
+                    met: verdict(r <= goal),
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! 1. Ledger throughput: no-op operations run one at a time, against a raw sqlx floor doing the same two
+//!    writes per operation on the same kind of database.
+
+use std::time::{Duration, Instant};
+
+use sequencer::sqlx;
+use sequencer::{ProcessOptions, Sequential};
+
+use crate::ops::{noop, registry};
+use crate::opts::Opts;
+use crate::setup::{
+    completed, drop_bench_tables, reachable, scratch_dir, sequencer, sqlite_url, AnyError,
+};
+use crate::table::{verdict, Row, Table};
+
+/// Runs `n` no-op operations one at a time; operations per second.
+async fn ledger_run(url: &str, prefix: &str, n: usize) -> Result<f64, AnyError> {
+    let deps = vec![Vec::new(); n];
+    let seq = sequencer(url, prefix, registry("l", &deps, noop, false)?).await?;
+    let started = Instant::now();
+    let report = seq
+        .using(Sequential)
+        .process(&ProcessOptions::default())
+        .await?;
+    let secs = started.elapsed().as_secs_f64();
+    if completed(&report) != n {
+        return Err(format!("{} of {n} operations completed", completed(&report)).into());
+    }
+    Ok(n as f64 / secs)
+}
+
+/// The floor: the same rows, claimed and completed by two plain sqlx statements per operation on a pool of
+/// one connection (no Any driver, no scheduler, no events, no heartbeat task).
+async fn ledger_floor(url: &str, prefix: &str, n: usize) -> Result<f64, AnyError> {
+    // The ledger creates the table and the pending rows, as `process` would.
+    let names: Vec<String> = (0..n).map(|i| format!("l_{i:06}")).collect();
+    let ledger = sequencer::ledger::Ledger::connect(url, prefix).await?;
+    let pending: Vec<(&str, i64)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i as i64))
+        .collect();
+    ledger.insert_pending(&pending).await?;
+    ledger.pool().close().await;
+    let table = format!("{prefix}operations");
+    let pid = i64::from(std::process::id());
+    // The same two statements on either backend; only the placeholders differ.
+    let claim = format!("UPDATE {table} SET status = 'running', batch = 1, attempts = 1, started_at = ?, lease_until = ?, host = 'bench', pid = ? WHERE name = ? AND run = 0 AND status = 'pending'");
+    let finish = format!("UPDATE {table} SET status = 'completed', finished_at = ?, duration_ms = 0, lease_until = NULL WHERE name = ? AND run = 0 AND status = 'running' AND host = 'bench' AND pid = ?");
+    let elapsed = if url.starts_with("sqlite:") {
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+        use std::str::FromStr;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::from_str(url)?
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal),
+            )
+            .await?;
+        two_writes_per_op(&pool, &claim, &finish, &names, pid, |r| r.rows_affected()).await?
+    } else {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        let (claim, finish) = (
+            sequencer::ledger::number_placeholders(&claim),
+            sequencer::ledger::number_placeholders(&finish),
+        );
+        two_writes_per_op(&pool, &claim, &finish, &names, pid, |r| r.rows_affected()).await?
+    };
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// Claims and completes each operation with one statement each, one operation after the other; the time taken.
+async fn two_writes_per_op<DB>(
+    pool: &sqlx::Pool<DB>,
+    claim: &str,
+    finish: &str,
+    names: &[String],
+    pid: i64,
+    rows_affected: fn(&DB::QueryResult) -> u64,
+) -> Result<Duration, AnyError>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+{
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    };
+    let started = Instant::now();
+    for name in names {
+        let t = now();
+        let c = sqlx::query(claim)
+            .bind(t)
+            .bind(t + 30_000)
+            .bind(pid)
+            .bind(name.as_str())
+            .execute(pool)
+            .await?;
+        assert_eq!(rows_affected(&c), 1, "floor claim");
+        sqlx::query(finish)
+            .bind(now())
+            .bind(name.as_str())
+            .bind(pid)
+            .execute(pool)
+            .await?;
+    }
+    Ok(started.elapsed())
+}
+
+pub(crate) async fn row_ledger(opts: &Opts, table: &mut Table) -> Result<(), AnyError> {
+    let n = if opts.quick { 2_000 } else { 10_000 };
+    let dir = scratch_dir();
+    let mut targets = vec![("SQLite file (WAL)", sqlite_url(&dir, "ledger"))];
+    if reachable(&opts.postgres).await {
+        targets.push(("PostgreSQL", opts.postgres.clone()));
+    } else {
+        table.skip("1", "ledger throughput, PostgreSQL", "server unreachable");
+    }
+    for (what, url) in targets {
+        if !url.starts_with("sqlite:") {
+            drop_bench_tables(&url).await?;
+        }
+        let ours = ledger_run(&url, "bench_", n).await?;
+        let floor_url = if url.starts_with("sqlite:") {
+            sqlite_url(&dir, "floor")
+        } else {
+            url.clone()
+        };
+        let floor = ledger_floor(&floor_url, "bench_floor_", n).await?;
+        if !url.starts_with("sqlite:") {
+            drop_bench_tables(&url).await?;
+        }
+        let ratio = ours / floor;
+        table.push(Row {
+            row: "1",
+            figure: format!("ledger throughput, {n} no-op ops, sequential, {what}"),
+            ours: format!("{ours:.0} ops/s"),
+            baseline: format!("{floor:.0} ops/s raw sqlx, 2 writes/op"),
+            ratio: format!("{ratio:.2}"),
+            goal: "≥ 0.70".into(),
+            met: verdict(ratio >= 0.7),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! The performance table: every figure beside a baseline measured in the same run, on the same machine.
+//!
+//! ```sh
+//! cargo run --release --example bench -- --quick     # under two minutes: smaller sizes, one repetition
+//! cargo run --release --example bench                 # the full run, the table in the README
+//! cargo run --release --example bench -- --only 1,3   # some rows only (1 ledger … 6 memory)
+//! ```
+//!
+//! 1. Ledger throughput: no-op operations run one at a time, against a raw sqlx floor doing the same two writes
+//!    per operation (claim the row, mark it completed) on the same kind of database.
+//! 2. DAG makespan: seeded random DAGs run by the `graph` orchestrator, against the critical path, against
+//!    `max(CP, W/p)` when bounded, and against level-by-level "waves" (an
+//!    [`Orchestrator`](sequencer::Orchestrator) written here).
+//! 3. Scheduling overhead: fan-out and chain of no-op operations on a ledger in memory (SQLite on tmpfs),
+//!    against a plain tokio ready-queue doing the same two writes per operation, and without any writes.
+//! 4. Queue throughput and wake-up latency of `work` processes' loops on PostgreSQL.
+//! 5. Macro cost: incremental debug build of the generated 1,000 / 2,000 / 4,000-operation crate
+//!    (`tests/scale`), minus the same crate with no operations.
+//! 6. Peak memory (VmHWM) of a process holding a 100,000-operation registry, its plan, and `status`.
+//!
+//! PostgreSQL rows use `SEQUENCER_BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and
+//! are skipped, saying so, when it is unreachable. Tables are prefixed `bench_` and dropped afterwards.
+
+mod dag;
+mod ledger;
+mod macro_cost;
+mod memory;
+mod ops;
+mod opts;
+mod queue;
+mod scheduling;
+mod setup;
+mod table;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use crate::opts::parse_args;
+use crate::setup::{memory_dir, scratch_dir, AnyError};
+use crate::table::Table;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start tokio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.get(1).map(String::as_str) == Some("--child-memory") {
+        let stage = args.get(2).cloned().unwrap_or_default();
+        let n = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(100_000);
+        return match runtime.block_on(memory::child_memory(&stage, n)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = Instant::now();
+    let mut table = Table(Vec::new());
+    let result: Result<(), AnyError> = runtime.block_on(async {
+        if opts.wants(1) {
+            eprintln!("1. ledger throughput");
+            ledger::row_ledger(&opts, &mut table).await?;
+        }
+        if opts.wants(2) {
+            eprintln!("2. DAG makespan");
+            dag::row_dag(&opts, &mut table).await?;
+        }
+        if opts.wants(3) {
+            eprintln!("3. scheduling overhead");
+            scheduling::row_scheduling(&opts, &mut table).await?;
+        }
+        if opts.wants(4) {
+            eprintln!("4. queue throughput");
+            queue::row_queue(&opts, &mut table).await?;
+        }
+        Ok(())
+    });
+    let result = result.and_then(|()| {
+        if opts.wants(5) {
+            eprintln!("5. macro cost");
+            macro_cost::row_macro(&opts, &mut table)?;
+        }
+        if opts.wants(6) {
+            eprintln!("6. peak memory");
+            memory::row_memory(&mut table)?;
+        }
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(scratch_dir());
+    let _ = std::fs::remove_dir_all(memory_dir());
+    println!();
+    table.print();
+    println!(
+        "\n{} cores, {} — {:.0} s{}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::consts::ARCH,
+        started.elapsed().as_secs_f64(),
+        if opts.quick { " (--quick)" } else { "" }
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! What the figures share: the error type, scratch directories, database URLs and sequencers.
+
+use std::time::Duration;
+
+use sequencer::sqlx::{self, Connection, Executor};
+use sequencer::{OutcomeKind, Registry, RunReport, Sequencer};
+
+pub(crate) type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(crate) fn scratch_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sequencer-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// A SQLite file on tmpfs when the machine has one (the "in-memory" ledger), else in the temp dir.
+pub(crate) fn memory_dir() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        let dir = shm.join(format!("sequencer-bench-{}", std::process::id()));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            return dir;
+        }
+    }
+    scratch_dir()
+}
+
+pub(crate) fn sqlite_url(dir: &std::path::Path, name: &str) -> String {
+    let file = dir.join(format!("{name}.db"));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
+    format!("sqlite://{}", file.display())
+}
+
+pub(crate) async fn reachable(url: &str) -> bool {
+    sqlx::any::install_default_drivers();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), sqlx::AnyConnection::connect(url)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Drops the `bench_` tables of a server database.
+pub(crate) async fn drop_bench_tables(url: &str) -> Result<(), AnyError> {
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    for t in sequencer::ledger::TABLES {
+        for p in ["bench_", "bench_floor_", "bench_q_", "bench_w_"] {
+            conn.execute(format!("DROP TABLE IF EXISTS {p}{t}").as_str())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn sequencer(
+    url: &str,
+    prefix: &str,
+    registry: Registry,
+) -> Result<Sequencer, AnyError> {
+    Ok(Sequencer::builder()
+        .registry(registry)
+        .database(url)
+        .table_prefix(prefix)
+        // Nine sequencers at once in the queue rows: stay under PostgreSQL's default 100 connections.
+        .max_connections(10)
+        .build()
+        .await?)
+}
+
+pub(crate) fn completed(report: &RunReport) -> usize {
+    report.count(|o| matches!(o, OutcomeKind::Completed { .. }))
+}

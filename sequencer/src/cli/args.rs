@@ -1,0 +1,208 @@
+//! The command line's arguments: the clap types, and the parsers of their values.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::Timestamp;
+
+/// Run, inspect and undo one-time operations.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub(super) struct Cli {
+    /// Ledger database URL [default: $SEQUENCER_DATABASE_URL, then sqlite://sequencer.db]
+    #[arg(long, global = true, env = "SEQUENCER_DATABASE_URL")]
+    pub(super) database: Option<String>,
+    /// Environment matched against `environments = [...]` [default: $SEQUENCER_ENV]
+    #[arg(long = "env", global = true, env = "SEQUENCER_ENV")]
+    pub(super) environment: Option<String>,
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Run every pending operation, in order.
+    Process(ProcessArgs),
+    /// Run one operation now.
+    Execute {
+        /// Ledger name (or function name) of the operation.
+        name: String,
+        /// Run it without recording anything in the ledger.
+        #[arg(long)]
+        no_record: bool,
+    },
+    /// Show every operation and its latest run.
+    Status {
+        /// Only pending operations.
+        #[arg(long, group = "only")]
+        pending: bool,
+        /// Only failed (and interrupted) operations.
+        #[arg(long, group = "only")]
+        failed: bool,
+        /// Only completed operations.
+        #[arg(long, group = "only")]
+        completed: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo completed operations, latest first.
+    #[command(group(clap::ArgGroup::new("target").required(true)))]
+    Rollback {
+        /// Every operation of this batch.
+        #[arg(long, group = "target")]
+        batch: Option<i64>,
+        /// The last N completed operations.
+        #[arg(long, group = "target")]
+        step: Option<usize>,
+        /// One operation.
+        #[arg(long, group = "target")]
+        op: Option<String>,
+    },
+    /// Run a failed or interrupted operation again.
+    Retry {
+        /// The operation.
+        name: String,
+    },
+    /// Record an operation as completed or skipped by hand.
+    #[command(group(clap::ArgGroup::new("to").required(true)))]
+    Mark {
+        /// The operation.
+        name: String,
+        /// Mark it completed.
+        #[arg(long, group = "to")]
+        completed: bool,
+        /// Mark it skipped.
+        #[arg(long, group = "to")]
+        skipped: bool,
+    },
+    /// Ask a running operation to stop at its next checkpoint (it is recorded interrupted; `retry` resumes it).
+    Cancel {
+        /// The operation.
+        name: String,
+    },
+    /// Delete an operation's rows from the ledger, so that it runs again.
+    Forget {
+        /// The operation (or an orphaned ledger name).
+        name: String,
+    },
+    /// Show recorded errors with their causes.
+    Errors {
+        /// Only this operation's.
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a new operation file for the directory form.
+    Make(MakeArgs),
+    /// Run the due `execute_at` / `delay` operations (recording the others as scheduled).
+    Scheduled {
+        /// Keep running: wake at the next due time (and at least every minute), until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Apply the schema migrations; under the migration strategy, run operations between them.
+    Migrate,
+    /// Run queued operations (and deferred ones) until stopped with Ctrl-C or SIGTERM.
+    Work {
+        /// The queue to serve.
+        #[arg(long, default_value = crate::DEFAULT_QUEUE)]
+        queue: String,
+        /// Jobs run at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: u16,
+        /// Stop once the queue is empty.
+        #[arg(long)]
+        until_idle: bool,
+        /// Seconds running jobs may take to finish after a stop signal.
+        #[arg(long, default_value_t = 30)]
+        grace: u64,
+        /// Seconds a claimed job is held without a heartbeat; a dead worker's jobs return to the queue after this.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        lease: u64,
+    },
+    /// Run the due deferred operations.
+    ProcessDeferred {
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Draw the dependency graph with waves, the critical path and each operation's status.
+    Graph {
+        /// text, dot (Graphviz) or mermaid.
+        #[arg(long, default_value = "text", value_parser = clap::builder::PossibleValuesParser::new(["text", "dot", "mermaid"]))]
+        format: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ProcessArgs {
+    /// Show what would run, and run nothing.
+    #[arg(long)]
+    pub(super) dry_run: bool,
+    /// Only operations at or after this timestamp (YYYY_MM_DD_HHMMSS).
+    #[arg(long, value_parser = parse_ts)]
+    pub(super) from: Option<Timestamp>,
+    /// Only operations at or before this timestamp.
+    #[arg(long, value_parser = parse_ts)]
+    pub(super) to: Option<Timestamp>,
+    /// Only operations with one of these tags.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) tags: Vec<String>,
+    /// Run completed operations again (new ledger rows).
+    #[arg(long)]
+    pub(super) repeat: bool,
+    /// Hold a global lock for the whole run; exit 3 if another process holds it.
+    #[arg(long)]
+    pub(super) isolate: bool,
+    /// Who runs it, recorded in the ledger.
+    #[arg(long)]
+    pub(super) actor: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(super) json: bool,
+    /// How to run them: sequential, batch, transactional, allowed-to-fail, graph, scheduled [default: the
+    /// application's, else sequential]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::orchestrator::NAMES))]
+    pub(super) orchestrator: Option<String>,
+    /// Run `asynchronous` operations here instead of queueing them for workers.
+    #[arg(long, conflicts_with = "queue_all")]
+    pub(super) sync: bool,
+    /// Queue every due operation for the workers (`work`).
+    #[arg(long = "async", id = "queue_all")]
+    pub(super) queue_all: bool,
+    /// Run every due operation on the workers in the orchestrator's order (dependencies, concurrency and failure
+    /// handling as here), and wait for them.
+    #[arg(long, conflicts_with_all = ["sync", "queue_all"])]
+    pub(super) dispatch: bool,
+    /// Operations run at once by the parallel orchestrators.
+    #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(super) concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct MakeArgs {
+    /// The operation's name, snake_case.
+    pub(super) name: String,
+    /// The operations directory.
+    #[arg(long, default_value = "operations")]
+    pub(super) dir: PathBuf,
+    /// Add a `rollback` function.
+    #[arg(long)]
+    pub(super) rollback: bool,
+    /// Retry it (3 tries, backoff 1, 5 s).
+    #[arg(long)]
+    pub(super) retryable: bool,
+    /// Run it in a transaction committed with its ledger row.
+    #[arg(long)]
+    pub(super) transaction: bool,
+    /// Operations it depends on (names of other files, without timestamp).
+    #[arg(long, value_delimiter = ',')]
+    pub(super) dependencies: Vec<String>,
+}
+
+fn parse_ts(s: &str) -> Result<Timestamp, String> {
+    s.parse().map_err(|e: crate::TimestampError| e.to_string())
+}

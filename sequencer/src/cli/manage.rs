@@ -1,0 +1,77 @@
+//! The commands that correct the record by hand: `rollback`, `mark`, `cancel` and `forget`.
+
+use std::process::ExitCode;
+
+use super::output::println;
+use crate::ledger::Status;
+use crate::{RollbackTarget, Sequencer, SequencerError};
+
+/// `rollback --batch N | --step N | --op NAME`: undo completed operations, latest first.
+pub(super) async fn rollback(
+    seq: &Sequencer,
+    batch: Option<i64>,
+    step: Option<usize>,
+    op: Option<String>,
+) -> Result<ExitCode, SequencerError> {
+    let target = match (batch, step, op) {
+        (Some(b), _, _) => RollbackTarget::Batch(b),
+        (_, Some(s), _) => RollbackTarget::Step(s),
+        (_, _, Some(o)) => RollbackTarget::Op(o),
+        _ => {
+            return Err(SequencerError::Usage(
+                "give `--batch N`, `--step N` or `--op NAME`".into(),
+            ))
+        }
+    };
+    let report = seq.rollback(&target).await?;
+    if report.rolled_back.is_empty() && report.rollback_failures.is_empty() {
+        println!("Nothing to roll back.");
+    }
+    for name in &report.rolled_back {
+        println!("ROLLED BACK {name}");
+    }
+    for (name, e) in &report.rollback_failures {
+        println!("NOT UNDONE  {name}: {e}");
+    }
+    Ok(ExitCode::from(u8::from(
+        !report.rollback_failures.is_empty(),
+    )))
+}
+
+/// `mark NAME --completed | --skipped`.
+pub(super) async fn mark(
+    seq: &Sequencer,
+    name: &str,
+    completed: bool,
+) -> Result<ExitCode, SequencerError> {
+    let to = if completed {
+        Status::Completed
+    } else {
+        Status::Skipped
+    };
+    seq.mark(name, to).await?;
+    println!("Marked {name} {to}.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cancel NAME`: ask a running operation to stop at its next checkpoint.
+pub(super) async fn cancel(seq: &Sequencer, name: &str) -> Result<ExitCode, SequencerError> {
+    if seq.cancel_operation(name).await? {
+        println!("Asked {name} to stop at its next checkpoint.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(SequencerError::Usage(format!(
+            "`{name}` is not running: nothing to cancel"
+        )))
+    }
+}
+
+/// `forget NAME`: delete an operation's rows, so that it runs again.
+pub(super) async fn forget(seq: &Sequencer, name: &str) -> Result<ExitCode, SequencerError> {
+    let n = seq.forget(name).await?;
+    println!(
+        "Forgot {name} ({n} ledger row{}); it runs again with the next `process`.",
+        if n == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,261 @@
+//! What the commands print: stdout that survives a closed pipe, JSON, the status table, run summaries, and the
+//! live progress of a run.
+
+use std::process::ExitCode;
+use std::time::UNIX_EPOCH;
+
+use crate::{OutcomeKind, RunReport, Sequencer, StatusEntry};
+
+/// Writes to stdout and carries on when it is closed (`status | head`): the command still finishes its work and
+/// records it, where `std`'s `println!` would panic half-way.
+macro_rules! println {
+    () => {
+        $crate::cli::output::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(super) use println;
+
+/// [`println!`]'s counterpart of `print!`.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(format_args!($($arg)*))
+    };
+}
+pub(super) use print;
+
+/// What [`println!`] and [`print!`] expand to.
+pub(super) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_fmt(args);
+}
+
+/// Prints `--json` output: `print_json(serde_json::to_string_pretty(&value))` (an empty line if it failed).
+pub(super) fn print_json(json: serde_json::Result<String>) {
+    println!("{}", json.unwrap_or_default());
+}
+
+/// Awaits `work`, printing each operation as it starts and ends, under a progress bar on a terminal.
+pub(super) async fn live<T>(seq: &Sequencer, work: impl std::future::Future<Output = T>) -> T {
+    use std::io::IsTerminal;
+    let mut events = seq.subscribe();
+    let mut work = std::pin::pin!(work);
+    let terminal = std::io::stdout().is_terminal();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let show = |e: crate::Event, bar: &mut Option<indicatif::ProgressBar>| {
+        use crate::Event;
+        match &e {
+            Event::OperationsStarted { count, .. } if terminal => {
+                let pb = indicatif::ProgressBar::new(*count as u64);
+                let style = indicatif::ProgressStyle::with_template(
+                    "[{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                pb.set_style(style);
+                *bar = Some(pb);
+            }
+            Event::OperationStarted { name, .. } => {
+                if let Some(pb) = bar {
+                    pb.set_message(name.clone());
+                }
+            }
+            Event::OperationProgress { name, done, total } => {
+                if let Some(pb) = bar {
+                    pb.set_message(format!("{name} {done}/{total}"));
+                }
+            }
+            Event::OperationSucceeded { .. }
+            | Event::OperationFailed { .. }
+            | Event::OperationSkipped { .. } => {
+                if let Some(pb) = bar {
+                    pb.inc(1);
+                }
+            }
+            Event::OperationsEnded { .. } => {
+                if let Some(pb) = bar.take() {
+                    pb.finish_and_clear();
+                }
+            }
+            _ => {}
+        }
+        if let Some(line) = event_line(e) {
+            match bar {
+                Some(pb) => pb.println(line),
+                None => println!("{line}"),
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            result = &mut work => {
+                while let Ok(e) = events.try_recv() {
+                    show(e, &mut bar);
+                }
+                if let Some(pb) = bar.take() {
+                    pb.finish_and_clear();
+                }
+                return result;
+            }
+            Ok(e) = events.recv() => show(e, &mut bar),
+        }
+    }
+}
+
+fn event_line(e: crate::Event) -> Option<String> {
+    use crate::Event;
+    Some(match e {
+        Event::OperationStarted { name, attempt: 1 } => format!("RUNNING     {name}"),
+        Event::OperationStarted { name, attempt } => {
+            format!("RUNNING     {name} (attempt {attempt})")
+        }
+        Event::OperationSucceeded { name, duration_ms } => {
+            format!("DONE        {name} ({duration_ms} ms)")
+        }
+        Event::OperationRetrying {
+            name,
+            attempt,
+            delay_ms,
+            error,
+        } => {
+            format!("RETRYING    {name}: attempt {attempt} failed: {error}; next in {delay_ms} ms")
+        }
+        Event::OperationFailed {
+            name,
+            error,
+            allowed_to_fail,
+        } => {
+            let note = if allowed_to_fail {
+                " (allowed to fail)"
+            } else {
+                ""
+            };
+            format!("FAILED      {name}{note}: {error}")
+        }
+        Event::OperationSkipped { name, reason } => format!("SKIPPED     {name}: {reason}"),
+        Event::OperationRolledBack { name } => format!("ROLLED BACK {name}"),
+        Event::NoPendingOperations => "Nothing to run: no pending operations.".to_owned(),
+        Event::MigrationsStarted { count } => format!("Migrating: {count} pending migration(s)."),
+        Event::MigrationEnded {
+            version,
+            description,
+        } => format!("MIGRATED    {version} {description}"),
+        Event::MigrationsEnded { applied } => format!("Migrations done: {applied} applied."),
+        Event::NoPendingMigrations => "Nothing to migrate: no pending migrations.".to_owned(),
+        Event::WaitingForWorker {
+            name,
+            queue,
+            waited_secs,
+        } => format!(
+            "WAITING     {name}: no worker has taken it from queue `{queue}` for {waited_secs} s; start one with `work --queue {queue}`"
+        ),
+        Event::OperationsStarted { .. }
+        | Event::OperationsEnded { .. }
+        | Event::OperationProgress { .. } => return None,
+    })
+}
+
+pub(super) fn print_outcome(name: &str, o: &OutcomeKind) {
+    match o {
+        OutcomeKind::Completed { duration_ms } => {
+            println!("DONE        {name} ({duration_ms} ms, not recorded)")
+        }
+        OutcomeKind::Failed { error, .. } => println!("FAILED      {name}: {error}"),
+        OutcomeKind::Skipped { reason } => println!("SKIPPED     {name}: {reason}"),
+        OutcomeKind::NotClaimed => println!("NOT RUN     {name}"),
+        OutcomeKind::Deferred { reason } => println!("NOT RUN     {name}: {reason}"),
+        OutcomeKind::Cancelled { reason } => println!("CANCELLED   {name}: {reason}"),
+    }
+}
+
+pub(super) fn summary(r: &RunReport) {
+    let completed = r.count(|o| matches!(o, OutcomeKind::Completed { .. }));
+    let failed = r.count(|o| matches!(o, OutcomeKind::Failed { .. }));
+    let skipped = r.count(|o| matches!(o, OutcomeKind::Skipped { .. }));
+    let elsewhere = r.count(|o| matches!(o, OutcomeKind::NotClaimed));
+    if let Some(b) = r.batch {
+        print!("Batch {b}: ");
+        println!(
+            "{completed} completed, {failed} failed, {skipped} skipped{}.",
+            if elsewhere > 0 {
+                format!(", {elsewhere} run by another process")
+            } else {
+                String::new()
+            }
+        );
+    }
+    for (name, e) in &r.rollback_failures {
+        println!("  rollback of {name} failed: {e}");
+    }
+    if !r.rolled_back.is_empty() {
+        println!(
+            "  rolled back after the failure: {}",
+            r.rolled_back.join(", ")
+        );
+    }
+    for (name, why) in &r.waiting {
+        println!("  not run: {name}: {why}");
+    }
+    for (name, queue) in &r.queued {
+        println!("  queued: {name} on `{queue}` (run `work` to process it)");
+    }
+    for (name, at) in &r.scheduled {
+        println!("  scheduled: {name}, due {}", when(*at));
+    }
+    for name in &r.needs_attention {
+        println!("  interrupted: {name}: it is neither idempotent nor retryable; `retry {name}` runs it again, `mark {name} --completed` records it done");
+    }
+}
+
+/// `status`'s table: one line per operation, with its notes.
+pub(super) fn status_table(entries: &[StatusEntry]) {
+    println!(
+        "{:<12} {:<48} {:>5} {:>8} {:>10}  NOTE",
+        "STATUS", "NAME", "BATCH", "ATTEMPTS", "DURATION"
+    );
+    for e in entries {
+        let mut notes = Vec::new();
+        if e.edited {
+            notes.push("edited after it ran".to_owned());
+        }
+        if e.orphaned {
+            notes.push("orphaned: not in the registry (`forget` removes it)".to_owned());
+        }
+        if let Some(r) = &e.skip_reason {
+            notes.push(r.clone());
+        }
+        if let (Some(done), Some(total)) = (e.progress_done, e.progress_total) {
+            let eta = e
+                .eta_ms
+                .map(|ms| format!(", ETA {}s", (ms + 999) / 1000))
+                .unwrap_or_default();
+            notes.push(format!("progress {done}/{total}{eta}"));
+        }
+        if let Some(err) = &e.error {
+            notes.push(err.lines().next().unwrap_or_default().to_owned());
+        }
+        let batch = e.batch.map_or("-".to_owned(), |b| b.to_string());
+        let duration = e.duration_ms.map_or("-".to_owned(), |d| format!("{d} ms"));
+        println!(
+            "{:<12} {:<48} {:>5} {:>8} {:>10}  {}",
+            e.status.as_str(),
+            e.name,
+            batch,
+            e.attempts,
+            duration,
+            notes.join("; ")
+        );
+    }
+}
+
+/// A Unix-milliseconds time as RFC 3339 (UTC).
+fn when(ms: i64) -> String {
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// 0 when every operation of the run succeeded, else 1.
+pub(super) fn exit_of(r: &RunReport) -> ExitCode {
+    ExitCode::from(u8::from(!r.succeeded()))
+}

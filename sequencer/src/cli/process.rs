@@ -1,0 +1,134 @@
+//! The commands that run operations: `process`, `execute`, `retry`, `migrate` and `scheduled`.
+
+use std::process::ExitCode;
+
+use super::args::ProcessArgs;
+use super::output::{exit_of, live, print_json, print_outcome, println, summary};
+use crate::{OutcomeKind, ProcessOptions, Sequencer, SequencerError};
+
+/// `process`: every pending operation, in order (or what would run, with `--dry-run`).
+pub(super) async fn process(seq: &Sequencer, p: ProcessArgs) -> Result<ExitCode, SequencerError> {
+    let seq = match p
+        .orchestrator
+        .as_deref()
+        .and_then(crate::orchestrator::by_name)
+    {
+        Some(o) => seq.using_arc(o),
+        None => seq.clone(),
+    };
+    let seq = &seq;
+    let opts = ProcessOptions {
+        concurrency: Some(usize::from(p.concurrency)),
+        dry_run: p.dry_run,
+        from: p.from,
+        to: p.to,
+        tags: p.tags,
+        repeat: p.repeat,
+        isolate: p.isolate,
+        sync: p.sync,
+        queue_all: p.queue_all,
+        dispatch: p.dispatch,
+        ..ProcessOptions::default()
+    };
+    if matches!(seq.strategy(), crate::Strategy::Migration(_)) && !p.dry_run {
+        eprintln!("warning: this application runs its operations during `migrate` (the migration strategy); `process` is redundant there");
+    }
+    let report = if p.json || p.dry_run {
+        seq.process(&opts).await?
+    } else {
+        live(seq, seq.process(&opts)).await?
+    };
+    if p.json {
+        print_json(serde_json::to_string_pretty(&report));
+    } else if p.dry_run {
+        if report.planned.is_empty() {
+            println!("Nothing to run.");
+        } else {
+            let preview = seq.preview(&opts).await?;
+            println!(
+                "Would run {} operation(s) with the {} orchestrator:",
+                preview.planned.len(),
+                seq.orchestrator_name()
+            );
+            for (i, name) in preview.planned.iter().enumerate() {
+                println!("{:>4}. {name}", i + 1);
+            }
+            for (w, names) in preview.waves.iter().enumerate() {
+                println!("  wave {w}: {}", names.join(", "));
+            }
+            println!("  critical path: {}", preview.critical_path.join(" → "));
+        }
+    } else {
+        summary(&report);
+    }
+    Ok(exit_of(&report))
+}
+
+/// `execute NAME`: one operation now, recorded or (`--no-record`) not.
+pub(super) async fn execute(
+    seq: &Sequencer,
+    name: &str,
+    no_record: bool,
+) -> Result<ExitCode, SequencerError> {
+    if no_record {
+        let outcome = seq.execute_unrecorded(name).await?;
+        print_outcome(name, &outcome);
+        return Ok(ExitCode::from(u8::from(matches!(
+            outcome,
+            OutcomeKind::Failed { .. }
+        ))));
+    }
+    let report = live(seq, seq.execute(name)).await?;
+    summary(&report);
+    Ok(exit_of(&report))
+}
+
+/// `retry NAME`: a failed or interrupted operation again.
+pub(super) async fn retry(seq: &Sequencer, name: &str) -> Result<ExitCode, SequencerError> {
+    let report = live(seq, seq.retry(name)).await?;
+    summary(&report);
+    Ok(exit_of(&report))
+}
+
+/// `migrate`: the schema migrations, with operations between them under the migration strategy.
+pub(super) async fn migrate(seq: &Sequencer) -> Result<ExitCode, SequencerError> {
+    let report = live(seq, seq.migrate()).await?;
+    for run in &report.runs {
+        summary(run);
+    }
+    if let Some((version, error)) = &report.failed_migration {
+        eprintln!("error: migration {version} failed: {error}");
+        eprintln!("nothing after it ran; the migrations and operations before it stay recorded");
+    }
+    Ok(ExitCode::from(u8::from(!report.succeeded())))
+}
+
+/// `scheduled [--watch]`: the due `execute_at` / `delay` operations, once or until Ctrl-C.
+pub(super) async fn scheduled(seq: &Sequencer, watch: bool) -> Result<ExitCode, SequencerError> {
+    let seq = seq.using(crate::Scheduled);
+    let opts = ProcessOptions {
+        only_scheduled: true,
+        ..ProcessOptions::default()
+    };
+    let mut worst = ExitCode::SUCCESS;
+    loop {
+        let report = live(&seq, seq.process(&opts)).await?;
+        summary(&report);
+        if !report.succeeded() {
+            worst = ExitCode::from(1);
+        }
+        if !watch {
+            return Ok(worst);
+        }
+        let now = crate::ledger::now_ms();
+        let next = report.scheduled.iter().map(|(_, at)| *at).min();
+        let wait = next.map_or(60_000, |at| (at - now).clamp(0, 60_000)) as u64;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+            _ = tokio::signal::ctrl_c() => {
+                println!("Stopped watching.");
+                return Ok(worst);
+            }
+        }
+    }
+}
