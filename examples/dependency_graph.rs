@@ -187,7 +187,7 @@ async fn main() -> ExitCode {
     println!(
         "operations       {} ({} completed)",
         report.planned.len(),
-        report.count(|o| matches!(o, sequencer::OutcomeKind::Completed { .. }))
+        report.count(|o| matches!(o, sequencer::Outcome::Completed { .. }))
     );
     println!("critical path    {cp} ms: {}", names.join(" → "));
     println!("total work       {} ms", view.total_work);

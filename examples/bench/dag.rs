@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sequencer::orchestrator::{Due, Run};
 use sequencer::{
-    BoxFuture, Dependency, DependencyGraph, Orchestrator, OutcomeKind, ProcessOptions, RunReport,
+    BoxFuture, Dependency, DependencyGraph, Orchestrator, Outcome, ProcessOptions, RunReport,
     SequencerError,
 };
 
@@ -67,10 +67,8 @@ impl Orchestrator for Waves {
                     let (name, outcome) =
                         joined.map_err(|e| SequencerError::Usage(e.to_string()))?;
                     let kind = match outcome? {
-                        sequencer::Outcome::Completed { duration } => OutcomeKind::Completed {
-                            duration_ms: duration.as_millis() as u64,
-                        },
-                        other => OutcomeKind::Failed {
+                        done @ Outcome::Completed { .. } => done,
+                        other => Outcome::Failed {
                             error: format!("{other:?}"),
                             allowed_to_fail: false,
                         },

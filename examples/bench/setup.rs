@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use sequencer::sqlx::{self, Connection, Executor};
-use sequencer::{OutcomeKind, Registry, RunReport, Sequencer};
+use sequencer::{Outcome, Registry, RunReport, Sequencer};
 
 pub(crate) type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -69,5 +69,5 @@ pub(crate) async fn sequencer(
 }
 
 pub(crate) fn completed(report: &RunReport) -> usize {
-    report.count(|o| matches!(o, OutcomeKind::Completed { .. }))
+    report.count(|o| matches!(o, Outcome::Completed { .. }))
 }

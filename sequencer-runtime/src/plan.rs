@@ -318,6 +318,7 @@ mod tests {
     }
 
     /// One case: the operations, the ledger's rows, the options, and what the plan must say.
+    #[derive(Default)]
     struct Case {
         what: &'static str,
         ops: Vec<&'static OperationDef>,
@@ -331,25 +332,6 @@ mod tests {
         to_schedule: &'static [&'static str],
         waiting: &'static [&'static str],
         attention: &'static [&'static str],
-    }
-
-    impl Default for Case {
-        fn default() -> Self {
-            Case {
-                what: "",
-                ops: Vec::new(),
-                rows: Vec::new(),
-                opts: ProcessOptions::default(),
-                force_sync: false,
-                applied: Vec::new(),
-                due: &[],
-                queued: &[],
-                scheduled: &[],
-                to_schedule: &[],
-                waiting: &[],
-                attention: &[],
-            }
-        }
     }
 
     fn run(case: &Case) -> Result<Plan, SequencerError> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sequencer::ledger::Status;
 use sequencer::sqlx;
 use sequencer::{
-    Event, OutcomeKind, ProcessOptions, RollbackTarget, Sequencer, SequencerError, Timestamp,
+    Event, Outcome, ProcessOptions, RollbackTarget, Sequencer, SequencerError, Timestamp,
 };
 use sequencer_tests::ledger_ops::{ops, Knobs};
 
@@ -148,7 +148,7 @@ async fn runs_each_operation_once_and_records_it() {
         };
         let r = seq.process(&repeat).await.unwrap();
         assert_eq!(
-            r.count(|o| matches!(o, OutcomeKind::Completed { .. })),
+            r.count(|o| matches!(o, Outcome::Completed { .. })),
             2,
             "{}: {r:?}",
             b.name
@@ -297,12 +297,12 @@ async fn allowed_to_fail_and_panics_are_recorded() {
         let failures: Vec<_> = report
             .results
             .iter()
-            .filter(|(_, o)| matches!(o, OutcomeKind::Failed { .. }))
+            .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
             .collect();
         assert!(
             matches!(
                 &failures[0].1,
-                OutcomeKind::Failed {
+                Outcome::Failed {
                     allowed_to_fail: true,
                     ..
                 }
@@ -311,7 +311,7 @@ async fn allowed_to_fail_and_panics_are_recorded() {
             b.name
         );
         assert!(
-            matches!(&failures[1].1, OutcomeKind::Failed { allowed_to_fail: false, error } if error.contains("panicked: index out of range"))
+            matches!(&failures[1].1, Outcome::Failed { allowed_to_fail: false, error } if error.contains("panicked: index out of range"))
         );
         common::cleanup(&seq, &p, &["log"]).await;
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::{backends, prefix, rows, Backend};
 use sequencer::ledger::{LedgerRow, Status};
 use sequencer::{
-    AllowedToFailBatch, Batch, Dependency, DependencyGraph, OutcomeKind, ProcessOptions, Sequencer,
+    AllowedToFailBatch, Batch, Dependency, DependencyGraph, Outcome, ProcessOptions, Sequencer,
     TransactionalBatch,
 };
 use sequencer_tests::par_ops::{ops, ParKnobs};
@@ -107,7 +107,7 @@ async fn the_graph_holds_back_only_the_dependents_of_a_failure() {
             .find(|(n, _)| n.ends_with("p_after_fail"))
             .map(|(_, o)| o.clone());
         assert!(
-            matches!(&skipped, Some(OutcomeKind::Skipped { reason }) if reason.contains("p_fail` failed")),
+            matches!(&skipped, Some(Outcome::Skipped { reason }) if reason.contains("p_fail` failed")),
             "{}: {skipped:?}",
             b.name
         );
@@ -162,7 +162,7 @@ async fn the_transactional_batch_rolls_back_this_runs_operations_in_reverse() {
         let completed: Vec<String> = report
             .results
             .iter()
-            .filter(|(_, o)| matches!(o, OutcomeKind::Completed { .. }))
+            .filter(|(_, o)| matches!(o, Outcome::Completed { .. }))
             .map(|(n, _)| n.split_at(18).1.to_owned())
             .collect();
         let undone = knobs.rollbacks.lock().unwrap().clone();

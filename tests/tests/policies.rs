@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{backends, prefix, rows, Backend};
 use sequencer::ledger::Status;
-use sequencer::{BoxFuture, Ctx, Layer, Limit, Next, OutcomeKind, ProcessOptions, Sequencer};
+use sequencer::{BoxFuture, Ctx, Layer, Limit, Next, Outcome, ProcessOptions, Sequencer};
 use sequencer_tests::policy_ops::{ops, PolicyKnobs};
 
 struct CountingLayer(Arc<AtomicUsize>);
@@ -182,7 +182,7 @@ async fn unique_and_without_overlapping_hold_across_processes() {
         let deferred: Vec<_> = report
             .results
             .iter()
-            .filter(|(_, o)| matches!(o, OutcomeKind::Deferred { .. }))
+            .filter(|(_, o)| matches!(o, Outcome::Deferred { .. }))
             .collect();
         assert_eq!(deferred.len(), 2, "{}: {report:?}", b.name);
         assert!(

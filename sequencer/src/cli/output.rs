@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
 
-use crate::{OutcomeKind, RunReport, Sequencer, StatusEntry};
+use crate::{Outcome, RunReport, Sequencer, StatusEntry};
 
 /// Writes to stdout and carries on when it is closed (`status | head`): the command still finishes its work and
 /// records it, where `std`'s `println!` would panic half-way.
@@ -156,24 +156,24 @@ fn event_line(e: crate::Event) -> Option<String> {
     })
 }
 
-pub(super) fn print_outcome(name: &str, o: &OutcomeKind) {
+pub(super) fn print_outcome(name: &str, o: &Outcome) {
     match o {
-        OutcomeKind::Completed { duration_ms } => {
+        Outcome::Completed { duration_ms } => {
             println!("DONE        {name} ({duration_ms} ms, not recorded)")
         }
-        OutcomeKind::Failed { error, .. } => println!("FAILED      {name}: {error}"),
-        OutcomeKind::Skipped { reason } => println!("SKIPPED     {name}: {reason}"),
-        OutcomeKind::NotClaimed => println!("NOT RUN     {name}"),
-        OutcomeKind::Deferred { reason } => println!("NOT RUN     {name}: {reason}"),
-        OutcomeKind::Cancelled { reason } => println!("CANCELLED   {name}: {reason}"),
+        Outcome::Failed { error, .. } => println!("FAILED      {name}: {error}"),
+        Outcome::Skipped { reason } => println!("SKIPPED     {name}: {reason}"),
+        Outcome::NotClaimed => println!("NOT RUN     {name}"),
+        Outcome::Deferred { reason } => println!("NOT RUN     {name}: {reason}"),
+        Outcome::Cancelled { reason } => println!("CANCELLED   {name}: {reason}"),
     }
 }
 
 pub(super) fn summary(r: &RunReport) {
-    let completed = r.count(|o| matches!(o, OutcomeKind::Completed { .. }));
-    let failed = r.count(|o| matches!(o, OutcomeKind::Failed { .. }));
-    let skipped = r.count(|o| matches!(o, OutcomeKind::Skipped { .. }));
-    let elsewhere = r.count(|o| matches!(o, OutcomeKind::NotClaimed));
+    let completed = r.count(|o| matches!(o, Outcome::Completed { .. }));
+    let failed = r.count(|o| matches!(o, Outcome::Failed { .. }));
+    let skipped = r.count(|o| matches!(o, Outcome::Skipped { .. }));
+    let elsewhere = r.count(|o| matches!(o, Outcome::NotClaimed));
     if let Some(b) = r.batch {
         print!("Batch {b}: ");
         println!(

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use super::args::ProcessArgs;
 use super::output::{exit_of, live, print_json, print_outcome, println, summary};
-use crate::{OutcomeKind, ProcessOptions, Sequencer, SequencerError};
+use crate::{Outcome, ProcessOptions, Sequencer, SequencerError};
 
 /// `process`: every pending operation, in order (or what would run, with `--dry-run`).
 pub(super) async fn process(seq: &Sequencer, p: ProcessArgs) -> Result<ExitCode, SequencerError> {
@@ -75,7 +75,7 @@ pub(super) async fn execute(
         print_outcome(name, &outcome);
         return Ok(ExitCode::from(u8::from(matches!(
             outcome,
-            OutcomeKind::Failed { .. }
+            Outcome::Failed { .. }
         ))));
     }
     let report = live(seq, seq.execute(name)).await?;
