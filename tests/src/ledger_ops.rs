@@ -18,10 +18,13 @@ pub struct Knobs {
     pub panic_i: AtomicBool,
     /// `j_slow` and `k_idem` sleep this long.
     pub sleep_ms: AtomicU64,
+    /// The rollback of `a_create` sleeps this long before it logs.
+    pub rollback_sleep_ms: AtomicU64,
 }
 
 impl Knobs {
-    /// Knobs from the environment, for the test binary: `SEQTEST_PREFIX`, `SEQTEST_SLEEP_MS`, `SEQTEST_FAIL_D`.
+    /// Knobs from the environment, for the test binary: `SEQTEST_PREFIX`, `SEQTEST_SLEEP_MS`, `SEQTEST_FAIL_D`,
+    /// `SEQTEST_ROLLBACK_SLEEP_MS`.
     pub fn from_env() -> Knobs {
         let var = |k: &str| std::env::var(k).ok();
         Knobs {
@@ -29,6 +32,11 @@ impl Knobs {
             fail_d: AtomicBool::new(var("SEQTEST_FAIL_D").is_some()),
             sleep_ms: AtomicU64::new(
                 var("SEQTEST_SLEEP_MS")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
+            rollback_sleep_ms: AtomicU64::new(
+                var("SEQTEST_ROLLBACK_SLEEP_MS")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0),
             ),
@@ -73,6 +81,8 @@ pub mod ops {
     }
 
     async fn a_drop(ctx: &Ctx) -> Result<()> {
+        let sleep = knobs(ctx)?.rollback_sleep_ms.load(SeqCst);
+        tokio::time::sleep(Duration::from_millis(sleep)).await;
         log(ctx, "rollback a_create").await
     }
 

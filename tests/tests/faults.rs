@@ -1,0 +1,226 @@
+//! The ledger tells the truth under faults, on every backend: a rollback killed half-way, a second process during
+//! a slow rollback, a claim taken over between two tries.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sequencer::ledger::Status;
+use sequencer::sqlx;
+use sequencer::{Outcome, RollbackTarget, Sequencer};
+use sequencer_tests::ledger_ops::{ops, Knobs};
+
+mod common;
+
+use common::{backends, prefix, Backend};
+
+async fn sequencer(b: &Backend, p: &str) -> Sequencer {
+    let knobs = Knobs {
+        prefix: p.to_owned(),
+        ..Knobs::default()
+    };
+    common::build(b, common::builder(b, p, ops::registry()).state(knobs)).await
+}
+
+async fn status_of(seq: &Sequencer, short: &str) -> Status {
+    let all: HashMap<String, Status> = seq
+        .status()
+        .await
+        .expect("status")
+        .into_iter()
+        .map(|e| (e.name.split_at(18).1.to_owned(), e.status))
+        .collect();
+    all[short]
+}
+
+async fn log_count(seq: &Sequencer, p: &str, what: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {p}log WHERE name = '{what}'"))
+        .fetch_one(seq.ledger().pool())
+        .await
+        .unwrap_or(0)
+}
+
+fn seqtest(url: &str, p: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = common::command(env!("CARGO_BIN_EXE_seqtest"), url, p, args);
+    c.env_remove("SEQUENCER_ENV");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Waits until `short` has status `want`, or fails after 60 s.
+async fn wait_for(seq: &Sequencer, b: &Backend, short: &str, want: Status) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status_of(seq, short).await != want {
+        assert!(
+            Instant::now() < deadline,
+            "{}: `{short}` never became {want} (it is {})",
+            b.name,
+            status_of(seq, short).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_is_claimed_while_it_runs_and_a_killed_one_is_never_run_forward() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(&b, &p).await;
+        assert!(seq.execute("a_create").await.unwrap().succeeded());
+        assert_eq!(log_count(&seq, &p, "a_create").await, 1);
+
+        // A slow rollback in another process: the row says `rolling_back` while the undo runs, not `rolled_back`.
+        let mut undo = seqtest(
+            &b.url,
+            &p,
+            &["rollback", "--op", "a_create"],
+            &[("SEQTEST_ROLLBACK_SLEEP_MS", "30000")],
+        )
+        .spawn()
+        .expect("spawn");
+        wait_for(&seq, &b, "a_create", Status::RollingBack).await;
+
+        // A second `process` started during the rollback leaves it alone: nothing runs forward under the undo.
+        let out = seqtest(&b.url, &p, &["process", "--to", "2024_01_01_000001"], &[])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}{}",
+            b.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            log_count(&seq, &p, "a_create").await,
+            1,
+            "{}: run forward during its rollback",
+            b.name
+        );
+        assert_eq!(status_of(&seq, "a_create").await, Status::RollingBack);
+
+        // kill -9 half-way through the undo: the next run reports it, and never runs the operation forward.
+        undo.kill().expect("kill -9");
+        undo.wait().unwrap();
+        let out = seqtest(&b.url, &p, &["process", "--to", "2024_01_01_000001"], &[])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("rollback interrupted: 2024_01_01_000001_a_create"),
+            "{}: {stdout}",
+            b.name
+        );
+        assert_eq!(
+            status_of(&seq, "a_create").await,
+            Status::RollbackInterrupted,
+            "{}",
+            b.name
+        );
+        assert_eq!(log_count(&seq, &p, "a_create").await, 1, "{}", b.name);
+        assert_eq!(log_count(&seq, &p, "rollback a_create").await, 0);
+        let report = seq.execute_all().await.unwrap();
+        assert!(
+            report
+                .needs_attention
+                .contains(&"2024_01_01_000001_a_create".to_owned()),
+            "{}: {report:?}",
+            b.name
+        );
+        let refused = seq.execute("a_create").await.expect_err("refused");
+        assert!(
+            refused.to_string().contains("rollback --op"),
+            "{}: {refused}",
+            b.name
+        );
+
+        // A person decides: `rollback --op` finishes the undo, recorded only once it returned.
+        let undone = seq
+            .rollback(&RollbackTarget::Op("a_create".into()))
+            .await
+            .unwrap();
+        assert_eq!(undone.rolled_back, ["2024_01_01_000001_a_create"]);
+        assert_eq!(status_of(&seq, "a_create").await, Status::RolledBack);
+        assert_eq!(log_count(&seq, &p, "rollback a_create").await, 1);
+        common::cleanup(&seq, &p, &["log"]).await;
+    }
+}
+
+/// Operations whose claim another process takes over between two tries.
+#[sequencer::operations]
+mod lost {
+    use std::sync::atomic::Ordering::SeqCst;
+
+    use sequencer::prelude::*;
+    use sequencer::sqlx;
+
+    use super::Tries;
+
+    #[operation(timestamp = "2024_05_01_000000", retries = 3, backoff = [1])]
+    pub async fn flaky(ctx: &Ctx) -> Result<()> {
+        let tries = ctx.state::<Tries>().expect("Tries state");
+        tries.count.fetch_add(1, SeqCst);
+        // Another process recovered the row after this one's lease ran out, and claimed it.
+        sqlx::query(&format!(
+            "UPDATE {}seq_operations SET host = 'thief', pid = 1 WHERE name = '2024_05_01_000000_flaky'",
+            tries.prefix
+        ))
+        .execute(ctx.pool())
+        .await?;
+        Err(Error::msg("the first try fails"))
+    }
+}
+
+/// How often `flaky` ran, and the test's table prefix.
+struct Tries {
+    prefix: String,
+    count: Arc<AtomicU32>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_stop_when_the_claim_is_lost() {
+    for b in backends().await {
+        let p = prefix();
+        let count = Arc::new(AtomicU32::new(0));
+        let tries = Tries {
+            prefix: p.clone(),
+            count: count.clone(),
+        };
+        let seq = common::build(
+            &b,
+            common::builder(&b, &p, lost::registry()).state(tries),
+        )
+        .await;
+        let report = seq.execute_all().await.unwrap();
+        assert_eq!(
+            count.load(SeqCst),
+            1,
+            "{}: tried again after its claim was lost",
+            b.name
+        );
+        let ran = report.results.first().cloned();
+        assert!(
+            matches!(&ran, Some((_, Outcome::Failed { error, .. })) if error.contains("lost its claim")),
+            "{}: {ran:?}",
+            b.name
+        );
+        let (host, status): (String, String) = sqlx::query_as(&format!(
+            "SELECT host, status FROM {p}seq_operations WHERE name = '2024_05_01_000000_flaky'"
+        ))
+        .fetch_one(seq.ledger().pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            (host.as_str(), status.as_str()),
+            ("thief", "running"),
+            "{}: the new owner's row is left as it is",
+            b.name
+        );
+        common::cleanup(&seq, &p, &[]).await;
+    }
+}
