@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::ledger::deferred::DeferredStatus;
 use crate::ledger::now_ms;
 use crate::sequencer::{Sequencer, SequencerError};
 use crate::{BoxFuture, Ctx, OperationMeta, Result};
@@ -155,7 +156,7 @@ impl Sequencer {
                     row.handler, row.handler, row.handler
                 );
                 ledger
-                    .end_deferred(id, "failed", row.due_at, Some(&error))
+                    .end_deferred(id, DeferredStatus::Failed, row.due_at, Some(&error))
                     .await?;
                 report.failed.push((id, error));
                 continue;
@@ -166,7 +167,7 @@ impl Sequencer {
                     // A missing or wrong key: a clear error, the row kept for a human, never garbage.
                     let error = format!("cannot open the payload of `{}`: {e}", row.handler);
                     ledger
-                        .end_deferred(id, "failed", row.due_at, Some(&error))
+                        .end_deferred(id, DeferredStatus::Failed, row.due_at, Some(&error))
                         .await?;
                     report.failed.push((id, error));
                     continue;
@@ -201,7 +202,7 @@ impl Sequencer {
             match outcome {
                 Ok(()) => {
                     ledger
-                        .end_deferred(id, "completed", row.due_at, None)
+                        .end_deferred(id, DeferredStatus::Completed, row.due_at, None)
                         .await?;
                     report.completed += 1;
                 }
@@ -215,7 +216,7 @@ impl Sequencer {
                         ledger
                             .end_deferred(
                                 id,
-                                "pending",
+                                DeferredStatus::Pending,
                                 now_ms() + delay.as_millis() as i64,
                                 Some(&message),
                             )
@@ -223,7 +224,7 @@ impl Sequencer {
                         report.retrying += 1;
                     } else {
                         ledger
-                            .end_deferred(id, "failed", row.due_at, Some(&message))
+                            .end_deferred(id, DeferredStatus::Failed, row.due_at, Some(&message))
                             .await?;
                         report.failed.push((id, message));
                     }

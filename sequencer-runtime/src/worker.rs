@@ -13,7 +13,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::executor::{Outcome, Target};
-use crate::ledger::{Dialect, Job, Status};
+use crate::ledger::dialect::Dialect;
+use crate::ledger::jobs::{Job, JobStatus};
+use crate::ledger::runs::Status;
 use crate::sequencer::{Sequencer, SequencerError};
 
 /// Runs a process's operations on the workers: queue each one when the orchestrator starts it, then wait for
@@ -74,7 +76,7 @@ impl Dispatch {
             // The job ends after the operation's row: wait for the job, then read the row (an older run's
             // failure is never mistaken for this one's).
             let job = self.ledger.job_status(meta.name, run).await?;
-            if job.as_deref() == Some("queued") && started.elapsed() >= next_notice {
+            if job == Some(JobStatus::Queued) && started.elapsed() >= next_notice {
                 let _ = events.send(crate::Event::WaitingForWorker {
                     name: meta.name.to_owned(),
                     queue: queue.to_owned(),
@@ -82,7 +84,7 @@ impl Dispatch {
                 });
                 next_notice += Duration::from_secs(60);
             }
-            if matches!(job.as_deref(), Some("done" | "failed")) {
+            if matches!(job, Some(JobStatus::Done | JobStatus::Failed)) {
                 let r = self.ledger.row_of(meta.name, run).await?;
                 return Ok(match r {
                     Some(r) => match r.status {
@@ -272,7 +274,7 @@ impl Sequencer {
                     let Some(def) = self.registry().get(&job.name) else {
                         let error = format!("unknown operation `{}` in a queued job: this binary does not have it; the job is kept for a human", job.name);
                         if let Err(e) = ledger
-                            .end_job(job.id, &worker, "failed", Some(&error))
+                            .end_job(job.id, &worker, JobStatus::Failed, Some(&error))
                             .await
                         {
                             tracing::warn!("{e}");
@@ -327,8 +329,8 @@ impl Sequencer {
                         continue;
                     }
                 };
-                if counts.get("queued").copied().unwrap_or(0) == 0
-                    && counts.get("running").copied().unwrap_or(0) == 0
+                if counts.get(&JobStatus::Queued).copied().unwrap_or(0) == 0
+                    && counts.get(&JobStatus::Running).copied().unwrap_or(0) == 0
                 {
                     break;
                 }
@@ -387,12 +389,14 @@ impl Sequencer {
         match outcome? {
             Outcome::Completed { .. } | Outcome::Skipped { .. } => {
                 report.completed += 1;
-                ledger.end_job(job.id, worker, "done", None).await?;
+                ledger
+                    .end_job(job.id, worker, JobStatus::Done, None)
+                    .await?;
             }
             Outcome::Failed { error } => {
                 report.failed += 1;
                 ledger
-                    .end_job(job.id, worker, "failed", Some(&error))
+                    .end_job(job.id, worker, JobStatus::Failed, Some(&error))
                     .await?;
             }
             Outcome::NotClaimed | Outcome::Deferred { .. } | Outcome::Cancelled { .. } => {
@@ -408,9 +412,9 @@ impl Sequencer {
                     .unwrap_or_default();
                 // An interrupted operation waits for `retry` or `mark`: its job is kept as failed, for a human.
                 let status = if status == Some(Status::Interrupted) {
-                    "failed"
+                    JobStatus::Failed
                 } else {
-                    "done"
+                    JobStatus::Done
                 };
                 ledger.end_job(job.id, worker, status, Some(&note)).await?;
             }
