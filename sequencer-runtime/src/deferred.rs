@@ -11,6 +11,7 @@ use crate::error::SequencerError;
 use crate::executor::task::run_boxed;
 use crate::handlers::MalformedPayload;
 use crate::lease::renew_every_third;
+use crate::ledger::deferred::DeferredStatus;
 use crate::ledger::now_ms;
 use crate::sequencer::Sequencer;
 
@@ -93,7 +94,7 @@ impl Sequencer {
                     row.handler, row.handler, row.handler
                 );
                 ledger
-                    .end_deferred(id, "failed", row.due_at, Some(&error))
+                    .end_deferred(id, DeferredStatus::Failed, row.due_at, Some(&error))
                     .await?;
                 report.failed.push((id, error));
                 continue;
@@ -104,7 +105,7 @@ impl Sequencer {
                     // A missing or wrong key: a clear error, the row kept for a human, never garbage.
                     let error = format!("cannot open the payload of `{}`: {e}", row.handler);
                     ledger
-                        .end_deferred(id, "failed", row.due_at, Some(&error))
+                        .end_deferred(id, DeferredStatus::Failed, row.due_at, Some(&error))
                         .await?;
                     report.failed.push((id, error));
                     continue;
@@ -138,7 +139,7 @@ impl Sequencer {
             match outcome {
                 Ok(()) => {
                     ledger
-                        .end_deferred(id, "completed", row.due_at, None)
+                        .end_deferred(id, DeferredStatus::Completed, row.due_at, None)
                         .await?;
                     report.completed += 1;
                 }
@@ -152,7 +153,7 @@ impl Sequencer {
                         ledger
                             .end_deferred(
                                 id,
-                                "pending",
+                                DeferredStatus::Pending,
                                 now_ms() + delay.as_millis() as i64,
                                 Some(&message),
                             )
@@ -160,7 +161,7 @@ impl Sequencer {
                         report.retrying += 1;
                     } else {
                         ledger
-                            .end_deferred(id, "failed", row.due_at, Some(&message))
+                            .end_deferred(id, DeferredStatus::Failed, row.due_at, Some(&message))
                             .await?;
                         report.failed.push((id, message));
                     }

@@ -1,6 +1,6 @@
 //! The runtime's errors, each saying how to fix it.
 
-use crate::ledger::LedgerError;
+use crate::ledger::error::LedgerError;
 use crate::registry::RegistryError;
 
 /// Errors of the runtime, each saying how to fix it.

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use sequencer_core::{Dependency, Schedule};
 
 use crate::error::SequencerError;
-use crate::ledger::{LedgerRow, Status};
+use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::{ProcessOptions, DEFAULT_QUEUE};
 use crate::registry::OperationDef;
 

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
-use crate::ledger::Status;
+use crate::ledger::runs::Status;
 use crate::registry::{Registry, RegistryError};
 
 /// How [`render`] draws the graph.

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::SequencerError;
 use crate::lease::{renew_every_third, sleep_or_cancel};
-use crate::ledger::{Dialect, Job, Status};
+use crate::ledger::dialect::Dialect;
+use crate::ledger::jobs::{Job, JobStatus};
+use crate::ledger::runs::Status;
 use crate::options::{WorkOptions, DEFAULT_QUEUE};
 use crate::plan::Due;
 use crate::report::Outcome;
@@ -128,7 +130,7 @@ impl Sequencer {
                     let Some(def) = self.registry().get(&job.name) else {
                         let error = format!("unknown operation `{}` in a queued job: this binary does not have it; the job is kept for a human", job.name);
                         if let Err(e) = ledger
-                            .end_job(job.id, &worker, "failed", Some(&error))
+                            .end_job(job.id, &worker, JobStatus::Failed, Some(&error))
                             .await
                         {
                             tracing::warn!("{e}");
@@ -175,8 +177,8 @@ impl Sequencer {
                         continue;
                     }
                 };
-                if counts.get("queued").copied().unwrap_or(0) == 0
-                    && counts.get("running").copied().unwrap_or(0) == 0
+                if counts.get(&JobStatus::Queued).copied().unwrap_or(0) == 0
+                    && counts.get(&JobStatus::Running).copied().unwrap_or(0) == 0
                 {
                     break;
                 }
@@ -235,12 +237,14 @@ impl Sequencer {
         match outcome? {
             Outcome::Completed { .. } | Outcome::Skipped { .. } => {
                 report.completed += 1;
-                ledger.end_job(job.id, worker, "done", None).await?;
+                ledger
+                    .end_job(job.id, worker, JobStatus::Done, None)
+                    .await?;
             }
             Outcome::Failed { error, .. } => {
                 report.failed += 1;
                 ledger
-                    .end_job(job.id, worker, "failed", Some(&error))
+                    .end_job(job.id, worker, JobStatus::Failed, Some(&error))
                     .await?;
             }
             Outcome::NotClaimed | Outcome::Deferred { .. } | Outcome::Cancelled { .. } => {
@@ -256,9 +260,9 @@ impl Sequencer {
                     .unwrap_or_default();
                 // An interrupted operation waits for `retry` or `mark`: its job is kept as failed, for a human.
                 let status = if status == Some(Status::Interrupted) {
-                    "failed"
+                    JobStatus::Failed
                 } else {
-                    "done"
+                    JobStatus::Done
                 };
                 ledger.end_job(job.id, worker, status, Some(&note)).await?;
             }

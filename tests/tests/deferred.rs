@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::{backends, prefix, Backend};
+use sequencer::ledger::DeferredStatus;
 use sequencer::{BoxFuture, Ctx, Sequencer, SequencerError};
 use sequencer_tests::ledger_ops::ops;
 use serde::{Deserialize, Serialize};
@@ -131,12 +132,17 @@ async fn deferred_operations_retry_then_fail_and_keep_bad_rows() {
         );
         assert_eq!(
             by_user("dee").status,
-            "completed",
+            DeferredStatus::Completed,
             "{}: the alias maps the old name",
             b.name
         );
         let ghost = rows.iter().find(|r| r.handler == "ghost").unwrap();
-        assert_eq!(ghost.status, "failed", "{}: kept for a human", b.name);
+        assert_eq!(
+            ghost.status,
+            DeferredStatus::Failed,
+            "{}: kept for a human",
+            b.name
+        );
         assert!(ghost
             .last_error
             .as_deref()

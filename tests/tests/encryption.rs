@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use base64::Engine;
 use common::{backends, prefix, Backend};
 use sequencer::crypto::Keyring;
+use sequencer::ledger::DeferredStatus;
 use sequencer::{BoxFuture, Ctx, Sequencer, SequencerError};
 use sequencer_tests::enc_ops::ops;
 
@@ -136,7 +137,9 @@ async fn secrets_are_sealed_at_rest_and_keys_rotate() {
         );
         let rows = rotated.ledger().deferred().await.unwrap();
         assert_eq!(
-            rows.iter().filter(|r| r.status == "failed").count(),
+            rows.iter()
+                .filter(|r| r.status == DeferredStatus::Failed)
+                .count(),
             1,
             "{}: the unreadable row is kept",
             b.name

@@ -36,10 +36,12 @@ async fn status_of(seq: &Sequencer, short: &str) -> Status {
 }
 
 async fn log_count(seq: &Sequencer, p: &str, what: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {p}log WHERE name = '{what}'"))
-        .fetch_one(seq.ledger().pool())
-        .await
-        .unwrap_or(0)
+    sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {p}log WHERE name = '{what}'"
+    ))
+    .fetch_one(seq.ledger().pool())
+    .await
+    .unwrap_or(0)
 }
 
 fn seqtest(url: &str, p: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -191,11 +193,7 @@ async fn retries_stop_when_the_claim_is_lost() {
             prefix: p.clone(),
             count: count.clone(),
         };
-        let seq = common::build(
-            &b,
-            common::builder(&b, &p, lost::registry()).state(tries),
-        )
-        .await;
+        let seq = common::build(&b, common::builder(&b, &p, lost::registry()).state(tries)).await;
         let report = seq.execute_all().await.unwrap();
         assert_eq!(
             count.load(SeqCst),

@@ -8,7 +8,8 @@ use sequencer_core::Middleware;
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::sleep_or_cancel;
-use crate::ledger::{now_ms, Ledger, LedgerError, Owner};
+use crate::ledger::error::LedgerError;
+use crate::ledger::{now_ms, Ledger, Owner};
 use crate::registry::OperationDef;
 
 /// What the policies read: the ledger that holds their state, who runs, and the run's cancellation.

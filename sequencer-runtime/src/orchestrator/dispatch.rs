@@ -9,7 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::SequencerError;
 use crate::events::Event;
-use crate::ledger::{Dialect, Ledger, Status};
+use crate::ledger::dialect::Dialect;
+use crate::ledger::jobs::JobStatus;
+use crate::ledger::runs::Status;
+use crate::ledger::Ledger;
 use crate::options::DEFAULT_QUEUE;
 use crate::registry::OperationDef;
 use crate::report::Outcome;
@@ -72,7 +75,7 @@ impl Dispatch {
             // The job ends after the operation's row: wait for the job, then read the row (an older run's
             // failure is never mistaken for this one's).
             let job = self.ledger.job_status(meta.name, run).await?;
-            if job.as_deref() == Some("queued") && started.elapsed() >= next_notice {
+            if job == Some(JobStatus::Queued) && started.elapsed() >= next_notice {
                 let _ = events.send(Event::WaitingForWorker {
                     name: meta.name.to_owned(),
                     queue: queue.to_owned(),
@@ -80,7 +83,7 @@ impl Dispatch {
                 });
                 next_notice += Duration::from_secs(60);
             }
-            if matches!(job.as_deref(), Some("done" | "failed")) {
+            if matches!(job, Some(JobStatus::Done | JobStatus::Failed)) {
                 let r = self.ledger.row_of(meta.name, run).await?;
                 let allowed_to_fail = meta.allowed_to_fail;
                 return Ok(match r {

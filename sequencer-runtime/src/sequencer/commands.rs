@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use sequencer_core::Dependency;
 
 use crate::error::SequencerError;
-use crate::ledger::{ErrorRecord, LedgerRow, Status};
+use crate::ledger::error_log::ErrorRecord;
+use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::RollbackTarget;
 use crate::plan::Due;
 use crate::registry::OperationDef;

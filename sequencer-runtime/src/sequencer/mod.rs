@@ -21,7 +21,7 @@ use crate::executor::Env;
 use crate::handlers::DeferredHandlers;
 use crate::ledger::Ledger;
 use crate::options::{Guard, ProcessOptions, Strategy};
-use crate::orchestrator::Orchestrator;
+use crate::orchestrator::run::Orchestrator;
 use crate::registry::{OperationDef, Registry};
 use crate::report::RunReport;
 

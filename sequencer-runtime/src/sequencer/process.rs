@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::error::SequencerError;
 use crate::events::Event;
-use crate::ledger::{now_ms, LedgerRow};
+use crate::ledger::now_ms;
+use crate::ledger::runs::LedgerRow;
 use crate::options::{ProcessOptions, Strategy, DEFAULT_CONCURRENCY};
 use crate::orchestrator::dispatch::Dispatch;
 use crate::orchestrator::run::Run;

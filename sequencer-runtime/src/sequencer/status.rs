@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::crypto::Keyring;
 use crate::error::SequencerError;
-use crate::ledger::{now_ms, LedgerRow, Status};
+use crate::ledger::now_ms;
+use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::ProcessOptions;
 use crate::registry::OperationDef;
 use crate::render::{analyze, render, GraphFormat};

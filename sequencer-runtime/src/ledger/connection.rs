@@ -1,0 +1,212 @@
+//! [`Ledger`]: the connection pool, its dialect and table prefix, and who is running.
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Connection, Executor};
+
+use super::dialect::Dialect;
+use super::error::LedgerError;
+
+/// The ledger's tables, each named with the table prefix in front (`sequencer_operations` by default).
+pub const TABLES: &[&str] = &[
+    "operations",
+    "errors",
+    "batches",
+    "locks",
+    "schema_versions",
+    "rate_limits",
+    "throttles",
+    "deferred",
+    "jobs",
+];
+
+/// The ledger pool's size unless set with `SequencerBuilder::max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 12;
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Who is running: this host and process.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: i64,
+    /// `--actor`.
+    pub actor: Option<String>,
+}
+
+impl Owner {
+    /// This process.
+    pub fn this_process(actor: Option<String>) -> Owner {
+        Owner {
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            pid: std::process::id() as i64,
+            actor,
+        }
+    }
+}
+
+/// Whether a process of this host is alive (Linux: `/proc/PID`; elsewhere assumed alive, the lease decides).
+pub fn process_alive(pid: i64) -> bool {
+    if cfg!(target_os = "linux") {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
+/// The ledger database: [`Sequencer::ledger`](crate::Sequencer::ledger) gives the one a sequencer uses. Most
+/// methods are the executor's building blocks; [`Ledger::rows`], [`Ledger::errors`] and [`Ledger::deferred`]
+/// read what was recorded, and [`Ledger::pool`] is the `sqlx::AnyPool` operations get from `ctx.pool()`.
+///
+/// ```
+/// use sequencer::ledger::Status;
+///
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[operation(timestamp = "2024_01_15_120000")]
+///     async fn create_users(_ctx: &Ctx) -> Result<()> {
+///         Err(Error::msg("no database").context("creating users"))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let run = sequencer::testing::run(ops::registry()).await?;
+/// let ledger = run.ledger.sequencer.ledger();
+/// assert_eq!(ledger.prefix(), "sequencer_");
+///
+/// let rows = ledger.rows().await?; // the latest run of every operation
+/// assert_eq!(rows[0].status, Status::Failed);
+/// assert_eq!(rows[0].attempts, 1);
+/// assert_eq!(rows[0].last_error.as_deref(), Some("creating users: no database"));
+///
+/// let errors = ledger.errors(Some("2024_01_15_120000_create_users")).await?;
+/// assert_eq!(errors[0].chain, "creating users\nno database", "{:?}", errors[0]); // the whole cause chain
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pub(super) pool: AnyPool,
+    pub(super) dialect: Dialect,
+    pub(super) prefix: String,
+    pub(super) url: String,
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Ledger {
+    /// Connects with a pool of [`DEFAULT_MAX_CONNECTIONS`], and applies the ledger's schema migrations on first use.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Ledger, LedgerError> {
+        Ledger::connect_with(url, prefix, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// Connects with a pool of at most `max_connections`, and applies the ledger's schema migrations on first use.
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        max_connections: u32,
+    ) -> Result<Ledger, LedgerError> {
+        sqlx::any::install_default_drivers();
+        let dialect =
+            Dialect::of_url(url).ok_or_else(|| LedgerError::UnsupportedUrl(redact(url)))?;
+        let mut url = url.to_owned();
+        if dialect == Dialect::Sqlite && !url.contains("mode=") {
+            url.push_str(if url.contains('?') {
+                "&mode=rwc"
+            } else {
+                "?mode=rwc"
+            });
+        }
+        let options = AnyConnectOptions::from_str(&url).map_err(|source| LedgerError::Connect {
+            url: redact(&url),
+            source,
+        })?;
+        // One direct connection first: its error says why (refused, unknown database, bad password), where the
+        // pool would only say that it timed out.
+        let connect_error = |source| LedgerError::Connect {
+            url: redact(&url),
+            source,
+        };
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            sqlx::AnyConnection::connect_with(&options),
+        )
+        .await
+        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+        .map_err(connect_error)?;
+        probe.close().await.map_err(connect_error)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL survives a process crash; busy_timeout makes concurrent writers wait, not fail.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|source| LedgerError::Connect { url: redact(&url), source })?;
+        let ledger = Ledger {
+            pool,
+            dialect,
+            prefix: prefix.to_owned(),
+            url: url.clone(),
+        };
+        ledger.migrate().await?;
+        Ok(ledger)
+    }
+
+    /// The pool, shared with operations through `ctx.pool()`.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The backend.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The table prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The database URL (for a `LISTEN` connection).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// One of [`TABLES`], with the prefix: what a statement names.
+    pub(super) fn table(&self, name: &str) -> String {
+        debug_assert!(TABLES.contains(&name), "`{name}` is not a ledger table");
+        format!("{}{name}", self.prefix)
+    }
+}

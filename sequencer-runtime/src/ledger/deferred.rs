@@ -1,0 +1,204 @@
+//! The deferred table: operations deferred with a payload, run by `process_deferred` when due.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::connection::{now_ms, Ledger};
+use super::dialect::{parsed, stored_by_name, text};
+use super::error::{q, LedgerError};
+
+/// The state of a deferred operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeferredStatus {
+    /// Waiting for its due time (again, after a failed attempt with attempts left).
+    Pending,
+    /// Claimed by a process, which holds a lease on it.
+    Running,
+    /// Its handler succeeded.
+    Completed,
+    /// Out of attempts, or it cannot run: kept for a human.
+    Failed,
+}
+
+stored_by_name!(DeferredStatus, "deferred status", {
+    Pending => "pending",
+    Running => "running",
+    Completed => "completed",
+    Failed => "failed",
+});
+
+/// One deferred operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeferredRow {
+    /// Its id.
+    pub id: i64,
+    /// The handler's name.
+    pub handler: String,
+    /// The payload, JSON.
+    pub payload: String,
+    /// When it is due, Unix milliseconds.
+    pub due_at: i64,
+    /// Tries so far.
+    pub attempts: i64,
+    /// Tries allowed.
+    pub max_attempts: i64,
+    /// Its state.
+    pub status: DeferredStatus,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// The columns of a [`DeferredRow`], in the order [`deferred_rows`] reads them.
+const DEFERRED_COLUMNS: &str =
+    "id, handler, payload, due_at, attempts, max_attempts, status, last_error";
+
+fn deferred_rows(rows: &[AnyRow]) -> Result<Vec<DeferredRow>, LedgerError> {
+    rows.iter()
+        .map(|r| {
+            Ok(DeferredRow {
+                id: r.try_get(0)?,
+                handler: r.try_get(1)?,
+                payload: text(r, 2)?.unwrap_or_default(),
+                due_at: r.try_get(3)?,
+                attempts: r.try_get(4)?,
+                max_attempts: r.try_get(5)?,
+                status: parsed(r, 6)?,
+                last_error: text(r, 7)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(q("decode a deferred operation"))
+}
+
+impl Ledger {
+    /// Stores a deferred operation. Returns nothing: its id is internal.
+    pub async fn defer(
+        &self,
+        handler: &str,
+        payload: &str,
+        due_at: i64,
+        max_attempts: u32,
+    ) -> Result<(), LedgerError> {
+        use DeferredStatus::Pending;
+        let deferred = self.table("deferred");
+        let sql = self.dialect.sql(format!(
+            "INSERT INTO {deferred} (handler, payload, due_at, attempts, max_attempts, status, created_at) VALUES (?, ?, ?, 0, ?, '{Pending}', ?)"
+        ));
+        sqlx::query(&sql)
+            .bind(handler)
+            .bind(payload)
+            .bind(due_at)
+            .bind(i64::from(max_attempts.max(1)))
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(q("defer an operation"))?;
+        Ok(())
+    }
+
+    /// Ids of due deferred operations (and of ones whose worker died), oldest first.
+    pub async fn deferred_due(&self) -> Result<Vec<i64>, LedgerError> {
+        use DeferredStatus::{Pending, Running};
+        let deferred = self.table("deferred");
+        let sql = self.dialect.sql(format!(
+            "SELECT id FROM {deferred} WHERE (status = '{Pending}' AND due_at <= ?) OR (status = '{Running}' AND locked_until < ?) ORDER BY due_at, id"
+        ));
+        let now = now_ms();
+        sqlx::query_scalar(&sql)
+            .bind(now)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read deferred operations"))
+    }
+
+    /// Claims one deferred operation for `lease`; `false` when another process has it.
+    pub async fn claim_deferred(&self, id: i64, lease: Duration) -> Result<bool, LedgerError> {
+        use DeferredStatus::{Pending, Running};
+        let deferred = self.table("deferred");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {deferred} SET status = '{Running}', attempts = attempts + 1, locked_until = ? \
+             WHERE id = ? AND ((status = '{Pending}' AND due_at <= ?) OR (status = '{Running}' AND locked_until < ?))"
+        ));
+        let now = now_ms();
+        let done = sqlx::query(&sql)
+            .bind(now + lease.as_millis() as i64)
+            .bind(id)
+            .bind(now)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(q("claim a deferred operation"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Keeps a running deferred operation's claim for another `lease`.
+    pub async fn renew_deferred(&self, id: i64, lease: Duration) -> Result<bool, LedgerError> {
+        use DeferredStatus::Running;
+        let deferred = self.table("deferred");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {deferred} SET locked_until = ? WHERE id = ? AND status = '{Running}'"
+        ));
+        let done = sqlx::query(&sql)
+            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("renew a deferred operation's claim"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a deferred operation's attempt: `completed`, `failed`, or `pending` again at `due_at`.
+    pub async fn end_deferred(
+        &self,
+        id: i64,
+        status: DeferredStatus,
+        due_at: i64,
+        error: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        let deferred = self.table("deferred");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {deferred} SET status = ?, due_at = ?, last_error = ?, locked_until = NULL WHERE id = ?"
+        ));
+        sqlx::query(&sql)
+            .bind(status.as_str())
+            .bind(due_at)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record a deferred operation"))?;
+        Ok(())
+    }
+
+    /// One deferred operation.
+    pub async fn deferred_row(&self, id: i64) -> Result<Option<DeferredRow>, LedgerError> {
+        let deferred = self.table("deferred");
+        let sql = self.dialect.sql(format!(
+            "SELECT {DEFERRED_COLUMNS} FROM {deferred} WHERE id = ?"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read a deferred operation"))?;
+        Ok(deferred_rows(&rows)?.into_iter().next())
+    }
+
+    /// Every deferred operation.
+    pub async fn deferred(&self) -> Result<Vec<DeferredRow>, LedgerError> {
+        let deferred = self.table("deferred");
+        let sql = self.dialect.sql(format!(
+            "SELECT {DEFERRED_COLUMNS} FROM {deferred} ORDER BY id"
+        ));
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read deferred operations"))?;
+        deferred_rows(&rows)
+    }
+}

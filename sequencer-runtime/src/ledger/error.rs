@@ -1,0 +1,77 @@
+//! The ledger's errors, and which database errors may go away when the statement is tried again.
+
+/// Errors of the ledger: the statement's purpose, and sqlx's error as the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The database URL names a backend the ledger does not support.
+    #[error("unsupported database URL `{0}`: use `sqlite://FILE`, `postgres://…` or `mysql://…` (MariaDB too)")]
+    UnsupportedUrl(String),
+    /// The database could not be reached.
+    #[error("cannot connect to the ledger database `{url}`")]
+    Connect {
+        /// The URL, without password.
+        url: String,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A statement failed.
+    #[error("ledger: cannot {what}")]
+    Query {
+        /// What the statement was for.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// A failed statement, named by what it was for: `.map_err(q("claim an operation"))`.
+pub(super) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> LedgerError {
+    move |source| LedgerError::Query { what, source }
+}
+
+/// Whether a statement may succeed if tried again: the connection or the pool failed, the server is starting or
+/// has too many clients, or the transaction lost a deadlock / serialization race.
+pub fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            // PostgreSQL: connection exceptions, insufficient resources, operator intervention (shutdown,
+            // starting up), serialization failures and deadlocks. MySQL: too many connections, lock wait
+            // timeout, deadlock. SQLite: busy, locked.
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || c == "40001"
+                || c == "40P01"
+                || c == "1040"
+                || c == "1205"
+                || c == "1213"
+                || c == "5"
+                || c == "6"
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient;
+
+    #[test]
+    fn connection_trouble_is_retried_and_wrong_statements_are_not() {
+        assert!(transient(&sqlx::Error::PoolTimedOut));
+        assert!(transient(&sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        ))));
+        assert!(transient(&sqlx::Error::WorkerCrashed));
+        assert!(!transient(&sqlx::Error::RowNotFound));
+        assert!(!transient(&sqlx::Error::PoolClosed));
+        assert!(!transient(&sqlx::Error::ColumnNotFound("x".into())));
+    }
+}

@@ -1,0 +1,315 @@
+//! The jobs table, the workers' queue: enqueue, take, heartbeat, end, rescue, and PostgreSQL's `LISTEN`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::connection::{now_ms, redact, Ledger};
+use super::dialect::{parsed, stored_by_name, Dialect};
+use super::error::{q, LedgerError};
+
+/// The state of a job of the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Taken by a worker, which holds a lease on it.
+    Running,
+    /// Its operation ran (or was found not to need running).
+    Done,
+    /// Its operation failed, or it cannot run here: kept for a human.
+    Failed,
+}
+
+stored_by_name!(JobStatus, "job status", {
+    Queued => "queued",
+    Running => "running",
+    Done => "done",
+    Failed => "failed",
+});
+
+/// One claimed job of the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Its id.
+    pub id: i64,
+    /// The operation's ledger name.
+    pub name: String,
+    /// The operation's run.
+    pub run: i64,
+}
+
+impl Ledger {
+    /// Puts an operation's run on a queue (once: a queued or running job for it is left alone) and wakes the
+    /// workers. `true` when a job was queued.
+    pub async fn enqueue(&self, name: &str, run: i64, queue: &str) -> Result<bool, LedgerError> {
+        use JobStatus::{Done, Failed, Queued};
+        let jobs = self.table("jobs");
+        let requeue = self.dialect.sql(format!(
+            "UPDATE {jobs} SET status = '{Queued}', available_at = ?, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL \
+             WHERE name = ? AND run = ? AND status IN ('{Done}', '{Failed}')"
+        ));
+        let now = now_ms();
+        let requeued = sqlx::query(&requeue)
+            .bind(now)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("queue an operation"))?;
+        let insert = self.dialect.insert_ignore(format!(
+            "INSERT INTO {jobs} (name, run, queue, status, available_at, attempts, created_at) VALUES (?, ?, ?, '{Queued}', ?, 0, ?)"
+        ));
+        let queued = requeued.rows_affected() == 1
+            || sqlx::query(&insert)
+                .bind(name)
+                .bind(run)
+                .bind(queue)
+                .bind(now)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(q("queue an operation"))?
+                .rows_affected()
+                == 1;
+        if queued && self.dialect == Dialect::Postgres {
+            sqlx::query(&self.dialect.sql("SELECT pg_notify(?, ?)"))
+                .bind(self.notify_channel())
+                .bind(queue)
+                .execute(&self.pool)
+                .await
+                .map_err(q("wake the workers"))?;
+        }
+        Ok(queued)
+    }
+
+    /// Puts the jobs of workers whose lease ran out back on the queue. Returns how many.
+    pub async fn rescue_jobs(&self) -> Result<u64, LedgerError> {
+        use JobStatus::{Queued, Running};
+        let jobs = self.table("jobs");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {jobs} SET status = '{Queued}', worker = NULL, lease_until = NULL WHERE status = '{Running}' AND lease_until < ?"
+        ));
+        Ok(sqlx::query(&sql)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(q("rescue jobs"))?
+            .rows_affected())
+    }
+
+    /// Claims up to `limit` queued jobs for `worker`, holding them for `lease`.
+    pub async fn take_jobs(
+        &self,
+        queue: &str,
+        worker: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>, LedgerError> {
+        use JobStatus::{Queued, Running};
+        let jobs = self.table("jobs");
+        let now = now_ms();
+        let until = now + lease.as_millis() as i64;
+        let limit = limit.max(1);
+        let decode = |r: &AnyRow| -> Result<Job, sqlx::Error> {
+            Ok(Job {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                run: r.try_get(2)?,
+            })
+        };
+        if self.dialect != Dialect::MySql {
+            // One statement claims a batch: SQLite has one writer at a time, PostgreSQL skips rows other workers
+            // hold. (MariaDB has no `UPDATE ... RETURNING`: it selects, then updates, in one transaction.)
+            let skip_locked = if self.dialect == Dialect::Postgres {
+                " FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            };
+            let sql = self.dialect.sql(format!(
+                "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = ?, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM {jobs} WHERE queue = ? AND status = '{Queued}' AND available_at <= ? ORDER BY available_at, id LIMIT {limit}{skip_locked}) \
+                 RETURNING id, name, run"
+            ));
+            let rows = sqlx::query(&sql)
+                .bind(worker)
+                .bind(until)
+                .bind(queue)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("claim jobs"))?;
+            return rows
+                .iter()
+                .map(decode)
+                .collect::<Result<_, _>>()
+                .map_err(q("claim jobs"));
+        }
+        // MySQL 8 and MariaDB 10.6+: workers skip the rows another worker has locked.
+        let select = self.dialect.sql(format!(
+            "SELECT id, name, run FROM {jobs} WHERE queue = ? AND status = '{Queued}' AND available_at <= ? ORDER BY available_at, id LIMIT {limit} FOR UPDATE SKIP LOCKED"
+        ));
+        let take = self.dialect.sql(format!(
+            "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?"
+        ));
+        let mut tx = self.pool.begin().await.map_err(q("claim jobs"))?;
+        let rows = sqlx::query(&select)
+            .bind(queue)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q("claim jobs"))?;
+        let taken: Vec<Job> = rows
+            .iter()
+            .map(decode)
+            .collect::<Result<_, _>>()
+            .map_err(q("claim jobs"))?;
+        for j in &taken {
+            sqlx::query(&take)
+                .bind(worker)
+                .bind(until)
+                .bind(j.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("claim jobs"))?;
+        }
+        tx.commit().await.map_err(q("claim jobs"))?;
+        Ok(taken)
+    }
+
+    /// Renews a job's lease; `false` when it is no longer this worker's.
+    pub async fn job_heartbeat(
+        &self,
+        id: i64,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, LedgerError> {
+        use JobStatus::Running;
+        let jobs = self.table("jobs");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {jobs} SET lease_until = ? WHERE id = ? AND worker = ? AND status = '{Running}'"
+        ));
+        let done = sqlx::query(&sql)
+            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await
+            .map_err(q("renew a job's lease"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a job: `done`, `failed`, or `queued` again (released at shutdown).
+    pub async fn end_job(
+        &self,
+        id: i64,
+        worker: &str,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        let jobs = self.table("jobs");
+        let end = format!("UPDATE {jobs} SET status = ?, finished_at = ?, lease_until = NULL, last_error = ? WHERE id = ? AND worker = ?");
+        let postgres = self.dialect == Dialect::Postgres;
+        let sql = self.dialect.sql(if postgres {
+            // End the job and tell the waiting dispatchers in one statement (one commit).
+            format!("WITH ended AS ({end}) SELECT pg_notify(?, ?)")
+        } else {
+            end
+        });
+        let query = sqlx::query(&sql)
+            .bind(status.as_str())
+            .bind(now_ms())
+            .bind(error)
+            .bind(id)
+            .bind(worker);
+        let query = if postgres {
+            query.bind(self.done_channel()).bind(status.as_str())
+        } else {
+            query
+        };
+        query.execute(&self.pool).await.map_err(q("end a job"))?;
+        Ok(())
+    }
+
+    /// How many jobs of a queue are in each status.
+    pub async fn job_counts(&self, queue: &str) -> Result<HashMap<JobStatus, i64>, LedgerError> {
+        let jobs = self.table("jobs");
+        let sql = self.dialect.sql(format!(
+            "SELECT status, COUNT(*) FROM {jobs} WHERE queue = ? GROUP BY status"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(queue)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("count jobs"))?;
+        rows.iter()
+            .map(|r| Ok((parsed(r, 0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q("count jobs"))
+    }
+
+    /// The status of an operation run's job, if it has one.
+    pub async fn job_status(&self, name: &str, run: i64) -> Result<Option<JobStatus>, LedgerError> {
+        let jobs = self.table("jobs");
+        let sql = self.dialect.sql(format!(
+            "SELECT status FROM {jobs} WHERE name = ? AND run = ?"
+        ));
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a job"))?;
+        row.map(|r| parsed(&r, 0))
+            .transpose()
+            .map_err(q("read a job"))
+    }
+
+    /// A PostgreSQL connection listening on `channel`.
+    pub async fn listen(&self, channel: &str) -> Result<sqlx::postgres::PgListener, LedgerError> {
+        let mut l = sqlx::postgres::PgListener::connect(&self.url)
+            .await
+            .map_err(|source| LedgerError::Connect {
+                url: redact(&self.url),
+                source,
+            })?;
+        l.listen(channel).await.map_err(q("listen for jobs"))?;
+        Ok(l)
+    }
+
+    /// The channel a PostgreSQL dispatcher listens on for ended jobs.
+    pub fn done_channel(&self) -> String {
+        format!("{}jobs_done", self.prefix)
+    }
+
+    /// The channel PostgreSQL workers listen on.
+    pub fn notify_channel(&self) -> String {
+        format!("{}jobs", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobStatus;
+
+    #[test]
+    fn a_status_reads_back_as_written() {
+        for s in [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Done,
+            JobStatus::Failed,
+        ] {
+            assert_eq!(s.as_str().parse(), Ok(s));
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        assert_eq!(
+            "lost".parse::<JobStatus>(),
+            Err(String::from("unknown job status `lost`"))
+        );
+    }
+}

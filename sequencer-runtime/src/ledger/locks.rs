@@ -1,0 +1,308 @@
+//! The locks, rate_limits and throttles tables: named locks (`unique`, `without_overlapping`), fixed-window
+//! rate limits, `throttle_exceptions`, and the global `--isolate` lock.
+
+use std::time::Duration;
+
+use super::connection::{now_ms, process_alive, Ledger, Owner};
+use super::dialect::Dialect;
+use super::error::{q, LedgerError};
+
+/// How long a SQLite lock row lives without renewal.
+const LOCK_TTL: Duration = Duration::from_secs(60);
+
+impl Ledger {
+    /// Takes a named lock (`unique`, `without_overlapping`) until `expires_at` unless a live holder has it.
+    pub async fn try_named_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<bool, LedgerError> {
+        // Drop an expired holder, then insert; the primary key makes the insert the atomic step.
+        let locks = self.table("locks");
+        let expire = self.dialect.sql(format!(
+            "DELETE FROM {locks} WHERE name = ? AND expires_at < ?"
+        ));
+        sqlx::query(&expire)
+            .bind(name)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(q("expire a lock"))?;
+        let insert = self.dialect.insert_ignore(format!(
+            "INSERT INTO {locks} (name, owner, expires_at) VALUES (?, ?, ?)"
+        ));
+        let done = sqlx::query(&insert)
+            .bind(name)
+            .bind(owner)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(q("take a lock"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Releases a named lock held by `owner`.
+    pub async fn release_named_lock(&self, name: &str, owner: &str) -> Result<(), LedgerError> {
+        self.delete_lock_row(name, owner, "release a lock").await
+    }
+
+    /// Deletes the lock row `name` if `owner` holds it: the end of a named lock and of SQLite's isolation lock.
+    async fn delete_lock_row(
+        &self,
+        name: &str,
+        owner: &str,
+        what: &'static str,
+    ) -> Result<(), LedgerError> {
+        let locks = self.table("locks");
+        let sql = self
+            .dialect
+            .sql(format!("DELETE FROM {locks} WHERE name = ? AND owner = ?"));
+        sqlx::query(&sql)
+            .bind(name)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(q(what))?;
+        Ok(())
+    }
+
+    /// Counts one start against a fixed-window rate limit. `false` when the window is full.
+    pub async fn rate_limit_hit(
+        &self,
+        name: &str,
+        window_start: i64,
+        limit: u32,
+    ) -> Result<bool, LedgerError> {
+        let rate_limits = self.table("rate_limits");
+        let open = self.dialect.insert_ignore(format!(
+            "INSERT INTO {rate_limits} (name, window_start, hits) VALUES (?, ?, 0)"
+        ));
+        sqlx::query(&open)
+            .bind(name)
+            .bind(window_start)
+            .execute(&self.pool)
+            .await
+            .map_err(q("open a rate-limit window"))?;
+        let hit = self.dialect.sql(format!(
+            "UPDATE {rate_limits} SET hits = hits + 1 WHERE name = ? AND window_start = ? AND hits < ?"
+        ));
+        let done = sqlx::query(&hit)
+            .bind(name)
+            .bind(window_start)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(q("count against a rate limit"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Until when (Unix milliseconds) a `throttle_exceptions` key is closed; 0 when open.
+    pub async fn throttle_until(&self, name: &str) -> Result<i64, LedgerError> {
+        let throttles = self.table("throttles");
+        let sql = self
+            .dialect
+            .sql(format!("SELECT open_until FROM {throttles} WHERE name = ?"));
+        let until: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a throttle"))?;
+        Ok(until.unwrap_or(0))
+    }
+
+    /// Records a failure against a `throttle_exceptions` key: `max` failures within `window_ms` close it for
+    /// `window_ms`.
+    pub async fn throttle_failure(
+        &self,
+        name: &str,
+        max: u32,
+        window_ms: i64,
+    ) -> Result<(), LedgerError> {
+        let throttles = self.table("throttles");
+        let insert = self.dialect.insert_ignore(format!(
+            "INSERT INTO {throttles} (name, failures, window_start, open_until) VALUES (?, 0, ?, 0)"
+        ));
+        let now = now_ms();
+        sqlx::query(&insert)
+            .bind(name)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record a throttled failure"))?;
+        let failure = self.dialect.sql(format!(
+            "UPDATE {throttles} SET failures = CASE WHEN window_start < ? THEN 1 ELSE failures + 1 END, \
+             window_start = CASE WHEN window_start < ? THEN ? ELSE window_start END WHERE name = ?"
+        ));
+        let window_start = now - window_ms;
+        sqlx::query(&failure)
+            .bind(window_start)
+            .bind(window_start)
+            .bind(now)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record a throttled failure"))?;
+        let close = self.dialect.sql(format!(
+            "UPDATE {throttles} SET open_until = ?, failures = 0, window_start = ? WHERE name = ? AND failures >= ?"
+        ));
+        sqlx::query(&close)
+            .bind(now + window_ms)
+            .bind(now)
+            .bind(name)
+            .bind(i64::from(max))
+            .execute(&self.pool)
+            .await
+            .map_err(q("close a throttle"))?;
+        Ok(())
+    }
+
+    /// Takes the global `--isolate` lock: an advisory lock (PostgreSQL), `GET_LOCK` (MySQL / MariaDB) or a lock
+    /// row (SQLite). `None` when another process holds it.
+    pub async fn try_lock(&self, owner: &Owner) -> Result<Option<IsolationLock>, LedgerError> {
+        let key = format!("{}isolate", self.prefix);
+        match self.dialect {
+            Dialect::Postgres => {
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(q("take the isolation lock"))?;
+                let id = sequencer_core::meta::checksum(key.as_bytes()) as i64;
+                let sql = self.dialect.sql("SELECT pg_try_advisory_lock(?)");
+                let got: bool = sqlx::query_scalar(&sql)
+                    .bind(id)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(q("take the isolation lock"))?;
+                Ok(got.then(|| IsolationLock {
+                    ledger: self.clone(),
+                    conn: Some(conn),
+                    key,
+                    owner: String::new(),
+                }))
+            }
+            Dialect::MySql => {
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(q("take the isolation lock"))?;
+                let sql = self.dialect.sql("SELECT GET_LOCK(?, 0)");
+                let got: Option<i64> = sqlx::query_scalar(&sql)
+                    .bind(key.as_str())
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(q("take the isolation lock"))?;
+                Ok((got == Some(1)).then(|| IsolationLock {
+                    ledger: self.clone(),
+                    conn: Some(conn),
+                    key,
+                    owner: String::new(),
+                }))
+            }
+            Dialect::Sqlite => {
+                let who = format!("{}:{}", owner.host, owner.pid);
+                let now = now_ms();
+                // A holder on this host whose process died leaves a stale row: take it over.
+                let locks = self.table("locks");
+                let sql = self
+                    .dialect
+                    .sql(format!("SELECT owner FROM {locks} WHERE name = ?"));
+                let stale: Option<String> = sqlx::query_scalar(&sql)
+                    .bind(key.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(q("take the isolation lock"))?;
+                let expire_now = stale
+                    .as_deref()
+                    .and_then(|o| o.rsplit_once(':'))
+                    .is_some_and(|(h, p)| {
+                        h == owner.host
+                            && p.parse::<i64>()
+                                .is_ok_and(|p| p != owner.pid && !process_alive(p))
+                    });
+                let threshold = if expire_now { i64::MAX } else { now };
+                let sql = self.dialect.sql(format!(
+                    "INSERT INTO {locks} (name, owner, expires_at) VALUES (?, ?, ?) \
+                     ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+                     WHERE {locks}.expires_at < ?"
+                ));
+                let done = sqlx::query(&sql)
+                    .bind(key.as_str())
+                    .bind(who.as_str())
+                    .bind(now + LOCK_TTL.as_millis() as i64)
+                    .bind(threshold)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q("take the isolation lock"))?;
+                Ok((done.rows_affected() == 1).then(|| IsolationLock {
+                    ledger: self.clone(),
+                    conn: None,
+                    key,
+                    owner: who,
+                }))
+            }
+        }
+    }
+}
+
+/// The `--isolate` lock; released by [`IsolationLock::release`] (or when the process dies).
+pub struct IsolationLock {
+    ledger: Ledger,
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    key: String,
+    owner: String,
+}
+
+impl IsolationLock {
+    /// Keeps a SQLite lock row alive; a no-op on servers, whose locks live as long as the connection.
+    pub async fn renew(&mut self) -> Result<(), LedgerError> {
+        if self.conn.is_none() {
+            let locks = self.ledger.table("locks");
+            let sql = self.ledger.dialect.sql(format!(
+                "UPDATE {locks} SET expires_at = ? WHERE name = ? AND owner = ?"
+            ));
+            sqlx::query(&sql)
+                .bind(now_ms() + LOCK_TTL.as_millis() as i64)
+                .bind(self.key.as_str())
+                .bind(self.owner.as_str())
+                .execute(&self.ledger.pool)
+                .await
+                .map_err(q("renew the isolation lock"))?;
+        }
+        Ok(())
+    }
+
+    /// Releases the lock.
+    pub async fn release(mut self) -> Result<(), LedgerError> {
+        match self.conn.take() {
+            Some(mut conn) => {
+                let sql = self
+                    .ledger
+                    .dialect
+                    .sql(if self.ledger.dialect == Dialect::Postgres {
+                        "SELECT pg_advisory_unlock(?)"
+                    } else {
+                        "SELECT RELEASE_LOCK(?)"
+                    });
+                let query = sqlx::query(&sql);
+                let query = if self.ledger.dialect == Dialect::Postgres {
+                    query.bind(sequencer_core::meta::checksum(self.key.as_bytes()) as i64)
+                } else {
+                    query.bind(self.key.clone())
+                };
+                query
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(q("release the isolation lock"))?;
+            }
+            None => {
+                self.ledger
+                    .delete_lock_row(&self.key, &self.owner, "release the isolation lock")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,573 @@
+//! The operations table, one row per run of an operation, and the batches that ran them: claims, heartbeats,
+//! attempts, the end of a run, recovery of interrupted runs, status changes, scheduling and forgetting.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::connection::{now_ms, process_alive, Ledger, Owner};
+use super::dialect::{parsed, stored_by_name, text, Dialect};
+use super::error::{q, transient, LedgerError};
+use super::jobs::JobStatus;
+
+/// The state of an operation's run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Not run yet.
+    Pending,
+    /// Waiting for its due time.
+    Scheduled,
+    /// Claimed by a process, which holds a lease on it.
+    Running,
+    /// Ran to the end.
+    Completed,
+    /// Ended with an error.
+    Failed,
+    /// Skipped, with a reason.
+    Skipped,
+    /// Undone by its rollback.
+    RolledBack,
+    /// Its process died while running it.
+    Interrupted,
+}
+
+stored_by_name!(Status, "status", {
+    Pending => "pending",
+    Scheduled => "scheduled",
+    Running => "running",
+    Completed => "completed",
+    Failed => "failed",
+    Skipped => "skipped",
+    RolledBack => "rolled_back",
+    Interrupted => "interrupted",
+});
+
+/// The latest run of one operation, as the ledger records it. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerRow {
+    /// Ledger name.
+    pub name: String,
+    /// 0 for the first run; `--repeat` adds runs.
+    pub run: i64,
+    /// The operation's timestamp, `YYYYMMDDHHMMSS`.
+    pub timestamp: i64,
+    /// The batch (process run) that ran it.
+    pub batch: Option<i64>,
+    /// Status.
+    pub status: Status,
+    /// Tries so far.
+    pub attempts: i64,
+    /// When it started.
+    pub started_at: Option<i64>,
+    /// When it ended.
+    pub finished_at: Option<i64>,
+    /// How long it ran.
+    pub duration_ms: Option<i64>,
+    /// Until when its process holds it.
+    pub lease_until: Option<i64>,
+    /// The host that ran it.
+    pub host: Option<String>,
+    /// The process that ran it.
+    pub pid: Option<i64>,
+    /// Who started the run (`--actor`).
+    pub actor: Option<String>,
+    /// Checksum of the source that ran, hex.
+    pub checksum: Option<String>,
+    /// Why it was skipped.
+    pub skip_reason: Option<String>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When a scheduled operation is due, Unix milliseconds.
+    pub due_at: Option<i64>,
+    /// `ctx.progress(done, _)`.
+    pub progress_done: Option<i64>,
+    /// `ctx.progress(_, total)`.
+    pub progress_total: Option<i64>,
+    /// `cancel NAME` asked it to stop.
+    pub cancel_requested: bool,
+}
+
+/// The columns of a [`LedgerRow`], in the order [`row`] reads them.
+const ROW_COLUMNS: &str =
+    "name, run, op_timestamp, batch, status, attempts, started_at, finished_at, duration_ms, \
+                           lease_until, host, pid, actor, checksum, skip_reason, last_error, due_at, \
+                           progress_done, progress_total, cancel_requested";
+
+fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
+    Ok(LedgerRow {
+        name: r.try_get(0)?,
+        run: r.try_get(1)?,
+        timestamp: r.try_get(2)?,
+        batch: r.try_get(3)?,
+        status: parsed(r, 4)?,
+        attempts: r.try_get(5)?,
+        started_at: r.try_get(6)?,
+        finished_at: r.try_get(7)?,
+        duration_ms: r.try_get(8)?,
+        lease_until: r.try_get(9)?,
+        host: r.try_get(10)?,
+        pid: r.try_get(11)?,
+        actor: r.try_get(12)?,
+        checksum: r.try_get(13)?,
+        skip_reason: text(r, 14)?,
+        last_error: text(r, 15)?,
+        due_at: r.try_get(16)?,
+        progress_done: r.try_get(17)?,
+        progress_total: r.try_get(18)?,
+        cancel_requested: r.try_get::<Option<i64>, _>(19)?.unwrap_or(0) != 0,
+    })
+}
+
+/// What a claim writes.
+#[derive(Debug)]
+pub struct Claim<'a> {
+    /// Ledger name.
+    pub name: &'a str,
+    /// Which run.
+    pub run: i64,
+    /// The batch claiming it.
+    pub batch: i64,
+    /// Who claims it.
+    pub owner: &'a Owner,
+    /// How long the claim holds without a heartbeat.
+    pub lease: Duration,
+    /// Checksum of the source about to run, hex.
+    pub checksum: &'a str,
+    /// Also claim an `interrupted` row (the operation is idempotent or retryable).
+    pub reclaim_interrupted: bool,
+    /// Also claim a `scheduled` row (it is due).
+    pub due_scheduled: bool,
+}
+
+/// What the end of a run writes.
+#[derive(Debug)]
+pub struct Finish<'a> {
+    /// Ledger name.
+    pub name: &'a str,
+    /// Which run.
+    pub run: i64,
+    /// `completed`, `failed` or `skipped`.
+    pub status: Status,
+    /// How long it ran.
+    pub duration: Duration,
+    /// Why it was skipped.
+    pub skip_reason: Option<&'a str>,
+    /// The last error.
+    pub error: Option<&'a str>,
+    /// The process that claimed it: only its own claim is ended.
+    pub owner: &'a Owner,
+}
+
+impl Ledger {
+    /// The latest run of every operation in the ledger.
+    pub async fn rows(&self) -> Result<Vec<LedgerRow>, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "SELECT {ROW_COLUMNS} FROM {ops} o WHERE run = (SELECT MAX(run) FROM {ops} i WHERE i.name = o.name) ORDER BY op_timestamp, name"
+        ));
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read the ledger"))?;
+        rows.iter()
+            .map(row)
+            .collect::<Result<_, _>>()
+            .map_err(q("decode a ledger row"))
+    }
+
+    /// One run of one operation.
+    pub async fn row_of(&self, name: &str, run: i64) -> Result<Option<LedgerRow>, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "SELECT {ROW_COLUMNS} FROM {ops} WHERE name = ? AND run = ?"
+        ));
+        let r = sqlx::query(&sql)
+            .bind(name)
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read the ledger"))?;
+        r.as_ref()
+            .map(row)
+            .transpose()
+            .map_err(q("decode a ledger row"))
+    }
+
+    /// Inserts a `pending` row for each operation the ledger has never seen.
+    pub async fn insert_pending(&self, ops: &[(&str, i64)]) -> Result<(), LedgerError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        // Many rows per statement: a run of 10,000 operations starts with 20 statements, not 10,000.
+        const ROWS: usize = 500;
+        // One statement inserting `count` pending rows (rows that exist are left alone).
+        let table = self.table("operations");
+        let insert_many = |count: usize| {
+            let values = vec!["(?, 0, ?, 'pending', 0)"; count].join(", ");
+            self.dialect.insert_ignore(format!(
+                "INSERT INTO {table} (name, run, op_timestamp, status, attempts) VALUES {values}"
+            ))
+        };
+        let mut tx = self.pool.begin().await.map_err(q("begin a transaction"))?;
+        let full = insert_many(ROWS);
+        for chunk in ops.chunks(ROWS) {
+            let partial;
+            let sql = if chunk.len() == ROWS {
+                &full
+            } else {
+                partial = insert_many(chunk.len());
+                &partial
+            };
+            let mut query = sqlx::query(sql);
+            for (name, ts) in chunk {
+                query = query.bind(*name).bind(*ts);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(q("record pending operations"))?;
+        }
+        tx.commit().await.map_err(q("record pending operations"))
+    }
+
+    /// Starts a batch (one process run) and returns its number.
+    pub async fn new_batch(&self, owner: &Owner) -> Result<i64, LedgerError> {
+        let batches = self.table("batches");
+        let insert =
+            format!("INSERT INTO {batches} (started_at, host, pid, actor) VALUES (?, ?, ?, ?)");
+        let sql = self.dialect.sql(match self.dialect {
+            Dialect::MySql => insert,
+            _ => format!("{insert} RETURNING id"),
+        });
+        let query = sqlx::query(&sql)
+            .bind(now_ms())
+            .bind(owner.host.as_str())
+            .bind(owner.pid)
+            .bind(owner.actor.as_deref());
+        if self.dialect == Dialect::MySql {
+            let done = query
+                .execute(&self.pool)
+                .await
+                .map_err(q("start a batch"))?;
+            return done
+                .last_insert_id()
+                .ok_or_else(|| q("start a batch")(sqlx::Error::RowNotFound));
+        }
+        let r = query
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("start a batch"))?;
+        r.try_get::<i64, _>(0).map_err(q("start a batch"))
+    }
+
+    /// Claims the run `run` of `name`: one atomic statement. `false` when another process has it, or it ran.
+    pub async fn claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError> {
+        // The claim: one atomic statement; whoever changes the row owns the operation.
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET checkpoint = CASE WHEN status = 'rolled_back' THEN NULL ELSE checkpoint END, \
+             progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
+             status = 'running', batch = ?, attempts = 1, started_at = ?, finished_at = NULL, \
+             duration_ms = NULL, lease_until = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
+             last_error = NULL WHERE name = ? AND run = ? AND status IN ('pending', 'failed', 'rolled_back', ?, ?)"
+        ));
+        let now = now_ms();
+        let done = sqlx::query(&sql)
+            .bind(claim.batch)
+            .bind(now)
+            .bind(now + claim.lease.as_millis() as i64)
+            .bind(claim.owner.host.as_str())
+            .bind(claim.owner.pid)
+            .bind(claim.owner.actor.as_deref())
+            .bind(claim.checksum)
+            .bind(claim.name)
+            .bind(claim.run)
+            .bind(if claim.reclaim_interrupted {
+                "interrupted"
+            } else {
+                "pending"
+            })
+            .bind(if claim.due_scheduled {
+                "scheduled"
+            } else {
+                "pending"
+            })
+            .execute(&self.pool)
+            .await
+            .map_err(q("claim an operation"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Claims a new run (`--repeat`) of a completed operation.
+    pub async fn claim_new_run(
+        &self,
+        claim: &Claim<'_>,
+        timestamp: i64,
+    ) -> Result<bool, LedgerError> {
+        // A new run of a completed operation; the primary key makes it atomic.
+        let ops = self.table("operations");
+        let sql = self.dialect.insert_ignore(format!(
+            "INSERT INTO {ops} (name, run, op_timestamp, batch, status, attempts, started_at, lease_until, host, pid, actor, checksum) \
+             VALUES (?, ?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?)"
+        ));
+        let now = now_ms();
+        let done = sqlx::query(&sql)
+            .bind(claim.name)
+            .bind(claim.run)
+            .bind(timestamp)
+            .bind(claim.batch)
+            .bind(now)
+            .bind(now + claim.lease.as_millis() as i64)
+            .bind(claim.owner.host.as_str())
+            .bind(claim.owner.pid)
+            .bind(claim.owner.actor.as_deref())
+            .bind(claim.checksum)
+            .execute(&self.pool)
+            .await
+            .map_err(q("claim a new run"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // Writes of a running operation name its owner: once another process has recovered the row after an
+    // expired lease, they change nothing.
+
+    /// Records the start of another attempt and renews the lease.
+    pub async fn attempt(
+        &self,
+        name: &str,
+        run: i64,
+        attempt: u32,
+        lease: Duration,
+        owner: &Owner,
+    ) -> Result<(), LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET attempts = ?, lease_until = ? WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
+        ));
+        sqlx::query(&sql)
+            .bind(attempt as i64)
+            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(name)
+            .bind(run)
+            .bind(owner.host.as_str())
+            .bind(owner.pid)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record an attempt"))?;
+        Ok(())
+    }
+
+    /// Renews the lease of a running operation. `false` if the row is no longer ours to run.
+    pub async fn heartbeat(
+        &self,
+        name: &str,
+        run: i64,
+        lease: Duration,
+        owner: &Owner,
+    ) -> Result<bool, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET lease_until = ? WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
+        ));
+        let done = sqlx::query(&sql)
+            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(name)
+            .bind(run)
+            .bind(owner.host.as_str())
+            .bind(owner.pid)
+            .execute(&self.pool)
+            .await
+            .map_err(q("renew a lease"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a running operation (`completed`, `failed` or `skipped`), on the pool or inside the operation's
+    /// transaction, so that its writes and its row commit together.
+    pub async fn finish<'e, E>(&self, executor: E, end: &Finish<'_>) -> Result<bool, LedgerError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET status = ?, finished_at = ?, duration_ms = ?, lease_until = NULL, skip_reason = ?, last_error = ? \
+             WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
+        ));
+        let done = sqlx::query(&sql)
+            .bind(end.status.as_str())
+            .bind(now_ms())
+            .bind(end.duration.as_millis() as i64)
+            .bind(end.skip_reason)
+            .bind(end.error)
+            .bind(end.name)
+            .bind(end.run)
+            .bind(end.owner.host.as_str())
+            .bind(end.owner.pid)
+            .execute(executor)
+            .await
+            .map_err(q("record the end of an operation"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a running operation on the pool, riding out a short database outage (a restart, a full connection
+    /// table, a deadlock victim): transient failures are retried for up to ten seconds, so that an operation that
+    /// ran is recorded as it ended rather than left to be found `interrupted`. A retry that finds the row already
+    /// ended as asked (the first try committed, its answer was lost) counts as done.
+    pub async fn finish_on_pool(&self, end: &Finish<'_>) -> Result<bool, LedgerError> {
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        let mut wait = Duration::from_millis(50);
+        let mut retried = false;
+        loop {
+            match self.finish(&self.pool, end).await {
+                Ok(false) if retried => {
+                    let row = self.row_of(end.name, end.run).await?;
+                    return Ok(row.is_some_and(|r| {
+                        r.status == end.status
+                            && r.host.as_deref() == Some(end.owner.host.as_str())
+                            && r.pid == Some(end.owner.pid)
+                    }));
+                }
+                Err(LedgerError::Query { source, .. })
+                    if transient(&source) && std::time::Instant::now() < give_up =>
+                {
+                    tracing::warn!(
+                        operation = end.name,
+                        "cannot record the end of the operation yet, retrying: {source}"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                    retried = true;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Marks `running` rows whose process died (on this host) or whose lease expired as `interrupted`.
+    /// Returns how many.
+    pub async fn recover_interrupted(&self, owner: &Owner) -> Result<u64, LedgerError> {
+        let ops = self.table("operations");
+        let expire_leases = self.dialect.sql(format!(
+            "UPDATE {ops} SET status = 'interrupted', finished_at = ?, last_error = ? WHERE status = 'running' AND lease_until < ?"
+        ));
+        let now = now_ms();
+        let mut count = sqlx::query(&expire_leases)
+            .bind(now)
+            .bind("interrupted: its lease expired (the process died or lost the database)")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(q("recover interrupted operations"))?
+            .rows_affected();
+        let interrupt_one = self.dialect.sql(format!(
+            "UPDATE {ops} SET status = 'interrupted', finished_at = ?, last_error = ? \
+             WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
+        ));
+        for r in self.rows().await? {
+            let (Some(host), Some(pid)) = (&r.host, r.pid) else {
+                continue;
+            };
+            if r.status == Status::Running
+                && *host == owner.host
+                && pid != owner.pid
+                && !process_alive(pid)
+            {
+                count += sqlx::query(&interrupt_one)
+                    .bind(now)
+                    .bind(format!(
+                        "interrupted: process {pid} on {host} died while running it"
+                    ))
+                    .bind(r.name.as_str())
+                    .bind(r.run)
+                    .bind(host.as_str())
+                    .bind(pid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q("recover interrupted operations"))?
+                    .rows_affected();
+            }
+        }
+        Ok(count)
+    }
+
+    /// Changes the status of the latest run from `from` to `to`. `false` if it was not in `from`.
+    pub async fn set_status(
+        &self,
+        name: &str,
+        run: i64,
+        from: Status,
+        to: Status,
+        reason: Option<&str>,
+    ) -> Result<bool, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET status = ?, finished_at = ?, skip_reason = ?, lease_until = NULL WHERE name = ? AND run = ? AND status = ?"
+        ));
+        let done = sqlx::query(&sql)
+            .bind(to.as_str())
+            .bind(now_ms())
+            .bind(reason)
+            .bind(name)
+            .bind(run)
+            .bind(from.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(q("change a status"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a pending operation as `scheduled`, due at `due_at` (Unix milliseconds).
+    pub async fn schedule(&self, name: &str, run: i64, due_at: i64) -> Result<bool, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET status = 'scheduled', due_at = ? WHERE name = ? AND run = ? AND status = 'pending'"
+        ));
+        let done = sqlx::query(&sql)
+            .bind(due_at)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("schedule an operation"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes every run of an operation, its recorded errors and its ended jobs, so that it runs again afresh.
+    pub async fn forget(&self, name: &str) -> Result<u64, LedgerError> {
+        // Its rows, its recorded errors and its ended jobs go together: `errors NAME` starts empty again. A
+        // running job is left to its worker; its operation's row is gone, so it ends as not run.
+        let (ops, errors, jobs) = (
+            self.table("operations"),
+            self.table("errors"),
+            self.table("jobs"),
+        );
+        let job_running = JobStatus::Running;
+        let delete_rows = self
+            .dialect
+            .sql(format!("DELETE FROM {ops} WHERE name = ?"));
+        let delete_errors = self
+            .dialect
+            .sql(format!("DELETE FROM {errors} WHERE name = ?"));
+        let delete_jobs = self.dialect.sql(format!(
+            "DELETE FROM {jobs} WHERE name = ? AND status <> '{job_running}'"
+        ));
+        let mut tx = self.pool.begin().await.map_err(q("forget an operation"))?;
+        let removed = sqlx::query(&delete_rows)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("forget an operation"))?
+            .rows_affected();
+        for sql in [&delete_errors, &delete_jobs] {
+            sqlx::query(sql)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("forget an operation"))?;
+        }
+        tx.commit().await.map_err(q("forget an operation"))?;
+        Ok(removed)
+    }
+}

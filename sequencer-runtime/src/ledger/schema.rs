@@ -1,0 +1,315 @@
+//! The ledger's own schema, as data: each version's statements, applied once per database and recorded in
+//! `<prefix>schema_versions`.
+
+use std::time::Duration;
+
+use sqlx::Executor;
+
+use super::connection::{now_ms, Ledger, TABLES};
+use super::dialect::Dialect;
+use super::error::{q, LedgerError};
+
+/// One version of the ledger's schema. An applied version is never edited: a change is a new version at the end.
+struct Migration {
+    version: i64,
+    /// Applied in order. `{operations}` (any of [`TABLES`] in braces) is that table with the prefix; `{id}`,
+    /// `{options}` and `{jobs_key}` are in the backend's words (see [`expand`]).
+    statements: &'static [Statement],
+}
+
+/// A statement of a migration, and the backends it runs on.
+enum Statement {
+    /// Every backend.
+    All(&'static str),
+    /// Every backend but MySQL / MariaDB.
+    NotMySql(&'static str),
+}
+
+use Statement::{All, NotMySql};
+
+/// The table recording which versions were applied, created before any of them.
+const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {schema_versions} (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL){options}";
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        statements: &[
+            All("CREATE TABLE IF NOT EXISTS {operations} (
+                name VARCHAR(191) NOT NULL,
+                run BIGINT NOT NULL,
+                op_timestamp BIGINT NOT NULL,
+                batch BIGINT NULL,
+                status VARCHAR(16) NOT NULL,
+                attempts BIGINT NOT NULL DEFAULT 0,
+                started_at BIGINT NULL,
+                finished_at BIGINT NULL,
+                duration_ms BIGINT NULL,
+                lease_until BIGINT NULL,
+                host VARCHAR(255) NULL,
+                pid BIGINT NULL,
+                actor VARCHAR(255) NULL,
+                checksum VARCHAR(16) NULL,
+                skip_reason TEXT NULL,
+                last_error TEXT NULL,
+                PRIMARY KEY (name, run)
+            ){options}"),
+            All("CREATE TABLE IF NOT EXISTS {errors} (
+                {id},
+                name VARCHAR(191) NOT NULL,
+                run BIGINT NOT NULL,
+                attempt BIGINT NOT NULL,
+                message TEXT NOT NULL,
+                chain TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            ){options}"),
+            All("CREATE TABLE IF NOT EXISTS {batches} (
+                {id},
+                started_at BIGINT NOT NULL,
+                host VARCHAR(255) NOT NULL,
+                pid BIGINT NOT NULL,
+                actor VARCHAR(255) NULL
+            ){options}"),
+            All("CREATE TABLE IF NOT EXISTS {locks} (
+                name VARCHAR(191) NOT NULL PRIMARY KEY,
+                owner VARCHAR(255) NOT NULL,
+                expires_at BIGINT NOT NULL
+            ){options}"),
+        ],
+    },
+    Migration {
+        version: 2,
+        statements: &[All(
+            "ALTER TABLE {operations} ADD COLUMN due_at BIGINT NULL",
+        )],
+    },
+    Migration {
+        version: 3,
+        statements: &[
+            All("CREATE TABLE IF NOT EXISTS {rate_limits} (
+                name VARCHAR(191) NOT NULL,
+                window_start BIGINT NOT NULL,
+                hits BIGINT NOT NULL,
+                PRIMARY KEY (name, window_start)
+            ){options}"),
+            All("CREATE TABLE IF NOT EXISTS {throttles} (
+                name VARCHAR(191) NOT NULL PRIMARY KEY,
+                failures BIGINT NOT NULL,
+                window_start BIGINT NOT NULL,
+                open_until BIGINT NOT NULL
+            ){options}"),
+        ],
+    },
+    Migration {
+        version: 4,
+        statements: &[
+            All("ALTER TABLE {operations} ADD COLUMN progress_done BIGINT NULL"),
+            All("ALTER TABLE {operations} ADD COLUMN progress_total BIGINT NULL"),
+            All("ALTER TABLE {operations} ADD COLUMN checkpoint TEXT NULL"),
+            All("ALTER TABLE {operations} ADD COLUMN cancel_requested BIGINT NULL"),
+            All("CREATE TABLE IF NOT EXISTS {deferred} (
+                {id},
+                handler VARCHAR(191) NOT NULL,
+                payload TEXT NOT NULL,
+                due_at BIGINT NOT NULL,
+                attempts BIGINT NOT NULL,
+                max_attempts BIGINT NOT NULL,
+                status VARCHAR(16) NOT NULL,
+                last_error TEXT NULL,
+                locked_until BIGINT NULL,
+                created_at BIGINT NOT NULL
+            ){options}"),
+        ],
+    },
+    Migration {
+        version: 5,
+        statements: &[
+            All("CREATE TABLE IF NOT EXISTS {jobs} (
+                {id},
+                name VARCHAR(191) NOT NULL,
+                run BIGINT NOT NULL,
+                queue VARCHAR(64) NOT NULL,
+                status VARCHAR(16) NOT NULL,
+                available_at BIGINT NOT NULL,
+                lease_until BIGINT NULL,
+                worker VARCHAR(255) NULL,
+                attempts BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                finished_at BIGINT NULL,
+                last_error TEXT NULL,
+                UNIQUE (name, run){jobs_key}
+            ){options}"),
+            // MySQL has no `CREATE INDEX IF NOT EXISTS`: its index is `{jobs_key}`, in the table.
+            NotMySql(
+                "CREATE INDEX IF NOT EXISTS {jobs}_ready ON {jobs} (queue, status, available_at)",
+            ),
+        ],
+    },
+];
+
+/// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
+/// words for `{id}` (the auto-increment key), `{options}` (MySQL's table options) and `{jobs_key}` (MySQL's
+/// index of the queue, declared in the table).
+fn expand(statement: &str, dialect: Dialect, prefix: &str) -> String {
+    let mysql = dialect == Dialect::MySql;
+    let id = match dialect {
+        Dialect::Sqlite => "id INTEGER PRIMARY KEY AUTOINCREMENT",
+        Dialect::Postgres => "id BIGSERIAL PRIMARY KEY",
+        Dialect::MySql => "id BIGINT AUTO_INCREMENT PRIMARY KEY",
+    };
+    let options = if mysql {
+        " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    } else {
+        ""
+    };
+    let jobs_key = if mysql {
+        ",\n                KEY queue_ready (queue, status, available_at)"
+    } else {
+        ""
+    };
+    let mut s = statement
+        .replace("{id}", id)
+        .replace("{options}", options)
+        .replace("{jobs_key}", jobs_key);
+    for table in TABLES {
+        s = s.replace(&format!("{{{table}}}"), &format!("{prefix}{table}"));
+    }
+    debug_assert!(!s.contains('{'), "a marker left in `{s}`");
+    s
+}
+
+/// Every version's statements for this backend and table prefix, in order.
+fn migrations(dialect: Dialect, prefix: &str) -> impl Iterator<Item = (i64, Vec<String>)> + '_ {
+    MIGRATIONS.iter().map(move |m| {
+        let statements = m.statements.iter().filter_map(|s| match s {
+            All(s) => Some(s),
+            NotMySql(s) => (dialect != Dialect::MySql).then_some(s),
+        });
+        (
+            m.version,
+            statements.map(|s| expand(s, dialect, prefix)).collect(),
+        )
+    })
+}
+
+impl Ledger {
+    /// Applies the schema versions this database lacks.
+    pub(super) async fn migrate(&self) -> Result<(), LedgerError> {
+        // Serialize the ledger's own migrations between processes starting together: an advisory lock
+        // (PostgreSQL) or `GET_LOCK` (MySQL / MariaDB) on one held connection; SQLite serializes its writers.
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(q("migrate the ledger tables"))?;
+        let key = format!("{}schema", self.prefix);
+        let lock_id = sequencer_core::meta::checksum(key.as_bytes()) as i64;
+        match self.dialect {
+            Dialect::Postgres => {
+                sqlx::query(&self.dialect.sql("SELECT pg_advisory_lock(?)"))
+                    .bind(lock_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(q("lock the ledger schema"))?;
+            }
+            Dialect::MySql => {
+                sqlx::query(&self.dialect.sql("SELECT GET_LOCK(?, 60)"))
+                    .bind(key.as_str())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(q("lock the ledger schema"))?;
+            }
+            Dialect::Sqlite => {}
+        }
+        let result = self.migrate_on(&mut conn).await;
+        let unlock = match self.dialect {
+            Dialect::Postgres => sqlx::query(&self.dialect.sql("SELECT pg_advisory_unlock(?)"))
+                .bind(lock_id)
+                .execute(&mut *conn)
+                .await
+                .map(drop),
+            Dialect::MySql => sqlx::query(&self.dialect.sql("SELECT RELEASE_LOCK(?)"))
+                .bind(key.as_str())
+                .execute(&mut *conn)
+                .await
+                .map(drop),
+            Dialect::Sqlite => Ok(()),
+        };
+        result?;
+        unlock.map_err(q("unlock the ledger schema"))
+    }
+
+    async fn migrate_on(&self, conn: &mut sqlx::AnyConnection) -> Result<(), LedgerError> {
+        let create = self
+            .dialect
+            .sql(expand(VERSIONS_TABLE, self.dialect, &self.prefix));
+        conn.execute(create.as_str())
+            .await
+            .map_err(q("create the schema version table"))?;
+        let versions = self.table("schema_versions");
+        let read_versions = self.dialect.sql(format!("SELECT version FROM {versions}"));
+        let applied: Vec<i64> = sqlx::query_scalar(&read_versions)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(q("read schema versions"))?;
+        for (version, statements) in migrations(self.dialect, &self.prefix) {
+            if applied.contains(&version) {
+                continue;
+            }
+            for s in statements {
+                if let Err(e) = conn.execute(self.dialect.sql(s).as_str()).await {
+                    // On SQLite another process may be applying this version at the same moment: wait for it.
+                    let mut done = false;
+                    for _ in 0..50 {
+                        let now: Vec<i64> = sqlx::query_scalar(&read_versions)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(q("read schema versions"))?;
+                        if now.contains(&version) {
+                            done = true;
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    if !done {
+                        return Err(q("migrate the ledger tables")(e));
+                    }
+                }
+            }
+            let record = self.dialect.insert_ignore(format!(
+                "INSERT INTO {versions} (version, applied_at) VALUES (?, ?)"
+            ));
+            sqlx::query(&record)
+                .bind(version)
+                .bind(now_ms())
+                .execute(&mut *conn)
+                .await
+                .map_err(q("record a schema version"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{migrations, Dialect};
+
+    #[test]
+    fn every_marker_is_expanded_on_every_backend() {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+            let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
+            let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
+            assert_eq!(versions, [1, 2, 3, 4, 5]);
+            let jobs = all[4].1.join("\n");
+            assert!(
+                jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),
+                "{jobs}"
+            );
+            assert_eq!(
+                jobs.contains("CREATE INDEX IF NOT EXISTS p_jobs_ready ON p_jobs"),
+                dialect != Dialect::MySql,
+                "{jobs}"
+            );
+            assert_eq!(jobs.contains("KEY queue_ready"), dialect == Dialect::MySql);
+        }
+    }
+}
