@@ -80,8 +80,10 @@ pub(crate) struct Plan {
     pub scheduled: Vec<(String, i64)>,
     /// Operations left pending, with the reason: a schema migration, or a dependency of a queued operation.
     pub waiting: Vec<(String, String)>,
-    /// Interrupted operations that are neither idempotent nor retryable.
+    /// Interrupted operations that are neither idempotent nor retryable, and rollbacks that were interrupted.
     pub needs_attention: Vec<String>,
+    /// Operations whose rollback was interrupted (also in `needs_attention`).
+    pub rollbacks_interrupted: Vec<String>,
     /// Operations completed or skipped before this run: dependencies already met.
     pub satisfied: HashSet<String>,
 }
@@ -155,8 +157,13 @@ pub(crate) fn plan(
             Status::Interrupted if def.meta.idempotent || def.meta.retry.tries > 1 => {
                 due.push(Due::new(def, run, false, false))
             }
+            // A rollback that died may have undone half the work: a person decides, never `process`.
             Status::Interrupted => plan.needs_attention.push(def.meta.name.to_owned()),
-            Status::Running | Status::Completed | Status::Skipped => {}
+            Status::RollbackInterrupted => {
+                plan.needs_attention.push(def.meta.name.to_owned());
+                plan.rollbacks_interrupted.push(def.meta.name.to_owned());
+            }
+            Status::Running | Status::RollingBack | Status::Completed | Status::Skipped => {}
         }
     }
     if !never_ran.is_empty() {

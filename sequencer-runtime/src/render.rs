@@ -370,8 +370,8 @@ fn plural(n: usize) -> &'static str {
 fn dot_color(status: Status) -> &'static str {
     match status {
         Status::Completed => "green",
-        Status::Failed => "red",
-        Status::Running => "yellow",
+        Status::Failed | Status::RollbackInterrupted => "red",
+        Status::Running | Status::RollingBack => "yellow",
         Status::Skipped => "grey",
         Status::Pending => "white",
         Status::Scheduled | Status::RolledBack | Status::Interrupted => "lightblue",
@@ -381,8 +381,8 @@ fn dot_color(status: Status) -> &'static str {
 fn mermaid_color(status: Status) -> &'static str {
     match status {
         Status::Completed => "#9f9",
-        Status::Failed => "#f99",
-        Status::Running => "#ff9",
+        Status::Failed | Status::RollbackInterrupted => "#f99",
+        Status::Running | Status::RollingBack => "#ff9",
         Status::Skipped => "#ccc",
         Status::Pending => "#fff",
         Status::Scheduled | Status::RolledBack | Status::Interrupted => "#adf",

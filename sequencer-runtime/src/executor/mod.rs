@@ -181,10 +181,15 @@ impl Env {
         let mut exceptions = 0u32;
         let mut attempt = 1u32;
         loop {
-            if attempt > 1 {
-                self.ledger
+            // A lost claim (the row was recovered by another process after this one's lease ran out) ends the
+            // run here: no further attempt, and no write to a row that another process owns now.
+            if attempt > 1
+                && !self
+                    .ledger
                     .attempt(meta.name, run, attempt, self.lease, &self.owner)
-                    .await?;
+                    .await?
+            {
+                return Ok(self.lost_claim(def, ""));
             }
             self.emit(Event::OperationStarted {
                 name: meta.name.to_owned(),
@@ -236,20 +241,12 @@ impl Env {
                         None => self.ledger.finish_on_pool(&end).await?,
                     };
                     if !still_ours {
-                        let error = format!(
-                            "`{}` lost its claim: its lease ran out and another process recovered it{}",
-                            meta.name,
-                            if meta.transaction { "; its transaction was rolled back" } else { "" }
-                        );
-                        self.emit(Event::OperationFailed {
-                            name: meta.name.to_owned(),
-                            error: error.clone(),
-                            allowed_to_fail: meta.allowed_to_fail,
-                        });
-                        return Ok(Outcome::Failed {
-                            error,
-                            allowed_to_fail: meta.allowed_to_fail,
-                        });
+                        let tx = if meta.transaction {
+                            "; its transaction was rolled back"
+                        } else {
+                            ""
+                        };
+                        return Ok(self.lost_claim(def, tx));
                     }
                     self.emit(Event::OperationSucceeded {
                         name: meta.name.to_owned(),
@@ -463,6 +460,24 @@ impl Env {
         }
     }
 
+    /// The outcome of a run whose claim another process took over: reported, and nothing more written.
+    fn lost_claim(&self, def: &OperationDef, note: &str) -> Outcome {
+        let meta = &def.meta;
+        let error = format!(
+            "`{}` lost its claim: its lease ran out and another process recovered it{note}",
+            meta.name
+        );
+        self.emit(Event::OperationFailed {
+            name: meta.name.to_owned(),
+            error: error.clone(),
+            allowed_to_fail: meta.allowed_to_fail,
+        });
+        Outcome::Failed {
+            error,
+            allowed_to_fail: meta.allowed_to_fail,
+        }
+    }
+
     /// Runs an operation's rollback and records the result. `Err` carries the rollback's error message.
     pub async fn roll_back(
         &self,
@@ -472,47 +487,53 @@ impl Env {
         let Some(rollback) = def.rollback else {
             return Ok(Err(format!("`{}` has no rollback", def.meta.name)));
         };
-        // Claim the rollback first: of two processes rolling back the same operation, one runs it.
-        if !self
-            .ledger
-            .set_status(
-                def.meta.name,
-                run,
-                Status::Completed,
-                Status::RolledBack,
-                None,
-            )
-            .await?
-        {
+        let name = def.meta.name;
+        // Claim the rollback first, under a lease renewed while it runs: of two processes rolling back the same
+        // operation one runs it, no `process` runs it forward meanwhile, and a rollback whose process dies is
+        // found `rollback_interrupted`, never `rolled_back`.
+        let mut claimed = false;
+        for from in [Status::Completed, Status::RollbackInterrupted] {
+            claimed = self
+                .ledger
+                .claim_rollback(name, run, from, self.lease, &self.owner)
+                .await?;
+            if claimed {
+                break;
+            }
+        }
+        if !claimed {
             return Ok(Err(format!(
-                "`{}` is no longer completed: another process rolled it back or changed it",
-                def.meta.name
+                "`{name}` is no longer completed: another process rolled it back or changed it"
             )));
         }
         let op = OpRun {
             run: Some(run),
             cancel: self.cancel.child_token(),
         };
+        let heartbeat = self.heartbeat(name, run, op.cancel.clone());
         let ctx = Arc::new(self.ctx(def, 1, None, &op));
-        match run_task(ctx.clone(), move |ctx| rollback(ctx), None).await {
+        let undone = run_task(ctx.clone(), move |ctx| rollback(ctx), None).await;
+        heartbeat.cancel();
+        // `rolled_back` only now that the rollback returned; a failed one leaves the operation completed.
+        let to = match undone {
+            Ok(()) => Status::RolledBack,
+            Err(_) => Status::Completed,
+        };
+        if !self.ledger.end_rollback(name, run, to, &self.owner).await? {
+            return Ok(Err(format!(
+                "the rollback of `{name}` lost its claim: its lease ran out and another process recovered it"
+            )));
+        }
+        match undone {
             Ok(()) => {
                 self.emit(Event::OperationRolledBack {
-                    name: def.meta.name.to_owned(),
+                    name: name.to_owned(),
                 });
                 Ok(Ok(()))
             }
             Err(AttemptError::Failed(e) | AttemptError::TimedOut(e)) => {
                 // Not undone: it stays completed, with the rollback's error recorded.
-                self.ledger
-                    .set_status(
-                        def.meta.name,
-                        run,
-                        Status::RolledBack,
-                        Status::Completed,
-                        None,
-                    )
-                    .await?;
-                let e = e.context(format!("rollback of `{}` failed", def.meta.name));
+                let e = e.context(format!("rollback of `{name}` failed"));
                 self.ledger
                     .record_error(def.meta.name, run, 0, &e, self.seal_for(def))
                     .await?;

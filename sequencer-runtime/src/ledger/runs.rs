@@ -32,6 +32,11 @@ pub enum Status {
     RolledBack,
     /// Its process died while running it.
     Interrupted,
+    /// Its rollback is running, claimed by a process that holds a lease on it.
+    RollingBack,
+    /// Its rollback's process died (or lost its lease) before the rollback returned: the undo may be half done.
+    /// Never run forward by `process`; a person decides (`rollback --op NAME` again, or `mark NAME`).
+    RollbackInterrupted,
 }
 
 stored_by_name!(Status, "status", {
@@ -43,6 +48,8 @@ stored_by_name!(Status, "status", {
     Skipped => "skipped",
     RolledBack => "rolled_back",
     Interrupted => "interrupted",
+    RollingBack => "rolling_back",
+    RollbackInterrupted => "rollback_interrupted",
 });
 
 /// The latest run of one operation, as the ledger records it. Times are Unix milliseconds.
@@ -334,7 +341,8 @@ impl Ledger {
     // Writes of a running operation name its owner: once another process has recovered the row after an
     // expired lease, they change nothing.
 
-    /// Records the start of another attempt and renews the lease.
+    /// Records the start of another attempt and renews the lease. `false` if the row is no longer this process's
+    /// claim (its lease ran out and another process recovered it): the attempt must not run.
     pub async fn attempt(
         &self,
         name: &str,
@@ -342,12 +350,12 @@ impl Ledger {
         attempt: u32,
         lease: Duration,
         owner: &Owner,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
             "UPDATE {ops} SET attempts = ?, lease_until = ? WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
         ));
-        sqlx::query(&sql)
+        let done = sqlx::query(&sql)
             .bind(attempt as i64)
             .bind(now_ms() + lease.as_millis() as i64)
             .bind(name)
@@ -357,10 +365,10 @@ impl Ledger {
             .execute(&self.pool)
             .await
             .map_err(q("record an attempt"))?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
-    /// Renews the lease of a running operation. `false` if the row is no longer ours to run.
+    /// Renews the lease of a running operation or rollback. `false` if the row is no longer ours.
     pub async fn heartbeat(
         &self,
         name: &str,
@@ -370,7 +378,8 @@ impl Ledger {
     ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET lease_until = ? WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
+            "UPDATE {ops} SET lease_until = ? WHERE name = ? AND run = ? AND status IN ('running', 'rolling_back') \
+             AND host = ? AND pid = ?"
         ));
         let done = sqlx::query(&sql)
             .bind(now_ms() + lease.as_millis() as i64)
@@ -445,12 +454,16 @@ impl Ledger {
         }
     }
 
-    /// Marks `running` rows whose process died (on this host) or whose lease expired as `interrupted`.
-    /// Returns how many.
+    /// Marks `running` rows whose process died (on this host) or whose lease expired as `interrupted`, and
+    /// `rolling_back` rows so as `rollback_interrupted`. Returns how many.
     pub async fn recover_interrupted(&self, owner: &Owner) -> Result<u64, LedgerError> {
         let ops = self.table("operations");
+        // A rollback that died is not an operation that died: the undo may be half done, so it gets its own state.
+        let interrupted =
+            "CASE WHEN status = 'rolling_back' THEN 'rollback_interrupted' ELSE 'interrupted' END";
         let expire_leases = self.dialect.sql(format!(
-            "UPDATE {ops} SET status = 'interrupted', finished_at = ?, last_error = ? WHERE status = 'running' AND lease_until < ?"
+            "UPDATE {ops} SET status = {interrupted}, finished_at = ?, last_error = ? \
+             WHERE status IN ('running', 'rolling_back') AND lease_until < ?"
         ));
         let now = now_ms();
         let mut count = sqlx::query(&expire_leases)
@@ -462,14 +475,14 @@ impl Ledger {
             .map_err(q("recover interrupted operations"))?
             .rows_affected();
         let interrupt_one = self.dialect.sql(format!(
-            "UPDATE {ops} SET status = 'interrupted', finished_at = ?, last_error = ? \
-             WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
+            "UPDATE {ops} SET status = {interrupted}, finished_at = ?, last_error = ? \
+             WHERE name = ? AND run = ? AND status IN ('running', 'rolling_back') AND host = ? AND pid = ?"
         ));
         for r in self.rows().await? {
             let (Some(host), Some(pid)) = (&r.host, r.pid) else {
                 continue;
             };
-            if r.status == Status::Running
+            if matches!(r.status, Status::Running | Status::RollingBack)
                 && *host == owner.host
                 && pid != owner.pid
                 && !process_alive(pid)
@@ -518,6 +531,61 @@ impl Ledger {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Claims a rollback: `from` (`completed`, or `rollback_interrupted` to finish an undo that died) becomes
+    /// `rolling_back`, held by `owner` under a lease. `false` if the row was not in `from`.
+    pub async fn claim_rollback(
+        &self,
+        name: &str,
+        run: i64,
+        from: Status,
+        lease: Duration,
+        owner: &Owner,
+    ) -> Result<bool, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET status = 'rolling_back', lease_until = ?, host = ?, pid = ? \
+             WHERE name = ? AND run = ? AND status = ?"
+        ));
+        let done = sqlx::query(&sql)
+            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(owner.host.as_str())
+            .bind(owner.pid)
+            .bind(name)
+            .bind(run)
+            .bind(from.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(q("claim a rollback"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a rollback this process claimed: `rolled_back` once it returned, `completed` when it failed.
+    /// `false` if the claim was lost (its lease ran out and another process recovered it).
+    pub async fn end_rollback(
+        &self,
+        name: &str,
+        run: i64,
+        to: Status,
+        owner: &Owner,
+    ) -> Result<bool, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET status = ?, finished_at = ?, lease_until = NULL \
+             WHERE name = ? AND run = ? AND status = 'rolling_back' AND host = ? AND pid = ?"
+        ));
+        let done = sqlx::query(&sql)
+            .bind(to.as_str())
+            .bind(now_ms())
+            .bind(name)
+            .bind(run)
+            .bind(owner.host.as_str())
+            .bind(owner.pid)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record the end of a rollback"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Records a pending operation as `scheduled`, due at `due_at` (Unix milliseconds).
     pub async fn schedule(&self, name: &str, run: i64, due_at: i64) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
@@ -535,7 +603,10 @@ impl Ledger {
     }
 
     /// Deletes every run of an operation, its recorded errors and its ended jobs, so that it runs again afresh.
-    pub async fn forget(&self, name: &str) -> Result<u64, LedgerError> {
+    /// Refused (`Ok(None)`, nothing deleted) while a run or a rollback of it holds a claim: the check and the
+    /// deletes are one transaction, and the rows' delete is guarded by the status, so a claim taken between the
+    /// caller's look and this call is never deleted under its process.
+    pub async fn forget(&self, name: &str) -> Result<Option<u64>, LedgerError> {
         // Its rows, its recorded errors and its ended jobs go together: `errors NAME` starts empty again. A
         // running job is left to its worker; its operation's row is gone, so it ends as not run.
         let (ops, errors, jobs) = (
@@ -544,9 +615,13 @@ impl Ledger {
             self.table("jobs"),
         );
         let job_running = JobStatus::Running;
-        let delete_rows = self
-            .dialect
-            .sql(format!("DELETE FROM {ops} WHERE name = ?"));
+        let held = self.dialect.sql(format!(
+            "SELECT COUNT(*) FROM {ops} WHERE name = ? AND status IN ('running', 'rolling_back')"
+        ));
+        let delete_rows = self.dialect.sql(format!(
+            "DELETE FROM {ops} WHERE name = ? AND NOT EXISTS \
+             (SELECT 1 FROM (SELECT name FROM {ops} WHERE name = ? AND status IN ('running', 'rolling_back')) held)"
+        ));
         let delete_errors = self
             .dialect
             .sql(format!("DELETE FROM {errors} WHERE name = ?"));
@@ -554,7 +629,16 @@ impl Ledger {
             "DELETE FROM {jobs} WHERE name = ? AND status <> '{job_running}'"
         ));
         let mut tx = self.pool.begin().await.map_err(q("forget an operation"))?;
+        let claimed: i64 = sqlx::query_scalar(&held)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q("forget an operation"))?;
+        if claimed > 0 {
+            return Ok(None);
+        }
         let removed = sqlx::query(&delete_rows)
+            .bind(name)
             .bind(name)
             .execute(&mut *tx)
             .await
@@ -568,6 +652,6 @@ impl Ledger {
                 .map_err(q("forget an operation"))?;
         }
         tx.commit().await.map_err(q("forget an operation"))?;
-        Ok(removed)
+        Ok(Some(removed))
     }
 }

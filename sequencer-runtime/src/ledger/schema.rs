@@ -23,9 +23,13 @@ enum Statement {
     All(&'static str),
     /// Every backend but MySQL / MariaDB.
     NotMySql(&'static str),
+    /// PostgreSQL only.
+    Postgres(&'static str),
+    /// MySQL / MariaDB only.
+    MySql(&'static str),
 }
 
-use Statement::{All, NotMySql};
+use Statement::{All, MySql, NotMySql, Postgres};
 
 /// The table recording which versions were applied, created before any of them.
 const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {schema_versions} (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL){options}";
@@ -144,6 +148,14 @@ const MIGRATIONS: &[Migration] = &[
             ),
         ],
     },
+    Migration {
+        version: 6,
+        // `rollback_interrupted` is longer than 16 characters (SQLite does not enforce a length).
+        statements: &[
+            Postgres("ALTER TABLE {operations} ALTER COLUMN status TYPE VARCHAR(32)"),
+            MySql("ALTER TABLE {operations} MODIFY status VARCHAR(32) NOT NULL"),
+        ],
+    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
@@ -183,6 +195,8 @@ fn migrations(dialect: Dialect, prefix: &str) -> impl Iterator<Item = (i64, Vec<
         let statements = m.statements.iter().filter_map(|s| match s {
             All(s) => Some(s),
             NotMySql(s) => (dialect != Dialect::MySql).then_some(s),
+            Postgres(s) => (dialect == Dialect::Postgres).then_some(s),
+            MySql(s) => (dialect == Dialect::MySql).then_some(s),
         });
         (
             m.version,

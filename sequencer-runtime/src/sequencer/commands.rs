@@ -46,6 +46,13 @@ impl Sequencer {
                     def.meta.name
                 )))
             }
+            Some(Status::RollingBack) => {
+                return Err(SequencerError::Usage(format!(
+                    "`{}` is being rolled back by another process; wait for it",
+                    def.meta.name
+                )))
+            }
+            Some(Status::RollbackInterrupted) => return Err(rollback_interrupted(def.meta.name)),
             Some(Status::Interrupted) => {
                 env.ledger
                     .set_status(
@@ -142,6 +149,9 @@ impl Sequencer {
                     .await?;
                 self.execute(def.meta.name).await
             }
+            Some(r) if r.status == Status::RollbackInterrupted => {
+                Err(rollback_interrupted(&r.name))
+            }
             Some(r) => Err(SequencerError::Usage(format!(
                 "`{}` is {}, not failed or interrupted: nothing to retry",
                 r.name, r.status
@@ -184,10 +194,10 @@ impl Sequencer {
                     })?
             }
         };
-        if row.status == Status::Running {
+        if matches!(row.status, Status::Running | Status::RollingBack) {
             return Err(SequencerError::Usage(format!(
-                "`{}` is running; wait for it or for its lease to expire",
-                row.name
+                "`{}` is {}; wait for it or for its lease to expire",
+                row.name, row.status
             )));
         }
         let reason = format!("marked {to} by hand");
@@ -216,28 +226,29 @@ impl Sequencer {
                 }
             }
         };
-        if self
-            .ledger()
-            .rows()
-            .await?
-            .iter()
-            .any(|r| r.name == name && r.status == Status::Running)
-        {
-            return Err(SequencerError::Usage(format!("`{name}` is running: wait for it (or for its lease to expire) before forgetting it")));
-        }
-        Ok(self.ledger().forget(&name).await?)
+        self.ledger().forget(&name).await?.ok_or_else(|| {
+            SequencerError::Usage(format!(
+                "`{name}` is running (or rolling back): wait for it (or for its lease to expire) before forgetting it"
+            ))
+        })
     }
 
-    /// Rolls back completed operations, latest first.
+    /// Rolls back completed operations, latest first. Each rollback is claimed (`rolling_back`, under a lease)
+    /// and recorded `rolled_back` only once it returned. Named with [`RollbackTarget::Op`], an operation whose
+    /// rollback was interrupted (`rollback_interrupted`) has its rollback run again.
     pub async fn rollback(&self, target: &RollbackTarget) -> Result<RunReport, SequencerError> {
         self.check_guards()?;
         let env = &self.inner.env;
+        env.ledger.recover_interrupted(&env.owner).await?;
+        let named = matches!(target, RollbackTarget::Op(_));
         let mut rows: Vec<LedgerRow> = env
             .ledger
             .rows()
             .await?
             .into_iter()
-            .filter(|r| r.status == Status::Completed)
+            .filter(|r| {
+                r.status == Status::Completed || (named && r.status == Status::RollbackInterrupted)
+            })
             .collect();
         rows.sort_by(|a, b| {
             (b.finished_at, b.timestamp, &b.name).cmp(&(a.finished_at, a.timestamp, &a.name))
@@ -355,4 +366,12 @@ impl Sequencer {
             .find(|r| r.name == def.meta.name)
             .map(|r| r.status))
     }
+}
+
+/// The refusal of an operation whose rollback was interrupted: a person decides how it ends.
+fn rollback_interrupted(name: &str) -> SequencerError {
+    SequencerError::Usage(format!(
+        "the rollback of `{name}` was interrupted and may have undone only part of it: finish it with \
+         `rollback --op {name}`, or record it as it is with `mark {name} --completed`"
+    ))
 }

@@ -99,10 +99,12 @@ impl Sequencer {
             scheduled,
             waiting,
             needs_attention,
+            rollbacks_interrupted,
             satisfied,
         } = plan(&ordered, &rows, opts, &inputs)?;
         let mut report = RunReport {
             needs_attention,
+            rollbacks_interrupted,
             scheduled,
             waiting,
             ..RunReport::default()
@@ -146,6 +148,7 @@ impl Sequencer {
         waiting.extend(orchestrated.waiting.iter().cloned());
         report = RunReport {
             needs_attention: report.needs_attention,
+            rollbacks_interrupted: report.rollbacks_interrupted,
             scheduled: report.scheduled,
             queued: report.queued,
             waiting,

@@ -203,7 +203,14 @@ pub(super) fn summary(r: &RunReport) {
     for (name, at) in &r.scheduled {
         println!("  scheduled: {name}, due {}", when(*at));
     }
-    for name in &r.needs_attention {
+    for name in &r.rollbacks_interrupted {
+        println!("  rollback interrupted: {name}: its rollback died before it returned and may have undone only part of it; `rollback --op {name}` finishes it, `mark {name} --completed` records it as it is");
+    }
+    for name in r
+        .needs_attention
+        .iter()
+        .filter(|n| !r.rollbacks_interrupted.contains(n))
+    {
         println!("  interrupted: {name}: it is neither idempotent nor retryable; `retry {name}` runs it again, `mark {name} --completed` records it done");
     }
 }
