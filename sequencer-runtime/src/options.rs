@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use sequencer_core::Timestamp;
 
+/// How long a claim holds without a heartbeat, unless set: the builder's [`lease`](crate::SequencerBuilder::lease)
+/// for operations, and [`WorkOptions::lease`] for a worker's jobs and the operations it runs (one setting drives
+/// both, so that a job is never rescued while its operation's claim is alive).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
 /// The default ledger: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://sequencer.db";
 
@@ -140,7 +145,8 @@ pub struct WorkOptions {
     pub concurrency: usize,
     /// Stop once the queue is empty (for tests and one-off drains) instead of waiting for more.
     pub until_idle: bool,
-    /// How long a claimed job is held without a heartbeat.
+    /// How long a claimed job, and the claim of the operation it runs, is held without a heartbeat (default
+    /// [`DEFAULT_LEASE`]).
     pub lease: Duration,
     /// On shutdown, how long running jobs may take to finish before they are cancelled.
     pub grace: Duration,
@@ -152,7 +158,7 @@ impl Default for WorkOptions {
             queue: DEFAULT_QUEUE.to_owned(),
             concurrency: 8,
             until_idle: false,
-            lease: Duration::from_secs(30),
+            lease: DEFAULT_LEASE,
             grace: Duration::from_secs(30),
         }
     }
@@ -241,5 +247,16 @@ pub fn only_environments(envs: &[&str]) -> impl Guard {
     move |_: &str, env: Option<&str>| match env {
         Some(e) if envs.iter().any(|x| x == e) => Ok(()),
         other => Err(format!("environment {other:?} is not one of {envs:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_leases_its_jobs_as_long_as_operations_are_leased() {
+        // A job leased for less than its operation's claim was rescued while the operation still ran.
+        assert_eq!(WorkOptions::default().lease, DEFAULT_LEASE);
     }
 }

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::SequencerError;
+use crate::executor::Env;
 use crate::lease::{renew_every_third, sleep_or_cancel};
 use crate::ledger::dialect::Dialect;
 use crate::ledger::jobs::{Job, JobStatus};
@@ -78,7 +79,11 @@ impl Sequencer {
         shutdown: CancellationToken,
     ) -> Result<WorkReport, SequencerError> {
         let ledger = self.ledger().clone();
-        let env = self.env().clone();
+        // One lease drives the jobs and the claims of the operations they run.
+        let env = Env {
+            lease: opts.lease,
+            ..self.env().clone()
+        };
         let worker = format!(
             "{}:{}:{:08x}",
             env.owner.host,
@@ -138,14 +143,21 @@ impl Sequencer {
                         report.unknown += 1;
                         continue;
                     };
-                    let (env, ledger, worker, lease) =
-                        (env.clone(), ledger.clone(), worker.clone(), opts.lease);
+                    // A job whose lease another worker took over stops its operation.
+                    let job_cancel = env.cancel.child_token();
+                    let env = Env {
+                        cancel: job_cancel.clone(),
+                        ..env.clone()
+                    };
+                    let (ledger, worker, lease) = (ledger.clone(), worker.clone(), opts.lease);
                     tasks.spawn(async move {
                         let (hl, hw, id) = (ledger.clone(), worker.clone(), job.id);
                         let beat = renew_every_third(lease, move || {
-                            let (hl, hw) = (hl.clone(), hw.clone());
+                            let (hl, hw, job_cancel) = (hl.clone(), hw.clone(), job_cancel.clone());
                             async move {
-                                let _ = hl.job_heartbeat(id, &hw, lease).await;
+                                if let Ok(false) = hl.job_heartbeat(id, &hw, lease).await {
+                                    job_cancel.cancel();
+                                }
                             }
                         });
                         let outcome = env

@@ -312,7 +312,10 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+            // Version 6 widens the status column where the length is enforced.
+            let widen = all[5].1.join("\n");
+            assert_eq!(widen.contains("VARCHAR(32)"), dialect != Dialect::Sqlite);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),

@@ -16,7 +16,7 @@ use crate::executor::layer::Layer;
 use crate::executor::Env;
 use crate::handlers::{erase, DeferredHandlers};
 use crate::ledger::{Ledger, Owner, DEFAULT_MAX_CONNECTIONS};
-use crate::options::{Guard, Limit, Strategy, DEFAULT_DATABASE_URL};
+use crate::options::{Guard, Limit, Strategy, DEFAULT_DATABASE_URL, DEFAULT_LEASE};
 use crate::orchestrator::ready_queue::Sequential;
 use crate::orchestrator::run::Orchestrator;
 use crate::registry::{BoxFuture, Registry};
@@ -104,7 +104,7 @@ impl Default for SequencerBuilder {
             prefix: "sequencer_".to_owned(),
             environment: std::env::var("SEQUENCER_ENV").ok(),
             guards: Vec::new(),
-            lease: Duration::from_secs(60),
+            lease: DEFAULT_LEASE,
             actor: None,
             orchestrator: Arc::new(Sequential),
             limiters: HashMap::new(),
