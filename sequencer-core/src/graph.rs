@@ -11,7 +11,7 @@ use std::fmt;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::suggest::did_you_mean;
-use crate::Timestamp;
+use crate::timestamp::Timestamp;
 
 /// One operation as the validator sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::Timestamp;
+use crate::timestamp::Timestamp;
 
 /// What `#[operation(...)]` declared about one operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,15 +3,22 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use proc_macro2::{Span, TokenStream};
-use quote::{quote, ToTokens};
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::ToTokens;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, LitStr, Meta, Token};
 
-use super::Errors;
+use super::errors::Errors;
+use super::lit::{int, list, lit_str, path};
+use super::middleware::{self, MiddlewareAttr};
+use crate::meta::Schedule;
 use crate::suggest::did_you_mean;
-use crate::{parse_duration, parse_execute_at, Schedule, Timestamp};
+use crate::time::parse_execute_at;
+use crate::timestamp::Timestamp;
+
+// Kept at their old paths for callers of `codegen::attr`; defined in `lit`.
+pub use super::lit::{duration, duration_tokens};
 
 /// Every key `#[operation(...)]` accepts, in the order the docs list them.
 pub const KEYS: &[&str] = &[
@@ -75,6 +82,15 @@ pub enum ExecuteAt {
     Fn(syn::Path),
 }
 
+/// `backoff` as written.
+#[derive(Clone)]
+pub enum BackoffAttr {
+    /// `backoff = 30` or `backoff = "30s"`.
+    Fixed(Duration),
+    /// `backoff = [1, 5, 10]`.
+    List(Vec<Duration>),
+}
+
 /// The parsed arguments of one `#[operation(...)]`; each field holds the key of the same name.
 #[allow(missing_docs)]
 #[derive(Default)]
@@ -87,7 +103,7 @@ pub struct OpAttr {
     pub rollback: Option<syn::Path>,
     pub allowed_to_fail: bool,
     pub retries: Option<u32>,
-    pub backoff: Option<TokenStream>,
+    pub backoff: Option<BackoffAttr>,
     pub retry_until: Option<Duration>,
     pub max_exceptions: Option<u32>,
     pub timeout: Option<Duration>,
@@ -98,7 +114,7 @@ pub struct OpAttr {
     pub queue: Option<String>,
     pub unique: Option<String>,
     pub unique_for: Option<Duration>,
-    pub middleware: Vec<TokenStream>,
+    pub middleware: Vec<MiddlewareAttr>,
     pub tags: Vec<String>,
     pub before: Option<syn::Path>,
     pub after: Option<syn::Path>,
@@ -168,6 +184,13 @@ const FLAGS: &[&str] = &[
 ];
 
 impl OpAttr {
+    /// The ledger name of the operation `ident` with timestamp `ts`: `name = "..."`, else `<timestamp>_<fn name>`.
+    pub fn ledger_name(&self, ts: Timestamp, ident: &Ident) -> String {
+        self.name
+            .as_ref()
+            .map_or_else(|| format!("{ts}_{ident}"), LitStr::value)
+    }
+
     fn set(&mut self, key: &'static str, meta: &Meta) -> syn::Result<()> {
         if FLAGS.contains(&key) {
             let on = flag(key, meta)?;
@@ -279,7 +302,7 @@ impl OpAttr {
                 self.middleware = list(value)
                     .ok_or_else(|| wrong("a list"))?
                     .iter()
-                    .map(super::middleware::parse)
+                    .map(middleware::parse)
                     .collect::<syn::Result<_>>()?
             }
             _ => unreachable!("every key of KEYS is handled"),
@@ -329,45 +352,6 @@ fn flag(key: &str, meta: &Meta) -> syn::Result<bool> {
             l,
             format!("`{key}` is a flag: write `{key}` alone"),
         )),
-    }
-}
-
-pub(super) fn lit_str(e: &Expr) -> Option<LitStr> {
-    match e {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(s), ..
-        }) => Some(s.clone()),
-        Expr::Group(g) => lit_str(&g.expr),
-        _ => None,
-    }
-}
-
-pub(super) fn int<N: std::str::FromStr>(e: &Expr) -> Option<N>
-where
-    N::Err: std::fmt::Display,
-{
-    match e {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(i), ..
-        }) => i.base10_parse().ok(),
-        Expr::Group(g) => int(&g.expr),
-        _ => None,
-    }
-}
-
-pub(super) fn path(e: &Expr) -> Option<syn::Path> {
-    match e {
-        Expr::Path(p) if p.qself.is_none() => Some(p.path.clone()),
-        Expr::Group(g) => path(&g.expr),
-        _ => None,
-    }
-}
-
-pub(super) fn list(e: &Expr) -> Option<Vec<Expr>> {
-    match e {
-        Expr::Array(a) => Some(a.elems.iter().cloned().collect()),
-        Expr::Group(g) => list(&g.expr),
-        _ => None,
     }
 }
 
@@ -424,28 +408,7 @@ fn check_name(s: &LitStr) -> syn::Result<()> {
     Ok(())
 }
 
-/// A duration: an integer number of seconds or a humantime string.
-pub fn duration(key: &str, e: &Expr) -> syn::Result<Duration> {
-    if let Some(secs) = int::<u64>(e) {
-        return Ok(Duration::from_secs(secs));
-    }
-    match lit_str(e) {
-        Some(s) => parse_duration(&s.value())
-            .map_err(|err| syn::Error::new(s.span(), format!("`{key}`: {err}"))),
-        None => Err(syn::Error::new_spanned(
-            e,
-            format!("`{key}` expects a duration: a number of seconds or a string such as \"2m\""),
-        )),
-    }
-}
-
-/// Tokens building a `Duration` at compile time.
-pub fn duration_tokens(d: Duration) -> TokenStream {
-    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-    quote!(::core::time::Duration::new(#secs, #nanos))
-}
-
-fn backoff(e: &Expr) -> syn::Result<TokenStream> {
+fn backoff(e: &Expr) -> syn::Result<BackoffAttr> {
     if let Some(items) = list(e) {
         if items.is_empty() {
             return Err(syn::Error::new_spanned(
@@ -455,12 +418,11 @@ fn backoff(e: &Expr) -> syn::Result<TokenStream> {
         }
         let ds = items
             .iter()
-            .map(|i| duration("backoff", i).map(duration_tokens))
+            .map(|i| duration("backoff", i))
             .collect::<syn::Result<Vec<_>>>()?;
-        return Ok(quote!(Backoff::List(&[#(#ds),*])));
+        return Ok(BackoffAttr::List(ds));
     }
-    let d = duration_tokens(duration("backoff", e)?);
-    Ok(quote!(Backoff::Fixed(#d)))
+    Ok(BackoffAttr::Fixed(duration("backoff", e)?))
 }
 
 fn dep(e: &Expr) -> syn::Result<Dep> {

@@ -2,22 +2,23 @@
 //!
 //! The module attribute lists the directory, checks every file name, validates the whole graph and emits one
 //! `#[path] mod` per file (so rustc tracks each file and reports errors at their real spans) plus `registry()`.
-//! Inside each file, `#[operation(...)]` learns its timestamp and name from its own file name.
+//! Inside each file, `#[operation(...)]` learns its timestamp and name from its own file name. Reading the
+//! directory and its files is here; the checks are in [`check`], the tokens in [`expand`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::quote;
 use syn::{Item, ItemFn, LitStr};
 
-use super::attr::{self, Dep};
-use super::check::{self, FnKind, SigSpans};
-use super::expand::{external_dep, operation_impl, registry_fn, OpModel};
-use super::{crate_path, is_operation_attr, Errors};
-use crate::graph::{self, GraphError, OpNode};
-use crate::suggest::did_you_mean;
-use crate::Timestamp;
+use super::attr;
+use super::check;
+use super::errors::Errors;
+use super::expand;
+use super::model::{crate_path, is_operation_attr, FnKind, OpFile, OpModel};
+use crate::meta::checksum;
+use crate::timestamp::{Timestamp, TimestampError};
 
 /// The pattern every file of an operations directory follows.
 pub const FILE_PATTERN: &str = "YYYY_MM_DD_HHMMSS_name.rs";
@@ -31,12 +32,10 @@ pub fn parse_file_name(file: &str) -> Result<(Timestamp, String), String> {
     if stem.len() < 19 || stem.as_bytes()[17] != b'_' || !stem.is_char_boundary(17) {
         return Err(bad());
     }
-    let ts: Timestamp = stem[..17]
-        .parse()
-        .map_err(|e: crate::TimestampError| match e {
-            crate::TimestampError::Malformed(_) => bad(),
-            other => format!("file `{file}`: {other}"),
-        })?;
+    let ts: Timestamp = stem[..17].parse().map_err(|e: TimestampError| match e {
+        TimestampError::Malformed(_) => bad(),
+        other => format!("file `{file}`: {other}"),
+    })?;
     let name = &stem[18..];
     let valid = name
         .chars()
@@ -49,19 +48,6 @@ pub fn parse_file_name(file: &str) -> Result<(Timestamp, String), String> {
         return Err(format!("file `{file}`: the name after the timestamp must be a snake_case Rust identifier, not `{name}`"));
     }
     Ok((ts, name.to_owned()))
-}
-
-struct OpFile {
-    path: PathBuf,
-    file_name: String,
-    timestamp: Timestamp,
-    name: String,
-}
-
-impl OpFile {
-    fn ledger_name(&self) -> String {
-        format!("{}_{}", self.timestamp, self.name)
-    }
 }
 
 /// Lists the operation files of a directory; every other entry (but dotfiles) is an error.
@@ -137,12 +123,12 @@ pub fn operations_dir(
             lit.span(),
             "CARGO_MANIFEST_DIR is not set: build with cargo",
         );
-        return registry_fn(krate, Vec::new());
+        return expand::registry_fn(krate, Vec::new());
     };
     let dir = root.join(lit.value());
     if !dir.is_dir() {
         errors.at(lit.span(), format!("operations directory `{}` not found; the path is relative to the crate root (the directory of Cargo.toml)", lit.value()));
-        return registry_fn(krate, Vec::new());
+        return expand::registry_fn(krate, Vec::new());
     }
     let mut messages = Vec::new();
     let files = list(&dir, &mut messages);
@@ -161,84 +147,12 @@ pub fn operations_dir(
             )),
         }
     }
-    let by_name: HashMap<String, String> = files
-        .iter()
-        .map(|f| (f.name.clone(), f.ledger_name()))
-        .collect();
-    let ledger: Vec<String> = parsed.iter().map(|(f, _)| f.ledger_name()).collect();
-    let deps: Vec<Vec<String>> = parsed
-        .iter()
-        .map(|(_, a)| {
-            a.depends_on
-                .iter()
-                .filter_map(|d| match d {
-                    Dep::Path(p) => p
-                        .get_ident()
-                        .and_then(|i| by_name.get(&i.to_string()).cloned()),
-                    Dep::Name(l) => Some(l.value()).filter(|n| ledger.contains(n)),
-                    Dep::Migration(..) => None,
-                })
-                .collect()
-        })
-        .collect();
-    let nodes: Vec<OpNode> = parsed
-        .iter()
-        .zip(&ledger)
-        .zip(&deps)
-        .map(|(((f, _), name), d)| OpNode {
-            name,
-            timestamp: f.timestamp,
-            depends_on: d.iter().map(String::as_str).collect(),
-        })
-        .collect();
-    if let Err(found) = graph::validate(&nodes) {
-        for e in found {
-            // Unknown and self dependencies are reported inside the file, on the entry itself.
-            if let GraphError::Cycle {
-                closing: (op, entry),
-                ..
-            }
-            | GraphError::DuplicateName {
-                second: op,
-                first: entry,
-                ..
-            } = &e
-            {
-                let msg = e.message(&|i| ledger[i].clone());
-                let at = match e {
-                    GraphError::Cycle { .. } => format!(
-                        " (closed by `depends_on` entry `{}` in `{}`)",
-                        deps[*op][*entry], parsed[*op].0.file_name
-                    ),
-                    _ => String::new(),
-                };
-                messages.push(format!("{msg}{at}"));
-            }
-        }
-    }
+    check::directory_graph(&files, &parsed, &mut messages);
     let clean = errors.is_empty();
     for m in &messages {
         errors.at(lit.span(), format!("in `{}`: {m}", lit.value()));
     }
-    let mods = files.iter().map(|f| {
-        let path = f.path.to_string_lossy().into_owned();
-        let ident = format_ident!("{}", f.name);
-        let doc = format!("Operation `{}`.", f.ledger_name());
-        quote!(#[doc = #doc] #[path = #path] pub mod #ident;)
-    });
-    let handles = if clean && messages.is_empty() {
-        files
-            .iter()
-            .map(|f| {
-                let ident = format_ident!("{}", f.name);
-                quote!(#ident::handle)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let registry = registry_fn(krate, handles);
-    quote!(#(#mods)* #registry)
+    expand::directory(&files, clean && messages.is_empty(), krate)
 }
 
 /// The expansion of `#[operation(...)]` outside an `#[operations]` module: on `handle` in an operations file.
@@ -290,43 +204,15 @@ pub fn operation_in_file(
         return quote!(#f #errs);
     };
     let a = attr::parse(args, &mut errors);
-    for key in ["timestamp", "name"] {
-        if let Some(span) = a.keys.get(key) {
-            errors.at(
-                *span,
-                format!(
-                    "in an operations directory the {key} comes from the file name: remove `{key}`"
-                ),
-            );
-        }
-    }
+    check::file_keys(&a, &mut errors);
     let source = std::fs::read_to_string(&path).unwrap_or_default();
     let fns = syn::parse_file(&source)
         .map(|file| find_handle(&file).map(|(_, fns)| fns).unwrap_or_default())
         .unwrap_or_default();
-    let fn_refs: HashMap<String, &ItemFn> = fns.iter().map(|(k, v)| (k.clone(), v)).collect();
     let sig = check::signature(&f, FnKind::Operation, &mut errors);
     check::contradictions(&a, &mut errors);
-    for (p, kind) in [
-        (&a.before, FnKind::Hook("before")),
-        (&a.after, FnKind::Hook("after")),
-        (&a.failed, FnKind::Failed),
-        (&a.should_run, FnKind::Condition),
-    ] {
-        if let Some(p) = p {
-            check::referenced_fn(p, kind, &fn_refs, &mut errors);
-        }
-    }
-    let rollback = match &a.rollback {
-        Some(p) => {
-            check::referenced_fn(p, FnKind::Hook("rollback"), &fn_refs, &mut errors);
-            Some(p.clone())
-        }
-        None => fns.get("rollback").map(|r| {
-            check::signature(r, FnKind::Hook("rollback"), &mut errors);
-            syn::parse_quote!(rollback)
-        }),
-    };
+    check::hooks(&a, &fns, &mut errors);
+    let rollback = check::file_rollback(&a, &fns, &mut errors);
 
     let mut siblings: HashMap<String, String> = HashMap::new();
     if let Some(dir) = path.parent() {
@@ -335,42 +221,7 @@ pub fn operation_in_file(
         }
     }
     let own = format!("{timestamp}_{op_name}");
-    let mut deps = Vec::new();
-    for d in &a.depends_on {
-        let (ledger, shown) = match d {
-            Dep::Migration(v, _) => {
-                deps.push(quote!(Dependency::Migration(#v)));
-                continue;
-            }
-            Dep::Path(p) => match p.get_ident() {
-                Some(i) => (siblings.get(&i.to_string()).cloned(), i.to_string()),
-                None => {
-                    deps.push(external_dep(p));
-                    continue;
-                }
-            },
-            Dep::Name(l) => (
-                siblings.values().find(|n| **n == l.value()).cloned(),
-                l.value(),
-            ),
-        };
-        match ledger {
-            Some(n) if n == own => errors.at(d.span(), format!("`{own}` depends on itself")),
-            Some(n) => deps.push(quote!(Dependency::Operation(#n))),
-            None => {
-                let mut msg = format!("unknown dependency `{shown}`: no file of this operations directory is named so");
-                let candidates: Vec<&str> = siblings
-                    .keys()
-                    .chain(siblings.values())
-                    .map(String::as_str)
-                    .collect();
-                if let Some(s) = did_you_mean(&shown, candidates) {
-                    msg.push_str(&format!("; did you mean `{s}`?"));
-                }
-                errors.at(d.span(), msg);
-            }
-        }
-    }
+    let deps = check::file_deps(&a, &siblings, &own, &mut errors);
     let errs = errors.to_compile_errors();
     let mut clean = f.clone();
     clean.attrs.retain(|a| !is_operation_attr(a));
@@ -383,14 +234,11 @@ pub fn operation_in_file(
         timestamp,
         name: own,
         rollback,
-        checksum: crate::meta::checksum(source.as_bytes()),
+        checksum: checksum(source.as_bytes()),
         attr: a,
         deps,
-        sig: sig.unwrap_or(SigSpans {
-            ctx: Span::call_site(),
-            output: Span::call_site(),
-        }),
+        sig: sig.unwrap_or_default(),
     };
-    let generated = operation_impl(&model, &crate_path(None));
+    let generated = expand::operation_impl(&model, &crate_path(None));
     quote!(#clean #generated)
 }

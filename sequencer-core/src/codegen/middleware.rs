@@ -2,15 +2,53 @@
 
 use std::time::Duration;
 
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned, ToTokens};
+use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::Expr;
+use syn::{Expr, LitStr};
 
-use super::attr::{duration, duration_tokens, int, lit_str, path};
+use super::lit::{duration, int, lit_str, path};
+use crate::suggest::did_you_mean;
+
+/// One parsed `middleware = [...]` entry; expansion turns it into a `Middleware` value spanned at the entry.
+#[derive(Clone)]
+pub enum MiddlewareAttr {
+    /// `rate_limited("api")` or `rate_limited("api", 60/min)`.
+    RateLimited {
+        /// The limiter's name, as written.
+        limiter: LitStr,
+        /// `(count, per)`, if given.
+        limit: Option<(u32, Duration)>,
+        /// The whole entry.
+        span: Span,
+    },
+    /// `without_overlapping("key").release_after("60s").expire_after("180s")`.
+    WithoutOverlapping {
+        /// The lock key, as written.
+        key: LitStr,
+        /// `.release_after(..)`.
+        release_after: Option<Duration>,
+        /// `.expire_after(..)`.
+        expire_after: Option<Duration>,
+        /// The whole entry.
+        span: Span,
+    },
+    /// `throttle_exceptions(10, "5m").backoff("5s").by("key")`.
+    ThrottleExceptions {
+        /// Errors allowed within `window`.
+        max: u32,
+        /// The window the errors are counted in.
+        window: Duration,
+        /// `.backoff(..)`.
+        backoff: Option<Duration>,
+        /// `.by(..)`, as written.
+        by: Option<LitStr>,
+        /// The whole entry.
+        span: Span,
+    },
+}
 
 /// One middleware call, possibly with builder methods: `without_overlapping("k").release_after("60s")`.
-pub fn parse(e: &Expr) -> syn::Result<TokenStream> {
+pub fn parse(e: &Expr) -> syn::Result<MiddlewareAttr> {
     let mut methods = Vec::new();
     let mut cur = e;
     while let Expr::MethodCall(m) = cur {
@@ -32,12 +70,6 @@ pub fn parse(e: &Expr) -> syn::Result<TokenStream> {
         return Err(bad());
     };
     let args: Vec<&Expr> = call.args.iter().collect();
-    let opt = |v: Option<TokenStream>| {
-        v.map_or(
-            quote!(::core::option::Option::None),
-            |t| quote!(::core::option::Option::Some(#t)),
-        )
-    };
     let method_arg = |m: &syn::ExprMethodCall, allowed: &[&str]| -> syn::Result<(String, Expr)> {
         let name = m.method.to_string();
         if !allowed.contains(&name.as_str()) || m.args.len() != 1 {
@@ -65,12 +97,12 @@ pub fn parse(e: &Expr) -> syn::Result<TokenStream> {
             let Some(limiter) = limiter else {
                 return Err(syn::Error::new_spanned(&call.args, "`rate_limited` takes a limiter name and an optional rate: `rate_limited(\"api\", 60/min)`"));
             };
-            let limit = args.get(1).map(|r| rate(r)).transpose()?.map(|(n, per)| {
-                let per = duration_tokens(per);
-                quote!((#n, #per))
-            });
-            let limit = opt(limit);
-            Ok(quote_spanned!(span=> Middleware::RateLimited { limiter: #limiter, limit: #limit }))
+            let limit = args.get(1).map(|r| rate(r)).transpose()?;
+            Ok(MiddlewareAttr::RateLimited {
+                limiter,
+                limit,
+                span,
+            })
         }
         "without_overlapping" => {
             let Some(key) = args
@@ -83,20 +115,22 @@ pub fn parse(e: &Expr) -> syn::Result<TokenStream> {
                     "`without_overlapping` takes a lock key: `without_overlapping(\"key\")`",
                 ));
             };
-            let (mut release, mut expire) = (None, None);
+            let (mut release_after, mut expire_after) = (None, None);
             for m in methods {
                 let (name, arg) = method_arg(m, &["release_after", "expire_after"])?;
-                let d = Some(duration_tokens(duration(&name, &arg)?));
+                let d = Some(duration(&name, &arg)?);
                 if name == "release_after" {
-                    release = d
+                    release_after = d
                 } else {
-                    expire = d
+                    expire_after = d
                 }
             }
-            let (release, expire) = (opt(release), opt(expire));
-            Ok(
-                quote_spanned!(span=> Middleware::WithoutOverlapping { key: #key, release_after: #release, expire_after: #expire }),
-            )
+            Ok(MiddlewareAttr::WithoutOverlapping {
+                key,
+                release_after,
+                expire_after,
+                span,
+            })
         }
         "throttle_exceptions" => {
             let max = args
@@ -106,30 +140,29 @@ pub fn parse(e: &Expr) -> syn::Result<TokenStream> {
             let Some(max) = max else {
                 return Err(syn::Error::new_spanned(&call.args, "`throttle_exceptions` takes a count and a window: `throttle_exceptions(10, \"5m\")`"));
             };
-            let window = duration_tokens(duration("throttle_exceptions", args[1])?);
+            let window = duration("throttle_exceptions", args[1])?;
             let (mut backoff, mut by) = (None, None);
             for m in methods {
                 let (name, arg) = method_arg(m, &["backoff", "by"])?;
                 if name == "backoff" {
-                    backoff = Some(duration_tokens(duration(&name, &arg)?));
+                    backoff = Some(duration(&name, &arg)?);
                 } else {
-                    by = Some(
-                        lit_str(&arg)
-                            .ok_or_else(|| {
-                                syn::Error::new_spanned(&arg, "`.by(..)` takes a key string")
-                            })?
-                            .to_token_stream(),
-                    );
+                    by = Some(lit_str(&arg).ok_or_else(|| {
+                        syn::Error::new_spanned(&arg, "`.by(..)` takes a key string")
+                    })?);
                 }
             }
-            let (backoff, by) = (opt(backoff), opt(by));
-            Ok(
-                quote_spanned!(span=> Middleware::ThrottleExceptions { max: #max, window: #window, backoff: #backoff, by: #by }),
-            )
+            Ok(MiddlewareAttr::ThrottleExceptions {
+                max,
+                window,
+                backoff,
+                by,
+                span,
+            })
         }
         _ => {
             let known = ["rate_limited", "without_overlapping", "throttle_exceptions"];
-            match crate::suggest::did_you_mean(&func, known) {
+            match did_you_mean(&func, known) {
                 Some(s) => Err(syn::Error::new_spanned(
                     &call.func,
                     format!("unknown middleware `{func}`; did you mean `{s}`?"),

@@ -1,0 +1,87 @@
+//! Literal helpers: reading strings, integers, paths, lists and durations out of attribute expressions, and
+//! writing durations, options and string lists back as tokens.
+
+use std::time::Duration;
+
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+use syn::{Expr, ExprLit, Lit, LitStr};
+
+use crate::time::parse_duration;
+
+/// A string literal (also inside an invisible group, as macro_rules! passes it).
+pub fn lit_str(e: &Expr) -> Option<LitStr> {
+    match e {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s.clone()),
+        Expr::Group(g) => lit_str(&g.expr),
+        _ => None,
+    }
+}
+
+/// An integer literal that fits `N`.
+pub fn int<N: std::str::FromStr>(e: &Expr) -> Option<N>
+where
+    N::Err: std::fmt::Display,
+{
+    match e {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse().ok(),
+        Expr::Group(g) => int(&g.expr),
+        _ => None,
+    }
+}
+
+/// A path without a qualified self type: `undo`, `super::other::op`.
+pub fn path(e: &Expr) -> Option<syn::Path> {
+    match e {
+        Expr::Path(p) if p.qself.is_none() => Some(p.path.clone()),
+        Expr::Group(g) => path(&g.expr),
+        _ => None,
+    }
+}
+
+/// The elements of an array expression `[a, b, c]`.
+pub fn list(e: &Expr) -> Option<Vec<Expr>> {
+    match e {
+        Expr::Array(a) => Some(a.elems.iter().cloned().collect()),
+        Expr::Group(g) => list(&g.expr),
+        _ => None,
+    }
+}
+
+/// A duration: an integer number of seconds or a humantime string.
+pub fn duration(key: &str, e: &Expr) -> syn::Result<Duration> {
+    if let Some(secs) = int::<u64>(e) {
+        return Ok(Duration::from_secs(secs));
+    }
+    match lit_str(e) {
+        Some(s) => parse_duration(&s.value())
+            .map_err(|err| syn::Error::new(s.span(), format!("`{key}`: {err}"))),
+        None => Err(syn::Error::new_spanned(
+            e,
+            format!("`{key}` expects a duration: a number of seconds or a string such as \"2m\""),
+        )),
+    }
+}
+
+/// Tokens building a `Duration` at compile time.
+pub fn duration_tokens(d: Duration) -> TokenStream {
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    quote!(::core::time::Duration::new(#secs, #nanos))
+}
+
+/// `Option::Some(v)` or `Option::None`.
+pub fn opt<T: ToTokens>(v: Option<T>) -> TokenStream {
+    v.map_or(
+        quote!(::core::option::Option::None),
+        |t| quote!(::core::option::Option::Some(#t)),
+    )
+}
+
+/// A `&[&str]` of the strings.
+pub fn strs(v: &[String]) -> TokenStream {
+    quote!(&[#(#v),*])
+}
