@@ -54,20 +54,12 @@ pub(crate) fn registry(
             d.iter().map(|&j| Dependency::Operation(names[j])).collect();
         let timestamp = Timestamp::from_unix_seconds(1_704_067_200 + i as i64)
             .ok_or("timestamp out of range")?;
-        let def = OperationDef {
-            meta: OperationMeta {
-                depends_on: Box::leak(depends_on.into_boxed_slice()),
-                asynchronous,
-                ..OperationMeta::new(names[i], timestamp)
-            },
-            handler,
-            rollback: None,
-            before: None,
-            after: None,
-            failed: None,
-            should_run: None,
-            execute_at: None,
+        let meta = OperationMeta {
+            depends_on: Box::leak(depends_on.into_boxed_slice()),
+            asynchronous,
+            ..OperationMeta::new(names[i], timestamp)
         };
+        let def = OperationDef::new(meta, handler);
         builder = builder.operation(Box::leak(Box::new(def)));
     }
     Ok(builder.build()?)

@@ -285,16 +285,7 @@ mod tests {
             ..BLANK_META
         };
         set(&mut meta);
-        Box::leak(Box::new(OperationDef {
-            meta,
-            handler,
-            rollback: None,
-            before: None,
-            after: None,
-            failed: None,
-            should_run: None,
-            execute_at: None,
-        }))
+        Box::leak(Box::new(OperationDef::new(meta, handler)))
     }
 
     fn plain(_: &mut OperationMeta) {}

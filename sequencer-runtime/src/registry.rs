@@ -52,6 +52,23 @@ pub struct OperationDef {
     pub execute_at: Option<DueTime>,
 }
 
+impl OperationDef {
+    /// An operation built at run time rather than by the macro (generated registries, benchmarks, tests): its
+    /// metadata and handler, with no rollback, hooks, condition or computed due time.
+    pub const fn new(meta: OperationMeta, handler: Handler) -> OperationDef {
+        OperationDef {
+            meta,
+            handler,
+            rollback: None,
+            before: None,
+            after: None,
+            failed: None,
+            should_run: None,
+            execute_at: None,
+        }
+    }
+}
+
 impl fmt::Debug for OperationDef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OperationDef")

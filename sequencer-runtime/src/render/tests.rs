@@ -12,22 +12,16 @@ fn h(_: &Ctx) -> BoxFuture<'_, Result<()>> {
 }
 
 const fn def(name: &'static str, second: u64, depends_on: &'static [Dependency]) -> OperationDef {
-    OperationDef {
-        meta: OperationMeta {
+    OperationDef::new(
+        OperationMeta {
             name,
             timestamp: Timestamp::from_version_unchecked(20240101000000 + second),
             fn_name: name,
             depends_on,
             ..crate::registry::BLANK_META
         },
-        handler: h,
-        rollback: None,
-        before: None,
-        after: None,
-        failed: None,
-        should_run: None,
-        execute_at: None,
-    }
+        h,
+    )
 }
 
 static A: OperationDef = def("a", 1, &[]);
