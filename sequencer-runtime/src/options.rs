@@ -16,7 +16,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://sequencer.db";
 /// Operations run at once by the parallel orchestrators unless `--concurrency` says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
-/// What to run: the options of `process`, for [`Sequencer::process`] and [`Sequencer::preview`]. Start from
+/// What to run: the options of `process`, for [`Sequencer::process`](crate::Sequencer::process) and [`Sequencer::preview`](crate::Sequencer::preview). Start from
 /// `ProcessOptions::default()` (every pending operation, as `process` without flags).
 ///
 /// ```
@@ -90,7 +90,7 @@ pub struct ProcessOptions {
     pub dispatch: bool,
 }
 
-/// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`].
+/// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`](crate::SequencerBuilder::rate_limiter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     /// Starts allowed per window.

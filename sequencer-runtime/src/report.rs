@@ -45,8 +45,8 @@ pub enum Outcome {
 )]
 pub type OutcomeKind = Outcome;
 
-/// What a run did: returned by [`Sequencer::execute_all`], [`Sequencer::process`], [`Sequencer::execute`],
-/// [`Sequencer::rollback`] and the batch and chain APIs; `process --json` prints it.
+/// What a run did: returned by [`Sequencer::execute_all`](crate::Sequencer::execute_all), [`Sequencer::process`](crate::Sequencer::process), [`Sequencer::execute`](crate::Sequencer::execute),
+/// [`Sequencer::rollback`](crate::Sequencer::rollback) and the batch and chain APIs; `process --json` prints it.
 ///
 /// ```
 /// use sequencer::Outcome;
