@@ -94,7 +94,7 @@ pub struct RunReport {
     /// Operations a person must decide on: interrupted ones that are neither idempotent nor retryable (`retry
     /// NAME` or `mark NAME`), and those whose rollback was interrupted (also in `rollbacks_interrupted`).
     pub needs_attention: Vec<String>,
-    /// Operations whose rollback died before it returned (`rollback_interrupted`): never run forward;
+    /// Operations whose rollback died before it returned (`undo_interrupted`): never run forward;
     /// `rollback --op NAME` finishes the undo, `mark NAME --completed` records it as it is.
     pub rollbacks_interrupted: Vec<String>,
     /// Operations left pending because a dependency did not complete.

@@ -490,7 +490,7 @@ impl Env {
         let name = def.meta.name;
         // Claim the rollback first, under a lease renewed while it runs: of two processes rolling back the same
         // operation one runs it, no `process` runs it forward meanwhile, and a rollback whose process dies is
-        // found `rollback_interrupted`, never `rolled_back`.
+        // found `undo_interrupted`, never `rolled_back`.
         let mut claimed = false;
         for from in [Status::Completed, Status::RollbackInterrupted] {
             claimed = self

@@ -49,7 +49,7 @@ stored_by_name!(Status, "status", {
     RolledBack => "rolled_back",
     Interrupted => "interrupted",
     RollingBack => "rolling_back",
-    RollbackInterrupted => "rollback_interrupted",
+    RollbackInterrupted => "undo_interrupted",
 });
 
 /// The latest run of one operation, as the ledger records it. Times are Unix milliseconds.
@@ -455,12 +455,12 @@ impl Ledger {
     }
 
     /// Marks `running` rows whose process died (on this host) or whose lease expired as `interrupted`, and
-    /// `rolling_back` rows so as `rollback_interrupted`. Returns how many.
+    /// `rolling_back` rows so as `undo_interrupted`. Returns how many.
     pub async fn recover_interrupted(&self, owner: &Owner) -> Result<u64, LedgerError> {
         let ops = self.table("operations");
         // A rollback that died is not an operation that died: the undo may be half done, so it gets its own state.
         let interrupted =
-            "CASE WHEN status = 'rolling_back' THEN 'rollback_interrupted' ELSE 'interrupted' END";
+            "CASE WHEN status = 'rolling_back' THEN 'undo_interrupted' ELSE 'interrupted' END";
         let expire_leases = self.dialect.sql(format!(
             "UPDATE {ops} SET status = {interrupted}, finished_at = ?, last_error = ? \
              WHERE status IN ('running', 'rolling_back') AND lease_until < ?"
@@ -531,7 +531,7 @@ impl Ledger {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Claims a rollback: `from` (`completed`, or `rollback_interrupted` to finish an undo that died) becomes
+    /// Claims a rollback: `from` (`completed`, or `undo_interrupted` to finish an undo that died) becomes
     /// `rolling_back`, held by `owner` under a lease. `false` if the row was not in `from`.
     pub async fn claim_rollback(
         &self,

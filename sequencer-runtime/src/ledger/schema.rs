@@ -23,13 +23,9 @@ enum Statement {
     All(&'static str),
     /// Every backend but MySQL / MariaDB.
     NotMySql(&'static str),
-    /// PostgreSQL only.
-    Postgres(&'static str),
-    /// MySQL / MariaDB only.
-    MySql(&'static str),
 }
 
-use Statement::{All, MySql, NotMySql, Postgres};
+use Statement::{All, NotMySql};
 
 /// The table recording which versions were applied, created before any of them.
 const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {schema_versions} (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL){options}";
@@ -148,14 +144,6 @@ const MIGRATIONS: &[Migration] = &[
             ),
         ],
     },
-    Migration {
-        version: 6,
-        // `rollback_interrupted` is longer than 16 characters (SQLite does not enforce a length).
-        statements: &[
-            Postgres("ALTER TABLE {operations} ALTER COLUMN status TYPE VARCHAR(32)"),
-            MySql("ALTER TABLE {operations} MODIFY status VARCHAR(32) NOT NULL"),
-        ],
-    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
@@ -195,8 +183,6 @@ fn migrations(dialect: Dialect, prefix: &str) -> impl Iterator<Item = (i64, Vec<
         let statements = m.statements.iter().filter_map(|s| match s {
             All(s) => Some(s),
             NotMySql(s) => (dialect != Dialect::MySql).then_some(s),
-            Postgres(s) => (dialect == Dialect::Postgres).then_some(s),
-            MySql(s) => (dialect == Dialect::MySql).then_some(s),
         });
         (
             m.version,
@@ -312,10 +298,7 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
-            // Version 6 widens the status column where the length is enforced.
-            let widen = all[5].1.join("\n");
-            assert_eq!(widen.contains("VARCHAR(32)"), dialect != Dialect::Sqlite);
+            assert_eq!(versions, [1, 2, 3, 4, 5]);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),

@@ -235,7 +235,7 @@ impl Sequencer {
 
     /// Rolls back completed operations, latest first. Each rollback is claimed (`rolling_back`, under a lease)
     /// and recorded `rolled_back` only once it returned. Named with [`RollbackTarget::Op`], an operation whose
-    /// rollback was interrupted (`rollback_interrupted`) has its rollback run again.
+    /// rollback was interrupted (`undo_interrupted`) has its rollback run again.
     pub async fn rollback(&self, target: &RollbackTarget) -> Result<RunReport, SequencerError> {
         self.check_guards()?;
         let env = &self.inner.env;
