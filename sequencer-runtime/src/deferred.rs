@@ -12,7 +12,6 @@ use crate::executor::task::run_boxed;
 use crate::handlers::MalformedPayload;
 use crate::lease::renew_every_third;
 use crate::ledger::deferred::DeferredStatus;
-use crate::ledger::now_ms;
 use crate::sequencer::Sequencer;
 
 /// What [`Sequencer::process_deferred`] did.
@@ -154,7 +153,7 @@ impl Sequencer {
                             .end_deferred(
                                 id,
                                 DeferredStatus::Pending,
-                                now_ms() + delay.as_millis() as i64,
+                                ledger.db_now().await? + delay.as_millis() as i64,
                                 Some(&message),
                             )
                             .await?;

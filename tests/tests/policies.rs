@@ -167,7 +167,7 @@ async fn unique_and_without_overlapping_hold_across_processes() {
         let p = prefix();
         let (seq, _, _) = sequencer(&b, &p).await;
         // Another process holds both keys.
-        let far = sequencer::ledger::now_ms() + 3_600_000;
+        let far = std::time::Duration::from_secs(3600);
         assert!(seq
             .ledger()
             .try_named_lock("unique:imports", "other:1", far)

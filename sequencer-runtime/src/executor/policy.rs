@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lease::sleep_or_cancel;
 use crate::ledger::error::LedgerError;
-use crate::ledger::{now_ms, Ledger, Owner};
+use crate::ledger::{Ledger, Owner};
 use crate::registry::OperationDef;
 
 /// What the policies read: the ledger that holds their state, who runs, and the run's cancellation.
@@ -75,8 +75,7 @@ impl Policies<'_> {
         }
         for (name, hold, retry_after, reason) in wanted {
             loop {
-                let expires = now_ms() + hold.as_millis() as i64;
-                match self.ledger.try_named_lock(&name, &owner, expires).await {
+                match self.ledger.try_named_lock(&name, &owner, hold).await {
                     Ok(true) => {
                         held.push((name.clone(), owner.clone()));
                         break;
@@ -110,7 +109,7 @@ impl Policies<'_> {
                     };
                     let per_ms = (per.as_millis() as i64).max(1);
                     loop {
-                        let now = now_ms();
+                        let now = self.ledger.db_now().await?;
                         let window = now - now.rem_euclid(per_ms);
                         if self.ledger.rate_limit_hit(limiter, window, count).await?
                             || self.cancel.is_cancelled()
@@ -125,7 +124,7 @@ impl Policies<'_> {
                     let key = by.unwrap_or(def.meta.name);
                     loop {
                         let until = self.ledger.throttle_until(key).await?;
-                        let now = now_ms();
+                        let now = self.ledger.db_now().await?;
                         if until <= now || self.cancel.is_cancelled() {
                             break;
                         }

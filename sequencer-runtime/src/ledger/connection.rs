@@ -7,7 +7,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
 use super::dialect::Dialect;
-use super::error::LedgerError;
+use super::error::{q, LedgerError};
 
 /// The ledger's tables, each named with the table prefix in front (`sequencer_operations` by default).
 pub const TABLES: &[&str] = &[
@@ -205,6 +205,16 @@ impl Ledger {
     }
 
     /// One of [`TABLES`], with the prefix: what a statement names.
+    /// The database's clock, Unix milliseconds: what leases, lock expiries and due times are measured by, so that
+    /// hosts whose clocks disagree agree on them.
+    pub async fn db_now(&self) -> Result<i64, LedgerError> {
+        let sql = format!("SELECT {}", self.dialect.now());
+        sqlx::query_scalar(&sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("read the database's clock"))
+    }
+
     pub(super) fn table(&self, name: &str) -> String {
         debug_assert!(TABLES.contains(&name), "`{name}` is not a ledger table");
         format!("{}{name}", self.prefix)

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::connection::{now_ms, Ledger};
+use super::connection::Ledger;
 use super::dialect::{parsed, stored_by_name, text};
 use super::error::{q, LedgerError};
 
@@ -86,14 +86,14 @@ impl Ledger {
         use DeferredStatus::Pending;
         let deferred = self.table("deferred");
         let sql = self.dialect.sql(format!(
-            "INSERT INTO {deferred} (handler, payload, due_at, attempts, max_attempts, status, created_at) VALUES (?, ?, ?, 0, ?, '{Pending}', ?)"
+            "INSERT INTO {deferred} (handler, payload, due_at, attempts, max_attempts, status, created_at) VALUES (?, ?, ?, 0, ?, '{Pending}', {now})",
+            now = self.dialect.now()
         ));
         sqlx::query(&sql)
             .bind(handler)
             .bind(payload)
             .bind(due_at)
             .bind(i64::from(max_attempts.max(1)))
-            .bind(now_ms())
             .execute(&self.pool)
             .await
             .map_err(q("defer an operation"))?;
@@ -103,14 +103,11 @@ impl Ledger {
     /// Ids of due deferred operations (and of ones whose worker died), oldest first.
     pub async fn deferred_due(&self) -> Result<Vec<i64>, LedgerError> {
         use DeferredStatus::{Pending, Running};
-        let deferred = self.table("deferred");
+        let (deferred, now) = (self.table("deferred"), self.dialect.now());
         let sql = self.dialect.sql(format!(
-            "SELECT id FROM {deferred} WHERE (status = '{Pending}' AND due_at <= ?) OR (status = '{Running}' AND locked_until < ?) ORDER BY due_at, id"
+            "SELECT id FROM {deferred} WHERE (status = '{Pending}' AND due_at <= {now}) OR (status = '{Running}' AND locked_until < {now}) ORDER BY due_at, id"
         ));
-        let now = now_ms();
         sqlx::query_scalar(&sql)
-            .bind(now)
-            .bind(now)
             .fetch_all(&self.pool)
             .await
             .map_err(q("read deferred operations"))
@@ -119,17 +116,14 @@ impl Ledger {
     /// Claims one deferred operation for `lease`; `false` when another process has it.
     pub async fn claim_deferred(&self, id: i64, lease: Duration) -> Result<bool, LedgerError> {
         use DeferredStatus::{Pending, Running};
-        let deferred = self.table("deferred");
+        let (deferred, now) = (self.table("deferred"), self.dialect.now());
         let sql = self.dialect.sql(format!(
-            "UPDATE {deferred} SET status = '{Running}', attempts = attempts + 1, locked_until = ? \
-             WHERE id = ? AND ((status = '{Pending}' AND due_at <= ?) OR (status = '{Running}' AND locked_until < ?))"
+            "UPDATE {deferred} SET status = '{Running}', attempts = attempts + 1, locked_until = {now} + ? \
+             WHERE id = ? AND ((status = '{Pending}' AND due_at <= {now}) OR (status = '{Running}' AND locked_until < {now}))"
         ));
-        let now = now_ms();
         let done = sqlx::query(&sql)
-            .bind(now + lease.as_millis() as i64)
+            .bind(lease.as_millis() as i64)
             .bind(id)
-            .bind(now)
-            .bind(now)
             .execute(&self.pool)
             .await
             .map_err(q("claim a deferred operation"))?;
@@ -141,10 +135,11 @@ impl Ledger {
         use DeferredStatus::Running;
         let deferred = self.table("deferred");
         let sql = self.dialect.sql(format!(
-            "UPDATE {deferred} SET locked_until = ? WHERE id = ? AND status = '{Running}'"
+            "UPDATE {deferred} SET locked_until = {now} + ? WHERE id = ? AND status = '{Running}'",
+            now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
-            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(lease.as_millis() as i64)
             .bind(id)
             .execute(&self.pool)
             .await

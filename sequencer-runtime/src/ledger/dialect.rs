@@ -39,6 +39,17 @@ impl Dialect {
         }
     }
 
+    /// The database's clock, in Unix milliseconds, as an SQL expression. Every lease, lock expiry, due time and
+    /// recorded time is computed with it, in the statement that writes or compares it, so that hosts whose clocks
+    /// disagree never misjudge each other's claims. (SQLite is embedded: its clock is the host's.)
+    pub(crate) fn now(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+            Dialect::MySql => "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
+        }
+    }
+
     /// An `INSERT` that leaves rows whose key exists alone, in the backend's words; built by [`Dialect::sql`].
     pub(crate) fn insert_ignore(self, insert: impl Into<String>) -> String {
         let insert = insert.into();

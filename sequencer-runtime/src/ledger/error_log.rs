@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::connection::{now_ms, Ledger};
+use super::connection::Ledger;
 use super::dialect::text;
 use super::error::{q, LedgerError};
 
@@ -36,7 +36,8 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let errors = self.table("errors");
         let sql = self.dialect.sql(format!(
-            "INSERT INTO {errors} (name, run, attempt, message, chain, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+            "INSERT INTO {errors} (name, run, attempt, message, chain, created_at) VALUES (?, ?, ?, ?, ?, {now})",
+            now = self.dialect.now()
         ));
         let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
         // The recorded context of an `encrypted` operation is sealed; it is never stored in the clear.
@@ -52,7 +53,6 @@ impl Ledger {
             .bind(attempt as i64)
             .bind(stored(error.to_string()))
             .bind(stored(chain.join("\n")))
-            .bind(now_ms())
             .execute(&self.pool)
             .await
             .map_err(q("record an error"))?;

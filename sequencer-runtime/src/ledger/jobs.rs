@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::connection::{now_ms, redact, Ledger};
+use super::connection::{redact, Ledger};
 use super::dialect::{parsed, stored_by_name, Dialect};
 use super::error::{q, LedgerError};
 
@@ -48,29 +48,25 @@ impl Ledger {
     /// workers. `true` when a job was queued.
     pub async fn enqueue(&self, name: &str, run: i64, queue: &str) -> Result<bool, LedgerError> {
         use JobStatus::{Done, Failed, Queued};
-        let jobs = self.table("jobs");
+        let (jobs, now) = (self.table("jobs"), self.dialect.now());
         let requeue = self.dialect.sql(format!(
-            "UPDATE {jobs} SET status = '{Queued}', available_at = ?, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL \
+            "UPDATE {jobs} SET status = '{Queued}', available_at = {now}, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL \
              WHERE name = ? AND run = ? AND status IN ('{Done}', '{Failed}')"
         ));
-        let now = now_ms();
         let requeued = sqlx::query(&requeue)
-            .bind(now)
             .bind(name)
             .bind(run)
             .execute(&self.pool)
             .await
             .map_err(q("queue an operation"))?;
         let insert = self.dialect.insert_ignore(format!(
-            "INSERT INTO {jobs} (name, run, queue, status, available_at, attempts, created_at) VALUES (?, ?, ?, '{Queued}', ?, 0, ?)"
+            "INSERT INTO {jobs} (name, run, queue, status, available_at, attempts, created_at) VALUES (?, ?, ?, '{Queued}', {now}, 0, {now})"
         ));
         let queued = requeued.rows_affected() == 1
             || sqlx::query(&insert)
                 .bind(name)
                 .bind(run)
                 .bind(queue)
-                .bind(now)
-                .bind(now)
                 .execute(&self.pool)
                 .await
                 .map_err(q("queue an operation"))?
@@ -90,12 +86,11 @@ impl Ledger {
     /// Puts the jobs of workers whose lease ran out back on the queue. Returns how many.
     pub async fn rescue_jobs(&self) -> Result<u64, LedgerError> {
         use JobStatus::{Queued, Running};
-        let jobs = self.table("jobs");
+        let (jobs, now) = (self.table("jobs"), self.dialect.now());
         let sql = self.dialect.sql(format!(
-            "UPDATE {jobs} SET status = '{Queued}', worker = NULL, lease_until = NULL WHERE status = '{Running}' AND lease_until < ?"
+            "UPDATE {jobs} SET status = '{Queued}', worker = NULL, lease_until = NULL WHERE status = '{Running}' AND lease_until < {now}"
         ));
         Ok(sqlx::query(&sql)
-            .bind(now_ms())
             .execute(&self.pool)
             .await
             .map_err(q("rescue jobs"))?
@@ -111,9 +106,8 @@ impl Ledger {
         limit: usize,
     ) -> Result<Vec<Job>, LedgerError> {
         use JobStatus::{Queued, Running};
-        let jobs = self.table("jobs");
-        let now = now_ms();
-        let until = now + lease.as_millis() as i64;
+        let (jobs, now) = (self.table("jobs"), self.dialect.now());
+        let lease_ms = lease.as_millis() as i64;
         let limit = limit.max(1);
         let decode = |r: &AnyRow| -> Result<Job, sqlx::Error> {
             Ok(Job {
@@ -131,15 +125,14 @@ impl Ledger {
                 ""
             };
             let sql = self.dialect.sql(format!(
-                "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = ?, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM {jobs} WHERE queue = ? AND status = '{Queued}' AND available_at <= ? ORDER BY available_at, id LIMIT {limit}{skip_locked}) \
+                "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = {now} + ?, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM {jobs} WHERE queue = ? AND status = '{Queued}' AND available_at <= {now} ORDER BY available_at, id LIMIT {limit}{skip_locked}) \
                  RETURNING id, name, run"
             ));
             let rows = sqlx::query(&sql)
                 .bind(worker)
-                .bind(until)
+                .bind(lease_ms)
                 .bind(queue)
-                .bind(now)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(q("claim jobs"))?;
@@ -151,15 +144,14 @@ impl Ledger {
         }
         // MySQL 8 and MariaDB 10.6+: workers skip the rows another worker has locked.
         let select = self.dialect.sql(format!(
-            "SELECT id, name, run FROM {jobs} WHERE queue = ? AND status = '{Queued}' AND available_at <= ? ORDER BY available_at, id LIMIT {limit} FOR UPDATE SKIP LOCKED"
+            "SELECT id, name, run FROM {jobs} WHERE queue = ? AND status = '{Queued}' AND available_at <= {now} ORDER BY available_at, id LIMIT {limit} FOR UPDATE SKIP LOCKED"
         ));
         let take = self.dialect.sql(format!(
-            "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?"
+            "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = {now} + ?, attempts = attempts + 1 WHERE id = ?"
         ));
         let mut tx = self.pool.begin().await.map_err(q("claim jobs"))?;
         let rows = sqlx::query(&select)
             .bind(queue)
-            .bind(now)
             .fetch_all(&mut *tx)
             .await
             .map_err(q("claim jobs"))?;
@@ -171,7 +163,7 @@ impl Ledger {
         for j in &taken {
             sqlx::query(&take)
                 .bind(worker)
-                .bind(until)
+                .bind(lease_ms)
                 .bind(j.id)
                 .execute(&mut *tx)
                 .await
@@ -191,10 +183,11 @@ impl Ledger {
         use JobStatus::Running;
         let jobs = self.table("jobs");
         let sql = self.dialect.sql(format!(
-            "UPDATE {jobs} SET lease_until = ? WHERE id = ? AND worker = ? AND status = '{Running}'"
+            "UPDATE {jobs} SET lease_until = {now} + ? WHERE id = ? AND worker = ? AND status = '{Running}'",
+            now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
-            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(lease.as_millis() as i64)
             .bind(id)
             .bind(worker)
             .execute(&self.pool)
@@ -212,7 +205,8 @@ impl Ledger {
         error: Option<&str>,
     ) -> Result<(), LedgerError> {
         let jobs = self.table("jobs");
-        let end = format!("UPDATE {jobs} SET status = ?, finished_at = ?, lease_until = NULL, last_error = ? WHERE id = ? AND worker = ?");
+        let now = self.dialect.now();
+        let end = format!("UPDATE {jobs} SET status = ?, finished_at = {now}, lease_until = NULL, last_error = ? WHERE id = ? AND worker = ?");
         let postgres = self.dialect == Dialect::Postgres;
         let sql = self.dialect.sql(if postgres {
             // End the job and tell the waiting dispatchers in one statement (one commit).
@@ -222,7 +216,6 @@ impl Ledger {
         });
         let query = sqlx::query(&sql)
             .bind(status.as_str())
-            .bind(now_ms())
             .bind(error)
             .bind(id)
             .bind(worker);

@@ -16,26 +16,26 @@ impl Ledger {
         &self,
         name: &str,
         owner: &str,
-        expires_at: i64,
+        hold: Duration,
     ) -> Result<bool, LedgerError> {
-        // Drop an expired holder, then insert; the primary key makes the insert the atomic step.
-        let locks = self.table("locks");
+        // Drop an expired holder, then insert; the primary key makes the insert the atomic step. Both by the
+        // database's clock.
+        let (locks, now) = (self.table("locks"), self.dialect.now());
         let expire = self.dialect.sql(format!(
-            "DELETE FROM {locks} WHERE name = ? AND expires_at < ?"
+            "DELETE FROM {locks} WHERE name = ? AND expires_at < {now}"
         ));
         sqlx::query(&expire)
             .bind(name)
-            .bind(now_ms())
             .execute(&self.pool)
             .await
             .map_err(q("expire a lock"))?;
         let insert = self.dialect.insert_ignore(format!(
-            "INSERT INTO {locks} (name, owner, expires_at) VALUES (?, ?, ?)"
+            "INSERT INTO {locks} (name, owner, expires_at) VALUES (?, ?, {now} + ?)"
         ));
         let done = sqlx::query(&insert)
             .bind(name)
             .bind(owner)
-            .bind(expires_at)
+            .bind(hold.as_millis() as i64)
             .execute(&self.pool)
             .await
             .map_err(q("take a lock"))?;
@@ -123,7 +123,7 @@ impl Ledger {
         let insert = self.dialect.insert_ignore(format!(
             "INSERT INTO {throttles} (name, failures, window_start, open_until) VALUES (?, 0, ?, 0)"
         ));
-        let now = now_ms();
+        let now = self.db_now().await?;
         sqlx::query(&insert)
             .bind(name)
             .bind(now)

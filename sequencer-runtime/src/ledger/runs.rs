@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::connection::{now_ms, process_alive, Ledger, Owner};
+use super::connection::{process_alive, Ledger, Owner};
 use super::dialect::{parsed, stored_by_name, text, Dialect};
 use super::error::{q, transient, LedgerError};
 use super::jobs::JobStatus;
@@ -243,14 +243,14 @@ impl Ledger {
     /// Starts a batch (one process run) and returns its number.
     pub async fn new_batch(&self, owner: &Owner) -> Result<i64, LedgerError> {
         let batches = self.table("batches");
+        let now = self.dialect.now();
         let insert =
-            format!("INSERT INTO {batches} (started_at, host, pid, actor) VALUES (?, ?, ?, ?)");
+            format!("INSERT INTO {batches} (started_at, host, pid, actor) VALUES ({now}, ?, ?, ?)");
         let sql = self.dialect.sql(match self.dialect {
             Dialect::MySql => insert,
             _ => format!("{insert} RETURNING id"),
         });
         let query = sqlx::query(&sql)
-            .bind(now_ms())
             .bind(owner.host.as_str())
             .bind(owner.pid)
             .bind(owner.actor.as_deref());
@@ -273,19 +273,17 @@ impl Ledger {
     /// Claims the run `run` of `name`: one atomic statement. `false` when another process has it, or it ran.
     pub async fn claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError> {
         // The claim: one atomic statement; whoever changes the row owns the operation.
-        let ops = self.table("operations");
+        let (ops, now) = (self.table("operations"), self.dialect.now());
         let sql = self.dialect.sql(format!(
             "UPDATE {ops} SET checkpoint = CASE WHEN status = 'rolled_back' THEN NULL ELSE checkpoint END, \
              progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
-             status = 'running', batch = ?, attempts = 1, started_at = ?, finished_at = NULL, \
-             duration_ms = NULL, lease_until = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
+             status = 'running', batch = ?, attempts = 1, started_at = {now}, finished_at = NULL, \
+             duration_ms = NULL, lease_until = {now} + ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
              last_error = NULL WHERE name = ? AND run = ? AND status IN ('pending', 'failed', 'rolled_back', ?, ?)"
         ));
-        let now = now_ms();
         let done = sqlx::query(&sql)
             .bind(claim.batch)
-            .bind(now)
-            .bind(now + claim.lease.as_millis() as i64)
+            .bind(claim.lease.as_millis() as i64)
             .bind(claim.owner.host.as_str())
             .bind(claim.owner.pid)
             .bind(claim.owner.actor.as_deref())
@@ -315,19 +313,17 @@ impl Ledger {
         timestamp: i64,
     ) -> Result<bool, LedgerError> {
         // A new run of a completed operation; the primary key makes it atomic.
-        let ops = self.table("operations");
+        let (ops, now) = (self.table("operations"), self.dialect.now());
         let sql = self.dialect.insert_ignore(format!(
             "INSERT INTO {ops} (name, run, op_timestamp, batch, status, attempts, started_at, lease_until, host, pid, actor, checksum) \
-             VALUES (?, ?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, 'running', 1, {now}, {now} + ?, ?, ?, ?, ?)"
         ));
-        let now = now_ms();
         let done = sqlx::query(&sql)
             .bind(claim.name)
             .bind(claim.run)
             .bind(timestamp)
             .bind(claim.batch)
-            .bind(now)
-            .bind(now + claim.lease.as_millis() as i64)
+            .bind(claim.lease.as_millis() as i64)
             .bind(claim.owner.host.as_str())
             .bind(claim.owner.pid)
             .bind(claim.owner.actor.as_deref())
@@ -353,11 +349,12 @@ impl Ledger {
     ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET attempts = ?, lease_until = ? WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
+            "UPDATE {ops} SET attempts = ?, lease_until = {now} + ? WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?",
+            now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
             .bind(attempt as i64)
-            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(lease.as_millis() as i64)
             .bind(name)
             .bind(run)
             .bind(owner.host.as_str())
@@ -378,11 +375,12 @@ impl Ledger {
     ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET lease_until = ? WHERE name = ? AND run = ? AND status IN ('running', 'rolling_back') \
-             AND host = ? AND pid = ?"
+            "UPDATE {ops} SET lease_until = {now} + ? WHERE name = ? AND run = ? AND status IN ('running', 'rolling_back') \
+             AND host = ? AND pid = ?",
+            now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
-            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(lease.as_millis() as i64)
             .bind(name)
             .bind(run)
             .bind(owner.host.as_str())
@@ -401,12 +399,12 @@ impl Ledger {
     {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET status = ?, finished_at = ?, duration_ms = ?, lease_until = NULL, skip_reason = ?, last_error = ? \
-             WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?"
+            "UPDATE {ops} SET status = ?, finished_at = {now}, duration_ms = ?, lease_until = NULL, skip_reason = ?, last_error = ? \
+             WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?",
+            now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
             .bind(end.status.as_str())
-            .bind(now_ms())
             .bind(end.duration.as_millis() as i64)
             .bind(end.skip_reason)
             .bind(end.error)
@@ -461,21 +459,19 @@ impl Ledger {
         // A rollback that died is not an operation that died: the undo may be half done, so it gets its own state.
         let interrupted =
             "CASE WHEN status = 'rolling_back' THEN 'undo_interrupted' ELSE 'interrupted' END";
+        let now = self.dialect.now();
         let expire_leases = self.dialect.sql(format!(
-            "UPDATE {ops} SET status = {interrupted}, finished_at = ?, last_error = ? \
-             WHERE status IN ('running', 'rolling_back') AND lease_until < ?"
+            "UPDATE {ops} SET status = {interrupted}, finished_at = {now}, last_error = ? \
+             WHERE status IN ('running', 'rolling_back') AND lease_until < {now}"
         ));
-        let now = now_ms();
         let mut count = sqlx::query(&expire_leases)
-            .bind(now)
             .bind("interrupted: its lease expired (the process died or lost the database)")
-            .bind(now)
             .execute(&self.pool)
             .await
             .map_err(q("recover interrupted operations"))?
             .rows_affected();
         let interrupt_one = self.dialect.sql(format!(
-            "UPDATE {ops} SET status = {interrupted}, finished_at = ?, last_error = ? \
+            "UPDATE {ops} SET status = {interrupted}, finished_at = {now}, last_error = ? \
              WHERE name = ? AND run = ? AND status IN ('running', 'rolling_back') AND host = ? AND pid = ?"
         ));
         for r in self.rows().await? {
@@ -488,7 +484,6 @@ impl Ledger {
                 && !process_alive(pid)
             {
                 count += sqlx::query(&interrupt_one)
-                    .bind(now)
                     .bind(format!(
                         "interrupted: process {pid} on {host} died while running it"
                     ))
@@ -516,11 +511,11 @@ impl Ledger {
     ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET status = ?, finished_at = ?, skip_reason = ?, lease_until = NULL WHERE name = ? AND run = ? AND status = ?"
+            "UPDATE {ops} SET status = ?, finished_at = {now}, skip_reason = ?, lease_until = NULL WHERE name = ? AND run = ? AND status = ?",
+            now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
             .bind(to.as_str())
-            .bind(now_ms())
             .bind(reason)
             .bind(name)
             .bind(run)
@@ -543,11 +538,12 @@ impl Ledger {
     ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET status = 'rolling_back', lease_until = ?, host = ?, pid = ? \
-             WHERE name = ? AND run = ? AND status = ?"
+            "UPDATE {ops} SET status = 'rolling_back', lease_until = {now} + ?, host = ?, pid = ? \
+             WHERE name = ? AND run = ? AND status = ?",
+            now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
-            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(lease.as_millis() as i64)
             .bind(owner.host.as_str())
             .bind(owner.pid)
             .bind(name)
@@ -570,12 +566,12 @@ impl Ledger {
     ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET status = ?, finished_at = ?, lease_until = NULL \
-             WHERE name = ? AND run = ? AND status = 'rolling_back' AND host = ? AND pid = ?"
+            "UPDATE {ops} SET status = ?, finished_at = {now}, lease_until = NULL \
+             WHERE name = ? AND run = ? AND status = 'rolling_back' AND host = ? AND pid = ?",
+            now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
             .bind(to.as_str())
-            .bind(now_ms())
             .bind(name)
             .bind(run)
             .bind(owner.host.as_str())

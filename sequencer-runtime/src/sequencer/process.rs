@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use crate::error::SequencerError;
 use crate::events::Event;
-use crate::ledger::now_ms;
 use crate::ledger::runs::LedgerRow;
 use crate::options::{ProcessOptions, Strategy, DEFAULT_CONCURRENCY};
 use crate::orchestrator::dispatch::Dispatch;
@@ -87,8 +86,9 @@ impl Sequencer {
         };
         let force_sync =
             opts.sync || matches!(&self.inner.strategy, Strategy::Migration(m) if m.forces_sync());
+        // Due times are judged by the database's clock, as every process sees the same one.
         let inputs = Inputs {
-            now: now_ms(),
+            now: env.ledger.db_now().await?,
             force_sync,
             applied: &applied,
         };
