@@ -222,3 +222,114 @@ async fn retries_stop_when_the_claim_is_lost() {
         common::cleanup(&seq, &p, &[]).await;
     }
 }
+
+/// `seqtest` under `faketime`, its clock moved by `offset` (`+10m`, `-10m`); `None` where `faketime` is missing
+/// and the suite may skip (it may not under `SEQUENCER_REQUIRE_SERVERS=1`, as in `.ci/run`).
+fn skewed(
+    b: &Backend,
+    p: &str,
+    offset: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Option<Command> {
+    let found = Command::new("faketime")
+        .args(["-f", "+0", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            !common::servers_required(),
+            "`faketime` is not installed (Debian package `faketime`): the clock-skew test cannot run"
+        );
+        eprintln!("skipped the clock-skew test: `faketime` is not installed");
+        return None;
+    }
+    let mut full = vec!["-f", offset, env!("CARGO_BIN_EXE_seqtest")];
+    full.extend_from_slice(args);
+    let mut c = common::command("faketime", &b.url, p, &full);
+    c.env_remove("SEQUENCER_ENV");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Some(c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_clock_never_takes_a_live_claim_and_still_recovers_a_dead_one() {
+    for b in backends().await {
+        if b.name == "SQLite" {
+            // Embedded: the database's clock is the host's own; SQLite is single-host and says so.
+            continue;
+        }
+        let p = prefix();
+        let seq = sequencer(&b, &p).await;
+        let lease = [("SEQTEST_LEASE_MS", "2000")];
+        let mut live = seqtest(
+            &b.url,
+            &p,
+            &["process"],
+            &[("SEQTEST_SLEEP_MS", "30000"), lease[0]],
+        )
+        .spawn()
+        .expect("spawn");
+        wait_for(&seq, &b, "j_slow", Status::Running).await;
+
+        // A host whose clock is 10 minutes ahead runs `process`: the live claim is not its to take.
+        let Some(mut ahead) = skewed(
+            &b,
+            &p,
+            "+10m",
+            &["process", "--to", "2024_01_01_000009"],
+            &lease,
+        ) else {
+            live.kill().ok();
+            return;
+        };
+        let out = ahead.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}{}",
+            b.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            status_of(&seq, "j_slow").await,
+            Status::Running,
+            "{}: a host 10 minutes ahead interrupted a live claim",
+            b.name
+        );
+
+        // The claimer dies; its row names another host, so only its lease can free it. A host whose clock is 10
+        // minutes behind still sees the lease run out, by the database's clock.
+        live.kill().expect("kill -9");
+        live.wait().unwrap();
+        sqlx::query(&format!(
+            "UPDATE {p}seq_operations SET host = 'elsewhere' WHERE name = '2024_01_01_000010_j_slow'"
+        ))
+        .execute(seq.ledger().pool())
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let out = skewed(
+            &b,
+            &p,
+            "-10m",
+            &["process", "--to", "2024_01_01_000009"],
+            &lease,
+        )
+        .expect("faketime")
+        .output()
+        .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", b.name);
+        assert_eq!(
+            status_of(&seq, "j_slow").await,
+            Status::Interrupted,
+            "{}: a host 10 minutes behind never saw the dead claim's lease run out",
+            b.name
+        );
+        assert_eq!(log_count(&seq, &p, "j_slow").await, 0, "{}", b.name);
+        common::cleanup(&seq, &p, &["log"]).await;
+    }
+}

@@ -31,7 +31,7 @@ pub async fn backends() -> Vec<Backend> {
         name: "SQLite",
         url: format!("sqlite://{}", file.display()),
     }];
-    let required = std::env::var("SEQUENCER_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
+    let required = servers_required();
     let servers = [
         (
             "PostgreSQL",
@@ -62,6 +62,12 @@ pub async fn backends() -> Vec<Backend> {
         }
     }
     out
+}
+
+/// Whether every suite must run for real (`SEQUENCER_REQUIRE_SERVERS=1`, as `.ci/run` sets): servers, and the
+/// tools the fault tests use (`faketime`, `unshare`).
+pub fn servers_required() -> bool {
+    std::env::var("SEQUENCER_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
 }
 
 pub fn prefix() -> String {
