@@ -87,6 +87,8 @@ pub(crate) struct Recorder {
     pub keys: Arc<Keyring>,
     pub ledger: Ledger,
     pub run: i64,
+    /// The claim's token, which every write of the run presents.
+    pub token: String,
     pub events: tokio::sync::broadcast::Sender<Event>,
 }
 
@@ -155,6 +157,16 @@ impl Ctx {
         }
     }
 
+    /// The error of a write whose claim another process took over (after this one's lease ran out): the run
+    /// stops, and nothing more is written for it.
+    fn lost_claim(&self) -> crate::result::Error {
+        self.cancel.cancel();
+        anyhow::anyhow!(
+            "`{}` lost its claim: its lease ran out and another process recovered it",
+            self.meta.name
+        )
+    }
+
     /// Reports progress: shown by `status` (with an ETA) and the progress bars. Written to the ledger at most
     /// four times a second, and always when `done == total`.
     pub async fn progress(&self, done: u64, total: u64) -> Result<()> {
@@ -171,24 +183,41 @@ impl Ctx {
             due
         };
         if due {
-            match self.tx_conn()? {
+            let ours = match self.tx_conn()? {
                 Some(mut guard) => match guard.as_mut() {
                     Some(tx) => {
                         rec.ledger
-                            .progress(&mut **tx, self.meta.name, rec.run, done, total)
+                            .progress(&mut **tx, self.meta.name, rec.run, &rec.token, done, total)
                             .await?
                     }
                     None => {
                         rec.ledger
-                            .progress(rec.ledger.pool(), self.meta.name, rec.run, done, total)
+                            .progress(
+                                rec.ledger.pool(),
+                                self.meta.name,
+                                rec.run,
+                                &rec.token,
+                                done,
+                                total,
+                            )
                             .await?
                     }
                 },
                 None => {
                     rec.ledger
-                        .progress(rec.ledger.pool(), self.meta.name, rec.run, done, total)
+                        .progress(
+                            rec.ledger.pool(),
+                            self.meta.name,
+                            rec.run,
+                            &rec.token,
+                            done,
+                            total,
+                        )
                         .await?
                 }
+            };
+            if !ours {
+                return Err(self.lost_claim());
             }
             let _ = rec.events.send(Event::OperationProgress {
                 name: self.meta.name.to_owned(),
@@ -213,24 +242,39 @@ impl Ctx {
             json
         };
         // In a `transaction` operation the checkpoint commits, or rolls back, with the operation's writes.
-        match self.tx_conn()? {
+        let ours = match self.tx_conn()? {
             Some(mut guard) => match guard.as_mut() {
                 Some(tx) => {
                     rec.ledger
-                        .checkpoint(&mut **tx, self.meta.name, rec.run, &json)
+                        .checkpoint(&mut **tx, self.meta.name, rec.run, &rec.token, &json)
                         .await?
                 }
                 None => {
                     rec.ledger
-                        .checkpoint(rec.ledger.pool(), self.meta.name, rec.run, &json)
+                        .checkpoint(
+                            rec.ledger.pool(),
+                            self.meta.name,
+                            rec.run,
+                            &rec.token,
+                            &json,
+                        )
                         .await?
                 }
             },
             None => {
                 rec.ledger
-                    .checkpoint(rec.ledger.pool(), self.meta.name, rec.run, &json)
+                    .checkpoint(
+                        rec.ledger.pool(),
+                        self.meta.name,
+                        rec.run,
+                        &rec.token,
+                        &json,
+                    )
                     .await?
             }
+        };
+        if !ours {
+            return Err(self.lost_claim());
         }
         if self.cancel.is_cancelled()
             || rec.ledger.cancel_requested(self.meta.name, rec.run).await?

@@ -169,7 +169,7 @@ mod lost {
         tries.count.fetch_add(1, SeqCst);
         // Another process recovered the row after this one's lease ran out, and claimed it.
         sqlx::query(&format!(
-            "UPDATE {}seq_operations SET host = 'thief', pid = 1 WHERE name = '2024_05_01_000000_flaky'",
+            "UPDATE {}seq_operations SET host = 'thief', pid = 1, claim_token = 'thief' WHERE name = '2024_05_01_000000_flaky'",
             tries.prefix
         ))
         .execute(ctx.pool())

@@ -22,7 +22,7 @@ use crate::executor::task::{attempt_once, run_task, AttemptError};
 use crate::lease::{renew_every_third, sleep_or_cancel};
 use crate::ledger::error::LedgerError;
 use crate::ledger::runs::{Claim, Finish, Status};
-use crate::ledger::{Ledger, Owner};
+use crate::ledger::{new_claim_token, Ledger, Owner};
 use crate::plan::Due;
 use crate::registry::OperationDef;
 use crate::report::Outcome;
@@ -54,9 +54,10 @@ pub(crate) fn jittered(delay: Duration, fraction: f64, unit: f64) -> Duration {
     delay.mul_f64(1.0 - fraction * unit.clamp(0.0, 1.0))
 }
 
-/// One claimed run: its ledger run number (none when unrecorded) and its cancellation token.
+/// One claimed run: its ledger run number (none when unrecorded), its claim token and its cancellation token.
 pub(crate) struct OpRun {
     run: Option<i64>,
+    token: String,
     cancel: CancellationToken,
 }
 impl Env {
@@ -85,6 +86,7 @@ impl Env {
         let def = due.def();
         let meta = &def.meta;
         let checksum = format!("{:016x}", meta.checksum);
+        let token = new_claim_token();
         let claim = Claim {
             name: meta.name,
             run: due.run(),
@@ -94,6 +96,7 @@ impl Env {
             checksum: &checksum,
             reclaim_interrupted: meta.idempotent || meta.retry.tries > 1,
             due_scheduled: due.is_scheduled(),
+            token: &token,
         };
         let claimed = if due.is_new_run() {
             self.ledger
@@ -108,9 +111,10 @@ impl Env {
         let span = tracing::info_span!("operation", name = meta.name, run = due.run(), batch);
         let op = OpRun {
             run: Some(due.run()),
+            token,
             cancel: self.cancel.child_token(),
         };
-        let heartbeat = self.heartbeat(meta.name, due.run(), op.cancel.clone());
+        let heartbeat = self.heartbeat(meta.name, due.run(), &op);
         let outcome = self.run_claimed(def, due.run(), &op).instrument(span).await;
         heartbeat.cancel();
         outcome
@@ -132,18 +136,13 @@ impl Env {
     }
 
     /// Renews the lease every third of it until cancelled.
-    fn heartbeat(
-        &self,
-        name: &'static str,
-        run: i64,
-        op_cancel: CancellationToken,
-    ) -> CancellationToken {
-        let (ledger, owner) = (self.ledger.clone(), self.owner.clone());
+    fn heartbeat(&self, name: &'static str, run: i64, op: &OpRun) -> CancellationToken {
+        let (ledger, token, op_cancel) = (self.ledger.clone(), op.token.clone(), op.cancel.clone());
         let lease = self.lease;
         renew_every_third(lease, move || {
-            let (ledger, owner, op_cancel) = (ledger.clone(), owner.clone(), op_cancel.clone());
+            let (ledger, token, op_cancel) = (ledger.clone(), token.clone(), op_cancel.clone());
             async move {
-                match ledger.heartbeat(name, run, lease, &owner).await {
+                match ledger.heartbeat(name, run, lease, &token).await {
                     Ok(true) => {}
                     // Another process recovered the row after the lease ran out: stop the operation.
                     Ok(false) => op_cancel.cancel(),
@@ -166,13 +165,19 @@ impl Env {
         let meta = &def.meta;
         let started = Instant::now();
         if let Some(reason) = self.environment_refusal(def) {
-            return self.end_skipped(def, run, started, reason).await;
+            return self.end_skipped(def, run, &op.token, started, reason).await;
         }
         if let Some(cond) = def.should_run {
             let ctx = self.ctx(def, 1, None, op);
             if !cond(&ctx).await {
                 return self
-                    .end_skipped(def, run, started, "`should_run` returned false".to_owned())
+                    .end_skipped(
+                        def,
+                        run,
+                        &op.token,
+                        started,
+                        "`should_run` returned false".to_owned(),
+                    )
                     .await;
             }
         }
@@ -186,7 +191,7 @@ impl Env {
             if attempt > 1
                 && !self
                     .ledger
-                    .attempt(meta.name, run, attempt, self.lease, &self.owner)
+                    .attempt(meta.name, run, attempt, self.lease, &op.token)
                     .await?
             {
                 return Ok(self.lost_claim(def, ""));
@@ -217,7 +222,7 @@ impl Env {
                 Ok(()) => {
                     let duration = started.elapsed();
                     let end = Finish {
-                        owner: &self.owner,
+                        token: &op.token,
                         name: meta.name,
                         run,
                         status: Status::Completed,
@@ -267,13 +272,13 @@ impl Env {
             drop(ctx.take_tx().await);
             if error.downcast_ref::<Cancelled>().is_some() {
                 let message = self
-                    .end_with_error(def, run, started, Status::Interrupted, &error)
+                    .end_with_error(def, run, &op.token, started, Status::Interrupted, &error)
                     .await?;
                 return Ok(Outcome::Cancelled { reason: message });
             }
             if let Some(skip) = error.downcast_ref::<Skipped>() {
                 return self
-                    .end_skipped(def, run, started, skip.reason.clone())
+                    .end_skipped(def, run, &op.token, started, skip.reason.clone())
                     .await;
             }
             exceptions += 1;
@@ -322,7 +327,7 @@ impl Env {
                 }
             }
             let message = self
-                .end_with_error(def, run, started, Status::Failed, &error)
+                .end_with_error(def, run, &op.token, started, Status::Failed, &error)
                 .await?;
             return Ok(Outcome::Failed {
                 error: message,
@@ -337,6 +342,7 @@ impl Env {
         &self,
         def: &OperationDef,
         run: i64,
+        token: &str,
         started: Instant,
         status: Status,
         error: &Error,
@@ -344,7 +350,7 @@ impl Env {
         let message = format!("{error:#}");
         let stored = self.stored_text(def, &message);
         let end = Finish {
-            owner: &self.owner,
+            token,
             name: def.meta.name,
             run,
             status,
@@ -373,6 +379,7 @@ impl Env {
             keys: self.keys.clone(),
             ledger: self.ledger.clone(),
             run,
+            token: op.token.clone(),
             events: self.events.clone(),
         });
         Ctx::new(
@@ -405,11 +412,12 @@ impl Env {
         &self,
         def: &OperationDef,
         run: i64,
+        token: &str,
         started: Instant,
         reason: String,
     ) -> Result<Outcome, LedgerError> {
         let end = Finish {
-            owner: &self.owner,
+            token,
             name: def.meta.name,
             run,
             status: Status::Skipped,
@@ -439,6 +447,7 @@ impl Env {
         let started = Instant::now();
         let op = OpRun {
             run: None,
+            token: String::new(),
             cancel: self.cancel.child_token(),
         };
         let ctx = Arc::new(self.ctx(def, 1, None, &op));
@@ -491,11 +500,12 @@ impl Env {
         // Claim the rollback first, under a lease renewed while it runs: of two processes rolling back the same
         // operation one runs it, no `process` runs it forward meanwhile, and a rollback whose process dies is
         // found `undo_interrupted`, never `rolled_back`.
+        let token = new_claim_token();
         let mut claimed = false;
         for from in [Status::Completed, Status::RollbackInterrupted] {
             claimed = self
                 .ledger
-                .claim_rollback(name, run, from, self.lease, &self.owner)
+                .claim_rollback(name, run, from, self.lease, &self.owner, &token)
                 .await?;
             if claimed {
                 break;
@@ -508,9 +518,10 @@ impl Env {
         }
         let op = OpRun {
             run: Some(run),
+            token,
             cancel: self.cancel.child_token(),
         };
-        let heartbeat = self.heartbeat(name, run, op.cancel.clone());
+        let heartbeat = self.heartbeat(name, run, &op);
         let ctx = Arc::new(self.ctx(def, 1, None, &op));
         let undone = run_task(ctx.clone(), move |ctx| rollback(ctx), None).await;
         heartbeat.cancel();
@@ -519,7 +530,7 @@ impl Env {
             Ok(()) => Status::RolledBack,
             Err(_) => Status::Completed,
         };
-        if !self.ledger.end_rollback(name, run, to, &self.owner).await? {
+        if !self.ledger.end_rollback(name, run, to, &op.token).await? {
             return Ok(Err(format!(
                 "the rollback of `{name}` lost its claim: its lease ran out and another process recovered it"
             )));

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lease::sleep_or_cancel;
 use crate::ledger::error::LedgerError;
-use crate::ledger::{Ledger, Owner};
+use crate::ledger::{new_claim_token, Ledger, Owner};
 use crate::registry::OperationDef;
 
 /// What the policies read: the ledger that holds their state, who runs, and the run's cancellation.
@@ -45,7 +45,13 @@ impl Policies<'_> {
         def: &'static OperationDef,
     ) -> Result<HeldLocks, LockRefusal> {
         let meta = &def.meta;
-        let owner = format!("{}:{}:{}", self.owner.host, self.owner.pid, meta.name);
+        // A random token per acquisition: only this acquisition releases what it took.
+        let owner = format!(
+            "{}:{}:{}",
+            self.owner.host,
+            self.owner.pid,
+            new_claim_token()
+        );
         let mut held: Vec<(String, String)> = Vec::new();
         let mut wanted: Vec<(String, Duration, Option<Duration>, String)> = Vec::new();
         if let Some(u) = meta.unique {

@@ -54,6 +54,23 @@ impl Owner {
     }
 }
 
+/// This process's pid namespace (Linux: `pid:[inode]`; empty elsewhere). Two containers that share a host name
+/// have different ones, so a pid read from a claim is only looked up in `/proc` where the namespace is the same.
+pub fn pid_namespace() -> &'static str {
+    static NS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NS.get_or_init(|| {
+        std::fs::read_link("/proc/self/ns/pid")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// A new random claim token: every claim carries one, and every later write of the claim presents it, so a
+/// claim is never mistaken for another with the same host and pid.
+pub fn new_claim_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
 /// Whether a process of this host is alive (Linux: `/proc/PID`; elsewhere assumed alive, the lease decides).
 pub fn process_alive(pid: i64) -> bool {
     if cfg!(target_os = "linux") {

@@ -19,7 +19,8 @@ pub(crate) mod runs;
 mod schema;
 
 pub use connection::{
-    now_ms, process_alive, redact, Ledger, Owner, DEFAULT_MAX_CONNECTIONS, TABLES,
+    new_claim_token, now_ms, pid_namespace, process_alive, redact, Ledger, Owner,
+    DEFAULT_MAX_CONNECTIONS, TABLES,
 };
 pub use deferred::{DeferredRow, DeferredStatus};
 pub use dialect::{number_placeholders, Dialect};

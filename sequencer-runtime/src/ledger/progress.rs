@@ -6,56 +6,62 @@ use super::dialect::text;
 use super::error::{q, LedgerError};
 
 impl Ledger {
-    /// Records an operation's progress (on the pool, or inside the operation's transaction).
+    /// Records an operation's progress (on the pool, or inside the operation's transaction). `false` if the claim
+    /// `token` no longer holds the row.
     pub async fn progress<'e, E>(
         &self,
         executor: E,
         name: &str,
         run: i64,
+        token: &str,
         done: u64,
         total: u64,
-    ) -> Result<(), LedgerError>
+    ) -> Result<bool, LedgerError>
     where
         E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET progress_done = ?, progress_total = ? WHERE name = ? AND run = ?"
+            "UPDATE {ops} SET progress_done = ?, progress_total = ? WHERE name = ? AND run = ? AND claim_token = ?"
         ));
-        sqlx::query(&sql)
+        let done = sqlx::query(&sql)
             .bind(done as i64)
             .bind(total as i64)
             .bind(name)
             .bind(run)
+            .bind(token)
             .execute(executor)
             .await
             .map_err(q("record progress"))?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
-    /// Stores an operation's checkpoint (JSON), on the pool or inside the operation's transaction.
+    /// Stores an operation's checkpoint (JSON), on the pool or inside the operation's transaction. `false` if the
+    /// claim `token` no longer holds the row.
     pub async fn checkpoint<'e, E>(
         &self,
         executor: E,
         name: &str,
         run: i64,
+        token: &str,
         json: &str,
-    ) -> Result<(), LedgerError>
+    ) -> Result<bool, LedgerError>
     where
         E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET checkpoint = ? WHERE name = ? AND run = ?"
+            "UPDATE {ops} SET checkpoint = ? WHERE name = ? AND run = ? AND claim_token = ?"
         ));
-        sqlx::query(&sql)
+        let done = sqlx::query(&sql)
             .bind(json)
             .bind(name)
             .bind(run)
+            .bind(token)
             .execute(executor)
             .await
             .map_err(q("store a checkpoint"))?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// The operation's last checkpoint (JSON), if any.

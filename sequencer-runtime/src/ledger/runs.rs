@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::connection::{process_alive, Ledger, Owner};
+use super::connection::{pid_namespace, process_alive, Ledger, Owner};
 use super::dialect::{parsed, stored_by_name, text, Dialect};
 use super::error::{q, transient, LedgerError};
 use super::jobs::JobStatus;
@@ -147,6 +147,9 @@ pub struct Claim<'a> {
     pub reclaim_interrupted: bool,
     /// Also claim a `scheduled` row (it is due).
     pub due_scheduled: bool,
+    /// The claim's token ([`new_claim_token`](crate::ledger::new_claim_token)): every later write of this claim
+    /// presents it.
+    pub token: &'a str,
 }
 
 /// What the end of a run writes.
@@ -164,8 +167,8 @@ pub struct Finish<'a> {
     pub skip_reason: Option<&'a str>,
     /// The last error.
     pub error: Option<&'a str>,
-    /// The process that claimed it: only its own claim is ended.
-    pub owner: &'a Owner,
+    /// The claim's token: only this claim is ended.
+    pub token: &'a str,
 }
 
 impl Ledger {
@@ -278,12 +281,14 @@ impl Ledger {
             "UPDATE {ops} SET checkpoint = CASE WHEN status = 'rolled_back' THEN NULL ELSE checkpoint END, \
              progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
              status = 'running', batch = ?, attempts = 1, started_at = {now}, finished_at = NULL, \
-             duration_ms = NULL, lease_until = {now} + ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
+             duration_ms = NULL, lease_until = {now} + ?, claim_token = ?, host_ns = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
              last_error = NULL WHERE name = ? AND run = ? AND status IN ('pending', 'failed', 'rolled_back', ?, ?)"
         ));
         let done = sqlx::query(&sql)
             .bind(claim.batch)
             .bind(claim.lease.as_millis() as i64)
+            .bind(claim.token)
+            .bind(pid_namespace())
             .bind(claim.owner.host.as_str())
             .bind(claim.owner.pid)
             .bind(claim.owner.actor.as_deref())
@@ -315,8 +320,8 @@ impl Ledger {
         // A new run of a completed operation; the primary key makes it atomic.
         let (ops, now) = (self.table("operations"), self.dialect.now());
         let sql = self.dialect.insert_ignore(format!(
-            "INSERT INTO {ops} (name, run, op_timestamp, batch, status, attempts, started_at, lease_until, host, pid, actor, checksum) \
-             VALUES (?, ?, ?, ?, 'running', 1, {now}, {now} + ?, ?, ?, ?, ?)"
+            "INSERT INTO {ops} (name, run, op_timestamp, batch, status, attempts, started_at, lease_until, claim_token, host_ns, host, pid, actor, checksum) \
+             VALUES (?, ?, ?, ?, 'running', 1, {now}, {now} + ?, ?, ?, ?, ?, ?, ?)"
         ));
         let done = sqlx::query(&sql)
             .bind(claim.name)
@@ -324,6 +329,8 @@ impl Ledger {
             .bind(timestamp)
             .bind(claim.batch)
             .bind(claim.lease.as_millis() as i64)
+            .bind(claim.token)
+            .bind(pid_namespace())
             .bind(claim.owner.host.as_str())
             .bind(claim.owner.pid)
             .bind(claim.owner.actor.as_deref())
@@ -345,11 +352,11 @@ impl Ledger {
         run: i64,
         attempt: u32,
         lease: Duration,
-        owner: &Owner,
+        token: &str,
     ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET attempts = ?, lease_until = {now} + ? WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?",
+            "UPDATE {ops} SET attempts = ?, lease_until = {now} + ? WHERE name = ? AND run = ? AND status = 'running' AND claim_token = ?",
             now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
@@ -357,8 +364,7 @@ impl Ledger {
             .bind(lease.as_millis() as i64)
             .bind(name)
             .bind(run)
-            .bind(owner.host.as_str())
-            .bind(owner.pid)
+            .bind(token)
             .execute(&self.pool)
             .await
             .map_err(q("record an attempt"))?;
@@ -371,20 +377,19 @@ impl Ledger {
         name: &str,
         run: i64,
         lease: Duration,
-        owner: &Owner,
+        token: &str,
     ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
             "UPDATE {ops} SET lease_until = {now} + ? WHERE name = ? AND run = ? AND status IN ('running', 'rolling_back') \
-             AND host = ? AND pid = ?",
+             AND claim_token = ?",
             now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
             .bind(lease.as_millis() as i64)
             .bind(name)
             .bind(run)
-            .bind(owner.host.as_str())
-            .bind(owner.pid)
+            .bind(token)
             .execute(&self.pool)
             .await
             .map_err(q("renew a lease"))?;
@@ -400,7 +405,7 @@ impl Ledger {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
             "UPDATE {ops} SET status = ?, finished_at = {now}, duration_ms = ?, lease_until = NULL, skip_reason = ?, last_error = ? \
-             WHERE name = ? AND run = ? AND status = 'running' AND host = ? AND pid = ?",
+             WHERE name = ? AND run = ? AND status = 'running' AND claim_token = ?",
             now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
@@ -410,8 +415,7 @@ impl Ledger {
             .bind(end.error)
             .bind(end.name)
             .bind(end.run)
-            .bind(end.owner.host.as_str())
-            .bind(end.owner.pid)
+            .bind(end.token)
             .execute(executor)
             .await
             .map_err(q("record the end of an operation"))?;
@@ -429,12 +433,18 @@ impl Ledger {
         loop {
             match self.finish(&self.pool, end).await {
                 Ok(false) if retried => {
-                    let row = self.row_of(end.name, end.run).await?;
-                    return Ok(row.is_some_and(|r| {
-                        r.status == end.status
-                            && r.host.as_deref() == Some(end.owner.host.as_str())
-                            && r.pid == Some(end.owner.pid)
-                    }));
+                    let ops = self.table("operations");
+                    let sql = self.dialect.sql(format!(
+                        "SELECT status FROM {ops} WHERE name = ? AND run = ? AND claim_token = ?"
+                    ));
+                    let status: Option<String> = sqlx::query_scalar(&sql)
+                        .bind(end.name)
+                        .bind(end.run)
+                        .bind(end.token)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(q("record the end of an operation"))?;
+                    return Ok(status.as_deref() == Some(end.status.as_str()));
                 }
                 Err(LedgerError::Query { source, .. })
                     if transient(&source) && std::time::Instant::now() < give_up =>
@@ -470,27 +480,37 @@ impl Ledger {
             .await
             .map_err(q("recover interrupted operations"))?
             .rows_affected();
+        // Without waiting for the lease: claims of this host and pid namespace whose process is provably dead.
+        // (Another container with the same host name has another namespace: its pids mean nothing here.)
+        let mine = self.dialect.sql(format!(
+            "SELECT name, run, pid, claim_token FROM {ops} \
+             WHERE status IN ('running', 'rolling_back') AND host = ? AND host_ns = ? AND pid <> ?"
+        ));
+        let claims = sqlx::query(&mine)
+            .bind(owner.host.as_str())
+            .bind(pid_namespace())
+            .bind(owner.pid)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("recover interrupted operations"))?;
         let interrupt_one = self.dialect.sql(format!(
             "UPDATE {ops} SET status = {interrupted}, finished_at = {now}, last_error = ? \
-             WHERE name = ? AND run = ? AND status IN ('running', 'rolling_back') AND host = ? AND pid = ?"
+             WHERE name = ? AND run = ? AND status IN ('running', 'rolling_back') AND claim_token = ?"
         ));
-        for r in self.rows().await? {
-            let (Some(host), Some(pid)) = (&r.host, r.pid) else {
-                continue;
+        for r in &claims {
+            let decode = || -> Result<(String, i64, i64, Option<String>), sqlx::Error> {
+                Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, text(r, 3)?))
             };
-            if matches!(r.status, Status::Running | Status::RollingBack)
-                && *host == owner.host
-                && pid != owner.pid
-                && !process_alive(pid)
-            {
+            let (name, run, pid, token) = decode().map_err(q("recover interrupted operations"))?;
+            if !process_alive(pid) {
+                let host = &owner.host;
                 count += sqlx::query(&interrupt_one)
                     .bind(format!(
                         "interrupted: process {pid} on {host} died while running it"
                     ))
-                    .bind(r.name.as_str())
-                    .bind(r.run)
-                    .bind(host.as_str())
-                    .bind(pid)
+                    .bind(name.as_str())
+                    .bind(run)
+                    .bind(token)
                     .execute(&self.pool)
                     .await
                     .map_err(q("recover interrupted operations"))?
@@ -535,15 +555,18 @@ impl Ledger {
         from: Status,
         lease: Duration,
         owner: &Owner,
+        token: &str,
     ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET status = 'rolling_back', lease_until = {now} + ?, host = ?, pid = ? \
-             WHERE name = ? AND run = ? AND status = ?",
+            "UPDATE {ops} SET status = 'rolling_back', lease_until = {now} + ?, claim_token = ?, host_ns = ?, \
+             host = ?, pid = ? WHERE name = ? AND run = ? AND status = ?",
             now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
             .bind(lease.as_millis() as i64)
+            .bind(token)
+            .bind(pid_namespace())
             .bind(owner.host.as_str())
             .bind(owner.pid)
             .bind(name)
@@ -562,20 +585,19 @@ impl Ledger {
         name: &str,
         run: i64,
         to: Status,
-        owner: &Owner,
+        token: &str,
     ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
             "UPDATE {ops} SET status = ?, finished_at = {now}, lease_until = NULL \
-             WHERE name = ? AND run = ? AND status = 'rolling_back' AND host = ? AND pid = ?",
+             WHERE name = ? AND run = ? AND status = 'rolling_back' AND claim_token = ?",
             now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
             .bind(to.as_str())
             .bind(name)
             .bind(run)
-            .bind(owner.host.as_str())
-            .bind(owner.pid)
+            .bind(token)
             .execute(&self.pool)
             .await
             .map_err(q("record the end of a rollback"))?;
