@@ -331,3 +331,161 @@ async fn a_skewed_clock_never_takes_a_live_claim_and_still_recovers_a_dead_one()
         common::cleanup(&seq, &p, &["log"]).await;
     }
 }
+
+/// Whether processes can be started in their own pid namespace (`unshare -pf`, as root); where they cannot the
+/// suite may skip the namespace test, except under `SEQUENCER_REQUIRE_SERVERS=1`.
+fn unshare_ready() -> bool {
+    let ok = Command::new("unshare")
+        .args(["-pf", "--mount-proc", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !common::servers_required(),
+            "`unshare -pf --mount-proc` does not work here (util-linux, root): the pid-namespace test cannot run"
+        );
+        eprintln!("skipped the pid-namespace test: `unshare -pf` does not work here");
+    }
+    ok
+}
+
+/// `seqtest` as a container would run it: in a pid namespace of its own, on the same host name, after `burn`
+/// other processes, so that two such containers give it the same pid. Its own process group, to be paused.
+fn in_namespace(b: &Backend, p: &str, burn: u32, args: &[&str], env: &[(&str, &str)]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let script = format!(
+        "i=0; while [ \"$i\" -lt {burn} ]; do /bin/true; i=$((i+1)); done; \"$0\" \"$@\""
+    );
+    let mut full = vec![
+        "-pf",
+        "--mount-proc",
+        "sh",
+        "-c",
+        script.as_str(),
+        env!("CARGO_BIN_EXE_seqtest"),
+    ];
+    full.extend_from_slice(args);
+    let mut c = common::command("unshare", &b.url, p, &full);
+    c.env_remove("SEQUENCER_ENV").process_group(0);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn signal_group(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, "--", &format!("-{}", child.id())])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal}");
+}
+
+async fn pid_of(seq: &Sequencer, p: &str, name: &str) -> Option<i64> {
+    sqlx::query_scalar(&format!(
+        "SELECT pid FROM {p}seq_operations WHERE name = '{name}'"
+    ))
+    .fetch_one(seq.ledger().pool())
+    .await
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_told_apart_by_their_token_across_pid_namespaces_and_a_paused_claimer() {
+    if !unshare_ready() {
+        return;
+    }
+    const K: &str = "2024_01_01_000011_k_idem";
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(&b, &p).await;
+        assert!(seq.execute("a_create").await.unwrap().succeeded());
+        let only_k = [
+            "process",
+            "--from",
+            "2024_01_01_000011",
+            "--to",
+            "2024_01_01_000011",
+        ];
+        let slow = [("SEQTEST_SLEEP_MS", "6000"), ("SEQTEST_LEASE_MS", "2000")];
+
+        // A: a container on this host name runs `k_idem`.
+        let a = in_namespace(&b, &p, 300, &only_k, &slow)
+            .spawn()
+            .expect("spawn");
+        wait_for(&seq, &b, "k_idem", Status::Running).await;
+        let pid_a = pid_of(&seq, &p, K).await.expect("pid");
+        let token_of = |seq: &Sequencer| {
+            let sql = format!(
+                "SELECT claim_token FROM {p}seq_operations WHERE name = '{K}' AND status = 'running'"
+            );
+            let pool = seq.ledger().pool().clone();
+            async move {
+                sqlx::query_scalar::<_, String>(&sql)
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap_or(None)
+            }
+        };
+        let token_a = token_of(&seq).await.expect("A's claim token");
+
+        // A process outside the namespace sees a pid that means nothing in its /proc: the claim is alive.
+        let out = seqtest(&b.url, &p, &only_k, &[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", b.name);
+        assert_eq!(
+            status_of(&seq, "k_idem").await,
+            Status::Running,
+            "{}: another pid namespace's live claim (pid {pid_a}) was interrupted",
+            b.name
+        );
+
+        // A is paused past its lease; B, another container whose process has the same pid, recovers the
+        // idempotent operation and runs it again.
+        signal_group(&a, "-STOP");
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let b_run = in_namespace(&b, &p, 300, &only_k, &slow)
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if token_of(&seq).await.is_some_and(|t| t != token_a) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}: B never claimed it", b.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            pid_of(&seq, &p, K).await,
+            Some(pid_a),
+            "{}: the two containers' processes should share a pid",
+            b.name
+        );
+
+        // A resumes: same host, same pid, but not the same claim. Its end changes nothing and says so; B's run
+        // ends as it should.
+        signal_group(&a, "-CONT");
+        let a_out = a.wait_with_output().unwrap();
+        let a_stdout = String::from_utf8_lossy(&a_out.stdout);
+        assert!(
+            a_stdout.contains("lost its claim"),
+            "{}: the paused claimer's end was taken for B's: {a_stdout}",
+            b.name
+        );
+        let b_out = b_run.wait_with_output().unwrap();
+        let b_stdout = String::from_utf8_lossy(&b_out.stdout);
+        assert_eq!(
+            b_out.status.code(),
+            Some(0),
+            "{}: {b_stdout}{}",
+            b.name,
+            String::from_utf8_lossy(&b_out.stderr)
+        );
+        assert!(
+            !b_stdout.contains("lost its claim"),
+            "{}: {b_stdout}",
+            b.name
+        );
+        assert_eq!(status_of(&seq, "k_idem").await, Status::Completed);
+        common::cleanup(&seq, &p, &["log"]).await;
+    }
+}
