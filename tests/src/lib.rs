@@ -9,6 +9,7 @@ pub mod ledger_ops;
 pub mod mig_ops;
 pub mod par_ops;
 pub mod policy_ops;
+pub mod tx_ops;
 pub mod work_ops;
 
 /// What the operations ran, in order.

@@ -353,9 +353,8 @@ fn unshare_ready() -> bool {
 /// other processes, so that two such containers give it the same pid. Its own process group, to be paused.
 fn in_namespace(b: &Backend, p: &str, burn: u32, args: &[&str], env: &[(&str, &str)]) -> Command {
     use std::os::unix::process::CommandExt;
-    let script = format!(
-        "i=0; while [ \"$i\" -lt {burn} ]; do /bin/true; i=$((i+1)); done; \"$0\" \"$@\""
-    );
+    let script =
+        format!("i=0; while [ \"$i\" -lt {burn} ]; do /bin/true; i=$((i+1)); done; \"$0\" \"$@\"");
     let mut full = vec![
         "-pf",
         "--mount-proc",
@@ -487,5 +486,59 @@ async fn claims_are_told_apart_by_their_token_across_pid_namespaces_and_a_paused
         );
         assert_eq!(status_of(&seq, "k_idem").await, Status::Completed);
         common::cleanup(&seq, &p, &["log"]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_operations_of_four_processes_on_one_sqlite_file_all_complete() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = common::build(
+            &b,
+            common::builder(&b, &p, sequencer_tests::tx_ops::ops::registry()),
+        )
+        .await;
+        sqlx::query(&format!(
+            "CREATE TABLE {p}tx_log (name VARCHAR(32) NOT NULL, seen BIGINT NOT NULL)"
+        ))
+        .execute(seq.ledger().pool())
+        .await
+        .unwrap();
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                common::command(
+                    env!("CARGO_BIN_EXE_seqtx"),
+                    &b.url,
+                    &p,
+                    &["process", "--orchestrator", "batch", "--concurrency", "4"],
+                )
+                .spawn()
+                .expect("spawn")
+            })
+            .collect();
+        for run in runs {
+            let out = run.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}: {}{}",
+                b.name,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let status = seq.status().await.unwrap();
+        let not_done: Vec<_> = status
+            .iter()
+            .filter(|e| e.status != Status::Completed)
+            .map(|e| (&e.name, e.status, &e.error))
+            .collect();
+        assert!(not_done.is_empty(), "{}: {not_done:?}", b.name);
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {p}tx_log"))
+            .fetch_one(seq.ledger().pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 16, "{}: each operation wrote once", b.name);
+        common::cleanup(&seq, &p, &["tx_log"]).await;
     }
 }

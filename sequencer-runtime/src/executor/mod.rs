@@ -203,16 +203,7 @@ impl Env {
             // Wait for rate limits and throttles before holding a connection for the transaction.
             self.policies().before_attempt(def).await?;
             let tx = if meta.transaction {
-                Some(
-                    self.ledger
-                        .pool()
-                        .begin()
-                        .await
-                        .map_err(|source| LedgerError::Query {
-                            what: "begin the operation's transaction",
-                            source,
-                        })?,
-                )
+                Some(self.ledger.begin_operation().await?)
             } else {
                 None
             };

@@ -232,6 +232,19 @@ impl Ledger {
             .map_err(q("read the database's clock"))
     }
 
+    /// Begins a `transaction` operation's transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`, waiting for it as for any write): a deferred transaction that reads and then writes fails with
+    /// `SQLITE_BUSY_SNAPSHOT` when another process wrote in between, which no wait can cure.
+    pub async fn begin_operation(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, LedgerError> {
+        let begun = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres | Dialect::MySql => self.pool.begin().await,
+        };
+        begun.map_err(q("begin the operation's transaction"))
+    }
+
     pub(super) fn table(&self, name: &str) -> String {
         debug_assert!(TABLES.contains(&name), "`{name}` is not a ledger table");
         format!("{}{name}", self.prefix)

@@ -31,6 +31,14 @@ pub(super) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> LedgerError {
     move |source| LedgerError::Query { what, source }
 }
 
+/// SQLite's busy and locked results, by their primary code: the extended ones (`SQLITE_BUSY_SNAPSHOT` = 517,
+/// `SQLITE_BUSY_RECOVERY` = 261, `SQLITE_LOCKED_SHAREDCACHE` = 262, …) carry it in their low byte. (MySQL's
+/// codes start at 1000, PostgreSQL's are five-character SQLSTATEs.)
+fn sqlite_busy_or_locked(code: &str) -> bool {
+    code.parse::<u32>()
+        .is_ok_and(|n| n < 1000 && matches!(n & 0xff, 5 | 6))
+}
+
 /// Whether a statement may succeed if tried again: the connection or the pool failed, the server is starting or
 /// has too many clients, or the transaction lost a deadlock / serialization race.
 pub fn transient(e: &sqlx::Error) -> bool {
@@ -52,8 +60,7 @@ pub fn transient(e: &sqlx::Error) -> bool {
                 || c == "1040"
                 || c == "1205"
                 || c == "1213"
-                || c == "5"
-                || c == "6"
+                || sqlite_busy_or_locked(&c)
         }),
         _ => false,
     }
@@ -73,5 +80,16 @@ mod tests {
         assert!(!transient(&sqlx::Error::RowNotFound));
         assert!(!transient(&sqlx::Error::PoolClosed));
         assert!(!transient(&sqlx::Error::ColumnNotFound("x".into())));
+    }
+
+    #[test]
+    fn sqlite_busy_and_locked_count_by_their_primary_code() {
+        for code in ["5", "6", "261", "517", "773", "262", "518"] {
+            assert!(super::sqlite_busy_or_locked(code), "{code}");
+        }
+        // SQLite's constraint (19, 2067), MySQL's 1029 / 1030 and PostgreSQL's unique violation are not.
+        for code in ["19", "2067", "1029", "1030", "23505", "00000"] {
+            assert!(!super::sqlite_busy_or_locked(code), "{code}");
+        }
     }
 }
