@@ -12,6 +12,7 @@ use crate::executor::task::run_boxed;
 use crate::handlers::MalformedPayload;
 use crate::lease::renew_every_third;
 use crate::ledger::deferred::DeferredStatus;
+use crate::ledger::new_claim_token;
 use crate::sequencer::Sequencer;
 
 /// What [`Sequencer::process_deferred`] did.
@@ -75,13 +76,10 @@ impl Sequencer {
         // Held while the handler runs, renewed every third of it: a processor that dies leaves its rows to be
         // taken again once the lease runs out, while a handler that runs long keeps its own.
         let lease = self.env().lease;
-        for id in ledger
-            .deferred_due()
-            .await?
-            .into_iter()
-            .take(limit.unwrap_or(usize::MAX))
-        {
-            if !ledger.claim_deferred(id, lease).await? {
+        ledger.expire_deferred().await?;
+        for id in ledger.deferred_due(limit.unwrap_or(usize::MAX)).await? {
+            let token = new_claim_token();
+            if !ledger.claim_deferred(id, lease, &token).await? {
                 continue;
             }
             let Some(row) = ledger.deferred_row(id).await? else {
@@ -93,7 +91,7 @@ impl Sequencer {
                     row.handler, row.handler, row.handler
                 );
                 ledger
-                    .end_deferred(id, DeferredStatus::Failed, row.due_at, Some(&error))
+                    .end_deferred(id, &token, DeferredStatus::Failed, row.due_at, Some(&error))
                     .await?;
                 report.failed.push((id, error));
                 continue;
@@ -104,7 +102,7 @@ impl Sequencer {
                     // A missing or wrong key: a clear error, the row kept for a human, never garbage.
                     let error = format!("cannot open the payload of `{}`: {e}", row.handler);
                     ledger
-                        .end_deferred(id, DeferredStatus::Failed, row.due_at, Some(&error))
+                        .end_deferred(id, &token, DeferredStatus::Failed, row.due_at, Some(&error))
                         .await?;
                     report.failed.push((id, error));
                     continue;
@@ -115,11 +113,11 @@ impl Sequencer {
                     let ctx = Arc::new(self.deferred_ctx(meta, row.attempts.max(1) as u32));
                     let handler = handler.clone();
                     let renewal = {
-                        let ledger = ledger.clone();
+                        let (ledger, token) = (ledger.clone(), token.clone());
                         renew_every_third(lease, move || {
-                            let ledger = ledger.clone();
+                            let (ledger, token) = (ledger.clone(), token.clone());
                             async move {
-                                if let Err(e) = ledger.renew_deferred(id, lease).await {
+                                if let Err(e) = ledger.renew_deferred(id, lease, &token).await {
                                     tracing::warn!(
                                         "cannot renew deferred operation {id}'s claim: {e}"
                                     );
@@ -135,12 +133,14 @@ impl Sequencer {
                     "malformed payload (not JSON): {e}"
                 )))),
             };
-            match outcome {
+            // The end is recorded only while the claim holds: a processor that lost it (its lease ran out and
+            // another took the row) writes nothing over the new claimer's result, and says so.
+            let (recorded, result) = match outcome {
                 Ok(()) => {
-                    ledger
-                        .end_deferred(id, DeferredStatus::Completed, row.due_at, None)
+                    let done = ledger
+                        .end_deferred(id, &token, DeferredStatus::Completed, row.due_at, None)
                         .await?;
-                    report.completed += 1;
+                    (done, None)
                 }
                 Err(e) => {
                     let message = format!("{e:#}");
@@ -149,22 +149,35 @@ impl Sequencer {
                         let delay = handlers
                             .retry_delay
                             .saturating_mul(row.attempts.max(1) as u32);
-                        ledger
+                        let due = ledger.db_now().await? + delay.as_millis() as i64;
+                        let done = ledger
+                            .end_deferred(id, &token, DeferredStatus::Pending, due, Some(&message))
+                            .await?;
+                        (done, Some((true, message)))
+                    } else {
+                        let done = ledger
                             .end_deferred(
                                 id,
-                                DeferredStatus::Pending,
-                                ledger.db_now().await? + delay.as_millis() as i64,
+                                &token,
+                                DeferredStatus::Failed,
+                                row.due_at,
                                 Some(&message),
                             )
                             .await?;
-                        report.retrying += 1;
-                    } else {
-                        ledger
-                            .end_deferred(id, DeferredStatus::Failed, row.due_at, Some(&message))
-                            .await?;
-                        report.failed.push((id, message));
+                        (done, Some((false, message)))
                     }
                 }
+            };
+            match (recorded, result) {
+                (false, _) => report.failed.push((
+                    id,
+                    format!(
+                        "deferred operation {id} lost its claim: its lease ran out and another processor took it"
+                    ),
+                )),
+                (true, None) => report.completed += 1,
+                (true, Some((true, _))) => report.retrying += 1,
+                (true, Some((false, message))) => report.failed.push((id, message)),
             }
         }
         Ok(report)

@@ -59,6 +59,14 @@ pub async fn log(ctx: &sequencer::Ctx, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The deferred handler `abort`: logs `abort`, then kills its own process, as a crash would.
+pub fn abort(ctx: &sequencer::Ctx, _: ()) -> sequencer::BoxFuture<'_, sequencer::Result<()>> {
+    Box::pin(async move {
+        log(ctx, "abort").await?;
+        std::process::abort()
+    })
+}
+
 #[sequencer::operations]
 pub mod ops {
     use std::sync::atomic::Ordering::SeqCst;

@@ -542,3 +542,56 @@ async fn transaction_operations_of_four_processes_on_one_sqlite_file_all_complet
         common::cleanup(&seq, &p, &["tx_log"]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_handler_that_kills_its_process_runs_at_most_max_attempts_times() {
+    for b in backends().await {
+        let p = prefix();
+        let knobs = Knobs {
+            prefix: p.clone(),
+            ..Knobs::default()
+        };
+        let seq = common::build(
+            &b,
+            common::builder(&b, &p, ops::registry())
+                .state(knobs)
+                .deferred("abort", sequencer_tests::ledger_ops::abort),
+        )
+        .await;
+        assert!(seq.execute("a_create").await.unwrap().succeeded());
+        seq.defer("abort", &(), std::time::SystemTime::now(), 1)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            // Each run finds the row: the first runs the handler, which kills the process; the later ones find
+            // its claim expired with no attempt left.
+            let out = seqtest(
+                &b.url,
+                &p,
+                &["process-deferred"],
+                &[("SEQTEST_LEASE_MS", "1000")],
+            )
+            .output()
+            .unwrap();
+            assert_ne!(out.status.code(), Some(2), "{}: {out:?}", b.name);
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+        }
+        assert_eq!(
+            log_count(&seq, &p, "abort").await,
+            1,
+            "{}: `max_attempts = 1` ran the handler more than once",
+            b.name
+        );
+        let rows = seq.ledger().deferred().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].status,
+            sequencer::ledger::DeferredStatus::Failed,
+            "{}: {:?}",
+            b.name,
+            rows[0]
+        );
+        assert_eq!(rows[0].attempts, 1, "{}", b.name);
+        common::cleanup(&seq, &p, &["log"]).await;
+    }
+}

@@ -100,12 +100,15 @@ impl Ledger {
         Ok(())
     }
 
-    /// Ids of due deferred operations (and of ones whose worker died), oldest first.
-    pub async fn deferred_due(&self) -> Result<Vec<i64>, LedgerError> {
+    /// Ids of due deferred operations (and of ones whose processor died, with attempts left), oldest first, at
+    /// most `limit`.
+    pub async fn deferred_due(&self, limit: usize) -> Result<Vec<i64>, LedgerError> {
         use DeferredStatus::{Pending, Running};
         let (deferred, now) = (self.table("deferred"), self.dialect.now());
+        let limit = limit.clamp(1, i64::MAX as usize);
         let sql = self.dialect.sql(format!(
-            "SELECT id FROM {deferred} WHERE (status = '{Pending}' AND due_at <= {now}) OR (status = '{Running}' AND locked_until < {now}) ORDER BY due_at, id"
+            "SELECT id FROM {deferred} WHERE ((status = '{Pending}' AND due_at <= {now}) OR (status = '{Running}' AND locked_until < {now})) \
+             AND attempts < max_attempts ORDER BY due_at, id LIMIT {limit}"
         ));
         sqlx::query_scalar(&sql)
             .fetch_all(&self.pool)
@@ -113,16 +116,24 @@ impl Ledger {
             .map_err(q("read deferred operations"))
     }
 
-    /// Claims one deferred operation for `lease`; `false` when another process has it.
-    pub async fn claim_deferred(&self, id: i64, lease: Duration) -> Result<bool, LedgerError> {
+    /// Claims one deferred operation for `lease` with the claim `token`, counting the attempt now (so that an
+    /// attempt whose process dies counts too); `false` when another process has it or it has no attempts left.
+    pub async fn claim_deferred(
+        &self,
+        id: i64,
+        lease: Duration,
+        token: &str,
+    ) -> Result<bool, LedgerError> {
         use DeferredStatus::{Pending, Running};
         let (deferred, now) = (self.table("deferred"), self.dialect.now());
         let sql = self.dialect.sql(format!(
-            "UPDATE {deferred} SET status = '{Running}', attempts = attempts + 1, locked_until = {now} + ? \
-             WHERE id = ? AND ((status = '{Pending}' AND due_at <= {now}) OR (status = '{Running}' AND locked_until < {now}))"
+            "UPDATE {deferred} SET status = '{Running}', attempts = attempts + 1, locked_until = {now} + ?, claim_token = ? \
+             WHERE id = ? AND ((status = '{Pending}' AND due_at <= {now}) OR (status = '{Running}' AND locked_until < {now})) \
+             AND attempts < max_attempts"
         ));
         let done = sqlx::query(&sql)
             .bind(lease.as_millis() as i64)
+            .bind(token)
             .bind(id)
             .execute(&self.pool)
             .await
@@ -131,43 +142,71 @@ impl Ledger {
     }
 
     /// Keeps a running deferred operation's claim for another `lease`.
-    pub async fn renew_deferred(&self, id: i64, lease: Duration) -> Result<bool, LedgerError> {
+    pub async fn renew_deferred(
+        &self,
+        id: i64,
+        lease: Duration,
+        token: &str,
+    ) -> Result<bool, LedgerError> {
         use DeferredStatus::Running;
         let deferred = self.table("deferred");
         let sql = self.dialect.sql(format!(
-            "UPDATE {deferred} SET locked_until = {now} + ? WHERE id = ? AND status = '{Running}'",
+            "UPDATE {deferred} SET locked_until = {now} + ? WHERE id = ? AND status = '{Running}' AND claim_token = ?",
             now = self.dialect.now()
         ));
         let done = sqlx::query(&sql)
             .bind(lease.as_millis() as i64)
             .bind(id)
+            .bind(token)
             .execute(&self.pool)
             .await
             .map_err(q("renew a deferred operation's claim"))?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Ends a deferred operation's attempt: `completed`, `failed`, or `pending` again at `due_at`.
+    /// Ends the attempt the claim `token` holds: `completed`, `failed`, or `pending` again at `due_at`. `false`
+    /// if the claim was lost (its lease ran out and another processor took the row): nothing is written.
     pub async fn end_deferred(
         &self,
         id: i64,
+        token: &str,
         status: DeferredStatus,
         due_at: i64,
         error: Option<&str>,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<bool, LedgerError> {
+        use DeferredStatus::Running;
         let deferred = self.table("deferred");
         let sql = self.dialect.sql(format!(
-            "UPDATE {deferred} SET status = ?, due_at = ?, last_error = ?, locked_until = NULL WHERE id = ?"
+            "UPDATE {deferred} SET status = ?, due_at = ?, last_error = ?, locked_until = NULL \
+             WHERE id = ? AND status = '{Running}' AND claim_token = ?"
         ));
-        sqlx::query(&sql)
+        let done = sqlx::query(&sql)
             .bind(status.as_str())
             .bind(due_at)
             .bind(error)
             .bind(id)
+            .bind(token)
             .execute(&self.pool)
             .await
             .map_err(q("record a deferred operation"))?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Fails the rows whose processor died on their last attempt (a handler that kills its process is not run
+    /// again past `max_attempts`, even across crashes). Returns how many.
+    pub async fn expire_deferred(&self) -> Result<u64, LedgerError> {
+        use DeferredStatus::{Failed, Running};
+        let (deferred, now) = (self.table("deferred"), self.dialect.now());
+        let sql = self.dialect.sql(format!(
+            "UPDATE {deferred} SET status = '{Failed}', locked_until = NULL, last_error = ? \
+             WHERE status = '{Running}' AND locked_until < {now} AND attempts >= max_attempts"
+        ));
+        Ok(sqlx::query(&sql)
+            .bind("interrupted: its processor died (or lost its lease) on its last attempt")
+            .execute(&self.pool)
+            .await
+            .map_err(q("expire deferred operations"))?
+            .rows_affected())
     }
 
     /// One deferred operation.

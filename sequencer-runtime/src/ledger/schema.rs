@@ -150,6 +150,7 @@ const MIGRATIONS: &[Migration] = &[
         statements: &[
             All("ALTER TABLE {operations} ADD COLUMN claim_token VARCHAR(32) NULL"),
             All("ALTER TABLE {operations} ADD COLUMN host_ns VARCHAR(64) NULL"),
+            All("ALTER TABLE {deferred} ADD COLUMN claim_token VARCHAR(32) NULL"),
         ],
     },
 ];

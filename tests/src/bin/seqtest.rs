@@ -11,7 +11,8 @@ fn main() -> ExitCode {
     let mut builder = sequencer::Sequencer::builder()
         .registry(ops::registry())
         .table_prefix(prefix)
-        .state(knobs);
+        .state(knobs)
+        .deferred("abort", sequencer_tests::ledger_ops::abort);
     // `SEQTEST_LEASE_MS`: a short lease, for the tests of expired claims.
     if let Some(ms) = std::env::var("SEQTEST_LEASE_MS")
         .ok()
