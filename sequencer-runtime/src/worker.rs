@@ -6,6 +6,7 @@
 //! that runs out: another worker puts them back on the queue, and the operation is run again only if it is
 //! idempotent or retryable, else recorded `interrupted` for a human.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -14,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::SequencerError;
 use crate::executor::Env;
-use crate::lease::{renew_every_third, sleep_or_cancel};
+use crate::lease::{renew_every_third, sleep_or_cancel, Held};
 use crate::ledger::dialect::Dialect;
 use crate::ledger::jobs::{Job, JobStatus};
 use crate::ledger::runs::Status;
@@ -39,7 +40,12 @@ pub struct WorkReport {
 }
 
 /// The database is unreachable (restarting, failing over): say so, wait a second, and go on; the pool reconnects.
-async fn database_trouble(e: &(dyn std::error::Error + Sync), shutdown: &CancellationToken) {
+async fn database_trouble(
+    e: &(dyn std::error::Error + Sync),
+    shutdown: &CancellationToken,
+    last_trouble: &mut Option<Instant>,
+) {
+    *last_trouble = Some(Instant::now());
     let mut message = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -100,18 +106,34 @@ impl Sequencer {
         let mut idle = Duration::from_millis(5);
         let mut last_rescue: Option<Instant> = None;
         let mut last_deferred: Option<Instant> = None;
+        let mut last_trouble: Option<Instant> = None;
+        let jobs_held: Arc<Held> = Arc::default();
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
             if last_rescue.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                 let rescued = async {
-                    ledger.rescue_jobs().await?;
-                    ledger.recover_interrupted(&env.owner).await
+                    // What this worker runs is renewed first: after an outage longer than the lease, its own live
+                    // claims look expired too, and are never this worker's to rescue.
+                    ledger.renew_claims(&env.held.keys(), opts.lease).await?;
+                    let jobs: Vec<i64> = jobs_held
+                        .keys()
+                        .iter()
+                        .filter_map(|k| k.parse().ok())
+                        .collect();
+                    ledger.renew_jobs(&jobs, &worker, opts.lease).await?;
+                    // Other workers' heartbeats need their turn after an outage too: rescue only once a lease has
+                    // passed without trouble.
+                    if last_trouble.is_none_or(|t| t.elapsed() >= opts.lease) {
+                        ledger.rescue_jobs().await?;
+                        ledger.recover_interrupted(&env.owner).await?;
+                    }
+                    Ok::<(), crate::ledger::error::LedgerError>(())
                 }
                 .await;
                 if let Err(e) = rescued {
-                    database_trouble(&e, &shutdown).await;
+                    database_trouble(&e, &shutdown, &mut last_trouble).await;
                     continue;
                 }
                 last_rescue = Some(Instant::now());
@@ -125,7 +147,7 @@ impl Sequencer {
                 {
                     Ok(jobs) => jobs,
                     Err(e) => {
-                        database_trouble(&e, &shutdown).await;
+                        database_trouble(&e, &shutdown, &mut last_trouble).await;
                         continue;
                     }
                 };
@@ -150,7 +172,9 @@ impl Sequencer {
                         ..env.clone()
                     };
                     let (ledger, worker, lease) = (ledger.clone(), worker.clone(), opts.lease);
+                    let held = jobs_held.hold(job.id.to_string());
                     tasks.spawn(async move {
+                        let _held = held;
                         let (hl, hw, id) = (ledger.clone(), worker.clone(), job.id);
                         let beat = renew_every_third(lease, move || {
                             let (hl, hw, job_cancel) = (hl.clone(), hw.clone(), job_cancel.clone());
@@ -185,7 +209,7 @@ impl Sequencer {
                 let counts = match ledger.job_counts(&opts.queue).await {
                     Ok(c) => c,
                     Err(e) => {
-                        database_trouble(&e, &shutdown).await;
+                        database_trouble(&e, &shutdown, &mut last_trouble).await;
                         continue;
                     }
                 };
@@ -199,7 +223,7 @@ impl Sequencer {
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Err(e) = self.finish_job(joined, &worker, &mut report).await {
                         // The job's lease runs out and it is rescued; its operation's row is recovered.
-                        database_trouble(&e, &shutdown).await;
+                        database_trouble(&e, &shutdown, &mut last_trouble).await;
                     }
                 }
                 _ = async { match listener.as_mut() { Some(l) => { let _ = l.recv().await; } None => std::future::pending::<()>().await } } => {

@@ -12,8 +12,16 @@ use common::work::{
 };
 use common::{backends, prefix};
 
+/// The tests of this binary stop PostgreSQL: one at a time.
+static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `pg_ctlcluster VERSION main restart`, where the machine has it.
 fn restart_command() -> Option<Command> {
+    pg_ctl("restart")
+}
+
+/// `pg_ctlcluster VERSION main ACTION`, where the machine has it.
+fn pg_ctl(action: &str) -> Option<Command> {
     let version = std::fs::read_dir("/etc/postgresql")
         .ok()?
         .flatten()
@@ -30,12 +38,13 @@ fn restart_command() -> Option<Command> {
         return None;
     }
     let mut c = Command::new("pg_ctlcluster");
-    c.args(["--skip-systemctl-redirect", &version, "main", "restart"]);
+    c.args(["--skip-systemctl-redirect", &version, "main", action]);
     Some(c)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_survive_a_postgresql_restart() {
+    let _one_at_a_time = SERVER.lock().await;
     let Some(b) = backends()
         .await
         .into_iter()
@@ -130,5 +139,93 @@ async fn workers_survive_a_postgresql_restart() {
         }
     }
     assert!(failed < 50, "{failed} operations failed across one restart");
+    cleanup(&pool, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_lease_leaves_a_worker_its_running_operations() {
+    let _one_at_a_time = SERVER.lock().await;
+    let Some(b) = backends()
+        .await
+        .into_iter()
+        .find(|b| b.name == "PostgreSQL")
+    else {
+        return;
+    };
+    let (Some(mut stop), Some(mut start)) = (pg_ctl("stop"), pg_ctl("start")) else {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"skipped the PostgreSQL outage test: no pg_ctlcluster here\n",
+        );
+        return;
+    };
+    let p = prefix();
+    let pool = setup(&b, &p).await;
+    // Four operations that sleep 8 s each, on a worker whose lease is 2 s.
+    let args = ["work", "--concurrency", "4", "--lease", "2"];
+    let mut workers = Workers(vec![seqwork(&b, &p, &args, "8000").spawn().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        let running: Vec<String> = statuses(&pool, &p)
+            .await
+            .into_iter()
+            .filter(|(_, s)| s == "running")
+            .map(|(n, _)| n)
+            .collect();
+        if running.len() == 4 {
+            break running;
+        }
+        assert!(Instant::now() < deadline, "the worker never took its jobs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The database is gone for 5 s, longer than the lease, while the operations run.
+    assert!(
+        stop.status().expect("pg_ctlcluster").success(),
+        "stopping PostgreSQL failed"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        start.status().expect("pg_ctlcluster").success(),
+        "starting PostgreSQL failed"
+    );
+    let pool = common::pool(&b).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = statuses(&pool, &p).await;
+        if running
+            .iter()
+            .all(|n| now.get(n).is_some_and(|s| s != "running"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the running operations never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for w in &workers.0 {
+        terminate(w);
+    }
+    for w in workers.0.drain(..) {
+        let out = w.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "the worker died with the database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let statuses = statuses(&pool, &p).await;
+    let counts = log_counts(&pool, &p).await;
+    for name in &running {
+        assert_eq!(
+            (
+                statuses.get(name).map(String::as_str),
+                counts.get(name).copied()
+            ),
+            (Some("completed"), Some(1)),
+            "{name}: the worker's own live claim was expired by the outage"
+        );
+    }
     cleanup(&pool, &p).await;
 }

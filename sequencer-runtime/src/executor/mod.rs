@@ -19,7 +19,7 @@ use crate::events::Event;
 use crate::executor::layer::Layer;
 use crate::executor::policy::{LockRefusal, Policies};
 use crate::executor::task::{attempt_once, run_task, AttemptError};
-use crate::lease::{renew_every_third, sleep_or_cancel};
+use crate::lease::{renew_every_third, sleep_or_cancel, Held};
 use crate::ledger::error::LedgerError;
 use crate::ledger::runs::{Claim, Finish, Status};
 use crate::ledger::{new_claim_token, Ledger, Owner};
@@ -46,6 +46,8 @@ pub(crate) struct Env {
     pub jitter: f64,
     /// Keys sealing deferred payloads and the recorded context of `encrypted` operations.
     pub keys: Arc<Keyring>,
+    /// The operation claims this process is running, by token.
+    pub held: Arc<Held>,
 }
 
 /// `delay` less a random part of up to `fraction` of it; `unit` is a random number in [0, 1).
@@ -114,6 +116,7 @@ impl Env {
             token,
             cancel: self.cancel.child_token(),
         };
+        let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(meta.name, due.run(), &op);
         let outcome = self.run_claimed(def, due.run(), &op).instrument(span).await;
         heartbeat.cancel();
@@ -512,6 +515,7 @@ impl Env {
             token,
             cancel: self.cancel.child_token(),
         };
+        let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(name, run, &op);
         let ctx = Arc::new(self.ctx(def, 1, None, &op));
         let undone = run_task(ctx.clone(), move |ctx| rollback(ctx), None).await;

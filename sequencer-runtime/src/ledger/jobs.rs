@@ -196,6 +196,35 @@ impl Ledger {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Renews the leases of these jobs of `worker` (those it is running), in one statement.
+    pub async fn renew_jobs(
+        &self,
+        ids: &[i64],
+        worker: &str,
+        lease: Duration,
+    ) -> Result<u64, LedgerError> {
+        use JobStatus::Running;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let (jobs, now) = (self.table("jobs"), self.dialect.now());
+        let list = vec!["?"; ids.len()].join(", ");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {jobs} SET lease_until = {now} + ? WHERE worker = ? AND status = '{Running}' AND id IN ({list})"
+        ));
+        let mut query = sqlx::query(&sql)
+            .bind(lease.as_millis() as i64)
+            .bind(worker);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        Ok(query
+            .execute(&self.pool)
+            .await
+            .map_err(q("renew job leases"))?
+            .rows_affected())
+    }
+
     /// Ends a job: `done`, `failed`, or `queued` again (released at shutdown).
     pub async fn end_job(
         &self,

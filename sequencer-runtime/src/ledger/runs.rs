@@ -396,6 +396,31 @@ impl Ledger {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Renews the leases of the claims with these tokens (those this process is running), in one statement.
+    pub async fn renew_claims(
+        &self,
+        tokens: &[String],
+        lease: Duration,
+    ) -> Result<u64, LedgerError> {
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let (ops, now) = (self.table("operations"), self.dialect.now());
+        let list = vec!["?"; tokens.len()].join(", ");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET lease_until = {now} + ? WHERE status IN ('running', 'rolling_back') AND claim_token IN ({list})"
+        ));
+        let mut query = sqlx::query(&sql).bind(lease.as_millis() as i64);
+        for t in tokens {
+            query = query.bind(t.as_str());
+        }
+        Ok(query
+            .execute(&self.pool)
+            .await
+            .map_err(q("renew leases"))?
+            .rows_affected())
+    }
+
     /// Ends a running operation (`completed`, `failed` or `skipped`), on the pool or inside the operation's
     /// transaction, so that its writes and its row commit together.
     pub async fn finish<'e, E>(&self, executor: E, end: &Finish<'_>) -> Result<bool, LedgerError>

@@ -315,6 +315,7 @@ impl SequencerBuilder {
             layers: Arc::new(self.layers),
             jitter: self.jitter,
             keys: Arc::new(keys),
+            held: Arc::default(),
         };
         Ok(Sequencer {
             inner: Arc::new(Inner {
