@@ -12,6 +12,7 @@ use sequencer_core::OperationMeta;
 
 use crate::crypto::Keyring;
 use crate::events::Event;
+use crate::ledger::dialect::Dialect;
 use crate::ledger::Ledger;
 use crate::result::{Result, Skip};
 
@@ -183,26 +184,30 @@ impl Ctx {
             due
         };
         if due {
-            let ours = match self.tx_conn()? {
-                Some(mut guard) => match guard.as_mut() {
-                    Some(tx) => {
-                        rec.ledger
-                            .progress(&mut **tx, self.meta.name, rec.run, &rec.token, done, total)
-                            .await?
+            // On the pool, not in the operation's transaction: progress shows while the operation runs, and the row
+            // its heartbeat renews stays unlocked. (SQLite has one writer, the open transaction: there, through it.)
+            let through_tx = match self.tx_conn()? {
+                Some(mut guard) if rec.ledger.dialect() == Dialect::Sqlite => {
+                    match guard.as_mut() {
+                        Some(tx) => Some(
+                            rec.ledger
+                                .progress(
+                                    &mut **tx,
+                                    self.meta.name,
+                                    rec.run,
+                                    &rec.token,
+                                    done,
+                                    total,
+                                )
+                                .await?,
+                        ),
+                        None => None,
                     }
-                    None => {
-                        rec.ledger
-                            .progress(
-                                rec.ledger.pool(),
-                                self.meta.name,
-                                rec.run,
-                                &rec.token,
-                                done,
-                                total,
-                            )
-                            .await?
-                    }
-                },
+                }
+                _ => None,
+            };
+            let ours = match through_tx {
+                Some(ours) => ours,
                 None => {
                     rec.ledger
                         .progress(
@@ -246,7 +251,7 @@ impl Ctx {
             Some(mut guard) => match guard.as_mut() {
                 Some(tx) => {
                     rec.ledger
-                        .checkpoint(&mut **tx, self.meta.name, rec.run, &rec.token, &json)
+                        .checkpoint(&mut **tx, self.meta.name, rec.run, None, &json)
                         .await?
                 }
                 None => {
@@ -255,7 +260,7 @@ impl Ctx {
                             rec.ledger.pool(),
                             self.meta.name,
                             rec.run,
-                            &rec.token,
+                            Some(&rec.token),
                             &json,
                         )
                         .await?
@@ -267,7 +272,7 @@ impl Ctx {
                         rec.ledger.pool(),
                         self.meta.name,
                         rec.run,
-                        &rec.token,
+                        Some(&rec.token),
                         &json,
                     )
                     .await?

@@ -114,4 +114,19 @@ pub mod ops {
     pub async fn t16(ctx: &Ctx) -> Result<()> {
         read_then_write(ctx, "t16").await
     }
+
+    /// Reports progress and stores a checkpoint in its transaction, then sleeps `SEQTX_SLOW_MS` (0 by default)
+    /// inside it: its heartbeat must keep its claim alive meanwhile.
+    #[operation(timestamp = "2024_09_01_000100", transaction)]
+    pub async fn slow(ctx: &Ctx) -> Result<()> {
+        ctx.progress(1, 2).await?;
+        ctx.checkpoint(&1).await?;
+        let ms: u64 = std::env::var("SEQTX_SLOW_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        ctx.progress(2, 2).await?;
+        Ok(())
+    }
 }

@@ -595,3 +595,96 @@ async fn a_deferred_handler_that_kills_its_process_runs_at_most_max_attempts_tim
         common::cleanup(&seq, &p, &["log"]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_operation_keeps_its_claim_alive_and_blocks_no_one() {
+    const SLOW: &str = "2024_09_01_000100_slow";
+    for b in backends().await {
+        if b.name == "SQLite" {
+            // SQLite has one writer: a `transaction` operation holds the database's write lock while it runs.
+            continue;
+        }
+        let p = prefix();
+        let seq = common::build(
+            &b,
+            common::builder(&b, &p, sequencer_tests::tx_ops::ops::registry()),
+        )
+        .await;
+        sqlx::query(&format!(
+            "CREATE TABLE {p}tx_log (name VARCHAR(32) NOT NULL, seen BIGINT NOT NULL)"
+        ))
+        .execute(seq.ledger().pool())
+        .await
+        .unwrap();
+        let tx = |args: &[&str], env: &[(&str, &str)]| {
+            let mut c = common::command(env!("CARGO_BIN_EXE_seqtx"), &b.url, &p, args);
+            for (k, v) in env {
+                c.env(k, v);
+            }
+            c
+        };
+        let slow = tx(
+            &["process", "--from", "2024_09_01_000100"],
+            &[("SEQTX_SLOW_MS", "6000"), ("SEQTEST_LEASE_MS", "1500")],
+        )
+        .spawn()
+        .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let e = seq.status().await.unwrap();
+            let s = e.iter().find(|e| e.name == SLOW).expect("slow");
+            if s.status == Status::Running && s.progress_done == Some(1) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: slow never reported progress",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Past two leases, inside its transaction: its heartbeat still renews its claim.
+        tokio::time::sleep(Duration::from_millis(3200)).await;
+        let lease_left: i64 = sqlx::query_scalar(&format!(
+            "SELECT lease_until FROM {p}seq_operations WHERE name = '{SLOW}'"
+        ))
+        .fetch_one(seq.ledger().pool())
+        .await
+        .unwrap();
+        let now = seq.ledger().db_now().await.unwrap();
+        assert!(
+            lease_left > now,
+            "{}: the heartbeat could not renew the claim while the transaction ran ({} ms past its lease)",
+            b.name,
+            now - lease_left
+        );
+        // Another process meanwhile runs its own operations and leaves the live claim alone.
+        let out = tx(&["process", "--to", "2024_09_01_000016"], &[])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}: {out:?}", b.name);
+        let s = seq.status().await.unwrap();
+        assert_eq!(
+            s.iter().find(|e| e.name == SLOW).map(|e| e.status),
+            Some(Status::Running),
+            "{}",
+            b.name
+        );
+        let out = slow.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}: {out:?}", b.name);
+        let s = seq.status().await.unwrap();
+        let slow_entry = s.iter().find(|e| e.name == SLOW).expect("slow");
+        assert_eq!(slow_entry.status, Status::Completed, "{}", b.name);
+        assert_eq!(
+            seq.ledger()
+                .last_checkpoint(SLOW, 0)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("1"),
+            "{}: the checkpoint committed with the operation",
+            b.name
+        );
+        common::cleanup(&seq, &p, &["tx_log"]).await;
+    }
+}

@@ -20,6 +20,7 @@ pub const TABLES: &[&str] = &[
     "throttles",
     "deferred",
     "jobs",
+    "checkpoints",
 ];
 
 /// The ledger pool's size unless set with `SequencerBuilder::max_connections`.

@@ -2,7 +2,7 @@
 //! progress, its checkpoint, and whether `cancel NAME` asked it to stop.
 
 use super::connection::Ledger;
-use super::dialect::text;
+use super::dialect::{text, Dialect};
 use super::error::{q, LedgerError};
 
 impl Ledger {
@@ -36,32 +36,64 @@ impl Ledger {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Stores an operation's checkpoint (JSON), on the pool or inside the operation's transaction. `false` if the
-    /// claim `token` no longer holds the row.
+    /// Stores an operation's checkpoint (JSON) in the checkpoints table. On the pool (`in_transaction` false) it is
+    /// written only while the claim `token` holds the run, and `false` says the claim was lost. Inside a
+    /// `transaction` operation's transaction it commits, or rolls back, with the operation's work and its end,
+    /// which the token guards; there it reads nothing of the operations row, so that the row its heartbeat
+    /// renews is never locked by the transaction.
     pub async fn checkpoint<'e, E>(
         &self,
         executor: E,
         name: &str,
         run: i64,
-        token: &str,
+        token: Option<&str>,
         json: &str,
     ) -> Result<bool, LedgerError>
     where
         E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
-        let ops = self.table("operations");
+        let (ops, checkpoints) = (self.table("operations"), self.table("checkpoints"));
+        let guard = match token {
+            Some(_) => format!(
+                " WHERE EXISTS (SELECT 1 FROM {ops} WHERE name = ? AND run = ? AND claim_token = ?)"
+            ),
+            // SQLite needs a WHERE before `ON CONFLICT` in an `INSERT ... SELECT`.
+            None => " WHERE 1 = 1".to_owned(),
+        };
+        let from_dual = if self.dialect == Dialect::MySql {
+            " FROM DUAL"
+        } else {
+            ""
+        };
+        let upsert = match self.dialect {
+            Dialect::MySql => "ON DUPLICATE KEY UPDATE checkpoint = VALUES(checkpoint)",
+            Dialect::Sqlite | Dialect::Postgres => {
+                "ON CONFLICT (name, run) DO UPDATE SET checkpoint = excluded.checkpoint"
+            }
+        };
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET checkpoint = ? WHERE name = ? AND run = ? AND claim_token = ?"
+            "INSERT INTO {checkpoints} (name, run, checkpoint) SELECT ?, ?, ?{from_dual}{guard} {upsert}"
         ));
-        let done = sqlx::query(&sql)
-            .bind(json)
-            .bind(name)
-            .bind(run)
-            .bind(token)
+        let mut query = sqlx::query(&sql).bind(name).bind(run).bind(json);
+        if let Some(token) = token {
+            query = query.bind(name).bind(run).bind(token);
+        }
+        let done = query
             .execute(executor)
             .await
             .map_err(q("store a checkpoint"))?;
-        Ok(done.rows_affected() == 1)
+        match token {
+            None => Ok(true),
+            Some(_) if done.rows_affected() > 0 => Ok(true),
+            // MySQL counts an upsert that changed nothing as no row.
+            Some(_) if self.dialect == Dialect::MySql => self.checkpoint_is(name, run, json).await,
+            Some(_) => Ok(false),
+        }
+    }
+
+    /// Whether the stored checkpoint is `json` (MySQL reports an upsert that changed nothing as no row).
+    async fn checkpoint_is(&self, name: &str, run: i64, json: &str) -> Result<bool, LedgerError> {
+        Ok(self.last_checkpoint(name, run).await?.as_deref() == Some(json))
     }
 
     /// The operation's last checkpoint (JSON), if any.
@@ -70,9 +102,9 @@ impl Ledger {
         name: &str,
         run: i64,
     ) -> Result<Option<String>, LedgerError> {
-        let ops = self.table("operations");
+        let checkpoints = self.table("checkpoints");
         let sql = self.dialect.sql(format!(
-            "SELECT checkpoint FROM {ops} WHERE name = ? AND run = ?"
+            "SELECT checkpoint FROM {checkpoints} WHERE name = ? AND run = ?"
         ));
         let row = sqlx::query(&sql)
             .bind(name)
@@ -84,6 +116,21 @@ impl Ledger {
             Some(r) => text(&r, 0).map_err(q("read a checkpoint")),
             None => Ok(None),
         }
+    }
+
+    /// Forgets the checkpoint of a run: a run after its rollback starts afresh.
+    pub(super) async fn clear_checkpoint(&self, name: &str, run: i64) -> Result<(), LedgerError> {
+        let checkpoints = self.table("checkpoints");
+        let sql = self.dialect.sql(format!(
+            "DELETE FROM {checkpoints} WHERE name = ? AND run = ?"
+        ));
+        sqlx::query(&sql)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("clear a checkpoint"))?;
+        Ok(())
     }
 
     /// Asks the running operation to stop at its next checkpoint. `false` if it is not running.

@@ -278,8 +278,7 @@ impl Ledger {
         // The claim: one atomic statement; whoever changes the row owns the operation.
         let (ops, now) = (self.table("operations"), self.dialect.now());
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET checkpoint = CASE WHEN status = 'rolled_back' THEN NULL ELSE checkpoint END, \
-             progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
+            "UPDATE {ops} SET progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
              status = 'running', batch = ?, attempts = 1, started_at = {now}, finished_at = NULL, \
              duration_ms = NULL, lease_until = {now} + ?, claim_token = ?, host_ns = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
              last_error = NULL WHERE name = ? AND run = ? AND status IN ('pending', 'failed', 'rolled_back', ?, ?)"
@@ -626,7 +625,12 @@ impl Ledger {
             .execute(&self.pool)
             .await
             .map_err(q("record the end of a rollback"))?;
-        Ok(done.rows_affected() == 1)
+        let ended = done.rows_affected() == 1;
+        // The next run after a rollback starts afresh, without the undone run's checkpoint.
+        if ended && to == Status::RolledBack {
+            self.clear_checkpoint(name, run).await?;
+        }
+        Ok(ended)
     }
 
     /// Records a pending operation as `scheduled`, due at `due_at` (Unix milliseconds).
@@ -668,6 +672,10 @@ impl Ledger {
         let delete_errors = self
             .dialect
             .sql(format!("DELETE FROM {errors} WHERE name = ?"));
+        let delete_checkpoints = self.dialect.sql(format!(
+            "DELETE FROM {checkpoints} WHERE name = ?",
+            checkpoints = self.table("checkpoints")
+        ));
         let delete_jobs = self.dialect.sql(format!(
             "DELETE FROM {jobs} WHERE name = ? AND status <> '{job_running}'"
         ));
@@ -687,7 +695,7 @@ impl Ledger {
             .await
             .map_err(q("forget an operation"))?
             .rows_affected();
-        for sql in [&delete_errors, &delete_jobs] {
+        for sql in [&delete_errors, &delete_checkpoints, &delete_jobs] {
             sqlx::query(sql)
                 .bind(name)
                 .execute(&mut *tx)

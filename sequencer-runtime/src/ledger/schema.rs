@@ -151,6 +151,18 @@ const MIGRATIONS: &[Migration] = &[
             All("ALTER TABLE {operations} ADD COLUMN claim_token VARCHAR(32) NULL"),
             All("ALTER TABLE {operations} ADD COLUMN host_ns VARCHAR(64) NULL"),
             All("ALTER TABLE {deferred} ADD COLUMN claim_token VARCHAR(32) NULL"),
+            // A `transaction` operation's checkpoint commits with its work, in a table of its own: the row its
+            // heartbeat renews is never locked by the operation's transaction.
+            All("CREATE TABLE IF NOT EXISTS {checkpoints} (
+                name VARCHAR(191) NOT NULL,
+                run BIGINT NOT NULL,
+                checkpoint TEXT NULL,
+                PRIMARY KEY (name, run)
+            ){options}"),
+            All("INSERT INTO {checkpoints} (name, run, checkpoint) \
+                 SELECT name, run, checkpoint FROM {operations} WHERE checkpoint IS NOT NULL"),
+            // What recovery scans: claims by status and lease.
+            All("CREATE INDEX {operations}_claims ON {operations} (status, lease_until)"),
         ],
     },
 ];
