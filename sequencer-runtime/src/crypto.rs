@@ -3,13 +3,17 @@
 //! `SEQUENCER_OLD_KEYS` (comma-separated) keeps data sealed with earlier keys readable after a rotation. A value
 //! names the key that sealed it, so a missing or wrong key is a clear error, never garbage.
 
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
 /// The prefix of a sealed value: `enc:v1:<key id>:<base64 of nonce and ciphertext>`.
 const PREFIX: &str = "enc:v1:";
+
+/// The prefix of a value sealed for its place (`enc:v2:…`): the ciphertext is bound to associated data naming
+/// the table, the row and the column, so a sealed value copied to another row or column does not open.
+const PREFIX_BOUND: &str = "enc:v2:";
 
 /// Why a value could not be sealed or opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,9 +29,13 @@ pub enum CryptoError {
     /// Sealed with a key that is not configured.
     #[error("sealed with key {0}, which is not configured: set it as SEQUENCER_KEY, or add it to SEQUENCER_OLD_KEYS after a rotation")]
     UnknownKey(String),
-    /// The value is damaged, or the key with its id is not the one that sealed it.
-    #[error("cannot open a sealed value: it is damaged or was sealed with another key")]
+    /// The value is damaged, or the key with its id is not the one that sealed it, or it was sealed for another
+    /// row or column.
+    #[error("cannot open a sealed value: it is damaged, was sealed with another key, or belongs to another row")]
     Damaged,
+    /// Plain text where a sealed value is expected, with a key configured.
+    #[error("a value that should be sealed is plain text: if it was stored before the key was set, run `reseal` once to seal such values")]
+    NotSealed,
 }
 
 /// The current key and the old ones. [`SequencerBuilder::encryption_keys`](crate::SequencerBuilder::encryption_keys)
@@ -157,11 +165,107 @@ impl Keyring {
         self.open(stored)
             .unwrap_or_else(|e| format!("[encrypted: {e}]"))
     }
+
+    /// Seals a value for its place: `place` (e.g. `deferred|42|payload`) is authenticated with it, so the sealed
+    /// value opens only there.
+    pub fn seal_for(&self, plain: &str, place: &str) -> Result<String, CryptoError> {
+        let (id, cipher) = self.keys.first().ok_or(CryptoError::NoKey)?;
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let sealed = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain.as_bytes(),
+                    aad: place.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::Damaged)?;
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        Ok(format!("{PREFIX_BOUND}{id}:{}", B64.encode(bytes)))
+    }
+
+    /// Opens a value stored at `place`: one sealed for that place, or one sealed before values were bound to
+    /// their place (`enc:v1:`). Plain text is returned as it is, unless `expect_sealed` and a key is configured:
+    /// then it is [`CryptoError::NotSealed`], never accepted silently.
+    pub fn open_at(
+        &self,
+        stored: &str,
+        place: &str,
+        expect_sealed: bool,
+    ) -> Result<String, CryptoError> {
+        let Some(rest) = stored.strip_prefix(PREFIX_BOUND) else {
+            if expect_sealed && self.can_seal() && !is_sealed(stored) {
+                return Err(CryptoError::NotSealed);
+            }
+            return self.open(stored);
+        };
+        let (id, body) = rest.split_once(':').ok_or(CryptoError::Damaged)?;
+        let (_, cipher) = self
+            .keys
+            .iter()
+            .find(|(k, _)| k == id)
+            .ok_or_else(|| CryptoError::UnknownKey(id.to_owned()))?;
+        let bytes = B64.decode(body).map_err(|_| CryptoError::Damaged)?;
+        if bytes.len() < 12 {
+            return Err(CryptoError::Damaged);
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        let plain = cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: place.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::Damaged)?;
+        String::from_utf8(plain).map_err(|_| CryptoError::Damaged)
+    }
+
+    /// [`Keyring::open_at`] for display: the text, or a note saying why it cannot be shown.
+    pub fn show_at(&self, stored: &str, place: &str) -> String {
+        self.open_at(stored, place, false)
+            .unwrap_or_else(|e| format!("[encrypted: {e}]"))
+    }
+
+    /// Whether a stored value is plain or sealed before values were bound to their place: `reseal` rewrites it.
+    pub fn needs_resealing(stored: &str) -> bool {
+        !stored.starts_with(PREFIX_BOUND)
+    }
+}
+
+/// Where a sealed value is stored: the associated data it is sealed with.
+pub mod place {
+    /// An operation run's `last_error`.
+    pub fn last_error(name: &str, run: i64) -> String {
+        format!("operations|{name}|{run}|last_error")
+    }
+
+    /// A recorded error's `message` or `chain`.
+    pub fn error(name: &str, run: i64, attempt: i64, column: &str) -> String {
+        format!("errors|{name}|{run}|{attempt}|{column}")
+    }
+
+    /// A run's checkpoint.
+    pub fn checkpoint(name: &str, run: i64) -> String {
+        format!("checkpoints|{name}|{run}")
+    }
+
+    /// A deferred row's `payload` or `last_error`.
+    pub fn deferred(id: i64, column: &str) -> String {
+        format!("deferred|{id}|{column}")
+    }
+
+    /// A job's `last_error`.
+    pub fn job(name: &str, run: i64) -> String {
+        format!("jobs|{name}|{run}|last_error")
+    }
 }
 
 /// Whether a stored value is sealed.
 pub fn is_sealed(stored: &str) -> bool {
-    stored.starts_with(PREFIX)
+    stored.starts_with(PREFIX) || stored.starts_with(PREFIX_BOUND)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use sequencer_core::OperationMeta;
 
-use crate::crypto::Keyring;
+use crate::crypto::{place, Keyring};
 use crate::events::Event;
 use crate::ledger::dialect::Dialect;
 use crate::ledger::Ledger;
@@ -242,7 +242,8 @@ impl Ctx {
         };
         let json = serde_json::to_string(cursor)?;
         let json = if self.meta.encrypted {
-            rec.keys.seal(&json)?
+            rec.keys
+                .seal_for(&json, &place::checkpoint(self.meta.name, rec.run))?
         } else {
             json
         };
@@ -315,14 +316,19 @@ impl Ctx {
             return Ok(None);
         };
         match rec.ledger.last_checkpoint(self.meta.name, rec.run).await? {
-            Some(json) => Ok(Some(serde_json::from_str(&rec.keys.open(&json)?).map_err(
-                |e| {
+            Some(json) => Ok(Some(
+                serde_json::from_str(&rec.keys.open_at(
+                    &json,
+                    &place::checkpoint(self.meta.name, rec.run),
+                    self.meta.encrypted,
+                )?)
+                .map_err(|e| {
                     anyhow::anyhow!(
                         "the stored checkpoint of `{}` does not fit the type asked for: {e}",
                         self.meta.name
                     )
-                },
-            )?)),
+                })?,
+            )),
             None => Ok(None),
         }
     }

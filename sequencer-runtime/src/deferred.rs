@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::crypto::place;
 use crate::error::SequencerError;
 use crate::executor::task::run_boxed;
 use crate::handlers::MalformedPayload;
@@ -48,19 +49,25 @@ impl Sequencer {
         let json = serde_json::to_string(payload).map_err(|e| {
             SequencerError::Usage(format!("cannot serialize the payload of `{handler}`: {e}"))
         })?;
-        // Payloads are sealed at rest whenever a key is configured.
-        let keys = &self.env().keys;
-        let json = if keys.can_seal() {
-            keys.seal(&json)
-                .map_err(|e| SequencerError::Usage(e.to_string()))?
-        } else {
-            json
-        };
+        // Payloads are sealed at rest whenever a key is configured, each bound to its row.
+        let keys = self.env().keys.clone();
         let due = due_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         self.ledger()
-            .defer(handler, &json, due, max_attempts)
+            .defer(
+                handler,
+                |id| {
+                    if keys.can_seal() {
+                        keys.seal_for(&json, &place::deferred(id, "payload"))
+                            .unwrap_or_else(|e| format!("[not stored: {e}]"))
+                    } else {
+                        json.clone()
+                    }
+                },
+                due,
+                max_attempts,
+            )
             .await?;
         Ok(())
     }
@@ -85,24 +92,48 @@ impl Sequencer {
             let Some(row) = ledger.deferred_row(id).await? else {
                 continue;
             };
+            // Errors may quote the payload: sealed like it, for this row, whenever a key is configured.
+            let sealed = |text: &str| {
+                let keys = &self.env().keys;
+                if keys.can_seal() {
+                    keys.seal_for(text, &place::deferred(id, "last_error"))
+                        .unwrap_or_else(|e| format!("[not recorded: {e}]"))
+                } else {
+                    text.to_owned()
+                }
+            };
             let Some((_, (handler, meta))) = handlers.resolve(&row.handler) else {
                 let error = format!(
                     "unknown deferred handler `{}`: register it with `.deferred(\"{}\", ..)`, or map the old name with `.deferred_alias(\"{}\", \"new_name\")`",
                     row.handler, row.handler, row.handler
                 );
                 ledger
-                    .end_deferred(id, &token, DeferredStatus::Failed, row.due_at, Some(&error))
+                    .end_deferred(
+                        id,
+                        &token,
+                        DeferredStatus::Failed,
+                        row.due_at,
+                        Some(&sealed(&error)),
+                    )
                     .await?;
                 report.failed.push((id, error));
                 continue;
             };
-            let payload = match self.env().keys.open(&row.payload) {
+            // With a key configured a payload must be sealed, for this row: plain text is an error, never run.
+            let keys = &self.env().keys;
+            let payload = match keys.open_at(&row.payload, &place::deferred(id, "payload"), true) {
                 Ok(p) => p,
                 Err(e) => {
                     // A missing or wrong key: a clear error, the row kept for a human, never garbage.
                     let error = format!("cannot open the payload of `{}`: {e}", row.handler);
                     ledger
-                        .end_deferred(id, &token, DeferredStatus::Failed, row.due_at, Some(&error))
+                        .end_deferred(
+                            id,
+                            &token,
+                            DeferredStatus::Failed,
+                            row.due_at,
+                            Some(&sealed(&error)),
+                        )
                         .await?;
                     report.failed.push((id, error));
                     continue;
@@ -151,7 +182,13 @@ impl Sequencer {
                             .saturating_mul(row.attempts.max(1) as u32);
                         let due = ledger.db_now().await? + delay.as_millis() as i64;
                         let done = ledger
-                            .end_deferred(id, &token, DeferredStatus::Pending, due, Some(&message))
+                            .end_deferred(
+                                id,
+                                &token,
+                                DeferredStatus::Pending,
+                                due,
+                                Some(&sealed(&message)),
+                            )
                             .await?;
                         (done, Some((true, message)))
                     } else {
@@ -161,7 +198,7 @@ impl Sequencer {
                                 &token,
                                 DeferredStatus::Failed,
                                 row.due_at,
-                                Some(&message),
+                                Some(&sealed(&message)),
                             )
                             .await?;
                         (done, Some((false, message)))

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::crypto::place;
 use crate::error::SequencerError;
 use crate::executor::Env;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held};
@@ -279,6 +280,19 @@ impl Sequencer {
             }
             Outcome::Failed { error, .. } => {
                 report.failed += 1;
+                // An `encrypted` operation's error is sealed in every copy the ledger keeps, this one too.
+                let encrypted = self
+                    .registry()
+                    .get(&job.name)
+                    .is_some_and(|d| d.meta.encrypted);
+                let error = if encrypted {
+                    self.env()
+                        .keys
+                        .seal_for(&error, &place::job(&job.name, job.run))
+                        .unwrap_or_else(|e| format!("[not recorded: {e}]"))
+                } else {
+                    error
+                };
                 ledger
                     .end_job(job.id, worker, JobStatus::Failed, Some(&error))
                     .await?;

@@ -72,15 +72,18 @@ async fn deferred_operations_retry_then_fail_and_keep_bad_rows() {
         seq.ledger()
             .defer(
                 "welcome_mail",
-                &serde_json::to_string(&w("dee", 0)).unwrap(),
+                |_| serde_json::to_string(&w("dee", 0)).unwrap(),
                 0,
                 1,
             )
             .await
             .unwrap();
-        seq.ledger().defer("ghost", "{}", 0, 1).await.unwrap();
         seq.ledger()
-            .defer("send_welcome", "{\"user\": 7}", 0, 5)
+            .defer("ghost", |_| "{}".to_owned(), 0, 1)
+            .await
+            .unwrap();
+        seq.ledger()
+            .defer("send_welcome", |_| "{\"user\": 7}".to_owned(), 0, 5)
             .await
             .unwrap();
         let unknown = seq.defer("send_welcom", &w("x", 0), now, 1).await;

@@ -64,7 +64,7 @@ async fn secrets_are_sealed_at_rest_and_keys_rotate() {
             "{}: a secret is stored in the clear: {dump}",
             b.name
         );
-        assert!(dump.contains("enc:v1:"), "{}: {dump}", b.name);
+        assert!(dump.contains("enc:v2:"), "{}: {dump}", b.name);
         let errors = seq.errors(Some("e_secret")).await.unwrap();
         assert!(
             errors[0]
@@ -89,7 +89,7 @@ async fn secrets_are_sealed_at_rest_and_keys_rotate() {
             .unwrap()
             .unwrap_or_default();
         assert!(
-            checkpoint.starts_with("enc:v1:"),
+            checkpoint.starts_with("enc:v2:"),
             "{}: the checkpoint is sealed too: {checkpoint}",
             b.name
         );
@@ -103,7 +103,7 @@ async fn secrets_are_sealed_at_rest_and_keys_rotate() {
             .unwrap();
         let stored = seq.ledger().deferred().await.unwrap();
         assert!(
-            stored.iter().all(|d| d.payload.starts_with("enc:v1:")),
+            stored.iter().all(|d| d.payload.starts_with("enc:v2:")),
             "{}",
             b.name
         );
@@ -144,6 +144,144 @@ async fn secrets_are_sealed_at_rest_and_keys_rotate() {
             "{}: the unreadable row is kept",
             b.name
         );
+        common::drop_tables(pool, &p, &[]).await;
+    }
+}
+
+/// Every text value of every ledger table of prefix `p`, as stored.
+async fn dump_ledger(pool: &sequencer::sqlx::AnyPool, p: &str) -> String {
+    use sequencer::sqlx::{Column, Row};
+    let mut out = String::new();
+    for t in sequencer::ledger::TABLES {
+        let rows = sequencer::sqlx::query(&format!("SELECT * FROM {p}seq_{t}"))
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
+        for r in &rows {
+            for c in r.columns() {
+                // MariaDB hands TEXT columns over as bytes.
+                let text = match r.try_get::<Option<String>, _>(c.ordinal()) {
+                    Ok(v) => v,
+                    Err(_) => r
+                        .try_get::<Option<Vec<u8>>, _>(c.ordinal())
+                        .ok()
+                        .flatten()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                };
+                if let Some(v) = text {
+                    out.push_str(&format!("{t}.{}={v}\n", c.name()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_is_stored_in_the_clear_and_sealed_values_stay_with_their_row() {
+    for b in backends().await {
+        let p = prefix();
+        let keys = || Keyring::new(Some(&key(7)), []).unwrap();
+        let seq = sequencer(&b, &p, keys()).await.unwrap();
+        // The encrypted operation fails on a worker: its error reaches the operations row, the errors table and
+        // the job; its checkpoint the checkpoints table.
+        let queued = seq
+            .process(&sequencer::ProcessOptions {
+                queue_all: true,
+                ..sequencer::ProcessOptions::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(queued.queued.len(), 1, "{}", b.name);
+        let work = sequencer::WorkOptions {
+            until_idle: true,
+            ..sequencer::WorkOptions::default()
+        };
+        let done = seq
+            .work(&work, sequencer::CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(done.failed, 1, "{}: {done:?}", b.name);
+        // A deferred handler fails with the payload in its error.
+        seq.defer("greet", &"sk_live_123".to_owned(), SystemTime::now(), 1)
+            .await
+            .unwrap();
+        let report = seq.process_deferred(None).await.unwrap();
+        assert_eq!(report.failed.len(), 1, "{}: {report:?}", b.name);
+
+        let dump = dump_ledger(seq.ledger().pool(), &p).await;
+        assert!(
+            dump.contains("jobs.last_error=enc:v2:")
+                && dump.contains("deferred.last_error=enc:v2:"),
+            "{}: {dump}",
+            b.name
+        );
+        assert!(
+            !dump.contains("sk_live_123"),
+            "{}: a secret is stored in the clear:\n{dump}",
+            b.name
+        );
+        let errors = seq.errors(Some("e_secret")).await.unwrap();
+        assert!(errors[0].message.contains("sk_live_123"), "{}", b.name);
+
+        // Two sealed payloads swapped between rows open nowhere: each is bound to its row.
+        seq.defer("greet", &"ada".to_owned(), SystemTime::now(), 1)
+            .await
+            .unwrap();
+        seq.defer("greet", &"bob".to_owned(), SystemTime::now(), 1)
+            .await
+            .unwrap();
+        let pool = seq.ledger().pool();
+        let rows = seq.ledger().deferred().await.unwrap();
+        let (a, bob) = (&rows[rows.len() - 2], &rows[rows.len() - 1]);
+        for (id, payload) in [(a.id, &bob.payload), (bob.id, &a.payload)] {
+            sequencer::sqlx::query(&format!(
+                "UPDATE {p}seq_deferred SET payload = '{payload}' WHERE id = {id}"
+            ))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        let report = seq.process_deferred(None).await.unwrap();
+        assert_eq!(report.failed.len(), 2, "{}: {report:?}", b.name);
+        assert!(
+            report
+                .failed
+                .iter()
+                .all(|(_, e)| e.contains("belongs to another row")),
+            "{}: {report:?}",
+            b.name
+        );
+
+        // A payload stored in plain text with a key set is refused, not run; `reseal` seals it for its row.
+        seq.ledger()
+            .defer("greet", |_| "\"ada\"".to_owned(), 0, 1)
+            .await
+            .unwrap();
+        let report = seq.process_deferred(None).await.unwrap();
+        assert!(
+            report
+                .failed
+                .iter()
+                .any(|(_, e)| e.contains("run `reseal` once")),
+            "{}: {report:?}",
+            b.name
+        );
+        let pending_plain = seq
+            .ledger()
+            .defer("greet", |_| "\"ada\"".to_owned(), 0, 1)
+            .await
+            .unwrap();
+        assert!(seq.reseal().await.unwrap() >= 1, "{}", b.name);
+        let resealed = seq
+            .ledger()
+            .deferred_row(pending_plain)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(resealed.payload.starts_with("enc:v2:"), "{}", b.name);
+        let report = seq.process_deferred(None).await.unwrap();
+        assert_eq!(report.completed, 1, "{}: {report:?}", b.name);
         common::drop_tables(pool, &p, &[]).await;
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::crypto::Keyring;
+use crate::crypto::{place, Keyring};
 use crate::ctx::{Cancelled, Ctx, Recorder, StateMap};
 use crate::events::Event;
 use crate::executor::layer::Layer;
@@ -129,10 +129,10 @@ impl Env {
     }
 
     /// Text as the ledger stores it: sealed for an `encrypted` operation.
-    fn stored_text(&self, def: &OperationDef, text: &str) -> String {
+    fn stored_text(&self, def: &OperationDef, run: i64, text: &str) -> String {
         match self.seal_for(def) {
             Some(keys) => keys
-                .seal(text)
+                .seal_for(text, &place::last_error(def.meta.name, run))
                 .unwrap_or_else(|e| format!("[not recorded: {e}]")),
             None => text.to_owned(),
         }
@@ -342,7 +342,7 @@ impl Env {
         error: &Error,
     ) -> Result<String, LedgerError> {
         let message = format!("{error:#}");
-        let stored = self.stored_text(def, &message);
+        let stored = self.stored_text(def, run, &message);
         let end = Finish {
             token,
             name: def.meta.name,

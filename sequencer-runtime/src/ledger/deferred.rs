@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::connection::Ledger;
-use super::dialect::{parsed, stored_by_name, text};
+use super::dialect::{parsed, stored_by_name, text, Dialect};
 use super::error::{q, LedgerError};
 
 /// The state of a deferred operation.
@@ -75,28 +75,79 @@ fn deferred_rows(rows: &[AnyRow]) -> Result<Vec<DeferredRow>, LedgerError> {
 }
 
 impl Ledger {
-    /// Stores a deferred operation. Returns nothing: its id is internal.
+    /// Stores a deferred operation and returns its id; `payload` makes the stored payload from the id (to seal it
+    /// for its row).
     pub async fn defer(
         &self,
         handler: &str,
-        payload: &str,
+        payload: impl FnOnce(i64) -> String,
         due_at: i64,
         max_attempts: u32,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<i64, LedgerError> {
         use DeferredStatus::Pending;
         let deferred = self.table("deferred");
-        let sql = self.dialect.sql(format!(
-            "INSERT INTO {deferred} (handler, payload, due_at, attempts, max_attempts, status, created_at) VALUES (?, ?, ?, 0, ?, '{Pending}', {now})",
+        let insert = format!(
+            "INSERT INTO {deferred} (handler, payload, due_at, attempts, max_attempts, status, created_at) VALUES (?, '', ?, 0, ?, '{Pending}', {now})",
             now = self.dialect.now()
-        ));
-        sqlx::query(&sql)
+        );
+        let mysql = self.dialect == Dialect::MySql;
+        let sql = self.dialect.sql(if mysql {
+            insert
+        } else {
+            format!("{insert} RETURNING id")
+        });
+        // The payload is written once the row has its id, in the same transaction: a sealed payload is bound to
+        // its row.
+        let mut tx = self.pool.begin().await.map_err(q("defer an operation"))?;
+        let query = sqlx::query(&sql)
             .bind(handler)
-            .bind(payload)
             .bind(due_at)
-            .bind(i64::from(max_attempts.max(1)))
-            .execute(&self.pool)
+            .bind(i64::from(max_attempts.max(1)));
+        let id: i64 = if mysql {
+            let done = query
+                .execute(&mut *tx)
+                .await
+                .map_err(q("defer an operation"))?;
+            done.last_insert_id()
+                .ok_or_else(|| q("defer an operation")(sqlx::Error::RowNotFound))?
+        } else {
+            let row = query
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(q("defer an operation"))?;
+            row.try_get(0).map_err(q("defer an operation"))?
+        };
+        let set = self
+            .dialect
+            .sql(format!("UPDATE {deferred} SET payload = ? WHERE id = ?"));
+        sqlx::query(&set)
+            .bind(payload(id))
+            .bind(id)
+            .execute(&mut *tx)
             .await
             .map_err(q("defer an operation"))?;
+        tx.commit().await.map_err(q("defer an operation"))?;
+        Ok(id)
+    }
+
+    /// Rewrites a deferred row's stored `payload` and `last_error` (for `reseal`).
+    pub async fn rewrite_deferred(
+        &self,
+        id: i64,
+        payload: &str,
+        last_error: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        let deferred = self.table("deferred");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {deferred} SET payload = ?, last_error = ? WHERE id = ?"
+        ));
+        sqlx::query(&sql)
+            .bind(payload)
+            .bind(last_error)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("reseal a deferred operation"))?;
         Ok(())
     }
 

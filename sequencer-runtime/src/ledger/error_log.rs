@@ -6,6 +6,7 @@ use sqlx::Row;
 use super::connection::Ledger;
 use super::dialect::text;
 use super::error::{q, LedgerError};
+use crate::crypto::place;
 
 /// One recorded error of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,9 +42,9 @@ impl Ledger {
         ));
         let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
         // The recorded context of an `encrypted` operation is sealed; it is never stored in the clear.
-        let stored = |text: String| match seal {
+        let stored = |text: String, column: &str| match seal {
             Some(keys) => keys
-                .seal(&text)
+                .seal_for(&text, &place::error(name, run, attempt.into(), column))
                 .unwrap_or_else(|e| format!("[not recorded: {e}]")),
             None => text,
         };
@@ -51,8 +52,8 @@ impl Ledger {
             .bind(name)
             .bind(run)
             .bind(attempt as i64)
-            .bind(stored(error.to_string()))
-            .bind(stored(chain.join("\n")))
+            .bind(stored(error.to_string(), "message"))
+            .bind(stored(chain.join("\n"), "chain"))
             .execute(&self.pool)
             .await
             .map_err(q("record an error"))?;

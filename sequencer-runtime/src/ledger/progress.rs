@@ -4,6 +4,7 @@
 use super::connection::Ledger;
 use super::dialect::{text, Dialect};
 use super::error::{q, LedgerError};
+use sqlx::Row;
 
 impl Ledger {
     /// Records an operation's progress (on the pool, or inside the operation's transaction). `false` if the claim
@@ -116,6 +117,44 @@ impl Ledger {
             Some(r) => text(&r, 0).map_err(q("read a checkpoint")),
             None => Ok(None),
         }
+    }
+
+    /// Every stored checkpoint of an operation: `(run, checkpoint)`.
+    pub async fn checkpoints_of(&self, name: &str) -> Result<Vec<(i64, String)>, LedgerError> {
+        let checkpoints = self.table("checkpoints");
+        let sql = self.dialect.sql(format!(
+            "SELECT run, checkpoint FROM {checkpoints} WHERE name = ? AND checkpoint IS NOT NULL ORDER BY run"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read checkpoints"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, text(r, 1)?.unwrap_or_default())))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q("read checkpoints"))
+    }
+
+    /// Rewrites a stored checkpoint as it is (for `reseal`).
+    pub async fn rewrite_checkpoint(
+        &self,
+        name: &str,
+        run: i64,
+        stored: &str,
+    ) -> Result<(), LedgerError> {
+        let checkpoints = self.table("checkpoints");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {checkpoints} SET checkpoint = ? WHERE name = ? AND run = ?"
+        ));
+        sqlx::query(&sql)
+            .bind(stored)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("reseal a checkpoint"))?;
+        Ok(())
     }
 
     /// Forgets the checkpoint of a run: a run after its rollback starts afresh.

@@ -395,6 +395,27 @@ impl Ledger {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Rewrites a run's stored `last_error` as it is (for `reseal`).
+    pub async fn rewrite_last_error(
+        &self,
+        name: &str,
+        run: i64,
+        stored: &str,
+    ) -> Result<(), LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET last_error = ? WHERE name = ? AND run = ?"
+        ));
+        sqlx::query(&sql)
+            .bind(stored)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("reseal an error"))?;
+        Ok(())
+    }
+
     /// Renews the leases of the claims with these tokens (those this process is running), in one statement.
     pub async fn renew_claims(
         &self,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use sequencer_core::Dependency;
 
+use crate::crypto::{place, Keyring};
 use crate::error::SequencerError;
 use crate::ledger::error_log::ErrorRecord;
 use crate::ledger::runs::{LedgerRow, Status};
@@ -310,10 +311,84 @@ impl Sequencer {
         let keys = &self.inner.env.keys;
         let mut errors = self.ledger().errors(name).await?;
         for e in &mut errors {
-            e.message = keys.show(&e.message);
-            e.chain = keys.show(&e.chain);
+            e.message = keys.show_at(
+                &e.message,
+                &place::error(&e.name, e.run, e.attempt, "message"),
+            );
+            e.chain = keys.show_at(&e.chain, &place::error(&e.name, e.run, e.attempt, "chain"));
         }
         Ok(errors)
+    }
+
+    /// Seals, each for its row, the values that must be sealed but were stored in plain text (before a key was
+    /// set) or sealed before values were bound to their row: deferred payloads and errors, and the checkpoints and
+    /// last errors of `encrypted` operations. Returns how many values it rewrote. Needs a key (`SEQUENCER_KEY`).
+    pub async fn reseal(&self) -> Result<u64, SequencerError> {
+        let keys = &self.inner.env.keys;
+        if !keys.can_seal() {
+            return Err(SequencerError::Usage(
+                "`reseal` needs a key: set SEQUENCER_KEY (32 bytes, base64)".into(),
+            ));
+        }
+        let ledger = self.ledger();
+        let reseal = |stored: &str, place: &str| -> Result<Option<String>, SequencerError> {
+            if !Keyring::needs_resealing(stored) {
+                return Ok(None);
+            }
+            let plain = keys
+                .open(stored)
+                .map_err(|e| SequencerError::Usage(format!("cannot reseal {place}: {e}")))?;
+            keys.seal_for(&plain, place)
+                .map(Some)
+                .map_err(|e| SequencerError::Usage(e.to_string()))
+        };
+        let mut count = 0;
+        for row in ledger.deferred().await? {
+            let payload = reseal(&row.payload, &place::deferred(row.id, "payload"))?;
+            let error = match row.last_error.as_deref() {
+                Some(e) => reseal(e, &place::deferred(row.id, "last_error"))?,
+                None => None,
+            };
+            if payload.is_some() || error.is_some() {
+                count += u64::from(payload.is_some()) + u64::from(error.is_some());
+                let payload = payload.unwrap_or(row.payload);
+                let error = error.or(row.last_error);
+                ledger
+                    .rewrite_deferred(row.id, &payload, error.as_deref())
+                    .await?;
+            }
+        }
+        let encrypted: Vec<&str> = self
+            .inner
+            .registry
+            .operations()
+            .iter()
+            .filter(|d| d.meta.encrypted)
+            .map(|d| d.meta.name)
+            .collect();
+        for name in &encrypted {
+            for (run, stored) in ledger.checkpoints_of(name).await? {
+                if let Some(sealed) = reseal(&stored, &place::checkpoint(name, run))? {
+                    ledger.rewrite_checkpoint(name, run, &sealed).await?;
+                    count += 1;
+                }
+            }
+        }
+        for row in ledger.rows().await? {
+            let (true, Some(stored)) = (
+                encrypted.contains(&row.name.as_str()),
+                row.last_error.as_deref(),
+            ) else {
+                continue;
+            };
+            if let Some(sealed) = reseal(stored, &place::last_error(&row.name, row.run))? {
+                ledger
+                    .rewrite_last_error(&row.name, row.run, &sealed)
+                    .await?;
+                count += 1;
+            }
+        }
+        Ok(count)
     }
 
     /// The same as [`Sequencer::execute`]: runs one operation now, in this process, and waits for it (an

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sequencer_core::Timestamp;
 use serde::Serialize;
 
-use crate::crypto::Keyring;
+use crate::crypto::{place, Keyring};
 use crate::error::SequencerError;
 use crate::ledger::now_ms;
 use crate::ledger::runs::{LedgerRow, Status};
@@ -88,7 +88,10 @@ impl StatusEntry {
             started_at: r.and_then(|r| r.started_at),
             finished_at: r.and_then(|r| r.finished_at),
             duration_ms: r.and_then(|r| r.duration_ms),
-            error: r.and_then(|r| r.last_error.as_deref().map(|e| keys.show(e))),
+            error: r.and_then(|r| {
+                let e = r.last_error.as_deref()?;
+                Some(keys.show_at(e, &place::last_error(&r.name, r.run)))
+            }),
             skip_reason: r.and_then(|r| r.skip_reason.clone()),
             edited,
             orphaned: def.is_none(),

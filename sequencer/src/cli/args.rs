@@ -82,6 +82,9 @@ pub(super) enum Command {
         /// The operation.
         name: String,
     },
+    /// Seal, each for its row, the values stored in plain text before SEQUENCER_KEY was set (or sealed by an
+    /// older version): deferred payloads and errors, and the checkpoints and errors of `encrypted` operations.
+    Reseal,
     /// Delete an operation's rows from the ledger, so that it runs again.
     Forget {
         /// The operation (or an orphaned ledger name).

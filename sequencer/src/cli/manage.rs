@@ -75,3 +75,9 @@ pub(super) async fn forget(seq: &Sequencer, name: &str) -> Result<ExitCode, Sequ
     );
     Ok(ExitCode::SUCCESS)
 }
+
+pub(super) async fn reseal(seq: &Sequencer) -> Result<ExitCode, SequencerError> {
+    let n = seq.reseal().await?;
+    println!("Resealed {n} value{}.", if n == 1 { "" } else { "s" });
+    Ok(ExitCode::SUCCESS)
+}

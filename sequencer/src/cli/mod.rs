@@ -162,6 +162,7 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
         } => manage::mark(seq, &name, completed).await,
         Command::Cancel { name } => manage::cancel(seq, &name).await,
         Command::Forget { name } => manage::forget(seq, &name).await,
+        Command::Reseal => manage::reseal(seq).await,
         Command::Errors { name, json } => inspect::errors(seq, name.as_deref(), json).await,
         Command::Make(_) => Ok(ExitCode::SUCCESS),
         Command::Work {
