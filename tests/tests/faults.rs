@@ -264,7 +264,7 @@ async fn a_skewed_clock_never_takes_a_live_claim_and_still_recovers_a_dead_one()
         }
         let p = prefix();
         let seq = sequencer(&b, &p).await;
-        let lease = [("SEQTEST_LEASE_MS", "2000")];
+        let lease = [("SEQTEST_LEASE_MS", "4000")];
         let mut live = seqtest(
             &b.url,
             &p,
@@ -310,7 +310,7 @@ async fn a_skewed_clock_never_takes_a_live_claim_and_still_recovers_a_dead_one()
         .execute(seq.ledger().pool())
         .await
         .unwrap();
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        tokio::time::sleep(Duration::from_millis(5000)).await;
         let out = skewed(
             &b,
             &p,
@@ -406,7 +406,7 @@ async fn claims_are_told_apart_by_their_token_across_pid_namespaces_and_a_paused
             "--to",
             "2024_01_01_000011",
         ];
-        let slow = [("SEQTEST_SLEEP_MS", "6000"), ("SEQTEST_LEASE_MS", "2000")];
+        let slow = [("SEQTEST_SLEEP_MS", "10000"), ("SEQTEST_LEASE_MS", "3000")];
 
         // A: a container on this host name runs `k_idem`.
         let a = in_namespace(&b, &p, 300, &only_k, &slow)
@@ -441,7 +441,7 @@ async fn claims_are_told_apart_by_their_token_across_pid_namespaces_and_a_paused
         // A is paused past its lease; B, another container whose process has the same pid, recovers the
         // idempotent operation and runs it again.
         signal_group(&a, "-STOP");
-        tokio::time::sleep(Duration::from_millis(3000)).await;
+        tokio::time::sleep(Duration::from_millis(4500)).await;
         let b_run = in_namespace(&b, &p, 300, &only_k, &slow)
             .spawn()
             .expect("spawn");
@@ -625,7 +625,7 @@ async fn a_transaction_operation_keeps_its_claim_alive_and_blocks_no_one() {
         };
         let slow = tx(
             &["process", "--from", "2024_09_01_000100"],
-            &[("SEQTX_SLOW_MS", "6000"), ("SEQTEST_LEASE_MS", "1500")],
+            &[("SEQTX_SLOW_MS", "12000"), ("SEQTEST_LEASE_MS", "3000")],
         )
         .spawn()
         .expect("spawn");
@@ -644,7 +644,7 @@ async fn a_transaction_operation_keeps_its_claim_alive_and_blocks_no_one() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Past two leases, inside its transaction: its heartbeat still renews its claim.
-        tokio::time::sleep(Duration::from_millis(3200)).await;
+        tokio::time::sleep(Duration::from_millis(6500)).await;
         let lease_left: i64 = sqlx::query_scalar(&format!(
             "SELECT lease_until FROM {p}seq_operations WHERE name = '{SLOW}'"
         ))
