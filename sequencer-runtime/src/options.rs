@@ -250,9 +250,68 @@ pub fn only_environments(envs: &[&str]) -> impl Guard {
     }
 }
 
+/// The longest lease: a claim held for a day without a heartbeat is a mistake, not a plan.
+pub const MAX_LEASE: Duration = Duration::from_secs(86_400);
+
+/// A lease: more than zero, at most [`MAX_LEASE`].
+pub(crate) fn check_lease(lease: Duration) -> Result<(), String> {
+    if lease.is_zero() || lease > MAX_LEASE {
+        return Err(format!(
+            "a lease of {} ms: it must be more than 0 and at most a day (the default is {} s)",
+            lease.as_millis(),
+            DEFAULT_LEASE.as_secs()
+        ));
+    }
+    Ok(())
+}
+
+/// A queue name: 1 to 64 ASCII letters, digits, `_`, `-`, `.` or `:` (the queue column holds 64).
+pub(crate) fn check_queue(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "queue name `{}`: use 1 to 64 ASCII letters, digits, `_`, `-`, `.` or `:`",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// A `unique` or `without_overlapping` key: 1 to 160 characters, none a control character (the lock column
+/// holds 191 with its prefix).
+pub(crate) fn check_lock_key(key: &str) -> Result<(), String> {
+    if (1..=160).contains(&key.chars().count()) && !key.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(format!(
+            "lock key `{}`: use 1 to 160 characters, none of them control characters",
+            key.escape_debug()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_reaches_sql_is_checked_first() {
+        assert!(check_lease(DEFAULT_LEASE).is_ok());
+        assert!(check_lease(Duration::ZERO).is_err());
+        assert!(check_lease(MAX_LEASE + Duration::from_secs(1)).is_err());
+        assert!(check_queue("mail.high-priority:eu_1").is_ok());
+        for bad in ["", "with space", "quote'", &"q".repeat(65), "ümlaut"] {
+            assert!(check_queue(bad).is_err(), "{bad}");
+        }
+        assert!(check_lock_key("import users / tenant 42").is_ok());
+        for bad in ["", "tab\there", &"k".repeat(161)] {
+            assert!(check_lock_key(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_worker_leases_its_jobs_as_long_as_operations_are_leased() {

@@ -18,6 +18,7 @@ pub struct Due {
     run: i64,
     new_run: bool,
     scheduled: bool,
+    failed_before: i64,
 }
 
 impl Due {
@@ -33,7 +34,22 @@ impl Due {
             run,
             new_run,
             scheduled,
+            failed_before: i64::MAX,
         }
+    }
+
+    /// A failed run is claimed only if it failed before `at` (the database's time when the plan read the ledger):
+    /// of processes that start together, each retries only the failures it saw, never another's fresh one.
+    pub(crate) fn failed_before(self, at: i64) -> Self {
+        Due {
+            failed_before: at,
+            ..self
+        }
+    }
+
+    /// See [`Due::failed_before`].
+    pub(crate) fn failures_until(&self) -> i64 {
+        self.failed_before
     }
 
     /// The operation.
@@ -166,6 +182,7 @@ pub(crate) fn plan(
             Status::Running | Status::RollingBack | Status::Completed | Status::Skipped => {}
         }
     }
+    let mut due: Vec<Due> = due.into_iter().map(|d| d.failed_before(now)).collect();
     if !never_ran.is_empty() {
         return Err(SequencerError::Usage(format!(
             "`--repeat` runs completed operations again, but these never completed: {}; run them without `--repeat` first",

@@ -20,7 +20,7 @@ use crate::lease::{renew_every_third, sleep_or_cancel, Held};
 use crate::ledger::dialect::Dialect;
 use crate::ledger::jobs::{Job, JobStatus};
 use crate::ledger::runs::Status;
-use crate::options::{WorkOptions, DEFAULT_QUEUE};
+use crate::options::{check_lease, check_queue, WorkOptions, DEFAULT_QUEUE};
 use crate::plan::Due;
 use crate::report::Outcome;
 use crate::sequencer::Sequencer;
@@ -85,6 +85,8 @@ impl Sequencer {
         opts: &WorkOptions,
         shutdown: CancellationToken,
     ) -> Result<WorkReport, SequencerError> {
+        check_lease(opts.lease).map_err(SequencerError::Usage)?;
+        check_queue(&opts.queue).map_err(SequencerError::Usage)?;
         let ledger = self.ledger().clone();
         // One lease drives the jobs and the claims of the operations they run.
         let env = Env {

@@ -688,3 +688,148 @@ async fn a_transaction_operation_keeps_its_claim_alive_and_blocks_no_one() {
         common::cleanup(&seq, &p, &["tx_log"]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_retries_only_failures_from_before_it_read_the_ledger() {
+    use sequencer::ledger::{new_claim_token, Claim, Owner};
+    const D: &str = "2024_01_01_000004_d_fail";
+    for b in backends().await {
+        let p = prefix();
+        let knobs = Knobs {
+            prefix: p.clone(),
+            ..Knobs::default()
+        };
+        knobs.fail_d.store(true, SeqCst);
+        let seq = common::build(&b, common::builder(&b, &p, ops::registry()).state(knobs)).await;
+        assert!(seq.execute("a_create").await.unwrap().succeeded());
+        // A second process reads the ledger: `d_fail` is pending.
+        let read_at = seq.ledger().db_now().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Meanwhile another process runs it, and it fails.
+        assert!(!seq.execute("d_fail").await.unwrap().succeeded());
+        let owner = Owner::this_process(None);
+        let claim = |failed_before: i64, token: &'static str| Claim {
+            name: D,
+            run: 0,
+            batch: 1,
+            owner: &owner,
+            lease: Duration::from_secs(60),
+            checksum: "0",
+            reclaim_interrupted: false,
+            due_scheduled: false,
+            token,
+            failed_before,
+        };
+        let token = Box::leak(new_claim_token().into_boxed_str());
+        // The second process does not run a failure it did not see: another process's, just recorded.
+        assert!(
+            !seq.ledger().claim(&claim(read_at, token)).await.unwrap(),
+            "{}: a fresh failure of another process was claimed again",
+            b.name
+        );
+        // A process that read the ledger after the failure retries it, as `process` does with failed operations.
+        let later = seq.ledger().db_now().await.unwrap() + 1;
+        assert!(
+            seq.ledger().claim(&claim(later, token)).await.unwrap(),
+            "{}",
+            b.name
+        );
+        assert_eq!(log_count(&seq, &p, "d_fail").await, 1, "{}", b.name);
+        common::cleanup(&seq, &p, &["log"]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unreadable_row_does_not_stop_the_others() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(&b, &p).await;
+        assert!(seq.execute("a_create").await.unwrap().succeeded());
+        // A row with a status this version does not know (written by a newer one, or by hand).
+        sqlx::query(&format!(
+            "INSERT INTO {p}seq_operations (name, run, op_timestamp, status, attempts) \
+             VALUES ('2030_01_01_000000_from_the_future', 0, 20300101000000, 'paused', 0)"
+        ))
+        .execute(seq.ledger().pool())
+        .await
+        .unwrap();
+        let status = seq.status().await.expect("status reads the other rows");
+        assert_eq!(
+            status
+                .iter()
+                .find(|e| e.name.ends_with("a_create"))
+                .map(|e| e.status),
+            Some(Status::Completed),
+            "{}",
+            b.name
+        );
+        assert!(
+            !status.iter().any(|e| e.name.ends_with("from_the_future")),
+            "{}",
+            b.name
+        );
+        let report = seq
+            .process(&sequencer::ProcessOptions {
+                to: Some("2024_01_01_000002".parse().unwrap()),
+                ..sequencer::ProcessOptions::default()
+            })
+            .await
+            .expect("process runs the others");
+        assert!(report.succeeded(), "{}: {report:?}", b.name);
+        common::cleanup(&seq, &p, &["log"]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_before_it_reaches_sql() {
+    use sequencer::{OperationDef, OperationMeta, Registry, Timestamp};
+    fn noop(_: &sequencer::Ctx) -> sequencer::BoxFuture<'_, sequencer::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    let b = &backends().await[0];
+    let ts = Timestamp::from_version(20240101000000).unwrap();
+    let with = |meta: OperationMeta| -> Registry {
+        let def: &'static OperationDef = Box::leak(Box::new(OperationDef::new(meta, noop)));
+        Registry::builder().operation(def).build().unwrap()
+    };
+    let refused = |registry: Registry, lease: Duration| async move {
+        common::builder(b, &prefix(), registry)
+            .lease(lease)
+            .build()
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let plain = || OperationMeta::new("2024_01_01_000000_x", ts);
+    let e = refused(with(plain()), Duration::ZERO).await;
+    assert!(e.contains("a lease of 0 ms"), "{e}");
+    let e = refused(
+        with(OperationMeta {
+            asynchronous: true,
+            queue: Some("mail queue"),
+            ..plain()
+        }),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(e.contains("queue name `mail queue`"), "{e}");
+    let e = refused(
+        with(OperationMeta {
+            unique: Some(sequencer::Unique {
+                key: Box::leak("k".repeat(200).into_boxed_str()),
+                hold_for: None,
+            }),
+            ..plain()
+        }),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(e.contains("lock key"), "{e}");
+    let e = sequencer::ledger::Ledger::connect(&b.url, "bad-prefix; DROP")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("may hold only ASCII letters"), "{e}");
+}

@@ -99,6 +99,7 @@ impl Env {
             reclaim_interrupted: meta.idempotent || meta.retry.tries > 1,
             due_scheduled: due.is_scheduled(),
             token: &token,
+            failed_before: due.failures_until(),
         };
         let claimed = if due.is_new_run() {
             self.ledger

@@ -148,6 +148,13 @@ impl Ledger {
         prefix: &str,
         max_connections: u32,
     ) -> Result<Ledger, LedgerError> {
+        // The prefix is written into every statement: only a plain identifier is.
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(LedgerError::BadPrefix(prefix.to_owned()));
+        }
         sqlx::any::install_default_drivers();
         let dialect =
             Dialect::of_url(url).ok_or_else(|| LedgerError::UnsupportedUrl(redact(url)))?;

@@ -6,6 +6,9 @@ pub enum LedgerError {
     /// The database URL names a backend the ledger does not support.
     #[error("unsupported database URL `{0}`: use `sqlite://FILE`, `postgres://…` or `mysql://…` (MariaDB too)")]
     UnsupportedUrl(String),
+    /// The table prefix is not a plain identifier.
+    #[error("table prefix `{0}` may hold only ASCII letters, digits and `_`")]
+    BadPrefix(String),
     /// The database could not be reached.
     #[error("cannot connect to the ledger database `{url}`")]
     Connect {

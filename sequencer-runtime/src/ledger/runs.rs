@@ -150,6 +150,8 @@ pub struct Claim<'a> {
     /// The claim's token ([`new_claim_token`](crate::ledger::new_claim_token)): every later write of this claim
     /// presents it.
     pub token: &'a str,
+    /// A `failed` row is claimed only if it failed before this time (the database's clock; `i64::MAX`: any).
+    pub failed_before: i64,
 }
 
 /// What the end of a run writes.
@@ -182,10 +184,20 @@ impl Ledger {
             .fetch_all(&self.pool)
             .await
             .map_err(q("read the ledger"))?;
-        rows.iter()
-            .map(row)
-            .collect::<Result<_, _>>()
-            .map_err(q("decode a ledger row"))
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            match row(r) {
+                Ok(row) => out.push(row),
+                // One unreadable row (a status written by a newer version, a hand edit) must not stop every reader:
+                // it is reported and left as it is, and the others are served.
+                Err(e) => {
+                    let name = text(r, 0).ok().flatten().unwrap_or_default();
+                    tracing::warn!("ledger row `{name}` cannot be read and is left alone: {e}");
+                    eprintln!("warning: ledger row `{name}` cannot be read and is left alone: {e}");
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// One run of one operation.
@@ -281,7 +293,8 @@ impl Ledger {
             "UPDATE {ops} SET progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
              status = 'running', batch = ?, attempts = 1, started_at = {now}, finished_at = NULL, \
              duration_ms = NULL, lease_until = {now} + ?, claim_token = ?, host_ns = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
-             last_error = NULL WHERE name = ? AND run = ? AND status IN ('pending', 'failed', 'rolled_back', ?, ?)"
+             last_error = NULL WHERE name = ? AND run = ? \
+             AND (status IN ('pending', 'rolled_back', ?, ?) OR (status = 'failed' AND (finished_at IS NULL OR finished_at < ?)))"
         ));
         let done = sqlx::query(&sql)
             .bind(claim.batch)
@@ -304,6 +317,7 @@ impl Ledger {
             } else {
                 "pending"
             })
+            .bind(claim.failed_before)
             .execute(&self.pool)
             .await
             .map_err(q("claim an operation"))?;

@@ -16,7 +16,10 @@ use crate::executor::layer::Layer;
 use crate::executor::Env;
 use crate::handlers::{erase, DeferredHandlers};
 use crate::ledger::{Ledger, Owner, DEFAULT_MAX_CONNECTIONS};
-use crate::options::{Guard, Limit, Strategy, DEFAULT_DATABASE_URL, DEFAULT_LEASE};
+use crate::options::{
+    check_lease, check_lock_key, check_queue, Guard, Limit, Strategy, DEFAULT_DATABASE_URL,
+    DEFAULT_LEASE,
+};
 use crate::orchestrator::ready_queue::Sequential;
 use crate::orchestrator::run::Orchestrator;
 use crate::registry::{BoxFuture, Registry};
@@ -258,7 +261,21 @@ impl SequencerBuilder {
             SequencerError::Usage("no registry: call `.registry(ops::registry())`".into())
         })?;
         registry.plan()?;
+        check_lease(self.lease).map_err(SequencerError::Usage)?;
         for def in registry.operations() {
+            // What reaches SQL is checked here, with the operation named, not silently cut by the database.
+            let refuse = |e: String| SequencerError::Usage(format!("`{}`: {e}", def.meta.name));
+            if let Some(q) = def.meta.queue {
+                check_queue(q).map_err(refuse)?;
+            }
+            if let Some(u) = def.meta.unique {
+                check_lock_key(u.key).map_err(refuse)?;
+            }
+            for m in def.meta.middleware {
+                if let Middleware::WithoutOverlapping { key, .. } = m {
+                    check_lock_key(key).map_err(refuse)?;
+                }
+            }
             for m in def.meta.middleware {
                 if let Middleware::RateLimited {
                     limiter,

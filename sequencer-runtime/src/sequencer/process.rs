@@ -60,6 +60,9 @@ impl Sequencer {
 
     async fn process_locked(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {
         let env = &self.inner.env;
+        // The database's time before the ledger is read: due times are judged by it, and a failure recorded after
+        // it is another process's, which this one does not retry.
+        let now = env.ledger.db_now().await?;
         if !opts.dry_run {
             env.ledger.recover_interrupted(&env.owner).await?;
         }
@@ -86,9 +89,8 @@ impl Sequencer {
         };
         let force_sync =
             opts.sync || matches!(&self.inner.strategy, Strategy::Migration(m) if m.forces_sync());
-        // Due times are judged by the database's clock, as every process sees the same one.
         let inputs = Inputs {
-            now: env.ledger.db_now().await?,
+            now,
             force_sync,
             applied: &applied,
         };
