@@ -157,7 +157,7 @@ impl Sequencer {
                         })
                     };
                     let outcome = run_boxed(ctx, move |ctx| handler(ctx, value), None).await;
-                    renewal.cancel();
+                    drop(renewal);
                     outcome
                 }
                 Err(e) => Err(anyhow::Error::new(MalformedPayload(format!(

@@ -6,11 +6,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-/// Calls `renew` every third of `lease` (the first time after a third) on its own task, until the returned token
-/// is cancelled: the heartbeat of every claim the ledger holds under a lease (operations, jobs, deferred rows).
-pub(crate) fn renew_every_third<F, Fut>(lease: Duration, mut renew: F) -> CancellationToken
+/// Calls `renew` every third of `lease` (the first time after a third) on its own task, until the returned guard
+/// is dropped: the heartbeat of every claim the ledger holds under a lease (operations, jobs, deferred rows). A
+/// guard, so that a run whose future is dropped (a caller's timeout, a worker's grace running out) stops renewing.
+pub(crate) fn renew_every_third<F, Fut>(lease: Duration, mut renew: F) -> DropGuard
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
@@ -27,7 +28,7 @@ where
             }
         }
     });
-    stop
+    stop.drop_guard()
 }
 
 /// Sleeps for `wait`, or less if `cancel` fires first.

@@ -191,7 +191,7 @@ impl Sequencer {
                             .run(&Due::new(def, job.run, false, true), batch)
                             .await
                             .map_err(SequencerError::from);
-                        beat.cancel();
+                        drop(beat);
                         (job, outcome)
                     });
                 }

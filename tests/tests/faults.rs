@@ -833,3 +833,53 @@ async fn bad_input_is_refused_before_it_reaches_sql() {
         .unwrap_or_default();
     assert!(e.contains("may hold only ASCII letters"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_run_stops_its_operation_and_its_heartbeat() {
+    const J: &str = "2024_01_01_000010_j_slow";
+    for b in backends().await {
+        let p = prefix();
+        let knobs = Knobs {
+            prefix: p.clone(),
+            ..Knobs::default()
+        };
+        knobs.sleep_ms.store(3000, SeqCst);
+        let seq = common::build(
+            &b,
+            common::builder(&b, &p, ops::registry())
+                .state(knobs)
+                .lease(Duration::from_secs(1)),
+        )
+        .await;
+        assert!(seq.execute("a_create").await.unwrap().succeeded());
+        // A caller gives up on the run: its future is dropped while the operation sleeps.
+        let gave_up = tokio::time::timeout(Duration::from_millis(300), seq.execute("j_slow")).await;
+        assert!(gave_up.is_err(), "{}", b.name);
+        tokio::time::sleep(Duration::from_millis(4000)).await;
+        assert_eq!(
+            log_count(&seq, &p, "j_slow").await,
+            0,
+            "{}: the operation went on detached after its run was dropped",
+            b.name
+        );
+        let lease_until: i64 = sqlx::query_scalar(&format!(
+            "SELECT lease_until FROM {p}seq_operations WHERE name = '{J}'"
+        ))
+        .fetch_one(seq.ledger().pool())
+        .await
+        .unwrap();
+        assert!(
+            lease_until < seq.ledger().db_now().await.unwrap(),
+            "{}: the heartbeat of a dropped run still renews its claim",
+            b.name
+        );
+        // Its claim lapses like a dead process's: recovered, and reported rather than run again.
+        let report = seq.execute_all().await.unwrap();
+        assert!(
+            report.needs_attention.contains(&J.to_owned()),
+            "{}: {report:?}",
+            b.name
+        );
+        common::cleanup(&seq, &p, &["log"]).await;
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
 use crate::crypto::{place, Keyring};
@@ -120,7 +120,7 @@ impl Env {
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(meta.name, due.run(), &op);
         let outcome = self.run_claimed(def, due.run(), &op).instrument(span).await;
-        heartbeat.cancel();
+        drop(heartbeat);
         outcome
     }
 
@@ -140,7 +140,7 @@ impl Env {
     }
 
     /// Renews the lease every third of it until cancelled.
-    fn heartbeat(&self, name: &'static str, run: i64, op: &OpRun) -> CancellationToken {
+    fn heartbeat(&self, name: &'static str, run: i64, op: &OpRun) -> DropGuard {
         let (ledger, token, op_cancel) = (self.ledger.clone(), op.token.clone(), op.cancel.clone());
         let lease = self.lease;
         renew_every_third(lease, move || {
@@ -520,7 +520,7 @@ impl Env {
         let heartbeat = self.heartbeat(name, run, &op);
         let ctx = Arc::new(self.ctx(def, 1, None, &op));
         let undone = run_task(ctx.clone(), move |ctx| rollback(ctx), None).await;
-        heartbeat.cancel();
+        drop(heartbeat);
         // `rolled_back` only now that the rollback returned; a failed one leaves the operation completed.
         let to = match undone {
             Ok(()) => Status::RolledBack,

@@ -74,6 +74,9 @@ where
     let name = ctx.operation().name;
     let task = tokio::spawn(async move { f(&ctx).await });
     let abort = task.abort_handle();
+    // Dropped before the task ends (the caller's future was dropped): the operation stops with it, never left
+    // running detached.
+    let _abort_on_drop = AbortOnDrop(abort.clone());
     let joined = match timeout {
         Some(limit) => match tokio::time::timeout(limit, task).await {
             Ok(joined) => joined,
@@ -113,5 +116,14 @@ fn humantime_secs(d: Duration) -> String {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
+    }
+}
+
+/// Aborts a task when dropped (a no-op once it has ended).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
