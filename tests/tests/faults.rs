@@ -883,3 +883,85 @@ async fn a_dropped_run_stops_its_operation_and_its_heartbeat() {
         common::cleanup(&seq, &p, &["log"]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_only_ended_rows_older_than_asked() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = common::build(
+            &b,
+            common::builder(&b, &p, ops::registry())
+                .state(Knobs {
+                    prefix: p.clone(),
+                    ..Knobs::default()
+                })
+                .deferred("abort", sequencer_tests::ledger_ops::abort),
+        )
+        .await;
+        let pool = seq.ledger().pool();
+        let old = 0; // 1970: older than anything
+        let now = seq.ledger().db_now().await.unwrap();
+        for (name, status, finished) in [
+            ("old_done", "done", Some(old)),
+            ("old_failed", "failed", Some(old)),
+            ("new_done", "done", Some(now)),
+            ("old_queued", "queued", None),
+        ] {
+            let finished = finished.map_or("NULL".to_owned(), |t| t.to_string());
+            sqlx::query(&format!(
+                "INSERT INTO {p}seq_jobs (name, run, queue, status, available_at, attempts, created_at, finished_at) \
+                 VALUES ('{name}', 0, 'default', '{status}', 0, 0, 0, {finished})"
+            ))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        for status in ["completed", "failed", "pending"] {
+            sqlx::query(&format!(
+                "INSERT INTO {p}seq_deferred (handler, payload, due_at, attempts, max_attempts, status, created_at) \
+                 VALUES ('abort', 'null', 0, 0, 1, '{status}', {old})"
+            ))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        seq.defer("abort", &(), std::time::SystemTime::now(), 1)
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "UPDATE {p}seq_deferred SET status = 'completed' WHERE created_at > 0"
+        ))
+        .execute(pool)
+        .await
+        .unwrap();
+
+        let out = seqtest(&b.url, &p, &["prune", "--older-than", "90d"], &[])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}: {out:?}", b.name);
+        assert!(
+            stdout.contains("Pruned 2 ended job(s) and 2 ended deferred operation(s)."),
+            "{}: {stdout}",
+            b.name
+        );
+        let jobs: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT name FROM {p}seq_jobs ORDER BY name"))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert_eq!(jobs, ["new_done", "old_queued"], "{}", b.name);
+        let mut deferred: Vec<String> = seq
+            .ledger()
+            .deferred()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.status.to_string())
+            .collect();
+        deferred.sort();
+        // The old pending row and the recent completed one stay.
+        assert_eq!(deferred, ["completed", "pending"], "{}", b.name);
+        common::cleanup(&seq, &p, &[]).await;
+    }
+}

@@ -130,6 +130,22 @@ impl Ledger {
         Ok(id)
     }
 
+    /// Deletes ended deferred operations (`completed`, `failed`) deferred more than `older_than` ago. Returns how
+    /// many.
+    pub async fn prune_deferred(&self, older_than: Duration) -> Result<u64, LedgerError> {
+        use DeferredStatus::{Completed, Failed};
+        let (deferred, now) = (self.table("deferred"), self.dialect.now());
+        let sql = self.dialect.sql(format!(
+            "DELETE FROM {deferred} WHERE status IN ('{Completed}', '{Failed}') AND created_at < {now} - ?"
+        ));
+        Ok(sqlx::query(&sql)
+            .bind(older_than.as_millis().min(i64::MAX as u128) as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(q("prune deferred operations"))?
+            .rows_affected())
+    }
+
     /// Rewrites a deferred row's stored `payload` and `last_error` (for `reseal`).
     pub async fn rewrite_deferred(
         &self,

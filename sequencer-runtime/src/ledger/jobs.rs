@@ -196,6 +196,21 @@ impl Ledger {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Deletes ended jobs (`done`, `failed`) that ended more than `older_than` ago. Returns how many.
+    pub async fn prune_jobs(&self, older_than: Duration) -> Result<u64, LedgerError> {
+        use JobStatus::{Done, Failed};
+        let (jobs, now) = (self.table("jobs"), self.dialect.now());
+        let sql = self.dialect.sql(format!(
+            "DELETE FROM {jobs} WHERE status IN ('{Done}', '{Failed}') AND finished_at < {now} - ?"
+        ));
+        Ok(sqlx::query(&sql)
+            .bind(older_than.as_millis().min(i64::MAX as u128) as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(q("prune jobs"))?
+            .rows_affected())
+    }
+
     /// Renews the leases of these jobs of `worker` (those it is running), in one statement.
     pub async fn renew_jobs(
         &self,

@@ -391,6 +391,19 @@ impl Sequencer {
         Ok(count)
     }
 
+    /// Deletes the ended jobs (`done`, `failed`) and ended deferred operations (`completed`, `failed`) older than
+    /// `older_than`, by the database's clock: `(jobs, deferred)` deleted. Queued, running and pending rows stay.
+    pub async fn prune(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<(u64, u64), SequencerError> {
+        let ledger = self.ledger();
+        Ok((
+            ledger.prune_jobs(older_than).await?,
+            ledger.prune_deferred(older_than).await?,
+        ))
+    }
+
     /// The same as [`Sequencer::execute`]: runs one operation now, in this process, and waits for it (an
     /// `asynchronous` operation is not queued). To hand operations to the workers, use `process` (or
     /// [`Sequencer::enqueue`]).

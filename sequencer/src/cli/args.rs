@@ -122,9 +122,16 @@ pub(super) enum Command {
         /// Seconds running jobs may take to finish after a stop signal.
         #[arg(long, default_value_t = 30)]
         grace: u64,
-        /// Seconds a claimed job is held without a heartbeat; a dead worker's jobs return to the queue after this.
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Seconds a claimed job, and the claim of the operation it runs, is held without a heartbeat; a dead
+        /// worker's jobs return to the queue after this.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         lease: u64,
+    },
+    /// Delete ended jobs (done or failed) and ended deferred operations (completed or failed) older than a duration.
+    Prune {
+        /// How old an ended row must be to go: `90d`, `12h`, `30m`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
     },
     /// Run the due deferred operations.
     ProcessDeferred {

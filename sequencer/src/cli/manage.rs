@@ -81,3 +81,12 @@ pub(super) async fn reseal(seq: &Sequencer) -> Result<ExitCode, SequencerError> 
     println!("Resealed {n} value{}.", if n == 1 { "" } else { "s" });
     Ok(ExitCode::SUCCESS)
 }
+
+pub(super) async fn prune(
+    seq: &Sequencer,
+    older_than: std::time::Duration,
+) -> Result<ExitCode, SequencerError> {
+    let (jobs, deferred) = seq.prune(older_than).await?;
+    println!("Pruned {jobs} ended job(s) and {deferred} ended deferred operation(s).");
+    Ok(ExitCode::SUCCESS)
+}

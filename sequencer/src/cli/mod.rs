@@ -163,6 +163,7 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
         Command::Cancel { name } => manage::cancel(seq, &name).await,
         Command::Forget { name } => manage::forget(seq, &name).await,
         Command::Reseal => manage::reseal(seq).await,
+        Command::Prune { older_than } => manage::prune(seq, older_than).await,
         Command::Errors { name, json } => inspect::errors(seq, name.as_deref(), json).await,
         Command::Make(_) => Ok(ExitCode::SUCCESS),
         Command::Work {
