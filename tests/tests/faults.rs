@@ -965,3 +965,116 @@ async fn prune_deletes_only_ended_rows_older_than_asked() {
         common::cleanup(&seq, &p, &[]).await;
     }
 }
+
+/// An asynchronous operation that runs until it is cancelled (or 5 s), saying which.
+#[sequencer::operations]
+mod stolen {
+    use std::time::Duration;
+
+    use sequencer::prelude::*;
+
+    use super::Ended;
+
+    #[operation(timestamp = "2024_06_01_000000", asynchronous)]
+    pub async fn long_job(ctx: &Ctx) -> Result<()> {
+        let ended = ctx.state::<Ended>().expect("Ended state");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                ended.finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
+            _ = ctx.cancellation().cancelled() => Err(Error::msg("stopped: its job was taken over")),
+        }
+    }
+}
+
+/// Whether `long_job` ran to its end.
+#[derive(Default)]
+struct Ended {
+    finished: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_taken_over_by_another_worker_stops_its_operation() {
+    for b in backends().await {
+        let p = prefix();
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seq = common::build(
+            &b,
+            common::builder(&b, &p, stolen::registry()).state(Ended {
+                finished: finished.clone(),
+            }),
+        )
+        .await;
+        assert_eq!(
+            seq.execute_all().await.unwrap().queued.len(),
+            1,
+            "{}",
+            b.name
+        );
+        let shutdown = sequencer::CancellationToken::new();
+        let worker = {
+            let (seq, shutdown) = (seq.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let opts = sequencer::WorkOptions {
+                    lease: Duration::from_secs(3),
+                    ..sequencer::WorkOptions::default()
+                };
+                seq.work(&opts, shutdown).await
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while status_of_full(&seq, "2024_06_01_000000_long_job").await != Some(Status::Running) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the worker never started it",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Another worker takes the job over (as after a rescue), and holds it.
+        let far = seq.ledger().db_now().await.unwrap() + 600_000;
+        sqlx::query(&format!(
+            "UPDATE {p}seq_jobs SET worker = 'thief', lease_until = {far}"
+        ))
+        .execute(seq.ledger().pool())
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while status_of_full(&seq, "2024_06_01_000000_long_job").await == Some(Status::Running) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the operation of a job taken over still runs",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        shutdown.cancel();
+        let report = tokio::time::timeout(Duration::from_secs(30), worker)
+            .await
+            .expect("the worker ends")
+            .unwrap()
+            .unwrap();
+        assert!(
+            !finished.load(SeqCst),
+            "{}: the operation ran on after its job was taken over",
+            b.name
+        );
+        assert_ne!(
+            status_of_full(&seq, "2024_06_01_000000_long_job").await,
+            Some(Status::Completed),
+            "{}: {report:?}",
+            b.name
+        );
+        common::cleanup(&seq, &p, &[]).await;
+    }
+}
+
+async fn status_of_full(seq: &Sequencer, name: &str) -> Option<Status> {
+    seq.status()
+        .await
+        .expect("status")
+        .into_iter()
+        .find(|e| e.name == name)
+        .map(|e| e.status)
+}
