@@ -88,6 +88,10 @@ pub struct ProcessOptions {
     /// Run every due operation on the workers, in the orchestrator's order, and wait for each (`--dispatch`):
     /// dependencies, concurrency and failure policies hold as in-process.
     pub dispatch: bool,
+    /// When an operation fails, roll back the Rollbackable operations this run completed, in reverse
+    /// (`--rollback-on-failure`; the sequential and scheduled orchestrators). Off by default: a default never
+    /// undoes work on its own. The transactional batch always rolls back.
+    pub rollback_on_failure: bool,
 }
 
 /// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`](crate::SequencerBuilder::rate_limiter).

@@ -1078,3 +1078,34 @@ async fn status_of_full(seq: &Sequencer, name: &str) -> Option<Status> {
         .find(|e| e.name == name)
         .map(|e| e.status)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_orchestrator_undoes_nothing_on_its_own() {
+    for b in backends().await {
+        let p = prefix();
+        let knobs = Knobs {
+            prefix: p.clone(),
+            ..Knobs::default()
+        };
+        knobs.fail_d.store(true, SeqCst);
+        let seq = common::build(&b, common::builder(&b, &p, ops::registry()).state(knobs)).await;
+        let report = seq.execute_all().await.unwrap();
+        assert!(!report.succeeded(), "{}", b.name);
+        assert!(
+            report.rolled_back.is_empty(),
+            "{}: sequential rolled back without being asked: {report:?}",
+            b.name
+        );
+        assert_eq!(status_of(&seq, "a_create").await, Status::Completed);
+        assert_eq!(status_of(&seq, "b_tx").await, Status::Completed);
+        assert_eq!(status_of(&seq, "d_fail").await, Status::Failed);
+        assert_eq!(
+            log_count(&seq, &p, "rollback a_create").await,
+            0,
+            "{}",
+            b.name
+        );
+        assert_eq!(log_count(&seq, &p, "rollback b_tx").await, 0, "{}", b.name);
+        common::cleanup(&seq, &p, &["log"]).await;
+    }
+}

@@ -191,7 +191,14 @@ async fn a_failure_stops_the_run_and_rolls_back_only_this_runs_operations() {
             },
         )
         .await;
-        let report = failing.execute_all().await.unwrap();
+        // Asked to (`--rollback-on-failure`): the run's own completed operations are undone.
+        let report = failing
+            .process(&ProcessOptions {
+                rollback_on_failure: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert!(!report.succeeded());
         assert_eq!(
             report.rolled_back,

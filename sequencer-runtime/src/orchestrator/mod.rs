@@ -4,12 +4,14 @@
 //!
 //! | orchestrator | concurrency | on a failure |
 //! |---|---|---|
-//! | [`Sequential`] (default) | 1, timestamp order | stop; roll back this run's Rollbackable operations, in reverse |
+//! | [`Sequential`] (default) | 1, timestamp order | stop; with `--rollback-on-failure` only, roll back this run's Rollbackable operations, in reverse |
 //! | [`Batch`] | `--concurrency` | start nothing more; let running ones finish |
 //! | [`TransactionalBatch`] | `--concurrency` | stop; roll back *every* operation this run completed, in reverse completion order; report what could not be undone |
 //! | [`AllowedToFailBatch`] | `--concurrency` | go on; the run fails if an operation that is not `allowed_to_fail` failed |
 //! | [`DependencyGraph`] | `--concurrency` | go on with other branches; the failed operation's dependents do not run |
 //! | [`Scheduled`] | 1 | as [`Sequential`]; runs due `execute_at` / `delay` operations |
+//!
+//! Only [`TransactionalBatch`] undoes work without being asked.
 //!
 //! All of them start an operation the moment its last dependency has finished (a ready queue, not waves) and
 //! never before. [`DependencyGraph`] picks, among ready operations, the one with the longest chain of dependents

@@ -13,8 +13,9 @@ use crate::plan::Due;
 use crate::registry::BoxFuture;
 use crate::report::{Outcome, RunReport};
 
-/// Runs one operation at a time in plan order; a failure stops the run and rolls back, in reverse, the
-/// Rollbackable operations this run completed. The default.
+/// Runs one operation at a time in plan order; a failure stops the run. The default. It undoes nothing on its own:
+/// asked to (`--rollback-on-failure`, [`ProcessOptions::rollback_on_failure`](crate::ProcessOptions)), it rolls
+/// back, in reverse, the Rollbackable operations this run completed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sequential;
 
@@ -43,7 +44,8 @@ pub struct Scheduled;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum OnFailure {
-    /// Stop starting operations; roll back this run's Rollbackable ones (sequential).
+    /// Stop starting operations; roll back this run's Rollbackable ones when the run asks for it (sequential,
+    /// scheduled: `--rollback-on-failure`).
     StopRollBackRollbackable,
     /// Stop starting operations.
     Stop,
@@ -294,7 +296,14 @@ async fn ready_queue(
         return Err(e);
     }
     let failed = !report.succeeded();
+    // Only the transactional batch undoes work on its own; sequential and scheduled runs do when asked.
+    let rolls_back = match on_failure {
+        OnFailure::StopRollBackAll => true,
+        OnFailure::StopRollBackRollbackable => run.rollback_on_failure(),
+        OnFailure::Stop | OnFailure::Continue => false,
+    };
     if failed
+        && rolls_back
         && matches!(
             on_failure,
             OnFailure::StopRollBackRollbackable | OnFailure::StopRollBackAll

@@ -79,6 +79,7 @@ struct RunInner {
     due: Vec<Due>,
     satisfied: HashSet<String>,
     concurrency: usize,
+    rollback_on_failure: bool,
 }
 
 impl Run {
@@ -97,8 +98,37 @@ impl Run {
                 due,
                 satisfied,
                 concurrency: concurrency.max(1),
+                rollback_on_failure: false,
             }),
         }
+    }
+
+    /// A run whose orchestrator, if it is [`Sequential`](crate::Sequential) or [`Scheduled`](crate::Scheduled),
+    /// rolls back this run's completed operations when one fails (`--rollback-on-failure`).
+    pub(crate) fn rolling_back_on_failure(self, yes: bool) -> Self {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(arc) => RunInner {
+                dispatch: arc.dispatch.clone(),
+                env: arc.env.clone(),
+                batch: arc.batch,
+                due: arc.due.clone(),
+                satisfied: arc.satisfied.clone(),
+                concurrency: arc.concurrency,
+                rollback_on_failure: arc.rollback_on_failure,
+            },
+        };
+        inner.rollback_on_failure = yes;
+        Run {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Whether the run was asked to roll back its completed operations when one fails
+    /// (`process --rollback-on-failure`, or the builder's `rollback_on_failure`). Only the
+    /// [`TransactionalBatch`](crate::TransactionalBatch) rolls back without being asked.
+    pub fn rollback_on_failure(&self) -> bool {
+        self.inner.rollback_on_failure
     }
 
     /// A run whose operations are executed by the workers: each is queued when it is ready and awaited.
@@ -112,6 +142,7 @@ impl Run {
                 due: arc.due.clone(),
                 satisfied: arc.satisfied.clone(),
                 concurrency: arc.concurrency,
+                rollback_on_failure: arc.rollback_on_failure,
             },
         };
         Run {

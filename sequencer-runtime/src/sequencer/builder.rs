@@ -96,6 +96,7 @@ pub struct SequencerBuilder {
     deferred: DeferredHandlers,
     keys: Option<Keyring>,
     max_connections: u32,
+    rollback_on_failure: bool,
 }
 
 impl Default for SequencerBuilder {
@@ -121,6 +122,7 @@ impl Default for SequencerBuilder {
             },
             keys: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            rollback_on_failure: false,
         }
     }
 }
@@ -255,6 +257,14 @@ impl SequencerBuilder {
         self
     }
 
+    /// Every `process` with the sequential or scheduled orchestrator rolls back, in reverse, the Rollbackable
+    /// operations it completed when one fails (as `--rollback-on-failure` does for one run). Default: off, so that
+    /// nothing is undone that was not asked to be.
+    pub fn rollback_on_failure(mut self, yes: bool) -> Self {
+        self.rollback_on_failure = yes;
+        self
+    }
+
     /// Validates the registry, connects to the ledger and applies its schema migrations.
     pub async fn build(self) -> std::result::Result<Sequencer, SequencerError> {
         let registry = self.registry.ok_or_else(|| {
@@ -342,6 +352,7 @@ impl SequencerBuilder {
                 migrator: self.migrator,
                 strategy: self.strategy,
                 deferred: self.deferred,
+                rollback_on_failure: self.rollback_on_failure,
             }),
             orchestrator: self.orchestrator,
         })

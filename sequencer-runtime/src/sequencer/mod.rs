@@ -33,6 +33,7 @@ pub(crate) struct Inner {
     pub(crate) migrator: Option<Arc<sqlx::migrate::Migrator>>,
     pub(crate) strategy: Strategy,
     pub(crate) deferred: DeferredHandlers,
+    pub(crate) rollback_on_failure: bool,
 }
 
 /// Runs a registry's operations exactly once, recording every run in the ledger.

@@ -15,8 +15,9 @@ use crate::report::{Outcome, RunReport};
 use crate::sequencer::Sequencer;
 
 impl Sequencer {
-    /// Runs the due operations with this sequencer's orchestrator ([`Sequential`](crate::Sequential) unless set: a failure stops
-    /// the run and rolls back, in reverse, the Rollbackable operations this run completed).
+    /// Runs the due operations with this sequencer's orchestrator ([`Sequential`](crate::Sequential) unless set: a
+    /// failure stops the run; with `rollback_on_failure` it also rolls back, in reverse, the Rollbackable
+    /// operations this run completed).
     pub async fn process(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {
         self.check_guards()?;
         let env = &self.inner.env;
@@ -140,7 +141,8 @@ impl Sequencer {
             count: due.len(),
         });
         let concurrency = opts.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
-        let mut run = Run::new(env.clone(), batch, due, satisfied, concurrency);
+        let mut run = Run::new(env.clone(), batch, due, satisfied, concurrency)
+            .rolling_back_on_failure(opts.rollback_on_failure || self.inner.rollback_on_failure);
         if opts.dispatch {
             run =
                 run.dispatching(Dispatch::new(env.ledger.clone(), env.cancel.child_token()).await?);

@@ -187,6 +187,10 @@ pub(super) struct ProcessArgs {
     /// handling as here), and wait for them.
     #[arg(long, conflicts_with_all = ["sync", "queue_all"])]
     pub(super) dispatch: bool,
+    /// When an operation fails, roll back (in reverse) the operations this run completed that have a rollback
+    /// (sequential and scheduled; the transactional orchestrator always does). Off by default.
+    #[arg(long)]
+    pub(super) rollback_on_failure: bool,
     /// Operations run at once by the parallel orchestrators.
     #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..))]
     pub(super) concurrency: u16,

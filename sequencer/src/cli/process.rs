@@ -28,6 +28,7 @@ pub(super) async fn process(seq: &Sequencer, p: ProcessArgs) -> Result<ExitCode,
         sync: p.sync,
         queue_all: p.queue_all,
         dispatch: p.dispatch,
+        rollback_on_failure: p.rollback_on_failure,
         ..ProcessOptions::default()
     };
     if matches!(seq.strategy(), crate::Strategy::Migration(_)) && !p.dry_run {
