@@ -1109,3 +1109,137 @@ async fn the_default_orchestrator_undoes_nothing_on_its_own() {
         common::cleanup(&seq, &p, &["log"]).await;
     }
 }
+
+/// `fill` depends on `create`, `report` on `fill`; `report` has no rollback. Each logs what it does.
+#[sequencer::operations]
+mod chain {
+    use sequencer::prelude::*;
+
+    use super::Undo;
+
+    fn note(ctx: &Ctx, what: &str) {
+        let undo = ctx.state::<Undo>().expect("Undo state");
+        undo.log.lock().unwrap().push(what.to_owned());
+    }
+
+    #[operation(timestamp = "2024_07_01_000001", rollback = drop_table)]
+    pub async fn create(ctx: &Ctx) -> Result<()> {
+        note(ctx, "create");
+        Ok(())
+    }
+
+    async fn drop_table(ctx: &Ctx) -> Result<()> {
+        note(ctx, "undo create");
+        Ok(())
+    }
+
+    #[operation(timestamp = "2024_07_01_000002", depends_on = [create], rollback = empty)]
+    pub async fn fill(ctx: &Ctx) -> Result<()> {
+        note(ctx, "fill");
+        Ok(())
+    }
+
+    async fn empty(ctx: &Ctx) -> Result<()> {
+        note(ctx, "undo fill");
+        Ok(())
+    }
+
+    #[operation(timestamp = "2024_07_01_000003", depends_on = [fill])]
+    pub async fn report(ctx: &Ctx) -> Result<()> {
+        note(ctx, "report");
+        Ok(())
+    }
+}
+
+/// What the `chain` operations did, in order.
+#[derive(Default)]
+struct Undo {
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_refuses_while_dependents_are_completed_and_cascades_when_asked() {
+    for b in backends().await {
+        let p = prefix();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seq = common::build(
+            &b,
+            common::builder(&b, &p, chain::registry()).state(Undo { log: log.clone() }),
+        )
+        .await;
+        let status = |seq: &Sequencer| {
+            let seq = seq.clone();
+            async move {
+                seq.status()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| (e.name.split_at(18).1.to_owned(), e.status))
+                    .collect::<HashMap<_, _>>()
+            }
+        };
+        // Only `create` and `fill` ran.
+        seq.process(&sequencer::ProcessOptions {
+            to: Some("2024_07_01_000002".parse().unwrap()),
+            ..sequencer::ProcessOptions::default()
+        })
+        .await
+        .unwrap();
+        let refused = seq
+            .rollback(&RollbackTarget::Op("create".into()))
+            .await
+            .expect_err("refused");
+        assert!(
+            refused
+                .to_string()
+                .contains("`2024_07_01_000002_fill` (depends on `2024_07_01_000001_create`)")
+                && refused.to_string().contains("--cascade"),
+            "{}: {refused}",
+            b.name
+        );
+        assert_eq!(
+            status(&seq).await["create"],
+            Status::Completed,
+            "{}",
+            b.name
+        );
+        // With `--cascade`: the dependent first, then what it depends on.
+        let undone = seq
+            .rollback_with(&RollbackTarget::Op("create".into()), true)
+            .await
+            .unwrap();
+        assert_eq!(
+            undone.rolled_back,
+            ["2024_07_01_000002_fill", "2024_07_01_000001_create"],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            log.lock().unwrap()[2..],
+            ["undo fill".to_owned(), "undo create".to_owned()],
+            "{}",
+            b.name
+        );
+        // A dependent without a rollback stops the cascade before anything is undone.
+        seq.execute_all().await.unwrap();
+        let stopped = seq
+            .rollback_with(&RollbackTarget::Op("create".into()), true)
+            .await
+            .expect_err("stopped");
+        assert!(
+            stopped
+                .to_string()
+                .contains("the cascade stops at `2024_07_01_000003_report`"),
+            "{}: {stopped}",
+            b.name
+        );
+        let s = status(&seq).await;
+        assert_eq!(
+            (s["create"], s["fill"], s["report"]),
+            (Status::Completed, Status::Completed, Status::Completed),
+            "{}",
+            b.name
+        );
+        common::cleanup(&seq, &p, &[]).await;
+    }
+}

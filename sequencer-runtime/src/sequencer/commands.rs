@@ -238,6 +238,18 @@ impl Sequencer {
     /// and recorded `rolled_back` only once it returned. Named with [`RollbackTarget::Op`], an operation whose
     /// rollback was interrupted (`undo_interrupted`) has its rollback run again.
     pub async fn rollback(&self, target: &RollbackTarget) -> Result<RunReport, SequencerError> {
+        self.rollback_with(target, false).await
+    }
+
+    /// [`Sequencer::rollback`], refusing to undo an operation whose dependents (those that `depends_on` it,
+    /// directly or not) are completed, naming them, unless `cascade`: then the completed dependents are rolled back
+    /// first, dependents before what they depend on, each recorded. A dependent without a rollback stops the
+    /// cascade before anything is undone. No `completed` row is left on undone work.
+    pub async fn rollback_with(
+        &self,
+        target: &RollbackTarget,
+        cascade: bool,
+    ) -> Result<RunReport, SequencerError> {
         self.check_guards()?;
         let env = &self.inner.env;
         env.ledger.recover_interrupted(&env.owner).await?;
@@ -272,6 +284,7 @@ impl Sequencer {
                 found
             }
         };
+        let chosen = self.with_dependents(chosen, cascade).await?;
         let mut report = RunReport::default();
         for r in chosen {
             let Some(def) = self.inner.registry.get(&r.name) else {
@@ -293,6 +306,84 @@ impl Sequencer {
             }
         }
         Ok(report)
+    }
+
+    /// The rows to undo, with their completed dependents first when `cascade` (refused otherwise), in an order that
+    /// undoes every dependent before what it depends on.
+    async fn with_dependents(
+        &self,
+        chosen: Vec<LedgerRow>,
+        cascade: bool,
+    ) -> Result<Vec<LedgerRow>, SequencerError> {
+        let ordered = self.inner.registry.ordered()?;
+        let position: HashMap<&str, usize> = ordered
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.meta.name, i))
+            .collect();
+        let mut dependents: HashMap<&str, Vec<&'static OperationDef>> = HashMap::new();
+        for d in &ordered {
+            for dep in d.meta.depends_on {
+                if let Dependency::Operation(on) = dep {
+                    dependents.entry(*on).or_default().push(*d);
+                }
+            }
+        }
+        let rows: HashMap<String, LedgerRow> = self
+            .ledger()
+            .rows()
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let mut all: Vec<LedgerRow> = chosen.clone();
+        let mut stack: Vec<&str> = chosen.iter().map(|r| r.name.as_str()).collect();
+        let mut seen: std::collections::HashSet<String> =
+            chosen.iter().map(|r| r.name.clone()).collect();
+        let mut blocking: Vec<(String, String)> = Vec::new();
+        while let Some(name) = stack.pop() {
+            for d in dependents.get(name).into_iter().flatten() {
+                let Some(row) = rows.get(d.meta.name) else {
+                    continue;
+                };
+                let live = matches!(
+                    row.status,
+                    Status::Completed | Status::RollingBack | Status::RollbackInterrupted
+                );
+                if !live || !seen.insert(d.meta.name.to_owned()) {
+                    continue;
+                }
+                blocking.push((d.meta.name.to_owned(), name.to_owned()));
+                all.push(row.clone());
+                stack.push(d.meta.name);
+            }
+        }
+        if blocking.is_empty() {
+            return Ok(chosen);
+        }
+        if !cascade {
+            let list: Vec<String> = blocking
+                .iter()
+                .map(|(d, on)| format!("`{d}` (depends on `{on}`)"))
+                .collect();
+            return Err(SequencerError::Usage(format!(
+                "not rolled back: completed operations depend on it: {}; roll them back first, or add `--cascade` to roll them back too, dependents first",
+                list.join(", ")
+            )));
+        }
+        if let Some((d, on)) = blocking.iter().find(|(d, _)| {
+            self.inner
+                .registry
+                .get(d)
+                .is_none_or(|def| !def.meta.rollbackable)
+        }) {
+            return Err(SequencerError::Usage(format!(
+                "the cascade stops at `{d}`: it depends on `{on}` and has no rollback (add `rollback = fn`), so undoing `{on}` would leave it completed over undone work; nothing was rolled back"
+            )));
+        }
+        // Dependents before what they depend on: latest in plan order first.
+        all.sort_by_key(|r| std::cmp::Reverse(position.get(r.name.as_str()).copied()));
+        Ok(all)
     }
 
     /// Asks a running operation (in any process) to stop at its next `ctx.checkpoint(..)`. `false` if it is not

@@ -58,8 +58,12 @@ pub(crate) struct Inner {
 ///         Ok(())
 ///     }
 ///
-///     #[operation(timestamp = "2024_01_15_120001", depends_on = [create_users])]
+///     #[operation(timestamp = "2024_01_15_120001", depends_on = [create_users], rollback = uninvite_users)]
 ///     async fn invite_users(_ctx: &Ctx) -> Result<()> {
+///         Ok(())
+///     }
+///
+///     async fn uninvite_users(_ctx: &Ctx) -> Result<()> {
 ///         Ok(())
 ///     }
 /// }
@@ -81,8 +85,10 @@ pub(crate) struct Inner {
 /// assert!(seq.execute_all().await?.planned.is_empty()); // exactly once
 ///
 /// assert!(seq.has_executed("create_users").await?); // ledger name or function name
-/// let undone = seq.rollback(&RollbackTarget::Op("create_users".into())).await?;
-/// assert_eq!(undone.rolled_back, ["2024_01_15_120000_create_users"]);
+/// // `invite_users` depends on it and is completed: refused, unless its dependents go first.
+/// assert!(seq.rollback(&RollbackTarget::Op("create_users".into())).await.is_err());
+/// let undone = seq.rollback_with(&RollbackTarget::Op("create_users".into()), true).await?;
+/// assert_eq!(undone.rolled_back, ["2024_01_15_120001_invite_users", "2024_01_15_120000_create_users"]);
 ///
 /// for entry in seq.status().await? {
 ///     println!("{:<12} {}", entry.status.as_str(), entry.name);

@@ -59,6 +59,10 @@ pub(super) enum Command {
         /// One operation.
         #[arg(long, group = "target")]
         op: Option<String>,
+        /// Roll back the completed operations that depend on the ones undone too, dependents first (without it,
+        /// such dependents refuse the rollback).
+        #[arg(long)]
+        cascade: bool,
     },
     /// Run a failed or interrupted operation again.
     Retry {

@@ -12,6 +12,7 @@ pub(super) async fn rollback(
     batch: Option<i64>,
     step: Option<usize>,
     op: Option<String>,
+    cascade: bool,
 ) -> Result<ExitCode, SequencerError> {
     let target = match (batch, step, op) {
         (Some(b), _, _) => RollbackTarget::Batch(b),
@@ -23,7 +24,7 @@ pub(super) async fn rollback(
             ))
         }
     };
-    let report = seq.rollback(&target).await?;
+    let report = seq.rollback_with(&target, cascade).await?;
     if report.rolled_back.is_empty() && report.rollback_failures.is_empty() {
         println!("Nothing to roll back.");
     }

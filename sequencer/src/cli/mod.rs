@@ -155,7 +155,12 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             completed,
             json,
         } => inspect::status(seq, pending, failed, completed, json).await,
-        Command::Rollback { batch, step, op } => manage::rollback(seq, batch, step, op).await,
+        Command::Rollback {
+            batch,
+            step,
+            op,
+            cascade,
+        } => manage::rollback(seq, batch, step, op, cascade).await,
         Command::Retry { name } => process::retry(seq, &name).await,
         Command::Mark {
             name, completed, ..
