@@ -1,9 +1,10 @@
 //! The ledger: one row per operation run, error records, batches and locks, through sqlx on SQLite (embedded,
 //! WAL), PostgreSQL and MySQL / MariaDB. Its own schema migrations are applied on first use.
 
-// connection.rs defines `Ledger` and how it connects; this file only declares and re-exports. Each table's file adds an `impl Ledger` block, with every
-// statement written beside the method that runs it and built by `Dialect::sql` (numbered for PostgreSQL there):
-// runs.rs (operations, batches), progress.rs (a running operation's progress, checkpoint and cancellation),
+// connection.rs defines `Ledger` and how it connects; this file only declares and re-exports. Each table's file
+// adds an `impl Ledger` block, with every statement written beside the method that runs it and built by
+// `Dialect::sql` (numbered for PostgreSQL there): runs.rs (operations, batches), recovery.rs (recovery of dead
+// claims, renewals, rollback claims), progress.rs (a running operation's progress, checkpoint and cancellation),
 // error_log.rs (errors), locks.rs (locks, rate_limits, throttles, the isolation lock), jobs.rs, deferred.rs;
 // schema.rs creates them all.
 
@@ -15,6 +16,7 @@ pub(crate) mod error_log;
 pub(crate) mod jobs;
 pub(crate) mod locks;
 mod progress;
+mod recovery;
 pub(crate) mod runs;
 mod schema;
 
