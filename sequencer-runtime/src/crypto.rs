@@ -128,21 +128,37 @@ impl Keyring {
 
     /// Seals a value with the current key.
     pub fn seal(&self, plain: &str) -> Result<String, CryptoError> {
+        self.encrypt(PREFIX, plain, b"")
+    }
+
+    /// `prefix<key id>:<base64 of nonce and ciphertext>`, sealed with the current key and authenticated with `aad`.
+    fn encrypt(&self, prefix: &str, plain: &str, aad: &[u8]) -> Result<String, CryptoError> {
         let (id, cipher) = self.keys.first().ok_or(CryptoError::NoKey)?;
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let sealed = cipher
-            .encrypt(&nonce, plain.as_bytes())
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain.as_bytes(),
+                    aad,
+                },
+            )
             .map_err(|_| CryptoError::Damaged)?;
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
-        Ok(format!("{PREFIX}{id}:{}", B64.encode(bytes)))
+        Ok(format!("{prefix}{id}:{}", B64.encode(bytes)))
     }
 
     /// Opens a sealed value; a value that is not sealed is returned as it is.
     pub fn open(&self, stored: &str) -> Result<String, CryptoError> {
-        let Some(rest) = stored.strip_prefix(PREFIX) else {
-            return Ok(stored.to_owned());
-        };
+        match stored.strip_prefix(PREFIX) {
+            Some(rest) => self.decrypt(rest, b""),
+            None => Ok(stored.to_owned()),
+        }
+    }
+
+    /// Opens `<key id>:<base64 of nonce and ciphertext>`, authenticated with `aad`.
+    fn decrypt(&self, rest: &str, aad: &[u8]) -> Result<String, CryptoError> {
         let (id, body) = rest.split_once(':').ok_or(CryptoError::Damaged)?;
         let (_, cipher) = self
             .keys
@@ -155,7 +171,7 @@ impl Keyring {
         }
         let (nonce, sealed) = bytes.split_at(12);
         let plain = cipher
-            .decrypt(Nonce::from_slice(nonce), sealed)
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
             .map_err(|_| CryptoError::Damaged)?;
         String::from_utf8(plain).map_err(|_| CryptoError::Damaged)
     }
@@ -169,20 +185,7 @@ impl Keyring {
     /// Seals a value for its place: `place` (e.g. `deferred|42|payload`) is authenticated with it, so the sealed
     /// value opens only there.
     pub fn seal_for(&self, plain: &str, place: &str) -> Result<String, CryptoError> {
-        let (id, cipher) = self.keys.first().ok_or(CryptoError::NoKey)?;
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let sealed = cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plain.as_bytes(),
-                    aad: place.as_bytes(),
-                },
-            )
-            .map_err(|_| CryptoError::Damaged)?;
-        let mut bytes = nonce.to_vec();
-        bytes.extend_from_slice(&sealed);
-        Ok(format!("{PREFIX_BOUND}{id}:{}", B64.encode(bytes)))
+        self.encrypt(PREFIX_BOUND, plain, place.as_bytes())
     }
 
     /// Opens a value stored at `place`: one sealed for that place, or one sealed before values were bound to
@@ -200,27 +203,7 @@ impl Keyring {
             }
             return self.open(stored);
         };
-        let (id, body) = rest.split_once(':').ok_or(CryptoError::Damaged)?;
-        let (_, cipher) = self
-            .keys
-            .iter()
-            .find(|(k, _)| k == id)
-            .ok_or_else(|| CryptoError::UnknownKey(id.to_owned()))?;
-        let bytes = B64.decode(body).map_err(|_| CryptoError::Damaged)?;
-        if bytes.len() < 12 {
-            return Err(CryptoError::Damaged);
-        }
-        let (nonce, sealed) = bytes.split_at(12);
-        let plain = cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: place.as_bytes(),
-                },
-            )
-            .map_err(|_| CryptoError::Damaged)?;
-        String::from_utf8(plain).map_err(|_| CryptoError::Damaged)
+        self.decrypt(rest, place.as_bytes())
     }
 
     /// [`Keyring::open_at`] for display: the text, or a note saying why it cannot be shown.

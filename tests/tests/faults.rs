@@ -489,21 +489,27 @@ async fn claims_are_told_apart_by_their_token_across_pid_namespaces_and_a_paused
     }
 }
 
+/// A sequencer over [`sequencer_tests::tx_ops`], with the table its operations write.
+async fn tx_sequencer(b: &Backend, p: &str) -> Sequencer {
+    let seq = common::build(
+        b,
+        common::builder(b, p, sequencer_tests::tx_ops::ops::registry()),
+    )
+    .await;
+    sqlx::query(&format!(
+        "CREATE TABLE {p}tx_log (name VARCHAR(32) NOT NULL, seen BIGINT NOT NULL)"
+    ))
+    .execute(seq.ledger().pool())
+    .await
+    .unwrap();
+    seq
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_operations_of_four_processes_on_one_sqlite_file_all_complete() {
     for b in backends().await {
         let p = prefix();
-        let seq = common::build(
-            &b,
-            common::builder(&b, &p, sequencer_tests::tx_ops::ops::registry()),
-        )
-        .await;
-        sqlx::query(&format!(
-            "CREATE TABLE {p}tx_log (name VARCHAR(32) NOT NULL, seen BIGINT NOT NULL)"
-        ))
-        .execute(seq.ledger().pool())
-        .await
-        .unwrap();
+        let seq = tx_sequencer(&b, &p).await;
         let runs: Vec<_> = (0..4)
             .map(|_| {
                 common::command(
@@ -605,17 +611,7 @@ async fn a_transaction_operation_keeps_its_claim_alive_and_blocks_no_one() {
             continue;
         }
         let p = prefix();
-        let seq = common::build(
-            &b,
-            common::builder(&b, &p, sequencer_tests::tx_ops::ops::registry()),
-        )
-        .await;
-        sqlx::query(&format!(
-            "CREATE TABLE {p}tx_log (name VARCHAR(32) NOT NULL, seen BIGINT NOT NULL)"
-        ))
-        .execute(seq.ledger().pool())
-        .await
-        .unwrap();
+        let seq = tx_sequencer(&b, &p).await;
         let tx = |args: &[&str], env: &[(&str, &str)]| {
             let mut c = common::command(env!("CARGO_BIN_EXE_seqtx"), &b.url, &p, args);
             for (k, v) in env {

@@ -7,9 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::work::{
-    cleanup, job_count, log_counts, seqwork, setup, statuses, terminate, Workers, N,
-};
+use common::work::{cleanup, job_count, log_counts, seqwork, setup, statuses, Workers, N};
 use common::{backends, prefix};
 
 /// The tests of this binary stop PostgreSQL: one at a time.
@@ -99,11 +97,7 @@ async fn workers_survive_a_postgresql_restart() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    for w in &workers.0 {
-        terminate(w);
-    }
-    for w in workers.0.drain(..) {
-        let out = w.wait_with_output().unwrap();
+    for out in workers.stop() {
         assert!(
             out.status.success(),
             "a worker died with the database: {}",
@@ -204,11 +198,7 @@ async fn an_outage_longer_than_the_lease_leaves_a_worker_its_running_operations(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for w in &workers.0 {
-        terminate(w);
-    }
-    for w in workers.0.drain(..) {
-        let out = w.wait_with_output().unwrap();
+    for out in workers.stop() {
         assert!(
             out.status.success(),
             "the worker died with the database: {}",

@@ -106,11 +106,7 @@ async fn killed_workers_lose_nothing_and_rerun_nothing_unsafe() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        for w in &workers.0 {
-            terminate(w);
-        }
-        for w in workers.0.drain(..) {
-            let out = w.wait_with_output().unwrap();
+        for out in workers.stop() {
             assert!(
                 out.status.success(),
                 "{}: a worker did not stop cleanly on SIGTERM: {}",
@@ -282,12 +278,7 @@ async fn a_dispatcher_runs_its_operations_on_the_workers_and_waits() {
             b.name,
             stdout.lines().last().unwrap_or_default()
         );
-        for w in &workers.0 {
-            terminate(w);
-        }
-        for w in workers.0.drain(..) {
-            w.wait_with_output().unwrap();
-        }
+        workers.stop();
         let counts = log_counts(&pool, &p).await;
         assert_eq!(counts.len(), N, "{}", b.name);
         assert!(counts.values().all(|c| *c == 1), "{}", b.name);

@@ -87,6 +87,19 @@ impl Drop for Workers {
     }
 }
 
+impl Workers {
+    /// Stops every worker with SIGTERM and waits for each: their outputs.
+    pub fn stop(&mut self) -> Vec<std::process::Output> {
+        for w in &self.0 {
+            terminate(w);
+        }
+        self.0
+            .drain(..)
+            .map(|w| w.wait_with_output().expect("wait for a worker"))
+            .collect()
+    }
+}
+
 /// Sends SIGTERM.
 pub fn terminate(child: &Child) {
     let _ = Command::new("kill")
