@@ -14,6 +14,7 @@ use crate::handlers::MalformedPayload;
 use crate::lease::renew_every_third;
 use crate::ledger::deferred::DeferredStatus;
 use crate::ledger::new_claim_token;
+use crate::result::describe;
 use crate::sequencer::Sequencer;
 
 /// What [`Sequencer::process_deferred`] did.
@@ -174,7 +175,7 @@ impl Sequencer {
                     (done, None)
                 }
                 Err(e) => {
-                    let message = format!("{e:#}");
+                    let message = describe(&e);
                     let permanent = e.downcast_ref::<MalformedPayload>().is_some();
                     if !permanent && row.attempts < row.max_attempts {
                         let delay = handlers

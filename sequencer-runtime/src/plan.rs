@@ -100,6 +100,8 @@ pub(crate) struct Plan {
     pub needs_attention: Vec<String>,
     /// Operations whose rollback was interrupted (also in `needs_attention`).
     pub rollbacks_interrupted: Vec<String>,
+    /// Operations another process is running (or rolling back) now: who, since when.
+    pub running_elsewhere: Vec<(String, String)>,
     /// Operations completed or skipped before this run: dependencies already met.
     pub satisfied: HashSet<String>,
 }
@@ -179,7 +181,24 @@ pub(crate) fn plan(
                 plan.needs_attention.push(def.meta.name.to_owned());
                 plan.rollbacks_interrupted.push(def.meta.name.to_owned());
             }
-            Status::Running | Status::RollingBack | Status::Completed | Status::Skipped => {}
+            Status::Running | Status::RollingBack => {
+                let who = row.map(|r| {
+                    let doing = if r.status == Status::RollingBack {
+                        "rolling back"
+                    } else {
+                        "running"
+                    };
+                    let host = r.host.as_deref().unwrap_or("an unknown host");
+                    let pid = r.pid.map_or_else(String::new, |p| format!(" (pid {p})"));
+                    let since = r.started_at.map_or_else(String::new, |t| {
+                        format!(", for {} s", (now - t).max(0) / 1000)
+                    });
+                    format!("{doing} on {host}{pid}{since}")
+                });
+                plan.running_elsewhere
+                    .push((def.meta.name.to_owned(), who.unwrap_or_default()));
+            }
+            Status::Completed | Status::Skipped => {}
         }
     }
     let mut due: Vec<Due> = due.into_iter().map(|d| d.failed_before(now)).collect();

@@ -97,6 +97,8 @@ pub struct RunReport {
     /// Operations whose rollback died before it returned (`undo_interrupted`): never run forward;
     /// `rollback --op NAME` finishes the undo, `mark NAME --completed` records it as it is.
     pub rollbacks_interrupted: Vec<String>,
+    /// Operations another process was running (or rolling back) when this run was planned: who, since when.
+    pub running_elsewhere: Vec<(String, String)>,
     /// Operations left pending because a dependency did not complete.
     pub waiting: Vec<(String, String)>,
     /// Scheduled operations not due yet, with their due time (Unix milliseconds).

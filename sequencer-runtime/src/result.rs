@@ -23,6 +23,24 @@ impl fmt::Display for Skipped {
 
 impl std::error::Error for Skipped {}
 
+/// An error with its causes, each said once: `what: why: root cause`. A cause whose text already ends the text
+/// before it is left out: sqlx's database errors, for one, repeat their source (`relation "x" does not exist:
+/// relation "x" does not exist`).
+pub(crate) fn describe(e: &Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Ends an operation as skipped: `return Err(Skip("no rows to backfill"));`.
 ///
 /// ```
@@ -35,4 +53,43 @@ pub fn Skip(reason: impl Into<String>) -> Error {
     anyhow::Error::new(Skipped {
         reason: reason.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that repeats its source's text, as sqlx's database errors do.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+
+    impl fmt::Display for Repeats {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "error returned from database: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let e = Error::new(Repeats(std::io::Error::other(
+            "relation \"x\" does not exist",
+        )))
+        .context("backfilling orders");
+        assert_eq!(
+            format!("{e:#}"),
+            "backfilling orders: error returned from database: relation \"x\" does not exist: relation \"x\" does not exist"
+        );
+        assert_eq!(
+            describe(&e),
+            "backfilling orders: error returned from database: relation \"x\" does not exist"
+        );
+        let plain = Error::msg("root").context("middle").context("top");
+        assert_eq!(describe(&plain), "top: middle: root");
+    }
 }

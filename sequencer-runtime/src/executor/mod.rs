@@ -26,7 +26,7 @@ use crate::ledger::{new_claim_token, Ledger, Owner};
 use crate::plan::Due;
 use crate::registry::OperationDef;
 use crate::report::Outcome;
-use crate::result::{Error, Skipped};
+use crate::result::{describe, Error, Skipped};
 
 /// What every run of an operation shares.
 #[derive(Clone)]
@@ -301,7 +301,7 @@ impl Env {
                     name: meta.name.to_owned(),
                     attempt,
                     delay_ms: delay.as_millis() as u64,
-                    error: format!("{error:#}"),
+                    error: describe(&error),
                 });
                 sleep_or_cancel(delay, &self.cancel).await;
                 attempt += 1;
@@ -342,7 +342,7 @@ impl Env {
         status: Status,
         error: &Error,
     ) -> Result<String, LedgerError> {
-        let message = format!("{error:#}");
+        let message = describe(error);
         let stored = self.stored_text(def, run, &message);
         let end = Finish {
             token,
@@ -456,7 +456,7 @@ impl Env {
                         reason: s.reason.clone(),
                     },
                     None => Outcome::Failed {
-                        error: format!("{e:#}"),
+                        error: describe(&e),
                         allowed_to_fail: def.meta.allowed_to_fail,
                     },
                 }
@@ -544,7 +544,7 @@ impl Env {
                 self.ledger
                     .record_error(def.meta.name, run, 0, &e, self.seal_for(def))
                     .await?;
-                Ok(Err(format!("{e:#}")))
+                Ok(Err(describe(&e)))
             }
         }
     }

@@ -325,10 +325,19 @@ impl SequencerBuilder {
                 )));
             }
         }
+        // The embedded default: say once, when its file is made, where the ledger lives and how to choose another.
+        let default_file = DEFAULT_DATABASE_URL.trim_start_matches("sqlite://");
+        let creates_default =
+            self.database.is_none() && !std::path::Path::new(default_file).exists();
         let url = self
             .database
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         let ledger = Ledger::connect_with(&url, &self.prefix, self.max_connections).await?;
+        if creates_default {
+            eprintln!(
+                "sequencer: created the ledger `{default_file}` (SQLite) in the working directory; choose another database with `--database URL`, SEQUENCER_DATABASE_URL or `.database(url)`"
+            );
+        }
         let (events, _) = broadcast::channel(1024);
         let env = Env {
             ledger,

@@ -103,11 +103,13 @@ impl Sequencer {
             waiting,
             needs_attention,
             rollbacks_interrupted,
+            running_elsewhere,
             satisfied,
         } = plan(&ordered, &rows, opts, &inputs)?;
         let mut report = RunReport {
             needs_attention,
             rollbacks_interrupted,
+            running_elsewhere,
             scheduled,
             waiting,
             ..RunReport::default()
@@ -130,7 +132,7 @@ impl Sequencer {
             return Ok(report);
         }
         if due.is_empty() {
-            if !opts.quiet && report.queued.is_empty() {
+            if !opts.quiet && report.queued.is_empty() && report.running_elsewhere.is_empty() {
                 let _ = env.events.send(Event::NoPendingOperations);
             }
             return Ok(report);
@@ -153,6 +155,7 @@ impl Sequencer {
         report = RunReport {
             needs_attention: report.needs_attention,
             rollbacks_interrupted: report.rollbacks_interrupted,
+            running_elsewhere: report.running_elsewhere,
             scheduled: report.scheduled,
             queued: report.queued,
             waiting,

@@ -194,6 +194,9 @@ pub(super) fn summary(r: &RunReport) {
             r.rolled_back.join(", ")
         );
     }
+    for (name, who) in &r.running_elsewhere {
+        println!("  running elsewhere: {name}: {who}");
+    }
     for (name, why) in &r.waiting {
         println!("  not run: {name}: {why}");
     }
