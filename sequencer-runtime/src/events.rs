@@ -87,6 +87,14 @@ pub enum Event {
         /// `allowed_to_fail`: the run goes on.
         allowed_to_fail: bool,
     },
+    /// An operation stopped at a checkpoint because `cancel NAME` asked it to (recorded `interrupted`; `retry`
+    /// resumes it from its checkpoint).
+    OperationCancelled {
+        /// Ledger name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// An operation was skipped.
     OperationSkipped {
         /// Ledger name.

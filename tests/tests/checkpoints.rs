@@ -123,6 +123,15 @@ async fn cancel_stops_a_running_operation_at_its_next_checkpoint() {
             "{}: {stdout}",
             b.name
         );
+        // Said as cancelled, counted, and told by the exit code: not a failure, not a success.
+        assert!(
+            stdout.contains("CANCELLED   2024_08_01_000000_c_items")
+                && !stdout.contains("FAILED")
+                && stdout.contains("0 failed, 0 skipped, 1 cancelled"),
+            "{}: {stdout}",
+            b.name
+        );
+        assert_eq!(out.status.code(), Some(4), "{}: {stdout}", b.name);
         let done = items(&pool, &p).await.len();
         assert!(done < 40, "{}: it stopped early ({done} items)", b.name);
         assert_eq!(

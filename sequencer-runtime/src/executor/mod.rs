@@ -354,11 +354,18 @@ impl Env {
             error: Some(&stored),
         };
         self.ledger.finish_on_pool(&end).await?;
-        let allowed_to_fail = status == Status::Interrupted || def.meta.allowed_to_fail;
-        self.emit(Event::OperationFailed {
-            name: def.meta.name.to_owned(),
-            error: message.clone(),
-            allowed_to_fail,
+        // Stopped by `cancel NAME` is said as such, not as a failure.
+        self.emit(if status == Status::Interrupted {
+            Event::OperationCancelled {
+                name: def.meta.name.to_owned(),
+                reason: message.clone(),
+            }
+        } else {
+            Event::OperationFailed {
+                name: def.meta.name.to_owned(),
+                error: message.clone(),
+                allowed_to_fail: def.meta.allowed_to_fail,
+            }
         });
         Ok(message)
     }

@@ -134,6 +134,7 @@ fn event_line(e: crate::Event) -> Option<String> {
             format!("FAILED      {name}{note}: {error}")
         }
         Event::OperationSkipped { name, reason } => format!("SKIPPED     {name}: {reason}"),
+        Event::OperationCancelled { name, reason } => format!("CANCELLED   {name}: {reason}"),
         Event::OperationRolledBack { name } => format!("ROLLED BACK {name}"),
         Event::NoPendingOperations => "Nothing to run: no pending operations.".to_owned(),
         Event::MigrationsStarted { count } => format!("Migrating: {count} pending migration(s)."),
@@ -174,10 +175,16 @@ pub(super) fn summary(r: &RunReport) {
     let failed = r.count(|o| matches!(o, Outcome::Failed { .. }));
     let skipped = r.count(|o| matches!(o, Outcome::Skipped { .. }));
     let elsewhere = r.count(|o| matches!(o, Outcome::NotClaimed));
+    let cancelled = r.count(|o| matches!(o, Outcome::Cancelled { .. }));
     if let Some(b) = r.batch {
         print!("Batch {b}: ");
         println!(
-            "{completed} completed, {failed} failed, {skipped} skipped{}.",
+            "{completed} completed, {failed} failed, {skipped} skipped{}{}.",
+            if cancelled > 0 {
+                format!(", {cancelled} cancelled")
+            } else {
+                String::new()
+            },
             if elsewhere > 0 {
                 format!(", {elsewhere} run by another process")
             } else {
@@ -266,6 +273,13 @@ fn when(ms: i64) -> String {
 }
 
 /// 0 when every operation of the run succeeded, else 1.
+/// 1 when an operation failed, 4 when one was cancelled (and none failed), 0 otherwise.
 pub(super) fn exit_of(r: &RunReport) -> ExitCode {
-    ExitCode::from(u8::from(!r.succeeded()))
+    if !r.succeeded() {
+        ExitCode::from(1)
+    } else if r.count(|o| matches!(o, Outcome::Cancelled { .. })) > 0 {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
