@@ -248,25 +248,19 @@ impl Ctx {
             json
         };
         // In a `transaction` operation the checkpoint commits, or rolls back, with the operation's writes.
-        let ours = match self.tx_conn()? {
+        let in_tx = match self.tx_conn()? {
             Some(mut guard) => match guard.as_mut() {
-                Some(tx) => {
+                Some(tx) => Some(
                     rec.ledger
                         .checkpoint(&mut **tx, self.meta.name, rec.run, None, &json)
-                        .await?
-                }
-                None => {
-                    rec.ledger
-                        .checkpoint(
-                            rec.ledger.pool(),
-                            self.meta.name,
-                            rec.run,
-                            Some(&rec.token),
-                            &json,
-                        )
-                        .await?
-                }
+                        .await?,
+                ),
+                None => None,
             },
+            None => None,
+        };
+        let ours = match in_tx {
+            Some(ours) => ours,
             None => {
                 rec.ledger
                     .checkpoint(

@@ -72,6 +72,7 @@ pub struct Run {
     inner: Arc<RunInner>,
 }
 
+#[derive(Clone)]
 struct RunInner {
     dispatch: Option<Dispatch>,
     env: Env,
@@ -106,18 +107,7 @@ impl Run {
     /// A run whose orchestrator, if it is [`Sequential`](crate::Sequential) or [`Scheduled`](crate::Scheduled),
     /// rolls back this run's completed operations when one fails (`--rollback-on-failure`).
     pub(crate) fn rolling_back_on_failure(self, yes: bool) -> Self {
-        let mut inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            Err(arc) => RunInner {
-                dispatch: arc.dispatch.clone(),
-                env: arc.env.clone(),
-                batch: arc.batch,
-                due: arc.due.clone(),
-                satisfied: arc.satisfied.clone(),
-                concurrency: arc.concurrency,
-                rollback_on_failure: arc.rollback_on_failure,
-            },
-        };
+        let mut inner = Arc::unwrap_or_clone(self.inner);
         inner.rollback_on_failure = yes;
         Run {
             inner: Arc::new(inner),
@@ -133,23 +123,10 @@ impl Run {
 
     /// A run whose operations are executed by the workers: each is queued when it is ready and awaited.
     pub(crate) fn dispatching(self, dispatch: Dispatch) -> Self {
-        let inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            Err(arc) => RunInner {
-                dispatch: None,
-                env: arc.env.clone(),
-                batch: arc.batch,
-                due: arc.due.clone(),
-                satisfied: arc.satisfied.clone(),
-                concurrency: arc.concurrency,
-                rollback_on_failure: arc.rollback_on_failure,
-            },
-        };
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.dispatch = Some(dispatch);
         Run {
-            inner: Arc::new(RunInner {
-                dispatch: Some(dispatch),
-                ..inner
-            }),
+            inner: Arc::new(inner),
         }
     }
 
