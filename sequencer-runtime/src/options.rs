@@ -140,6 +140,21 @@ pub enum RollbackTarget {
     Op(String),
 }
 
+/// What `rollback` does when completed operations depend (directly or not) on one it undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cascade {
+    /// Refuse, naming them; nothing is undone (the default).
+    #[default]
+    Refuse,
+    /// Roll them back first, dependents before what they depend on, each recorded (`--cascade`). A dependent
+    /// without a rollback stops the cascade before anything is undone.
+    Dependents,
+    /// As [`Cascade::Dependents`], but a dependent without a rollback is recorded
+    /// [`stale`](crate::ledger::Status::Stale) (it needs a person, and `process` never runs it), never left
+    /// `completed` over undone work (`--cascade --force`).
+    Force,
+}
+
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkOptions {

@@ -19,6 +19,7 @@ pub struct Due {
     new_run: bool,
     scheduled: bool,
     failed_before: i64,
+    on_worker: bool,
 }
 
 impl Due {
@@ -35,6 +36,7 @@ impl Due {
             new_run,
             scheduled,
             failed_before: i64::MAX,
+            on_worker: false,
         }
     }
 
@@ -45,6 +47,20 @@ impl Due {
             failed_before: at,
             ..self
         }
+    }
+
+    /// An asynchronous operation queued for the workers, which this run waits for: operations of the run come
+    /// after it (in plan order, or as its dependents).
+    pub(crate) fn awaited_on_worker(self) -> Self {
+        Due {
+            on_worker: true,
+            ..self
+        }
+    }
+
+    /// Whether a worker runs it: the run queued it and waits for its end.
+    pub fn on_worker(&self) -> bool {
+        self.on_worker
     }
 
     /// See [`Due::failed_before`].
@@ -81,6 +97,9 @@ pub(crate) struct Inputs<'a> {
     pub force_sync: bool,
     /// The schema migrations applied, by version.
     pub applied: &'a HashSet<i64>,
+    /// The orchestrator starts an operation only once every operation planned before it has ended
+    /// ([`Orchestrator::in_plan_order`](crate::orchestrator::Orchestrator::in_plan_order)).
+    pub in_plan_order: bool,
 }
 
 /// What a run does, decided before anything runs.
@@ -88,8 +107,9 @@ pub(crate) struct Inputs<'a> {
 pub(crate) struct Plan {
     /// To run in this process, in plan order.
     pub due: Vec<Due>,
-    /// To put on the workers' queue, with the queue's name.
-    pub to_queue: Vec<(Due, &'static str)>,
+    /// To put on the workers' queue, with the queue's name and the operations of this plan it must wait for
+    /// (queued `blocked` until they have completed).
+    pub to_queue: Vec<(Due, &'static str, Vec<&'static str>)>,
     /// Pending scheduled operations to record as `scheduled`: `(name, run, due_at)`.
     pub to_schedule: Vec<(&'static str, i64, i64)>,
     /// Scheduled operations not due yet, with their due time (both those to record and those recorded).
@@ -100,6 +120,8 @@ pub(crate) struct Plan {
     pub needs_attention: Vec<String>,
     /// Operations whose rollback was interrupted (also in `needs_attention`).
     pub rollbacks_interrupted: Vec<String>,
+    /// Operations recorded `stale` by `rollback --cascade --force` (also in `needs_attention`).
+    pub stale: Vec<String>,
     /// Operations another process is running (or rolling back) now: who, since when.
     pub running_elsewhere: Vec<(String, String)>,
     /// Operations completed or skipped before this run: dependencies already met.
@@ -177,6 +199,11 @@ pub(crate) fn plan(
             }
             // A rollback that died may have undone half the work: a person decides, never `process`.
             Status::Interrupted => plan.needs_attention.push(def.meta.name.to_owned()),
+            // Its work may rest on a rolled-back dependency: a person decides.
+            Status::Stale => {
+                plan.needs_attention.push(def.meta.name.to_owned());
+                plan.stale.push(def.meta.name.to_owned());
+            }
             Status::RollbackInterrupted => {
                 plan.needs_attention.push(def.meta.name.to_owned());
                 plan.rollbacks_interrupted.push(def.meta.name.to_owned());
@@ -222,31 +249,78 @@ pub(crate) fn plan(
         }
         missing.is_none()
     });
-    // `asynchronous` operations (all, with `--async`) go to the workers' queue, unless forced to run here.
-    for d in due {
-        let to_queue = !inputs.force_sync
+    // `asynchronous` operations (all, with `--async`) go to the workers' queue, unless forced to run here. A
+    // queued operation waits (`blocked`) for what it must follow: in plan order, the operation planned just
+    // before it (which itself ran only after those before it); otherwise its dependencies. Whoever completes
+    // those queues it.
+    let queues = |d: &Due| {
+        !inputs.force_sync
             && !opts.dispatch
             && !d.new_run
-            && (opts.queue_all || d.def.meta.asynchronous);
-        if !to_queue {
-            plan.due.push(d);
-            continue;
+            && (opts.queue_all || d.def.meta.asynchronous)
+    };
+    let mut previous: Option<&'static str> = None;
+    for d in &due {
+        let name = d.def.meta.name;
+        if queues(d) {
+            let mut after: Vec<&'static str> = d
+                .def
+                .meta
+                .depends_on
+                .iter()
+                .filter_map(|x| match x {
+                    Dependency::Operation(n) if !plan.satisfied.contains(*n) => Some(*n),
+                    _ => None,
+                })
+                .collect();
+            if inputs.in_plan_order {
+                after.extend(previous.filter(|p| !after.contains(p)));
+            }
+            plan.to_queue
+                .push((*d, d.def.meta.queue.unwrap_or(DEFAULT_QUEUE), after));
         }
-        // A queued operation runs whenever a worker takes it: queue it only once its dependencies are done.
-        let missing = d.def.meta.depends_on.iter().find_map(|x| match x {
-            Dependency::Operation(n) if !plan.satisfied.contains(*n) => Some(*n),
-            _ => None,
-        });
-        match missing {
-            Some(dep) => plan.waiting.push((
-                d.def.meta.name.to_owned(),
-                format!(
-                    "queued once its dependency `{dep}` has completed (or run with `--dispatch`)"
-                ),
-            )),
-            None => plan
-                .to_queue
-                .push((d, d.def.meta.queue.unwrap_or(DEFAULT_QUEUE))),
+        previous = Some(name);
+    }
+    // The run waits on the workers for the queued operations its own operations come after.
+    let queued: HashSet<&str> = plan
+        .to_queue
+        .iter()
+        .map(|(d, _, _)| d.def.meta.name)
+        .collect();
+    let awaited: HashSet<&str> = if inputs.in_plan_order {
+        let last_here = due.iter().rposition(|d| !queued.contains(d.def.meta.name));
+        due[..last_here.map_or(0, |i| i + 1)]
+            .iter()
+            .map(|d| d.def.meta.name)
+            .filter(|n| queued.contains(n))
+            .collect()
+    } else {
+        // Every queued operation an operation run here depends on, directly or through other queued ones.
+        let by_name: HashMap<&str, &Due> = due.iter().map(|d| (d.def.meta.name, d)).collect();
+        let mut awaited = HashSet::new();
+        let mut stack: Vec<&str> = due
+            .iter()
+            .filter(|d| !queued.contains(d.def.meta.name))
+            .map(|d| d.def.meta.name)
+            .collect();
+        while let Some(n) = stack.pop() {
+            let Some(d) = by_name.get(n) else { continue };
+            for x in d.def.meta.depends_on {
+                if let Dependency::Operation(dep) = x {
+                    if queued.contains(dep) && awaited.insert(*dep) {
+                        stack.push(dep);
+                    }
+                }
+            }
+        }
+        awaited
+    };
+    for d in due {
+        let name = d.def.meta.name;
+        if !queued.contains(name) {
+            plan.due.push(d);
+        } else if awaited.contains(name) {
+            plan.due.push(d.awaited_on_worker());
         }
     }
     Ok(plan)
@@ -359,9 +433,12 @@ mod tests {
         rows: Vec<LedgerRow>,
         opts: ProcessOptions,
         force_sync: bool,
+        in_plan_order: bool,
         applied: Vec<i64>,
+        /// Names; `name@worker` for a queued operation the run waits for.
         due: &'static [&'static str],
-        queued: &'static [(&'static str, &'static str)],
+        /// Name, queue and what it waits for.
+        queued: &'static [(&'static str, &'static str, &'static [&'static str])],
         scheduled: &'static [&'static str],
         to_schedule: &'static [&'static str],
         waiting: &'static [&'static str],
@@ -379,6 +456,7 @@ mod tests {
             now: NOW,
             force_sync: case.force_sync,
             applied: &applied,
+            in_plan_order: case.in_plan_order,
         };
         plan(&case.ops, &rows, &case.opts, &inputs)
     }
@@ -458,7 +536,7 @@ mod tests {
                 ..Case::default()
             },
             Case {
-                what: "asynchronous operations are queued on their queue once their dependencies are done",
+                what: "asynchronous operations are queued, blocked by the dependencies not done yet",
                 ops: vec![
                     op("base", 1, plain),
                     op("mail", 2, |m| {
@@ -477,8 +555,58 @@ mod tests {
                 ],
                 rows: vec![row("done", Status::Completed, None)],
                 due: &["base"],
-                queued: &[("mail", "mail"), ("after_done", DEFAULT_QUEUE)],
-                waiting: &["after_base"],
+                queued: &[
+                    ("mail", "mail", &[]),
+                    ("after_base", DEFAULT_QUEUE, &["base"]),
+                    ("after_done", DEFAULT_QUEUE, &[]),
+                ],
+                ..Case::default()
+            },
+            Case {
+                what: "in plan order, a queued operation waits for the one before it, and the run waits for it \
+                       when an operation of its own comes after it",
+                ops: vec![
+                    op("s1", 1, plain),
+                    op("a", 2, |m| m.asynchronous = true),
+                    op("s2", 3, plain),
+                    op("b", 4, |m| m.asynchronous = true),
+                    op("c", 5, |m| m.asynchronous = true),
+                ],
+                in_plan_order: true,
+                due: &["s1", "a@worker", "s2"],
+                queued: &[
+                    ("a", DEFAULT_QUEUE, &["s1"]),
+                    ("b", DEFAULT_QUEUE, &["s2"]),
+                    ("c", DEFAULT_QUEUE, &["b"]),
+                ],
+                ..Case::default()
+            },
+            Case {
+                what: "along the graph, the run waits only for the queued operations its own ones depend on",
+                ops: vec![
+                    op("s1", 1, plain),
+                    op("a", 2, |m| {
+                        m.asynchronous = true;
+                        m.depends_on = &[Dependency::Operation("s1")];
+                    }),
+                    op("b", 3, |m| {
+                        m.asynchronous = true;
+                        m.depends_on = &[Dependency::Operation("a")];
+                    }),
+                    op("s2", 4, |m| m.depends_on = &[Dependency::Operation("b")]),
+                    op("c", 5, |m| {
+                        m.asynchronous = true;
+                        m.depends_on = &[Dependency::Operation("a")];
+                    }),
+                    op("d", 6, |m| m.asynchronous = true),
+                ],
+                due: &["s1", "a@worker", "b@worker", "s2"],
+                queued: &[
+                    ("a", DEFAULT_QUEUE, &["s1"]),
+                    ("b", DEFAULT_QUEUE, &["a"]),
+                    ("c", DEFAULT_QUEUE, &["a"]),
+                    ("d", DEFAULT_QUEUE, &[]),
+                ],
                 ..Case::default()
             },
             Case {
@@ -505,7 +633,7 @@ mod tests {
                     queue_all: true,
                     ..ProcessOptions::default()
                 },
-                queued: &[("a", DEFAULT_QUEUE), ("b", DEFAULT_QUEUE)],
+                queued: &[("a", DEFAULT_QUEUE, &[]), ("b", DEFAULT_QUEUE, &[])],
                 ..Case::default()
             },
             Case {
@@ -561,12 +689,19 @@ mod tests {
         ];
         for case in &cases {
             let plan = run(case).unwrap_or_else(|e| panic!("{}: {e}", case.what));
-            let names = |ds: &[Due]| ds.iter().map(|d| d.def.meta.name).collect::<Vec<_>>();
+            let names = |ds: &[Due]| {
+                ds.iter()
+                    .map(|d| match d.on_worker {
+                        true => format!("{}@worker", d.def.meta.name),
+                        false => d.def.meta.name.to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+            };
             assert_eq!(names(&plan.due), case.due, "{}: due", case.what);
             let queued: Vec<_> = plan
                 .to_queue
                 .iter()
-                .map(|(d, q)| (d.def.meta.name, *q))
+                .map(|(d, q, after)| (d.def.meta.name, *q, after.as_slice()))
                 .collect();
             assert_eq!(queued, case.queued, "{}: queued", case.what);
             let scheduled: Vec<_> = plan.scheduled.iter().map(|(n, _)| n.as_str()).collect();

@@ -370,7 +370,7 @@ fn plural(n: usize) -> &'static str {
 fn dot_color(status: Status) -> &'static str {
     match status {
         Status::Completed => "green",
-        Status::Failed | Status::RollbackInterrupted => "red",
+        Status::Failed | Status::RollbackInterrupted | Status::Stale => "red",
         Status::Running | Status::RollingBack => "yellow",
         Status::Skipped => "grey",
         Status::Pending => "white",
@@ -381,7 +381,7 @@ fn dot_color(status: Status) -> &'static str {
 fn mermaid_color(status: Status) -> &'static str {
     match status {
         Status::Completed => "#9f9",
-        Status::Failed | Status::RollbackInterrupted => "#f99",
+        Status::Failed | Status::RollbackInterrupted | Status::Stale => "#f99",
         Status::Running | Status::RollingBack => "#ff9",
         Status::Skipped => "#ccc",
         Status::Pending => "#fff",

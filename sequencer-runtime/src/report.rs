@@ -97,6 +97,9 @@ pub struct RunReport {
     /// Operations whose rollback died before it returned (`undo_interrupted`): never run forward;
     /// `rollback --op NAME` finishes the undo, `mark NAME --completed` records it as it is.
     pub rollbacks_interrupted: Vec<String>,
+    /// Operations recorded `stale` (also in `needs_attention`): an operation they depend on was rolled back under
+    /// them with `rollback --cascade --force`. Never run forward; `retry NAME` or `mark NAME --completed`.
+    pub stale: Vec<String>,
     /// Operations another process was running (or rolling back) when this run was planned: who, since when.
     pub running_elsewhere: Vec<(String, String)>,
     /// Operations left pending because a dependency did not complete.
@@ -105,6 +108,9 @@ pub struct RunReport {
     pub scheduled: Vec<(String, i64)>,
     /// Operations put on a queue for the workers, with the queue.
     pub queued: Vec<(String, String)>,
+    /// Queued operations that wait (`blocked`) for others to complete first, with their names: a worker or
+    /// process that completes those queues them.
+    pub queued_after: Vec<(String, String)>,
 }
 
 impl RunReport {

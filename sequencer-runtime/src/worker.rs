@@ -131,6 +131,7 @@ impl Sequencer {
                     if last_trouble.is_none_or(|t| t.elapsed() >= opts.lease) {
                         ledger.rescue_jobs().await?;
                         ledger.recover_interrupted(&env.owner).await?;
+                        ledger.unblock_jobs().await?;
                     }
                     Ok::<(), crate::ledger::error::LedgerError>(())
                 }

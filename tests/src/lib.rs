@@ -7,6 +7,7 @@ pub mod ckpt_ops;
 pub mod enc_ops;
 pub mod ledger_ops;
 pub mod mig_ops;
+pub mod order_ops;
 pub mod par_ops;
 pub mod policy_ops;
 pub mod tx_ops;

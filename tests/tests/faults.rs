@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sequencer::ledger::Status;
 use sequencer::sqlx;
-use sequencer::{Outcome, RollbackTarget, Sequencer};
+use sequencer::{Cascade, Outcome, RollbackTarget, Sequencer};
 use sequencer_tests::ledger_ops::{ops, Knobs};
 
 mod common;
@@ -1201,7 +1201,7 @@ async fn a_rollback_refuses_while_dependents_are_completed_and_cascades_when_ask
         );
         // With `--cascade`: the dependent first, then what it depends on.
         let undone = seq
-            .rollback_with(&RollbackTarget::Op("create".into()), true)
+            .rollback_with(&RollbackTarget::Op("create".into()), Cascade::Dependents)
             .await
             .unwrap();
         assert_eq!(
@@ -1219,7 +1219,7 @@ async fn a_rollback_refuses_while_dependents_are_completed_and_cascades_when_ask
         // A dependent without a rollback stops the cascade before anything is undone.
         seq.execute_all().await.unwrap();
         let stopped = seq
-            .rollback_with(&RollbackTarget::Op("create".into()), true)
+            .rollback_with(&RollbackTarget::Op("create".into()), Cascade::Dependents)
             .await
             .expect_err("stopped");
         assert!(
@@ -1236,6 +1236,40 @@ async fn a_rollback_refuses_while_dependents_are_completed_and_cascades_when_ask
             "{}",
             b.name
         );
+        // `--force`: the dependent without a rollback is recorded `stale`, never left `completed` over undone work,
+        // and `process` leaves it for a person.
+        let forced = seq
+            .rollback_with(&RollbackTarget::Op("create".into()), Cascade::Force)
+            .await
+            .unwrap();
+        assert_eq!(
+            (forced.needs_attention, forced.rolled_back),
+            (
+                vec!["2024_07_01_000003_report".to_owned()],
+                vec![
+                    "2024_07_01_000002_fill".to_owned(),
+                    "2024_07_01_000001_create".to_owned()
+                ]
+            ),
+            "{}",
+            b.name
+        );
+        let s = status(&seq).await;
+        assert_eq!(
+            (s["create"], s["fill"], s["report"]),
+            (Status::RolledBack, Status::RolledBack, Status::Stale),
+            "{}",
+            b.name
+        );
+        let again = seq.execute_all().await.unwrap();
+        assert_eq!(
+            again.needs_attention,
+            ["2024_07_01_000003_report"],
+            "{}: a stale operation is left for a person",
+            b.name
+        );
+        assert_eq!(again.stale, ["2024_07_01_000003_report"], "{}", b.name);
+        assert_eq!(status(&seq).await["report"], Status::Stale, "{}", b.name);
         common::cleanup(&seq, &p, &[]).await;
     }
 }

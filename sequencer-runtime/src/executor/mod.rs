@@ -81,6 +81,16 @@ impl Env {
         for (name, owner) in locks {
             self.ledger.release_named_lock(&name, &owner).await?;
         }
+        if let Ok(Outcome::Completed { .. } | Outcome::Skipped { .. }) = &outcome {
+            // Queue the jobs that waited for this operation. Its own end is recorded already; should this fail,
+            // idle workers and the next `process` release them.
+            if let Err(e) = self.ledger.unblock_jobs_after(def.meta.name).await {
+                tracing::warn!(
+                    operation = def.meta.name,
+                    "cannot queue the jobs behind it: {e}"
+                );
+            }
+        }
         outcome
     }
 

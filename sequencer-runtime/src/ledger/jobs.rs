@@ -8,13 +8,15 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::connection::{redact, Ledger};
-use super::dialect::{parsed, stored_by_name, Dialect};
+use super::dialect::{parsed, stored_by_name, text, Dialect};
 use super::error::{q, LedgerError};
 
 /// The state of a job of the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// Waiting for the operations named in its `blocked_by` to complete, then queued.
+    Blocked,
     /// Waiting for a worker.
     Queued,
     /// Taken by a worker, which holds a lease on it.
@@ -26,6 +28,7 @@ pub enum JobStatus {
 }
 
 stored_by_name!(JobStatus, "job status", {
+    Blocked => "blocked",
     Queued => "queued",
     Running => "running",
     Done => "done",
@@ -47,32 +50,190 @@ impl Ledger {
     /// Puts an operation's run on a queue (once: a queued or running job for it is left alone) and wakes the
     /// workers. `true` when a job was queued.
     pub async fn enqueue(&self, name: &str, run: i64, queue: &str) -> Result<bool, LedgerError> {
-        use JobStatus::{Done, Failed, Queued};
+        self.enqueue_after(name, run, queue, &[]).await
+    }
+
+    /// Puts an operation's run on a queue behind the operations `after` names: the job waits as `blocked` until
+    /// each of them is `completed` or `skipped` (see [`Ledger::unblock_jobs`]), then is queued. A queued or running
+    /// job for the run is left alone; an ended or blocked one is queued (or blocked) again. `true` when a job was
+    /// written.
+    pub async fn enqueue_after(
+        &self,
+        name: &str,
+        run: i64,
+        queue: &str,
+        after: &[&str],
+    ) -> Result<bool, LedgerError> {
+        use JobStatus::{Blocked, Done, Failed, Queued};
         let (jobs, now) = (self.table("jobs"), self.dialect.now());
+        let (status, blocked_by) = if after.is_empty() {
+            (Queued, None)
+        } else {
+            (Blocked, Some(after.join("\n")))
+        };
         let requeue = self.dialect.sql(format!(
-            "UPDATE {jobs} SET status = '{Queued}', available_at = {now}, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL \
-             WHERE name = ? AND run = ? AND status IN ('{Done}', '{Failed}')"
+            "UPDATE {jobs} SET status = ?, blocked_by = ?, available_at = {now}, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL \
+             WHERE name = ? AND run = ? AND status IN ('{Done}', '{Failed}', '{Blocked}')"
         ));
         let requeued = sqlx::query(&requeue)
+            .bind(status.as_str())
+            .bind(blocked_by.as_deref())
             .bind(name)
             .bind(run)
             .execute(&self.pool)
             .await
             .map_err(q("queue an operation"))?;
         let insert = self.dialect.insert_ignore(format!(
-            "INSERT INTO {jobs} (name, run, queue, status, available_at, attempts, created_at) VALUES (?, ?, ?, '{Queued}', {now}, 0, {now})"
+            "INSERT INTO {jobs} (name, run, queue, status, blocked_by, available_at, attempts, created_at) VALUES (?, ?, ?, ?, ?, {now}, 0, {now})"
         ));
         let queued = requeued.rows_affected() == 1
             || sqlx::query(&insert)
                 .bind(name)
                 .bind(run)
                 .bind(queue)
+                .bind(status.as_str())
+                .bind(blocked_by.as_deref())
                 .execute(&self.pool)
                 .await
                 .map_err(q("queue an operation"))?
                 .rows_affected()
                 == 1;
-        if queued && self.dialect == Dialect::Postgres {
+        if queued && status == Blocked {
+            // What it waits for may have ended already.
+            self.unblock_jobs().await?;
+        } else if queued {
+            self.wake_workers(queue).await?;
+        }
+        Ok(queued)
+    }
+
+    /// Queues the `blocked` jobs whose operations in `blocked_by` have all completed (or been skipped), and wakes
+    /// the workers. Idle workers call it; see [`Ledger::unblock_jobs_after`] for the jobs one operation's end can
+    /// release. Returns how many.
+    pub async fn unblock_jobs(&self) -> Result<u64, LedgerError> {
+        self.release_blocked(None).await
+    }
+
+    /// [`Ledger::unblock_jobs`] for the jobs that name `name` (which has just completed or been skipped).
+    pub async fn unblock_jobs_after(&self, name: &str) -> Result<u64, LedgerError> {
+        self.release_blocked(Some(name)).await
+    }
+
+    async fn release_blocked(&self, after: Option<&str>) -> Result<u64, LedgerError> {
+        use JobStatus::{Blocked, Queued};
+        let (jobs, operations, now) = (
+            self.table("jobs"),
+            self.table("operations"),
+            self.dialect.now(),
+        );
+        const WHAT: &str = "queue the jobs blocked behind an operation";
+        // `LIKE` narrows (its `_` matches more than itself); the names are compared exactly below.
+        let narrow = if after.is_some() {
+            " AND blocked_by LIKE ?"
+        } else {
+            ""
+        };
+        let sql = self.dialect.sql(format!(
+            "SELECT id, queue, blocked_by FROM {jobs} WHERE status = '{Blocked}'{narrow}"
+        ));
+        let mut query = sqlx::query(&sql);
+        if let Some(name) = after {
+            query = query.bind(format!("%{name}%"));
+        }
+        let mut blocked: Vec<(i64, String, Vec<String>)> = Vec::new();
+        for r in query.fetch_all(&self.pool).await.map_err(q(WHAT))? {
+            let by = text(&r, 2).map_err(q(WHAT))?;
+            let by: Vec<String> = by.unwrap_or_default().lines().map(str::to_owned).collect();
+            if after.is_none_or(|n| by.iter().any(|b| b == n)) {
+                blocked.push((
+                    r.try_get(0).map_err(q(WHAT))?,
+                    r.try_get(1).map_err(q(WHAT))?,
+                    by,
+                ));
+            }
+        }
+        if blocked.is_empty() {
+            return Ok(0);
+        }
+        // Whether each operation named has ended well, by its newest run.
+        let mut names: Vec<&str> = blocked
+            .iter()
+            .flat_map(|(_, _, by)| by.iter().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut newest: HashMap<String, (i64, String)> = HashMap::new();
+        for chunk in names.chunks(200) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = self.dialect.sql(format!(
+                "SELECT name, run, status FROM {operations} WHERE name IN ({marks})"
+            ));
+            let mut query = sqlx::query(&sql);
+            for n in chunk {
+                query = query.bind(*n);
+            }
+            for r in query.fetch_all(&self.pool).await.map_err(q(WHAT))? {
+                let (name, run, status): (String, i64, String) = (
+                    r.try_get(0).map_err(q(WHAT))?,
+                    r.try_get(1).map_err(q(WHAT))?,
+                    r.try_get(2).map_err(q(WHAT))?,
+                );
+                if newest.get(&name).is_none_or(|(n, _)| *n < run) {
+                    newest.insert(name, (run, status));
+                }
+            }
+        }
+        let ended_well = |name: &String| {
+            newest
+                .get(name)
+                .is_some_and(|(_, s)| s == "completed" || s == "skipped")
+        };
+        let release = self.dialect.sql(format!(
+            "UPDATE {jobs} SET status = '{Queued}', blocked_by = NULL, available_at = {now} WHERE id = ? AND status = '{Blocked}'"
+        ));
+        let mut released = 0;
+        for (id, queue, by) in &blocked {
+            if !by.iter().all(ended_well) {
+                continue;
+            }
+            let done = sqlx::query(&release)
+                .bind(*id)
+                .execute(&self.pool)
+                .await
+                .map_err(q(WHAT))?;
+            if done.rows_affected() == 1 {
+                released += 1;
+                self.wake_workers(queue).await?;
+            }
+        }
+        Ok(released)
+    }
+
+    /// What a blocked job of an operation's run waits for, if it is blocked.
+    pub async fn blocked_by(&self, name: &str, run: i64) -> Result<Vec<String>, LedgerError> {
+        let jobs = self.table("jobs");
+        let sql = self.dialect.sql(format!(
+            "SELECT blocked_by FROM {jobs} WHERE name = ? AND run = ? AND status = '{}'",
+            JobStatus::Blocked
+        ));
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a blocked job"))?;
+        let by = match row {
+            Some(r) => text(&r, 0).map_err(q("read a blocked job"))?,
+            None => None,
+        };
+        Ok(by
+            .map(|b| b.lines().map(str::to_owned).collect())
+            .unwrap_or_default())
+    }
+
+    /// Wakes the workers of a queue (PostgreSQL's `NOTIFY`; elsewhere they poll).
+    async fn wake_workers(&self, queue: &str) -> Result<(), LedgerError> {
+        if self.dialect == Dialect::Postgres {
             sqlx::query(&self.dialect.sql("SELECT pg_notify(?, ?)"))
                 .bind(self.notify_channel())
                 .bind(queue)
@@ -80,7 +241,7 @@ impl Ledger {
                 .await
                 .map_err(q("wake the workers"))?;
         }
-        Ok(queued)
+        Ok(())
     }
 
     /// Puts the jobs of workers whose lease ran out back on the queue. Returns how many.

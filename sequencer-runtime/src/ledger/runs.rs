@@ -37,6 +37,10 @@ pub enum Status {
     /// Its rollback's process died (or lost its lease) before the rollback returned: the undo may be half done.
     /// Never run forward by `process`; a person decides (`rollback --op NAME` again, or `mark NAME`).
     RollbackInterrupted,
+    /// Completed, but an operation it depends on was rolled back under it (`rollback --cascade --force`, which
+    /// undoes what this one cannot): its work may rest on undone work. Never run forward by `process`; a person
+    /// decides (`retry NAME` runs it again, `mark NAME --completed` records it as it is).
+    Stale,
 }
 
 stored_by_name!(Status, "status", {
@@ -50,6 +54,7 @@ stored_by_name!(Status, "status", {
     Interrupted => "interrupted",
     RollingBack => "rolling_back",
     RollbackInterrupted => "undo_interrupted",
+    Stale => "stale",
 });
 
 /// The latest run of one operation, as the ledger records it. Times are Unix milliseconds.

@@ -165,6 +165,11 @@ const MIGRATIONS: &[Migration] = &[
             All("CREATE INDEX {operations}_claims ON {operations} (status, lease_until)"),
         ],
     },
+    Migration {
+        version: 7,
+        // A job queued before the operations it must follow have ended waits as `blocked`, naming them.
+        statements: &[All("ALTER TABLE {jobs} ADD COLUMN blocked_by TEXT NULL")],
+    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
@@ -319,7 +324,7 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),

@@ -63,9 +63,20 @@ impl Dispatch {
         run: i64,
         events: &broadcast::Sender<Event>,
     ) -> Result<Outcome, SequencerError> {
+        let queue = def.meta.queue.unwrap_or(DEFAULT_QUEUE);
+        self.ledger.enqueue(def.meta.name, run, queue).await?;
+        self.wait_for_worker(def, run, events).await
+    }
+
+    /// Waits until a worker has ended an operation's queued (or blocked) job.
+    pub(crate) async fn wait_for_worker(
+        &self,
+        def: &'static OperationDef,
+        run: i64,
+        events: &broadcast::Sender<Event>,
+    ) -> Result<Outcome, SequencerError> {
         let meta = &def.meta;
         let queue = meta.queue.unwrap_or(DEFAULT_QUEUE);
-        self.ledger.enqueue(meta.name, run, queue).await?;
         let started = Instant::now();
         let mut wait = Duration::from_millis(5);
         // Say so when no worker takes the job: first after 10 s, then every minute.

@@ -68,6 +68,10 @@ macro_rules! builtin {
                 $name
             }
 
+            fn in_plan_order(&self) -> bool {
+                $single
+            }
+
             fn orchestrate<'a>(
                 &'a self,
                 run: &'a Run,

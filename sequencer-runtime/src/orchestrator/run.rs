@@ -64,6 +64,14 @@ pub trait Orchestrator: Send + Sync {
 
     /// Runs the due operations of `run` (each through [`Run::execute`]) and reports what happened.
     fn orchestrate<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<RunReport, SequencerError>>;
+
+    /// Whether an operation starts only once every operation planned before it has ended, as under
+    /// [`Sequential`](crate::Sequential). Asynchronous operations that `process` queues for the workers keep that
+    /// order too: each waits (`blocked`) for the operation planned before it. When `false`, they wait only for
+    /// their dependencies. The default is `true`, the side that never starts an operation early.
+    fn in_plan_order(&self) -> bool {
+        true
+    }
 }
 
 /// A run in progress: its batch, its due operations (in plan order) and the means to execute them.
@@ -75,6 +83,8 @@ pub struct Run {
 #[derive(Clone)]
 struct RunInner {
     dispatch: Option<Dispatch>,
+    /// Waits for the queued operations the run must follow (see [`Due::on_worker`]).
+    workers: Option<Dispatch>,
     env: Env,
     batch: i64,
     due: Vec<Due>,
@@ -94,6 +104,7 @@ impl Run {
         Run {
             inner: Arc::new(RunInner {
                 dispatch: None,
+                workers: None,
                 env,
                 batch,
                 due,
@@ -130,6 +141,15 @@ impl Run {
         }
     }
 
+    /// A run that waits, through `dispatch`, for the queued operations among its due ones.
+    pub(crate) fn waiting_on_workers(self, dispatch: Dispatch) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.workers = Some(dispatch);
+        Run {
+            inner: Arc::new(inner),
+        }
+    }
+
     /// The batch number.
     pub fn batch(&self) -> i64 {
         self.inner.batch
@@ -157,6 +177,19 @@ impl Run {
 
     /// Claims and runs one due operation with every policy, recording it in the ledger.
     pub async fn execute(&self, due: &Due) -> Result<Outcome, SequencerError> {
+        if due.on_worker() {
+            // Queued by the plan (blocked until what it follows has completed): wait for a worker to end it.
+            let Some(dispatch) = self.inner.workers.as_ref().or(self.inner.dispatch.as_ref())
+            else {
+                return Err(SequencerError::Usage(format!(
+                    "`{}` is queued for the workers, but this run cannot wait for them",
+                    due.def().meta.name
+                )));
+            };
+            return dispatch
+                .wait_for_worker(due.def(), due.run(), &self.inner.env.events)
+                .await;
+        }
         if let Some(dispatch) = &self.inner.dispatch {
             return dispatch
                 .run_on_worker(due.def(), due.run(), &self.inner.env.events)

@@ -9,7 +9,7 @@ use crate::crypto::{place, Keyring};
 use crate::error::SequencerError;
 use crate::ledger::error_log::ErrorRecord;
 use crate::ledger::runs::{LedgerRow, Status};
-use crate::options::RollbackTarget;
+use crate::options::{Cascade, RollbackTarget};
 use crate::plan::Due;
 use crate::registry::OperationDef;
 use crate::report::{Outcome, RunReport};
@@ -134,7 +134,7 @@ impl Sequencer {
         Ok(self.inner.env.run_unrecorded(def).await)
     }
 
-    /// Marks a failed or interrupted operation pending and runs it now.
+    /// Marks a failed, interrupted or stale operation pending and runs it now.
     pub async fn retry(&self, name: &str) -> Result<RunReport, SequencerError> {
         let def = self.find(name)?;
         let env = &self.inner.env;
@@ -142,7 +142,12 @@ impl Sequencer {
         let rows = env.ledger.rows().await?;
         let row = rows.iter().find(|r| r.name == def.meta.name).cloned();
         match row {
-            Some(r) if matches!(r.status, Status::Failed | Status::Interrupted) => {
+            Some(r)
+                if matches!(
+                    r.status,
+                    Status::Failed | Status::Interrupted | Status::Stale
+                ) =>
+            {
                 // Refuse before touching the row: a refused retry leaves it as it was.
                 self.check_dependencies(def, &rows).await?;
                 env.ledger
@@ -154,7 +159,7 @@ impl Sequencer {
                 Err(rollback_interrupted(&r.name))
             }
             Some(r) => Err(SequencerError::Usage(format!(
-                "`{}` is {}, not failed or interrupted: nothing to retry",
+                "`{}` is {}, not failed, interrupted or stale: nothing to retry",
                 r.name, r.status
             ))),
             None => Err(SequencerError::Usage(format!(
@@ -211,6 +216,8 @@ impl Sequencer {
                 (to == Status::Skipped).then_some(reason.as_str()),
             )
             .await?;
+        // Queued operations waiting for this one go to the workers now.
+        env.ledger.unblock_jobs_after(&row.name).await?;
         Ok(())
     }
 
@@ -238,17 +245,18 @@ impl Sequencer {
     /// and recorded `rolled_back` only once it returned. Named with [`RollbackTarget::Op`], an operation whose
     /// rollback was interrupted (`undo_interrupted`) has its rollback run again.
     pub async fn rollback(&self, target: &RollbackTarget) -> Result<RunReport, SequencerError> {
-        self.rollback_with(target, false).await
+        self.rollback_with(target, Cascade::Refuse).await
     }
 
-    /// [`Sequencer::rollback`], refusing to undo an operation whose dependents (those that `depends_on` it,
-    /// directly or not) are completed, naming them, unless `cascade`: then the completed dependents are rolled back
-    /// first, dependents before what they depend on, each recorded. A dependent without a rollback stops the
-    /// cascade before anything is undone. No `completed` row is left on undone work.
+    /// [`Sequencer::rollback`], with a choice of what happens to the completed dependents (those that
+    /// `depends_on` an operation undone, directly or not): refused, naming them ([`Cascade::Refuse`]); rolled back
+    /// first, dependents before what they depend on ([`Cascade::Dependents`]), where a dependent without a rollback
+    /// stops the cascade before anything is undone; or the same, with such dependents recorded `stale` for a
+    /// person ([`Cascade::Force`]). No `completed` row is left on undone work.
     pub async fn rollback_with(
         &self,
         target: &RollbackTarget,
-        cascade: bool,
+        cascade: Cascade,
     ) -> Result<RunReport, SequencerError> {
         self.check_guards()?;
         let env = &self.inner.env;
@@ -284,7 +292,8 @@ impl Sequencer {
                 found
             }
         };
-        let chosen = self.with_dependents(chosen, cascade).await?;
+        let (chosen, stale_on) = self.with_dependents(chosen, cascade).await?;
+        let stale: std::collections::HashSet<String> = stale_on.keys().cloned().collect();
         let mut report = RunReport::default();
         for r in chosen {
             let Some(def) = self.inner.registry.get(&r.name) else {
@@ -293,6 +302,35 @@ impl Sequencer {
                     .push((r.name.clone(), "orphaned: no longer in the registry".into()));
                 continue;
             };
+            if !def.meta.rollbackable && stale.contains(&r.name) {
+                // `--force`: recorded before what it depends on is undone, so it is never `completed` over it.
+                let note = format!(
+                    "stale: `{}`, which it depends on, was rolled back with `--force`; `retry {}` runs it again, `mark {} --completed` records it as it is",
+                    stale_on.get(&r.name).map_or("", String::as_str),
+                    r.name,
+                    r.name
+                );
+                if env
+                    .ledger
+                    .set_status(
+                        &r.name,
+                        r.run,
+                        Status::Completed,
+                        Status::Stale,
+                        Some(&note),
+                    )
+                    .await?
+                {
+                    report.needs_attention.push(r.name);
+                } else {
+                    report.rollback_failures.push((
+                        r.name,
+                        "changed while the rollback ran; nothing after it was undone".into(),
+                    ));
+                    break;
+                }
+                continue;
+            }
             if !def.meta.rollbackable {
                 report.rollback_failures.push((
                     r.name.clone(),
@@ -308,13 +346,14 @@ impl Sequencer {
         Ok(report)
     }
 
-    /// The rows to undo, with their completed dependents first when `cascade` (refused otherwise), in an order that
-    /// undoes every dependent before what it depends on.
+    /// The rows to undo, with their completed dependents first when cascading (refused otherwise), in an order
+    /// that undoes every dependent before what it depends on; and, under [`Cascade::Force`], the dependents without
+    /// a rollback, to be recorded `stale`, with what they depend on.
     async fn with_dependents(
         &self,
         chosen: Vec<LedgerRow>,
-        cascade: bool,
-    ) -> Result<Vec<LedgerRow>, SequencerError> {
+        cascade: Cascade,
+    ) -> Result<(Vec<LedgerRow>, HashMap<String, String>), SequencerError> {
         let ordered = self.inner.registry.ordered()?;
         let position: HashMap<&str, usize> = ordered
             .iter()
@@ -359,9 +398,9 @@ impl Sequencer {
             }
         }
         if blocking.is_empty() {
-            return Ok(chosen);
+            return Ok((chosen, HashMap::new()));
         }
-        if !cascade {
+        if cascade == Cascade::Refuse {
             let list: Vec<String> = blocking
                 .iter()
                 .map(|(d, on)| format!("`{d}` (depends on `{on}`)"))
@@ -371,19 +410,24 @@ impl Sequencer {
                 list.join(", ")
             )));
         }
-        if let Some((d, on)) = blocking.iter().find(|(d, _)| {
-            self.inner
-                .registry
-                .get(d)
-                .is_none_or(|def| !def.meta.rollbackable)
-        }) {
+        let cannot_undo: Vec<&(String, String)> = blocking
+            .iter()
+            .filter(|(d, _)| {
+                self.inner
+                    .registry
+                    .get(d)
+                    .is_none_or(|def| !def.meta.rollbackable)
+            })
+            .collect();
+        if let (Some((d, on)), Cascade::Dependents) = (cannot_undo.first(), cascade) {
             return Err(SequencerError::Usage(format!(
-                "the cascade stops at `{d}`: it depends on `{on}` and has no rollback (add `rollback = fn`), so undoing `{on}` would leave it completed over undone work; nothing was rolled back"
+                "the cascade stops at `{d}`: it depends on `{on}` and has no rollback (add `rollback = fn`), so undoing `{on}` would leave it completed over undone work; nothing was rolled back (`--force` records it `stale` instead, for a person to decide)"
             )));
         }
         // Dependents before what they depend on: latest in plan order first.
         all.sort_by_key(|r| std::cmp::Reverse(position.get(r.name.as_str()).copied()));
-        Ok(all)
+        let stale = cannot_undo.into_iter().cloned().collect();
+        Ok((all, stale))
     }
 
     /// Asks a running operation (in any process) to stop at its next `ctx.checkpoint(..)`. `false` if it is not

@@ -87,7 +87,7 @@ pub(crate) struct Inner {
 /// assert!(seq.has_executed("create_users").await?); // ledger name or function name
 /// // `invite_users` depends on it and is completed: refused, unless its dependents go first.
 /// assert!(seq.rollback(&RollbackTarget::Op("create_users".into())).await.is_err());
-/// let undone = seq.rollback_with(&RollbackTarget::Op("create_users".into()), true).await?;
+/// let undone = seq.rollback_with(&RollbackTarget::Op("create_users".into()), Cascade::Dependents).await?;
 /// assert_eq!(undone.rolled_back, ["2024_01_15_120001_invite_users", "2024_01_15_120000_create_users"]);
 ///
 /// for entry in seq.status().await? {

@@ -94,6 +94,7 @@ impl Sequencer {
             now,
             force_sync,
             applied: &applied,
+            in_plan_order: self.orchestrator.in_plan_order(),
         };
         let Plan {
             due,
@@ -103,12 +104,14 @@ impl Sequencer {
             waiting,
             needs_attention,
             rollbacks_interrupted,
+            stale,
             running_elsewhere,
             satisfied,
         } = plan(&ordered, &rows, opts, &inputs)?;
         let mut report = RunReport {
             needs_attention,
             rollbacks_interrupted,
+            stale,
             running_elsewhere,
             scheduled,
             waiting,
@@ -119,13 +122,17 @@ impl Sequencer {
                 env.ledger.schedule(name, run, due_at).await?;
             }
         }
-        for (d, q) in &to_queue {
+        for (d, q, after) in &to_queue {
             if !opts.dry_run {
-                env.ledger.enqueue(d.def().meta.name, d.run(), q).await?;
+                env.ledger
+                    .enqueue_after(d.def().meta.name, d.run(), q, after)
+                    .await?;
             }
-            report
-                .queued
-                .push((d.def().meta.name.to_owned(), (*q).to_owned()));
+            let name = d.def().meta.name.to_owned();
+            report.queued.push((name.clone(), (*q).to_owned()));
+            if !after.is_empty() {
+                report.queued_after.push((name, after.join(", ")));
+            }
         }
         report.planned = due.iter().map(|d| d.def().meta.name.to_owned()).collect();
         if opts.dry_run {
@@ -148,6 +155,10 @@ impl Sequencer {
         if opts.dispatch {
             run =
                 run.dispatching(Dispatch::new(env.ledger.clone(), env.cancel.child_token()).await?);
+        } else if run.due().iter().any(|d| d.on_worker()) {
+            run = run.waiting_on_workers(
+                Dispatch::new(env.ledger.clone(), env.cancel.child_token()).await?,
+            );
         }
         let orchestrated = self.orchestrator.orchestrate(&run).await?;
         let mut waiting = std::mem::take(&mut report.waiting);
@@ -155,9 +166,11 @@ impl Sequencer {
         report = RunReport {
             needs_attention: report.needs_attention,
             rollbacks_interrupted: report.rollbacks_interrupted,
+            stale: report.stale,
             running_elsewhere: report.running_elsewhere,
             scheduled: report.scheduled,
             queued: report.queued,
+            queued_after: report.queued_after,
             waiting,
             ..orchestrated
         };

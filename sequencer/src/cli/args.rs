@@ -63,6 +63,10 @@ pub(super) enum Command {
         /// such dependents refuse the rollback).
         #[arg(long)]
         cascade: bool,
+        /// With `--cascade`: a dependent without a rollback does not stop the cascade; it is recorded `stale`
+        /// (listed by `status`, never run by `process`) for a person to decide.
+        #[arg(long, requires = "cascade")]
+        force: bool,
     },
     /// Run a failed or interrupted operation again.
     Retry {

@@ -12,7 +12,7 @@ pub(super) async fn rollback(
     batch: Option<i64>,
     step: Option<usize>,
     op: Option<String>,
-    cascade: bool,
+    cascade: crate::Cascade,
 ) -> Result<ExitCode, SequencerError> {
     let target = match (batch, step, op) {
         (Some(b), _, _) => RollbackTarget::Batch(b),
@@ -30,6 +30,9 @@ pub(super) async fn rollback(
     }
     for name in &report.rolled_back {
         println!("ROLLED BACK {name}");
+    }
+    for name in &report.needs_attention {
+        println!("STALE       {name}: it has no rollback and what it depends on was undone; `status` lists it until `retry {name}` or `mark {name} --completed`");
     }
     for (name, e) in &report.rollback_failures {
         println!("NOT UNDONE  {name}: {e}");

@@ -160,7 +160,15 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             step,
             op,
             cascade,
-        } => manage::rollback(seq, batch, step, op, cascade).await,
+            force,
+        } => {
+            let cascade = match (cascade, force) {
+                (_, true) => crate::Cascade::Force,
+                (true, false) => crate::Cascade::Dependents,
+                (false, false) => crate::Cascade::Refuse,
+            };
+            manage::rollback(seq, batch, step, op, cascade).await
+        }
         Command::Retry { name } => process::retry(seq, &name).await,
         Command::Mark {
             name, completed, ..

@@ -208,7 +208,12 @@ pub(super) fn summary(r: &RunReport) {
         println!("  not run: {name}: {why}");
     }
     for (name, queue) in &r.queued {
-        println!("  queued: {name} on `{queue}` (run `work` to process it)");
+        match r.queued_after.iter().find(|(n, _)| n == name) {
+            Some((_, after)) => println!(
+                "  queued: {name} on `{queue}`, once {after} has completed (run `work` to process it)"
+            ),
+            None => println!("  queued: {name} on `{queue}` (run `work` to process it)"),
+        }
     }
     for (name, at) in &r.scheduled {
         println!("  scheduled: {name}, due {}", when(*at));
@@ -216,10 +221,13 @@ pub(super) fn summary(r: &RunReport) {
     for name in &r.rollbacks_interrupted {
         println!("  rollback interrupted: {name}: its rollback died before it returned and may have undone only part of it; `rollback --op {name}` finishes it, `mark {name} --completed` records it as it is");
     }
+    for name in &r.stale {
+        println!("  stale: {name}: an operation it depends on was rolled back under it (`rollback --cascade --force`); `retry {name}` runs it again once that has run, `mark {name} --completed` records it as it is");
+    }
     for name in r
         .needs_attention
         .iter()
-        .filter(|n| !r.rollbacks_interrupted.contains(n))
+        .filter(|n| !r.rollbacks_interrupted.contains(n) && !r.stale.contains(n))
     {
         println!("  interrupted: {name}: it is neither idempotent nor retryable; `retry {name}` runs it again, `mark {name} --completed` records it done");
     }

@@ -58,7 +58,11 @@ pub async fn setup(b: &Backend, p: &str) -> sqlx::AnyPool {
     .execute(&pool)
     .await
     .expect("log table");
-    let out = seqwork(b, p, &["process"], "0").output().unwrap();
+    // Under the default `sequential` orchestrator each queued operation waits for the one planned before it;
+    // these are independent, and the suites run them side by side.
+    let out = seqwork(b, p, &["process", "--orchestrator", "graph"], "0")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}: {}",
