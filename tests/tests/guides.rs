@@ -79,7 +79,7 @@ fn examples_migrations() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/migrations")
 }
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_variables)] // the README shows `ctx` in signatures it does not use
 mod readme {
     guide!("README_1");
 
@@ -559,18 +559,17 @@ fn problems(file: &str, text: &str) -> Vec<String> {
                 }
                 block = None;
             }
-            Some((start, code)) => {
-                if *start > 0 {
-                    let t = line.trim();
-                    if t == "#" || t.starts_with("# ") {
-                        out.push(format!(
-                            "{file}:{n}: rustdoc hidden line `{t}`: show the whole code"
-                        ));
-                    }
-                    code.push_str(line);
-                    code.push('\n');
+            Some((start, code)) if *start > 0 => {
+                let t = line.trim();
+                if t == "#" || t.starts_with("# ") {
+                    out.push(format!(
+                        "{file}:{n}: rustdoc hidden line `{t}`: show the whole code"
+                    ));
                 }
+                code.push_str(line);
+                code.push('\n');
             }
+            Some(_) => {} // a block of another language
         }
     }
     out
