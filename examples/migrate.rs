@@ -19,15 +19,15 @@ mod ops {
     #[operation(timestamp = "2024_01_15_000000")]
     async fn seed_users(ctx: &Ctx) -> Result<()> {
         for (id, email) in [
-            (1, "ada@example.com"),
+            (1_i64, "ada@example.com"),
             (2, "bob@example.com"),
             (3, "cyd@example.com"),
         ] {
-            sqlx::query(&format!(
-                "INSERT OR IGNORE INTO ex_users (id, email) VALUES ({id}, '{email}')"
-            ))
-            .execute(ctx.pool())
-            .await?;
+            sqlx::query("INSERT OR IGNORE INTO ex_users (id, email) VALUES (?, ?)")
+                .bind(id)
+                .bind(email)
+                .execute(ctx.pool())
+                .await?;
         }
         Ok(())
     }
@@ -40,11 +40,10 @@ mod ops {
             .await?;
         let start = ctx.last_checkpoint::<i64>().await?.unwrap_or(0);
         for (i, id) in ids.iter().enumerate().filter(|(_, id)| **id > start) {
-            sqlx::query(&format!(
-                "UPDATE ex_users SET plan = 'free' WHERE id = {id}"
-            ))
-            .execute(ctx.pool())
-            .await?;
+            sqlx::query("UPDATE ex_users SET plan = 'free' WHERE id = ?")
+                .bind(id)
+                .execute(ctx.pool())
+                .await?;
             ctx.checkpoint(id).await?;
             ctx.progress(i as u64 + 1, ids.len() as u64).await?;
         }
@@ -64,25 +63,10 @@ mod ops {
 }
 
 fn main() -> ExitCode {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    let migrator = match tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map(|rt| rt.block_on(sequencer::sqlx::migrate::Migrator::new(dir)))
-    {
-        Ok(Ok(m)) => m,
-        Ok(Err(e)) => {
-            eprintln!("error: cannot read the migrations: {e}");
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let builder = sequencer::Sequencer::builder()
         .registry(ops::registry())
         .database("sqlite://migrate-example.db")
-        .migrator(migrator)
+        .migrations(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")) // read by `build`
         .strategy(sequencer::Strategy::migration());
     sequencer::cli::run_with(builder)
 }

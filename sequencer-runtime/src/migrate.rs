@@ -39,7 +39,7 @@ impl Sequencer {
     pub async fn migrate(&self) -> Result<MigrateReport, SequencerError> {
         let migrator: Arc<Migrator> = self.migrator().ok_or_else(|| {
             SequencerError::Usage(
-                "no migrator: add `.migrator(sqlx::migrate::Migrator::new(Path::new(\"migrations\")).await?)` to the builder".into(),
+                "no migrations: add `.migrations(\"migrations\")` (a directory of sqlx migrations) to the builder".into(),
             )
         })?;
         let strategy = self.strategy().clone();

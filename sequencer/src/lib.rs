@@ -204,7 +204,8 @@ pub mod cli;
 pub mod testing;
 
 /// The user guides, from the repository's `docs/` directory. Their Rust snippets are doc tests of this crate,
-/// so every one of them compiles and runs against the API documented here.
+/// so every one of them compiles, as shown, against the API documented here; those marked `no_run` (they need a
+/// server, or would write `sequencer.db`) run in the `guides` suite of `tests/` on throw-away ledgers.
 ///
 /// Links between guides point at the Markdown files (`declaring-operations.md`), as on GitHub; here, the
 /// guides are these modules:
@@ -220,11 +221,11 @@ pub mod testing;
 /// | [`testing`](crate::guides::testing) | testing your operations |
 /// | [`cli`](crate::guides::cli) | every command, flag, environment variable and exit code |
 /// | [`ledger_schema`](crate::guides::ledger_schema) | the ledger's tables, columns and statuses |
+#[allow(clippy::needless_doctest_main)] // the guides show whole programs, `fn main` included
 pub mod guides {
     #[doc = include_str!("../../docs/getting-started.md")]
     pub mod getting_started {}
     #[doc = include_str!("../../docs/declaring-operations.md")]
-    #[allow(clippy::needless_doctest_main)] // its `build.rs` snippet is a whole `build.rs`
     pub mod declaring_operations {}
     #[doc = include_str!("../../docs/orchestrators.md")]
     pub mod orchestrators {}
@@ -243,8 +244,9 @@ pub mod guides {
     pub mod ledger_schema {}
 }
 
-/// The README's snippets, compiled and run as doc tests.
+/// The README's snippets, compiled as doc tests.
 #[cfg(doctest)]
+#[allow(clippy::needless_doctest_main)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 

@@ -187,3 +187,63 @@ async fn a_failing_migration_stops_everything_after_it() {
         drop_database(&b, db).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builder_reads_a_migrations_directory() {
+    for b in backends().await {
+        let (url, db) = fresh_database(&b).await;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join("ok");
+        let seq = Sequencer::builder()
+            .registry(ops::registry())
+            .database(url.clone())
+            .migrations(&dir)
+            .strategy(Strategy::migration())
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let report = seq.migrate().await.unwrap();
+        assert!(report.succeeded(), "{}: {report:?}", b.name);
+        let versions: Vec<i64> = report.applied.iter().map(|(v, _)| *v).collect();
+        assert_eq!(
+            versions,
+            [20240101000000, 20240201000000, 20240301000000],
+            "{}",
+            b.name
+        );
+        // The directory's last migration really ran on the ledger database.
+        let count: i64 = sequencer::sqlx::query_scalar("SELECT COUNT(*) FROM mig_c")
+            .fetch_one(seq.ledger().pool())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        assert_eq!(count, 0, "{}", b.name);
+        drop(seq);
+        drop_database(&b, db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_migrations_directory_is_named_in_the_error() {
+    let dir = std::env::temp_dir().join(format!(
+        "sequencer-no-such-migrations-{}",
+        std::process::id()
+    ));
+    let err = match Sequencer::builder()
+        .registry(ops::registry())
+        .database("sqlite::memory:")
+        .migrations(&dir)
+        .build()
+        .await
+    {
+        Ok(_) => panic!("a missing migrations directory was accepted"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, sequencer::SequencerError::Usage(_)), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("cannot read the migrations directory")
+            && message.contains(&dir.display().to_string()),
+        "{message}"
+    );
+}

@@ -91,7 +91,7 @@ pub struct SequencerBuilder {
     limiters: HashMap<String, (u32, Duration)>,
     layers: Vec<Arc<dyn Layer>>,
     jitter: f64,
-    migrator: Option<Arc<sqlx::migrate::Migrator>>,
+    migrations: Option<Migrations>,
     strategy: Strategy,
     deferred: DeferredHandlers,
     keys: Option<Keyring>,
@@ -114,7 +114,7 @@ impl Default for SequencerBuilder {
             limiters: HashMap::new(),
             layers: Vec::new(),
             jitter: 0.0,
-            migrator: None,
+            migrations: None,
             strategy: Strategy::Command,
             deferred: DeferredHandlers {
                 retry_delay: Duration::from_secs(30),
@@ -216,10 +216,21 @@ impl SequencerBuilder {
         self
     }
 
-    /// The schema migrations `migrate` applies (`Migrator::new(path)`), on the ledger
-    /// database.
+    /// The schema migrations `migrate` applies on the ledger database, already loaded
+    /// (`sqlx::migrate::Migrator::new(path).await?`). [`migrations`](Self::migrations) takes the directory
+    /// instead; the last of the two called wins.
     pub fn migrator(mut self, migrator: sqlx::migrate::Migrator) -> Self {
-        self.migrator = Some(Arc::new(migrator));
+        self.migrations = Some(Migrations::Loaded(Arc::new(migrator)));
+        self
+    }
+
+    /// The directory of sqlx migrations (`<VERSION>_<description>.sql` files) that `migrate` applies on the
+    /// ledger database: `.migrations("migrations")`. A relative path is taken from the working directory.
+    /// [`build`](Self::build) reads it, and fails with a [`SequencerError::Usage`] naming the directory when it
+    /// is missing or unreadable. [`migrator`](Self::migrator) takes an already loaded `Migrator` instead; the last
+    /// of the two called wins.
+    pub fn migrations(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.migrations = Some(Migrations::Dir(dir.as_ref().to_path_buf()));
         self
     }
 
@@ -311,6 +322,11 @@ impl SequencerBuilder {
                 self.prefix
             )));
         }
+        let migrator = match self.migrations {
+            None => None,
+            Some(Migrations::Loaded(m)) => Some(m),
+            Some(Migrations::Dir(dir)) => Some(Arc::new(load_migrations(&dir).await?)),
+        };
         let keys = match self.keys {
             Some(k) => k,
             None => Keyring::from_env().map_err(|e| {
@@ -358,7 +374,7 @@ impl SequencerBuilder {
                 registry,
                 env,
                 guards: self.guards,
-                migrator: self.migrator,
+                migrator,
                 strategy: self.strategy,
                 deferred: self.deferred,
                 rollback_on_failure: self.rollback_on_failure,
@@ -366,4 +382,31 @@ impl SequencerBuilder {
             orchestrator: self.orchestrator,
         })
     }
+}
+
+/// Where the schema migrations come from: loaded by the caller, or a directory read by `build`.
+enum Migrations {
+    Loaded(Arc<sqlx::migrate::Migrator>),
+    Dir(std::path::PathBuf),
+}
+
+/// Reads a directory of sqlx migrations; a missing or unreadable directory is named in the error.
+async fn load_migrations(
+    dir: &std::path::Path,
+) -> std::result::Result<sqlx::migrate::Migrator, SequencerError> {
+    let cannot = |why: String| {
+        SequencerError::Usage(format!(
+            "cannot read the migrations directory `{}`: {why}",
+            dir.display()
+        ))
+    };
+    // sqlx reports a missing directory without its path; check first to say which one and why.
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(cannot("it is not a directory".into())),
+        Err(e) => return Err(cannot(e.to_string())),
+    }
+    sqlx::migrate::Migrator::new(dir.to_path_buf())
+        .await
+        .map_err(|e| cannot(e.to_string()))
 }
