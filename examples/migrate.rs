@@ -15,7 +15,7 @@ mod ops {
     use sequencer::prelude::*;
     use sequencer::sqlx;
 
-    /// Written after `create_users` and before `add_plan`: it runs right after `add_plan` is applied.
+    /// Written after `create_users` and before `add_plan`: it runs between them.
     #[operation(timestamp = "2024_01_15_000000")]
     async fn seed_users(ctx: &Ctx) -> Result<()> {
         for (id, email) in [

@@ -125,6 +125,13 @@ pub enum Event {
         /// Pending migrations.
         count: usize,
     },
+    /// One migration is about to be applied (the operations planned before it have completed).
+    MigrationStarted {
+        /// Its version.
+        version: i64,
+        /// Its description.
+        description: String,
+    },
     /// One migration was applied.
     MigrationEnded {
         /// Its version.

@@ -1,6 +1,7 @@
 //! `migrate`, by the execution strategy: `command` (the default: `migrate` only migrates, `process` runs
-//! operations) or `migration` (`migrate` applies the schema migrations one at a time and, after each, runs every pending
-//! operation whose timestamp is at or before that migration's version; then the rest).
+//! operations) or `migration` (chronological: before applying each schema migration `V`, `migrate` runs every pending
+//! operation whose timestamp is before `V` and waits for it to complete; then it applies `V`; after the last one it
+//! runs the rest).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use sqlx::migrate::{Migrate, Migrator};
 
 use crate::error::SequencerError;
 use crate::events::Event;
+use crate::ledger::Status;
 use crate::options::{ProcessOptions, Strategy};
 use crate::report::RunReport;
 use crate::sequencer::Sequencer;
@@ -21,6 +23,9 @@ pub struct MigrateReport {
     pub applied: Vec<(i64, String)>,
     /// The migration that failed, with its error; nothing after it ran.
     pub failed_migration: Option<(i64, String)>,
+    /// The migration not applied because operations planned before it did not complete, with why; nothing after
+    /// it ran. A later `migrate` continues from there once they have.
+    pub stopped_before: Option<(i64, String)>,
     /// Each run of operations, in order (after a migration, then the rest).
     pub runs: Vec<RunReport>,
 }
@@ -28,14 +33,29 @@ pub struct MigrateReport {
 impl MigrateReport {
     /// Whether every migration applied and every operation that ran ended well.
     pub fn succeeded(&self) -> bool {
-        self.failed_migration.is_none() && self.runs.iter().all(RunReport::succeeded)
+        self.failed_migration.is_none()
+            && self.stopped_before.is_none()
+            && self.runs.iter().all(RunReport::succeeded)
     }
 }
 
+/// The versions applied so far, read again (each migration adds one).
+async fn applied_now(conn: &mut sqlx::AnyConnection) -> Result<HashSet<i64>, SequencerError> {
+    Ok(conn
+        .list_applied_migrations()
+        .await
+        .map_err(|e| SequencerError::Usage(format!("migrations: {e}")))?
+        .into_iter()
+        .map(|m| m.version)
+        .collect())
+}
+
 impl Sequencer {
-    /// Applies the pending schema migrations of the builder's `migrator`, one at a time; under the migration
-    /// strategy, runs after each one every pending operation whose timestamp is at or before its version (an
-    /// operation that `depends_on = [migration(V)]` waits for V), then the rest.
+    /// Applies the pending schema migrations of the builder's `migrator`, one at a time. Under the migration
+    /// strategy, before applying version `V` it runs every pending operation whose timestamp is before `V` (an
+    /// operation that `depends_on = [migration(V)]` waits for `V` whatever its timestamp) and applies `V` only once
+    /// they have completed; after the last migration it runs the rest. An operation that fails (or does not
+    /// complete) stops the migrations after it ([`MigrateReport::stopped_before`]); a later `migrate` continues.
     pub async fn migrate(&self) -> Result<MigrateReport, SequencerError> {
         let migrator: Arc<Migrator> = self.migrator().ok_or_else(|| {
             SequencerError::Usage(
@@ -57,6 +77,42 @@ impl Sequencer {
         conn.unlock().await.map_err(err)?;
         drop(conn);
         result
+    }
+
+    /// The operations planned at or before version `up_to` that have not completed (or been skipped), with why,
+    /// leaving out those that wait for a schema migration not applied yet.
+    async fn unfinished_before(
+        &self,
+        up_to: i64,
+        applied: &HashSet<i64>,
+    ) -> Result<Vec<String>, SequencerError> {
+        let rows: std::collections::HashMap<String, crate::ledger::LedgerRow> = self
+            .ledger()
+            .rows()
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let mut unfinished = Vec::new();
+        for def in self.registry().ordered()? {
+            let meta = &def.meta;
+            if meta.timestamp.version() as i64 > up_to {
+                continue;
+            }
+            let waits_for_migration = meta.depends_on.iter().any(
+                |d| matches!(d, sequencer_core::Dependency::Migration(v) if !applied.contains(v)),
+            );
+            let status = rows.get(meta.name).map(|r| r.status);
+            match status {
+                Some(Status::Completed | Status::Skipped) => {}
+                _ if waits_for_migration => {}
+                // Scheduled for later: it was never meant to run before this migration.
+                Some(Status::Scheduled) => {}
+                Some(s) => unfinished.push(format!("`{}` is {s}", meta.name)),
+                None => unfinished.push(format!("`{}` has not run", meta.name)),
+            }
+        }
+        Ok(unfinished)
     }
 
     async fn migrate_locked(
@@ -94,14 +150,25 @@ impl Sequencer {
             let _ = self.events().send(e);
         };
         let mut report = MigrateReport::default();
-        let interleave = matches!(strategy, Strategy::Migration(_));
+        let migration = match strategy {
+            Strategy::Migration(m) => Some(m),
+            Strategy::Command => None,
+        };
+        // The migration strategy's options for each run of operations: `force_sync` runs asynchronous ones here;
+        // without it they go to the workers, and `migrate` waits for them.
+        let round = |up_to: Option<i64>| ProcessOptions {
+            up_to_version: up_to,
+            quiet: true,
+            sync: migration.is_some_and(|m| m.forces_sync()),
+            await_queued: up_to.is_some(),
+            ..ProcessOptions::default()
+        };
         if pending.is_empty() {
             emit(Event::NoPendingMigrations);
-            if let Strategy::Migration(m) = &strategy {
-                if m.run_on_no_pending_migrations {
-                    report
-                        .runs
-                        .push(self.process(&ProcessOptions::default()).await?);
+            if migration.is_some_and(|m| m.run_on_no_pending_migrations) {
+                let run = self.process(&round(None)).await?;
+                if !run.planned.is_empty() || !run.queued.is_empty() {
+                    report.runs.push(run);
                 }
             }
             return Ok(report);
@@ -110,6 +177,32 @@ impl Sequencer {
             count: pending.len(),
         });
         for m in pending {
+            if migration.is_some() {
+                // Chronological order: what was written before this migration runs before it.
+                let before = m.version.saturating_sub(1);
+                let run = self.process(&round(Some(before))).await?;
+                let failed = !run.succeeded();
+                if !run.planned.is_empty() || !run.queued.is_empty() {
+                    report.runs.push(run);
+                }
+                let unfinished = if failed {
+                    vec!["an operation planned before it failed".to_owned()]
+                } else {
+                    self.unfinished_before(before, &applied_now(conn).await?)
+                        .await?
+                };
+                if !unfinished.is_empty() {
+                    report.stopped_before = Some((m.version, unfinished.join("; ")));
+                    emit(Event::MigrationsEnded {
+                        applied: report.applied.len(),
+                    });
+                    return Ok(report);
+                }
+            }
+            emit(Event::MigrationStarted {
+                version: m.version,
+                description: m.description.to_string(),
+            });
             if let Err(e) = conn.apply(m).await {
                 report.failed_migration = Some((m.version, e.to_string()));
                 emit(Event::MigrationsEnded {
@@ -122,37 +215,13 @@ impl Sequencer {
                 version: m.version,
                 description: m.description.to_string(),
             });
-            if interleave {
-                let run = self
-                    .process(&ProcessOptions {
-                        up_to_version: Some(m.version),
-                        quiet: true,
-                        ..ProcessOptions::default()
-                    })
-                    .await?;
-                let failed = !run.succeeded();
-                if !run.planned.is_empty() {
-                    report.runs.push(run);
-                }
-                if failed {
-                    emit(Event::MigrationsEnded {
-                        applied: report.applied.len(),
-                    });
-                    return Ok(report);
-                }
-            }
         }
         emit(Event::MigrationsEnded {
             applied: report.applied.len(),
         });
-        if interleave {
-            let rest = self
-                .process(&ProcessOptions {
-                    quiet: true,
-                    ..ProcessOptions::default()
-                })
-                .await?;
-            if !rest.planned.is_empty() {
+        if migration.is_some() {
+            let rest = self.process(&round(None)).await?;
+            if !rest.planned.is_empty() || !rest.queued.is_empty() {
                 report.runs.push(rest);
             }
         }

@@ -92,6 +92,9 @@ pub struct ProcessOptions {
     /// (`--rollback-on-failure`; the sequential and scheduled orchestrators). Off by default: a default never
     /// undoes work on its own. The transactional batch always rolls back.
     pub rollback_on_failure: bool,
+    /// Wait for the workers to end the operations this run queues (as `migrate` does before each migration:
+    /// what was planned before a migration must have completed before it is applied).
+    pub await_queued: bool,
 }
 
 /// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`](crate::SequencerBuilder::rate_limiter).
@@ -204,21 +207,33 @@ impl Strategy {
 }
 
 /// Options of [`Strategy::Migration`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MigrationStrategy {
     pub(crate) run_on_no_pending_migrations: bool,
     pub(crate) force_sync: bool,
 }
 
+impl Default for MigrationStrategy {
+    /// Operations run on every `migrate`, with or without pending migrations; asynchronous ones go to the workers.
+    fn default() -> Self {
+        MigrationStrategy {
+            run_on_no_pending_migrations: true,
+            force_sync: false,
+        }
+    }
+}
+
 impl MigrationStrategy {
-    /// Run pending operations even when there is no pending migration (default: only migrations start them).
+    /// Run pending operations when `migrate` finds no pending migration (default `true`: a release with
+    /// operations but no migration still runs them on deploy; `false` leaves them to `process`).
     pub fn run_on_no_pending_migrations(mut self, yes: bool) -> Self {
         self.run_on_no_pending_migrations = yes;
         self
     }
 
-    /// Run every operation in the migrating process, `asynchronous` ones included (they would otherwise go to
-    /// the workers' queue).
+    /// Run every operation of `migrate` in the migrating process, `asynchronous` ones included (they would
+    /// otherwise go to the workers' queue, and `migrate` would wait for them before the next migration). It applies
+    /// to `migrate` only: `process` queues them as usual.
     pub fn force_sync(mut self, yes: bool) -> Self {
         self.force_sync = yes;
         self

@@ -287,7 +287,9 @@ pub(crate) fn plan(
         .iter()
         .map(|(d, _, _)| d.def.meta.name)
         .collect();
-    let awaited: HashSet<&str> = if inputs.in_plan_order {
+    let awaited: HashSet<&str> = if opts.await_queued {
+        queued.clone()
+    } else if inputs.in_plan_order {
         let last_here = due.iter().rposition(|d| !queued.contains(d.def.meta.name));
         due[..last_here.map_or(0, |i| i + 1)]
             .iter()

@@ -1,20 +1,28 @@
 //! Operations interleaved with the schema migrations of `tests/migrations/`.
 
+use std::sync::atomic::AtomicBool;
+
+/// Whether `backfill_plan` fails (registered as state by the deploy test).
+#[derive(Debug, Default)]
+pub struct DeployKnobs {
+    /// `backfill_plan` fails while set.
+    pub fail: AtomicBool,
+}
+
 #[sequencer::operations]
 pub mod ops {
     use sequencer::prelude::*;
 
-    /// Before the first migration's version: runs right after it.
+    /// Before the first migration's version: runs before it.
     #[operation(timestamp = "2023_12_01_000000")]
     pub async fn m_early(_ctx: &Ctx) -> Result<()> {
         Ok(())
     }
 
-    /// Between the first and the second migration: runs after the second (the first migration whose version is
-    /// at or after its timestamp), before the third.
+    /// Between the first and the second migration: runs after the first, before the second.
     #[operation(timestamp = "2024_01_15_000000")]
     pub async fn m_between(ctx: &Ctx) -> Result<()> {
-        sequencer::sqlx::query("SELECT COUNT(*) FROM mig_b")
+        sequencer::sqlx::query("SELECT COUNT(*) FROM mig_a")
             .execute(ctx.pool())
             .await?;
         Ok(())
@@ -32,6 +40,31 @@ pub mod ops {
     /// After every migration.
     #[operation(timestamp = "2024_06_01_000000")]
     pub async fn m_late(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The deploy a new user writes: `add_plan` adds a nullable column, this backfill fills it, `plan_not_null` makes it
+/// `NOT NULL` (`tests/migrations/deploy_*`).
+#[sequencer::operations]
+pub mod deploy {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::Arc;
+
+    use sequencer::prelude::*;
+
+    /// Between `add_plan` (2024-02-01) and `plan_not_null` (2024-03-01).
+    #[operation(timestamp = "2024_02_15_000000")]
+    pub async fn backfill_plan(ctx: &Ctx) -> Result<()> {
+        let knobs = ctx
+            .state::<Arc<super::DeployKnobs>>()
+            .ok_or_else(|| Error::msg("no DeployKnobs"))?;
+        if knobs.fail.load(SeqCst) {
+            return Err(Error::msg("the billing API is down"));
+        }
+        sequencer::sqlx::query("UPDATE dep_accounts SET plan = 'free' WHERE plan IS NULL")
+            .execute(ctx.pool())
+            .await?;
         Ok(())
     }
 }

@@ -57,10 +57,10 @@ async fn migrations_and_operations_interleave_by_timestamp() {
         assert_eq!(
             got,
             [
-                "M20240101000000",
                 "m_early",
-                "M20240201000000",
+                "M20240101000000",
                 "m_between",
+                "M20240201000000",
                 "M20240301000000",
                 "m_needs_c",
                 "m_late"
@@ -68,7 +68,7 @@ async fn migrations_and_operations_interleave_by_timestamp() {
             "{}",
             b.name
         );
-        // Nothing pending: without run_on_no_pending_migrations, migrate does nothing.
+        // Nothing pending, and every operation has run: migrate does nothing.
         let again = seq.migrate().await.unwrap();
         assert!(
             again.applied.is_empty() && again.runs.is_empty(),
@@ -101,21 +101,22 @@ async fn no_pending_migrations_with_and_without_run_on_no_pending() {
             .iter()
             .all(|e| e.status == Status::Pending));
 
-        let without = sequencer(&b, &url, "ok", Strategy::migration().into()).await;
+        let without = sequencer(
+            &b,
+            &url,
+            "ok",
+            Strategy::migration()
+                .run_on_no_pending_migrations(false)
+                .into(),
+        )
+        .await;
         assert!(
             without.migrate().await.unwrap().runs.is_empty(),
             "{}",
             b.name
         );
-        let with = sequencer(
-            &b,
-            &url,
-            "ok",
-            Strategy::migration()
-                .run_on_no_pending_migrations(true)
-                .into(),
-        )
-        .await;
+        // The default: a release with operations but no migration still runs them on `migrate`.
+        let with = sequencer(&b, &url, "ok", Strategy::migration().into()).await;
         let report = with.migrate().await.unwrap();
         assert_eq!(report.runs.len(), 1, "{}", b.name);
         assert!(
@@ -148,7 +149,7 @@ async fn a_failing_migration_stops_everything_after_it() {
         );
         assert_eq!(
             drain(&mut rx).await,
-            ["M20240101000000", "m_early", "M20240201000000", "m_between"],
+            ["m_early", "M20240101000000", "m_between", "M20240201000000"],
             "{}",
             b.name
         );
@@ -246,4 +247,78 @@ async fn a_missing_migrations_directory_is_named_in_the_error() {
             && message.contains(&dir.display().to_string()),
         "{message}"
     );
+}
+
+/// The deploy of the issue: `add_plan` adds a nullable column, `backfill_plan` (written between the two) fills it,
+/// `plan_not_null` makes it `NOT NULL`: one `migrate` runs them in that order. A failing backfill stops the
+/// migrations after it, and a rerun continues from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_backfill_not_null_in_one_migrate() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::Arc;
+
+    use sequencer_tests::mig_ops::{deploy, DeployKnobs};
+
+    for b in backends().await {
+        let (url, db) = fresh_database(&b).await;
+        let dir = match b.name {
+            "PostgreSQL" => "deploy_postgres",
+            "MariaDB" => "deploy_mysql",
+            _ => "deploy_sqlite",
+        };
+        let knobs = Arc::new(DeployKnobs::default());
+        knobs.fail.store(true, SeqCst);
+        let seq = Sequencer::builder()
+            .registry(deploy::registry())
+            .database(url.clone())
+            .migrations(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("migrations")
+                    .join(dir),
+            )
+            .strategy(Strategy::Migration(Strategy::migration()))
+            .state(knobs.clone())
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let mut rx = seq.subscribe();
+
+        // The backfill fails: `plan_not_null` is not applied, and `migrate` says why.
+        let report = seq.migrate().await.unwrap();
+        assert!(!report.succeeded(), "{}", b.name);
+        assert_eq!(
+            report.applied.iter().map(|a| a.0).collect::<Vec<_>>(),
+            [20240101000000, 20240201000000],
+            "{}",
+            b.name
+        );
+        let (version, why) = report.stopped_before.clone().expect("stopped");
+        assert_eq!(version, 20240301000000, "{}", b.name);
+        assert!(why.contains("failed"), "{}: {why}", b.name);
+        assert_eq!(
+            drain(&mut rx).await,
+            ["M20240101000000", "M20240201000000", "FAILED backfill_plan"],
+            "{}",
+            b.name
+        );
+
+        // Fixed: the rerun continues with the backfill, then the NOT NULL migration.
+        knobs.fail.store(false, SeqCst);
+        let report = seq.migrate().await.unwrap();
+        assert!(report.succeeded(), "{}: {report:?}", b.name);
+        assert_eq!(
+            drain(&mut rx).await,
+            ["backfill_plan", "M20240301000000"],
+            "{}",
+            b.name
+        );
+        let nulls: i64 =
+            sequencer::sqlx::query_scalar("SELECT COUNT(*) FROM dep_accounts WHERE plan IS NULL")
+                .fetch_one(seq.ledger().pool())
+                .await
+                .unwrap();
+        assert_eq!(nulls, 0, "{}", b.name);
+        drop(seq);
+        drop_database(&b, db).await;
+    }
 }

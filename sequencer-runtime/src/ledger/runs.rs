@@ -155,7 +155,8 @@ pub struct Claim<'a> {
     /// The claim's token ([`new_claim_token`](crate::ledger::new_claim_token)): every later write of this claim
     /// presents it.
     pub token: &'a str,
-    /// A `failed` row is claimed only if it failed before this time (the database's clock; `i64::MAX`: any).
+    /// A `failed` row is claimed only if it failed no later than this time (the database's clock, in milliseconds: a
+    /// failure in the very millisecond the plan read the clock was seen by it; `i64::MAX`: any).
     pub failed_before: i64,
 }
 
@@ -299,7 +300,7 @@ impl Ledger {
              status = 'running', batch = ?, attempts = 1, started_at = {now}, finished_at = NULL, \
              duration_ms = NULL, lease_until = {now} + ?, claim_token = ?, host_ns = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
              last_error = NULL WHERE name = ? AND run = ? \
-             AND (status IN ('pending', 'rolled_back', ?, ?) OR (status = 'failed' AND (finished_at IS NULL OR finished_at < ?)))"
+             AND (status IN ('pending', 'rolled_back', ?, ?) OR (status = 'failed' AND (finished_at IS NULL OR finished_at <= ?)))"
         ));
         let done = sqlx::query(&sql)
             .bind(claim.batch)

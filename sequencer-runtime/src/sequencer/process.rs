@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::error::SequencerError;
 use crate::events::Event;
 use crate::ledger::runs::LedgerRow;
-use crate::options::{ProcessOptions, Strategy, DEFAULT_CONCURRENCY};
+use crate::options::{ProcessOptions, DEFAULT_CONCURRENCY};
 use crate::orchestrator::dispatch::Dispatch;
 use crate::orchestrator::run::Run;
 use crate::plan::{needs_migrations, plan, Inputs, Plan};
@@ -88,8 +88,8 @@ impl Sequencer {
         } else {
             HashSet::new()
         };
-        let force_sync =
-            opts.sync || matches!(&self.inner.strategy, Strategy::Migration(m) if m.forces_sync());
+        // (The migration strategy's `force_sync` reaches here through `migrate`'s own options.)
+        let force_sync = opts.sync;
         let inputs = Inputs {
             now,
             force_sync,

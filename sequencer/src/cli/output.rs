@@ -138,6 +138,10 @@ fn event_line(e: crate::Event) -> Option<String> {
         Event::OperationRolledBack { name } => format!("ROLLED BACK {name}"),
         Event::NoPendingOperations => "Nothing to run: no pending operations.".to_owned(),
         Event::MigrationsStarted { count } => format!("Migrating: {count} pending migration(s)."),
+        Event::MigrationStarted {
+            version,
+            description,
+        } => format!("MIGRATING   {version} {description}"),
         Event::MigrationEnded {
             version,
             description,

@@ -32,7 +32,7 @@ pub(super) async fn process(seq: &Sequencer, p: ProcessArgs) -> Result<ExitCode,
         ..ProcessOptions::default()
     };
     if matches!(seq.strategy(), crate::Strategy::Migration(_)) && !p.dry_run {
-        eprintln!("warning: this application runs its operations during `migrate` (the migration strategy); `process` is redundant there");
+        eprintln!("note: this application runs its operations during `migrate` (the migration strategy), between the schema migrations; `process` runs the pending ones now without applying any migration");
     }
     let report = if p.json || p.dry_run {
         seq.process(&opts).await?
@@ -100,6 +100,10 @@ pub(super) async fn migrate(seq: &Sequencer) -> Result<ExitCode, SequencerError>
     if let Some((version, error)) = &report.failed_migration {
         eprintln!("error: migration {version} failed: {error}");
         eprintln!("nothing after it ran; the migrations and operations before it stay recorded");
+    }
+    if let Some((version, why)) = &report.stopped_before {
+        eprintln!("error: migration {version} was not applied: the operations planned before it must complete first: {why}");
+        eprintln!("nothing after it ran; fix them (`status`, `errors`, `retry NAME`), then run `migrate` again to continue from there");
     }
     Ok(ExitCode::from(u8::from(!report.succeeded())))
 }

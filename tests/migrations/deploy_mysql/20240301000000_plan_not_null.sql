@@ -1,0 +1,1 @@
+ALTER TABLE dep_accounts MODIFY plan VARCHAR(16) NOT NULL;

@@ -1,0 +1,1 @@
+ALTER TABLE dep_accounts ALTER COLUMN plan SET NOT NULL;

@@ -1,0 +1,1 @@
+ALTER TABLE dep_accounts ADD COLUMN plan VARCHAR(16) NULL;
