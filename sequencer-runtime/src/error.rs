@@ -23,10 +23,29 @@ pub enum SequencerError {
     /// A guard refused the run.
     #[error("refused: {0}")]
     Refused(String),
-    /// `--isolate`: another process holds the lock.
-    #[error("another process holds the isolation lock; wait for it to finish, or run without `--isolate`")]
-    LockHeld,
+    /// `--isolate`: another process holds the lock (and held it for as long as `process` would wait).
+    #[error("{}", lock_held(holder.as_deref(), *waited))]
+    LockHeld {
+        /// Who holds it, `HOST (pid N)`, when the ledger knows.
+        holder: Option<String>,
+        /// How long this process waited for it (`--wait`), if it did.
+        waited: Option<std::time::Duration>,
+    },
     /// The request cannot be carried out as asked.
     #[error("{0}")]
     Usage(String),
+}
+
+/// [`SequencerError::LockHeld`]'s message: who holds the lock, how long this process waited, what to do.
+fn lock_held(holder: Option<&str>, waited: Option<std::time::Duration>) -> String {
+    let who = holder.map(|h| format!(": {h}")).unwrap_or_default();
+    match waited {
+        Some(w) => format!(
+            "another process holds the isolation lock{who}; waited {} s for it, then gave up",
+            w.as_secs_f64().round()
+        ),
+        None => format!(
+            "another process holds the isolation lock{who}; wait for it to finish (`--wait` waits for it), or run without `--isolate`"
+        ),
+    }
 }

@@ -146,6 +146,22 @@ pub enum Event {
     },
     /// `migrate` found no pending migration.
     NoPendingMigrations,
+    /// `process --isolate --wait`: another process holds the isolation lock, and this one waits for it (sent once
+    /// per wait).
+    WaitingForLock {
+        /// Who holds it, `HOST (pid N)`, when the ledger knows.
+        holder: Option<String>,
+        /// The longest it waits, in seconds; `None`: until the lock is free.
+        at_most_secs: Option<u64>,
+    },
+    /// `work`: the worker has nothing to run and waits for jobs on its queue (and for due deferred operations):
+    /// said when it first has nothing to do, then at most once a minute while it stays idle.
+    WorkerWaiting {
+        /// The queue it serves.
+        queue: String,
+        /// Seconds it has had nothing to do.
+        idle_secs: u64,
+    },
     /// `process --dispatch`: no worker has taken the operation's job yet (first after 10 s, then every minute).
     WaitingForWorker {
         /// Ledger name.

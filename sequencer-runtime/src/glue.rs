@@ -8,13 +8,17 @@ use crate::result::{Error, Result};
 /// What an operation may return: `Result<(), E>` for any error `E` that converts into [`Error`].
 #[diagnostic::on_unimplemented(
     message = "an operation must return `Result<()>`, not `{Self}`",
-    label = "expected `Result<()>` (`sequencer::Result`, or `Result<(), E>` for an error type `E`)"
+    label = "expected `Result<()>` (from `sequencer::prelude`), or `Result<(), E>` where `E` converts into `sequencer::Error`",
+    note = "accepted: `sequencer::Result<()>`, `anyhow::Result<()>`, or `Result<(), E>` for an error type `E: std::error::Error + Send + Sync + 'static` (`String` and `&str` are not: return `Err(Error::msg(message))`)"
 )]
 pub trait OperationOutput {
     /// Converts into the runtime's result.
     fn into_result(self) -> Result<()>;
 }
 
+// Not recommended in diagnostics: for a `Result<(), String>` the compiler then reports the message above instead of
+// the unmet `String: Into<anyhow::Error>` bound inside this impl.
+#[diagnostic::do_not_recommend]
 impl<E: Into<Error>> OperationOutput for std::result::Result<(), E> {
     fn into_result(self) -> Result<()> {
         self.map_err(Into::into)

@@ -39,9 +39,9 @@ pub use crate::events::Event;
 pub use crate::executor::layer::{Layer, Next};
 pub use crate::migrate::MigrateReport;
 pub use crate::options::{
-    only_environments, only_hosts, Cascade, Guard, Limit, MigrationStrategy, ProcessOptions,
-    RollbackTarget, Strategy, WorkOptions, DEFAULT_CONCURRENCY, DEFAULT_DATABASE_URL,
-    DEFAULT_LEASE, DEFAULT_QUEUE,
+    only_environments, only_hosts, AppInfo, Cascade, Guard, Limit, LockWait, MigrationStrategy,
+    ProcessOptions, RollbackTarget, Strategy, WorkOptions, DEFAULT_CONCURRENCY,
+    DEFAULT_DATABASE_URL, DEFAULT_LEASE, DEFAULT_QUEUE,
 };
 pub use crate::orchestrator::ready_queue::{
     AllowedToFailBatch, Batch, DependencyGraph, Scheduled, Sequential, TransactionalBatch,

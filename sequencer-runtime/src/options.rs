@@ -71,6 +71,9 @@ pub struct ProcessOptions {
     pub repeat: bool,
     /// Hold the global lock for the whole run.
     pub isolate: bool,
+    /// With `isolate`, what to do when another process holds the lock (`--wait[=DURATION]`): by default fail
+    /// at once with [`SequencerError::LockHeld`](crate::SequencerError::LockHeld).
+    pub lock_wait: LockWait,
     /// How many operations the parallel orchestrators run at once (default [`DEFAULT_CONCURRENCY`]).
     pub concurrency: Option<usize>,
     /// Only operations with `execute_at` / `delay` (the `scheduled` command).
@@ -95,6 +98,58 @@ pub struct ProcessOptions {
     /// Wait for the workers to end the operations this run queues (as `migrate` does before each migration:
     /// what was planned before a migration must have completed before it is applied).
     pub await_queued: bool,
+}
+
+/// What `process` with [`isolate`](ProcessOptions::isolate) does when another process holds the isolation lock.
+/// While it waits it sends [`Event::WaitingForLock`](crate::Event::WaitingForLock) once, and
+/// [`Sequencer::cancel`](crate::Sequencer::cancel) ends the wait.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LockWait {
+    /// Fail at once (`process --isolate`).
+    #[default]
+    No,
+    /// Wait until the lock is free (`--wait`).
+    Forever,
+    /// Wait at most this long, then fail (`--wait=30s`).
+    AtMost(Duration),
+}
+
+/// The application's own name, version and description, which the CLI's `--help` and `--version` show. Set it
+/// with [`SequencerBuilder::app`](crate::SequencerBuilder::app), from the application's `Cargo.toml` with
+/// `sequencer::app_info!()`; without it they show the binary's file name and the sequencer version it was built
+/// with.
+///
+/// ```
+/// use sequencer::AppInfo;
+///
+/// let info = AppInfo::new("inventory", "3.1.4").about("Inventory's one-time operations.");
+/// assert_eq!((info.name.as_str(), info.version.as_str()), ("inventory", "3.1.4"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppInfo {
+    /// Its name: `inventory 3.1.4` in `--version`, and the program in `--help`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// One line on what it is, at the top of `--help` (the CLI's own line when empty).
+    pub about: String,
+}
+
+impl AppInfo {
+    /// An application's name and version.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> AppInfo {
+        AppInfo {
+            name: name.into(),
+            version: version.into(),
+            about: String::new(),
+        }
+    }
+
+    /// Its description.
+    pub fn about(mut self, about: impl Into<String>) -> AppInfo {
+        self.about = about.into();
+        self
+    }
 }
 
 /// A rate: at most `count` starts per `per`, for [`SequencerBuilder::rate_limiter`](crate::SequencerBuilder::rate_limiter).

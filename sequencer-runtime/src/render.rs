@@ -66,7 +66,7 @@ impl FromStr for GraphFormat {
 /// The analysed dependency graph of a registry. Every index refers to [`Registry::operations`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GraphView {
-    /// Execution order (a topological order of the graph).
+    /// Execution order (a topological order of the graph), of the analysed operations.
     pub order: Vec<usize>,
     /// For each operation, its dependencies.
     pub deps: Vec<Vec<usize>>,
@@ -89,10 +89,10 @@ pub struct GraphView {
 }
 
 impl GraphView {
-    /// Whether every operation's duration is known, so that weights are milliseconds. An empty graph counts as
-    /// known.
+    /// Whether every analysed operation's duration is known, so that weights are milliseconds. An empty graph
+    /// counts as known.
     pub fn all_durations_known(&self) -> bool {
-        self.durations_known == self.weights.len()
+        self.durations_known == self.order.len()
     }
 
     /// The parallelism the graph allows: total work over critical-path weight (1.0 for an empty graph).
@@ -126,19 +126,48 @@ pub fn analyze(
     registry: &Registry,
     durations: &HashMap<String, u64>,
 ) -> Result<GraphView, RegistryError> {
+    analyze_among(registry, durations, |_| true)
+}
+
+/// [`analyze`] over the operations `keep` accepts (indices into [`Registry::operations`]), as if the others had
+/// already run: they are left out of the order, the waves and the critical path, weigh 0, and dependencies on
+/// them are met. `process --dry-run` draws what would run with it.
+///
+/// Fails only when the registry is invalid (see [`Registry::plan`]).
+pub fn analyze_among(
+    registry: &Registry,
+    durations: &HashMap<String, u64>,
+    keep: impl Fn(usize) -> bool,
+) -> Result<GraphView, RegistryError> {
     let plan = registry.plan()?;
     let ops = registry.operations();
     let n = ops.len();
+    let kept: Vec<bool> = (0..n).map(&keep).collect();
+    let order: Vec<usize> = plan.order.iter().copied().filter(|&i| kept[i]).collect();
+    let deps: Vec<Vec<usize>> = plan
+        .deps
+        .iter()
+        .enumerate()
+        .map(|(i, ds)| {
+            if kept[i] {
+                ds.iter().copied().filter(|&d| kept[d]).collect()
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
 
     let mut durations_known = 0;
     let weights: Vec<u64> = ops
         .iter()
-        .map(|op| match durations.get(op.meta.name) {
-            Some(&ms) => {
+        .enumerate()
+        .map(|(i, op)| match (kept[i], durations.get(op.meta.name)) {
+            (false, _) => 0,
+            (true, Some(&ms)) => {
                 durations_known += 1;
                 ms
             }
-            None => 1,
+            (true, None) => 1,
         })
         .collect();
 
@@ -146,18 +175,20 @@ pub fn analyze(
     let mut earliest_start = vec![0u64; n];
     let mut finish = vec![0u64; n];
     let mut via: Vec<Option<usize>> = vec![None; n];
-    for &i in &plan.order {
-        for &d in &plan.deps[i] {
+    let mut level = vec![0usize; n];
+    for &i in &order {
+        for &d in &deps[i] {
             if via[i].is_none() || finish[d] > earliest_start[i] {
                 earliest_start[i] = finish[d];
                 via[i] = Some(d);
             }
+            level[i] = level[i].max(level[d] + 1);
         }
         finish[i] = earliest_start[i].saturating_add(weights[i]);
     }
 
     let mut end: Option<usize> = None;
-    for &i in &plan.order {
+    for &i in &order {
         if end.is_none_or(|e| finish[i] > finish[e]) {
             end = Some(i);
         }
@@ -170,12 +201,20 @@ pub fn analyze(
     }
     critical_path.reverse();
 
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for &i in &order {
+        if waves.len() <= level[i] {
+            waves.resize_with(level[i] + 1, Vec::new);
+        }
+        waves[level[i]].push(i);
+    }
+
     Ok(GraphView {
-        waves: plan.waves(),
+        waves,
         critical_weight: end.map_or(0, |e| finish[e]),
         total_work: weights.iter().fold(0u64, |a, &w| a.saturating_add(w)),
-        order: plan.order,
-        deps: plan.deps,
+        order,
+        deps,
         weights,
         durations_known,
         earliest_start,

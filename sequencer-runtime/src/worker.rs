@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crypto::place;
 use crate::error::SequencerError;
+use crate::events::Event;
 use crate::executor::Env;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held};
 use crate::ledger::dialect::Dialect;
@@ -24,6 +25,10 @@ use crate::options::{check_lease, check_queue, WorkOptions, DEFAULT_QUEUE};
 use crate::plan::Due;
 use crate::report::Outcome;
 use crate::sequencer::Sequencer;
+
+/// How often an idle worker says it still waits ([`Event::WorkerWaiting`]); it says so at once when it starts
+/// idle.
+const SAY_WAITING_EVERY: Duration = Duration::from_secs(60);
 
 /// What a worker did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -111,6 +116,9 @@ impl Sequencer {
         let mut last_deferred: Option<Instant> = None;
         let mut last_trouble: Option<Instant> = None;
         let jobs_held: Arc<Held> = Arc::default();
+        // When the worker last said it waits, and since when it has had nothing to do.
+        let mut said_waiting: Option<Instant> = None;
+        let mut idle_since: Option<Instant> = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -199,6 +207,7 @@ impl Sequencer {
             }
             if took > 0 {
                 idle = Duration::from_millis(5);
+                idle_since = None;
                 continue;
             }
             if tasks.is_empty()
@@ -222,6 +231,18 @@ impl Sequencer {
                 {
                     break;
                 }
+            }
+            if tasks.is_empty() {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if said_waiting.is_none_or(|t| t.elapsed() >= SAY_WAITING_EVERY) {
+                    said_waiting = Some(Instant::now());
+                    let _ = env.events.send(Event::WorkerWaiting {
+                        queue: opts.queue.clone(),
+                        idle_secs: since.elapsed().as_secs(),
+                    });
+                }
+            } else {
+                idle_since = None;
             }
             tokio::select! {
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {

@@ -201,6 +201,26 @@ pub use sqlx;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+
+/// The calling crate's name, version and description from its `Cargo.toml`, as an [`AppInfo`] for
+/// [`SequencerBuilder::app`], so that the CLI's `--version` and `--help` show the application's.
+///
+/// ```
+/// let builder = sequencer::Sequencer::builder().app(sequencer::app_info!());
+/// let app = builder.app_info().expect("set");
+/// assert_eq!(app.name, env!("CARGO_PKG_NAME"));
+/// assert_eq!(app.version, env!("CARGO_PKG_VERSION"));
+/// ```
+#[macro_export]
+macro_rules! app_info {
+    () => {
+        $crate::AppInfo::new(
+            ::core::env!("CARGO_PKG_NAME"),
+            ::core::env!("CARGO_PKG_VERSION"),
+        )
+        .about(::core::env!("CARGO_PKG_DESCRIPTION"))
+    };
+}
 pub mod testing;
 
 /// The user guides, from the repository's `docs/` directory. Their Rust snippets are doc tests of this crate,

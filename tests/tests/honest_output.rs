@@ -1,12 +1,13 @@
 //! What the CLI and the ledger say is what happened: an error's causes once, who holds an operation another
-//! process runs, and where the default ledger was created.
+//! process runs, where the default ledger was created, who holds the isolation lock (and `--wait` for it), the
+//! dry run's critical path, the application's own name and version, an idle worker's queue, and `make --inline`.
 
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sequencer::ledger::Status;
-use sequencer::Sequencer;
+use sequencer::{LockWait, ProcessOptions, Sequencer, SequencerError};
 use sequencer_tests::ledger_ops::{ops, Knobs};
 
 mod common;
@@ -147,6 +148,336 @@ fn the_default_ledger_says_where_it_was_created_once() {
     assert!(
         !String::from_utf8_lossy(&second.stderr).contains("created the ledger"),
         "said again: {second:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Runs the `seqtest` binary on a backend with the test's prefix; `env` adds variables.
+fn seqtest(b: &common::Backend, p: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = common::command(env!("CARGO_BIN_EXE_seqtest"), &b.url, p, args);
+    c.env_remove("SEQUENCER_ENV");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_isolate_wait_waits_for_the_lock_and_says_who_holds_it() {
+    for b in backends().await {
+        let p = prefix();
+        let knobs = Knobs {
+            prefix: p.clone(),
+            ..Knobs::default()
+        };
+        let seq = common::build(&b, common::builder(&b, &p, ops::registry()).state(knobs)).await;
+        assert!(seq.execute("a_create").await.unwrap().succeeded());
+        let only_j = ["--from", "2024_01_01_000010", "--to", "2024_01_01_000010"];
+        let isolated = |extra: &[&str]| {
+            let mut args = vec!["process", "--isolate"];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&only_j);
+            args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+        };
+        let args = isolated(&[]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut holder = seqtest(&b, &p, &args, &[("SEQTEST_SLEEP_MS", "3000")])
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while statuses(&seq).await.get("j_slow") != Some(&Status::Running) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: j_slow never started",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // `--wait`: runs once the holder is done, so finds j_slow completed.
+        let args = isolated(&["--wait"]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let waiter = seqtest(&b, &p, &args, &[]).output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&waiter.stdout),
+            String::from_utf8_lossy(&waiter.stderr),
+        );
+        assert_eq!(waiter.status.code(), Some(0), "{}: {stderr}", b.name);
+        assert!(
+            stderr.contains(&format!(
+                "(pid {}) holds the isolation lock; waiting for it until it is free",
+                holder.id()
+            )),
+            "{}: {stderr}",
+            b.name
+        );
+        assert_eq!(
+            stderr.matches("waiting for it").count(),
+            1,
+            "{}: said once: {stderr}",
+            b.name
+        );
+        assert!(
+            stdout.contains("Nothing to run") && !stdout.contains("running elsewhere"),
+            "{}: the waiter ran after the holder: {stdout}",
+            b.name
+        );
+        assert!(holder.wait().unwrap().success(), "{}", b.name);
+        assert_eq!(statuses(&seq).await["j_slow"], Status::Completed);
+
+        // `--wait=1s`: gives up after about a second, exit 3, naming the holder.
+        let other = sequencer::ledger::Owner {
+            host: "other-host".into(),
+            pid: 4242,
+            actor: None,
+        };
+        let lock = seq.ledger().try_lock(&other).await.unwrap().expect("free");
+        let started = Instant::now();
+        let out = seqtest(&b, &p, &["process", "--isolate", "--wait=1s"], &[])
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{}: {stderr}", b.name);
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(15),
+            "{}: {took:?}",
+            b.name
+        );
+        assert!(
+            stderr.contains("waiting for it for at most 1 s")
+                && stderr.contains("another process holds the isolation lock: other-host (pid 4242); waited 1 s for it"),
+            "{}: {stderr}",
+            b.name
+        );
+        // Without `--wait`: exit 3 at once, naming the holder too.
+        let out = seqtest(&b, &p, &["process", "--isolate"], &[])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{}: {stderr}", b.name);
+        assert!(
+            stderr.contains("other-host (pid 4242)"),
+            "{}: {stderr}",
+            b.name
+        );
+
+        // In the library, `Sequencer::cancel` ends the wait.
+        let waiting = seq.clone();
+        let mut events = seq.subscribe();
+        let wait = tokio::spawn(async move {
+            waiting
+                .process(&ProcessOptions {
+                    isolate: true,
+                    lock_wait: LockWait::Forever,
+                    ..ProcessOptions::default()
+                })
+                .await
+        });
+        let said = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("the wait is announced")
+            .unwrap();
+        assert_eq!(
+            said,
+            sequencer::Event::WaitingForLock {
+                holder: Some("other-host (pid 4242)".into()),
+                at_most_secs: None
+            },
+            "{}",
+            b.name
+        );
+        seq.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .expect("cancel ends the wait")
+            .unwrap();
+        assert!(
+            matches!(
+                ended,
+                Err(SequencerError::LockHeld {
+                    waited: Some(_),
+                    ..
+                })
+            ),
+            "{}: {ended:?}",
+            b.name
+        );
+        lock.release().await.unwrap();
+        common::cleanup(&seq, &p, &["log"]).await;
+    }
+}
+
+/// Four operations: `first` → `second` → `third`, and `lone`.
+#[sequencer::operations]
+mod chain {
+    use sequencer::prelude::*;
+
+    #[operation(timestamp = "2024_09_01_000001")]
+    pub async fn first(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
+    #[operation(timestamp = "2024_09_01_000002", depends_on = [first])]
+    pub async fn second(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
+    #[operation(timestamp = "2024_09_01_000003", depends_on = [second])]
+    pub async fn third(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
+    #[operation(timestamp = "2024_09_01_000004")]
+    pub async fn lone(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_draws_its_critical_path_over_what_would_run() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = common::build(&b, common::builder(&b, &p, chain::registry())).await;
+        assert!(seq.execute("first").await.unwrap().succeeded());
+        assert!(seq.execute("second").await.unwrap().succeeded());
+        let preview = seq
+            .preview(&ProcessOptions {
+                dry_run: true,
+                ..ProcessOptions::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            preview.planned,
+            ["2024_09_01_000003_third", "2024_09_01_000004_lone"],
+            "{}",
+            b.name
+        );
+        assert!(
+            !preview.critical_path.is_empty()
+                && preview
+                    .critical_path
+                    .iter()
+                    .all(|n| preview.planned.contains(n)),
+            "{}: the critical path names operations that will not run: {:?}",
+            b.name,
+            preview.critical_path
+        );
+        // `third`'s dependency has run: it can start at once, beside `lone`.
+        assert_eq!(
+            preview.waves,
+            [["2024_09_01_000003_third", "2024_09_01_000004_lone"]],
+            "{}",
+            b.name
+        );
+        assert_eq!(preview.total_work, 2, "{}", b.name);
+        common::cleanup(&seq, &p, &[]).await;
+    }
+}
+
+#[test]
+fn help_and_version_name_the_application() {
+    let run = |exe: &str, arg: &str| {
+        let out = Command::new(exe).arg(arg).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // `seqtest` sets `.app(sequencer::app_info!())`: this crate's name, version and description.
+    assert_eq!(
+        run(env!("CARGO_BIN_EXE_seqtest"), "--version"),
+        format!("sequencer-tests {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let help = run(env!("CARGO_BIN_EXE_seqtest"), "--help");
+    assert!(
+        help.starts_with("Integration tests of sequencer.") && help.contains("Usage: seqtest"),
+        "{help}"
+    );
+    // `seqwork` does not: its file name, and the sequencer version it was built with.
+    let version = run(env!("CARGO_BIN_EXE_seqwork"), "--version");
+    assert!(version.starts_with("seqwork (sequencer "), "{version}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_says_it_waits_and_on_which_queue() {
+    use std::io::BufRead;
+    for b in backends().await {
+        let p = prefix();
+        let mut worker = seqtest(&b, &p, &["work", "--queue", "honest_q"], &[])
+            .spawn()
+            .expect("spawn");
+        let stdout = worker.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines = Vec::new();
+        while !lines
+            .iter()
+            .any(|l: &String| l.starts_with("Waiting for jobs on queue `honest_q`"))
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(_) => {
+                    let _ = worker.kill();
+                    panic!("{}: the worker never said it waits: {lines:?}", b.name);
+                }
+            }
+        }
+        common::work::terminate(&worker);
+        assert!(worker.wait().unwrap().success(), "{}", b.name);
+        let seq = common::build(&b, common::builder(&b, &p, ops::registry())).await;
+        common::cleanup(&seq, &p, &[]).await;
+    }
+}
+
+#[test]
+fn make_inline_prints_the_function_to_paste() {
+    let dir = std::env::temp_dir().join(format!("sequencer-make-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = || {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        sequencer::Timestamp::from_unix_seconds(secs as i64).unwrap()
+    };
+    let before = now();
+    let out = Command::new(env!("CARGO_BIN_EXE_seqtest"))
+        .args([
+            "make",
+            "backfill_orders",
+            "--inline",
+            "--rollback",
+            "--dependencies",
+            "create_users",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let after = now();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ts: sequencer::Timestamp = stdout
+        .split_once("timestamp = \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .and_then(|(ts, _)| ts.parse().ok())
+        .unwrap_or_else(|| panic!("no timestamp: {stdout}"));
+    assert!(before <= ts && ts <= after, "{ts} is not now");
+    assert!(
+        stdout.contains(&format!("#[operation(timestamp = \"{ts}\", rollback = undo_backfill_orders, depends_on = [create_users])]\nasync fn backfill_orders(ctx: &Ctx) -> Result<()> {{"))
+            && stdout.contains("async fn undo_backfill_orders(ctx: &Ctx) -> Result<()> {"),
+        "{stdout}"
+    );
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "it wrote a file"
     );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -476,7 +476,7 @@ async fn isolation_lock_checksums_orphans_and_marks() {
             })
             .await;
         assert!(
-            matches!(held, Err(SequencerError::LockHeld)),
+            matches!(held, Err(SequencerError::LockHeld { waited: None, .. })),
             "{}: {held:?}",
             b.name
         );

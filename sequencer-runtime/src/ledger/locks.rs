@@ -161,6 +161,7 @@ impl Ledger {
     /// row (SQLite). `None` when another process holds it.
     pub async fn try_lock(&self, owner: &Owner) -> Result<Option<IsolationLock>, LedgerError> {
         let key = format!("{}isolate", self.prefix);
+        let who = format!("{}:{}", owner.host, owner.pid);
         match self.dialect {
             Dialect::Postgres => {
                 let mut conn = self
@@ -175,11 +176,15 @@ impl Ledger {
                     .fetch_one(&mut *conn)
                     .await
                     .map_err(q("take the isolation lock"))?;
-                Ok(got.then(|| IsolationLock {
+                if !got {
+                    return Ok(None);
+                }
+                self.record_isolation_holder(&key, &who).await?;
+                Ok(Some(IsolationLock {
                     ledger: self.clone(),
                     conn: Some(conn),
                     key,
-                    owner: String::new(),
+                    owner: who,
                 }))
             }
             Dialect::MySql => {
@@ -194,15 +199,18 @@ impl Ledger {
                     .fetch_one(&mut *conn)
                     .await
                     .map_err(q("take the isolation lock"))?;
-                Ok((got == Some(1)).then(|| IsolationLock {
+                if got != Some(1) {
+                    return Ok(None);
+                }
+                self.record_isolation_holder(&key, &who).await?;
+                Ok(Some(IsolationLock {
                     ledger: self.clone(),
                     conn: Some(conn),
                     key,
-                    owner: String::new(),
+                    owner: who,
                 }))
             }
             Dialect::Sqlite => {
-                let who = format!("{}:{}", owner.host, owner.pid);
                 let now = now_ms();
                 // A holder on this host whose process died leaves a stale row: take it over.
                 let locks = self.table("locks");
@@ -244,6 +252,50 @@ impl Ledger {
                 }))
             }
         }
+    }
+
+    /// Who holds the `--isolate` lock, as `HOST (pid N)`: read from its lock row (SQLite) or the row its holder
+    /// writes beside the server lock. `None` when no row says (a holder that has just taken it).
+    pub async fn isolation_holder(&self) -> Result<Option<String>, LedgerError> {
+        let locks = self.table("locks");
+        let sql = self
+            .dialect
+            .sql(format!("SELECT owner FROM {locks} WHERE name = ?"));
+        let owner: Option<String> = sqlx::query_scalar(&sql)
+            .bind(format!("{}isolate", self.prefix))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read who holds the isolation lock"))?;
+        Ok(owner.map(|o| match o.rsplit_once(':') {
+            Some((host, pid)) => format!("{host} (pid {pid})"),
+            None => o,
+        }))
+    }
+
+    /// On servers, where the lock itself is the database's, a row in the locks table says who holds it (its
+    /// `expires_at` is the time it was taken; the row is only read, by [`Ledger::isolation_holder`]). A holder
+    /// that died left its row behind: this replaces it.
+    async fn record_isolation_holder(&self, key: &str, who: &str) -> Result<(), LedgerError> {
+        let locks = self.table("locks");
+        let delete = self
+            .dialect
+            .sql(format!("DELETE FROM {locks} WHERE name = ?"));
+        sqlx::query(&delete)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record who holds the isolation lock"))?;
+        let insert = self.dialect.sql(format!(
+            "INSERT INTO {locks} (name, owner, expires_at) VALUES (?, ?, ?)"
+        ));
+        sqlx::query(&insert)
+            .bind(key)
+            .bind(who)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(q("record who holds the isolation lock"))?;
+        Ok(())
     }
 }
 
@@ -292,6 +344,10 @@ impl IsolationLock {
                 } else {
                     query.bind(self.key.clone())
                 };
+                // The row saying who holds it goes first, while the lock still keeps others from writing theirs.
+                self.ledger
+                    .delete_lock_row(&self.key, &self.owner, "release the isolation lock")
+                    .await?;
                 query
                     .execute(&mut *conn)
                     .await

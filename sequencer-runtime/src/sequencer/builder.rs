@@ -17,8 +17,8 @@ use crate::executor::Env;
 use crate::handlers::{erase, DeferredHandlers};
 use crate::ledger::{Ledger, Owner, DEFAULT_MAX_CONNECTIONS};
 use crate::options::{
-    check_lease, check_lock_key, check_queue, Guard, Limit, Strategy, DEFAULT_DATABASE_URL,
-    DEFAULT_LEASE,
+    check_lease, check_lock_key, check_queue, AppInfo, Guard, Limit, Strategy,
+    DEFAULT_DATABASE_URL, DEFAULT_LEASE,
 };
 use crate::orchestrator::ready_queue::Sequential;
 use crate::orchestrator::run::Orchestrator;
@@ -97,6 +97,7 @@ pub struct SequencerBuilder {
     keys: Option<Keyring>,
     max_connections: u32,
     rollback_on_failure: bool,
+    app: Option<AppInfo>,
 }
 
 impl Default for SequencerBuilder {
@@ -123,6 +124,7 @@ impl Default for SequencerBuilder {
             keys: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             rollback_on_failure: false,
+            app: None,
         }
     }
 }
@@ -258,6 +260,18 @@ impl SequencerBuilder {
     pub fn actor(mut self, actor: impl Into<String>) -> Self {
         self.actor = Some(actor.into());
         self
+    }
+
+    /// The application's name, version and description, for the CLI's `--help` and `--version`:
+    /// `.app(sequencer::app_info!())` takes them from the application's `Cargo.toml`.
+    pub fn app(mut self, info: AppInfo) -> Self {
+        self.app = Some(info);
+        self
+    }
+
+    /// What [`SequencerBuilder::app`] set.
+    pub fn app_info(&self) -> Option<&AppInfo> {
+        self.app.as_ref()
     }
 
     /// The size of the ledger's connection pool (default 12; operations share it through `ctx.pool()`). Lower it

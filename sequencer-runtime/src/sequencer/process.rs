@@ -2,12 +2,14 @@
 //! operations to the orchestrator.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::SequencerError;
 use crate::events::Event;
+use crate::lease::sleep_or_cancel;
+use crate::ledger::locks::IsolationLock;
 use crate::ledger::runs::LedgerRow;
-use crate::options::{ProcessOptions, DEFAULT_CONCURRENCY};
+use crate::options::{LockWait, ProcessOptions, DEFAULT_CONCURRENCY};
 use crate::orchestrator::dispatch::Dispatch;
 use crate::orchestrator::run::Run;
 use crate::plan::{needs_migrations, plan, Inputs, Plan};
@@ -20,14 +22,8 @@ impl Sequencer {
     /// operations this run completed).
     pub async fn process(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {
         self.check_guards()?;
-        let env = &self.inner.env;
         let lock = if opts.isolate && !opts.dry_run {
-            Some(
-                env.ledger
-                    .try_lock(&env.owner)
-                    .await?
-                    .ok_or(SequencerError::LockHeld)?,
-            )
+            Some(self.isolation_lock(opts.lock_wait).await?)
         } else {
             None
         };
@@ -57,6 +53,49 @@ impl Sequencer {
             lock.release().await?;
         }
         result
+    }
+
+    /// Takes the `--isolate` lock; when another process holds it, fails at once or waits as `wait` says, polling
+    /// (every 50 ms at first, then up to every second) until it is free, the time is up or the sequencer is
+    /// cancelled.
+    async fn isolation_lock(&self, wait: LockWait) -> Result<IsolationLock, SequencerError> {
+        let env = &self.inner.env;
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        let mut said = false;
+        loop {
+            if let Some(lock) = env.ledger.try_lock(&env.owner).await? {
+                return Ok(lock);
+            }
+            let holder = env.ledger.isolation_holder().await?;
+            let waited = started.elapsed();
+            let limit = match wait {
+                LockWait::No => {
+                    return Err(SequencerError::LockHeld {
+                        holder,
+                        waited: None,
+                    })
+                }
+                LockWait::Forever => None,
+                LockWait::AtMost(d) => Some(d),
+            };
+            if limit.is_some_and(|d| waited >= d) || env.cancel.is_cancelled() {
+                return Err(SequencerError::LockHeld {
+                    holder,
+                    waited: Some(waited),
+                });
+            }
+            if !said {
+                said = true;
+                let _ = env.events.send(Event::WaitingForLock {
+                    holder,
+                    at_most_secs: limit.map(|d| d.as_secs()),
+                });
+            }
+            let nap = limit.map_or(pause, |d| pause.min(d.saturating_sub(waited)));
+            sleep_or_cancel(nap, &env.cancel).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
     }
 
     async fn process_locked(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {

@@ -11,7 +11,7 @@ use crate::ledger::now_ms;
 use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::ProcessOptions;
 use crate::registry::OperationDef;
-use crate::render::{analyze, render, GraphFormat};
+use crate::render::{analyze_among, render, GraphFormat};
 use crate::sequencer::Sequencer;
 
 /// One operation in `status`.
@@ -108,13 +108,14 @@ impl StatusEntry {
 pub struct Preview {
     /// The due operations, in plan order.
     pub planned: Vec<String>,
-    /// The due operations grouped by wave (an operation's wave is one more than its deepest dependency's).
+    /// The due operations grouped by wave (an operation's wave is one more than its deepest due dependency's;
+    /// dependencies that ran already are met).
     pub waves: Vec<Vec<String>>,
-    /// The heaviest chain of dependencies of the whole graph, first operation first.
+    /// The heaviest chain of dependencies among the due operations, first operation first.
     pub critical_path: Vec<String>,
     /// Its weight: milliseconds where every duration is known, else operations count 1 each.
     pub critical_weight: u64,
-    /// The weight of all operations.
+    /// The weight of the due operations.
     pub total_work: u64,
 }
 
@@ -129,21 +130,17 @@ impl Sequencer {
             })
             .await?
             .planned;
-        let (statuses, durations) = self.graph_inputs().await?;
-        let view = analyze(&self.inner.registry, &durations)?;
-        let _ = statuses;
+        let (_, durations) = self.graph_inputs().await?;
         let ops = self.inner.registry.operations();
+        // The graph of what would run: the operations that ran already are met dependencies, not part of it.
+        let view = analyze_among(&self.inner.registry, &durations, |i| {
+            planned.iter().any(|p| p == ops[i].meta.name)
+        })?;
         let name = |i: usize| ops[i].meta.name.to_owned();
         let waves = view
             .waves
             .iter()
-            .map(|w| {
-                w.iter()
-                    .map(|&i| name(i))
-                    .filter(|n| planned.contains(n))
-                    .collect::<Vec<_>>()
-            })
-            .filter(|w| !w.is_empty())
+            .map(|w| w.iter().map(|&i| name(i)).collect())
             .collect();
         Ok(Preview {
             critical_path: view.critical_path.iter().map(|&i| name(i)).collect(),

@@ -2,13 +2,44 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::Timestamp;
+use crate::{AppInfo, LockWait, Timestamp};
+
+/// The command line with the application's name, version and description ([`AppInfo`]), else the binary's name
+/// (from `argv0`) and the sequencer version it was built with.
+pub(super) fn command(app: Option<&AppInfo>, argv0: Option<&std::ffi::OsStr>) -> clap::Command {
+    let cli = Cli::command();
+    match app {
+        Some(app) => {
+            let cli = cli
+                .name(app.name.clone())
+                .display_name(app.name.clone())
+                .version(app.version.clone());
+            match app.about.trim() {
+                "" => cli,
+                about => cli.about(about.to_owned()),
+            }
+        }
+        None => {
+            let name = argv0
+                .and_then(|a| std::path::Path::new(a).file_stem())
+                .map_or_else(
+                    || "sequencer".to_owned(),
+                    |s| s.to_string_lossy().into_owned(),
+                );
+            cli.name(name.clone()).display_name(name).version(concat!(
+                "(sequencer ",
+                env!("CARGO_PKG_VERSION"),
+                ")"
+            ))
+        }
+    }
+}
 
 /// Run, inspect and undo one-time operations.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(long_about = None)]
 pub(super) struct Cli {
     /// Ledger database URL [default: $SEQUENCER_DATABASE_URL, then sqlite://sequencer.db]
     #[arg(long, global = true, env = "SEQUENCER_DATABASE_URL")]
@@ -106,7 +137,7 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a new operation file for the directory form.
+    /// Write a new operation file for the directory form (`--inline`: print the function to paste instead).
     Make(MakeArgs),
     /// Run the due `execute_at` / `delay` operations (recording the others as scheduled).
     Scheduled {
@@ -175,6 +206,9 @@ pub(super) struct ProcessArgs {
     /// Hold a global lock for the whole run; exit 3 if another process holds it.
     #[arg(long)]
     pub(super) isolate: bool,
+    /// With `--isolate`: wait for the lock instead of exiting 3; `--wait=30s` waits at most that long.
+    #[arg(long, requires = "isolate", num_args = 0..=1, require_equals = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(super) wait: Option<Option<std::time::Duration>>,
     /// Who runs it, recorded in the ledger.
     #[arg(long)]
     pub(super) actor: Option<String>,
@@ -211,6 +245,10 @@ pub(super) struct MakeArgs {
     /// The operations directory.
     #[arg(long, default_value = "operations")]
     pub(super) dir: PathBuf,
+    /// Print the function to paste into an inline `#[sequencer::operations] mod` (with a fresh timestamp)
+    /// instead of writing a file.
+    #[arg(long, conflicts_with = "dir")]
+    pub(super) inline: bool,
     /// Add a `rollback` function.
     #[arg(long)]
     pub(super) rollback: bool,
@@ -223,6 +261,17 @@ pub(super) struct MakeArgs {
     /// Operations it depends on (names of other files, without timestamp).
     #[arg(long, value_delimiter = ',')]
     pub(super) dependencies: Vec<String>,
+}
+
+impl ProcessArgs {
+    /// What `--wait` asks for.
+    pub(super) fn lock_wait(&self) -> LockWait {
+        match self.wait {
+            None => LockWait::No,
+            Some(None) => LockWait::Forever,
+            Some(Some(d)) => LockWait::AtMost(d),
+        }
+    }
 }
 
 fn parse_ts(s: &str) -> Result<Timestamp, String> {

@@ -1,13 +1,14 @@
-//! `make NAME`: a new operation file for the directory form.
+//! `make NAME`: a new operation file for the directory form, or (`--inline`) the function to paste into an
+//! inline `#[sequencer::operations]` module.
 
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::args::MakeArgs;
-use super::output::println;
+use super::output::{print, println};
 use crate::Timestamp;
 
-/// Writes the file; runs before (and without) any database.
+/// Writes the file, or prints the inline function; runs before (and without) any database.
 pub(super) fn make(args: &MakeArgs) -> ExitCode {
     let valid = args
         .name
@@ -33,12 +34,10 @@ pub(super) fn make(args: &MakeArgs) -> ExitCode {
         eprintln!("error: the system clock is outside years 1–9999");
         return ExitCode::from(2);
     };
-    if let Err(e) = std::fs::create_dir_all(&args.dir) {
-        eprintln!("error: cannot create `{}`: {e}", args.dir.display());
-        return ExitCode::from(2);
-    }
-    let path = args.dir.join(format!("{ts}_{}.rs", args.name));
     let mut keys = Vec::new();
+    if args.inline {
+        keys.push(format!("timestamp = \"{ts}\""));
+    }
     if !args.dependencies.is_empty() {
         keys.push(format!("depends_on = [{}]", args.dependencies.join(", ")));
     }
@@ -48,6 +47,17 @@ pub(super) fn make(args: &MakeArgs) -> ExitCode {
     if args.transaction {
         keys.push("transaction".to_owned());
     }
+    if args.inline {
+        print!("{}", inline_snippet(&args.name, keys, args.rollback));
+        eprintln!("Paste it into your `#[sequencer::operations] mod` (its timestamp is now, UTC).");
+        return ExitCode::SUCCESS;
+    }
+    let new_dir = !args.dir.exists();
+    if let Err(e) = std::fs::create_dir_all(&args.dir) {
+        eprintln!("error: cannot create `{}`: {e}", args.dir.display());
+        return ExitCode::from(2);
+    }
+    let path = args.dir.join(format!("{ts}_{}.rs", args.name));
     let attr = if keys.is_empty() {
         "#[operation]".to_owned()
     } else {
@@ -68,6 +78,14 @@ pub(super) fn make(args: &MakeArgs) -> ExitCode {
     match created {
         Ok(()) => {
             println!("Created {}", path.display());
+            if new_dir {
+                eprintln!(
+                    "note: created the directory `{}`, for `#[sequencer::operations(\"{}\")]`; for an inline module, `make {} --inline` prints the function to paste instead",
+                    args.dir.display(),
+                    args.dir.display(),
+                    args.name
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -75,6 +93,25 @@ pub(super) fn make(args: &MakeArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The operation for the inline form: a function to paste into the `#[sequencer::operations]` module, its
+/// `timestamp` the first of `keys`.
+fn inline_snippet(name: &str, mut keys: Vec<String>, rollback: bool) -> String {
+    let undo = format!("undo_{name}");
+    if rollback {
+        keys.insert(1, format!("rollback = {undo}"));
+    }
+    let mut src = format!(
+        "/// {name}.\n#[operation({keys})]\nasync fn {name}(ctx: &Ctx) -> Result<()> {{\n    let _ = ctx;\n    Ok(())\n}}\n",
+        keys = keys.join(", ")
+    );
+    if rollback {
+        src.push_str(&format!(
+            "\n/// Undoes `{name}`.\nasync fn {undo}(ctx: &Ctx) -> Result<()> {{\n    let _ = ctx;\n    Ok(())\n}}\n"
+        ));
+    }
+    src
 }
 
 fn snake(s: &str) -> String {

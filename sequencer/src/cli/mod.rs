@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 use self::args::{Cli, Command};
 use crate::{Registry, Sequencer, SequencerBuilder, SequencerError, WorkOptions};
@@ -73,7 +73,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let parsed = args::command(builder.app_info(), args.first().map(|a| a.as_os_str()))
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -139,7 +143,7 @@ fn fail(e: &SequencerError) -> ExitCode {
         eprintln!("hint: check that the database is running and the URL is right (--database or SEQUENCER_DATABASE_URL)");
     }
     ExitCode::from(match e {
-        SequencerError::LockHeld => 3,
+        SequencerError::LockHeld { .. } => 3,
         _ => 2,
     })
 }

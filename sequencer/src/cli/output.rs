@@ -155,6 +155,15 @@ fn event_line(e: crate::Event) -> Option<String> {
         } => format!(
             "WAITING     {name}: no worker has taken it from queue `{queue}` for {waited_secs} s; start one with `work --queue {queue}`"
         ),
+        Event::WorkerWaiting { queue, idle_secs: 0 } => format!(
+            "Waiting for jobs on queue `{queue}` (and for due deferred operations); Ctrl-C or SIGTERM stops"
+        ),
+        Event::WorkerWaiting { queue, idle_secs } => format!(
+            "Still waiting for jobs on queue `{queue}`: idle for {}",
+            humantime::format_duration(std::time::Duration::from_secs(idle_secs))
+        ),
+        // Said on stderr by `process` itself.
+        Event::WaitingForLock { .. } => return None,
         Event::OperationsStarted { .. }
         | Event::OperationsEnded { .. }
         | Event::OperationProgress { .. } => return None,

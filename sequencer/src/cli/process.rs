@@ -17,6 +17,7 @@ pub(super) async fn process(seq: &Sequencer, p: ProcessArgs) -> Result<ExitCode,
         None => seq.clone(),
     };
     let seq = &seq;
+    let lock_wait = p.lock_wait();
     let opts = ProcessOptions {
         concurrency: Some(usize::from(p.concurrency)),
         dry_run: p.dry_run,
@@ -25,6 +26,7 @@ pub(super) async fn process(seq: &Sequencer, p: ProcessArgs) -> Result<ExitCode,
         tags: p.tags,
         repeat: p.repeat,
         isolate: p.isolate,
+        lock_wait,
         sync: p.sync,
         queue_all: p.queue_all,
         dispatch: p.dispatch,
@@ -34,11 +36,14 @@ pub(super) async fn process(seq: &Sequencer, p: ProcessArgs) -> Result<ExitCode,
     if matches!(seq.strategy(), crate::Strategy::Migration(_)) && !p.dry_run {
         eprintln!("note: this application runs its operations during `migrate` (the migration strategy), between the schema migrations; `process` runs the pending ones now without applying any migration");
     }
+    let waiting = say_lock_waits(seq);
     let report = if p.json || p.dry_run {
-        seq.process(&opts).await?
+        seq.process(&opts).await
     } else {
-        live(seq, seq.process(&opts)).await?
+        live(seq, seq.process(&opts)).await
     };
+    waiting.abort();
+    let report = report?;
     if p.json {
         print_json(serde_json::to_string_pretty(&report));
     } else if p.dry_run {
@@ -63,6 +68,34 @@ pub(super) async fn process(seq: &Sequencer, p: ProcessArgs) -> Result<ExitCode,
         summary(&report);
     }
     Ok(exit_of(&report))
+}
+
+/// Says on stderr, with `--isolate --wait`, who holds the isolation lock and that this process waits for it (the
+/// report's stdout, JSON too, stays what it was).
+fn say_lock_waits(seq: &Sequencer) -> tokio::task::JoinHandle<()> {
+    let mut events = seq.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(crate::Event::WaitingForLock {
+                    holder,
+                    at_most_secs,
+                }) => {
+                    let holder = holder.map_or_else(
+                        || "another process".to_owned(),
+                        |h| format!("the process {h}"),
+                    );
+                    let limit = at_most_secs.map_or_else(
+                        || "until it is free (Ctrl-C stops)".to_owned(),
+                        |s| format!("for at most {s} s"),
+                    );
+                    eprintln!("{holder} holds the isolation lock; waiting for it {limit}…");
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
 }
 
 /// `execute NAME`: one operation now, recorded or (`--no-record`) not.

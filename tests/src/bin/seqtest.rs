@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     let knobs = Knobs::from_env();
     let prefix = format!("{}seq_", knobs.prefix);
     let mut builder = sequencer::Sequencer::builder()
+        .app(sequencer::app_info!())
         .registry(ops::registry())
         .table_prefix(prefix)
         .state(knobs)
