@@ -62,6 +62,19 @@ impl Sequencer {
                 "no migrations: add `.migrations(\"migrations\")` (a directory of sqlx migrations) to the builder".into(),
             )
         })?;
+        self.check_guards()?;
+        // The same lock as `process --isolate`, on every backend (sqlx's migration lock is a no-op on SQLite):
+        // `migrate` and `process` never interleave on one ledger. Another `migrate` waits for this one.
+        let lock = self
+            .isolation_lock(crate::options::LockWait::Forever)
+            .await?;
+        self.holding(lock, self.migrate_isolated(migrator)).await?
+    }
+
+    async fn migrate_isolated(
+        &self,
+        migrator: Arc<Migrator>,
+    ) -> Result<MigrateReport, SequencerError> {
         let strategy = self.strategy().clone();
         let pool = self.ledger().pool().clone();
         let err =
@@ -166,7 +179,7 @@ impl Sequencer {
         if pending.is_empty() {
             emit(Event::NoPendingMigrations);
             if migration.is_some_and(|m| m.run_on_no_pending_migrations) {
-                let run = self.process(&round(None)).await?;
+                let run = self.process_locked(&round(None)).await?;
                 if !run.planned.is_empty() || !run.queued.is_empty() {
                     report.runs.push(run);
                 }
@@ -180,7 +193,7 @@ impl Sequencer {
             if migration.is_some() {
                 // Chronological order: what was written before this migration runs before it.
                 let before = m.version.saturating_sub(1);
-                let run = self.process(&round(Some(before))).await?;
+                let run = self.process_locked(&round(Some(before))).await?;
                 let failed = !run.succeeded();
                 if !run.planned.is_empty() || !run.queued.is_empty() {
                     report.runs.push(run);
@@ -220,7 +233,7 @@ impl Sequencer {
             applied: report.applied.len(),
         });
         if migration.is_some() {
-            let rest = self.process(&round(None)).await?;
+            let rest = self.process_locked(&round(None)).await?;
             if !rest.planned.is_empty() || !rest.queued.is_empty() {
                 report.runs.push(rest);
             }

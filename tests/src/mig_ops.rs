@@ -1,12 +1,14 @@
 //! Operations interleaved with the schema migrations of `tests/migrations/`.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 /// Whether `backfill_plan` fails (registered as state by the deploy test).
 #[derive(Debug, Default)]
 pub struct DeployKnobs {
     /// `backfill_plan` fails while set.
     pub fail: AtomicBool,
+    /// `backfill_plan` sleeps this many milliseconds first.
+    pub slow_ms: AtomicU64,
 }
 
 #[sequencer::operations]
@@ -59,6 +61,7 @@ pub mod deploy {
         let knobs = ctx
             .state::<Arc<super::DeployKnobs>>()
             .ok_or_else(|| Error::msg("no DeployKnobs"))?;
+        tokio::time::sleep(std::time::Duration::from_millis(knobs.slow_ms.load(SeqCst))).await;
         if knobs.fail.load(SeqCst) {
             return Err(Error::msg("the billing API is down"));
         }

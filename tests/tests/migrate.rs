@@ -249,6 +249,100 @@ async fn a_missing_migrations_directory_is_named_in_the_error() {
     );
 }
 
+async fn deploy_sequencer(
+    b: &Backend,
+    url: &str,
+    knobs: &std::sync::Arc<sequencer_tests::mig_ops::DeployKnobs>,
+) -> Sequencer {
+    let dir = match b.name {
+        "PostgreSQL" => "deploy_postgres",
+        "MariaDB" => "deploy_mysql",
+        _ => "deploy_sqlite",
+    };
+    Sequencer::builder()
+        .registry(sequencer_tests::mig_ops::deploy::registry())
+        .database(url.to_owned())
+        .migrations(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dir),
+        )
+        .strategy(Strategy::Migration(Strategy::migration()))
+        .state(knobs.clone())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", b.name))
+}
+
+/// `migrate` holds the isolation lock on every backend: a second `migrate` and a `process` started while it runs
+/// wait for it, and find nothing left to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_and_process_never_interleave() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use sequencer_tests::mig_ops::DeployKnobs;
+
+    for b in backends().await {
+        let (url, db) = fresh_database(&b).await;
+        let knobs = Arc::new(DeployKnobs::default());
+        knobs.slow_ms.store(1500, SeqCst);
+        let (first, second, third) = (
+            deploy_sequencer(&b, &url, &knobs).await,
+            deploy_sequencer(&b, &url, &knobs).await,
+            deploy_sequencer(&b, &url, &knobs).await,
+        );
+        let mut rx = first.subscribe();
+        let a = tokio::spawn(async move {
+            let r = first.migrate().await;
+            (r, Instant::now())
+        });
+        // Once the first holds the lock (it has started migrating), start the others.
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv()).await {
+                Ok(Ok(Event::MigrationsStarted { .. })) => break,
+                Ok(Ok(_)) => {}
+                other => panic!("{}: no MigrationsStarted: {other:?}", b.name),
+            }
+        }
+        let b2 = tokio::spawn(async move { (second.migrate().await, Instant::now()) });
+        let c = tokio::spawn(async move {
+            let r = third.process(&Default::default()).await;
+            (r, Instant::now())
+        });
+        let (ra, a_end) = a.await.unwrap();
+        let (rb, b_end) = b2.await.unwrap();
+        let (rc, c_end) = c.await.unwrap();
+        let (ra, rb, rc) = (
+            ra.unwrap_or_else(|e| panic!("{}: {e}", b.name)),
+            rb.unwrap_or_else(|e| panic!("{}: {e}", b.name)),
+            rc.unwrap_or_else(|e| panic!("{}: {e}", b.name)),
+        );
+        assert!(
+            ra.succeeded() && ra.applied.len() == 3,
+            "{}: {ra:?}",
+            b.name
+        );
+        assert!(
+            rb.succeeded() && rb.applied.is_empty() && rb.runs.is_empty(),
+            "{}: the second migrate found everything done: {rb:?}",
+            b.name
+        );
+        assert!(
+            rc.succeeded() && rc.results.is_empty(),
+            "{}: the process found everything done: {rc:?}",
+            b.name
+        );
+        assert!(
+            b_end >= a_end && c_end >= a_end,
+            "{}: they did not wait",
+            b.name
+        );
+        drop_database(&b, db).await;
+    }
+}
+
 /// The deploy of the issue: `add_plan` adds a nullable column, `backfill_plan` (written between the two) fills it,
 /// `plan_not_null` makes it `NOT NULL`: one `migrate` runs them in that order. A failing backfill stops the
 /// migrations after it, and a rerun continues from there.

@@ -203,7 +203,7 @@ impl Sequencer {
         })
     }
 
-    fn check_guards(&self) -> Result<(), SequencerError> {
+    pub(crate) fn check_guards(&self) -> Result<(), SequencerError> {
         let env = &self.inner.env;
         for g in &self.inner.guards {
             g.check(&env.owner.host, env.environment.as_deref())

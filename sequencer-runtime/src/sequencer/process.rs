@@ -9,7 +9,7 @@ use crate::events::Event;
 use crate::lease::sleep_or_cancel;
 use crate::ledger::locks::IsolationLock;
 use crate::ledger::runs::LedgerRow;
-use crate::options::{LockWait, ProcessOptions, DEFAULT_CONCURRENCY};
+use crate::options::{LockWait, ProcessOptions, Strategy, DEFAULT_CONCURRENCY};
 use crate::orchestrator::dispatch::Dispatch;
 use crate::orchestrator::run::Run;
 use crate::plan::{needs_migrations, plan, Inputs, Plan};
@@ -22,43 +22,60 @@ impl Sequencer {
     /// operations this run completed).
     pub async fn process(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {
         self.check_guards()?;
-        let lock = if opts.isolate && !opts.dry_run {
+        // Under the migration strategy `process` never interleaves with a `migrate`: it takes the same lock.
+        let migrating = matches!(self.inner.strategy, Strategy::Migration(_));
+        let lock = if migrating && !opts.dry_run {
+            let wait = match opts.lock_wait {
+                LockWait::No => LockWait::Forever,
+                other => other,
+            };
+            Some(
+                self.isolation_lock(if opts.isolate { opts.lock_wait } else { wait })
+                    .await?,
+            )
+        } else if opts.isolate && !opts.dry_run {
             Some(self.isolation_lock(opts.lock_wait).await?)
         } else {
             None
         };
-        // The lock is owned by this future (its connection is `Send`, not `Sync`), so `process` stays `Send`.
-        let (result, lock) = match lock {
-            // Keep a SQLite lock row alive for as long as the run lasts (server locks live with their connection).
-            Some(mut lock) => {
-                let work = self.process_locked(opts);
-                let mut work = std::pin::pin!(work);
-                let mut renew = tokio::time::interval(Duration::from_secs(15));
-                renew.tick().await;
-                let result = loop {
-                    tokio::select! {
-                        result = &mut work => break result,
-                        _ = renew.tick() => {
-                            if let Err(e) = lock.renew().await {
-                                tracing::warn!("cannot renew the isolation lock: {e}");
-                            }
-                        }
-                    }
-                };
-                (result, Some(lock))
-            }
-            None => (self.process_locked(opts).await, None),
-        };
-        if let Some(lock) = lock {
-            lock.release().await?;
+        match lock {
+            Some(lock) => self.holding(lock, self.process_locked(opts)).await?,
+            None => self.process_locked(opts).await,
         }
-        result
+    }
+
+    /// Runs `work` while holding the isolation lock, renewing it (a SQLite lock row expires; server locks live
+    /// with their connection), and releases it after. The lock is owned by this future (its connection is `Send`,
+    /// not `Sync`), so the future stays `Send`.
+    pub(crate) async fn holding<T>(
+        &self,
+        mut lock: IsolationLock,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, SequencerError> {
+        let mut work = std::pin::pin!(work);
+        let mut renew = tokio::time::interval(Duration::from_secs(15));
+        renew.tick().await;
+        let result = loop {
+            tokio::select! {
+                result = &mut work => break result,
+                _ = renew.tick() => {
+                    if let Err(e) = lock.renew().await {
+                        tracing::warn!("cannot renew the isolation lock: {e}");
+                    }
+                }
+            }
+        };
+        lock.release().await?;
+        Ok(result)
     }
 
     /// Takes the `--isolate` lock; when another process holds it, fails at once or waits as `wait` says, polling
     /// (every 50 ms at first, then up to every second) until it is free, the time is up or the sequencer is
     /// cancelled.
-    async fn isolation_lock(&self, wait: LockWait) -> Result<IsolationLock, SequencerError> {
+    pub(crate) async fn isolation_lock(
+        &self,
+        wait: LockWait,
+    ) -> Result<IsolationLock, SequencerError> {
         let env = &self.inner.env;
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
@@ -98,7 +115,10 @@ impl Sequencer {
         }
     }
 
-    async fn process_locked(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {
+    pub(crate) async fn process_locked(
+        &self,
+        opts: &ProcessOptions,
+    ) -> Result<RunReport, SequencerError> {
         let env = &self.inner.env;
         // The database's time before the ledger is read: due times are judged by it, and a failure recorded after
         // it is another process's, which this one does not retry.
