@@ -481,3 +481,78 @@ fn make_inline_prints_the_function_to_paste() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Deploy tooling configures runs through the environment: `SEQUENCER_ORCHESTRATOR`, `SEQUENCER_CONCURRENCY` and
+/// `SEQUENCER_STRATEGY`, the flag over the variable over the application's choice; a bad value is exit 2 naming the
+/// valid ones.
+#[test]
+fn the_environment_configures_runs_and_bad_values_name_the_valid_ones() {
+    let dir = std::env::temp_dir().join(format!("sequencer-envcfg-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let url = format!("sqlite://{}", dir.join("ledger.db").display());
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = common::command(env!("CARGO_BIN_EXE_seqtest"), &url, "envcfg_", args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("seqtest runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(
+        &["process", "--dry-run"],
+        &[("SEQUENCER_ORCHESTRATOR", "graph")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("with the graph orchestrator"), "{out}");
+    let (code, out, err) = run(
+        &["process", "--dry-run", "--orchestrator", "batch"],
+        &[("SEQUENCER_ORCHESTRATOR", "graph")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("with the batch orchestrator"),
+        "the flag wins: {out}"
+    );
+
+    let (code, _, err) = run(
+        &["process", "--dry-run"],
+        &[("SEQUENCER_ORCHESTRATOR", "fastest")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("fastest") && err.contains("sequential") && err.contains("graph"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["process", "--dry-run"], &[("SEQUENCER_CONCURRENCY", "0")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("SEQUENCER_CONCURRENCY") || err.contains("concurrency"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["status"], &[("SEQUENCER_STRATEGY", "sometimes")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("command") && err.contains("migration"),
+        "{err}"
+    );
+
+    // The migration strategy from the environment: `process` says what it does.
+    let (code, _, err) = run(
+        &["process"],
+        &[("SEQUENCER_STRATEGY", "migration"), ("SEQTEST_FAIL_D", "0")],
+    );
+    assert!(
+        err.contains("runs its operations during `migrate`"),
+        "{code:?}: {err}"
+    );
+    let (_, _, err) = run(
+        &["process", "--strategy", "command"],
+        &[("SEQUENCER_STRATEGY", "migration")],
+    );
+    assert!(!err.contains("during `migrate`"), "the flag wins: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,7 +17,7 @@ use crate::executor::Env;
 use crate::handlers::{erase, DeferredHandlers};
 use crate::ledger::{Ledger, Owner, DEFAULT_MAX_CONNECTIONS};
 use crate::options::{
-    check_lease, check_lock_key, check_queue, AppInfo, Guard, Limit, Strategy,
+    check_lease, check_lock_key, check_queue, AppInfo, Guard, Limit, Strategy, DEFAULT_CONCURRENCY,
     DEFAULT_DATABASE_URL, DEFAULT_LEASE,
 };
 use crate::orchestrator::ready_queue::Sequential;
@@ -98,6 +98,7 @@ pub struct SequencerBuilder {
     max_connections: u32,
     rollback_on_failure: bool,
     app: Option<AppInfo>,
+    concurrency: usize,
 }
 
 impl Default for SequencerBuilder {
@@ -125,6 +126,7 @@ impl Default for SequencerBuilder {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             rollback_on_failure: false,
             app: None,
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -240,6 +242,19 @@ impl SequencerBuilder {
     /// with schema migrations in `migrate`.
     pub fn strategy(mut self, strategy: impl Into<Strategy>) -> Self {
         self.strategy = strategy.into();
+        self
+    }
+
+    /// The execution strategy set so far (for a front end that lets the environment override it).
+    pub fn configured_strategy(&self) -> &Strategy {
+        &self.strategy
+    }
+
+    /// How many operations the parallel orchestrators run at once when a run does not say
+    /// ([`ProcessOptions::concurrency`](crate::ProcessOptions), `--concurrency`, `SEQUENCER_CONCURRENCY`).
+    /// Default [`DEFAULT_CONCURRENCY`]; at least 1.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
         self
     }
 
@@ -392,6 +407,7 @@ impl SequencerBuilder {
                 strategy: self.strategy,
                 deferred: self.deferred,
                 rollback_on_failure: self.rollback_on_failure,
+                concurrency: self.concurrency,
             }),
             orchestrator: self.orchestrator,
         })

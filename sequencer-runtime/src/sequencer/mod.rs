@@ -34,6 +34,7 @@ pub(crate) struct Inner {
     pub(crate) strategy: Strategy,
     pub(crate) deferred: DeferredHandlers,
     pub(crate) rollback_on_failure: bool,
+    pub(crate) concurrency: usize,
 }
 
 /// Runs a registry's operations exactly once, recording every run in the ledger.

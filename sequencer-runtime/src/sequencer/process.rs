@@ -9,7 +9,7 @@ use crate::events::Event;
 use crate::lease::sleep_or_cancel;
 use crate::ledger::locks::IsolationLock;
 use crate::ledger::runs::LedgerRow;
-use crate::options::{LockWait, ProcessOptions, Strategy, DEFAULT_CONCURRENCY};
+use crate::options::{LockWait, ProcessOptions, Strategy};
 use crate::orchestrator::dispatch::Dispatch;
 use crate::orchestrator::run::Run;
 use crate::plan::{needs_migrations, plan, Inputs, Plan};
@@ -208,7 +208,7 @@ impl Sequencer {
             batch,
             count: due.len(),
         });
-        let concurrency = opts.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        let concurrency = opts.concurrency.unwrap_or(self.inner.concurrency);
         let mut run = Run::new(env.clone(), batch, due, satisfied, concurrency)
             .rolling_back_on_failure(opts.rollback_on_failure || self.inner.rollback_on_failure);
         if opts.dispatch {

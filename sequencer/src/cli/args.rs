@@ -47,6 +47,10 @@ pub(super) struct Cli {
     /// Environment matched against `environments = [...]` [default: $SEQUENCER_ENV]
     #[arg(long = "env", global = true, env = "SEQUENCER_ENV")]
     pub(super) environment: Option<String>,
+    /// When operations run: `command` (`process` runs them) or `migration` (`migrate` interleaves them with the
+    /// schema migrations) [default: $SEQUENCER_STRATEGY, then the application's]
+    #[arg(long, global = true, env = "SEQUENCER_STRATEGY", value_parser = ["command", "migration"])]
+    pub(super) strategy: Option<String>,
     #[command(subcommand)]
     pub(super) command: Command,
 }
@@ -217,7 +221,7 @@ pub(super) struct ProcessArgs {
     pub(super) json: bool,
     /// How to run them: sequential, batch, transactional, allowed-to-fail, graph, scheduled [default: the
     /// application's, else sequential]
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::orchestrator::NAMES))]
+    #[arg(long, env = "SEQUENCER_ORCHESTRATOR", value_parser = clap::builder::PossibleValuesParser::new(crate::orchestrator::NAMES))]
     pub(super) orchestrator: Option<String>,
     /// Run `asynchronous` operations here instead of queueing them for workers.
     #[arg(long, conflicts_with = "queue_all")]
@@ -233,9 +237,10 @@ pub(super) struct ProcessArgs {
     /// (sequential and scheduled; the transactional orchestrator always does). Off by default.
     #[arg(long)]
     pub(super) rollback_on_failure: bool,
-    /// Operations run at once by the parallel orchestrators.
-    #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..))]
-    pub(super) concurrency: u16,
+    /// Operations run at once by the parallel orchestrators [default: $SEQUENCER_CONCURRENCY, then the
+    /// application's, then 8]
+    #[arg(long, env = "SEQUENCER_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(super) concurrency: Option<u16>,
 }
 
 #[derive(Debug, Args)]

@@ -107,6 +107,16 @@ async fn main(mut builder: SequencerBuilder, cli: Cli) -> ExitCode {
     if let Some(env) = &cli.environment {
         builder = builder.environment(env.clone());
     }
+    // `--strategy` / `SEQUENCER_STRATEGY` over the application's; the application's migration options are kept.
+    match cli.strategy.as_deref() {
+        Some("migration")
+            if !matches!(builder.configured_strategy(), crate::Strategy::Migration(_)) =>
+        {
+            builder = builder.strategy(crate::Strategy::migration());
+        }
+        Some("command") => builder = builder.strategy(crate::Strategy::Command),
+        _ => {}
+    }
     if let Command::Process(p) = &cli.command {
         if let Some(actor) = &p.actor {
             builder = builder.actor(actor.clone());

@@ -19,7 +19,7 @@ pub(super) async fn process(seq: &Sequencer, p: ProcessArgs) -> Result<ExitCode,
     let seq = &seq;
     let lock_wait = p.lock_wait();
     let opts = ProcessOptions {
-        concurrency: Some(usize::from(p.concurrency)),
+        concurrency: p.concurrency.map(usize::from),
         dry_run: p.dry_run,
         from: p.from,
         to: p.to,
