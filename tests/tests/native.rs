@@ -440,3 +440,25 @@ async fn another_backend_or_kind_is_refused_by_name() {
         common::cleanup(&seq, &p, &[]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_context_has_an_in_memory_sqlite_pool_and_no_transaction() {
+    let registry = lite_ops::registry();
+    let def = registry.get(COPY).expect("copy_typed");
+    let ctx = sequencer::Ctx::detached(&def.meta, 1, std::sync::Arc::default());
+    let one: i64 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(ctx.sqlite().expect("an in-memory SQLite pool"))
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    let refused = ctx.postgres().map(drop).unwrap_err().to_string();
+    assert!(
+        refused.contains("runs on a SQLite ledger, whose pool is `ctx.sqlite()`"),
+        "{refused}"
+    );
+    let no_tx = ctx.sqlite_tx().await.map(drop).unwrap_err().to_string();
+    assert!(
+        no_tx.contains("`ctx.sqlite_tx()` needs `#[operation(transaction, ...)]`"),
+        "{no_tx}"
+    );
+}
