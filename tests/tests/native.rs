@@ -207,6 +207,19 @@ mod refused {
     }
 }
 
+/// A `transaction` operation that never asks for its transaction.
+#[sequencer::operations]
+mod untouched {
+    use sequencer::prelude::*;
+
+    #[operation(timestamp = "2024_10_03_000000", transaction)]
+    pub async fn no_tx(ctx: &Ctx) -> Result<()> {
+        ctx.progress(1, 1).await?;
+        ctx.checkpoint(&1).await?;
+        Ok(())
+    }
+}
+
 const COPY: &str = "2024_10_01_000000_copy_typed";
 
 /// A sequencer over the backend's typed operations, on a fresh table holding the seed row.
@@ -461,4 +474,28 @@ async fn a_detached_context_has_an_in_memory_sqlite_pool_and_no_transaction() {
         no_tx.contains("`ctx.sqlite_tx()` needs `#[operation(transaction, ...)]`"),
         "{no_tx}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_operation_that_never_asks_for_its_transaction_holds_none() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = common::build(&b, common::builder(&b, &p, untouched::registry())).await;
+        let report = seq.execute_all().await.unwrap();
+        assert!(report.succeeded(), "{}: {report:?}", b.name);
+        let status = seq.status().await.unwrap();
+        assert_eq!(status[0].status, Status::Completed, "{}", b.name);
+        assert_eq!(status[0].progress_done, Some(1), "{}", b.name);
+        assert_eq!(
+            seq.ledger()
+                .last_checkpoint("2024_10_03_000000_no_tx", 0)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("1"),
+            "{}: the checkpoint is written on the pool",
+            b.name
+        );
+        common::cleanup(&seq, &p, &[]).await;
+    }
 }

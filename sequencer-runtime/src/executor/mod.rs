@@ -204,9 +204,9 @@ impl Env {
                 name: meta.name.to_owned(),
                 attempt,
             });
-            // Wait for rate limits and throttles before holding a connection for the transaction.
+            // Wait for rate limits and throttles before the attempt. A `transaction` operation's transaction is
+            // begun when the operation asks for it (`ctx.tx()`, `ctx.postgres_tx()`, …), of that kind.
             self.policies().before_attempt(def).await?;
-            // A `transaction` operation's transaction is begun when it asks for it (`ctx.tx()`, `ctx.postgres_tx()`, …).
             let ctx = Arc::new(self.ctx(def, attempt, meta.transaction, op));
             let result = attempt_once(def, ctx.clone(), self.layers.clone()).await;
             let error = match result {
