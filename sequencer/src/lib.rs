@@ -118,7 +118,7 @@ pub use sequencer_macros::operations;
 /// | `tags` | list of distinct non-empty strings | `[]` | `process --tags a,b` runs only operations with one of them |
 /// | `before`, `after` | a function `async fn(ctx: &Ctx) -> Result<()>` | none | hooks around every attempt (`after` only after a success) |
 /// | `failed` | a function `async fn(ctx: &Ctx, error: &Error) -> Result<()>` | none | runs once, after the last attempt failed |
-/// | `transaction` | flag | off | `ctx.tx()` is a transaction committed together with the `completed` ledger row |
+/// | `transaction` | flag | off | `ctx.tx()` (or `ctx.postgres_tx()`, …) is a transaction committed together with the `completed` ledger row |
 /// | `encrypted` | flag | off | its recorded errors and checkpoints are sealed with AES-256-GCM (`SEQUENCER_KEY` needed at start-up) |
 /// | `environments` | list of distinct non-empty strings | `[]` (every environment) | elsewhere (`--env`, `SEQUENCER_ENV`) it is recorded skipped |
 /// | `should_run` | a function `async fn(ctx: &Ctx) -> bool` | none | `false` records it skipped |
@@ -196,7 +196,8 @@ pub use sequencer_macros::operation;
 pub use sequencer_core::{graph, Timestamp, TimestampError};
 pub use sequencer_runtime::*;
 
-/// The sqlx version the ledger uses, for queries inside operations (`ctx.pool()` is a `sqlx::AnyPool`).
+/// The sqlx version the ledger uses, for queries inside operations (`ctx.pool()` is a `sqlx::AnyPool`,
+/// `ctx.postgres()` a `sqlx::PgPool`, …).
 pub use sqlx;
 
 #[cfg(feature = "cli")]

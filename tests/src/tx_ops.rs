@@ -119,6 +119,7 @@ pub mod ops {
     /// inside it: its heartbeat must keep its claim alive meanwhile.
     #[operation(timestamp = "2024_09_01_000100", transaction)]
     pub async fn slow(ctx: &Ctx) -> Result<()> {
+        drop(ctx.tx().await?); // begins its transaction (begun when first asked for)
         ctx.progress(1, 2).await?;
         ctx.checkpoint(&1).await?;
         let ms: u64 = std::env::var("SEQTX_SLOW_MS")

@@ -182,7 +182,7 @@ impl Env {
             return self.end_skipped(def, run, &op.token, started, reason).await;
         }
         if let Some(cond) = def.should_run {
-            let ctx = self.ctx(def, 1, None, op);
+            let ctx = self.ctx(def, 1, false, op);
             if !cond(&ctx).await {
                 return self
                     .end_skipped(
@@ -214,14 +214,10 @@ impl Env {
                 name: meta.name.to_owned(),
                 attempt,
             });
-            // Wait for rate limits and throttles before holding a connection for the transaction.
+            // Wait for rate limits and throttles before the attempt. A `transaction` operation's transaction is
+            // begun when the operation asks for it (`ctx.tx()`, `ctx.postgres_tx()`, …), of that kind.
             self.policies().before_attempt(def).await?;
-            let tx = if meta.transaction {
-                Some(self.ledger.begin_operation().await?)
-            } else {
-                None
-            };
-            let ctx = Arc::new(self.ctx(def, attempt, tx, op));
+            let ctx = Arc::new(self.ctx(def, attempt, meta.transaction, op));
             let result = attempt_once(def, ctx.clone(), self.layers.clone()).await;
             let error = match result {
                 Ok(()) => {
@@ -235,23 +231,23 @@ impl Env {
                         skip_reason: None,
                         error: None,
                     };
-                    let still_ours = match ctx.take_tx().await {
-                        Some(mut tx) => {
-                            // The operation's writes and its `completed` row commit together, and only while the
-                            // row is still this process's claim.
-                            let ours = self.ledger.finish(&mut *tx, &end).await?;
-                            if ours {
-                                tx.commit().await.map_err(|source| LedgerError::Query {
-                                    what: "commit the operation's transaction",
-                                    source,
-                                })?;
-                            }
-                            ours
+                    // The operation's writes and its `completed` row commit together, and only while the row is
+                    // still this process's claim. A transaction never begun holds nothing: the pool ends the run.
+                    let mut tx = ctx.take_tx().await;
+                    let in_tx = match tx.conn() {
+                        Some(conn) => Some(self.ledger.finish(conn, &end).await?),
+                        None => None,
+                    };
+                    let still_ours = match in_tx {
+                        Some(true) => {
+                            tx.commit().await?;
+                            true
                         }
+                        Some(false) => false,
                         None => self.ledger.finish_on_pool(&end).await?,
                     };
                     if !still_ours {
-                        let tx = if meta.transaction {
+                        let tx = if in_tx.is_some() {
                             "; its transaction was rolled back"
                         } else {
                             ""
@@ -318,7 +314,7 @@ impl Env {
                 continue;
             }
             if let Some(failed) = def.failed {
-                let ctx = self.ctx(def, attempt, None, op);
+                let ctx = self.ctx(def, attempt, false, op);
                 if let Err(hook_error) = failed(&ctx, &error).await {
                     self.ledger
                         .record_error(
@@ -380,13 +376,7 @@ impl Env {
         Ok(message)
     }
 
-    fn ctx(
-        &self,
-        def: &'static OperationDef,
-        attempt: u32,
-        tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
-        op: &OpRun,
-    ) -> Ctx {
+    fn ctx(&self, def: &'static OperationDef, attempt: u32, transaction: bool, op: &OpRun) -> Ctx {
         let recorder = op.run.map(|run| Recorder {
             keys: self.keys.clone(),
             ledger: self.ledger.clone(),
@@ -398,10 +388,10 @@ impl Env {
             &def.meta,
             attempt,
             self.state.clone(),
-            self.ledger.pool().clone(),
+            (self.ledger.pool().clone(), self.ledger.native().clone()),
             // Each attempt gets its own token: a timeout cancels that attempt only, `cancel NAME` all of them.
             op.cancel.child_token(),
-            tx,
+            transaction.then(|| self.ledger.clone()),
             recorder,
         )
     }
@@ -462,7 +452,7 @@ impl Env {
             token: String::new(),
             cancel: self.cancel.child_token(),
         };
-        let ctx = Arc::new(self.ctx(def, 1, None, &op));
+        let ctx = Arc::new(self.ctx(def, 1, false, &op));
         match attempt_once(def, ctx, self.layers.clone()).await {
             Ok(()) => Outcome::Completed {
                 duration_ms: started.elapsed().as_millis() as u64,
@@ -535,7 +525,7 @@ impl Env {
         };
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(name, run, &op);
-        let ctx = Arc::new(self.ctx(def, 1, None, &op));
+        let ctx = Arc::new(self.ctx(def, 1, false, &op));
         let undone = run_task(ctx.clone(), move |ctx| rollback(ctx), None).await;
         drop(heartbeat);
         // `rolled_back` only now that the rollback returned; a failed one leaves the operation completed.

@@ -8,6 +8,7 @@ use sqlx::{AnyPool, Connection, Executor};
 
 use super::dialect::Dialect;
 use super::error::{q, LedgerError};
+use super::native::{NativePool, SQLITE_PRAGMAS};
 
 /// The ledger's tables, each named with the table prefix in front (`sequencer_operations` by default).
 pub const TABLES: &[&str] = &[
@@ -83,7 +84,8 @@ pub fn process_alive(pid: i64) -> bool {
 
 /// The ledger database: [`Sequencer::ledger`](crate::Sequencer::ledger) gives the one a sequencer uses. Most
 /// methods are the executor's building blocks; [`Ledger::rows`], [`Ledger::errors`] and [`Ledger::deferred`]
-/// read what was recorded, and [`Ledger::pool`] is the `sqlx::AnyPool` operations get from `ctx.pool()`.
+/// read what was recorded, [`Ledger::pool`] is the `sqlx::AnyPool` operations get from `ctx.pool()`, and
+/// [`Ledger::native`] the backend's own pool they get from `ctx.postgres()`, `ctx.mysql()` or `ctx.sqlite()`.
 ///
 /// ```
 /// use sequencer::ledger::Status;
@@ -117,6 +119,7 @@ pub fn process_alive(pid: i64) -> bool {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     pub(super) pool: AnyPool,
+    pub(super) native: NativePool,
     pub(super) dialect: Dialect,
     pub(super) prefix: String,
     pub(super) url: String,
@@ -190,17 +193,23 @@ impl Ledger {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
-                        // WAL survives a process crash; busy_timeout makes concurrent writers wait, not fail.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000;").await?;
+                        conn.execute(SQLITE_PRAGMAS).await?;
                     }
                     Ok(())
                 })
             })
             .connect_with(options)
             .await
-            .map_err(|source| LedgerError::Connect { url: redact(&url), source })?;
+            .map_err(|source| LedgerError::Connect {
+                url: redact(&url),
+                source,
+            })?;
+        // Beside it, the backend's own pool for operations (`ctx.postgres()`, …): no connection until used.
+        let native =
+            NativePool::connect_lazy(&url, dialect, max_connections).map_err(connect_error)?;
         let ledger = Ledger {
             pool,
+            native,
             dialect,
             prefix: prefix.to_owned(),
             url: url.clone(),
@@ -240,17 +249,12 @@ impl Ledger {
             .map_err(q("read the database's clock"))
     }
 
-    /// Begins a `transaction` operation's transaction. On SQLite it takes the write lock at once (`BEGIN
-    /// IMMEDIATE`, waiting for it as for any write): a deferred transaction that reads and then writes fails with
-    /// `SQLITE_BUSY_SNAPSHOT` when another process wrote in between, which no wait can cure.
+    /// Begins a `transaction` operation's transaction of `sqlx::Any` (what `ctx.tx()` gives). On SQLite it takes
+    /// the write lock at once (`BEGIN IMMEDIATE`), as every operation's transaction does.
     pub async fn begin_operation(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, LedgerError> {
-        let begun = match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::Postgres | Dialect::MySql => self.pool.begin().await,
-        };
-        begun.map_err(q("begin the operation's transaction"))
+        self.begin_on(&self.pool).await
     }
 
     pub(super) fn table(&self, name: &str) -> String {

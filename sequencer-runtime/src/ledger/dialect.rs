@@ -29,6 +29,15 @@ impl Dialect {
         }
     }
 
+    /// The backend's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SQLite",
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::MySql => "MySQL / MariaDB",
+        }
+    }
+
     /// A statement written with `?` placeholders, as this backend takes it: PostgreSQL's are numbered. Every
     /// statement the ledger runs is built here, whole (after its parts are joined), right where it runs.
     pub(crate) fn sql(self, statement: impl Into<String>) -> String {

@@ -4,37 +4,38 @@
 use super::connection::Ledger;
 use super::dialect::{text, Dialect};
 use super::error::{q, LedgerError};
+use super::native::{Arg, Conn};
 use sqlx::Row;
 
 impl Ledger {
-    /// Records an operation's progress (on the pool, or inside the operation's transaction). `false` if the claim
-    /// `token` no longer holds the row.
-    pub async fn progress<'e, E>(
+    /// Records an operation's progress (on the pool, or inside the operation's transaction of either kind).
+    /// `false` if the claim `token` no longer holds the row.
+    pub async fn progress<'c>(
         &self,
-        executor: E,
+        on: impl Into<Conn<'c>>,
         name: &str,
         run: i64,
         token: &str,
         done: u64,
         total: u64,
-    ) -> Result<bool, LedgerError>
-    where
-        E: sqlx::Executor<'e, Database = sqlx::Any>,
-    {
+    ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
             "UPDATE {ops} SET progress_done = ?, progress_total = ? WHERE name = ? AND run = ? AND claim_token = ?"
         ));
-        let done = sqlx::query(&sql)
-            .bind(done as i64)
-            .bind(total as i64)
-            .bind(name)
-            .bind(run)
-            .bind(token)
-            .execute(executor)
+        let args = [
+            Arg::Int(done as i64),
+            Arg::Int(total as i64),
+            Arg::Text(Some(name)),
+            Arg::Int(run),
+            Arg::Text(Some(token)),
+        ];
+        let on: Conn<'_> = on.into();
+        let changed = on
+            .execute(&sql, &args)
             .await
             .map_err(q("record progress"))?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     /// Stores an operation's checkpoint (JSON) in the checkpoints table. On the pool (`in_transaction` false) it is
@@ -42,17 +43,14 @@ impl Ledger {
     /// `transaction` operation's transaction it commits, or rolls back, with the operation's work and its end,
     /// which the token guards; there it reads nothing of the operations row, so that the row its heartbeat
     /// renews is never locked by the transaction.
-    pub async fn checkpoint<'e, E>(
+    pub async fn checkpoint<'c>(
         &self,
-        executor: E,
+        on: impl Into<Conn<'c>>,
         name: &str,
         run: i64,
         token: Option<&str>,
         json: &str,
-    ) -> Result<bool, LedgerError>
-    where
-        E: sqlx::Executor<'e, Database = sqlx::Any>,
-    {
+    ) -> Result<bool, LedgerError> {
         let (ops, checkpoints) = (self.table("operations"), self.table("checkpoints"));
         let guard = match token {
             Some(_) => format!(
@@ -75,17 +73,18 @@ impl Ledger {
         let sql = self.dialect.sql(format!(
             "INSERT INTO {checkpoints} (name, run, checkpoint) SELECT ?, ?, ?{from_dual}{guard} {upsert}"
         ));
-        let mut query = sqlx::query(&sql).bind(name).bind(run).bind(json);
+        let mut args = vec![Arg::Text(Some(name)), Arg::Int(run), Arg::Text(Some(json))];
         if let Some(token) = token {
-            query = query.bind(name).bind(run).bind(token);
+            args.extend([Arg::Text(Some(name)), Arg::Int(run), Arg::Text(Some(token))]);
         }
-        let done = query
-            .execute(executor)
+        let on: Conn<'_> = on.into();
+        let changed = on
+            .execute(&sql, &args)
             .await
             .map_err(q("store a checkpoint"))?;
         match token {
             None => Ok(true),
-            Some(_) if done.rows_affected() > 0 => Ok(true),
+            Some(_) if changed > 0 => Ok(true),
             // MySQL counts an upsert that changed nothing as no row.
             Some(_) if self.dialect == Dialect::MySql => self.checkpoint_is(name, run, json).await,
             Some(_) => Ok(false),

@@ -11,6 +11,7 @@ use super::connection::{pid_namespace, Ledger, Owner};
 use super::dialect::{parsed, stored_by_name, text, Dialect};
 use super::error::{q, transient, LedgerError};
 use super::jobs::JobStatus;
+use super::native::{Arg, Conn};
 
 /// The state of an operation's run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -437,29 +438,33 @@ impl Ledger {
     }
 
     /// Ends a running operation (`completed`, `failed` or `skipped`), on the pool or inside the operation's
-    /// transaction, so that its writes and its row commit together.
-    pub async fn finish<'e, E>(&self, executor: E, end: &Finish<'_>) -> Result<bool, LedgerError>
-    where
-        E: sqlx::Executor<'e, Database = sqlx::Any>,
-    {
+    /// transaction (of either kind), so that its writes and its row commit together.
+    pub async fn finish<'c>(
+        &self,
+        on: impl Into<Conn<'c>>,
+        end: &Finish<'_>,
+    ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
             "UPDATE {ops} SET status = ?, finished_at = {now}, duration_ms = ?, lease_until = NULL, skip_reason = ?, last_error = ? \
              WHERE name = ? AND run = ? AND status = 'running' AND claim_token = ?",
             now = self.dialect.now()
         ));
-        let done = sqlx::query(&sql)
-            .bind(end.status.as_str())
-            .bind(end.duration.as_millis() as i64)
-            .bind(end.skip_reason)
-            .bind(end.error)
-            .bind(end.name)
-            .bind(end.run)
-            .bind(end.token)
-            .execute(executor)
+        let args = [
+            Arg::Text(Some(end.status.as_str())),
+            Arg::Int(end.duration.as_millis() as i64),
+            Arg::Text(end.skip_reason),
+            Arg::Text(end.error),
+            Arg::Text(Some(end.name)),
+            Arg::Int(end.run),
+            Arg::Text(Some(end.token)),
+        ];
+        let on: Conn<'_> = on.into();
+        let changed = on
+            .execute(&sql, &args)
             .await
             .map_err(q("record the end of an operation"))?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     /// Ends a running operation on the pool, riding out a short database outage (a restart, a full connection

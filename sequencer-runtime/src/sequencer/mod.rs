@@ -125,7 +125,7 @@ impl Sequencer {
             meta,
             attempt,
             env.state.clone(),
-            env.ledger.pool().clone(),
+            (env.ledger.pool().clone(), env.ledger.native().clone()),
             env.cancel.child_token(),
             None,
             None,

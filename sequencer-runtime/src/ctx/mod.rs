@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::AnyPool;
-use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use sequencer_core::OperationMeta;
@@ -13,14 +12,27 @@ use sequencer_core::OperationMeta;
 use crate::crypto::{place, Keyring};
 use crate::events::Event;
 use crate::ledger::dialect::Dialect;
+use crate::ledger::native::NativePool;
 use crate::ledger::Ledger;
 use crate::result::{Result, Skip};
+
+mod tx;
+
+pub use tx::TxGuard;
+use tx::TxSlot;
 
 /// Application state registered on the builder, by type.
 pub type StateMap = HashMap<TypeId, Box<dyn Any + Send + Sync>>;
 
 /// What an operation sees while it runs: its metadata, the attempt number, the application's typed state, the
-/// ledger's database pool, a cancellation token and, for `transaction` operations, the transaction.
+/// ledger's database pools, a cancellation token and, for `transaction` operations, the transaction.
+///
+/// The ledger's database comes two ways: [`Ctx::pool`] and [`Ctx::tx`] through sqlx's `Any` driver, for SQL that
+/// runs on every backend (integers, floats, booleans, text and bytes only), and the backend's own driver, which
+/// decodes every type sqlx supports for it (`TIMESTAMPTZ`, `NUMERIC`, `UUID`, `JSONB`, …):
+/// [`Ctx::postgres`], [`Ctx::mysql`] and [`Ctx::sqlite`] give its pool, and [`Ctx::postgres_tx`],
+/// [`Ctx::mysql_tx`] and [`Ctx::sqlite_tx`] a `transaction` operation's transaction, which commits with the
+/// ledger row just as `ctx.tx()` does.
 ///
 /// ```
 /// #[sequencer::operations]
@@ -77,8 +89,9 @@ pub struct Ctx {
     attempt: u32,
     state: Arc<StateMap>,
     pool: AnyPool,
+    native: NativePool,
     cancel: CancellationToken,
-    tx: Option<Mutex<Option<sqlx::Transaction<'static, sqlx::Any>>>>,
+    tx: Option<TxSlot>,
     recorder: Option<Recorder>,
     last_progress: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -116,6 +129,7 @@ impl std::error::Error for Cancelled {}
 impl Ctx {
     /// A context outside any run, on a lazily opened in-memory SQLite pool: for calling an operation's
     /// function directly in a unit test. Call it inside a tokio runtime.
+    /// `ctx.sqlite()` is another lazily opened in-memory SQLite database.
     pub fn detached(meta: &'static OperationMeta, attempt: u32, state: Arc<StateMap>) -> Self {
         sqlx::any::install_default_drivers();
         let pool = sqlx::any::AnyPoolOptions::new()
@@ -126,33 +140,39 @@ impl Ctx {
             // The URL is a constant the SQLite driver always accepts.
             Err(e) => panic!("in-memory SQLite pool: {e}"),
         };
+        let native = sqlx::pool::PoolOptions::<sqlx::Sqlite>::new()
+            .max_connections(1)
+            .connect_lazy_with(sqlx::sqlite::SqliteConnectOptions::new().in_memory(true));
         Ctx::new(
             meta,
             attempt,
             state,
-            pool,
+            (pool, NativePool::Sqlite(native)),
             CancellationToken::new(),
             None,
             None,
         )
     }
 
+    /// A context on `pools` (the ledger's `AnyPool` and native pool); `transaction` is the ledger a `transaction`
+    /// operation's transaction begins on, when it asks for it.
     pub(crate) fn new(
         meta: &'static OperationMeta,
         attempt: u32,
         state: Arc<StateMap>,
-        pool: AnyPool,
+        pools: (AnyPool, NativePool),
         cancel: CancellationToken,
-        tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+        transaction: Option<Ledger>,
         recorder: Option<Recorder>,
     ) -> Self {
         Ctx {
             meta,
             attempt,
             state,
-            pool,
+            pool: pools.0,
+            native: pools.1,
             cancel,
-            tx: tx.map(|t| Mutex::new(Some(t))),
+            tx: transaction.map(TxSlot::new),
             recorder,
             last_progress: std::sync::Mutex::new(None),
         }
@@ -186,24 +206,16 @@ impl Ctx {
         if due {
             // On the pool, not in the operation's transaction: progress shows while the operation runs, and the row
             // its heartbeat renews stays unlocked. (SQLite has one writer, the open transaction: there, through it.)
+            // Before the operation opens its transaction, on the pool too.
             let through_tx = match self.tx_conn()? {
-                Some(mut guard) if rec.ledger.dialect() == Dialect::Sqlite => {
-                    match guard.as_mut() {
-                        Some(tx) => Some(
-                            rec.ledger
-                                .progress(
-                                    &mut **tx,
-                                    self.meta.name,
-                                    rec.run,
-                                    &rec.token,
-                                    done,
-                                    total,
-                                )
-                                .await?,
-                        ),
-                        None => None,
-                    }
-                }
+                Some(mut guard) if rec.ledger.dialect() == Dialect::Sqlite => match guard.conn() {
+                    Some(conn) => Some(
+                        rec.ledger
+                            .progress(conn, self.meta.name, rec.run, &rec.token, done, total)
+                            .await?,
+                    ),
+                    None => None,
+                },
                 _ => None,
             };
             let ours = match through_tx {
@@ -247,12 +259,13 @@ impl Ctx {
         } else {
             json
         };
-        // In a `transaction` operation the checkpoint commits, or rolls back, with the operation's writes.
+        // In a `transaction` operation the checkpoint commits, or rolls back, with the operation's writes; before
+        // it opened its transaction (nothing written in one yet), on the pool, as in any operation.
         let in_tx = match self.tx_conn()? {
-            Some(mut guard) => match guard.as_mut() {
-                Some(tx) => Some(
+            Some(mut guard) => match guard.conn() {
+                Some(conn) => Some(
                     rec.ledger
-                        .checkpoint(&mut **tx, self.meta.name, rec.run, None, &json)
+                        .checkpoint(conn, self.meta.name, rec.run, None, &json)
                         .await?,
                 ),
                 None => None,
@@ -286,22 +299,6 @@ impl Ctx {
             .into());
         }
         Ok(())
-    }
-
-    /// The transaction, for the ledger's own writes; an error while the operation holds `ctx.tx()`.
-    fn tx_conn(
-        &self,
-    ) -> Result<Option<MutexGuard<'_, Option<sqlx::Transaction<'static, sqlx::Any>>>>> {
-        match &self.tx {
-            None => Ok(None),
-            Some(m) => match m.try_lock() {
-                Ok(guard) => Ok(Some(guard)),
-                Err(_) => anyhow::bail!(
-                    "`{}`: drop the `ctx.tx()` guard before `ctx.progress(..)` or `ctx.checkpoint(..)`: they write through the same transaction",
-                    self.meta.name
-                ),
-            },
-        }
     }
 
     /// The checkpoint the last interrupted (or failed) attempt of this run stored, if any.
@@ -344,7 +341,9 @@ impl Ctx {
             .and_then(|b| b.downcast_ref())
     }
 
-    /// The ledger's connection pool (`sqlx::AnyPool`).
+    /// The ledger's connection pool (`sqlx::AnyPool`), for SQL that runs on every backend. It decodes integers,
+    /// floats, booleans, text and bytes only: for other column types (`TIMESTAMPTZ`, `NUMERIC`, `UUID`, `JSONB`,
+    /// …) use the backend's own pool, [`Ctx::postgres`], [`Ctx::mysql`] or [`Ctx::sqlite`].
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -360,61 +359,8 @@ impl Ctx {
         self.cancel.is_cancelled()
     }
 
-    /// The transaction of a `transaction` operation: its writes commit together with the operation's ledger
-    /// row, or not at all.
-    ///
-    /// ```
-    /// # use sequencer_runtime::{Ctx, Result};
-    /// # async fn op(ctx: &Ctx) -> Result<()> {
-    /// let mut tx = ctx.tx().await?;
-    /// sqlx::query("UPDATE accounts SET plan = 'free' WHERE plan IS NULL").execute(&mut **tx).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn tx(&self) -> Result<TxGuard<'_>> {
-        let Some(tx) = &self.tx else {
-            anyhow::bail!(
-                "`ctx.tx()` needs `#[operation(transaction, ...)]` on `{}`",
-                self.meta.name
-            )
-        };
-        let guard = tx.lock().await;
-        if guard.is_none() {
-            anyhow::bail!("the transaction of `{}` has already ended", self.meta.name);
-        }
-        Ok(TxGuard(guard))
-    }
-
-    pub(crate) async fn take_tx(&self) -> Option<sqlx::Transaction<'static, sqlx::Any>> {
-        match &self.tx {
-            Some(tx) => tx.lock().await.take(),
-            None => None,
-        }
-    }
-
     /// Ends the operation as skipped with a reason: `return ctx.skip("nothing to do");`.
     pub fn skip(&self, reason: impl Into<String>) -> Result<()> {
         Err(Skip(reason))
-    }
-}
-
-/// A `transaction` operation's transaction, borrowed from its [`Ctx`]; dereferences to `sqlx::Transaction`.
-pub struct TxGuard<'a>(MutexGuard<'a, Option<sqlx::Transaction<'static, sqlx::Any>>>);
-
-impl std::ops::Deref for TxGuard<'_> {
-    type Target = sqlx::Transaction<'static, sqlx::Any>;
-    fn deref(&self) -> &Self::Target {
-        match self.0.as_ref() {
-            Some(tx) => tx,
-            None => unreachable!("TxGuard is only made over a live transaction"),
-        }
-    }
-}
-
-impl std::ops::DerefMut for TxGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        match self.0.as_mut() {
-            Some(tx) => tx,
-            None => unreachable!("TxGuard is only made over a live transaction"),
-        }
     }
 }
