@@ -30,6 +30,7 @@ pub mod render;
 mod report;
 mod result;
 mod sequencer;
+pub mod strategy;
 mod worker;
 
 pub use crate::ctx::{Cancelled, Ctx, StateMap, TxGuard};
@@ -39,9 +40,9 @@ pub use crate::events::Event;
 pub use crate::executor::layer::{Layer, Next};
 pub use crate::migrate::MigrateReport;
 pub use crate::options::{
-    only_environments, only_hosts, AppInfo, Cascade, Guard, Limit, LockWait, MigrationStrategy,
-    ProcessOptions, RollbackTarget, Strategy, WorkOptions, DEFAULT_CONCURRENCY,
-    DEFAULT_DATABASE_URL, DEFAULT_LEASE, DEFAULT_QUEUE,
+    only_environments, only_hosts, AppInfo, Cascade, Guard, Limit, LockWait, ProcessOptions,
+    RollbackTarget, WorkOptions, DEFAULT_CONCURRENCY, DEFAULT_DATABASE_URL, DEFAULT_LEASE,
+    DEFAULT_QUEUE,
 };
 pub use crate::orchestrator::ready_queue::{
     AllowedToFailBatch, Batch, DependencyGraph, Scheduled, Sequential, TransactionalBatch,
@@ -59,6 +60,9 @@ pub use crate::sequencer::batch::{PendingBatch, PendingChain};
 pub use crate::sequencer::builder::SequencerBuilder;
 pub use crate::sequencer::status::{Preview, StatusEntry};
 pub use crate::sequencer::Sequencer;
+pub use crate::strategy::{
+    ExecutionStrategy, Hybrid, MigrationStrategy, Strategy, WITH_MIGRATIONS,
+};
 pub use crate::worker::WorkReport;
 pub use sequencer_core::{
     Backoff, Dependency, Hooks, Middleware, OperationMeta, RetryPolicy, Schedule, SourceLocation,

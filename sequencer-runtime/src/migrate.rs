@@ -12,9 +12,10 @@ use sqlx::migrate::{Migrate, Migrator};
 use crate::error::SequencerError;
 use crate::events::Event;
 use crate::ledger::Status;
-use crate::options::{ProcessOptions, Strategy};
+use crate::options::ProcessOptions;
 use crate::report::RunReport;
 use crate::sequencer::Sequencer;
+use crate::strategy::Strategy;
 
 /// What `migrate` did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -109,7 +110,9 @@ impl Sequencer {
         let mut unfinished = Vec::new();
         for def in self.registry().ordered()? {
             let meta = &def.meta;
-            if meta.timestamp.version() as i64 > up_to {
+            if meta.timestamp.version() as i64 > up_to
+                || !self.strategy().get().with_migrations(meta)
+            {
                 continue;
             }
             let waits_for_migration = meta.depends_on.iter().any(
@@ -163,23 +166,22 @@ impl Sequencer {
             let _ = self.events().send(e);
         };
         let mut report = MigrateReport::default();
-        let migration = match strategy {
-            Strategy::Migration(m) => Some(m),
-            Strategy::Command => None,
-        };
+        // Whether `migrate` runs any operation, and its options for them.
+        let interleave = self.runs_with_migrations();
+        let strategy = strategy.get();
         // The migration strategy's options for each run of operations: `force_sync` runs asynchronous ones here;
         // without it they go to the workers, and `migrate` waits for them.
         let round = |up_to: Option<i64>| ProcessOptions {
             up_to_version: up_to,
             quiet: true,
-            sync: migration.is_some_and(|m| m.forces_sync()),
+            sync: strategy.forces_sync(),
             await_queued: up_to.is_some(),
             ..ProcessOptions::default()
         };
         if pending.is_empty() {
             emit(Event::NoPendingMigrations);
-            if migration.is_some_and(|m| m.run_on_no_pending_migrations) {
-                let run = self.process_locked(&round(None)).await?;
+            if interleave && strategy.run_on_no_pending_migrations() {
+                let run = self.process_share(&round(None), true).await?;
                 if !run.planned.is_empty() || !run.queued.is_empty() {
                     report.runs.push(run);
                 }
@@ -190,10 +192,10 @@ impl Sequencer {
             count: pending.len(),
         });
         for m in pending {
-            if migration.is_some() {
+            if interleave {
                 // Chronological order: what was written before this migration runs before it.
                 let before = m.version.saturating_sub(1);
-                let run = self.process_locked(&round(Some(before))).await?;
+                let run = self.process_share(&round(Some(before)), true).await?;
                 let failed = !run.succeeded();
                 if !run.planned.is_empty() || !run.queued.is_empty() {
                     report.runs.push(run);
@@ -232,8 +234,8 @@ impl Sequencer {
         emit(Event::MigrationsEnded {
             applied: report.applied.len(),
         });
-        if migration.is_some() {
-            let rest = self.process_locked(&round(None)).await?;
+        if interleave {
+            let rest = self.process_share(&round(None), true).await?;
             if !rest.planned.is_empty() || !rest.queued.is_empty() {
                 report.runs.push(rest);
             }

@@ -244,68 +244,6 @@ impl Default for WorkOptions {
 /// The queue of operations without `queue = "..."`.
 pub const DEFAULT_QUEUE: &str = "default";
 
-/// When operations run.
-#[derive(Clone, Default)]
-pub enum Strategy {
-    /// `migrate` only migrates; `process` runs operations. The default.
-    #[default]
-    Command,
-    /// `migrate` interleaves operations with the schema migrations.
-    Migration(MigrationStrategy),
-}
-
-impl Strategy {
-    /// The migration strategy with its defaults.
-    pub fn migration() -> MigrationStrategy {
-        MigrationStrategy::default()
-    }
-}
-
-/// Options of [`Strategy::Migration`].
-#[derive(Clone, Debug)]
-pub struct MigrationStrategy {
-    pub(crate) run_on_no_pending_migrations: bool,
-    pub(crate) force_sync: bool,
-}
-
-impl Default for MigrationStrategy {
-    /// Operations run on every `migrate`, with or without pending migrations; asynchronous ones go to the workers.
-    fn default() -> Self {
-        MigrationStrategy {
-            run_on_no_pending_migrations: true,
-            force_sync: false,
-        }
-    }
-}
-
-impl MigrationStrategy {
-    /// Run pending operations when `migrate` finds no pending migration (default `true`: a release with
-    /// operations but no migration still runs them on deploy; `false` leaves them to `process`).
-    pub fn run_on_no_pending_migrations(mut self, yes: bool) -> Self {
-        self.run_on_no_pending_migrations = yes;
-        self
-    }
-
-    /// Run every operation of `migrate` in the migrating process, `asynchronous` ones included (they would
-    /// otherwise go to the workers' queue, and `migrate` would wait for them before the next migration). It applies
-    /// to `migrate` only: `process` queues them as usual.
-    pub fn force_sync(mut self, yes: bool) -> Self {
-        self.force_sync = yes;
-        self
-    }
-
-    /// Whether `asynchronous` operations run in the migrating process.
-    pub fn forces_sync(&self) -> bool {
-        self.force_sync
-    }
-}
-
-impl From<MigrationStrategy> for Strategy {
-    fn from(m: MigrationStrategy) -> Self {
-        Strategy::Migration(m)
-    }
-}
-
 /// Decides whether a run may start: hostname, environment or anything else.
 pub trait Guard: Send + Sync {
     /// `Err(reason)` refuses the run.

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sequencer_core::{Dependency, Schedule};
+use sequencer_core::{Dependency, OperationMeta, Schedule};
 
 use crate::error::SequencerError;
 use crate::ledger::runs::{LedgerRow, Status};
@@ -100,6 +100,8 @@ pub(crate) struct Inputs<'a> {
     /// The orchestrator starts an operation only once every operation planned before it has ended
     /// ([`Orchestrator::in_plan_order`](crate::orchestrator::Orchestrator::in_plan_order)).
     pub in_plan_order: bool,
+    /// Which operations this run may take (the execution strategy's share: `process` and `migrate` split them).
+    pub share: &'a (dyn Fn(&OperationMeta) -> bool + Sync),
 }
 
 /// What a run does, decided before anything runs.
@@ -146,7 +148,8 @@ pub(crate) fn plan(
     };
     let selected = ordered.iter().copied().filter(|o| {
         let ts = o.meta.timestamp;
-        opts.from.is_none_or(|f| ts >= f)
+        (inputs.share)(&o.meta)
+            && opts.from.is_none_or(|f| ts >= f)
             && opts.to.is_none_or(|t| ts <= t)
             && (opts.tags.is_empty()
                 || o.meta.tags.iter().any(|t| opts.tags.iter().any(|x| x == t)))
@@ -459,6 +462,7 @@ mod tests {
             force_sync: case.force_sync,
             applied: &applied,
             in_plan_order: case.in_plan_order,
+            share: &|_| true,
         };
         plan(&case.ops, &rows, &case.opts, &inputs)
     }

@@ -71,3 +71,24 @@ pub mod deploy {
         Ok(())
     }
 }
+
+/// For the hybrid strategy: one operation goes with the migrations, one waits for `process`.
+#[sequencer::operations]
+pub mod hybrid {
+    use sequencer::prelude::*;
+
+    /// Tagged: `migrate` runs it between the first and the second migration.
+    #[operation(timestamp = "2024_01_15_000000", tags = ["with_migrations"])]
+    pub async fn h_schema(ctx: &Ctx) -> Result<()> {
+        sequencer::sqlx::query("SELECT COUNT(*) FROM mig_a")
+            .execute(ctx.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Untagged: `process` runs it.
+    #[operation(timestamp = "2024_01_16_000000")]
+    pub async fn h_other(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}

@@ -86,7 +86,7 @@ async fn no_pending_migrations_with_and_without_run_on_no_pending() {
     for b in backends().await {
         let (url, db) = fresh_database(&b).await;
         // The command strategy: migrate only migrates.
-        let plain = sequencer(&b, &url, "ok", Strategy::Command).await;
+        let plain = sequencer(&b, &url, "ok", Strategy::command()).await;
         let report = plain.migrate().await.unwrap();
         assert_eq!(report.applied.len(), 3, "{}", b.name);
         assert!(
@@ -175,8 +175,16 @@ async fn a_failing_migration_stops_everything_after_it() {
             "{}",
             b.name
         );
-        // `process` does not run an operation whose migration has not been applied.
+        // Under the migration strategy `process` leaves the operations to `migrate`.
         let run = seq.process(&Default::default()).await.unwrap();
+        assert!(
+            run.planned.is_empty() && run.waiting.is_empty(),
+            "{}: {run:?}",
+            b.name
+        );
+        // Under the command strategy, `process` does not run an operation whose migration has not been applied.
+        let command = sequencer(&b, &url, "failing", Strategy::command()).await;
+        let run = command.process(&Default::default()).await.unwrap();
         assert!(
             run.waiting
                 .iter()
@@ -267,7 +275,7 @@ async fn deploy_sequencer(
                 .join("migrations")
                 .join(dir),
         )
-        .strategy(Strategy::Migration(Strategy::migration()))
+        .strategy(Strategy::migration())
         .state(knobs.clone())
         .build()
         .await
@@ -370,7 +378,7 @@ async fn add_backfill_not_null_in_one_migrate() {
                     .join("migrations")
                     .join(dir),
             )
-            .strategy(Strategy::Migration(Strategy::migration()))
+            .strategy(Strategy::migration())
             .state(knobs.clone())
             .build()
             .await
@@ -413,6 +421,91 @@ async fn add_backfill_not_null_in_one_migrate() {
                 .unwrap();
         assert_eq!(nulls, 0, "{}", b.name);
         drop(seq);
+        drop_database(&b, db).await;
+    }
+}
+
+/// The hybrid strategy: `migrate` runs the operations tagged `with_migrations` between the migrations, and leaves
+/// the rest to `process`; a strategy of one's own does the same with its own rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_and_custom_strategies_split_the_operations() {
+    use sequencer::{ExecutionStrategy, OperationMeta};
+    use sequencer_tests::mig_ops::hybrid;
+
+    /// `migrate` runs only `h_other`.
+    struct OnlyOther;
+    impl ExecutionStrategy for OnlyOther {
+        fn name(&self) -> &str {
+            "only-other"
+        }
+        fn with_migrations(&self, op: &OperationMeta) -> bool {
+            op.fn_name == "h_other"
+        }
+    }
+
+    for b in backends().await {
+        let (url, db) = fresh_database(&b).await;
+        let build = |strategy: Strategy| {
+            let url = url.clone();
+            async move {
+                Sequencer::builder()
+                    .registry(hybrid::registry())
+                    .database(url)
+                    .migrations(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/ok"))
+                    .strategy(strategy)
+                    .build()
+                    .await
+                    .unwrap()
+            }
+        };
+        let seq = build(Strategy::hybrid().into()).await;
+        let mut rx = seq.subscribe();
+        let report = seq.migrate().await.unwrap();
+        assert!(report.succeeded(), "{}: {report:?}", b.name);
+        assert_eq!(
+            drain(&mut rx).await,
+            [
+                "M20240101000000",
+                "h_schema",
+                "M20240201000000",
+                "M20240301000000"
+            ],
+            "{}: only the tagged operation runs with the migrations",
+            b.name
+        );
+        let run = seq.process(&Default::default()).await.unwrap();
+        assert_eq!(
+            run.planned,
+            ["2024_01_16_000000_h_other"],
+            "{}: process runs the rest",
+            b.name
+        );
+        drop(seq);
+        drop_database(&b, db).await;
+
+        let (url, db) = fresh_database(&b).await;
+        let custom = Sequencer::builder()
+            .registry(hybrid::registry())
+            .database(url)
+            .migrations(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/ok"))
+            .strategy(OnlyOther)
+            .build()
+            .await
+            .unwrap();
+        let mut rx = custom.subscribe();
+        assert!(custom.migrate().await.unwrap().succeeded(), "{}", b.name);
+        assert_eq!(
+            drain(&mut rx).await,
+            [
+                "M20240101000000",
+                "h_other",
+                "M20240201000000",
+                "M20240301000000"
+            ],
+            "{}",
+            b.name
+        );
+        drop(custom);
         drop_database(&b, db).await;
     }
 }

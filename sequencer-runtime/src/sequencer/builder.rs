@@ -17,7 +17,7 @@ use crate::executor::Env;
 use crate::handlers::{erase, DeferredHandlers};
 use crate::ledger::{Ledger, Owner, DEFAULT_MAX_CONNECTIONS};
 use crate::options::{
-    check_lease, check_lock_key, check_queue, AppInfo, Guard, Limit, Strategy, DEFAULT_CONCURRENCY,
+    check_lease, check_lock_key, check_queue, AppInfo, Guard, Limit, DEFAULT_CONCURRENCY,
     DEFAULT_DATABASE_URL, DEFAULT_LEASE,
 };
 use crate::orchestrator::ready_queue::Sequential;
@@ -25,6 +25,7 @@ use crate::orchestrator::run::Orchestrator;
 use crate::registry::{BoxFuture, Registry};
 use crate::result::Result;
 use crate::sequencer::{Inner, Sequencer};
+use crate::strategy::Strategy;
 
 impl Sequencer {
     /// Starts configuring a sequencer.
@@ -117,7 +118,7 @@ impl Default for SequencerBuilder {
             layers: Vec::new(),
             jitter: 0.0,
             migrations: None,
-            strategy: Strategy::Command,
+            strategy: Strategy::command(),
             deferred: DeferredHandlers {
                 retry_delay: Duration::from_secs(30),
                 ..Default::default()
@@ -238,8 +239,9 @@ impl SequencerBuilder {
         self
     }
 
-    /// When operations run: [`Strategy::Command`] (default) or `Strategy::migration()` to interleave them
-    /// with schema migrations in `migrate`.
+    /// When operations run: [`Strategy::command()`] (default), [`Strategy::migration()`] to run them in
+    /// chronological order between the schema migrations in `migrate`, [`Strategy::hybrid()`], or an
+    /// [`ExecutionStrategy`](crate::ExecutionStrategy) of your own.
     pub fn strategy(mut self, strategy: impl Into<Strategy>) -> Self {
         self.strategy = strategy.into();
         self

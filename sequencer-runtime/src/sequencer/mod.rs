@@ -20,10 +20,11 @@ use crate::events::Event;
 use crate::executor::Env;
 use crate::handlers::DeferredHandlers;
 use crate::ledger::Ledger;
-use crate::options::{Guard, ProcessOptions, Strategy};
+use crate::options::{Guard, ProcessOptions};
 use crate::orchestrator::run::Orchestrator;
 use crate::registry::{OperationDef, Registry};
 use crate::report::RunReport;
+use crate::strategy::Strategy;
 
 /// What every clone of a [`Sequencer`] shares.
 pub(crate) struct Inner {

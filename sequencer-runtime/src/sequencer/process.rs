@@ -9,7 +9,7 @@ use crate::events::Event;
 use crate::lease::sleep_or_cancel;
 use crate::ledger::locks::IsolationLock;
 use crate::ledger::runs::LedgerRow;
-use crate::options::{LockWait, ProcessOptions, Strategy};
+use crate::options::{LockWait, ProcessOptions};
 use crate::orchestrator::dispatch::Dispatch;
 use crate::orchestrator::run::Run;
 use crate::plan::{needs_migrations, plan, Inputs, Plan};
@@ -22,8 +22,8 @@ impl Sequencer {
     /// operations this run completed).
     pub async fn process(&self, opts: &ProcessOptions) -> Result<RunReport, SequencerError> {
         self.check_guards()?;
-        // Under the migration strategy `process` never interleaves with a `migrate`: it takes the same lock.
-        let migrating = matches!(self.inner.strategy, Strategy::Migration(_));
+        // When `migrate` runs operations, `process` never interleaves with it: it takes the same lock.
+        let migrating = self.runs_with_migrations();
         let lock = if migrating && !opts.dry_run {
             let wait = match opts.lock_wait {
                 LockWait::No => LockWait::Forever,
@@ -39,8 +39,8 @@ impl Sequencer {
             None
         };
         match lock {
-            Some(lock) => self.holding(lock, self.process_locked(opts)).await?,
-            None => self.process_locked(opts).await,
+            Some(lock) => self.holding(lock, self.process_share(opts, false)).await?,
+            None => self.process_share(opts, false).await,
         }
     }
 
@@ -115,9 +115,20 @@ impl Sequencer {
         }
     }
 
-    pub(crate) async fn process_locked(
+    /// Whether the execution strategy has `migrate` run any of the operations (then `process` runs only the
+    /// others).
+    pub fn runs_with_migrations(&self) -> bool {
+        self.inner
+            .strategy
+            .interleaves(self.inner.registry.operations().iter().map(|d| &d.meta))
+    }
+
+    /// Plans and runs a share of the operations, holding whatever lock the caller holds: the execution strategy's
+    /// share for `migrate` (`with_migrations`), or the rest, for `process`.
+    pub(crate) async fn process_share(
         &self,
         opts: &ProcessOptions,
+        for_migrate: bool,
     ) -> Result<RunReport, SequencerError> {
         let env = &self.inner.env;
         // The database's time before the ledger is read: due times are judged by it, and a failure recorded after
@@ -154,6 +165,7 @@ impl Sequencer {
             force_sync,
             applied: &applied,
             in_plan_order: self.orchestrator.in_plan_order(),
+            share: &|meta| self.inner.strategy.get().with_migrations(meta) == for_migrate,
         };
         let Plan {
             due,

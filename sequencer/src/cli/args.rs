@@ -47,9 +47,10 @@ pub(super) struct Cli {
     /// Environment matched against `environments = [...]` [default: $SEQUENCER_ENV]
     #[arg(long = "env", global = true, env = "SEQUENCER_ENV")]
     pub(super) environment: Option<String>,
-    /// When operations run: `command` (`process` runs them) or `migration` (`migrate` interleaves them with the
-    /// schema migrations) [default: $SEQUENCER_STRATEGY, then the application's]
-    #[arg(long, global = true, env = "SEQUENCER_STRATEGY", value_parser = ["command", "migration"])]
+    /// When operations run: `command` (`process` runs them), `migration` (`migrate` runs them between the schema
+    /// migrations) or `hybrid` (`migrate` runs those tagged `with_migrations`) [default: $SEQUENCER_STRATEGY, then
+    /// the application's]
+    #[arg(long, global = true, env = "SEQUENCER_STRATEGY", value_parser = ["command", "migration", "hybrid"])]
     pub(super) strategy: Option<String>,
     #[command(subcommand)]
     pub(super) command: Command,

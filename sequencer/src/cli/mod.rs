@@ -108,14 +108,14 @@ async fn main(mut builder: SequencerBuilder, cli: Cli) -> ExitCode {
         builder = builder.environment(env.clone());
     }
     // `--strategy` / `SEQUENCER_STRATEGY` over the application's; the application's migration options are kept.
-    match cli.strategy.as_deref() {
-        Some("migration")
-            if !matches!(builder.configured_strategy(), crate::Strategy::Migration(_)) =>
-        {
-            builder = builder.strategy(crate::Strategy::migration());
+    if let Some(name) = cli.strategy.as_deref() {
+        if builder.configured_strategy().name() != name {
+            builder = match name {
+                "migration" => builder.strategy(crate::Strategy::migration()),
+                "hybrid" => builder.strategy(crate::Strategy::hybrid()),
+                _ => builder.strategy(crate::Strategy::command()),
+            };
         }
-        Some("command") => builder = builder.strategy(crate::Strategy::Command),
-        _ => {}
     }
     if let Command::Process(p) = &cli.command {
         if let Some(actor) = &p.actor {

@@ -33,8 +33,11 @@ pub(super) async fn process(seq: &Sequencer, p: ProcessArgs) -> Result<ExitCode,
         rollback_on_failure: p.rollback_on_failure,
         ..ProcessOptions::default()
     };
-    if matches!(seq.strategy(), crate::Strategy::Migration(_)) && !p.dry_run {
-        eprintln!("note: this application runs its operations during `migrate` (the migration strategy), between the schema migrations; `process` runs the pending ones now without applying any migration");
+    if seq.runs_with_migrations() && !p.dry_run {
+        eprintln!(
+            "note: this application runs its operations during `migrate` (the {} strategy), in order between the schema migrations: `process` leaves those to `migrate` and runs only the others",
+            seq.strategy().name()
+        );
     }
     let waiting = say_lock_waits(seq);
     let report = if p.json || p.dry_run {
