@@ -361,9 +361,11 @@ async fn an_operation_without_a_rollback_blocks_unless_forced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_without_a_down_migration_is_refused_before_anything() {
+    use Status::Completed;
     for b in backends().await {
         let (url, db) = fresh_database(&b).await;
         let knobs = Arc::new(RevertKnobs::default());
+        // A is a plain migration (no down migration), B a reversible one.
         let seq = build(
             &b,
             builder(
@@ -376,30 +378,51 @@ async fn a_migration_without_a_down_migration_is_refused_before_anything() {
         )
         .await;
         assert_eq!(seq.migrate().await.unwrap().applied.len(), 2, "{}", b.name);
-        assert!(
-            seq.execute_all().await.unwrap().results.len() == 1,
+        assert_eq!(
+            seq.execute_all().await.unwrap().results.len(),
+            1,
             "{}",
             b.name
         );
-        for to in [None, Some(0)] {
-            let err = seq
-                .revert_migrations(&revert(to, true, false))
-                .await
-                .expect_err("B has no down migration");
+        let missing_a = |err: SequencerError| {
             assert!(
                 matches!(err, SequencerError::Usage(_))
                     && err
                         .to_string()
-                        .contains("`20240201000000_create_b.down.sql` is missing"),
+                        .contains("`20240101000000_create_a.down.sql` is missing"),
                 "{}: {err}",
                 b.name
             );
-        }
-        // Nothing was undone: not even `c_fill_a`, which comes before A.
+        };
+        // Everything: refused before B (which could be reverted) is touched, and before `c_fill_a` is.
+        missing_a(
+            seq.revert_migrations(&revert(Some(0), true, false))
+                .await
+                .expect_err("A has no down migration"),
+        );
         assert_eq!(applied(&seq).await, [A, B], "{}", b.name);
+        assert!(table_exists(&seq, "rv_b").await, "{}", b.name);
         assert_eq!(
             statuses(&seq).await[0],
-            ("c_fill_a".into(), Status::Completed),
+            ("c_fill_a".into(), Completed),
+            "{}",
+            b.name
+        );
+        // B alone goes; then A is refused the same way.
+        let report = seq
+            .revert_migrations(&revert(None, false, false))
+            .await
+            .unwrap();
+        assert_eq!(report.reverted, [(B, "create b".to_owned())], "{}", b.name);
+        missing_a(
+            seq.revert_migrations(&revert(None, true, false))
+                .await
+                .expect_err("A has no down migration"),
+        );
+        assert_eq!(applied(&seq).await, [A], "{}", b.name);
+        assert_eq!(
+            statuses(&seq).await[0],
+            ("c_fill_a".into(), Completed),
             "{}",
             b.name
         );
