@@ -138,12 +138,13 @@ impl Sequencer {
             }
             Some(to) => {
                 let listed: Vec<String> = versions.iter().map(i64::to_string).collect();
-                return Err(SequencerError::Usage(match listed.is_empty() {
-                    true => format!("`--to {to}`: no migration is applied, nothing to revert"),
-                    false => format!(
+                return Err(SequencerError::Usage(if listed.is_empty() {
+                    format!("`--to {to}`: no migration is applied, nothing to revert")
+                } else {
+                    format!(
                         "`--to {to}`: migration {to} is not applied; give one of the applied versions ({}), or 0 to revert them all",
                         listed.join(", ")
-                    ),
+                    )
                 }));
             }
         };

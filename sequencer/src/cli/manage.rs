@@ -117,9 +117,10 @@ pub(super) async fn revert(
                 println!("    no operation to roll back");
             }
             for name in &step.operations {
-                match step.stale.contains(name) {
-                    true => println!("    record stale {name} (it has no rollback: not undone)"),
-                    false => println!("    roll back    {name}"),
+                if step.stale.contains(name) {
+                    println!("    record stale {name} (it has no rollback: not undone)");
+                } else {
+                    println!("    roll back    {name}");
                 }
             }
         }
@@ -138,9 +139,11 @@ pub(super) async fn revert(
         }
     }
     if let Some((name, e)) = &report.failed_rollback {
-        match e.contains(name.as_str()) {
-            true => eprintln!("error: {e}"),
-            false => eprintln!("error: the rollback of {name} failed: {e}"),
+        // The rollback's error names the operation already (`rollback of `NAME` failed: …`).
+        if e.contains(name.as_str()) {
+            eprintln!("error: {e}");
+        } else {
+            eprintln!("error: the rollback of {name} failed: {e}");
         }
     }
     if let Some((version, e)) = &report.failed_migration {
