@@ -6,7 +6,7 @@
 //!
 //! The modules, from the bottom up: the vocabulary ([`result`](crate::Result), `error`, `options`, `report`,
 //! `plan`, `lease`, `events`, `ctx`, `registry`, [`crypto`], [`render`]), the [`ledger`], the executor, the
-//! [`orchestrator`]s, the `Sequencer`, and the features on top (`worker`, `deferred`, `migrate`), each adding an
+//! [`orchestrator`]s, the `Sequencer`, and the features on top (`worker`, `deferred`, `migrate`, `revert`), each adding an
 //! `impl Sequencer` block. A module imports from the module that defines a name, never through this file.
 #![warn(missing_docs)]
 
@@ -29,6 +29,7 @@ mod registry;
 pub mod render;
 mod report;
 mod result;
+mod revert;
 mod sequencer;
 pub mod strategy;
 mod worker;
@@ -56,6 +57,7 @@ pub use crate::registry::{
 pub use crate::report::OutcomeKind;
 pub use crate::report::{Outcome, RunReport};
 pub use crate::result::{Error, Result, Skip, Skipped};
+pub use crate::revert::{RevertOptions, RevertReport, RevertStep};
 pub use crate::sequencer::batch::{PendingBatch, PendingChain};
 pub use crate::sequencer::builder::SequencerBuilder;
 pub use crate::sequencer::status::{Preview, StatusEntry};

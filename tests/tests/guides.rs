@@ -351,6 +351,32 @@ mod migrations_in_code {
 }
 
 #[allow(dead_code)]
+mod migrations_revert {
+    guide!("migrations_3");
+
+    #[tokio::test]
+    async fn revert_to_on_a_ledger() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/reversible");
+        let ledger = sequencer::testing::ledger(
+            sequencer::Sequencer::builder()
+                .registry(sequencer_tests::rev_ops::ops::registry())
+                .migrations(dir)
+                .strategy(sequencer::Strategy::migration()),
+        )
+        .await
+        .expect("ledger");
+        let seq = &ledger.sequencer;
+        assert!(seq.migrate().await.expect("migrate").succeeded());
+        let report = revert_to(seq, 20240101000000).await.expect("revert");
+        assert!(report.succeeded(), "{report:?}");
+        let reverted: Vec<i64> = report.reverted.iter().map(|r| r.0).collect();
+        assert_eq!(reverted, [20240301000000, 20240201000000]);
+        // `r_late` and `r_needs_c` before C, then `r_fill_b` before B; `r_fill_a`, written before B, stays.
+        assert_eq!(report.rolled_back.len(), 3, "{report:?}");
+    }
+}
+
+#[allow(dead_code)]
 mod workers_work {
     guide!("workers_2");
 

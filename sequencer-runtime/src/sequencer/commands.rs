@@ -349,7 +349,7 @@ impl Sequencer {
     /// The rows to undo, with their completed dependents first when cascading (refused otherwise), in an order
     /// that undoes every dependent before what it depends on; and, under [`Cascade::Force`], the dependents without
     /// a rollback, to be recorded `stale`, with what they depend on.
-    async fn with_dependents(
+    pub(crate) async fn with_dependents(
         &self,
         chosen: Vec<LedgerRow>,
         cascade: Cascade,

@@ -151,7 +151,11 @@ pub(super) enum Command {
         watch: bool,
     },
     /// Apply the schema migrations; under the migration strategy, run operations between them.
-    Migrate,
+    Migrate {
+        /// `revert`: undo applied migrations instead.
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
     /// Run queued operations (and deferred ones) until stopped with Ctrl-C or SIGTERM.
     Work {
         /// The queue to serve.
@@ -188,6 +192,24 @@ pub(super) enum Command {
         /// text, dot (Graphviz) or mermaid.
         #[arg(long, default_value = "text", value_parser = clap::builder::PossibleValuesParser::new(["text", "dot", "mermaid"]))]
         format: String,
+    },
+}
+
+/// What `migrate` does besides applying.
+#[derive(Debug, Subcommand)]
+pub(super) enum MigrateAction {
+    /// Revert the newest applied migration (or, with `--to V`, every one newer than V) with its down migration,
+    /// rolling back first, newest first, the completed operations that ran after it.
+    Revert {
+        /// Revert every applied migration newer than this version, which stays applied (0: all of them).
+        #[arg(long)]
+        to: Option<i64>,
+        /// Record an operation to undo that has no rollback `stale` (not undone) instead of refusing the revert.
+        #[arg(long)]
+        force_operations: bool,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -1,4 +1,4 @@
-//! The commands that correct the record by hand: `rollback`, `mark`, `cancel` and `forget`.
+//! The commands that correct the record by hand: `rollback`, `mark`, `cancel`, `forget`, and `migrate revert`.
 
 use std::process::ExitCode;
 
@@ -92,5 +92,67 @@ pub(super) async fn prune(
 ) -> Result<ExitCode, SequencerError> {
     let (jobs, deferred) = seq.prune(older_than).await?;
     println!("Pruned {jobs} ended job(s) and {deferred} ended deferred operation(s).");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migrate revert [--to V] [--force-operations] [--dry-run]`: undo schema migrations, newest first, each after
+/// rolling back the operations that ran after it.
+pub(super) async fn revert(
+    seq: &Sequencer,
+    opts: &crate::RevertOptions,
+) -> Result<ExitCode, SequencerError> {
+    let report = seq.revert_migrations(opts).await?;
+    if report.plan.is_empty() {
+        println!("Nothing to revert: no migration to revert is applied.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.dry_run {
+        println!(
+            "Would revert {} migration(s), newest first (nothing was changed):",
+            report.plan.len()
+        );
+        for step in &report.plan {
+            println!("  {} {}", step.version, step.description);
+            if step.operations.is_empty() {
+                println!("    no operation to roll back");
+            }
+            for name in &step.operations {
+                if step.stale.contains(name) {
+                    println!("    record stale {name} (it has no rollback: not undone)");
+                } else {
+                    println!("    roll back    {name}");
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for step in &report.plan {
+        for name in &step.operations {
+            if report.rolled_back.contains(name) {
+                println!("ROLLED BACK {name}");
+            } else if report.stale.contains(name) {
+                println!("STALE       {name}: it has no rollback, so it was not undone; `status` lists it until `retry {name}` or `mark {name} --completed`");
+            }
+        }
+        if report.reverted.iter().any(|(v, _)| *v == step.version) {
+            println!("REVERTED    {} {}", step.version, step.description);
+        }
+    }
+    if let Some((name, e)) = &report.failed_rollback {
+        // The rollback's error names the operation already (`rollback of `NAME` failed: …`).
+        if e.contains(name.as_str()) {
+            eprintln!("error: {e}");
+        } else {
+            eprintln!("error: the rollback of {name} failed: {e}");
+        }
+    }
+    if let Some((version, e)) = &report.failed_migration {
+        eprintln!("error: the down migration of {version} failed: {e}");
+    }
+    if !report.succeeded() {
+        eprintln!("the revert stopped there: what is listed above was undone, nothing after it; fix the cause, then run `migrate revert` again to continue");
+        return Ok(ExitCode::from(1));
+    }
+    println!("Reverted {} migration(s).", report.reverted.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -210,7 +210,22 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             work::work(seq, opts).await
         }
         Command::ProcessDeferred { limit } => work::process_deferred(seq, limit).await,
-        Command::Migrate => process::migrate(seq).await,
+        Command::Migrate { action: None } => process::migrate(seq).await,
+        Command::Migrate {
+            action:
+                Some(args::MigrateAction::Revert {
+                    to,
+                    force_operations,
+                    dry_run,
+                }),
+        } => {
+            let opts = crate::RevertOptions {
+                to,
+                force_operations,
+                dry_run,
+            };
+            manage::revert(seq, &opts).await
+        }
         Command::Scheduled { watch } => process::scheduled(seq, watch).await,
         Command::Graph { format } => inspect::graph(seq, &format).await,
     }

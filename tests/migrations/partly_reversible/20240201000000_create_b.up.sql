@@ -1,0 +1,1 @@
+CREATE TABLE rv_b (id BIGINT NOT NULL);

@@ -1,0 +1,1 @@
+CREATE TABLE rv_a (id BIGINT NOT NULL);

@@ -1,0 +1,1 @@
+CREATE TABLE rv_c (id BIGINT NOT NULL);
