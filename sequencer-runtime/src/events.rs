@@ -39,6 +39,8 @@ use serde::Serialize;
 pub enum Event {
     /// A run starts with this many pending operations.
     OperationsStarted {
+        /// How the run was started: `process`, `migrate`, a worker, `execute`, `retry`, `rollback`.
+        via: Via,
         /// The batch number.
         batch: i64,
         /// Pending operations.
@@ -46,6 +48,8 @@ pub enum Event {
     },
     /// An operation starts an attempt.
     OperationStarted {
+        /// How the run was started: `process`, `migrate`, a worker, `execute`, `retry`, `rollback`.
+        via: Via,
         /// Ledger name.
         name: String,
         /// Attempt number, from 1.
@@ -53,6 +57,8 @@ pub enum Event {
     },
     /// An operation reported progress.
     OperationProgress {
+        /// How the run was started: `process`, `migrate`, a worker, `execute`, `retry`, `rollback`.
+        via: Via,
         /// Ledger name.
         name: String,
         /// Units done.
@@ -62,6 +68,8 @@ pub enum Event {
     },
     /// An operation completed.
     OperationSucceeded {
+        /// How the run was started: `process`, `migrate`, a worker, `execute`, `retry`, `rollback`.
+        via: Via,
         /// Ledger name.
         name: String,
         /// How long it ran.
@@ -69,6 +77,8 @@ pub enum Event {
     },
     /// An attempt failed and another follows.
     OperationRetrying {
+        /// How the run was started: `process`, `migrate`, a worker, `execute`, `retry`, `rollback`.
+        via: Via,
         /// Ledger name.
         name: String,
         /// The attempt that failed.
@@ -80,6 +90,8 @@ pub enum Event {
     },
     /// An operation failed for good.
     OperationFailed {
+        /// How the run was started: `process`, `migrate`, a worker, `execute`, `retry`, `rollback`.
+        via: Via,
         /// Ledger name.
         name: String,
         /// The error.
@@ -90,6 +102,8 @@ pub enum Event {
     /// An operation stopped at a checkpoint because `cancel NAME` asked it to (recorded `interrupted`; `retry`
     /// resumes it from its checkpoint).
     OperationCancelled {
+        /// How the run was started: `process`, `migrate`, a worker, `execute`, `retry`, `rollback`.
+        via: Via,
         /// Ledger name.
         name: String,
         /// Why.
@@ -97,6 +111,8 @@ pub enum Event {
     },
     /// An operation was skipped.
     OperationSkipped {
+        /// How the run was started: `process`, `migrate`, a worker, `execute`, `retry`, `rollback`.
+        via: Via,
         /// Ledger name.
         name: String,
         /// Why.
@@ -104,11 +120,15 @@ pub enum Event {
     },
     /// An operation was rolled back.
     OperationRolledBack {
+        /// How the run was started: `process`, `migrate`, a worker, `execute`, `retry`, `rollback`.
+        via: Via,
         /// Ledger name.
         name: String,
     },
     /// A run ended.
     OperationsEnded {
+        /// How the run was started: `process`, `migrate`, a worker, `execute`, `retry`, `rollback`.
+        via: Via,
         /// The batch number.
         batch: i64,
         /// Completed operations.
@@ -171,4 +191,35 @@ pub enum Event {
         /// Seconds since it was queued.
         waited_secs: u64,
     },
+}
+
+/// How a run of operations was started, as every operation event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// `process` (`Sequencer::process`, `execute_all`, `scheduled`).
+    Process,
+    /// `migrate`, between the schema migrations.
+    Migrate,
+    /// A `work` process, from the queue.
+    Worker,
+    /// `execute NAME` (`Sequencer::execute`).
+    Execute,
+    /// `retry NAME`.
+    Retry,
+    /// `rollback` (or `migrate revert`).
+    Rollback,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Via::Process => "process",
+            Via::Migrate => "migrate",
+            Via::Worker => "worker",
+            Via::Execute => "execute",
+            Via::Retry => "retry",
+            Via::Rollback => "rollback",
+        })
+    }
 }

@@ -37,7 +37,7 @@ mod worker;
 pub use crate::ctx::{Cancelled, Ctx, StateMap, TxGuard};
 pub use crate::deferred::DeferredReport;
 pub use crate::error::SequencerError;
-pub use crate::events::Event;
+pub use crate::events::{Event, Via};
 pub use crate::executor::layer::{Layer, Next};
 pub use crate::migrate::MigrateReport;
 pub use crate::options::{

@@ -235,7 +235,10 @@ impl Sequencer {
         run: i64,
         report: &mut RevertReport,
     ) -> Result<Result<(), String>, SequencerError> {
-        let env = self.env();
+        let env = &crate::executor::Env {
+            via: crate::events::Via::Rollback,
+            ..self.env().clone()
+        };
         if step.stale.iter().any(|s| s == name) {
             let note = format!(
                 "stale: schema migration {} was reverted with `--force-operations` and it has no rollback; `retry {name}` runs it again, `mark {name} --completed` records it as it is",

@@ -96,6 +96,7 @@ impl Sequencer {
         // One lease drives the jobs and the claims of the operations they run.
         let env = Env {
             lease: opts.lease,
+            via: crate::events::Via::Worker,
             ..self.env().clone()
         };
         let worker = format!(

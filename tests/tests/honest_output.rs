@@ -556,3 +556,98 @@ fn the_environment_configures_runs_and_bad_values_name_the_valid_ones() {
     assert!(!err.contains("during `migrate`"), "the flag wins: {err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every operation event says how its run was started: `process`, `retry`, `execute`, `rollback`, `migrate`
+/// (tests/tests/migrate.rs) or a worker (tests/tests/async_order.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_event_says_how_its_run_started() {
+    use sequencer::{Event, RollbackTarget, Via};
+    for b in backends().await {
+        let p = prefix();
+        let seq = common::build(
+            &b,
+            common::builder(&b, &p, sequencer_tests::users::registry()),
+        )
+        .await;
+        let mut rx = seq.subscribe();
+        let short = |n: &str| {
+            n.get(18..)
+                .filter(|_| n.starts_with("2024"))
+                .unwrap_or(n)
+                .to_owned()
+        };
+        let drain = |rx: &mut tokio::sync::broadcast::Receiver<Event>| {
+            let mut out = Vec::new();
+            while let Ok(e) = rx.try_recv() {
+                let line = match e {
+                    Event::OperationsStarted { via, .. } => format!("{via}: started"),
+                    Event::OperationStarted { name, via, .. } => {
+                        format!("{via}: start {}", short(&name))
+                    }
+                    Event::OperationSucceeded { name, via, .. } => {
+                        format!("{via}: done {}", short(&name))
+                    }
+                    Event::OperationFailed { name, via, .. } => {
+                        format!("{via}: failed {}", short(&name))
+                    }
+                    Event::OperationSkipped { name, via, .. } => {
+                        format!("{via}: skipped {}", short(&name))
+                    }
+                    Event::OperationRolledBack { name, via } => {
+                        format!("{via}: undone {}", short(&name))
+                    }
+                    Event::OperationsEnded { via, .. } => format!("{via}: ended"),
+                    _ => continue,
+                };
+                out.push(line);
+            }
+            out
+        };
+        seq.execute_all().await.unwrap();
+        assert_eq!(
+            drain(&mut rx),
+            [
+                "process: started",
+                "process: start create_users",
+                "process: done create_users",
+                "process: start custom-name",
+                "process: failed custom-name",
+                "process: ended"
+            ],
+            "{}",
+            b.name
+        );
+        let _ = seq.retry("invite_users").await.unwrap();
+        let retried = drain(&mut rx);
+        assert!(
+            retried.iter().any(|l| l == "retry: failed custom-name")
+                || retried.iter().any(|l| l == "retry: skipped custom-name"),
+            "{}: {retried:?}",
+            b.name
+        );
+        assert!(
+            retried.iter().all(|l| l.starts_with("retry: ")),
+            "{}: {retried:?}",
+            b.name
+        );
+        seq.rollback(&RollbackTarget::Op("create_users".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            drain(&mut rx),
+            ["rollback: undone create_users"],
+            "{}",
+            b.name
+        );
+        seq.execute("create_users").await.unwrap();
+        let executed = drain(&mut rx);
+        assert!(
+            executed.contains(&"execute: done create_users".to_owned())
+                && executed.iter().all(|l| l.starts_with("execute: ")),
+            "{}: {executed:?}",
+            b.name
+        );
+        assert_eq!(Via::Worker.to_string(), "worker");
+        common::cleanup(&seq, &p, &[]).await;
+    }
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 use common::{backends, drop_database, fresh_database, Backend};
 use sequencer::ledger::Status;
 use sequencer::sqlx::migrate::Migrator;
-use sequencer::{Event, Sequencer, Strategy};
+use sequencer::{Event, Sequencer, Strategy, Via};
 use sequencer_tests::mig_ops::ops;
 
 async fn sequencer(b: &Backend, url: &str, dir: &str, strategy: Strategy) -> Sequencer {
@@ -35,10 +35,20 @@ async fn drain(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<String> 
     while let Ok(e) = rx.try_recv() {
         match e {
             Event::MigrationEnded { version, .. } => out.push(format!("M{version}")),
-            Event::OperationSucceeded { name, .. } => out.push(name.split_at(18).1.to_owned()),
-            Event::OperationFailed { name, .. } => {
-                out.push(format!("FAILED {}", name.split_at(18).1))
-            }
+            // Operations `migrate` ran say so; any other run would show as `via: name`.
+            Event::OperationSucceeded { name, via, .. } => out.push(match via {
+                Via::Migrate => name.split_at(18).1.to_owned(),
+                other => format!("{other}: {}", name.split_at(18).1),
+            }),
+            Event::OperationFailed { name, via, .. } => out.push(format!(
+                "FAILED {}{}",
+                if via == Via::Migrate {
+                    ""
+                } else {
+                    "(not migrate) "
+                },
+                name.split_at(18).1
+            )),
             _ => {}
         }
     }

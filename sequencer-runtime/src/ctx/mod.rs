@@ -104,6 +104,8 @@ pub(crate) struct Recorder {
     /// The claim's token, which every write of the run presents.
     pub token: String,
     pub events: tokio::sync::broadcast::Sender<Event>,
+    /// How the run was started, for its events.
+    pub via: crate::events::Via,
 }
 
 /// The error [`Ctx::checkpoint`] returns once `cancel NAME` asked the operation to stop: return it (with `?`)
@@ -237,6 +239,7 @@ impl Ctx {
                 return Err(self.lost_claim());
             }
             let _ = rec.events.send(Event::OperationProgress {
+                via: rec.via,
                 name: self.meta.name.to_owned(),
                 done,
                 total,

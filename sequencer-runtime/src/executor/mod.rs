@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::crypto::{place, Keyring};
 use crate::ctx::{Cancelled, Ctx, Recorder, StateMap};
-use crate::events::Event;
+use crate::events::{Event, Via};
 use crate::executor::layer::Layer;
 use crate::executor::policy::{LockRefusal, Policies};
 use crate::executor::task::{attempt_once, run_task, AttemptError};
@@ -48,6 +48,8 @@ pub(crate) struct Env {
     pub keys: Arc<Keyring>,
     /// The operation claims this process is running, by token.
     pub held: Arc<Held>,
+    /// How the runs of this environment were started, as their events say.
+    pub via: Via,
 }
 
 /// `delay` less a random part of up to `fraction` of it; `unit` is a random number in [0, 1).
@@ -211,6 +213,7 @@ impl Env {
                 return Ok(self.lost_claim(def, ""));
             }
             self.emit(Event::OperationStarted {
+                via: self.via,
                 name: meta.name.to_owned(),
                 attempt,
             });
@@ -255,6 +258,7 @@ impl Env {
                         return Ok(self.lost_claim(def, tx));
                     }
                     self.emit(Event::OperationSucceeded {
+                        via: self.via,
                         name: meta.name.to_owned(),
                         duration_ms: duration.as_millis() as u64,
                     });
@@ -304,6 +308,7 @@ impl Env {
                 && !self.cancel.is_cancelled()
             {
                 self.emit(Event::OperationRetrying {
+                    via: self.via,
                     name: meta.name.to_owned(),
                     attempt,
                     delay_ms: delay.as_millis() as u64,
@@ -363,11 +368,13 @@ impl Env {
         // Stopped by `cancel NAME` is said as such, not as a failure.
         self.emit(if status == Status::Interrupted {
             Event::OperationCancelled {
+                via: self.via,
                 name: def.meta.name.to_owned(),
                 reason: message.clone(),
             }
         } else {
             Event::OperationFailed {
+                via: self.via,
                 name: def.meta.name.to_owned(),
                 error: message.clone(),
                 allowed_to_fail: def.meta.allowed_to_fail,
@@ -383,6 +390,7 @@ impl Env {
             run,
             token: op.token.clone(),
             events: self.events.clone(),
+            via: self.via,
         });
         Ctx::new(
             &def.meta,
@@ -429,6 +437,7 @@ impl Env {
         };
         self.ledger.finish_on_pool(&end).await?;
         self.emit(Event::OperationSkipped {
+            via: self.via,
             name: def.meta.name.to_owned(),
             reason: reason.clone(),
         });
@@ -479,6 +488,7 @@ impl Env {
             meta.name
         );
         self.emit(Event::OperationFailed {
+            via: self.via,
             name: meta.name.to_owned(),
             error: error.clone(),
             allowed_to_fail: meta.allowed_to_fail,
@@ -541,6 +551,7 @@ impl Env {
         match undone {
             Ok(()) => {
                 self.emit(Event::OperationRolledBack {
+                    via: self.via,
                     name: name.to_owned(),
                 });
                 Ok(Ok(()))

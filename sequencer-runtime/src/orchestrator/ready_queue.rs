@@ -355,6 +355,7 @@ fn hold_back(
             Some(dep) => {
                 let reason = format!("dependency `{dep}` failed; it stays pending");
                 run.emit(Event::OperationSkipped {
+                    via: run.via(),
                     name: name.clone(),
                     reason: reason.clone(),
                 });

@@ -170,6 +170,11 @@ impl Run {
         self.inner.satisfied.contains(name)
     }
 
+    /// How the run was started.
+    pub fn via(&self) -> crate::events::Via {
+        self.inner.env.via
+    }
+
     /// Whether the run was asked to stop.
     pub fn is_cancelled(&self) -> bool {
         self.inner.env.cancel.is_cancelled()

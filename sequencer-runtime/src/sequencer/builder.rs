@@ -399,6 +399,7 @@ impl SequencerBuilder {
             jitter: self.jitter,
             keys: Arc::new(keys),
             held: Arc::default(),
+            via: crate::events::Via::Process,
         };
         Ok(Sequencer {
             inner: Arc::new(Inner {

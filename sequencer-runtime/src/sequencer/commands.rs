@@ -7,6 +7,7 @@ use sequencer_core::Dependency;
 
 use crate::crypto::{place, Keyring};
 use crate::error::SequencerError;
+use crate::events::Via;
 use crate::ledger::error_log::ErrorRecord;
 use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::{Cascade, RollbackTarget};
@@ -22,9 +23,16 @@ impl Sequencer {
     /// refused, saying which, and so is a completed one ([`SequencerError::Usage`]); an unknown name is
     /// [`SequencerError::UnknownOperation`] with a suggestion.
     pub async fn execute(&self, name: &str) -> Result<RunReport, SequencerError> {
+        self.execute_via(name, Via::Execute).await
+    }
+
+    async fn execute_via(&self, name: &str, via: Via) -> Result<RunReport, SequencerError> {
         let def = self.find(name)?;
         self.check_guards()?;
-        let env = &self.inner.env;
+        let env = &crate::executor::Env {
+            via,
+            ..self.inner.env.clone()
+        };
         env.ledger.recover_interrupted(&env.owner).await?;
         let rows = env.ledger.rows().await?;
         self.check_dependencies(def, &rows).await?;
@@ -153,7 +161,7 @@ impl Sequencer {
                 env.ledger
                     .set_status(&r.name, r.run, r.status, Status::Pending, None)
                     .await?;
-                self.execute(def.meta.name).await
+                self.execute_via(def.meta.name, Via::Retry).await
             }
             Some(r) if r.status == Status::RollbackInterrupted => {
                 Err(rollback_interrupted(&r.name))
@@ -259,7 +267,10 @@ impl Sequencer {
         cascade: Cascade,
     ) -> Result<RunReport, SequencerError> {
         self.check_guards()?;
-        let env = &self.inner.env;
+        let env = &crate::executor::Env {
+            via: Via::Rollback,
+            ..self.inner.env.clone()
+        };
         env.ledger.recover_interrupted(&env.owner).await?;
         let named = matches!(target, RollbackTarget::Op(_));
         let mut rows: Vec<LedgerRow> = env

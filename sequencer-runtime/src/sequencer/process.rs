@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::error::SequencerError;
-use crate::events::Event;
+use crate::events::{Event, Via};
 use crate::lease::sleep_or_cancel;
 use crate::ledger::locks::IsolationLock;
 use crate::ledger::runs::LedgerRow;
@@ -130,7 +130,15 @@ impl Sequencer {
         opts: &ProcessOptions,
         for_migrate: bool,
     ) -> Result<RunReport, SequencerError> {
-        let env = &self.inner.env;
+        let via = if for_migrate {
+            Via::Migrate
+        } else {
+            Via::Process
+        };
+        let env = &crate::executor::Env {
+            via,
+            ..self.inner.env.clone()
+        };
         // The database's time before the ledger is read: due times are judged by it, and a failure recorded after
         // it is another process's, which this one does not retry.
         let now = env.ledger.db_now().await?;
@@ -217,6 +225,7 @@ impl Sequencer {
         }
         let batch = env.ledger.new_batch(&env.owner).await?;
         let _ = env.events.send(Event::OperationsStarted {
+            via,
             batch,
             count: due.len(),
         });
@@ -248,6 +257,7 @@ impl Sequencer {
         report.waiting.sort();
         report.waiting.dedup_by(|a, b| a.0 == b.0);
         let _ = env.events.send(Event::OperationsEnded {
+            via,
             batch,
             completed: report.count(|o| matches!(o, Outcome::Completed { .. })),
             failed: report.count(|o| matches!(o, Outcome::Failed { .. })),

@@ -61,7 +61,9 @@ pub(super) async fn live<T>(seq: &Sequencer, work: impl std::future::Future<Outp
                     pb.set_message(name.clone());
                 }
             }
-            Event::OperationProgress { name, done, total } => {
+            Event::OperationProgress {
+                name, done, total, ..
+            } => {
                 if let Some(pb) = bar {
                     pb.set_message(format!("{name} {done}/{total}"));
                 }
@@ -106,11 +108,15 @@ pub(super) async fn live<T>(seq: &Sequencer, work: impl std::future::Future<Outp
 fn event_line(e: crate::Event) -> Option<String> {
     use crate::Event;
     Some(match e {
-        Event::OperationStarted { name, attempt: 1 } => format!("RUNNING     {name}"),
-        Event::OperationStarted { name, attempt } => {
+        Event::OperationStarted {
+            name, attempt: 1, ..
+        } => format!("RUNNING     {name}"),
+        Event::OperationStarted { name, attempt, .. } => {
             format!("RUNNING     {name} (attempt {attempt})")
         }
-        Event::OperationSucceeded { name, duration_ms } => {
+        Event::OperationSucceeded {
+            name, duration_ms, ..
+        } => {
             format!("DONE        {name} ({duration_ms} ms)")
         }
         Event::OperationRetrying {
@@ -118,6 +124,7 @@ fn event_line(e: crate::Event) -> Option<String> {
             attempt,
             delay_ms,
             error,
+            ..
         } => {
             format!("RETRYING    {name}: attempt {attempt} failed: {error}; next in {delay_ms} ms")
         }
@@ -125,6 +132,7 @@ fn event_line(e: crate::Event) -> Option<String> {
             name,
             error,
             allowed_to_fail,
+            ..
         } => {
             let note = if allowed_to_fail {
                 " (allowed to fail)"
@@ -133,9 +141,9 @@ fn event_line(e: crate::Event) -> Option<String> {
             };
             format!("FAILED      {name}{note}: {error}")
         }
-        Event::OperationSkipped { name, reason } => format!("SKIPPED     {name}: {reason}"),
-        Event::OperationCancelled { name, reason } => format!("CANCELLED   {name}: {reason}"),
-        Event::OperationRolledBack { name } => format!("ROLLED BACK {name}"),
+        Event::OperationSkipped { name, reason, .. } => format!("SKIPPED     {name}: {reason}"),
+        Event::OperationCancelled { name, reason, .. } => format!("CANCELLED   {name}: {reason}"),
+        Event::OperationRolledBack { name, .. } => format!("ROLLED BACK {name}"),
         Event::NoPendingOperations => "Nothing to run: no pending operations.".to_owned(),
         Event::MigrationsStarted { count } => format!("Migrating: {count} pending migration(s)."),
         Event::MigrationStarted {
