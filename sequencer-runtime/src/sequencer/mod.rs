@@ -45,7 +45,7 @@ pub(crate) struct Inner {
 ///
 /// ```
 /// use sequencer::ledger::Status;
-/// use sequencer::{RollbackTarget, Sequencer};
+/// use sequencer::{Cascade, RollbackTarget, Sequencer};
 ///
 /// #[sequencer::operations]
 /// mod ops {
