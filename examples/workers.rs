@@ -4,6 +4,7 @@
 //! ```sh
 //! export SEQUENCER_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test
 //! for i in 1 2 3; do cargo run --example workers -- work & done   # three workers, woken by LISTEN/NOTIFY
+//! cargo run --example workers -- work --queue imports &           # and one for the `imports` queue
 //! cargo run --example workers -- process                           # the dispatcher: queues the operations
 //! cargo run --example workers -- status
 //! kill %1 %2 %3                                                    # SIGTERM: running jobs finish first
@@ -50,5 +51,11 @@ mod ops {
 }
 
 fn main() -> ExitCode {
-    sequencer::cli::run(ops::registry())
+    // The operations are independent: under the graph orchestrator the workers run them side by side and
+    // `announce` runs at once. (Under the default `sequential` one, each waits for the one planned before it,
+    // wherever it runs, and `process` waits for the workers before `announce`.)
+    let builder = sequencer::Sequencer::builder()
+        .registry(ops::registry())
+        .orchestrator(sequencer::DependencyGraph);
+    sequencer::cli::run_with(builder)
 }

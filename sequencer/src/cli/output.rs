@@ -229,11 +229,16 @@ pub(super) fn summary(r: &RunReport) {
         println!("  not run: {name}: {why}");
     }
     for (name, queue) in &r.queued {
+        let work = if queue == crate::DEFAULT_QUEUE {
+            "`work`".to_owned()
+        } else {
+            format!("`work --queue {queue}`")
+        };
         match r.queued_after.iter().find(|(n, _)| n == name) {
             Some((_, after)) => println!(
-                "  queued: {name} on `{queue}`, once {after} has completed (run `work` to process it)"
+                "  queued: {name} on `{queue}`, once {after} has completed (run {work} to process it)"
             ),
-            None => println!("  queued: {name} on `{queue}` (run `work` to process it)"),
+            None => println!("  queued: {name} on `{queue}` (run {work} to process it)"),
         }
     }
     for (name, at) in &r.scheduled {
