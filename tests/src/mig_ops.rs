@@ -92,3 +92,18 @@ pub mod hybrid {
         Ok(())
     }
 }
+
+/// An asynchronous operation between the first and the second migration (for `force_sync` and the workers).
+#[sequencer::operations]
+pub mod asyncmig {
+    use sequencer::prelude::*;
+
+    /// Needs `mig_a`, and must complete before `mig_b` is created.
+    #[operation(timestamp = "2024_01_15_000000", asynchronous)]
+    pub async fn a_fill(ctx: &Ctx) -> Result<()> {
+        sequencer::sqlx::query("INSERT INTO mig_a (id) VALUES (1)")
+            .execute(ctx.pool())
+            .await?;
+        Ok(())
+    }
+}

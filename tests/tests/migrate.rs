@@ -519,3 +519,118 @@ async fn hybrid_and_custom_strategies_split_the_operations() {
         drop_database(&b, db).await;
     }
 }
+
+/// An asynchronous operation between two migrations: with `force_sync`, `migrate` runs it itself; without, it
+/// queues it and waits for a worker to complete it before the next migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asynchronous_operations_complete_before_the_next_migration() {
+    use sequencer::{CancellationToken, WorkOptions};
+    use sequencer_tests::mig_ops::asyncmig;
+
+    for b in backends().await {
+        for force_sync in [true, false] {
+            let (url, db) = fresh_database(&b).await;
+            let build = || {
+                Sequencer::builder()
+                    .registry(asyncmig::registry())
+                    .database(url.clone())
+                    .migrations(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/ok"))
+                    .strategy(Strategy::migration().force_sync(force_sync))
+                    .build()
+            };
+            let seq = build().await.unwrap();
+            let worker = build().await.unwrap();
+            let mut worker_events = worker.subscribe();
+            // Both processes' events, in the order they happened.
+            let timeline = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+            let record = |mut rx: tokio::sync::broadcast::Receiver<Event>| {
+                let timeline = timeline.clone();
+                tokio::spawn(async move {
+                    while let Ok(e) = rx.recv().await {
+                        let line = match e {
+                            Event::MigrationStarted { version, .. } => format!("M{version}"),
+                            Event::OperationSucceeded { name, via, .. } => {
+                                format!("{via}: {}", name.split_at(18).1)
+                            }
+                            _ => continue,
+                        };
+                        timeline.lock().unwrap().push(line);
+                    }
+                })
+            };
+            let watch_migrate = record(seq.subscribe());
+            let watch_worker = record(worker.subscribe());
+            let stop = CancellationToken::new();
+            let work = tokio::spawn({
+                let stop = stop.clone();
+                async move { worker.work(&WorkOptions::default(), stop).await }
+            });
+            let mut rx = seq.subscribe();
+            let report = seq.migrate().await.unwrap();
+            assert!(report.succeeded(), "{} {force_sync}: {report:?}", b.name);
+            stop.cancel();
+            work.await.unwrap().unwrap();
+            let by_migrate = drain(&mut rx).await;
+            let mut by_worker = Vec::new();
+            while let Ok(e) = worker_events.try_recv() {
+                if let Event::OperationSucceeded { name, via, .. } = e {
+                    by_worker.push(format!("{via}: {}", name.split_at(18).1));
+                }
+            }
+            if force_sync {
+                assert_eq!(
+                    by_migrate,
+                    [
+                        "M20240101000000",
+                        "a_fill",
+                        "M20240201000000",
+                        "M20240301000000"
+                    ],
+                    "{}",
+                    b.name
+                );
+                assert!(by_worker.is_empty(), "{}: {by_worker:?}", b.name);
+            } else {
+                // `migrate` applied the second migration only after the worker had completed the operation.
+                assert_eq!(
+                    by_migrate,
+                    ["M20240101000000", "M20240201000000", "M20240301000000"],
+                    "{}",
+                    b.name
+                );
+                assert_eq!(by_worker, ["worker: a_fill"], "{}", b.name);
+            }
+            let expected: &[&str] = if force_sync {
+                &[
+                    "M20240101000000",
+                    "migrate: a_fill",
+                    "M20240201000000",
+                    "M20240301000000",
+                ]
+            } else {
+                &[
+                    "M20240101000000",
+                    "worker: a_fill",
+                    "M20240201000000",
+                    "M20240301000000",
+                ]
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            assert_eq!(
+                *timeline.lock().unwrap(),
+                expected,
+                "{} {force_sync}",
+                b.name
+            );
+            watch_migrate.abort();
+            watch_worker.abort();
+            let rows: i64 = sequencer::sqlx::query_scalar("SELECT COUNT(*) FROM mig_a")
+                .fetch_one(seq.ledger().pool())
+                .await
+                .unwrap();
+            assert_eq!(rows, 1, "{} {force_sync}", b.name);
+            drop(seq);
+            drop_database(&b, db).await;
+        }
+    }
+}
