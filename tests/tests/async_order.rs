@@ -97,3 +97,58 @@ async fn one_process_runs_queued_operations_in_plan_order() {
         common::cleanup(&seq, &p, &["order_items"]).await;
     }
 }
+
+/// `status` shows each operation's job while it has one: queued, or blocked behind the operation it waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_queued_and_blocked_jobs() {
+    use sequencer::ledger::JobStatus;
+    for b in backends().await {
+        let p = prefix();
+        let knobs = Arc::new(OrderKnobs {
+            prefix: p.clone(),
+            ..OrderKnobs::default()
+        });
+        let seq = sequencer(&b, &p, &knobs).await;
+        let opts = ProcessOptions {
+            only: vec![
+                "2024_07_01_000004_first_link".into(),
+                "2024_07_01_000005_second_link".into(),
+            ],
+            ..ProcessOptions::default()
+        };
+        seq.process(&opts)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let jobs: Vec<(String, Option<(JobStatus, Vec<String>)>)> = seq
+            .status()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.name.split_at(18).1.to_owned(),
+                    e.job.map(|j| (j.status, j.blocked_by)),
+                )
+            })
+            .collect();
+        assert_eq!(
+            jobs,
+            [
+                ("create_items".to_owned(), None),
+                ("fill_items".to_owned(), None),
+                ("count_items".to_owned(), None),
+                ("first_link".to_owned(), Some((JobStatus::Queued, vec![]))),
+                (
+                    "second_link".to_owned(),
+                    Some((
+                        JobStatus::Blocked,
+                        vec!["2024_07_01_000004_first_link".to_owned()]
+                    ))
+                ),
+            ],
+            "{}",
+            b.name
+        );
+        common::cleanup(&seq, &p, &[]).await;
+    }
+}

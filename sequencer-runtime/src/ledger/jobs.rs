@@ -35,6 +35,19 @@ stored_by_name!(JobStatus, "job status", {
     Failed => "failed",
 });
 
+/// A job not ended yet, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenJob {
+    /// The operation's run.
+    pub run: i64,
+    /// `blocked`, `queued` or `running`.
+    pub status: JobStatus,
+    /// Its queue.
+    pub queue: String,
+    /// While `blocked`: the operations it waits for.
+    pub blocked_by: Vec<String>,
+}
+
 /// One claimed job of the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -207,6 +220,37 @@ impl Ledger {
             }
         }
         Ok(released)
+    }
+
+    /// The jobs not ended yet (`blocked`, `queued`, `running`), by operation: the newest run's, with its status,
+    /// queue and what it waits for.
+    pub async fn open_jobs(&self) -> Result<HashMap<String, OpenJob>, LedgerError> {
+        use JobStatus::{Blocked, Queued, Running};
+        let jobs = self.table("jobs");
+        let sql = self.dialect.sql(format!(
+            "SELECT name, run, status, queue, blocked_by FROM {jobs} WHERE status IN ('{Blocked}', '{Queued}', '{Running}')"
+        ));
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read the open jobs"))?;
+        let mut open: HashMap<String, OpenJob> = HashMap::new();
+        for r in &rows {
+            let name: String = r.try_get(0).map_err(q("read the open jobs"))?;
+            let job = OpenJob {
+                run: r.try_get(1).map_err(q("read the open jobs"))?,
+                status: parsed(r, 2).map_err(q("read the open jobs"))?,
+                queue: r.try_get(3).map_err(q("read the open jobs"))?,
+                blocked_by: text(r, 4)
+                    .map_err(q("read the open jobs"))?
+                    .map(|b| b.lines().map(str::to_owned).collect())
+                    .unwrap_or_default(),
+            };
+            if open.get(&name).is_none_or(|j| j.run < job.run) {
+                open.insert(name, job);
+            }
+        }
+        Ok(open)
     }
 
     /// What a blocked job of an operation's run waits for, if it is blocked.

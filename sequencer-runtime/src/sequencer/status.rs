@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::crypto::{place, Keyring};
 use crate::error::SequencerError;
+use crate::ledger::jobs::OpenJob;
 use crate::ledger::now_ms;
 use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::ProcessOptions;
@@ -49,6 +50,8 @@ pub struct StatusEntry {
     pub eta_ms: Option<i64>,
     /// Tags.
     pub tags: Vec<String>,
+    /// Its job on the workers' queue, while it has one that has not ended (blocked, queued or running).
+    pub job: Option<OpenJob>,
 }
 
 impl StatusEntry {
@@ -99,6 +102,7 @@ impl StatusEntry {
             progress_total: r.and_then(|r| r.progress_total),
             eta_ms,
             tags,
+            job: None,
         }
     }
 }
@@ -179,10 +183,14 @@ impl Sequencer {
             .map(|r| (r.name.clone(), r))
             .collect();
         let keys = &self.inner.env.keys;
+        let mut jobs = self.ledger().open_jobs().await?;
         let mut out = Vec::new();
         for def in self.inner.registry.ordered()? {
             let row = rows.remove(def.meta.name);
-            out.push(StatusEntry::new(Some(def), row, keys));
+            let run = row.as_ref().map_or(0, |r| r.run);
+            let mut entry = StatusEntry::new(Some(def), row, keys);
+            entry.job = jobs.remove(def.meta.name).filter(|j| j.run == run);
+            out.push(entry);
         }
         let mut orphans: Vec<LedgerRow> = rows.into_values().collect();
         orphans.sort_by(|a, b| (a.timestamp, &a.name).cmp(&(b.timestamp, &b.name)));

@@ -283,6 +283,16 @@ pub(super) fn status_table(entries: &[StatusEntry]) {
                 .unwrap_or_default();
             notes.push(format!("progress {done}/{total}{eta}"));
         }
+        if let Some(job) = &e.job {
+            notes.push(match job.status {
+                crate::ledger::JobStatus::Blocked => format!(
+                    "queued on `{}` once {} has completed",
+                    job.queue,
+                    job.blocked_by.join(", ")
+                ),
+                other => format!("job {other} on `{}`", job.queue),
+            });
+        }
         if let Some(err) = &e.error {
             notes.push(err.lines().next().unwrap_or_default().to_owned());
         }
