@@ -202,6 +202,8 @@ pub use sqlx;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 
 /// The calling crate's name, version and description from its `Cargo.toml`, as an [`AppInfo`] for
 /// [`SequencerBuilder::app`], so that the CLI's `--version` and `--help` show the application's.

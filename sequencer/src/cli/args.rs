@@ -182,6 +182,16 @@ pub(super) enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Serve the web dashboard (and `/metrics`); actions need $SEQUENCER_DASHBOARD_TOKEN.
+    #[cfg(feature = "dashboard")]
+    Serve {
+        /// Address to listen on; one other than loopback needs $SEQUENCER_DASHBOARD_TOKEN.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// Refuse every action, even with the token.
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Draw the dependency graph with waves, the critical path and each operation's status.
     Graph {
         /// text, dot (Graphviz) or mermaid.

@@ -16,6 +16,8 @@ mod make;
 mod manage;
 mod output;
 mod process;
+#[cfg(feature = "dashboard")]
+mod serve;
 mod work;
 
 /// Runs the CLI over a registry and returns the exit code: `fn main() -> ExitCode { sequencer::cli::run(ops::registry()) }`.
@@ -213,5 +215,7 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
         Command::Migrate => process::migrate(seq).await,
         Command::Scheduled { watch } => process::scheduled(seq, watch).await,
         Command::Graph { format } => inspect::graph(seq, &format).await,
+        #[cfg(feature = "dashboard")]
+        Command::Serve { bind, read_only } => serve::serve(seq, bind, read_only).await,
     }
 }

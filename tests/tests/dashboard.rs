@@ -1,0 +1,402 @@
+//! The web dashboard on every backend, served on an ephemeral port and nested under `/admin/ops` as an application
+//! would: pages show a completed, a failed and a running operation with every ledger value escaped, `/metrics`
+//! has its series, and every action is refused without the token, in read-only mode, cross-site, and done with
+//! the token (the failed operation is retried and completes, the running one is cancelled).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{backends, build, builder, cleanup, prefix};
+use sequencer::dashboard::{self, axum, DashboardOptions};
+use sequencer::ledger::Status;
+use sequencer::Sequencer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Whether `b_fails` fails (its retry succeeds once the test clears it).
+static FAIL: AtomicBool = AtomicBool::new(true);
+
+#[sequencer::operations]
+mod ops {
+    use super::FAIL;
+    use sequencer::prelude::*;
+    use std::sync::atomic::Ordering;
+
+    #[operation(timestamp = "2025_03_01_000000", tags = ["setup"])]
+    async fn a_done(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
+    #[operation(timestamp = "2025_03_01_000001", tags = ["billing"])]
+    async fn b_fails(_ctx: &Ctx) -> Result<()> {
+        if FAIL.load(Ordering::SeqCst) {
+            let cause = anyhow::anyhow!("the <b>upstream</b> said no");
+            return Err(cause.context("<script>alert('x')</script> broke"));
+        }
+        Ok(())
+    }
+
+    #[operation(timestamp = "2025_03_01_000002", tags = ["billing"])]
+    async fn c_runs(ctx: &Ctx) -> Result<()> {
+        for i in 0..3000u64 {
+            ctx.progress(i, 3000).await?;
+            ctx.checkpoint(&i).await?;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    #[operation(timestamp = "2025_03_01_000003", depends_on = [a_done])]
+    async fn e_after(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+const A: &str = "2025_03_01_000000_a_done";
+const B: &str = "2025_03_01_000001_b_fails";
+const C: &str = "2025_03_01_000002_c_runs";
+const E: &str = "2025_03_01_000003_e_after";
+const TOKEN: &str = "t0k-3n";
+
+/// An HTTP/1.1 response: status, headers (lower-case names) and body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on its own connection (`Connection: close`); `extra` are more header lines.
+async fn request(port: u16, method: &str, path: &str, extra: &[&str], body: &str) -> Reply {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if method == "POST" {
+        head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    for h in extra {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head.push_str(body);
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("the response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+async fn get(port: u16, path: &str) -> Reply {
+    request(port, "GET", path, &[], "").await
+}
+
+/// Serves `router` nested at `/admin/ops` on an ephemeral port.
+async fn serve(router: axum::Router) -> u16 {
+    let app = axum::Router::new().nest("/admin/ops", router);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+async fn status_of(seq: &Sequencer, name: &str) -> Status {
+    seq.status()
+        .await
+        .expect("status")
+        .into_iter()
+        .find(|e| e.name == name)
+        .map(|e| e.status)
+        .expect("listed")
+}
+
+async fn wait_for(seq: &Sequencer, name: &str, want: Status, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = status_of(seq, name).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {name} is {now}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dashboard_shows_and_steers_operations() {
+    for b in backends().await {
+        FAIL.store(true, Ordering::SeqCst);
+        let p = prefix();
+        let seq = build(&b, builder(&b, &p, ops::registry())).await;
+        let n = b.name;
+        seq.execute(A).await.expect("a runs");
+        let _ = seq.execute(B).await;
+        assert_eq!(status_of(&seq, B).await, Status::Failed, "{n}");
+        let running = seq.clone();
+        let c = tokio::spawn(async move { running.execute(C).await });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seq
+            .status()
+            .await
+            .expect("status")
+            .iter()
+            .all(|e| e.name != C || e.status != Status::Running || e.progress_done.unwrap_or(0) < 2)
+        {
+            assert!(Instant::now() < deadline, "{n}: c never reported progress");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let opts = DashboardOptions::default().token(TOKEN);
+        let port = serve(dashboard::router_with(seq.clone(), opts.clone())).await;
+        let read_only = serve(dashboard::router_with(seq.clone(), opts.read_only(true))).await;
+        let no_token = serve(dashboard::router_with(
+            seq.clone(),
+            DashboardOptions::default(),
+        ))
+        .await;
+
+        // The operations page: every operation, statuses, the progress bar, escaped errors, strict headers.
+        let list = get(port, "/admin/ops").await;
+        assert_eq!(list.status, 200, "{n}: {}", list.body);
+        for name in [A, B, C, E] {
+            assert!(list.body.contains(name), "{n}: {name} listed");
+        }
+        assert!(list.body.contains("data-status=\"running\""), "{n}");
+        assert!(
+            list.body.contains("<progress max=\"3000\""),
+            "{n}: a progress bar"
+        );
+        assert!(list.body.contains("ETA "), "{n}: an ETA");
+        assert!(
+            list.body
+                .contains("&lt;script&gt;alert('x')&lt;/script&gt; broke")
+                || list
+                    .body
+                    .contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; broke"),
+            "{n}: the error escaped: {}",
+            list.body
+        );
+        assert!(
+            !list.body.contains("<script>alert"),
+            "{n}: no injected script"
+        );
+        assert!(
+            list.body
+                .contains("href=\"/admin/ops/op/2025_03_01_000001_b_fails\""),
+            "{n}: links under the nest"
+        );
+        let csp = list.header("content-security-policy").expect("a CSP");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{n}: {csp}"
+        );
+
+        // Filters in the URL.
+        let failed = get(port, "/admin/ops?status=failed").await;
+        assert!(
+            failed.body.contains(B) && !failed.body.contains(A),
+            "{n}: status filter: {} {}",
+            failed.status,
+            failed.body
+        );
+        let billing = get(port, "/admin/ops?tag=billing").await;
+        assert!(
+            billing.body.contains(B) && billing.body.contains(C) && !billing.body.contains(A),
+            "{n}: tag filter"
+        );
+        let text = get(port, "/admin/ops?q=upstream").await;
+        assert!(
+            text.body.contains(B) && !text.body.contains(C),
+            "{n}: text filter on the error"
+        );
+
+        // One operation: its runs, its error with the cause, its dependents, its checkpoint.
+        let one = get(port, &format!("/admin/ops/op/{B}")).await;
+        assert_eq!(one.status, 200, "{n}");
+        assert!(one.body.contains("Caused by:"), "{n}: the cause chain");
+        assert!(
+            one.body.contains("the &lt;b&gt;upstream&lt;/b&gt; said no"),
+            "{n}: the cause escaped"
+        );
+        assert!(!one.body.contains("<b>upstream"), "{n}");
+        let a = get(port, &format!("/admin/ops/op/{A}")).await;
+        assert!(
+            a.body.contains(&format!("href=\"/admin/ops/op/{E}\"")),
+            "{n}: dependents of a"
+        );
+        let cpage = get(port, &format!("/admin/ops/op/{C}")).await;
+        assert!(
+            cpage.body.contains("pre class=\"checkpoint\""),
+            "{n}: c's checkpoint"
+        );
+        assert_eq!(get(port, "/admin/ops/op/nope").await.status, 404, "{n}");
+        let graph = get(port, "/admin/ops/graph").await;
+        assert!(
+            graph.body.contains("<svg") && graph.body.contains(E),
+            "{n}: the graph"
+        );
+        let js = get(port, "/admin/ops/assets/app.js").await;
+        assert!(
+            js.status == 200 && js.body.contains("EventSource"),
+            "{n}: the script"
+        );
+
+        // Metrics.
+        let m = get(port, "/admin/ops/metrics").await;
+        assert_eq!(m.status, 200, "{n}");
+        for series in [
+            "sequencer_operations{state=\"completed\"} 1",
+            "sequencer_operations{state=\"failed\"} 1",
+            "sequencer_operations{state=\"running\"} 1",
+            "sequencer_operations{state=\"pending\"} 1",
+            &format!("sequencer_operation_progress_ratio{{operation=\"{C}\"}} "),
+            &format!("sequencer_operation_eta_seconds{{operation=\"{C}\"}} "),
+            "sequencer_queue_jobs{queue=\"default\",state=\"queued\"} 0",
+        ] {
+            assert!(m.body.contains(series), "{n}: {series} in\n{}", m.body);
+        }
+
+        // Every refusal is a 403 that changes nothing.
+        let form = format!("token={TOKEN}");
+        let retry = format!("/admin/ops/op/{B}/retry");
+        let refusals: [(u16, &[&str], &str, &str); 6] = [
+            (port, &[], "", "no token"),
+            (port, &[], "token=wrong", "a wrong token"),
+            (
+                port,
+                &["Origin: https://evil.example"],
+                &form,
+                "another origin",
+            ),
+            (
+                port,
+                &["Sec-Fetch-Site: cross-site"],
+                &form,
+                "a cross-site fetch",
+            ),
+            (read_only, &[], &form, "read-only"),
+            (no_token, &[], "token=", "no token configured"),
+        ];
+        for (at, headers, body, why) in refusals {
+            let r = request(at, "POST", &retry, headers, body).await;
+            assert_eq!(r.status, 403, "{n}: {why}: {}", r.body);
+        }
+        let r = request(
+            read_only,
+            "POST",
+            &format!("/admin/ops/op/{C}/cancel"),
+            &[&format!("X-Sequencer-Token: {TOKEN}")],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 403, "{n}: cancel in read-only");
+        let r = request(no_token, "POST", "/admin/ops/process", &[], "").await;
+        assert_eq!(r.status, 403, "{n}: process without a token configured");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            status_of(&seq, B).await,
+            Status::Failed,
+            "{n}: refused retries did nothing"
+        );
+        assert_eq!(status_of(&seq, C).await, Status::Running, "{n}");
+
+        // With the token, from the same origin: done.
+        FAIL.store(false, Ordering::SeqCst);
+        let same = format!("Origin: http://127.0.0.1:{port}");
+        let r = request(
+            port,
+            "POST",
+            &retry,
+            &[&same, "Sec-Fetch-Site: same-origin"],
+            &form,
+        )
+        .await;
+        assert_eq!(r.status, 303, "{n}: retry: {}", r.body);
+        assert_eq!(
+            r.header("location"),
+            Some(format!("/admin/ops/op/{B}?done=retry").as_str()),
+            "{n}"
+        );
+        wait_for(&seq, B, Status::Completed, n).await;
+        let again = request(port, "POST", &retry, &[], &form).await;
+        assert_eq!(
+            again.status, 409,
+            "{n}: a completed operation is not retried"
+        );
+
+        let token_header = format!("X-Sequencer-Token: {TOKEN}");
+        let r = request(
+            port,
+            "POST",
+            &format!("/admin/ops/op/{C}/cancel"),
+            &[&token_header],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 303, "{n}: cancel: {}", r.body);
+        let _ = c.await;
+        assert_eq!(
+            status_of(&seq, C).await,
+            Status::Interrupted,
+            "{n}: cancelled at a checkpoint"
+        );
+
+        let r = request(
+            port,
+            "POST",
+            &format!("/admin/ops/op/{E}/complete"),
+            &[],
+            &form,
+        )
+        .await;
+        assert_eq!(r.status, 303, "{n}: mark completed: {}", r.body);
+        assert_eq!(status_of(&seq, E).await, Status::Completed, "{n}");
+
+        let m = get(port, "/admin/ops/metrics").await;
+        for series in [
+            "sequencer_dashboard_actions_total{action=\"retry\",outcome=\"refused\"} 4",
+            "sequencer_dashboard_actions_total{action=\"retry\",outcome=\"ok\"} 1",
+            "sequencer_dashboard_actions_total{action=\"retry\",outcome=\"error\"} 1",
+            "sequencer_dashboard_actions_total{action=\"cancel\",outcome=\"ok\"} 1",
+        ] {
+            assert!(m.body.contains(series), "{n}: {series} in\n{}", m.body);
+        }
+        cleanup(&seq, &p, &[]).await;
+    }
+}
