@@ -8,7 +8,9 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use common::{backends, build, builder, cleanup, prefix};
+use sequencer::crypto::Keyring;
 use sequencer::dashboard::{self, axum, DashboardOptions};
 use sequencer::ledger::Status;
 use sequencer::Sequencer;
@@ -47,6 +49,11 @@ mod ops {
         Ok(())
     }
 
+    #[operation(timestamp = "2025_03_01_000004", encrypted)]
+    async fn d_secret(_ctx: &Ctx) -> Result<()> {
+        anyhow::bail!("the password is hunter2")
+    }
+
     #[operation(timestamp = "2025_03_01_000003", depends_on = [a_done])]
     async fn e_after(_ctx: &Ctx) -> Result<()> {
         Ok(())
@@ -56,6 +63,7 @@ mod ops {
 const A: &str = "2025_03_01_000000_a_done";
 const B: &str = "2025_03_01_000001_b_fails";
 const C: &str = "2025_03_01_000002_c_runs";
+const D: &str = "2025_03_01_000004_d_secret";
 const E: &str = "2025_03_01_000003_e_after";
 const TOKEN: &str = "t0k-3n";
 
@@ -163,10 +171,13 @@ async fn the_dashboard_shows_and_steers_operations() {
     for b in backends().await {
         FAIL.store(true, Ordering::SeqCst);
         let p = prefix();
-        let seq = build(&b, builder(&b, &p, ops::registry())).await;
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let keys = Keyring::new(Some(&key), []).expect("a key");
+        let seq = build(&b, builder(&b, &p, ops::registry()).encryption_keys(keys)).await;
         let n = b.name;
         seq.execute(A).await.expect("a runs");
         let _ = seq.execute(B).await;
+        let _ = seq.execute(D).await;
         assert_eq!(status_of(&seq, B).await, Status::Failed, "{n}");
         let running = seq.clone();
         let c = tokio::spawn(async move { running.execute(C).await });
@@ -255,6 +266,21 @@ async fn the_dashboard_shows_and_steers_operations() {
             "{n}: the cause escaped"
         );
         assert!(!one.body.contains("<b>upstream"), "{n}");
+        // An encrypted operation's error is never shown, on either page, nor searchable.
+        let secret = get(port, &format!("/admin/ops/op/{D}")).await;
+        assert_eq!(secret.status, 200, "{n}");
+        assert!(
+            secret.body.contains("[encrypted operation: not shown]"),
+            "{n}: masked"
+        );
+        for page in [&secret.body, &list.body] {
+            assert!(!page.contains("hunter2"), "{n}: an encrypted error shown");
+        }
+        let search = get(port, "/admin/ops?q=hunter2").await;
+        assert!(
+            !search.body.contains(&format!("href=\"/admin/ops/op/{D}\"")),
+            "{n}: found by its secret"
+        );
         let a = get(port, &format!("/admin/ops/op/{A}")).await;
         assert!(
             a.body.contains(&format!("href=\"/admin/ops/op/{E}\"")),
@@ -282,7 +308,7 @@ async fn the_dashboard_shows_and_steers_operations() {
         assert_eq!(m.status, 200, "{n}");
         for series in [
             "sequencer_operations{state=\"completed\"} 1",
-            "sequencer_operations{state=\"failed\"} 1",
+            "sequencer_operations{state=\"failed\"} 2",
             "sequencer_operations{state=\"running\"} 1",
             "sequencer_operations{state=\"pending\"} 1",
             &format!("sequencer_operation_progress_ratio{{operation=\"{C}\"}} "),
