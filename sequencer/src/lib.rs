@@ -244,6 +244,7 @@ pub mod testing;
 /// | [`testing`](crate::guides::testing) | testing your operations |
 /// | [`cli`](crate::guides::cli) | every command, flag, environment variable and exit code |
 /// | [`ledger_schema`](crate::guides::ledger_schema) | the ledger's tables, columns and statuses |
+/// | `dashboard` (feature `dashboard`) | the web dashboard, its actions and security, and `/metrics` |
 #[allow(clippy::needless_doctest_main)] // the guides show whole programs, `fn main` included
 pub mod guides {
     #[doc = include_str!("../../docs/getting-started.md")]
@@ -265,6 +266,9 @@ pub mod guides {
     pub mod cli {}
     #[doc = include_str!("../../docs/ledger-schema.md")]
     pub mod ledger_schema {}
+    #[cfg(feature = "dashboard")]
+    #[doc = include_str!("../../docs/dashboard.md")]
+    pub mod dashboard {}
 }
 
 /// The README's snippets, compiled as doc tests.

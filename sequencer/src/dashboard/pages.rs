@@ -35,7 +35,7 @@ impl Filters {
         if !self.status.is_empty() && e.status.as_str() != self.status {
             return false;
         }
-        if !self.tag.is_empty() && !e.tags.iter().any(|t| *t == self.tag) {
+        if !self.tag.is_empty() && !e.tags.contains(&self.tag) {
             return false;
         }
         let q = self.q.trim().to_lowercase();
