@@ -426,3 +426,219 @@ async fn the_dashboard_shows_and_steers_operations() {
         cleanup(&seq, &p, &[]).await;
     }
 }
+
+/// Whether `bb_fails` fails (the browser test clears it before clicking retry).
+static BROWSER_FAIL: AtomicBool = AtomicBool::new(true);
+
+#[sequencer::operations]
+mod browser_ops {
+    use super::BROWSER_FAIL;
+    use sequencer::prelude::*;
+    use std::sync::atomic::Ordering;
+
+    #[operation(timestamp = "2025_04_01_000000")]
+    async fn ba_done(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
+    #[operation(timestamp = "2025_04_01_000001")]
+    async fn bb_fails(_ctx: &Ctx) -> Result<()> {
+        if BROWSER_FAIL.load(Ordering::SeqCst) {
+            anyhow::bail!("the <i>browser</i> case failed");
+        }
+        Ok(())
+    }
+
+    #[operation(timestamp = "2025_04_01_000002")]
+    async fn bc_runs(ctx: &Ctx) -> Result<()> {
+        for i in 0..6000u64 {
+            ctx.progress(i, 6000).await?;
+            ctx.checkpoint(&i).await?;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+}
+
+/// `chromedriver` on the `PATH`.
+fn chromedriver() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("chromedriver"))
+        .find(|p| p.is_file())
+}
+
+/// Stops chromedriver when the test ends, passed or not.
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// In headless Chromium: the progress bar of the running operation moves without a reload, retry is clicked on
+/// the failed one (the token typed into the confirmation) and it completes, the running one is cancelled (the
+/// token remembered by the tab). Skipped, with a notice, where chromedriver is not installed, unless
+/// `SEQUENCER_REQUIRE_SERVERS=1` (CI), where that is a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_a_browser_progress_moves_and_retry_and_cancel_work() {
+    let Some(driver) = chromedriver() else {
+        assert!(
+            !common::servers_required(),
+            "chromedriver is not installed (apt-get install chromium chromium-driver)"
+        );
+        let msg = "skipped the browser test: chromedriver is not installed (apt-get install chromium chromium-driver; SEQUENCER_REQUIRE_SERVERS=1 makes this an error)\n";
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
+        return;
+    };
+    const BA: &str = "2025_04_01_000000_ba_done";
+    const BB: &str = "2025_04_01_000001_bb_fails";
+    const BC: &str = "2025_04_01_000002_bc_runs";
+    let b = backends().await.into_iter().next().expect("SQLite");
+    let p = prefix();
+    let seq = build(&b, builder(&b, &p, browser_ops::registry())).await;
+    seq.execute(BA).await.expect("ba runs");
+    let _ = seq.execute(BB).await;
+    let running = seq.clone();
+    let bc = tokio::spawn(async move { running.execute(BC).await });
+    let port = serve(dashboard::router_with(
+        seq.clone(),
+        DashboardOptions::default().token(TOKEN),
+    ))
+    .await;
+
+    let wd_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("addr").port()
+    };
+    let _driver = Driver(
+        std::process::Command::new(driver)
+            .arg(format!("--port={wd_port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    let mut caps = serde_json::Map::new();
+    let mut chrome = serde_json::json!({
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+    });
+    if std::path::Path::new("/usr/bin/chromium").exists() {
+        chrome["binary"] = "/usr/bin/chromium".into();
+    }
+    caps.insert("goog:chromeOptions".into(), chrome);
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        match fantoccini::ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{wd_port}"))
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no WebDriver session: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let result = browse(&client, &seq, port, [BA, BB, BC]).await;
+    let _ = client.close().await;
+    result.expect("the browser session");
+    let _ = bc.await;
+    cleanup(&seq, &p, &[]).await;
+}
+
+async fn browse(
+    client: &fantoccini::Client,
+    seq: &Sequencer,
+    port: u16,
+    [ba, bb, bc]: [&str; 3],
+) -> Result<(), fantoccini::error::CmdError> {
+    use fantoccini::Locator;
+    let site = format!("http://127.0.0.1:{port}/admin/ops");
+    client.goto(&site).await?;
+    let source = client.source().await?;
+    assert!(source.contains(ba) && source.contains(bb), "{source}");
+    // Marks the document: a reload would lose the mark.
+    client.execute("window.__kept = 42;", vec![]).await?;
+    let bar = format!("tr[data-op=\"{bc}\"] progress");
+    let value = || async {
+        let v = client
+            .execute(
+                "return document.querySelector(arguments[0]).value;",
+                vec![serde_json::json!(bar)],
+            )
+            .await?;
+        Ok::<f64, fantoccini::error::CmdError>(v.as_f64().unwrap_or(0.0))
+    };
+    let first = value().await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = value().await?;
+        if now > first + 20.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the progress bar stayed at {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kept = client.execute("return window.__kept;", vec![]).await?;
+    assert_eq!(kept, serde_json::json!(42), "the page was reloaded");
+
+    // Retry the failed one: its page, the action, the confirmation with the token typed in.
+    BROWSER_FAIL.store(false, Ordering::SeqCst);
+    client.goto(&format!("{site}/op/{bb}")).await?;
+    client
+        .find(Locator::Css("a[href$=\"/retry\"]"))
+        .await?
+        .click()
+        .await?;
+    client
+        .find(Locator::Css("input[name=token]"))
+        .await?
+        .send_keys(TOKEN)
+        .await?;
+    client
+        .find(Locator::Css("form.confirm button"))
+        .await?
+        .click()
+        .await?;
+    let notice = client.find(Locator::Css("p.notice")).await?.text().await?;
+    assert!(notice.contains("Retry started"), "{notice}");
+    wait_for(seq, bb, Status::Completed, "browser retry").await;
+    client.refresh().await?;
+    let badge = client.find(Locator::Css("h1 .badge")).await?.text().await?;
+    assert_eq!(badge, "completed");
+
+    // Cancel the running one: the tab remembers the token.
+    client.goto(&format!("{site}/op/{bc}")).await?;
+    client
+        .find(Locator::Css("a[href$=\"/cancel\"]"))
+        .await?
+        .click()
+        .await?;
+    let remembered = client
+        .find(Locator::Css("input[name=token]"))
+        .await?
+        .prop("value")
+        .await?;
+    assert_eq!(
+        remembered.as_deref(),
+        Some(TOKEN),
+        "the token is remembered"
+    );
+    client
+        .find(Locator::Css("form.confirm button"))
+        .await?
+        .click()
+        .await?;
+    let notice = client.find(Locator::Css("p.notice")).await?.text().await?;
+    assert!(notice.contains("Cancel requested"), "{notice}");
+    wait_for(seq, bc, Status::Interrupted, "browser cancel").await;
+    Ok(())
+}
