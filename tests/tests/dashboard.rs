@@ -642,3 +642,27 @@ async fn browse(
     wait_for(seq, bc, Status::Interrupted, "browser cancel").await;
     Ok(())
 }
+
+/// `serve` refuses an address other than loopback without a token (exit 2), before it binds.
+#[test]
+fn serve_refuses_a_remote_bind_without_a_token() {
+    if std::env::var_os(dashboard::TOKEN_VARIABLE).is_some() {
+        return; // the refusal needs the variable unset, and tests must not change the environment
+    }
+    let dir = std::env::temp_dir().join(format!("sequencer-dash-cli-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let url = format!("sqlite://{}", dir.join("ledger.db").display());
+    let code = sequencer::cli::run_from(
+        Sequencer::builder().registry(ops::registry()),
+        [
+            "app",
+            "--database",
+            url.as_str(),
+            "serve",
+            "--bind",
+            "0.0.0.0:0",
+        ],
+    );
+    assert_eq!(code, std::process::ExitCode::from(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
