@@ -365,12 +365,13 @@ async fn the_dashboard_shows_and_steers_operations() {
         // With the token, from the same origin: done.
         FAIL.store(false, Ordering::SeqCst);
         let same = format!("Origin: http://127.0.0.1:{port}");
+        let signed = format!("{form}&actor=%3Cimg+src%3Dx%3E+alice&reason=upstream+fixed");
         let r = request(
             port,
             "POST",
             &retry,
             &[&same, "Sec-Fetch-Site: same-origin"],
-            &form,
+            &signed,
         )
         .await;
         assert_eq!(r.status, 303, "{n}: retry: {}", r.body);
@@ -423,6 +424,41 @@ async fn the_dashboard_shows_and_steers_operations() {
         ] {
             assert!(m.body.contains(series), "{n}: {series} in\n{}", m.body);
         }
+        // The audit log: every authorised action, none of the refused ones, newest first.
+        let log = seq.ledger().audit_log(50).await.expect("the audit log");
+        let seen: Vec<(&str, &str, &str, Option<&str>, Option<&str>)> = log
+            .iter()
+            .map(|a| {
+                let target = a.target.as_deref().unwrap_or("");
+                (
+                    a.action.as_str(),
+                    target,
+                    a.outcome.as_str(),
+                    a.before.as_deref(),
+                    a.after.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("complete", E, "ok", Some("pending"), Some("completed")),
+                ("cancel", C, "ok", Some("running"), Some("running")),
+                ("retry", B, "error", Some("completed"), Some("completed")),
+                ("retry", B, "ok", Some("failed"), Some("started")),
+            ],
+            "{n}"
+        );
+        assert_eq!(log[3].actor, "<img src=x> alice", "{n}");
+        assert_eq!(log[3].reason.as_deref(), Some("upstream fixed"), "{n}");
+        assert_eq!(log[0].actor, "dashboard", "{n}: the default actor");
+        let page = get(port, "/admin/ops/audit").await;
+        assert!(
+            page.body.contains("&lt;img src=x&gt; alice") && !page.body.contains("<img src=x>"),
+            "{n}: {}",
+            page.body
+        );
+        assert!(page.body.contains("upstream fixed"), "{n}");
         cleanup(&seq, &p, &[]).await;
     }
 }
@@ -496,7 +532,14 @@ async fn in_a_browser_progress_moves_and_retry_and_cancel_work() {
     const BA: &str = "2025_04_01_000000_ba_done";
     const BB: &str = "2025_04_01_000001_bb_fails";
     const BC: &str = "2025_04_01_000002_bc_runs";
-    let b = backends().await.into_iter().next().expect("SQLite");
+    // SQLite only: the browser is the subject here, every backend is the other test's.
+    sequencer::sqlx::any::install_default_drivers();
+    let file =
+        std::env::temp_dir().join(format!("sequencer-dash-browser-{}.db", fastrand::u64(..)));
+    let b = common::Backend {
+        name: "SQLite",
+        url: format!("sqlite://{}", file.display()),
+    };
     let p = prefix();
     let seq = build(&b, builder(&b, &p, browser_ops::registry())).await;
     seq.execute(BA).await.expect("ba runs");
@@ -549,6 +592,9 @@ async fn in_a_browser_progress_moves_and_retry_and_cancel_work() {
     result.expect("the browser session");
     let _ = bc.await;
     cleanup(&seq, &p, &[]).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
 }
 
 async fn browse(
@@ -599,7 +645,9 @@ async fn browse(
         .click()
         .await?;
     client
-        .find(Locator::Css("input[name=token]"))
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("input[name=token]"))
         .await?
         .send_keys(TOKEN)
         .await?;
@@ -608,11 +656,23 @@ async fn browse(
         .await?
         .click()
         .await?;
-    let notice = client.find(Locator::Css("p.notice")).await?.text().await?;
+    let notice = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("p.notice"))
+        .await?
+        .text()
+        .await?;
     assert!(notice.contains("Retry started"), "{notice}");
     wait_for(seq, bb, Status::Completed, "browser retry").await;
     client.refresh().await?;
-    let badge = client.find(Locator::Css("h1 .badge")).await?.text().await?;
+    let badge = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("h1 .badge"))
+        .await?
+        .text()
+        .await?;
     assert_eq!(badge, "completed");
 
     // Cancel the running one: the tab remembers the token.
@@ -622,11 +682,21 @@ async fn browse(
         .await?
         .click()
         .await?;
-    let remembered = client
-        .find(Locator::Css("input[name=token]"))
-        .await?
-        .prop("value")
-        .await?;
+    // The script fills the field once the page has loaded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let remembered = loop {
+        let value = client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("input[name=token]"))
+            .await?
+            .prop("value")
+            .await?;
+        if value.as_deref() == Some(TOKEN) || Instant::now() > deadline {
+            break value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         remembered.as_deref(),
         Some(TOKEN),
@@ -637,7 +707,13 @@ async fn browse(
         .await?
         .click()
         .await?;
-    let notice = client.find(Locator::Css("p.notice")).await?.text().await?;
+    let notice = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("p.notice"))
+        .await?
+        .text()
+        .await?;
     assert!(notice.contains("Cancel requested"), "{notice}");
     wait_for(seq, bc, Status::Interrupted, "browser cancel").await;
     Ok(())

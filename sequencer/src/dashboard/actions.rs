@@ -10,7 +10,7 @@ use maud::html;
 use super::pages::ACTIONS;
 use super::security::{authorize, Refusal};
 use super::{base, home, segment, view, Shared};
-use crate::ledger::Status;
+use crate::ledger::{AuditEntry, Status};
 use crate::{Cascade, ProcessOptions, RollbackTarget};
 
 /// One operation's action.
@@ -21,6 +21,7 @@ enum Action {
     Rollback,
     Complete,
     Skip,
+    Forget,
 }
 
 impl Action {
@@ -31,6 +32,7 @@ impl Action {
             "rollback" => Action::Rollback,
             "complete" => Action::Complete,
             "skip" => Action::Skip,
+            "forget" => Action::Forget,
             _ => return None,
         })
     }
@@ -42,6 +44,7 @@ impl Action {
             Action::Rollback => "rollback",
             Action::Complete => "complete",
             Action::Skip => "skip",
+            Action::Forget => "forget",
         }
     }
 
@@ -60,17 +63,58 @@ impl Action {
             Action::Rollback => "Runs the operation's rollback. Refused if completed operations depend on it.",
             Action::Complete => "Records the operation completed without running it.",
             Action::Skip => "Records the operation skipped without running it.",
+            Action::Forget => "Deletes the operation's rows from the ledger: the next `process` runs it again.",
         }
     }
 }
 
-/// The `token` field of a form body.
-fn form_token(body: &[u8]) -> Option<String> {
-    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
-        .ok()?
+/// The fields of an action's form: `token`, and for the audit log `actor` and `reason`.
+#[derive(Debug, Default)]
+struct Fields {
+    token: Option<String>,
+    actor: Option<String>,
+    reason: Option<String>,
+}
+
+impl Fields {
+    fn parse(body: &[u8]) -> Fields {
+        let mut out = Fields::default();
+        let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default();
+        for (k, v) in pairs {
+            let v = Some(v).filter(|v| !v.trim().is_empty());
+            match k.as_str() {
+                "token" => out.token = v,
+                "actor" => out.actor = v.map(|a| a.chars().take(255).collect()),
+                "reason" => out.reason = v,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn actor(&self) -> &str {
+        self.actor.as_deref().unwrap_or("dashboard")
+    }
+}
+
+/// The status of an operation's latest run, as `status` lists it.
+async fn status_of(state: &Shared, name: &str) -> Option<String> {
+    let entries = state.seq.status().await.ok()?;
+    let name = state.seq.find(name).map_or(name, |d| d.meta.name);
+    entries
         .into_iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v)
+        .find(|e| e.name == name)
+        .map(|e| e.status.as_str().to_owned())
+}
+
+/// Appends an action to the ledger's audit log; a failure to write it is reported, not hidden.
+async fn audit(state: &Shared, entry: AuditEntry<'_>) -> Result<(), String> {
+    state
+        .seq
+        .ledger()
+        .record_action(&entry)
+        .await
+        .map_err(|e| format!("the action was taken, but the audit log could not be written: {e}"))
 }
 
 fn refused(state: &Shared, base: &str, action: &'static str, r: Refusal) -> Response {
@@ -83,8 +127,9 @@ fn confirmation(base: &str, path: &str, title: &str, explain: &str, button: &str
         h1 { (title) }
         p { (explain) }
         form.confirm method="post" action=(path) {
-            label { "Token " input type="password" name="token" autocomplete="off" required; }
-            " "
+            p { label { "Token " input type="password" name="token" autocomplete="off" required; } }
+            p { label { "Your name " input type="text" name="actor" maxlength="255"; } }
+            p { label { "Reason " input type="text" name="reason"; } }
             button type="submit" { (button) }
             " "
             a href={ (home(base)) } { "Cancel" }
@@ -134,10 +179,32 @@ pub(crate) async fn act(
     let Some(action) = Action::parse(&action) else {
         return view::message(&base, StatusCode::NOT_FOUND, "Not found", "No such action.");
     };
-    if let Err(r) = authorize(&state.opts, &headers, form_token(&body).as_deref()) {
+    let fields = Fields::parse(&body);
+    if let Err(r) = authorize(&state.opts, &headers, fields.token.as_deref()) {
         return refused(&state, &base, action.name(), r);
     }
-    match run(&state, action, &name).await {
+    let before = status_of(&state, &name).await;
+    let result = run(&state, action, &name).await;
+    let after = match (&result, action) {
+        (Ok(_), Action::Retry) => Some("started".to_owned()),
+        _ => status_of(&state, &name).await,
+    };
+    let target = state.seq.find(&name).map_or(name.as_str(), |d| d.meta.name);
+    let logged = audit(
+        &state,
+        AuditEntry {
+            actor: fields.actor(),
+            action: action.name(),
+            target: Some(target),
+            outcome: if result.is_ok() { "ok" } else { "error" },
+            before: before.as_deref(),
+            after: after.as_deref(),
+            reason: fields.reason.as_deref(),
+            detail: result.as_ref().err().map(String::as_str),
+        },
+    )
+    .await;
+    match result.and_then(|name| logged.map(|()| name)) {
         Ok(name) => {
             state.count_action(action.name(), "ok");
             let to = format!("{base}/op/{}?done={}", segment(&name), action.name());
@@ -206,6 +273,9 @@ async fn run(state: &Shared, action: Action, name: &str) -> Result<String, Strin
             .mark(name, Status::Skipped)
             .await
             .map_err(|e| e.to_string())?,
+        Action::Forget => {
+            seq.forget(name).await.map_err(|e| e.to_string())?;
+        }
     }
     Ok(name.to_owned())
 }
@@ -243,8 +313,23 @@ pub(crate) async fn process(
     body: Bytes,
 ) -> Response {
     let base = base(&original, &uri);
-    if let Err(r) = authorize(&state.opts, &headers, form_token(&body).as_deref()) {
+    let fields = Fields::parse(&body);
+    if let Err(r) = authorize(&state.opts, &headers, fields.token.as_deref()) {
         return refused(&state, &base, "process", r);
+    }
+    let entry = AuditEntry {
+        actor: fields.actor(),
+        action: "process",
+        target: None,
+        outcome: "ok",
+        before: None,
+        after: Some("started"),
+        reason: fields.reason.as_deref(),
+        detail: None,
+    };
+    if let Err(text) = audit(&state, entry).await {
+        state.count_action("process", "error");
+        return view::message(&base, StatusCode::CONFLICT, "Not done", &text);
     }
     state.count_action("process", "ok");
     let seq = state.seq.clone();

@@ -1,6 +1,6 @@
 //! The operators' web dashboard (feature `dashboard`): every operation with its status and progress, one
 //! operation's runs, errors and checkpoint, the dependency graph, actions (run pending, retry, cancel, roll back,
-//! mark) and `GET /metrics` in the Prometheus text format.
+//! mark, forget), an audit log of them in the ledger, and `GET /metrics` in the Prometheus text format.
 //!
 //! [`router`] returns an [`axum::Router`] that an application nests under its own path and its own auth; the CLI
 //! serves the same router with `serve [--bind 127.0.0.1:8080] [--read-only]`. The guide is
@@ -27,6 +27,7 @@ use crate::Sequencer;
 pub use axum;
 
 mod actions;
+mod audit;
 mod graph;
 mod live;
 mod metrics;
@@ -140,6 +141,7 @@ pub fn router_with(seq: Sequencer, opts: DashboardOptions) -> Router {
             get(actions::confirm_process).post(actions::process),
         )
         .route("/graph", get(graph::page))
+        .route("/audit", get(audit::page))
         .route("/events", get(live::events))
         .route("/metrics", get(metrics::metrics))
         .route("/assets/app.js", get(view::script))

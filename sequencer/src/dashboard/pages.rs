@@ -59,6 +59,7 @@ pub(crate) fn notice(done: &str) -> Option<&'static str> {
         "complete" => "Marked completed.",
         "skip" => "Marked skipped.",
         "process" => "Processing started: pending operations run now.",
+        "forget" => "Forgotten: the next `process` runs it again.",
         _ => return None,
     })
 }
@@ -270,12 +271,13 @@ async fn operation_body(
 }
 
 /// The actions of the operation page: path segment and label.
-pub(crate) const ACTIONS: [(&str, &str); 5] = [
+pub(crate) const ACTIONS: [(&str, &str); 6] = [
     ("retry", "Retry"),
     ("cancel", "Cancel"),
     ("rollback", "Roll back"),
     ("complete", "Mark completed"),
     ("skip", "Mark skipped"),
+    ("forget", "Forget"),
 ];
 
 fn meta(def: &OperationDef) -> Markup {
