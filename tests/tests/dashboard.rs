@@ -67,6 +67,9 @@ const D: &str = "2025_03_01_000004_d_secret";
 const E: &str = "2025_03_01_000003_e_after";
 const TOKEN: &str = "t0k-3n";
 
+/// An audit record as the test compares it: action, target, outcome, status before and after.
+type AuditRow<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
 /// An HTTP/1.1 response: status, headers (lower-case names) and body.
 struct Reply {
     status: u16,
@@ -426,7 +429,7 @@ async fn the_dashboard_shows_and_steers_operations() {
         }
         // The audit log: every authorised action, none of the refused ones, newest first.
         let log = seq.ledger().audit_log(50).await.expect("the audit log");
-        let seen: Vec<(&str, &str, &str, Option<&str>, Option<&str>)> = log
+        let seen: Vec<AuditRow<'_>> = log
             .iter()
             .map(|a| {
                 let target = a.target.as_deref().unwrap_or("");
