@@ -365,10 +365,38 @@ async fn the_dashboard_shows_and_steers_operations() {
         );
         assert_eq!(status_of(&seq, C).await, Status::Running, "{n}");
 
+        // An action taken on a page drawn when the operation was in another state is refused.
+        let stale = request(
+            port,
+            "POST",
+            &retry,
+            &[],
+            &format!("{form}&expected=running"),
+        )
+        .await;
+        assert_eq!(stale.status, 409, "{n}: a stale view: {}", stale.body);
+        assert!(
+            stale.body.contains("no longer running"),
+            "{n}: {}",
+            stale.body
+        );
+        assert_eq!(
+            status_of(&seq, B).await,
+            Status::Failed,
+            "{n}: the stale retry did nothing"
+        );
+        let confirm = get(port, &retry).await;
+        assert!(
+            confirm.body.contains("name=\"expected\" value=\"failed\""),
+            "{n}: {}",
+            confirm.body
+        );
+
         // With the token, from the same origin: done.
         FAIL.store(false, Ordering::SeqCst);
         let same = format!("Origin: http://127.0.0.1:{port}");
-        let signed = format!("{form}&actor=%3Cimg+src%3Dx%3E+alice&reason=upstream+fixed");
+        let signed =
+            format!("{form}&actor=%3Cimg+src%3Dx%3E+alice&reason=upstream+fixed&expected=failed");
         let r = request(
             port,
             "POST",
@@ -422,7 +450,7 @@ async fn the_dashboard_shows_and_steers_operations() {
         for series in [
             "sequencer_dashboard_actions_total{action=\"retry\",outcome=\"refused\"} 4",
             "sequencer_dashboard_actions_total{action=\"retry\",outcome=\"ok\"} 1",
-            "sequencer_dashboard_actions_total{action=\"retry\",outcome=\"error\"} 1",
+            "sequencer_dashboard_actions_total{action=\"retry\",outcome=\"error\"} 2",
             "sequencer_dashboard_actions_total{action=\"cancel\",outcome=\"ok\"} 1",
         ] {
             assert!(m.body.contains(series), "{n}: {series} in\n{}", m.body);
@@ -449,6 +477,7 @@ async fn the_dashboard_shows_and_steers_operations() {
                 ("cancel", C, "ok", Some("running"), Some("running")),
                 ("retry", B, "error", Some("completed"), Some("completed")),
                 ("retry", B, "ok", Some("failed"), Some("started")),
+                ("retry", B, "error", Some("failed"), Some("failed")),
             ],
             "{n}"
         );

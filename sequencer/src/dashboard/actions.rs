@@ -68,12 +68,15 @@ impl Action {
     }
 }
 
-/// The fields of an action's form: `token`, and for the audit log `actor` and `reason`.
+/// The fields of an action's form: `token`; for the audit log `actor` and `reason`; `expected`, the status the
+/// page showed (an action on a view that went stale is refused).
 #[derive(Debug, Default)]
 struct Fields {
     token: Option<String>,
     actor: Option<String>,
     reason: Option<String>,
+    /// The operation's status on the page the action was taken from.
+    expected: Option<String>,
 }
 
 impl Fields {
@@ -86,6 +89,7 @@ impl Fields {
                 "token" => out.token = v,
                 "actor" => out.actor = v.map(|a| a.chars().take(255).collect()),
                 "reason" => out.reason = v,
+                "expected" => out.expected = v,
                 _ => {}
             }
         }
@@ -122,11 +126,22 @@ fn refused(state: &Shared, base: &str, action: &'static str, r: Refusal) -> Resp
     view::message(base, r.status(), "Refused", r.message())
 }
 
-fn confirmation(base: &str, path: &str, title: &str, explain: &str, button: &str) -> Response {
+/// A confirmation form; `expected` is the operation's status as drawn, sent back so that an action on a view that
+/// went stale is refused.
+fn confirmation(
+    base: &str,
+    path: &str,
+    title: &str,
+    explain: &str,
+    button: &str,
+    expected: Option<&str>,
+) -> Response {
     let body = html! {
         h1 { (title) }
         p { (explain) }
+        @if let Some(status) = expected { p { "It is " strong { (status) } " now." } }
         form.confirm method="post" action=(path) {
+            @if let Some(status) = expected { input type="hidden" name="expected" value=(status); }
             p { label { "Token " input type="password" name="token" autocomplete="off" required; } }
             p { label { "Your name " input type="text" name="actor" maxlength="255"; } }
             p { label { "Reason " input type="text" name="reason"; } }
@@ -163,7 +178,15 @@ pub(crate) async fn confirm(
     }
     let path = format!("{base}/op/{}/{}", segment(&name), action.name());
     let title = format!("{} {name}?", action.label());
-    confirmation(&base, &path, &title, action.explain(), action.label())
+    let expected = status_of(&state, &name).await;
+    confirmation(
+        &base,
+        &path,
+        &title,
+        action.explain(),
+        action.label(),
+        expected.as_deref(),
+    )
 }
 
 /// `POST /op/{name}/{action}`: the action, once authorised; `303` to the operation's page when done.
@@ -184,7 +207,12 @@ pub(crate) async fn act(
         return refused(&state, &base, action.name(), r);
     }
     let before = status_of(&state, &name).await;
-    let result = run(&state, action, &name).await;
+    let result = match (&fields.expected, &before) {
+        (Some(drawn), Some(now)) if drawn != now => Err(format!(
+            "`{name}` is {now}, no longer {drawn} as on the page you acted from: look again, then decide"
+        )),
+        _ => run(&state, action, &name).await,
+    };
     let after = match (&result, action) {
         (Ok(_), Action::Retry) => Some("started".to_owned()),
         _ => status_of(&state, &name).await,
@@ -301,6 +329,7 @@ pub(crate) async fn confirm_process(
         "Run every pending operation?",
         "Runs `process` here, with the application's orchestrator: every due operation, in order.",
         "Run pending",
+        None,
     )
 }
 
