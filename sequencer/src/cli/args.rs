@@ -169,6 +169,10 @@ pub(super) enum Command {
         /// worker's jobs return to the queue after this.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         lease: u64,
+        /// Serve `GET /metrics` (Prometheus text format) on this address while working, e.g. 127.0.0.1:9187.
+        #[cfg(feature = "dashboard")]
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Delete ended jobs (done or failed) and ended deferred operations (completed or failed) older than a duration.
     Prune {

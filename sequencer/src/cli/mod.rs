@@ -201,7 +201,13 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             until_idle,
             grace,
             lease,
+            #[cfg(feature = "dashboard")]
+            metrics,
         } => {
+            #[cfg(feature = "dashboard")]
+            if let Some(addr) = metrics {
+                serve::metrics(seq, addr).await?;
+            }
             let opts = WorkOptions {
                 queue,
                 concurrency: usize::from(concurrency),

@@ -1,4 +1,5 @@
-//! `serve [--bind 127.0.0.1:8080] [--read-only]`: the web dashboard, until Ctrl-C or SIGTERM.
+//! `serve [--bind 127.0.0.1:8080] [--read-only]`: the web dashboard, until Ctrl-C or SIGTERM; and the metrics
+//! endpoint of `work --metrics ADDR`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -37,4 +38,21 @@ pub(super) async fn serve(
         .await
         .map_err(|e| SequencerError::Usage(format!("the dashboard stopped: {e}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `work --metrics ADDR`: serves [`dashboard::metrics_router`] on `addr` in the background, for as long as the
+/// process runs. Metrics change nothing, so any address is allowed.
+pub(super) async fn metrics(seq: &Sequencer, addr: SocketAddr) -> Result<(), SequencerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| SequencerError::Usage(format!("cannot listen on {addr} for metrics: {e}")))?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    println!("Metrics on http://{addr}/metrics");
+    let router = dashboard::metrics_router(seq.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            eprintln!("the metrics endpoint stopped: {e}");
+        }
+    });
+    Ok(())
 }

@@ -150,6 +150,20 @@ pub fn router_with(seq: Sequencer, opts: DashboardOptions) -> Router {
         .with_state(state)
 }
 
+/// Only `GET /metrics` (the Prometheus text format, as on the dashboard), for processes that serve metrics and
+/// no pages: `work --metrics 127.0.0.1:9187`.
+pub fn metrics_router(seq: Sequencer) -> Router {
+    let state: Shared = Arc::new(State {
+        seq,
+        opts: DashboardOptions::default().read_only(true),
+        actions: Mutex::new(HashMap::new()),
+    });
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .layer(axum::middleware::map_response(security::headers))
+        .with_state(state)
+}
+
 /// The path the router is nested at (empty at the root), from the request's original URI and the URI the
 /// nested router sees.
 pub(crate) fn base(original: &OriginalUri, uri: &Uri) -> String {
