@@ -521,7 +521,7 @@ mod browser_ops {
         Ok(())
     }
 
-    #[operation(timestamp = "2025_04_01_000002")]
+    #[operation(timestamp = "2025_04_01_000002", depends_on = [ba_done])]
     async fn bc_runs(ctx: &Ctx) -> Result<()> {
         for i in 0..6000u64 {
             ctx.progress(i, 6000).await?;
@@ -680,6 +680,11 @@ async fn browse(
     }
     let kept = client.execute("return window.__kept;", vec![]).await?;
     assert_eq!(kept, serde_json::json!(42), "the page was reloaded");
+    shoot(client, "dashboard-operations.png").await?;
+    client.goto(&format!("{site}/op/{bb}")).await?;
+    shoot(client, "dashboard-operation.png").await?;
+    client.goto(&format!("{site}/graph")).await?;
+    shoot(client, "dashboard-graph.png").await?;
 
     // Retry the failed one: its page, the action, the confirmation with the token typed in.
     BROWSER_FAIL.store(false, Ordering::SeqCst);
@@ -761,6 +766,21 @@ async fn browse(
         .await?;
     assert!(notice.contains("Cancel requested"), "{notice}");
     wait_for(seq, bc, Status::Interrupted, "browser cancel").await;
+    Ok(())
+}
+
+/// With `SEQUENCER_SCREENSHOTS=DIR`, saves a screenshot of the page as `DIR/name` (how the guide's images are
+/// made: `SEQUENCER_SCREENSHOTS=$PWD/docs/images cargo test -p sequencer-tests --test dashboard in_a_browser`).
+async fn shoot(client: &fantoccini::Client, name: &str) -> Result<(), fantoccini::error::CmdError> {
+    let Some(dir) = std::env::var_os("SEQUENCER_SCREENSHOTS") else {
+        return Ok(());
+    };
+    client.set_window_size(1280, 640).await?;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // a live update or two
+    let png = client.screenshot().await?;
+    let dir = std::path::Path::new(&dir);
+    std::fs::create_dir_all(dir).expect("the screenshot directory");
+    std::fs::write(dir.join(name), png).expect("a screenshot written");
     Ok(())
 }
 

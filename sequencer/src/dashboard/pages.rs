@@ -230,7 +230,11 @@ async fn operation_body(
         @if let Some(n) = notice(&filters.done) { p.notice { (n) } }
         @if actions {
             p.actions {
-                @for (action, label) in ACTIONS { a.button href={ (path) "/" (action) } { (label) "…" } " " }
+                @for (action, label) in ACTIONS {
+                    @if offered(action, entry.status, def.is_some_and(|d| d.meta.rollbackable)) {
+                        a.button href={ (path) "/" (action) } { (label) "…" } " "
+                    }
+                }
             }
         } @else { p.muted { "Read-only: actions need SEQUENCER_DASHBOARD_TOKEN where the dashboard runs." } }
         @if entry.status == Status::Running { p { (progress(entry.progress_done, entry.progress_total, entry.eta_ms)) } }
@@ -279,6 +283,21 @@ pub(crate) const ACTIONS: [(&str, &str); 6] = [
     ("skip", "Mark skipped"),
     ("forget", "Forget"),
 ];
+
+/// Whether the operation page offers an action for an operation in this status (the action itself checks again).
+fn offered(action: &str, status: Status, rollbackable: bool) -> bool {
+    let busy = matches!(status, Status::Running | Status::RollingBack);
+    match action {
+        "retry" => matches!(status, Status::Failed | Status::Interrupted | Status::Stale),
+        "cancel" => status == Status::Running,
+        "rollback" => {
+            rollbackable && matches!(status, Status::Completed | Status::RollbackInterrupted)
+        }
+        "complete" => !busy && status != Status::Completed,
+        "skip" => !busy && status != Status::Skipped,
+        _ => !busy && status != Status::Pending,
+    }
+}
 
 fn meta(def: &OperationDef) -> Markup {
     let m = &def.meta;
