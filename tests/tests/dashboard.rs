@@ -54,6 +54,11 @@ mod ops {
         anyhow::bail!("the password is hunter2")
     }
 
+    #[operation(timestamp = "2025_03_01_000005", asynchronous, queue = "mail")]
+    async fn f_mailer(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
     #[operation(timestamp = "2025_03_01_000003", depends_on = [a_done])]
     async fn e_after(_ctx: &Ctx) -> Result<()> {
         Ok(())
@@ -65,6 +70,7 @@ const B: &str = "2025_03_01_000001_b_fails";
 const C: &str = "2025_03_01_000002_c_runs";
 const D: &str = "2025_03_01_000004_d_secret";
 const E: &str = "2025_03_01_000003_e_after";
+const F: &str = "2025_03_01_000005_f_mailer";
 const TOKEN: &str = "t0k-3n";
 
 /// An audit record as the test compares it: action, target, outcome, status before and after.
@@ -306,6 +312,26 @@ async fn the_dashboard_shows_and_steers_operations() {
             "{n}: the script"
         );
 
+        // Queues and workers.
+        assert!(
+            seq.ledger()
+                .enqueue(F, 0, "mail")
+                .await
+                .expect("queue a job"),
+            "{n}"
+        );
+        let queues = get(port, "/admin/ops/queues").await;
+        assert_eq!(queues.status, 200, "{n}");
+        assert!(
+            queues.body.contains("<td>mail</td><td>0</td><td>1</td>"),
+            "{n}: one job queued on mail: {}",
+            queues.body
+        );
+        assert!(
+            queues.body.contains("No worker holds a job.") && queues.body.contains("free"),
+            "{n}"
+        );
+
         // Metrics.
         let m = get(port, "/admin/ops/metrics").await;
         assert_eq!(m.status, 200, "{n}");
@@ -313,7 +339,8 @@ async fn the_dashboard_shows_and_steers_operations() {
             "sequencer_operations{state=\"completed\"} 1",
             "sequencer_operations{state=\"failed\"} 2",
             "sequencer_operations{state=\"running\"} 1",
-            "sequencer_operations{state=\"pending\"} 1",
+            "sequencer_operations{state=\"pending\"} 2",
+            "sequencer_queue_jobs{queue=\"mail\",state=\"queued\"} 1",
             &format!("sequencer_operation_progress_ratio{{operation=\"{C}\"}} "),
             &format!("sequencer_operation_eta_seconds{{operation=\"{C}\"}} "),
             "sequencer_queue_jobs{queue=\"default\",state=\"queued\"} 0",

@@ -32,7 +32,7 @@ pub use deferred::{DeferredRow, DeferredStatus};
 pub use dialect::{number_placeholders, Dialect};
 pub use error::{transient, LedgerError};
 pub use error_log::ErrorRecord;
-pub use jobs::{Job, JobStatus};
+pub use jobs::{Job, JobStatus, RunningJob};
 pub use locks::IsolationLock;
 pub use native::{Conn, NativePool};
 pub use runs::{Claim, Finish, LedgerRow, Status};

@@ -11,7 +11,7 @@ use super::view::STATUSES;
 use super::Shared;
 use crate::ledger::{JobStatus, Status};
 
-const JOB_STATES: [JobStatus; 5] = [
+pub(crate) const JOB_STATES: [JobStatus; 5] = [
     JobStatus::Blocked,
     JobStatus::Queued,
     JobStatus::Running,
@@ -114,15 +114,7 @@ async fn render(state: &Shared) -> Result<String, crate::SequencerError> {
         "gauge",
         "Jobs of each queue by state.",
     );
-    let mut queues = vec![crate::DEFAULT_QUEUE];
-    for d in seq.registry().operations() {
-        if d.meta.asynchronous {
-            let q = d.meta.queue.unwrap_or(crate::DEFAULT_QUEUE);
-            if !queues.contains(&q) {
-                queues.push(q);
-            }
-        }
-    }
+    let queues = super::queues::names(seq);
     for q in queues {
         let counts = seq.ledger().job_counts(q).await?;
         for s in JOB_STATES {

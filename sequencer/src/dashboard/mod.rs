@@ -32,6 +32,7 @@ mod graph;
 mod live;
 mod metrics;
 mod pages;
+mod queues;
 mod security;
 
 pub use security::bind_allowed;
@@ -142,6 +143,7 @@ pub fn router_with(seq: Sequencer, opts: DashboardOptions) -> Router {
         )
         .route("/graph", get(graph::page))
         .route("/audit", get(audit::page))
+        .route("/queues", get(queues::page))
         .route("/events", get(live::events))
         .route("/metrics", get(metrics::metrics))
         .route("/assets/app.js", get(view::script))
