@@ -312,6 +312,32 @@ async fn the_dashboard_shows_and_steers_operations() {
             "{n}: the script"
         );
 
+        // The plan: what `process` would run now (the failed b and d again, and e; not a, done, nor c, running);
+        // none has a rollback.
+        let plan = get(port, "/admin/ops/plan").await;
+        assert_eq!(plan.status, 200, "{n}");
+        assert!(
+            plan.body.contains("3 operation(s) due"),
+            "{n}: {}",
+            plan.body
+        );
+        for name in [B, D, E] {
+            assert!(
+                plan.body.contains(&format!(">{name}</a>")),
+                "{n}: {name} planned"
+            );
+        }
+        for name in [A, C] {
+            assert!(
+                !plan.body.contains(&format!(">{name}</a>")),
+                "{n}: {name} not planned"
+            );
+        }
+        assert!(
+            plan.body.contains("<strong>none</strong>"),
+            "{n}: no rollback flagged"
+        );
+
         // Queues and workers.
         assert!(
             seq.ledger()

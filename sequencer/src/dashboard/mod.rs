@@ -32,6 +32,7 @@ mod graph;
 mod live;
 mod metrics;
 mod pages;
+mod plan;
 mod queues;
 mod security;
 
@@ -144,6 +145,7 @@ pub fn router_with(seq: Sequencer, opts: DashboardOptions) -> Router {
         .route("/graph", get(graph::page))
         .route("/audit", get(audit::page))
         .route("/queues", get(queues::page))
+        .route("/plan", get(plan::page))
         .route("/events", get(live::events))
         .route("/metrics", get(metrics::metrics))
         .route("/assets/app.js", get(view::script))

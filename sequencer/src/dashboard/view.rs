@@ -40,6 +40,7 @@ pub(crate) fn page(base: &str, title: &str, body: Markup) -> Html<String> {
                 nav {
                     a.brand href={ (home(base)) } { "sequencer" }
                     a href={ (home(base)) } { "Operations" }
+                    a href={ (base) "/plan" } { "Plan" }
                     a href={ (base) "/graph" } { "Graph" }
                     a href={ (base) "/queues" } { "Queues" }
                     a href={ (base) "/audit" } { "Audit log" }
