@@ -893,3 +893,38 @@ async fn the_metrics_router_serves_only_metrics() {
     cleanup(&seq, &p, &[]).await;
     remove(&file);
 }
+
+/// The operations list shows 200 operations a page, with links that keep the filters.
+#[tokio::test]
+async fn the_operations_list_is_paginated() {
+    let (b, file) = sqlite();
+    let p = prefix();
+    let registry = sequencer_tests::work_ops::ops::registry();
+    let seq = build(&b, builder(&b, &p, registry)).await;
+    let port = serve(dashboard::router(seq.clone())).await;
+    let first = get(port, "/admin/ops?status=pending").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body.matches("<tr data-op=").count(), 200);
+    assert!(
+        first.body.contains("Page 1 of 5 (1000 operations)"),
+        "{}",
+        first.body
+    );
+    assert!(
+        first
+            .body
+            .contains("href=\"/admin/ops?status=pending&amp;tag=&amp;q=&amp;page=1\""),
+        "the next page keeps the filter"
+    );
+    let last = get(port, "/admin/ops?status=pending&page=4").await;
+    assert!(last.body.contains("Page 5 of 5"));
+    assert_eq!(last.body.matches("<tr data-op=").count(), 200);
+    assert!(!last.body.contains("next →"));
+    let beyond = get(port, "/admin/ops?page=99").await;
+    assert!(
+        beyond.body.contains("Page 5 of 5"),
+        "a page past the end shows the last"
+    );
+    cleanup(&seq, &p, &[]).await;
+    remove(&file);
+}

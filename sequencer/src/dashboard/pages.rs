@@ -28,6 +28,26 @@ pub(crate) struct Filters {
     /// What an action just did (a fixed code, shown as a fixed sentence).
     #[serde(default)]
     done: String,
+    /// Which page of the matching operations, from 0 ([`PAGE`] a page).
+    #[serde(default)]
+    page: usize,
+}
+
+/// Operations a page of the operations list shows.
+const PAGE: usize = 200;
+
+impl Filters {
+    /// The list's URL for another page, with the same filters.
+    fn page_url(&self, base: &str, page: usize) -> String {
+        let query = serde_urlencoded::to_string([
+            ("status", self.status.as_str()),
+            ("tag", self.tag.as_str()),
+            ("q", self.q.as_str()),
+            ("page", page.to_string().as_str()),
+        ])
+        .unwrap_or_default();
+        format!("{}?{query}", super::home(base))
+    }
 }
 
 impl Filters {
@@ -96,10 +116,14 @@ pub(crate) async fn operations(
         }
     }
     tags.sort_unstable();
-    let shown: Vec<&StatusEntry> = entries
+    let matching: Vec<&StatusEntry> = entries
         .iter()
         .filter(|e| filters.keep(e, encrypted(&state, &e.name)))
         .collect();
+    let pages = matching.len().div_ceil(PAGE).max(1);
+    let page = filters.page.min(pages - 1);
+    let shown =
+        &matching[(page * PAGE).min(matching.len())..((page + 1) * PAGE).min(matching.len())];
     let actions = state.opts.actions_enabled();
     let body = html! {
         h1 { "Operations" }
@@ -133,10 +157,17 @@ pub(crate) async fn operations(
                 th { "Duration" } th { "Tags" } th { "Progress" } th { "Last error" }
             } }
             tbody {
-                @for e in &shown { (row(&base, e, encrypted(&state, &e.name))) }
+                @for e in shown { (row(&base, e, encrypted(&state, &e.name))) }
             }
         }
         @if shown.is_empty() { p.muted { "No operation matches." } }
+        @if pages > 1 {
+            p.pages {
+                "Page " (page + 1) " of " (pages) " (" (matching.len()) " operations) "
+                @if page > 0 { a href=(filters.page_url(&base, page - 1)) { "← previous" } " " }
+                @if page + 1 < pages { a href=(filters.page_url(&base, page + 1)) { "next →" } }
+            }
+        }
     };
     view::page(&base, "Operations", body).into_response()
 }
