@@ -202,6 +202,8 @@ pub use sqlx;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 
 /// The calling crate's name, version and description from its `Cargo.toml`, as an [`AppInfo`] for
 /// [`SequencerBuilder::app`], so that the CLI's `--version` and `--help` show the application's.
@@ -242,6 +244,7 @@ pub mod testing;
 /// | [`testing`](crate::guides::testing) | testing your operations |
 /// | [`cli`](crate::guides::cli) | every command, flag, environment variable and exit code |
 /// | [`ledger_schema`](crate::guides::ledger_schema) | the ledger's tables, columns and statuses |
+/// | `dashboard` (feature `dashboard`) | the web dashboard, its actions and security, and `/metrics` |
 #[allow(clippy::needless_doctest_main)] // the guides show whole programs, `fn main` included
 pub mod guides {
     #[doc = include_str!("../../docs/getting-started.md")]
@@ -263,6 +266,9 @@ pub mod guides {
     pub mod cli {}
     #[doc = include_str!("../../docs/ledger-schema.md")]
     pub mod ledger_schema {}
+    #[cfg(feature = "dashboard")]
+    #[doc = include_str!("../../docs/dashboard.md")]
+    pub mod dashboard {}
 }
 
 /// The README's snippets, compiled as doc tests.

@@ -119,7 +119,8 @@ async fn status_shows_queued_and_blocked_jobs() {
         seq.process(&opts)
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", b.name));
-        let jobs: Vec<(String, Option<(JobStatus, Vec<String>)>)> = seq
+        type Job = Option<(JobStatus, Vec<String>)>;
+        let jobs: Vec<(String, Job)> = seq
             .status()
             .await
             .unwrap()

@@ -528,6 +528,7 @@ mod ledger_schema {
         assert_eq!(
             tables,
             [
+                "billing_seq_audit",
                 "billing_seq_batches",
                 "billing_seq_checkpoints",
                 "billing_seq_deferred",

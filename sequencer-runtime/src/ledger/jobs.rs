@@ -48,6 +48,23 @@ pub struct OpenJob {
     pub blocked_by: Vec<String>,
 }
 
+/// A job a worker holds: see [`Ledger::running_jobs`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunningJob {
+    /// The operation's ledger name.
+    pub name: String,
+    /// The operation's run.
+    pub run: i64,
+    /// Its queue.
+    pub queue: String,
+    /// `host:pid:<random>` of the worker holding it.
+    pub worker: Option<String>,
+    /// Until when the worker's claim holds without a heartbeat (Unix milliseconds, the database's clock).
+    pub lease_until: Option<i64>,
+    /// How often it was taken.
+    pub attempts: i64,
+}
+
 /// One claimed job of the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -475,6 +492,32 @@ impl Ledger {
         };
         query.execute(&self.pool).await.map_err(q("end a job"))?;
         Ok(())
+    }
+
+    /// The jobs workers hold now (`running`), oldest first: who holds each, and until when.
+    pub async fn running_jobs(&self) -> Result<Vec<RunningJob>, LedgerError> {
+        let jobs = self.table("jobs");
+        let sql = self.dialect.sql(format!(
+            "SELECT name, run, queue, worker, lease_until, attempts FROM {jobs} WHERE status = ? ORDER BY id"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(JobStatus::Running.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read the running jobs"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunningJob {
+                    name: r.try_get(0)?,
+                    run: r.try_get(1)?,
+                    queue: r.try_get(2)?,
+                    worker: r.try_get(3)?,
+                    lease_until: r.try_get(4)?,
+                    attempts: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q("read the running jobs"))
     }
 
     /// How many jobs of a queue are in each status.

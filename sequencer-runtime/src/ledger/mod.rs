@@ -5,10 +5,11 @@
 // adds an `impl Ledger` block, with every statement written beside the method that runs it and built by
 // `Dialect::sql` (numbered for PostgreSQL there): runs.rs (operations, batches), recovery.rs (recovery of dead
 // claims, renewals, rollback claims), progress.rs (a running operation's progress, checkpoint and cancellation),
-// error_log.rs (errors), native.rs (the backend's own pool, and the connections of either kind a `transaction`
+// error_log.rs (errors), audit.rs (the dashboard's audit log), native.rs (the backend's own pool, and the connections of either kind a `transaction`
 // operation's statements run on), locks.rs (locks, rate_limits, throttles, the isolation lock), jobs.rs, deferred.rs;
 // schema.rs creates them all.
 
+mod audit;
 pub(crate) mod connection;
 pub(crate) mod deferred;
 pub(crate) mod dialect;
@@ -22,6 +23,7 @@ mod recovery;
 pub(crate) mod runs;
 mod schema;
 
+pub use audit::{AuditEntry, AuditRecord};
 pub use connection::{
     new_claim_token, now_ms, pid_namespace, process_alive, redact, Ledger, Owner,
     DEFAULT_MAX_CONNECTIONS, TABLES,
@@ -30,7 +32,7 @@ pub use deferred::{DeferredRow, DeferredStatus};
 pub use dialect::{number_placeholders, Dialect};
 pub use error::{transient, LedgerError};
 pub use error_log::ErrorRecord;
-pub use jobs::{Job, JobStatus, OpenJob};
+pub use jobs::{Job, JobStatus, OpenJob, RunningJob};
 pub use locks::IsolationLock;
 pub use native::{Conn, NativePool};
 pub use runs::{Claim, Finish, LedgerRow, Status};

@@ -170,6 +170,22 @@ const MIGRATIONS: &[Migration] = &[
         // A job queued before the operations it must follow have ended waits as `blocked`, naming them.
         statements: &[All("ALTER TABLE {jobs} ADD COLUMN blocked_by TEXT NULL")],
     },
+    Migration {
+        version: 8,
+        // The append-only log of what people did by hand through the dashboard.
+        statements: &[All("CREATE TABLE IF NOT EXISTS {audit} (
+                {id},
+                created_at BIGINT NOT NULL,
+                actor VARCHAR(255) NOT NULL,
+                action VARCHAR(32) NOT NULL,
+                target VARCHAR(191) NULL,
+                outcome VARCHAR(16) NOT NULL,
+                before_status VARCHAR(16) NULL,
+                after_status VARCHAR(16) NULL,
+                reason TEXT NULL,
+                detail TEXT NULL
+            ){options}")],
+    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
@@ -324,7 +340,7 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),

@@ -174,6 +174,10 @@ pub(super) enum Command {
         /// worker's jobs return to the queue after this.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         lease: u64,
+        /// Serve `GET /metrics` (Prometheus text format) on this address while working, e.g. 127.0.0.1:9187.
+        #[cfg(feature = "dashboard")]
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Delete ended jobs (done or failed) and ended deferred operations (completed or failed) older than a duration.
     Prune {
@@ -186,6 +190,16 @@ pub(super) enum Command {
         /// At most this many.
         #[arg(long)]
         limit: Option<usize>,
+    },
+    /// Serve the web dashboard (and `/metrics`); actions need $SEQUENCER_DASHBOARD_TOKEN.
+    #[cfg(feature = "dashboard")]
+    Serve {
+        /// Address to listen on; one other than loopback needs $SEQUENCER_DASHBOARD_TOKEN.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// Refuse every action, even with the token.
+        #[arg(long)]
+        read_only: bool,
     },
     /// Draw the dependency graph with waves, the critical path and each operation's status.
     Graph {

@@ -16,6 +16,8 @@ mod make;
 mod manage;
 mod output;
 mod process;
+#[cfg(feature = "dashboard")]
+mod serve;
 mod work;
 
 /// Runs the CLI over a registry and returns the exit code: `fn main() -> ExitCode { sequencer::cli::run(ops::registry()) }`.
@@ -199,7 +201,13 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             until_idle,
             grace,
             lease,
+            #[cfg(feature = "dashboard")]
+            metrics,
         } => {
+            #[cfg(feature = "dashboard")]
+            if let Some(addr) = metrics {
+                serve::metrics(seq, addr).await?;
+            }
             let opts = WorkOptions {
                 queue,
                 concurrency: usize::from(concurrency),
@@ -228,5 +236,7 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
         }
         Command::Scheduled { watch } => process::scheduled(seq, watch).await,
         Command::Graph { format } => inspect::graph(seq, &format).await,
+        #[cfg(feature = "dashboard")]
+        Command::Serve { bind, read_only } => serve::serve(seq, bind, read_only).await,
     }
 }

@@ -48,7 +48,7 @@ fn tokio_util_token() -> CancellationToken {
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
-async fn wait_for_stop_signal() {
+pub(super) async fn wait_for_stop_signal() {
     #[cfg(unix)]
     {
         let mut term =

@@ -1,0 +1,371 @@
+//! The actions: a confirmation page (`GET`) and the action itself (`POST`), which passes
+//! [`authorize`](super::security::authorize) before anything else.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+
+use super::pages::ACTIONS;
+use super::security::{authorize, Refusal};
+use super::{base, home, segment, view, Shared};
+use crate::ledger::{AuditEntry, Status};
+use crate::{Cascade, ProcessOptions, RollbackTarget};
+
+/// One operation's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Retry,
+    Cancel,
+    Rollback,
+    Complete,
+    Skip,
+    Forget,
+}
+
+impl Action {
+    fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "retry" => Action::Retry,
+            "cancel" => Action::Cancel,
+            "rollback" => Action::Rollback,
+            "complete" => Action::Complete,
+            "skip" => Action::Skip,
+            "forget" => Action::Forget,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Action::Retry => "retry",
+            Action::Cancel => "cancel",
+            Action::Rollback => "rollback",
+            Action::Complete => "complete",
+            Action::Skip => "skip",
+            Action::Forget => "forget",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        ACTIONS
+            .iter()
+            .find(|(a, _)| *a == self.name())
+            .map_or("", |(_, l)| l)
+    }
+
+    /// What it does, in the confirmation.
+    fn explain(self) -> &'static str {
+        match self {
+            Action::Retry => "Runs the failed (or interrupted, or stale) operation again, now, in this process.",
+            Action::Cancel => "Asks the running operation to stop at its next checkpoint; it is recorded interrupted.",
+            Action::Rollback => "Runs the operation's rollback. Refused if completed operations depend on it.",
+            Action::Complete => "Records the operation completed without running it.",
+            Action::Skip => "Records the operation skipped without running it.",
+            Action::Forget => "Deletes the operation's rows from the ledger: the next `process` runs it again.",
+        }
+    }
+}
+
+/// The fields of an action's form: `token`; for the audit log `actor` and `reason`; `expected`, the status the
+/// page showed (an action on a view that went stale is refused).
+#[derive(Debug, Default)]
+struct Fields {
+    token: Option<String>,
+    actor: Option<String>,
+    reason: Option<String>,
+    /// The operation's status on the page the action was taken from.
+    expected: Option<String>,
+}
+
+impl Fields {
+    fn parse(body: &[u8]) -> Fields {
+        let mut out = Fields::default();
+        let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default();
+        for (k, v) in pairs {
+            let v = Some(v).filter(|v| !v.trim().is_empty());
+            match k.as_str() {
+                "token" => out.token = v,
+                "actor" => out.actor = v.map(|a| a.chars().take(255).collect()),
+                "reason" => out.reason = v,
+                "expected" => out.expected = v,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn actor(&self) -> &str {
+        self.actor.as_deref().unwrap_or("dashboard")
+    }
+}
+
+/// The status of an operation's latest run, as `status` lists it.
+async fn status_of(state: &Shared, name: &str) -> Option<String> {
+    let entries = state.seq.status().await.ok()?;
+    let name = state.seq.find(name).map_or(name, |d| d.meta.name);
+    entries
+        .into_iter()
+        .find(|e| e.name == name)
+        .map(|e| e.status.as_str().to_owned())
+}
+
+/// Appends an action to the ledger's audit log; a failure to write it is reported, not hidden.
+async fn audit(state: &Shared, entry: AuditEntry<'_>) -> Result<(), String> {
+    state
+        .seq
+        .ledger()
+        .record_action(&entry)
+        .await
+        .map_err(|e| format!("the action was taken, but the audit log could not be written: {e}"))
+}
+
+fn refused(state: &Shared, base: &str, action: &'static str, r: Refusal) -> Response {
+    state.count_action(action, "refused");
+    view::message(base, r.status(), "Refused", r.message())
+}
+
+/// A confirmation form; `expected` is the operation's status as drawn, sent back so that an action on a view that
+/// went stale is refused.
+fn confirmation(
+    base: &str,
+    path: &str,
+    title: &str,
+    explain: &str,
+    button: &str,
+    expected: Option<&str>,
+) -> Response {
+    let body = html! {
+        h1 { (title) }
+        p { (explain) }
+        @if let Some(status) = expected { p { "It is " strong { (status) } " now." } }
+        form.confirm method="post" action=(path) {
+            @if let Some(status) = expected { input type="hidden" name="expected" value=(status); }
+            p { label { "Token " input type="password" name="token" autocomplete="off" required; } }
+            p { label { "Your name " input type="text" name="actor" maxlength="255"; } }
+            p { label { "Reason " input type="text" name="reason"; } }
+            button type="submit" { (button) }
+            " "
+            a href={ (home(base)) } { "Cancel" }
+        }
+    };
+    view::page(base, title, body).into_response()
+}
+
+/// `GET /op/{name}/{action}`: asks for confirmation (and the token).
+pub(crate) async fn confirm(
+    State(state): State<Shared>,
+    original: OriginalUri,
+    uri: Uri,
+    Path((name, action)): Path<(String, String)>,
+) -> Response {
+    let base = base(&original, &uri);
+    let Some(action) = Action::parse(&action) else {
+        return view::message(&base, StatusCode::NOT_FOUND, "Not found", "No such action.");
+    };
+    if state.opts.read_only {
+        return view::message(
+            &base,
+            StatusCode::FORBIDDEN,
+            "Refused",
+            Refusal::ReadOnly.message(),
+        );
+    }
+    if !state.opts.has_token() {
+        let r = Refusal::NoTokenConfigured;
+        return view::message(&base, r.status(), "Refused", r.message());
+    }
+    let path = format!("{base}/op/{}/{}", segment(&name), action.name());
+    let title = format!("{} {name}?", action.label());
+    let expected = status_of(&state, &name).await;
+    confirmation(
+        &base,
+        &path,
+        &title,
+        action.explain(),
+        action.label(),
+        expected.as_deref(),
+    )
+}
+
+/// `POST /op/{name}/{action}`: the action, once authorised; `303` to the operation's page when done.
+pub(crate) async fn act(
+    State(state): State<Shared>,
+    original: OriginalUri,
+    uri: Uri,
+    Path((name, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let base = base(&original, &uri);
+    let Some(action) = Action::parse(&action) else {
+        return view::message(&base, StatusCode::NOT_FOUND, "Not found", "No such action.");
+    };
+    let fields = Fields::parse(&body);
+    if let Err(r) = authorize(&state.opts, &headers, fields.token.as_deref()) {
+        return refused(&state, &base, action.name(), r);
+    }
+    let before = status_of(&state, &name).await;
+    let result = match (&fields.expected, &before) {
+        (Some(drawn), Some(now)) if drawn != now => Err(format!(
+            "`{name}` is {now}, no longer {drawn} as on the page you acted from: look again, then decide"
+        )),
+        _ => run(&state, action, &name).await,
+    };
+    let after = match (&result, action) {
+        (Ok(_), Action::Retry) => Some("started".to_owned()),
+        _ => status_of(&state, &name).await,
+    };
+    let target = state.seq.find(&name).map_or(name.as_str(), |d| d.meta.name);
+    let logged = audit(
+        &state,
+        AuditEntry {
+            actor: fields.actor(),
+            action: action.name(),
+            target: Some(target),
+            outcome: if result.is_ok() { "ok" } else { "error" },
+            before: before.as_deref(),
+            after: after.as_deref(),
+            reason: fields.reason.as_deref(),
+            detail: result.as_ref().err().map(String::as_str),
+        },
+    )
+    .await;
+    match result.and_then(|name| logged.map(|()| name)) {
+        Ok(name) => {
+            state.count_action(action.name(), "ok");
+            let to = format!("{base}/op/{}?done={}", segment(&name), action.name());
+            Redirect::to(&to).into_response()
+        }
+        Err(text) => {
+            state.count_action(action.name(), "error");
+            view::message(&base, StatusCode::CONFLICT, "Not done", &text)
+        }
+    }
+}
+
+/// Takes the action; returns the operation's ledger name, or why it was not done.
+async fn run(state: &Shared, action: Action, name: &str) -> Result<String, String> {
+    let seq = &state.seq;
+    let def = seq.find(name).map_err(|e| e.to_string())?;
+    let name = def.meta.name;
+    match action {
+        Action::Retry => {
+            // Checked here so that the refusal is shown; the retry itself runs on after the response.
+            let status = seq
+                .status()
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|e| e.name == name)
+                .map_or(Status::Pending, |e| e.status);
+            if !matches!(status, Status::Failed | Status::Interrupted | Status::Stale) {
+                return Err(format!(
+                    "`{name}` is {status}, not failed, interrupted or stale: nothing to retry"
+                ));
+            }
+            let seq = seq.clone();
+            tokio::spawn(async move {
+                if let Err(e) = seq.retry(name).await {
+                    eprintln!("dashboard: retry {name}: {e}");
+                }
+            });
+        }
+        Action::Cancel => {
+            if !seq
+                .cancel_operation(name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("`{name}` is not running: nothing to cancel"));
+            }
+        }
+        Action::Rollback => {
+            let report = seq
+                .rollback_with(&RollbackTarget::Op(name.to_owned()), Cascade::Refuse)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some((_, e)) = report.rollback_failures.first() {
+                return Err(format!("the rollback of `{name}` failed: {e}"));
+            }
+            if report.rolled_back.is_empty() {
+                return Err(format!("`{name}` has nothing to roll back"));
+            }
+        }
+        Action::Complete => seq
+            .mark(name, Status::Completed)
+            .await
+            .map_err(|e| e.to_string())?,
+        Action::Skip => seq
+            .mark(name, Status::Skipped)
+            .await
+            .map_err(|e| e.to_string())?,
+        Action::Forget => {
+            seq.forget(name).await.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(name.to_owned())
+}
+
+/// `GET /process`: asks for confirmation of a run of every pending operation.
+pub(crate) async fn confirm_process(
+    State(state): State<Shared>,
+    original: OriginalUri,
+    uri: Uri,
+) -> Response {
+    let base = base(&original, &uri);
+    if let Some(r) = (!state.opts.actions_enabled()).then_some(if state.opts.read_only {
+        Refusal::ReadOnly
+    } else {
+        Refusal::NoTokenConfigured
+    }) {
+        return view::message(&base, r.status(), "Refused", r.message());
+    }
+    let path = format!("{base}/process");
+    confirmation(
+        &base,
+        &path,
+        "Run every pending operation?",
+        "Runs `process` here, with the application's orchestrator: every due operation, in order.",
+        "Run pending",
+        None,
+    )
+}
+
+/// `POST /process`: runs every pending operation, after the response; `303` to the operations.
+pub(crate) async fn process(
+    State(state): State<Shared>,
+    original: OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let base = base(&original, &uri);
+    let fields = Fields::parse(&body);
+    if let Err(r) = authorize(&state.opts, &headers, fields.token.as_deref()) {
+        return refused(&state, &base, "process", r);
+    }
+    let entry = AuditEntry {
+        actor: fields.actor(),
+        action: "process",
+        target: None,
+        outcome: "ok",
+        before: None,
+        after: Some("started"),
+        reason: fields.reason.as_deref(),
+        detail: None,
+    };
+    if let Err(text) = audit(&state, entry).await {
+        state.count_action("process", "error");
+        return view::message(&base, StatusCode::CONFLICT, "Not done", &text);
+    }
+    state.count_action("process", "ok");
+    let seq = state.seq.clone();
+    tokio::spawn(async move {
+        if let Err(e) = seq.process(&ProcessOptions::default()).await {
+            eprintln!("dashboard: process: {e}");
+        }
+    });
+    Redirect::to(&format!("{}?done=process", home(&base))).into_response()
+}

@@ -1,0 +1,155 @@
+//! `GET /metrics`: the Prometheus text exposition format, written by hand (a few gauges and one counter).
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::view::STATUSES;
+use super::Shared;
+use crate::ledger::{JobStatus, Status};
+
+pub(crate) const JOB_STATES: [JobStatus; 5] = [
+    JobStatus::Blocked,
+    JobStatus::Queued,
+    JobStatus::Running,
+    JobStatus::Done,
+    JobStatus::Failed,
+];
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
+    match render(&state).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the ledger could not be read: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// A label value, escaped as the format requires (backslash, double quote, line feed).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn help(out: &mut String, name: &str, kind: &str, text: &str) {
+    let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+}
+
+async fn render(state: &Shared) -> Result<String, crate::SequencerError> {
+    let seq = &state.seq;
+    let entries = seq.status().await?;
+    let mut out = String::new();
+
+    help(
+        &mut out,
+        "sequencer_operations",
+        "gauge",
+        "Operations by the state of their latest run.",
+    );
+    let mut counts: HashMap<Status, u64> = HashMap::new();
+    for e in &entries {
+        *counts.entry(e.status).or_default() += 1;
+    }
+    for s in STATUSES {
+        let n = counts.get(&s).copied().unwrap_or(0);
+        let _ = writeln!(out, "sequencer_operations{{state=\"{}\"}} {n}", s.as_str());
+    }
+
+    let running: Vec<_> = entries
+        .iter()
+        .filter(|e| e.status == Status::Running)
+        .collect();
+    help(
+        &mut out,
+        "sequencer_operation_progress_ratio",
+        "gauge",
+        "Progress of each running operation that reports one (ctx.progress), from 0 to 1.",
+    );
+    for e in &running {
+        if let (Some(done), Some(total)) = (e.progress_done, e.progress_total) {
+            if total > 0 {
+                let ratio = (done as f64 / total as f64).clamp(0.0, 1.0);
+                let _ = writeln!(
+                    out,
+                    "sequencer_operation_progress_ratio{{operation=\"{}\"}} {ratio}",
+                    label(&e.name)
+                );
+            }
+        }
+    }
+    help(
+        &mut out,
+        "sequencer_operation_eta_seconds",
+        "gauge",
+        "Estimated seconds left of each running operation, at its rate so far.",
+    );
+    for e in &running {
+        if let Some(eta) = e.eta_ms {
+            let _ = writeln!(
+                out,
+                "sequencer_operation_eta_seconds{{operation=\"{}\"}} {}",
+                label(&e.name),
+                eta as f64 / 1000.0
+            );
+        }
+    }
+
+    help(
+        &mut out,
+        "sequencer_queue_jobs",
+        "gauge",
+        "Jobs of each queue by state.",
+    );
+    let queues = super::queues::names(seq);
+    for q in queues {
+        let counts = seq.ledger().job_counts(q).await?;
+        for s in JOB_STATES {
+            let n = counts.get(&s).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "sequencer_queue_jobs{{queue=\"{}\",state=\"{}\"}} {n}",
+                label(q),
+                s.as_str()
+            );
+        }
+    }
+
+    help(&mut out, "sequencer_dashboard_actions_total", "counter",
+        "Actions asked of this dashboard since it started, by action and outcome (ok, refused, error).");
+    let actions: Vec<((&str, &str), u64)> = state
+        .actions
+        .lock()
+        .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
+        .unwrap_or_default();
+    let mut actions = actions;
+    actions.sort_unstable();
+    for ((action, outcome), n) in actions {
+        let _ = writeln!(
+            out,
+            "sequencer_dashboard_actions_total{{action=\"{action}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(super::label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
