@@ -51,6 +51,25 @@ pub enum Event {
         /// Attempt number, from 1.
         attempt: u32,
     },
+    /// A running operation holds at a checkpoint after `pause NAME`, until `resume NAME`.
+    OperationPaused {
+        /// Ledger name.
+        name: String,
+    },
+    /// A paused operation goes on after `resume NAME`.
+    OperationResumed {
+        /// Ledger name.
+        name: String,
+        /// How long it held, milliseconds.
+        paused_ms: u64,
+    },
+    /// An operation's `throttle_on` condition held it back at a checkpoint; it goes on now.
+    OperationThrottled {
+        /// Ledger name.
+        name: String,
+        /// How long it backed off, milliseconds.
+        throttled_ms: u64,
+    },
     /// An operation reported progress.
     OperationProgress {
         /// Ledger name.

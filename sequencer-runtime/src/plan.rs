@@ -424,6 +424,9 @@ mod tests {
             progress_done: None,
             progress_total: None,
             cancel_requested: false,
+            pause_requested: 0,
+            throttled_since: None,
+            throttled_ms: None,
         }
     }
 

@@ -383,6 +383,7 @@ impl Env {
             run,
             token: op.token.clone(),
             events: self.events.clone(),
+            throttle_on: def.throttle_on,
         });
         Ctx::new(
             &def.meta,

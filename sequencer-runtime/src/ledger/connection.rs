@@ -22,6 +22,7 @@ pub const TABLES: &[&str] = &[
     "deferred",
     "jobs",
     "checkpoints",
+    "logs",
 ];
 
 /// The ledger pool's size unless set with `SequencerBuilder::max_connections`.

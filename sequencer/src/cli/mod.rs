@@ -164,11 +164,20 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
         Command::Process(p) => process::process(seq, p).await,
         Command::Execute { name, no_record } => process::execute(seq, &name, no_record).await,
         Command::Status {
+            name: Some(name),
+            json,
+            ..
+        } => inspect::status_of(seq, &name, json).await,
+        Command::Status {
+            name: None,
             pending,
             failed,
             completed,
             json,
         } => inspect::status(seq, pending, failed, completed, json).await,
+        Command::Pause { name } => manage::pause(seq, &name).await,
+        Command::Resume { name } => manage::resume(seq, &name).await,
+        Command::Logs { name, follow, json } => inspect::logs(seq, &name, follow, json).await,
         Command::Rollback {
             batch,
             step,
