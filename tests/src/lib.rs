@@ -10,6 +10,7 @@ pub mod mig_ops;
 pub mod order_ops;
 pub mod par_ops;
 pub mod policy_ops;
+pub mod stuck_ops;
 pub mod tx_ops;
 pub mod work_ops;
 

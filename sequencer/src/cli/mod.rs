@@ -1,7 +1,8 @@
 //! The command line of the application's own binary: `fn main() -> ExitCode { sequencer::cli::run(ops::registry()) }`.
 //!
 //! Exit codes: 0 ok, 1 an operation failed, 2 usage or configuration error (the message says how to fix it),
-//! 3 the isolation lock is held by another process.
+//! 3 the isolation lock is held by another process, 4 an operation was cancelled, 5 an operation hit its hard
+//! timeout (see [`crate::SequencerBuilder::hard_timeout_grace`]).
 
 use std::process::ExitCode;
 
@@ -125,6 +126,10 @@ async fn main(mut builder: SequencerBuilder, cli: Cli) -> ExitCode {
     if let Command::Work { lease, .. } = &cli.command {
         // A worker's claims on operations expire as fast as its claims on jobs.
         builder = builder.lease(std::time::Duration::from_secs((*lease).max(1)));
+    }
+    // A stuck operation (blocking code its timeout cannot abort) ends the process for its supervisor to restart.
+    if builder.configured_hard_timeout_grace().is_none() {
+        builder = builder.hard_timeout_grace(crate::DEFAULT_HARD_TIMEOUT_GRACE);
     }
     let seq = match builder.build().await {
         Ok(s) => s,
