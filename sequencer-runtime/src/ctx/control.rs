@@ -62,7 +62,7 @@ impl Ctx {
         on_row!(self, rec, |on| rec
             .ledger
             .append_log(on, name, run, &stored));
-        if (self.log_lines.fetch_add(1, Ordering::Relaxed) + 1) % LOG_TRIM_EVERY == 0 {
+        if (self.log_lines.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(LOG_TRIM_EVERY) {
             on_row!(self, rec, |on| rec.ledger.trim_logs(on, name, run));
         }
         Ok(())

@@ -8,8 +8,8 @@ use super::dialect::text;
 use super::error::{q, LedgerError};
 use super::native::{Arg, Conn};
 
-/// How many lines of each run the ledger keeps: older ones are deleted as the run writes (every
-/// [`LOG_TRIM_EVERY`] lines, so a run holds at most `LOG_LINES_KEPT + LOG_TRIM_EVERY` for a moment).
+/// How many lines of each run the ledger keeps: older ones are deleted as the run writes (every 100th line, so
+/// a run holds up to 1,099 for a moment).
 pub const LOG_LINES_KEPT: u64 = 1_000;
 
 /// Every how many lines a run's oldest are trimmed.
