@@ -193,6 +193,10 @@ async fn throttle_on_holds_a_run_back_while_it_returns_true() {
         assert_eq!(held, [0], "{}", b.name);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(items(&pool, &p).await, held, "{}: held back", b.name);
+        // `logs --follow` prints the lines as they come, and ends with the run.
+        let follow = seqckpt(&b, &p, &["logs", "c_items", "--follow"], "0")
+            .spawn()
+            .expect("follow");
         std::fs::remove_file(&flag).expect("remove the throttle file");
         let out = child.wait_with_output().expect("wait");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -206,6 +210,14 @@ async fn throttle_on_holds_a_run_back_while_it_returns_true() {
             items(&pool, &p).await,
             (0..40).collect::<Vec<i64>>(),
             "{}",
+            b.name
+        );
+        let followed = follow.wait_with_output().expect("follow ends with the run");
+        let followed = String::from_utf8_lossy(&followed.stdout);
+        assert_eq!(followed.lines().count(), 40, "{}: {followed}", b.name);
+        assert!(
+            followed.ends_with("  handled item 39\n"),
+            "{}: {followed}",
             b.name
         );
         let (_, status, _) = cli(&b, &p, &["status"]);
