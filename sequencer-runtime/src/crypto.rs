@@ -230,6 +230,11 @@ pub mod place {
         format!("errors|{name}|{run}|{attempt}|{column}")
     }
 
+    /// A run's log line (`ctx.log`).
+    pub fn log(name: &str, run: i64) -> String {
+        format!("logs|{name}|{run}")
+    }
+
     /// A run's checkpoint.
     pub fn checkpoint(name: &str, run: i64) -> String {
         format!("checkpoints|{name}|{run}")

@@ -55,6 +55,31 @@ pub enum Event {
         /// Attempt number, from 1.
         attempt: u32,
     },
+    /// A running operation holds at a checkpoint after `pause NAME`, until `resume NAME`.
+    OperationPaused {
+        /// How the run was started.
+        via: Via,
+        /// Ledger name.
+        name: String,
+    },
+    /// A paused operation goes on after `resume NAME`.
+    OperationResumed {
+        /// How the run was started.
+        via: Via,
+        /// Ledger name.
+        name: String,
+        /// How long it held, milliseconds.
+        paused_ms: u64,
+    },
+    /// An operation's `throttle_on` condition held it back at a checkpoint; it goes on now.
+    OperationThrottled {
+        /// How the run was started.
+        via: Via,
+        /// Ledger name.
+        name: String,
+        /// How long it backed off, milliseconds.
+        throttled_ms: u64,
+    },
     /// An operation reported progress.
     OperationProgress {
         /// How the run was started: `process`, `migrate`, a worker, `execute`, `retry`, `rollback`.

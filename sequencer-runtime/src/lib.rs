@@ -39,6 +39,7 @@ pub use crate::deferred::DeferredReport;
 pub use crate::error::SequencerError;
 pub use crate::events::{Event, Via};
 pub use crate::executor::layer::{Layer, Next};
+pub use crate::executor::watchdog::{DEFAULT_HARD_TIMEOUT_GRACE, HARD_TIMEOUT_EXIT};
 pub use crate::migrate::MigrateReport;
 pub use crate::options::{
     only_environments, only_hosts, AppInfo, Cascade, Guard, Limit, LockWait, ProcessOptions,

@@ -50,6 +50,8 @@ pub struct OperationDef {
     pub should_run: Option<Condition>,
     /// `execute_at = f`.
     pub execute_at: Option<DueTime>,
+    /// `throttle_on = f`: checked at each `ctx.checkpoint(..)`; the run backs off while it returns true.
+    pub throttle_on: Option<Condition>,
 }
 
 impl OperationDef {
@@ -65,6 +67,7 @@ impl OperationDef {
             failed: None,
             should_run: None,
             execute_at: None,
+            throttle_on: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! An operation that works through 40 items, storing a checkpoint after each and logging each item it handles
-//! to `<prefix>items`; it resumes from its last checkpoint.
+//! to `<prefix>items` and to its run's log (`ctx.log`); it resumes from its last checkpoint. While the file named
+//! by `SEQTEST_THROTTLE_FILE` exists, its `throttle_on` condition holds it back at each checkpoint.
 
 #[sequencer::operations]
 pub mod ops {
@@ -12,7 +13,12 @@ pub mod ops {
         std::env::var("SEQTEST_PREFIX").unwrap_or_else(|_| "ckpt_".into())
     }
 
-    #[operation(timestamp = "2024_08_01_000000")]
+    /// Throttled while the file `SEQTEST_THROTTLE_FILE` names exists.
+    async fn throttled(_ctx: &Ctx) -> bool {
+        std::env::var_os("SEQTEST_THROTTLE_FILE").is_some_and(|f| std::path::Path::new(&f).exists())
+    }
+
+    #[operation(timestamp = "2024_08_01_000000", throttle_on = throttled)]
     pub async fn c_items(ctx: &Ctx) -> Result<()> {
         let p = prefix();
         sqlx::query(&format!(
@@ -34,6 +40,7 @@ pub mod ops {
             sqlx::query(&format!("INSERT INTO {p}items (item) VALUES ({item})"))
                 .execute(ctx.pool())
                 .await?;
+            ctx.log(format!("handled item {item}")).await?;
             ctx.checkpoint(&item).await?;
             ctx.progress(item + 1, total).await?;
         }

@@ -1,4 +1,4 @@
-//! An `encrypted` operation whose error carries a secret.
+//! An `encrypted` operation whose error, checkpoint and log line carry a secret.
 
 #[sequencer::operations]
 pub mod ops {
@@ -7,6 +7,7 @@ pub mod ops {
     #[operation(timestamp = "2024_10_01_000000", encrypted)]
     pub async fn e_secret(ctx: &Ctx) -> Result<()> {
         ctx.checkpoint("cursor sk_live_123").await?;
+        ctx.log("calling the API with sk_live_123").await?;
         anyhow::bail!("the API rejected token sk_live_123")
     }
 }

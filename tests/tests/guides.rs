@@ -235,7 +235,7 @@ mod orchestrators_custom {
 
 #[allow(dead_code)]
 mod advanced_batches {
-    guide!("advanced-operations_2");
+    guide!("advanced-operations_3");
 
     #[tokio::test]
     async fn batch_then_chain_on_a_ledger() {
@@ -255,7 +255,7 @@ mod advanced_batches {
 
 #[allow(dead_code)]
 mod advanced_guards {
-    guide!("advanced-operations_4");
+    guide!("advanced-operations_5");
 
     #[tokio::test]
     async fn a_guard_refuses_the_run() {
@@ -283,7 +283,7 @@ mod advanced_guards {
 
 #[allow(dead_code)]
 mod advanced_rate_limits {
-    guide!("advanced-operations_6");
+    guide!("advanced-operations_7");
 
     #[tokio::test]
     async fn both_limiters_let_their_operation_run() {
@@ -535,6 +535,7 @@ mod ledger_schema {
                 "billing_seq_errors",
                 "billing_seq_jobs",
                 "billing_seq_locks",
+                "billing_seq_logs",
                 "billing_seq_operations",
                 "billing_seq_rate_limits",
                 "billing_seq_schema_versions",

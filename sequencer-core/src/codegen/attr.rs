@@ -49,6 +49,7 @@ pub const KEYS: &[&str] = &[
     "environments",
     "should_run",
     "idempotent",
+    "throttle_on",
 ];
 
 /// One `depends_on` entry.
@@ -124,6 +125,7 @@ pub struct OpAttr {
     pub environments: Vec<String>,
     pub should_run: Option<syn::Path>,
     pub idempotent: bool,
+    pub throttle_on: Option<syn::Path>,
 }
 
 /// Parses the tokens inside `#[operation(...)]`. Errors go to `errors`; what parsed is kept.
@@ -249,6 +251,9 @@ impl OpAttr {
             "should_run" => {
                 self.should_run = Some(path(value).ok_or_else(|| wrong("a function name"))?)
             }
+            "throttle_on" => {
+                self.throttle_on = Some(path(value).ok_or_else(|| wrong("a function name"))?)
+            }
             "retries" => {
                 let n = int::<u32>(value).ok_or_else(|| wrong("a number of tries"))?;
                 if n == 0 {
@@ -332,6 +337,7 @@ pub fn example(key: &str) -> &'static str {
         "environments" => "`environments = [\"production\"]`",
         "middleware" => "`middleware = [rate_limited(\"api\", 60/min), without_overlapping(\"key\"), throttle_exceptions(10, \"5m\")]`",
         "before" | "after" | "failed" | "should_run" => "`before = prepare` (a function of this module)",
+        "throttle_on" => "`throttle_on = replicas_lagging` (an `async fn(ctx: &Ctx) -> bool` of this module)",
         _ => "a bare flag, e.g. `#[operation(timestamp = \"2024_01_15_120000\", idempotent)]`",
     }
 }

@@ -82,7 +82,7 @@ pub fn signature(f: &ItemFn, kind: FnKind, errors: &mut Errors) -> Option<SigSpa
     let output = match &f.sig.output {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => {
-            let ret = if kind == FnKind::Condition {
+            let ret = if matches!(kind, FnKind::Condition(_)) {
                 "bool"
             } else {
                 "Result<()>"
@@ -127,13 +127,14 @@ pub fn referenced_fn(
     }
 }
 
-/// The functions named by `before`, `after`, `failed` and `should_run`.
+/// The functions named by `before`, `after`, `failed`, `should_run` and `throttle_on`.
 pub fn hooks(a: &OpAttr, fns: &HashMap<String, ItemFn>, errors: &mut Errors) {
     let keys = [
         (&a.before, FnKind::Hook("before")),
         (&a.after, FnKind::Hook("after")),
         (&a.failed, FnKind::Failed),
-        (&a.should_run, FnKind::Condition),
+        (&a.should_run, FnKind::Condition("should_run")),
+        (&a.throttle_on, FnKind::Condition("throttle_on")),
     ];
     for (path, kind) in keys {
         if let Some(p) = path {

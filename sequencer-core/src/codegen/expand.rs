@@ -173,7 +173,7 @@ fn hook(
                 #krate::__private::handler_future(#p(ctx, error))
             }
         },
-        FnKind::Condition => quote_spanned! {span=>
+        FnKind::Condition(_) => quote_spanned! {span=>
             fn #w<'a>(ctx: &'a #krate::__private::Ctx) -> #krate::__private::BoxFuture<'a, bool> {
                 #krate::__private::condition_future(#p(ctx))
             }
@@ -245,7 +245,13 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
         krate,
         "__should_run",
         a.should_run.as_ref(),
-        FnKind::Condition,
+        FnKind::Condition("should_run"),
+    );
+    let (throttle_fn, throttle) = hook(
+        krate,
+        "__throttle_on",
+        a.throttle_on.as_ref(),
+        FnKind::Condition("throttle_on"),
     );
     let due = match &a.execute_at {
         Some(ExecuteAt::Fn(p)) => {
@@ -275,7 +281,7 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
                     fn __handler<'a>(ctx: &'a #krate::__private::Ctx) -> #krate::__private::BoxFuture<'a, #krate::__private::Result<()>> {
                         #call
                     }
-                    #rb_fn #before_fn #after_fn #failed_fn #cond_fn
+                    #rb_fn #before_fn #after_fn #failed_fn #cond_fn #throttle_fn
                     #krate::__private::OperationDef {
                         meta: #krate::__private::OperationMeta {
                             name: <Self as #krate::__private::Operation>::NAME,
@@ -315,6 +321,7 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
                         failed: #failed_hook,
                         should_run: #cond,
                         execute_at: #due,
+                        throttle_on: #throttle,
                     }
                 };
             }

@@ -273,8 +273,8 @@ pub enum FnKind {
     Hook(&'static str),
     /// `failed`: `async fn(ctx: &Ctx, error: &Error) -> Result<()>`.
     Failed,
-    /// `should_run`: `async fn(ctx: &Ctx) -> bool`.
-    Condition,
+    /// `should_run` or `throttle_on` (the key): `async fn(ctx: &Ctx) -> bool`.
+    Condition(&'static str),
 }
 
 impl FnKind {
@@ -294,7 +294,7 @@ impl FnKind {
                 format!("`async fn {name}(ctx: &Ctx) -> Result<()>`")
             }
             FnKind::Failed => format!("`async fn {name}(ctx: &Ctx, error: &Error) -> Result<()>`"),
-            FnKind::Condition => format!("`async fn {name}(ctx: &Ctx) -> bool`"),
+            FnKind::Condition(_) => format!("`async fn {name}(ctx: &Ctx) -> bool`"),
         }
     }
 
@@ -304,7 +304,7 @@ impl FnKind {
             FnKind::Operation => "operation".into(),
             FnKind::Hook(key) => format!("`{key}` fn"),
             FnKind::Failed => "`failed` fn".into(),
-            FnKind::Condition => "`should_run` fn".into(),
+            FnKind::Condition(key) => format!("`{key}` fn"),
         }
     }
 }

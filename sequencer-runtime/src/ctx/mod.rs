@@ -16,6 +16,7 @@ use crate::ledger::native::NativePool;
 use crate::ledger::Ledger;
 use crate::result::{Result, Skip};
 
+mod control;
 mod tx;
 
 pub use tx::TxGuard;
@@ -94,6 +95,8 @@ pub struct Ctx {
     tx: Option<TxSlot>,
     recorder: Option<Recorder>,
     last_progress: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Lines this attempt wrote with [`Ctx::log`] (the run's log is trimmed every so many).
+    log_lines: std::sync::atomic::AtomicU64,
 }
 
 /// Where a recorded run writes its progress and checkpoints.
@@ -106,6 +109,8 @@ pub(crate) struct Recorder {
     pub events: tokio::sync::broadcast::Sender<Event>,
     /// How the run was started, for its events.
     pub via: crate::events::Via,
+    /// `throttle_on = f`: checked at each checkpoint.
+    pub throttle_on: Option<crate::registry::Condition>,
 }
 
 /// The error [`Ctx::checkpoint`] returns once `cancel NAME` asked the operation to stop: return it (with `?`)
@@ -177,6 +182,7 @@ impl Ctx {
             tx: transaction.map(TxSlot::new),
             recorder,
             last_progress: std::sync::Mutex::new(None),
+            log_lines: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -250,7 +256,9 @@ impl Ctx {
 
     /// Stores a checkpoint (any serde value: a cursor, a last id) so that an interrupted run resumes from it with
     /// [`Ctx::last_checkpoint`]. Returns [`Cancelled`] once `cancel NAME` asked the operation to stop: pass it on
-    /// with `?`.
+    /// with `?`. After `pause NAME` it holds here (its lease renewed) until `resume NAME` (or returns
+    /// [`Cancelled`] if cancelled meanwhile); while the operation's `throttle_on` condition returns true it backs
+    /// off here (100 ms, doubling up to 5 s between looks).
     pub async fn checkpoint<T: serde::Serialize + ?Sized>(&self, cursor: &T) -> Result<()> {
         let Some(rec) = &self.recorder else {
             return Ok(());
@@ -292,16 +300,7 @@ impl Ctx {
         if !ours {
             return Err(self.lost_claim());
         }
-        if self.cancel.is_cancelled()
-            || rec.ledger.cancel_requested(self.meta.name, rec.run).await?
-        {
-            self.cancel.cancel();
-            return Err(Cancelled {
-                name: self.meta.name.to_owned(),
-            }
-            .into());
-        }
-        Ok(())
+        self.at_checkpoint(rec).await
     }
 
     /// The checkpoint the last interrupted (or failed) attempt of this run stored, if any.

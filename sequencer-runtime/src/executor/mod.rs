@@ -4,6 +4,7 @@
 pub(crate) mod layer;
 mod policy;
 pub(crate) mod task;
+pub(crate) mod watchdog;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::events::{Event, Via};
 use crate::executor::layer::Layer;
 use crate::executor::policy::{LockRefusal, Policies};
 use crate::executor::task::{attempt_once, run_task, AttemptError};
+use crate::executor::watchdog::HardTimeout;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held};
 use crate::ledger::error::LedgerError;
 use crate::ledger::runs::{Claim, Finish, Status};
@@ -50,6 +52,8 @@ pub(crate) struct Env {
     pub held: Arc<Held>,
     /// How the runs of this environment were started, as their events say.
     pub via: Via,
+    /// Hard timeouts: the grace after an operation's `timeout` (see [`watchdog`]); `None`: off.
+    pub hard_timeout_grace: Option<Duration>,
 }
 
 /// `delay` less a random part of up to `fraction` of it; `unit` is a random number in [0, 1).
@@ -221,7 +225,8 @@ impl Env {
             // begun when the operation asks for it (`ctx.tx()`, `ctx.postgres_tx()`, …), of that kind.
             self.policies().before_attempt(def).await?;
             let ctx = Arc::new(self.ctx(def, attempt, meta.transaction, op));
-            let result = attempt_once(def, ctx.clone(), self.layers.clone()).await;
+            let hard = self.hard_timeout(def, run, attempt, &op.token, started);
+            let result = attempt_once(def, ctx.clone(), self.layers.clone(), hard).await;
             let error = match result {
                 Ok(()) => {
                     let duration = started.elapsed();
@@ -391,6 +396,7 @@ impl Env {
             token: op.token.clone(),
             events: self.events.clone(),
             via: self.via,
+            throttle_on: def.throttle_on,
         });
         Ctx::new(
             &def.meta,
@@ -402,6 +408,29 @@ impl Env {
             transaction.then(|| self.ledger.clone()),
             recorder,
         )
+    }
+
+    /// The hard timeout of an attempt, when hard timeouts are on and the operation has a `timeout`.
+    fn hard_timeout(
+        &self,
+        def: &'static OperationDef,
+        run: i64,
+        attempt: u32,
+        token: &str,
+        started: Instant,
+    ) -> Option<HardTimeout> {
+        let (timeout, grace) = (def.meta.timeout?, self.hard_timeout_grace?);
+        Some(HardTimeout {
+            limit: timeout + watchdog::grace_for(timeout, grace),
+            url: self.ledger.url().to_owned(),
+            prefix: self.ledger.prefix().to_owned(),
+            name: def.meta.name,
+            run,
+            attempt,
+            token: token.to_owned(),
+            started,
+            timeout,
+        })
     }
 
     fn environment_refusal(&self, def: &OperationDef) -> Option<String> {
@@ -462,7 +491,7 @@ impl Env {
             cancel: self.cancel.child_token(),
         };
         let ctx = Arc::new(self.ctx(def, 1, false, &op));
-        match attempt_once(def, ctx, self.layers.clone()).await {
+        match attempt_once(def, ctx, self.layers.clone(), None).await {
             Ok(()) => Outcome::Completed {
                 duration_ms: started.elapsed().as_millis() as u64,
             },
@@ -536,7 +565,7 @@ impl Env {
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(name, run, &op);
         let ctx = Arc::new(self.ctx(def, 1, false, &op));
-        let undone = run_task(ctx.clone(), move |ctx| rollback(ctx), None).await;
+        let undone = run_task(ctx.clone(), move |ctx| rollback(ctx), None, None).await;
         drop(heartbeat);
         // `rolled_back` only now that the rollback returned; a failed one leaves the operation completed.
         let to = match undone {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::ctx::Ctx;
 use crate::executor::layer::{Layer, Next};
+use crate::executor::watchdog::{HardTimeout, Watchdog};
 use crate::registry::{BoxFuture, OperationDef};
 use crate::result::{Error, Result};
 
@@ -17,11 +18,13 @@ pub(crate) enum AttemptError {
     TimedOut(Error),
 }
 
-/// One attempt: `before`, the operation, `after`, under the timeout, with panics caught.
+/// One attempt: `before`, the operation, `after`, under the timeout (and its hard timeout, if any), with panics
+/// caught.
 pub(crate) async fn attempt_once(
     def: &'static OperationDef,
     ctx: Arc<Ctx>,
     layers: Arc<Vec<Arc<dyn Layer>>>,
+    hard: Option<HardTimeout>,
 ) -> Result<(), AttemptError> {
     run_task(
         ctx,
@@ -47,6 +50,7 @@ pub(crate) async fn attempt_once(
             })
         },
         def.meta.timeout,
+        hard,
     )
     .await
 }
@@ -56,33 +60,42 @@ pub(crate) async fn run_boxed<F>(ctx: Arc<Ctx>, f: F, timeout: Option<Duration>)
 where
     F: for<'a> FnOnce(&'a Ctx) -> BoxFuture<'a, Result<()>> + Send + 'static,
 {
-    run_task(ctx, f, timeout)
+    run_task(ctx, f, timeout, None)
         .await
         .map_err(|(AttemptError::Failed(e) | AttemptError::TimedOut(e))| e)
 }
 
-/// Runs `f(ctx)` on its own task so that a panic is caught and reported, under an optional timeout.
+/// Runs `f(ctx)` on its own task so that a panic is caught and reported, under an optional timeout. With a hard
+/// timeout, a watchdog thread ends the process unless the task has ended by its limit: after the timeout, the
+/// aborted task is awaited (it ends at its next `.await`; a task stuck in blocking code does not).
 pub(crate) async fn run_task<F>(
     ctx: Arc<Ctx>,
     f: F,
     timeout: Option<Duration>,
+    hard: Option<HardTimeout>,
 ) -> Result<(), AttemptError>
 where
     F: for<'a> FnOnce(&'a Ctx) -> BoxFuture<'a, Result<()>> + Send + 'static,
 {
     let cancel = ctx.cancellation().clone();
     let name = ctx.operation().name;
-    let task = tokio::spawn(async move { f(&ctx).await });
+    let watchdog = hard.and_then(Watchdog::arm);
+    let mut task = tokio::spawn(async move { f(&ctx).await });
     let abort = task.abort_handle();
     // Dropped before the task ends (the caller's future was dropped): the operation stops with it, never left
     // running detached.
     let _abort_on_drop = AbortOnDrop(abort.clone());
     let joined = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, task).await {
+        Some(limit) => match tokio::time::timeout(limit, &mut task).await {
             Ok(joined) => joined,
             Err(_) => {
                 cancel.cancel();
                 abort.abort();
+                if watchdog.is_some() {
+                    // Ended only once the task has: the watchdog ends the process if it never does.
+                    let _ = task.await;
+                }
+                drop(watchdog);
                 let d = humantime_secs(limit);
                 return Err(AttemptError::TimedOut(anyhow::anyhow!(
                     "`{name}` timed out after {d}"

@@ -23,6 +23,7 @@ pub const TABLES: &[&str] = &[
     "jobs",
     "checkpoints",
     "audit",
+    "logs",
 ];
 
 /// The ledger pool's size unless set with `SequencerBuilder::max_connections`.

@@ -1,5 +1,5 @@
 //! What a running operation writes and reads on its own row of the operations table besides its status: its
-//! progress, its checkpoint, and whether `cancel NAME` asked it to stop.
+//! progress, its checkpoint, whether `cancel NAME` asked it to stop or `pause NAME` to hold, and its throttling.
 
 use super::connection::Ledger;
 use super::dialect::{text, Dialect};
@@ -198,5 +198,111 @@ impl Ledger {
             .await
             .map_err(q("read a cancellation"))?;
         Ok(v.flatten().unwrap_or(0) != 0)
+    }
+
+    /// Asks the running operation to hold at its next checkpoint (`pause NAME`). `false` if it is not running.
+    pub async fn request_pause(&self, name: &str) -> Result<bool, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET pause_requested = 1 WHERE name = ? AND status = 'running' AND pause_requested IS NULL"
+        ));
+        let done = sqlx::query(&sql)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(q("request a pause"))?;
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        // Paused already: still a yes.
+        let running = self.dialect.sql(format!(
+            "SELECT COUNT(*) FROM {ops} WHERE name = ? AND status = 'running' AND pause_requested IS NOT NULL"
+        ));
+        let n: i64 = sqlx::query_scalar(&running)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("request a pause"))?;
+        Ok(n > 0)
+    }
+
+    /// Lets a paused (or pausing) operation go on (`resume NAME`). `false` if it was not paused.
+    pub async fn request_resume(&self, name: &str) -> Result<bool, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET pause_requested = NULL WHERE name = ? AND pause_requested IS NOT NULL"
+        ));
+        let done = sqlx::query(&sql)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(q("resume an operation"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// What was asked of a run from outside: `(cancel NAME, pause NAME)`, the pause as stored (0 none, 1 asked,
+    /// 2 holding).
+    pub async fn control(&self, name: &str, run: i64) -> Result<(bool, i64), LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "SELECT cancel_requested, pause_requested FROM {ops} WHERE name = ? AND run = ?"
+        ));
+        let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(&sql)
+            .bind(name)
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a run's controls"))?;
+        let (cancel, pause) = row.unwrap_or_default();
+        Ok((cancel.unwrap_or(0) != 0, pause.unwrap_or(0)))
+    }
+
+    /// Records that the run holds at a checkpoint after `pause NAME` (1 → 2), while its claim `token` holds it.
+    pub async fn pause_holding(
+        &self,
+        name: &str,
+        run: i64,
+        token: &str,
+    ) -> Result<(), LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET pause_requested = 2 WHERE name = ? AND run = ? AND claim_token = ? AND pause_requested = 1"
+        ));
+        sqlx::query(&sql)
+            .bind(name)
+            .bind(run)
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record a pause"))?;
+        Ok(())
+    }
+
+    /// Records a run's throttling (on the pool, or inside the operation's transaction): `throttled` starts (or
+    /// keeps) its `throttled_since`, else clears it; `add_ms` adds to its `throttled_ms`.
+    pub async fn throttled<'c>(
+        &self,
+        on: impl Into<Conn<'c>>,
+        name: &str,
+        run: i64,
+        throttled: bool,
+        add_ms: u64,
+    ) -> Result<(), LedgerError> {
+        let (ops, now) = (self.table("operations"), self.dialect.now());
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET throttled_since = CASE WHEN ? = 1 THEN COALESCE(throttled_since, {now}) ELSE NULL END, \
+             throttled_ms = COALESCE(throttled_ms, 0) + ? WHERE name = ? AND run = ?"
+        ));
+        let args = [
+            Arg::Int(i64::from(throttled)),
+            Arg::Int(add_ms as i64),
+            Arg::Text(Some(name)),
+            Arg::Int(run),
+        ];
+        on.into()
+            .execute(&sql, &args)
+            .await
+            .map_err(q("record throttling"))?;
+        Ok(())
     }
 }

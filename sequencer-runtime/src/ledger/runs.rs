@@ -101,13 +101,20 @@ pub struct LedgerRow {
     pub progress_total: Option<i64>,
     /// `cancel NAME` asked it to stop.
     pub cancel_requested: bool,
+    /// `pause NAME`: 1 asked (it holds at its next checkpoint), 2 holding; 0 not paused.
+    pub pause_requested: i64,
+    /// Since when its `throttle_on` condition holds it back, Unix milliseconds (none: not throttled now).
+    pub throttled_since: Option<i64>,
+    /// How long its `throttle_on` condition held this run back so far, milliseconds.
+    pub throttled_ms: Option<i64>,
 }
 
 /// The columns of a [`LedgerRow`], in the order [`row`] reads them.
 const ROW_COLUMNS: &str =
     "name, run, op_timestamp, batch, status, attempts, started_at, finished_at, duration_ms, \
                            lease_until, host, pid, actor, checksum, skip_reason, last_error, due_at, \
-                           progress_done, progress_total, cancel_requested";
+                           progress_done, progress_total, cancel_requested, pause_requested, \
+                           throttled_since, throttled_ms";
 
 fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
     Ok(LedgerRow {
@@ -131,6 +138,9 @@ fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
         progress_done: r.try_get(17)?,
         progress_total: r.try_get(18)?,
         cancel_requested: r.try_get::<Option<i64>, _>(19)?.unwrap_or(0) != 0,
+        pause_requested: r.try_get::<Option<i64>, _>(20)?.unwrap_or(0),
+        throttled_since: r.try_get(21)?,
+        throttled_ms: r.try_get(22)?,
     })
 }
 
@@ -300,6 +310,7 @@ impl Ledger {
             "UPDATE {ops} SET progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
              status = 'running', batch = ?, attempts = 1, started_at = {now}, finished_at = NULL, \
              duration_ms = NULL, lease_until = {now} + ?, claim_token = ?, host_ns = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
+             pause_requested = NULL, throttled_since = NULL, throttled_ms = NULL, \
              last_error = NULL WHERE name = ? AND run = ? \
              AND (status IN ('pending', 'rolled_back', ?, ?) OR (status = 'failed' AND (finished_at IS NULL OR finished_at <= ?)))"
         ));
@@ -576,6 +587,10 @@ impl Ledger {
             "DELETE FROM {checkpoints} WHERE name = ?",
             checkpoints = self.table("checkpoints")
         ));
+        let delete_logs = self.dialect.sql(format!(
+            "DELETE FROM {logs} WHERE name = ?",
+            logs = self.table("logs")
+        ));
         let delete_jobs = self.dialect.sql(format!(
             "DELETE FROM {jobs} WHERE name = ? AND status <> '{job_running}'"
         ));
@@ -595,7 +610,12 @@ impl Ledger {
             .await
             .map_err(q("forget an operation"))?
             .rows_affected();
-        for sql in [&delete_errors, &delete_checkpoints, &delete_jobs] {
+        for sql in [
+            &delete_errors,
+            &delete_checkpoints,
+            &delete_logs,
+            &delete_jobs,
+        ] {
             sqlx::query(sql)
                 .bind(name)
                 .execute(&mut *tx)

@@ -186,6 +186,24 @@ const MIGRATIONS: &[Migration] = &[
                 detail TEXT NULL
             ){options}")],
     },
+    Migration {
+        version: 9,
+        // Long runs (issue 17): each run's log lines (`ctx.log`), `pause NAME` (1 asked, 2 holding at a
+        // checkpoint) and the time a `throttle_on` condition held the run back.
+        statements: &[
+            All("CREATE TABLE IF NOT EXISTS {logs} (
+                {id},
+                name VARCHAR(191) NOT NULL,
+                run BIGINT NOT NULL,
+                at BIGINT NOT NULL,
+                line TEXT NOT NULL
+            ){options}"),
+            All("CREATE INDEX {logs}_run ON {logs} (name, run, id)"),
+            All("ALTER TABLE {operations} ADD COLUMN pause_requested BIGINT NULL"),
+            All("ALTER TABLE {operations} ADD COLUMN throttled_since BIGINT NULL"),
+            All("ALTER TABLE {operations} ADD COLUMN throttled_ms BIGINT NULL"),
+        ],
+    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
@@ -340,7 +358,7 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),

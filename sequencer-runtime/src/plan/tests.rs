@@ -54,6 +54,9 @@ fn row(name: &str, status: Status, due_at: Option<i64>) -> LedgerRow {
         progress_done: None,
         progress_total: None,
         cancel_requested: false,
+        pause_requested: 0,
+        throttled_since: None,
+        throttled_ms: None,
     }
 }
 

@@ -100,6 +100,7 @@ pub struct SequencerBuilder {
     rollback_on_failure: bool,
     app: Option<AppInfo>,
     concurrency: usize,
+    hard_timeout_grace: Option<Duration>,
 }
 
 impl Default for SequencerBuilder {
@@ -128,11 +129,28 @@ impl Default for SequencerBuilder {
             rollback_on_failure: false,
             app: None,
             concurrency: DEFAULT_CONCURRENCY,
+            hard_timeout_grace: None,
         }
     }
 }
 
 impl SequencerBuilder {
+    /// Turns hard timeouts on, with this grace period: an attempt of an operation with a `timeout` that has not
+    /// ended within its timeout plus the larger of `grace` and a tenth of the timeout (stuck in blocking code,
+    /// which the timeout cannot abort) is recorded `failed` and the process exits with code
+    /// [`HARD_TIMEOUT_EXIT`](crate::HARD_TIMEOUT_EXIT), for its supervisor to restart it. Off by default in the
+    /// library; the CLI turns it on with [`DEFAULT_HARD_TIMEOUT_GRACE`](crate::DEFAULT_HARD_TIMEOUT_GRACE)
+    /// (10 s) unless set here.
+    pub fn hard_timeout_grace(mut self, grace: Duration) -> Self {
+        self.hard_timeout_grace = Some(grace);
+        self
+    }
+
+    /// The grace set with [`SequencerBuilder::hard_timeout_grace`], if any.
+    pub fn configured_hard_timeout_grace(&self) -> Option<Duration> {
+        self.hard_timeout_grace
+    }
+
     /// The operations (required).
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = Some(registry);
@@ -400,6 +418,7 @@ impl SequencerBuilder {
             keys: Arc::new(keys),
             held: Arc::default(),
             via: crate::events::Via::Process,
+            hard_timeout_grace: self.hard_timeout_grace,
         };
         Ok(Sequencer {
             inner: Arc::new(Inner {

@@ -5,6 +5,7 @@
 pub(crate) mod batch;
 pub(crate) mod builder;
 mod commands;
+mod long_runs;
 pub(crate) mod process;
 pub(crate) mod status;
 

@@ -48,6 +48,14 @@ pub struct StatusEntry {
     pub progress_total: Option<i64>,
     /// Estimated time left of a running operation, from its progress so far.
     pub eta_ms: Option<i64>,
+    /// `pause NAME` holds it at a checkpoint (it shows as `paused`).
+    pub paused: bool,
+    /// `pause NAME` asked it to hold at its next checkpoint, which it has not reached yet.
+    pub pause_requested: bool,
+    /// Its `throttle_on` condition holds it back now.
+    pub throttled: bool,
+    /// How long its `throttle_on` condition held this run back, milliseconds.
+    pub throttled_ms: Option<i64>,
     /// Tags.
     pub tags: Vec<String>,
     /// Its job on the workers' queue, while it has one that has not ended (blocked, queued or running).
@@ -101,6 +109,12 @@ impl StatusEntry {
             progress_done: r.and_then(|r| r.progress_done),
             progress_total: r.and_then(|r| r.progress_total),
             eta_ms,
+            paused: r.is_some_and(|r| r.status == Status::Running && r.pause_requested == 2),
+            pause_requested: r
+                .is_some_and(|r| r.status == Status::Running && r.pause_requested == 1),
+            throttled: r
+                .is_some_and(|r| r.status == Status::Running && r.throttled_since.is_some()),
+            throttled_ms: r.and_then(|r| r.throttled_ms),
             tags,
             job: None,
         }

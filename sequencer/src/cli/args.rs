@@ -68,8 +68,10 @@ pub(super) enum Command {
         #[arg(long)]
         no_record: bool,
     },
-    /// Show every operation and its latest run.
+    /// Show every operation and its latest run; with NAME, that operation's run and its last log lines.
     Status {
+        /// Only this operation, with its run's last log lines.
+        name: Option<String>,
         /// Only pending operations.
         #[arg(long, group = "only")]
         pending: bool,
@@ -125,6 +127,28 @@ pub(super) enum Command {
     Cancel {
         /// The operation.
         name: String,
+    },
+    /// Ask a running operation to hold at its next checkpoint, until `resume NAME` (unlike `cancel`, the run goes
+    /// on from there).
+    Pause {
+        /// The operation.
+        name: String,
+    },
+    /// Let a paused operation go on.
+    Resume {
+        /// The operation.
+        name: String,
+    },
+    /// Show the log lines (`ctx.log`) of an operation's latest run.
+    Logs {
+        /// The operation.
+        name: String,
+        /// Keep printing new lines until the run ends (or Ctrl-C).
+        #[arg(long, short)]
+        follow: bool,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Seal, each for its row, the values stored in plain text before SEQUENCER_KEY was set (or sealed by an
     /// older version): deferred payloads and errors, and the checkpoints and errors of `encrypted` operations.

@@ -1,4 +1,5 @@
-//! The commands that correct the record by hand: `rollback`, `mark`, `cancel`, `forget`, and `migrate revert`.
+//! The commands that correct the record by hand: `rollback`, `mark`, `cancel`, `pause`, `resume`, `forget`, and
+//! `migrate revert`.
 
 use std::process::ExitCode;
 
@@ -66,6 +67,30 @@ pub(super) async fn cancel(seq: &Sequencer, name: &str) -> Result<ExitCode, Sequ
     } else {
         Err(SequencerError::Usage(format!(
             "`{name}` is not running: nothing to cancel"
+        )))
+    }
+}
+
+/// `pause NAME`: ask a running operation to hold at its next checkpoint.
+pub(super) async fn pause(seq: &Sequencer, name: &str) -> Result<ExitCode, SequencerError> {
+    if seq.pause_operation(name).await? {
+        println!("Asked {name} to hold at its next checkpoint; `resume {name}` lets it go on.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(SequencerError::Usage(format!(
+            "`{name}` is not running: nothing to pause"
+        )))
+    }
+}
+
+/// `resume NAME`: let a paused operation go on.
+pub(super) async fn resume(seq: &Sequencer, name: &str) -> Result<ExitCode, SequencerError> {
+    if seq.resume_operation(name).await? {
+        println!("Resumed {name}.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(SequencerError::Usage(format!(
+            "`{name}` is not paused: nothing to resume"
         )))
     }
 }

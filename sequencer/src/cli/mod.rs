@@ -1,7 +1,8 @@
 //! The command line of the application's own binary: `fn main() -> ExitCode { sequencer::cli::run(ops::registry()) }`.
 //!
 //! Exit codes: 0 ok, 1 an operation failed, 2 usage or configuration error (the message says how to fix it),
-//! 3 the isolation lock is held by another process.
+//! 3 the isolation lock is held by another process, 4 an operation was cancelled, 5 an operation hit its hard
+//! timeout (see [`crate::SequencerBuilder::hard_timeout_grace`]).
 
 use std::process::ExitCode;
 
@@ -128,6 +129,10 @@ async fn main(mut builder: SequencerBuilder, cli: Cli) -> ExitCode {
         // A worker's claims on operations expire as fast as its claims on jobs.
         builder = builder.lease(std::time::Duration::from_secs((*lease).max(1)));
     }
+    // A stuck operation (blocking code its timeout cannot abort) ends the process for its supervisor to restart.
+    if builder.configured_hard_timeout_grace().is_none() {
+        builder = builder.hard_timeout_grace(crate::DEFAULT_HARD_TIMEOUT_GRACE);
+    }
     let seq = match builder.build().await {
         Ok(s) => s,
         Err(e) => return fail(&e),
@@ -166,11 +171,20 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
         Command::Process(p) => process::process(seq, p).await,
         Command::Execute { name, no_record } => process::execute(seq, &name, no_record).await,
         Command::Status {
+            name: Some(name),
+            json,
+            ..
+        } => inspect::status_of(seq, &name, json).await,
+        Command::Status {
+            name: None,
             pending,
             failed,
             completed,
             json,
         } => inspect::status(seq, pending, failed, completed, json).await,
+        Command::Pause { name } => manage::pause(seq, &name).await,
+        Command::Resume { name } => manage::resume(seq, &name).await,
+        Command::Logs { name, follow, json } => inspect::logs(seq, &name, follow, json).await,
         Command::Rollback {
             batch,
             step,

@@ -144,6 +144,19 @@ fn event_line(e: crate::Event) -> Option<String> {
         Event::OperationSkipped { name, reason, .. } => format!("SKIPPED     {name}: {reason}"),
         Event::OperationCancelled { name, reason, .. } => format!("CANCELLED   {name}: {reason}"),
         Event::OperationRolledBack { name, .. } => format!("ROLLED BACK {name}"),
+        Event::OperationPaused { name, .. } => {
+            format!("PAUSED      {name}: holds at its checkpoint until `resume {name}`")
+        }
+        Event::OperationResumed {
+            name, paused_ms, ..
+        } => {
+            format!("RESUMED     {name} (paused {paused_ms} ms)")
+        }
+        Event::OperationThrottled {
+            name, throttled_ms, ..
+        } => {
+            format!("THROTTLED   {name}: backed off {throttled_ms} ms")
+        }
         Event::NoPendingOperations => "Nothing to run: no pending operations.".to_owned(),
         Event::MigrationsStarted { count } => format!("Migrating: {count} pending migration(s)."),
         Event::MigrationStarted {
@@ -293,6 +306,15 @@ pub(super) fn status_table(entries: &[StatusEntry]) {
                 other => format!("job {other} on `{}`", job.queue),
             });
         }
+        if e.pause_requested {
+            notes.push("pausing at its next checkpoint".to_owned());
+        }
+        if e.throttled {
+            notes.push("throttled now".to_owned());
+        }
+        if let Some(ms) = e.throttled_ms.filter(|ms| *ms > 0) {
+            notes.push(format!("throttled {} s in all", (ms + 999) / 1000));
+        }
         if let Some(err) = &e.error {
             notes.push(err.lines().next().unwrap_or_default().to_owned());
         }
@@ -300,7 +322,11 @@ pub(super) fn status_table(entries: &[StatusEntry]) {
         let duration = e.duration_ms.map_or("-".to_owned(), |d| format!("{d} ms"));
         println!(
             "{:<12} {:<48} {:>5} {:>8} {:>10}  {}",
-            e.status.as_str(),
+            if e.paused {
+                "paused"
+            } else {
+                e.status.as_str()
+            },
             e.name,
             batch,
             e.attempts,
@@ -311,7 +337,7 @@ pub(super) fn status_table(entries: &[StatusEntry]) {
 }
 
 /// A Unix-milliseconds time as RFC 3339 (UTC).
-fn when(ms: i64) -> String {
+pub(super) fn when(ms: i64) -> String {
     let t = UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_seconds(t).to_string()
 }

@@ -14,6 +14,7 @@ mod ops {
         execute_at = "02:00",
         environments = ["production", "staging"],
         should_run = is_needed,
+        throttle_on = is_needed,
         encrypted,
     )]
     async fn seed_plans(_ctx: &Ctx) -> Result<()> {
@@ -152,6 +153,7 @@ fn main() {
     );
     assert_eq!(seed.meta.environments, ["production", "staging"]);
     assert!(seed.meta.conditional && seed.should_run.is_some());
+    assert!(seed.throttle_on.is_some());
     assert!(seed.meta.encrypted);
     assert!(seed.rollback.is_none() && !seed.meta.rollbackable);
 
