@@ -107,11 +107,15 @@ fn the_guides_live_in_the_facade_that_includes_them() {
 }
 
 #[test]
-fn every_manifest_states_the_licence_and_no_address() {
+fn every_manifest_states_licence_msrv_lints_and_docs_rs_and_no_address() {
     let workspace = read(&root().join("Cargo.toml"));
     assert!(
         workspace.contains("license = \"MIT OR Apache-2.0\""),
         "the workspace states the licence"
+    );
+    assert!(
+        workspace.contains("[workspace.lints.clippy]\nincompatible_msrv = \"deny\""),
+        "clippy rejects what the declared rust-version lacks"
     );
     let members = [
         "sequencer-core",
@@ -128,6 +132,16 @@ fn every_manifest_states_the_licence_and_no_address() {
         assert!(
             manifest.contains("license.workspace = true"),
             "{member}/Cargo.toml does not state the licence"
+        );
+        assert!(
+            manifest.contains("rust-version.workspace = true")
+                && manifest.contains("[lints]\nworkspace = true"),
+            "{member}/Cargo.toml: clippy checks its code against the workspace's rust-version"
+        );
+        assert_eq!(
+            manifest.contains("[package.metadata.docs.rs]\nall-features = true"),
+            LIBRARIES.contains(&member),
+            "{member}/Cargo.toml: docs.rs documents every feature of the library crates"
         );
         assert_eq!(
             manifest.contains("publish = false"),
