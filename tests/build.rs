@@ -1,8 +1,9 @@
 //! Generates `work_ops`: many `asynchronous` operations for the worker suites (half of them idempotent). Each
 //! logs its name to `<SEQTEST_PREFIX>work_log`, then sleeps `SEQTEST_SLEEP_MS`.
 //!
-//! Also copies every ```rust block of the README and the guides to `$OUT_DIR/guides/<file>_<n>.rs` (`n` counts
-//! from 1 in each file), so that `tests/guides.rs` runs the very code a reader sees.
+//! Also copies every ```rust block of the README and the guides (`sequencer/docs/`) to
+//! `$OUT_DIR/guides/<file>_<n>.rs` (`n` counts from 1 in each file), so that `tests/guides.rs` runs the very code
+//! a reader sees.
 
 use std::fmt::Write;
 
@@ -31,7 +32,7 @@ fn main() {
     std::fs::write(path, out).unwrap();
 }
 
-/// Writes each ```rust block of `README.md` and `docs/*.md` to `$OUT_DIR/guides/<file stem>_<n>.rs`.
+/// Writes each ```rust block of `README.md` and `sequencer/docs/*.md` to `$OUT_DIR/guides/<file stem>_<n>.rs`.
 fn guides() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -39,7 +40,7 @@ fn guides() {
         .to_path_buf();
     let out = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("guides");
     std::fs::create_dir_all(&out).unwrap();
-    let docs = root.join("docs");
+    let docs = root.join("sequencer").join("docs");
     println!("cargo:rerun-if-changed={}", docs.display());
     let mut files = vec![root.join("README.md")];
     for entry in std::fs::read_dir(&docs).unwrap() {

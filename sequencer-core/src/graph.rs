@@ -129,7 +129,7 @@ impl Plan {
 
 /// Checks a set of operations and orders it. Every error is returned, not only the first.
 ///
-/// The macros call it at compile time and [`Registry`](https://docs.rs/sequencer/latest/sequencer/struct.Registry.html)
+/// The macros call it at compile time and `sequencer::Registry`
 /// at start-up; call it yourself to check a plan built from data.
 ///
 /// ```

@@ -1,4 +1,4 @@
-//! Shared core of [sequencer](https://docs.rs/sequencer): timestamps, operation metadata and the
+//! Shared core of the `sequencer` crate: timestamps, operation metadata and the
 //! dependency-graph validator.
 //!
 //! This crate is small and free of async and database dependencies. The `sequencer-macros` crate calls it at

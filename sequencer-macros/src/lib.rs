@@ -1,4 +1,4 @@
-//! Procedural macros of [sequencer](https://docs.rs/sequencer). Use them through the `sequencer` crate.
+//! Procedural macros of sequencer. Use them through the `sequencer` crate.
 //!
 //! This crate is a thin shim: parsing, checking and code generation live in `sequencer-core`'s `codegen`
 //! module, where they are unit-tested without a compiler in the loop.

@@ -36,7 +36,7 @@ fn parses_every_key() {
             timeout = 120, fail_on_timeout, execute_at = "02:30", asynchronous, queue = "q", unique = "k",
             unique_for = "1h", middleware = [rate_limited("api", 60/min), without_overlapping("k").release_after(60)],
             tags = ["t"], before = b, after = a, failed = f, transaction, encrypted, environments = ["production"],
-            should_run = s, idempotent
+            should_run = s, idempotent, throttle_on = busy
         },
         &mut errors,
     );

@@ -1,4 +1,4 @@
-//! The runtime of [sequencer](https://docs.rs/sequencer): operation definitions, registries and their
+//! The runtime of the `sequencer` crate: operation definitions, registries and their
 //! start-up validation, the context an operation runs with, the executor, the orchestrators, the ledger and the
 //! features built on them (workers, deferred operations, the migration strategy).
 //!

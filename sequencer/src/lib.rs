@@ -226,7 +226,7 @@ macro_rules! app_info {
 }
 pub mod testing;
 
-/// The user guides, from the repository's `docs/` directory. Their Rust snippets are doc tests of this crate,
+/// The user guides, from this crate's `docs/` directory. Their Rust snippets are doc tests of this crate,
 /// so every one of them compiles, as shown, against the API documented here; those marked `no_run` (they need a
 /// server, or would write `sequencer.db`) run in the `guides` suite of `tests/` on throw-away ledgers.
 ///
@@ -247,34 +247,34 @@ pub mod testing;
 /// | `dashboard` (feature `dashboard`) | the web dashboard, its actions and security, and `/metrics` |
 #[allow(clippy::needless_doctest_main)] // the guides show whole programs, `fn main` included
 pub mod guides {
-    #[doc = include_str!("../../docs/getting-started.md")]
+    #[doc = include_str!("../docs/getting-started.md")]
     pub mod getting_started {}
-    #[doc = include_str!("../../docs/declaring-operations.md")]
+    #[doc = include_str!("../docs/declaring-operations.md")]
     pub mod declaring_operations {}
-    #[doc = include_str!("../../docs/orchestrators.md")]
+    #[doc = include_str!("../docs/orchestrators.md")]
     pub mod orchestrators {}
-    #[doc = include_str!("../../docs/advanced-operations.md")]
+    #[doc = include_str!("../docs/advanced-operations.md")]
     pub mod advanced_operations {}
-    #[doc = include_str!("../../docs/migrations.md")]
+    #[doc = include_str!("../docs/migrations.md")]
     pub mod migrations {}
-    #[doc = include_str!("../../docs/workers.md")]
+    #[doc = include_str!("../docs/workers.md")]
     pub mod workers {}
-    #[doc = include_str!("../../docs/testing.md")]
+    #[doc = include_str!("../docs/testing.md")]
     pub mod testing {}
     #[cfg(feature = "cli")]
-    #[doc = include_str!("../../docs/cli.md")]
+    #[doc = include_str!("../docs/cli.md")]
     pub mod cli {}
-    #[doc = include_str!("../../docs/ledger-schema.md")]
+    #[doc = include_str!("../docs/ledger-schema.md")]
     pub mod ledger_schema {}
     #[cfg(feature = "dashboard")]
-    #[doc = include_str!("../../docs/dashboard.md")]
+    #[doc = include_str!("../docs/dashboard.md")]
     pub mod dashboard {}
 }
 
 /// The README's snippets, compiled as doc tests.
 #[cfg(doctest)]
 #[allow(clippy::needless_doctest_main)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
 /// The names an operation module needs: `use sequencer::prelude::*;`.

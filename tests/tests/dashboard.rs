@@ -823,7 +823,7 @@ async fn browse(
 }
 
 /// With `SEQUENCER_SCREENSHOTS=DIR`, saves a screenshot of the page as `DIR/name` (how the guide's images are
-/// made: `SEQUENCER_SCREENSHOTS=$PWD/docs/images cargo test -p sequencer-tests --test dashboard in_a_browser`).
+/// made: `SEQUENCER_SCREENSHOTS=$PWD/sequencer/docs/images cargo test -p sequencer-tests --test dashboard in_a_browser`).
 async fn shoot(client: &fantoccini::Client, name: &str) -> Result<(), fantoccini::error::CmdError> {
     let Some(dir) = std::env::var_os("SEQUENCER_SCREENSHOTS") else {
         return Ok(());

@@ -641,7 +641,7 @@ fn format_sql(code: &str) -> Vec<String> {
 fn every_rust_block_of_the_readme_and_the_guides_is_shown_whole() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = vec![root.join("README.md")];
-    for entry in std::fs::read_dir(root.join("docs")).expect("docs/") {
+    for entry in std::fs::read_dir(root.join("sequencer/docs")).expect("sequencer/docs/") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "md") {
             files.push(path);
