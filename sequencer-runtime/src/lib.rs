@@ -9,6 +9,7 @@
 //! [`orchestrator`]s, the `Sequencer`, and the features on top (`worker`, `deferred`, `migrate`, `revert`), each adding an
 //! `impl Sequencer` block. A module imports from the module that defines a name, never through this file.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod crypto;
 mod ctx;

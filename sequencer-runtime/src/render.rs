@@ -365,7 +365,7 @@ impl Drawing {
                 writeln!(out, "  op{d} {arrow} op{i}")?;
             }
         }
-        for status in STATUSES {
+        for &status in Status::ALL {
             let members: Vec<String> = v
                 .order
                 .iter()
@@ -385,18 +385,6 @@ impl Drawing {
         Ok(())
     }
 }
-
-/// Every status, in the order the Mermaid classes are listed.
-const STATUSES: [Status; 8] = [
-    Status::Pending,
-    Status::Scheduled,
-    Status::Running,
-    Status::Completed,
-    Status::Failed,
-    Status::Skipped,
-    Status::RolledBack,
-    Status::Interrupted,
-];
 
 fn plural(n: usize) -> &'static str {
     if n == 1 {

@@ -18,7 +18,6 @@ use crate::error::SequencerError;
 use crate::events::Event;
 use crate::executor::Env;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held};
-use crate::ledger::dialect::Dialect;
 use crate::ledger::jobs::{Job, JobStatus};
 use crate::ledger::runs::Status;
 use crate::options::{check_lease, check_queue, WorkOptions, DEFAULT_QUEUE};
@@ -106,10 +105,7 @@ impl Sequencer {
             fastrand::u32(..)
         );
         let batch = ledger.new_batch(&env.owner).await?;
-        let mut listener = match ledger.dialect() {
-            Dialect::Postgres => Some(ledger.listen(&ledger.notify_channel()).await?),
-            _ => None,
-        };
+        let mut listener = ledger.listen(&ledger.notify_channel()).await?;
         let mut report = WorkReport::default();
         let mut tasks: JoinSet<(Job, Result<Outcome, SequencerError>)> = JoinSet::new();
         let mut idle = Duration::from_millis(5);

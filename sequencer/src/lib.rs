@@ -49,6 +49,7 @@
 //! operations, migrations, workers, testing, the CLI and the ledger schema); every Rust snippet in them is a doc
 //! test of this crate.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Marks a module of operations: inline, or loaded from a directory; generates its `registry()` function.
 ///

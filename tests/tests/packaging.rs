@@ -162,3 +162,70 @@ fn every_manifest_states_licence_msrv_lints_and_docs_rs_and_no_address() {
         }
     }
 }
+
+/// The drivers a build of the facade resolves with these features: the sqlx driver crates and SQLite's C library
+/// in `cargo tree` (the features an application asks for, nothing from the rest of the workspace).
+fn drivers_with(features: &[&str]) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut args = vec!["tree", "--offline", "-p", "sequencer", "-e", "normal"];
+    args.extend(["--prefix", "none", "--format", "{p}"]);
+    let joined = features.join(",");
+    if !features.is_empty() {
+        args.extend(["--no-default-features", "--features", &joined]);
+    }
+    let out = std::process::Command::new(cargo)
+        .args(&args)
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("cargo tree: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo tree {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut drivers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|p| {
+            [
+                "sqlx-sqlite",
+                "sqlx-postgres",
+                "sqlx-mysql",
+                "libsqlite3-sys",
+            ]
+            .contains(p)
+        })
+        .map(str::to_owned)
+        .collect();
+    drivers.sort();
+    drivers.dedup();
+    drivers
+}
+
+#[test]
+fn an_application_compiles_only_the_drivers_it_enables() {
+    assert_eq!(
+        drivers_with(&[]),
+        ["libsqlite3-sys", "sqlx-sqlite"],
+        "the default: SQLite"
+    );
+    assert_eq!(
+        drivers_with(&["cli", "postgres"]),
+        ["sqlx-postgres"],
+        "PostgreSQL only"
+    );
+    assert_eq!(
+        drivers_with(&["dashboard", "mysql"]),
+        ["sqlx-mysql"],
+        "MySQL / MariaDB only"
+    );
+    assert_eq!(
+        drivers_with(&["cli", "sqlite", "postgres", "mysql"]),
+        [
+            "libsqlite3-sys",
+            "sqlx-mysql",
+            "sqlx-postgres",
+            "sqlx-sqlite"
+        ]
+    );
+}

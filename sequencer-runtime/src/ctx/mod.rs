@@ -137,6 +137,8 @@ impl Ctx {
     /// A context outside any run, on a lazily opened in-memory SQLite pool: for calling an operation's
     /// function directly in a unit test. Call it inside a tokio runtime.
     /// `ctx.sqlite()` is another lazily opened in-memory SQLite database.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn detached(meta: &'static OperationMeta, attempt: u32, state: Arc<StateMap>) -> Self {
         sqlx::any::install_default_drivers();
         let pool = sqlx::any::AnyPoolOptions::new()

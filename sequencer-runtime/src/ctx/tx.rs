@@ -3,7 +3,13 @@
 
 use std::marker::PhantomData;
 
-use sqlx::{Any, MySql, MySqlPool, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, Transaction};
+#[cfg(feature = "mysql")]
+use sqlx::{MySql, MySqlPool};
+#[cfg(feature = "postgres")]
+use sqlx::{PgPool, Postgres};
+#[cfg(feature = "sqlite")]
+use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::Ctx;
@@ -60,7 +66,10 @@ impl Ctx {
     /// `sqlx` dependency), where [`Ctx::pool`] knows only the types common to all backends. An error on another
     /// backend, naming it. Connected lazily, beside the ledger's `AnyPool`: it opens a connection only when used.
     /// In a `transaction` operation, [`Ctx::postgres_tx`] is the transaction that commits with the ledger row.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres(&self) -> Result<&PgPool> {
+        #[allow(unreachable_patterns)]
         match &self.native {
             NativePool::Postgres(pool) => Ok(pool),
             _ => Err(self.wrong_backend(Dialect::Postgres, false)),
@@ -68,7 +77,10 @@ impl Ctx {
     }
 
     /// The ledger's MySQL / MariaDB pool (`sqlx::MySqlPool`), as [`Ctx::postgres`] is PostgreSQL's.
+    #[cfg(feature = "mysql")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
     pub fn mysql(&self) -> Result<&MySqlPool> {
+        #[allow(unreachable_patterns)]
         match &self.native {
             NativePool::MySql(pool) => Ok(pool),
             _ => Err(self.wrong_backend(Dialect::MySql, false)),
@@ -77,7 +89,10 @@ impl Ctx {
 
     /// The ledger's SQLite pool (`sqlx::SqlitePool`, with the ledger's settings: WAL, a 30 s busy timeout), as
     /// [`Ctx::postgres`] is PostgreSQL's.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn sqlite(&self) -> Result<&SqlitePool> {
+        #[allow(unreachable_patterns)]
         match &self.native {
             NativePool::Sqlite(pool) => Ok(pool),
             _ => Err(self.wrong_backend(Dialect::Sqlite, false)),
@@ -115,18 +130,24 @@ impl Ctx {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub async fn postgres_tx(&self) -> Result<TxGuard<'_, Postgres>> {
         self.open_tx::<Postgres>().await
     }
 
     /// The transaction of a `transaction` operation on a MySQL / MariaDB ledger, as `sqlx::Transaction<MySql>`;
     /// see [`Ctx::postgres_tx`].
+    #[cfg(feature = "mysql")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
     pub async fn mysql_tx(&self) -> Result<TxGuard<'_, MySql>> {
         self.open_tx::<MySql>().await
     }
 
     /// The transaction of a `transaction` operation on a SQLite ledger, as `sqlx::Transaction<Sqlite>`; see
     /// [`Ctx::postgres_tx`].
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub async fn sqlite_tx(&self) -> Result<TxGuard<'_, Sqlite>> {
         self.open_tx::<Sqlite>().await
     }
@@ -223,4 +244,10 @@ macro_rules! deref_tx {
     )+};
 }
 
-deref_tx!(Any, Postgres, MySql, Sqlite);
+deref_tx!(Any);
+#[cfg(feature = "postgres")]
+deref_tx!(Postgres);
+#[cfg(feature = "mysql")]
+deref_tx!(MySql);
+#[cfg(feature = "sqlite")]
+deref_tx!(Sqlite);

@@ -29,6 +29,35 @@ impl Dialect {
         }
     }
 
+    /// Whether this build has the backend's driver (its cargo feature: `sqlite`, `postgres`, `mysql`).
+    pub fn compiled(self) -> bool {
+        match self {
+            Dialect::Sqlite => cfg!(feature = "sqlite"),
+            Dialect::Postgres => cfg!(feature = "postgres"),
+            Dialect::MySql => cfg!(feature = "mysql"),
+        }
+    }
+
+    /// The cargo feature that compiles the backend's driver.
+    pub fn feature(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+            Dialect::MySql => "mysql",
+        }
+    }
+
+    /// What to do about a backend this build lacks, for messages.
+    pub(crate) fn missing_feature(self) -> String {
+        format!(
+            "this build of sequencer has no {} driver: enable the `{}` feature of the `sequencer` dependency \
+             (`sequencer = {{ version = \"…\", features = [\"{}\"] }}`) and build again",
+            self.name(),
+            self.feature(),
+            self.feature()
+        )
+    }
+
     /// The backend's name, for messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -109,6 +138,9 @@ pub(super) fn text(r: &AnyRow, i: usize) -> Result<Option<String>, sqlx::Error> 
 macro_rules! stored_by_name {
     ($ty:ident, $what:literal, { $($variant:ident => $name:literal,)+ }) => {
         impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant,)+];
+
             /// The name stored in the ledger.
             pub fn as_str(self) -> &'static str {
                 match self {

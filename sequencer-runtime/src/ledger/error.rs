@@ -6,6 +6,14 @@ pub enum LedgerError {
     /// The database URL names a backend the ledger does not support.
     #[error("unsupported database URL `{0}`: use `sqlite://FILE`, `postgres://…` or `mysql://…` (MariaDB too)")]
     UnsupportedUrl(String),
+    /// The database URL names a backend whose driver this build does not have (a cargo feature is off).
+    #[error("cannot open `{url}`: {message}")]
+    MissingBackend {
+        /// The URL, without its password.
+        url: String,
+        /// Which feature to enable.
+        message: String,
+    },
     /// The table prefix is not a plain identifier.
     #[error("table prefix `{0}` may hold only ASCII letters, digits and `_`")]
     BadPrefix(String),

@@ -7,9 +7,10 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::connection::{redact, Ledger};
+use super::connection::Ledger;
 use super::dialect::{parsed, stored_by_name, text, Dialect};
 use super::error::{q, LedgerError};
+use super::runs::Status;
 
 /// The state of a job of the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -34,6 +35,34 @@ stored_by_name!(JobStatus, "job status", {
     Done => "done",
     Failed => "failed",
 });
+
+/// How `jobs.blocked_by` stores the operations a job waits for: their names, one a line.
+fn blocked_text(names: &[&str]) -> String {
+    names.join("\n")
+}
+
+/// The operations a job waits for, read back from the `blocked_by` column at `i` (none when NULL).
+fn blocked_names(r: &AnyRow, i: usize) -> Result<Vec<String>, sqlx::Error> {
+    Ok(text(r, i)?
+        .map(|b| b.lines().map(str::to_owned).collect())
+        .unwrap_or_default())
+}
+
+/// A PostgreSQL connection listening for the workers' notifications: see [`Ledger::listen`].
+pub struct Listener(#[cfg(feature = "postgres")] sqlx::postgres::PgListener);
+
+impl Listener {
+    /// Waits for the next notification: `Err` when the connection broke (sqlx reconnects on the next call).
+    pub async fn recv(&mut self) -> Result<(), LedgerError> {
+        #[cfg(feature = "postgres")]
+        {
+            self.0.recv().await.map_err(q("listen for jobs"))?;
+            Ok(())
+        }
+        #[cfg(not(feature = "postgres"))]
+        std::future::pending::<Result<(), LedgerError>>().await
+    }
+}
 
 /// A job not ended yet, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,7 +128,7 @@ impl Ledger {
         let (status, blocked_by) = if after.is_empty() {
             (Queued, None)
         } else {
-            (Blocked, Some(after.join("\n")))
+            (Blocked, Some(blocked_text(after)))
         };
         let requeue = self.dialect.sql(format!(
             "UPDATE {jobs} SET status = ?, blocked_by = ?, available_at = {now}, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL \
@@ -172,8 +201,7 @@ impl Ledger {
         }
         let mut blocked: Vec<(i64, String, Vec<String>)> = Vec::new();
         for r in query.fetch_all(&self.pool).await.map_err(q(WHAT))? {
-            let by = text(&r, 2).map_err(q(WHAT))?;
-            let by: Vec<String> = by.unwrap_or_default().lines().map(str::to_owned).collect();
+            let by = blocked_names(&r, 2).map_err(q(WHAT))?;
             if after.is_none_or(|n| by.iter().any(|b| b == n)) {
                 blocked.push((
                     r.try_get(0).map_err(q(WHAT))?,
@@ -214,9 +242,9 @@ impl Ledger {
             }
         }
         let ended_well = |name: &String| {
-            newest
-                .get(name)
-                .is_some_and(|(_, s)| s == "completed" || s == "skipped")
+            newest.get(name).is_some_and(|(_, s)| {
+                s == Status::Completed.as_str() || s == Status::Skipped.as_str()
+            })
         };
         let release = self.dialect.sql(format!(
             "UPDATE {jobs} SET status = '{Queued}', blocked_by = NULL, available_at = {now} WHERE id = ? AND status = '{Blocked}'"
@@ -258,10 +286,7 @@ impl Ledger {
                 run: r.try_get(1).map_err(q("read the open jobs"))?,
                 status: parsed(r, 2).map_err(q("read the open jobs"))?,
                 queue: r.try_get(3).map_err(q("read the open jobs"))?,
-                blocked_by: text(r, 4)
-                    .map_err(q("read the open jobs"))?
-                    .map(|b| b.lines().map(str::to_owned).collect())
-                    .unwrap_or_default(),
+                blocked_by: blocked_names(r, 4).map_err(q("read the open jobs"))?,
             };
             if open.get(&name).is_none_or(|j| j.run < job.run) {
                 open.insert(name, job);
@@ -283,13 +308,10 @@ impl Ledger {
             .fetch_optional(&self.pool)
             .await
             .map_err(q("read a blocked job"))?;
-        let by = match row {
-            Some(r) => text(&r, 0).map_err(q("read a blocked job"))?,
-            None => None,
-        };
-        Ok(by
-            .map(|b| b.lines().map(str::to_owned).collect())
-            .unwrap_or_default())
+        match row {
+            Some(r) => blocked_names(&r, 0).map_err(q("read a blocked job")),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Wakes the workers of a queue (PostgreSQL's `NOTIFY`; elsewhere they poll).
@@ -554,16 +576,21 @@ impl Ledger {
             .map_err(q("read a job"))
     }
 
-    /// A PostgreSQL connection listening on `channel`.
-    pub async fn listen(&self, channel: &str) -> Result<sqlx::postgres::PgListener, LedgerError> {
-        let mut l = sqlx::postgres::PgListener::connect(&self.url)
-            .await
-            .map_err(|source| LedgerError::Connect {
-                url: redact(&self.url),
-                source,
-            })?;
-        l.listen(channel).await.map_err(q("listen for jobs"))?;
-        Ok(l)
+    /// A connection listening on `channel`: PostgreSQL's `LISTEN`; `None` on the other backends (they poll).
+    pub async fn listen(&self, channel: &str) -> Result<Option<Listener>, LedgerError> {
+        #[cfg(feature = "postgres")]
+        if self.dialect == Dialect::Postgres {
+            let mut l = sqlx::postgres::PgListener::connect(&self.url)
+                .await
+                .map_err(|source| LedgerError::Connect {
+                    url: super::connection::redact(&self.url),
+                    source,
+                })?;
+            l.listen(channel).await.map_err(q("listen for jobs"))?;
+            return Ok(Some(Listener(l)));
+        }
+        let _ = channel;
+        Ok(None)
     }
 
     /// The channel a PostgreSQL dispatcher listens on for ended jobs.

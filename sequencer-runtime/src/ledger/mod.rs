@@ -33,7 +33,7 @@ pub use deferred::{DeferredRow, DeferredStatus};
 pub use dialect::{number_placeholders, Dialect};
 pub use error::{transient, LedgerError};
 pub use error_log::ErrorRecord;
-pub use jobs::{Job, JobStatus, OpenJob, RunningJob};
+pub use jobs::{Job, JobStatus, Listener, OpenJob, RunningJob};
 pub use locks::IsolationLock;
 pub use logs::{LogLine, LOG_LINES_KEPT};
 pub use native::{Conn, NativePool};

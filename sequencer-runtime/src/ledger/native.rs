@@ -4,15 +4,25 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "mysql")]
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlPool};
 use sqlx::pool::PoolOptions;
+#[cfg(feature = "postgres")]
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, Postgres};
+#[cfg(feature = "sqlite")]
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection, SqlitePool};
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Pool, Transaction};
+#[cfg(feature = "sqlite")]
+use sqlx::Executor;
+use sqlx::{Any, AnyConnection, AnyPool, Pool, Transaction};
 
 use super::connection::Ledger;
 use super::dialect::Dialect;
 use super::error::{q, LedgerError};
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+compile_error!(
+    "sequencer needs a database backend: enable at least one of the features `sqlite`, `postgres`, `mysql`"
+);
 
 /// What every SQLite connection of the ledger runs first, native or not: WAL survives a process crash;
 /// `busy_timeout` makes concurrent writers wait, not fail.
@@ -26,15 +36,21 @@ pub(super) const SQLITE_PRAGMAS: &str =
 #[derive(Debug, Clone)]
 pub enum NativePool {
     /// A PostgreSQL ledger.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     Postgres(PgPool),
     /// A MySQL or MariaDB ledger.
+    #[cfg(feature = "mysql")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
     MySql(MySqlPool),
     /// A SQLite ledger (the same settings as the ledger's own connections: WAL, a 30 s busy timeout).
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     Sqlite(SqlitePool),
 }
 
 impl NativePool {
-    /// A lazily connected pool on `url`, of `dialect`'s driver.
+    /// A lazily connected pool on `url`, of `dialect`'s driver (compiled in: [`Dialect::compiled`] was checked).
     pub(super) fn connect_lazy(
         url: &str,
         dialect: Dialect,
@@ -45,13 +61,17 @@ impl NativePool {
                 .max_connections(max.max(1))
                 .acquire_timeout(Duration::from_secs(10))
         }
+        #[allow(unreachable_patterns)]
         Ok(match dialect {
+            #[cfg(feature = "postgres")]
             Dialect::Postgres => NativePool::Postgres(
                 options(max_connections).connect_lazy_with(url.parse::<PgConnectOptions>()?),
             ),
+            #[cfg(feature = "mysql")]
             Dialect::MySql => NativePool::MySql(
                 options(max_connections).connect_lazy_with(url.parse::<MySqlConnectOptions>()?),
             ),
+            #[cfg(feature = "sqlite")]
             Dialect::Sqlite => NativePool::Sqlite(
                 options::<Sqlite>(max_connections)
                     .after_connect(|conn: &mut SqliteConnection, _| {
@@ -62,15 +82,22 @@ impl NativePool {
                     })
                     .connect_lazy_with(url.parse::<SqliteConnectOptions>()?),
             ),
+            other => return Err(sqlx::Error::Configuration(other.missing_feature().into())),
         })
     }
 
     /// The backend.
     pub fn dialect(&self) -> Dialect {
         match self {
+            #[cfg(feature = "postgres")]
             NativePool::Postgres(_) => Dialect::Postgres,
+            #[cfg(feature = "mysql")]
             NativePool::MySql(_) => Dialect::MySql,
+            #[cfg(feature = "sqlite")]
             NativePool::Sqlite(_) => Dialect::Sqlite,
+            // No backend: the build stops at the `compile_error!` above; this keeps its message the only one.
+            #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+            _ => unreachable!(),
         }
     }
 }
@@ -98,6 +125,7 @@ macro_rules! operation_db {
         impl OperationDb for $db {
             const ACCESSOR: &'static str = $accessor;
             const BACKEND: Option<Dialect> = $backend;
+            #[allow(unreachable_patterns)]
             fn pool($ledger: &Ledger) -> Option<&Pool<Self>> {
                 $pool
             }
@@ -121,6 +149,7 @@ macro_rules! operation_db {
 }
 
 operation_db!(Any, Any, "tx", None, |ledger| Some(&ledger.pool));
+#[cfg(feature = "postgres")]
 operation_db!(
     Postgres,
     Postgres,
@@ -131,6 +160,7 @@ operation_db!(
         _ => None,
     }
 );
+#[cfg(feature = "mysql")]
 operation_db!(
     MySql,
     MySql,
@@ -141,6 +171,7 @@ operation_db!(
         _ => None,
     }
 );
+#[cfg(feature = "sqlite")]
 operation_db!(
     Sqlite,
     Sqlite,
@@ -160,10 +191,13 @@ pub(crate) enum OpTx {
     /// `ctx.tx()`.
     Any(Transaction<'static, Any>),
     /// `ctx.postgres_tx()`.
+    #[cfg(feature = "postgres")]
     Postgres(Transaction<'static, Postgres>),
     /// `ctx.mysql_tx()`.
+    #[cfg(feature = "mysql")]
     MySql(Transaction<'static, MySql>),
     /// `ctx.sqlite_tx()`.
+    #[cfg(feature = "sqlite")]
     Sqlite(Transaction<'static, Sqlite>),
     /// Taken by the executor: the attempt is over.
     Ended,
@@ -174,8 +208,11 @@ impl OpTx {
     pub(crate) fn conn(&mut self) -> Option<Conn<'_>> {
         match self {
             OpTx::Any(tx) => Some(Conn::Any(tx)),
+            #[cfg(feature = "postgres")]
             OpTx::Postgres(tx) => Some(Conn::Postgres(tx)),
+            #[cfg(feature = "mysql")]
             OpTx::MySql(tx) => Some(Conn::MySql(tx)),
+            #[cfg(feature = "sqlite")]
             OpTx::Sqlite(tx) => Some(Conn::Sqlite(tx)),
             OpTx::NotBegun | OpTx::Ended => None,
         }
@@ -185,8 +222,11 @@ impl OpTx {
     pub(crate) fn accessor(&self) -> Option<&'static str> {
         match self {
             OpTx::Any(_) => Some(Any::ACCESSOR),
+            #[cfg(feature = "postgres")]
             OpTx::Postgres(_) => Some(Postgres::ACCESSOR),
+            #[cfg(feature = "mysql")]
             OpTx::MySql(_) => Some(MySql::ACCESSOR),
+            #[cfg(feature = "sqlite")]
             OpTx::Sqlite(_) => Some(Sqlite::ACCESSOR),
             OpTx::NotBegun | OpTx::Ended => None,
         }
@@ -196,8 +236,11 @@ impl OpTx {
     pub(crate) async fn commit(self) -> Result<(), LedgerError> {
         match self {
             OpTx::Any(tx) => tx.commit().await,
+            #[cfg(feature = "postgres")]
             OpTx::Postgres(tx) => tx.commit().await,
+            #[cfg(feature = "mysql")]
             OpTx::MySql(tx) => tx.commit().await,
+            #[cfg(feature = "sqlite")]
             OpTx::Sqlite(tx) => tx.commit().await,
             OpTx::NotBegun | OpTx::Ended => Ok(()),
         }
@@ -213,10 +256,16 @@ pub enum Conn<'c> {
     /// An `sqlx::Any` connection.
     Any(&'c mut AnyConnection),
     /// A PostgreSQL connection.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     Postgres(&'c mut PgConnection),
     /// A MySQL / MariaDB connection.
+    #[cfg(feature = "mysql")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
     MySql(&'c mut MySqlConnection),
     /// A SQLite connection.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     Sqlite(&'c mut SqliteConnection),
 }
 
@@ -264,14 +313,17 @@ impl Conn<'_> {
                 .execute(conn)
                 .await?
                 .rows_affected(),
+            #[cfg(feature = "postgres")]
             Conn::Postgres(conn) => bound!(sqlx::query(sql), args)
                 .execute(conn)
                 .await?
                 .rows_affected(),
+            #[cfg(feature = "mysql")]
             Conn::MySql(conn) => bound!(sqlx::query(sql), args)
                 .execute(conn)
                 .await?
                 .rows_affected(),
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(conn) => bound!(sqlx::query(sql), args)
                 .execute(conn)
                 .await?

@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::SequencerError;
 use crate::events::Event;
-use crate::ledger::dialect::Dialect;
 use crate::ledger::jobs::JobStatus;
 use crate::ledger::runs::Status;
 use crate::ledger::Ledger;
@@ -32,8 +31,7 @@ impl Dispatch {
         cancel: CancellationToken,
     ) -> Result<Dispatch, SequencerError> {
         let ended = Arc::new(Notify::new());
-        if ledger.dialect() == Dialect::Postgres {
-            let mut l = ledger.listen(&ledger.done_channel()).await?;
+        if let Some(mut l) = ledger.listen(&ledger.done_channel()).await? {
             let (notify, stop) = (ended.clone(), cancel.clone());
             tokio::spawn(async move {
                 loop {

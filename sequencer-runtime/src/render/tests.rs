@@ -212,6 +212,25 @@ fn mermaid_draws_critical_edges_thick_and_classes_by_status() {
     );
 }
 
+#[test]
+fn mermaid_classes_every_status_in_use() {
+    let r = diamond();
+    let statuses = HashMap::from([
+        ("a".to_owned(), Status::RollingBack),
+        ("b".to_owned(), Status::RollbackInterrupted),
+        ("c".to_owned(), Status::Stale),
+    ]);
+    let out = render(&r, &statuses, &HashMap::new(), GraphFormat::Mermaid).unwrap();
+    for status in ["rolling_back", "undo_interrupted", "stale", "pending"] {
+        assert!(
+            out.contains(&format!("classDef {status} ")),
+            "{status}: {out}"
+        );
+    }
+    let classed = out.lines().filter(|l| l.starts_with("  class ")).count();
+    assert_eq!(classed, 4, "one class line per status in use: {out}");
+}
+
 static QUOTED: OperationDef = def("say \"hi\" <#1>", 1, &[]);
 static AFTER_QUOTED: OperationDef = def(
     "back\\slash",

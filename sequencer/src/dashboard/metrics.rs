@@ -7,17 +7,8 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::view::STATUSES;
 use super::Shared;
 use crate::ledger::{JobStatus, Status};
-
-pub(crate) const JOB_STATES: [JobStatus; 5] = [
-    JobStatus::Blocked,
-    JobStatus::Queued,
-    JobStatus::Running,
-    JobStatus::Done,
-    JobStatus::Failed,
-];
 
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
@@ -64,7 +55,7 @@ async fn render(state: &Shared) -> Result<String, crate::SequencerError> {
     for e in &entries {
         *counts.entry(e.status).or_default() += 1;
     }
-    for s in STATUSES {
+    for &s in Status::ALL {
         let n = counts.get(&s).copied().unwrap_or(0);
         let _ = writeln!(out, "sequencer_operations{{state=\"{}\"}} {n}", s.as_str());
     }
@@ -117,7 +108,7 @@ async fn render(state: &Shared) -> Result<String, crate::SequencerError> {
     let queues = super::queues::names(seq);
     for q in queues {
         let counts = seq.ledger().job_counts(q).await?;
-        for s in JOB_STATES {
+        for &s in JobStatus::ALL {
             let n = counts.get(&s).copied().unwrap_or(0);
             let _ = writeln!(
                 out,

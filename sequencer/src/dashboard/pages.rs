@@ -129,7 +129,7 @@ pub(crate) async fn operations(
         h1 { "Operations" }
         @if let Some(n) = notice(&filters.done) { p.notice { (n) } }
         p.summary {
-            @for s in view::STATUSES {
+            @for &s in Status::ALL {
                 @if let Some(n) = counts.get(&s) {
                     a href={ (home(&base)) "?status=" (s.as_str()) } { (badge(s)) " " (n) } " "
                 }
@@ -140,7 +140,7 @@ pub(crate) async fn operations(
         form.filters method="get" action={ (home(&base)) } {
             label { "Status " select name="status" {
                 option value="" { "any" }
-                @for s in view::STATUSES {
+                @for &s in Status::ALL {
                     option value=(s.as_str()) selected[filters.status == s.as_str()] { (s.as_str()) }
                 }
             } }

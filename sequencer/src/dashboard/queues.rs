@@ -8,7 +8,6 @@ use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
-use super::metrics::JOB_STATES;
 use super::pages::failure;
 use super::view::{self, duration, time};
 use super::{base, segment, Shared};
@@ -52,9 +51,9 @@ async fn body(state: &Shared, base: &str) -> Result<maud::Markup, SequencerError
         p { "Isolation lock (" code { "process --isolate" } "): "
             @match &holder { Some(h) => { "held by " strong { (h) } }, None => { "free" } } }
         h2 { "Jobs by queue" }
-        table { thead { tr { th { "Queue" } @for s in JOB_STATES { th { (s.as_str()) } } } }
+        table { thead { tr { th { "Queue" } @for &s in JobStatus::ALL { th { (s.as_str()) } } } }
             tbody { @for (q, c) in &counts { tr {
-                td { (q) } @for s in JOB_STATES { td { (c.get(&s).copied().unwrap_or(0)) } }
+                td { (q) } @for &s in JobStatus::ALL { td { (c.get(&s).copied().unwrap_or(0)) } }
             } } } }
         h2 { "Running jobs" }
         @if running.is_empty() { p.muted { "No worker holds a job." } }

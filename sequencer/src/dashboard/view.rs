@@ -68,21 +68,6 @@ pub(crate) fn badge(status: Status) -> Markup {
     html! { span class={ "badge s-" (status.as_str()) } data-status=(status.as_str()) { (status.as_str()) } }
 }
 
-/// The statuses, in the order the filters list them.
-pub(crate) const STATUSES: [Status; 11] = [
-    Status::Pending,
-    Status::Scheduled,
-    Status::Running,
-    Status::Completed,
-    Status::Failed,
-    Status::Skipped,
-    Status::RolledBack,
-    Status::Interrupted,
-    Status::RollingBack,
-    Status::RollbackInterrupted,
-    Status::Stale,
-];
-
 /// A duration in milliseconds, short: `850ms`, `4.2s`, `3m 04s`, `2h 05m`.
 pub(crate) fn duration(ms: i64) -> String {
     let ms = ms.max(0);
