@@ -34,6 +34,9 @@ pub struct OperationMeta {
     pub timeout: Option<Duration>,
     /// `fail_on_timeout`: a timeout fails the operation instead of being retried.
     pub fail_on_timeout: bool,
+    /// `estimate = "5m"`: how long a run is expected to take, until the ledger has recorded one. The
+    /// dependency-graph orchestrator starts the ready operation with the longest estimated remaining work first.
+    pub estimate: Option<Duration>,
     /// `execute_at = ...` or `delay = ...`.
     pub schedule: Option<Schedule>,
     /// `asynchronous`: dispatched to the durable queue and run by `work` processes.
@@ -86,6 +89,7 @@ impl OperationMeta {
             retry: RetryPolicy::ONCE,
             timeout: None,
             fail_on_timeout: false,
+            estimate: None,
             schedule: None,
             asynchronous: false,
             queue: None,

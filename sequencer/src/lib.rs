@@ -109,6 +109,7 @@ pub use sequencer_macros::operations;
 /// | `max_exceptions` | integer ≥ 1 | none | fail after this many failed attempts; needs `retries` or `retry_until` |
 /// | `timeout` | duration > 0 | none | limit per attempt (hooks included); a timed-out attempt is retried if tries remain |
 /// | `fail_on_timeout` | flag | off | a timeout fails the operation at once; needs `timeout` |
+/// | `estimate` | duration > 0 | none | expected run time until the ledger has recorded one; the `graph` orchestrator starts the longest remaining work first |
 /// | `execute_at` | `"HH:MM"` / `"HH:MM:SS"` (UTC), `"2026-12-01T02:00:00Z"`, or a `fn() -> SystemTime` | none | not run before that time (once, not a cron schedule) |
 /// | `delay` | duration | none | due this long after the first run that sees it pending; contradicts `execute_at` |
 /// | `asynchronous` | flag | off | `process` puts it on a durable queue; `work` processes run it |

@@ -50,6 +50,7 @@ pub const KEYS: &[&str] = &[
     "should_run",
     "idempotent",
     "throttle_on",
+    "estimate",
 ];
 
 /// One `depends_on` entry.
@@ -109,6 +110,7 @@ pub struct OpAttr {
     pub max_exceptions: Option<u32>,
     pub timeout: Option<Duration>,
     pub fail_on_timeout: bool,
+    pub estimate: Option<Duration>,
     pub execute_at: Option<ExecuteAt>,
     pub delay: Option<Duration>,
     pub asynchronous: bool,
@@ -286,6 +288,16 @@ impl OpAttr {
                 }
                 self.timeout = Some(d);
             }
+            "estimate" => {
+                let d = duration(key, value)?;
+                if d.is_zero() {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`estimate` must be longer than zero",
+                    ));
+                }
+                self.estimate = Some(d);
+            }
             "delay" => self.delay = Some(duration(key, value)?),
             "unique_for" => self.unique_for = Some(duration(key, value)?),
             "execute_at" => {
@@ -328,6 +340,7 @@ pub fn example(key: &str) -> &'static str {
         "backoff" => "`backoff = 30`, `backoff = \"2m\"` or `backoff = [1, 5, 10]`",
         "retry_until" => "`retry_until = \"1h\"`",
         "timeout" => "`timeout = \"2m\"`",
+        "estimate" => "`estimate = \"5m\"`",
         "delay" => "`delay = \"10m\"`",
         "unique_for" => "`unique_for = \"1h\"`",
         "execute_at" => "`execute_at = \"02:00\"`, `execute_at = \"2026-12-01T02:00:00Z\"` or `execute_at = due_time`",

@@ -202,6 +202,7 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
     let retry_until = opt(a.retry_until.map(duration_tokens));
     let max_exceptions = opt(a.max_exceptions);
     let timeout = opt(a.timeout.map(duration_tokens));
+    let estimate = opt(a.estimate.map(duration_tokens));
     let schedule = schedule_tokens(a.execute_at.as_ref(), a.delay);
     let queue = opt(a.queue.as_ref());
     let unique = opt(a.unique.as_ref().map(|k| {
@@ -301,6 +302,7 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
                             },
                             timeout: #timeout,
                             fail_on_timeout: #fail_on_timeout,
+                            estimate: #estimate,
                             schedule: #schedule,
                             asynchronous: #asynchronous,
                             queue: #queue,

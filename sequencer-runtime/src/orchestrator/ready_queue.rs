@@ -161,18 +161,14 @@ async fn ready_queue(
             }
         }
     }
-    // Longest chain of dependents below each operation (in operations), for the graph's priority.
-    let mut chain = vec![1usize; n];
-    for i in (0..n).rev() {
-        for &c in &dependents[i] {
-            chain[i] = chain[i].max(chain[c] + 1);
-        }
-    }
+    // The longest remaining work below each operation (its own expected time and its heaviest chain of
+    // dependents), for the graph's priority; counted in operations when no time is known.
+    let remaining = remaining_work(due, &dependents, |name| run.estimate(name));
     let key = |i: usize| match priority {
         Priority::PlanOrder => (0, std::cmp::Reverse(i)),
-        Priority::LongestChain => (chain[i], std::cmp::Reverse(i)),
+        Priority::LongestChain => (remaining[i], std::cmp::Reverse(i)),
     };
-    let mut ready: BinaryHeap<((usize, std::cmp::Reverse<usize>), usize)> = BinaryHeap::new();
+    let mut ready: BinaryHeap<((u64, std::cmp::Reverse<usize>), usize)> = BinaryHeap::new();
     let mut held: Vec<usize> = Vec::new();
     for i in 0..n {
         if let Some(reason) = blocked[i].take() {
@@ -336,6 +332,37 @@ async fn ready_queue(
 }
 
 /// Holds back an operation whose dependency failed or is missing, and everything below it.
+/// For each due operation (in plan order: dependencies first), the longest path of expected work from it to the
+/// end of the graph, itself included. An operation's weight is its expected time in milliseconds (at least 1);
+/// one with none takes the (lower) median of those known, and when none is known every weight is 1, so the priority is
+/// the longest chain of dependents.
+fn remaining_work(
+    due: &[Due],
+    dependents: &[Vec<usize>],
+    estimate: impl Fn(&str) -> Option<std::time::Duration>,
+) -> Vec<u64> {
+    let known: Vec<Option<u64>> = due
+        .iter()
+        .map(|d| estimate(d.def().meta.name).map(|t| (t.as_millis() as u64).max(1)))
+        .collect();
+    let mut sorted: Vec<u64> = known.iter().flatten().copied().collect();
+    sorted.sort_unstable();
+    let fallback = sorted
+        .get(sorted.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(1);
+    let mut remaining: Vec<u64> = known.iter().map(|k| k.unwrap_or(fallback)).collect();
+    for i in (0..due.len()).rev() {
+        let below = dependents[i]
+            .iter()
+            .map(|&c| remaining[c])
+            .max()
+            .unwrap_or(0);
+        remaining[i] = remaining[i].saturating_add(below);
+    }
+    remaining
+}
+
 fn hold_back(
     i: usize,
     dependents: &[Vec<usize>],

@@ -1,7 +1,8 @@
 //! The interface between a run and its orchestrator: the [`Orchestrator`] trait and the [`Run`] it is handed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::SequencerError;
 use crate::events::Event;
@@ -89,6 +90,8 @@ struct RunInner {
     batch: i64,
     due: Vec<Due>,
     satisfied: HashSet<String>,
+    /// Expected run times of due operations: recorded by their last completed run, else `estimate = ".."`.
+    estimates: HashMap<String, Duration>,
     concurrency: usize,
     rollback_on_failure: bool,
 }
@@ -109,6 +112,7 @@ impl Run {
                 batch,
                 due,
                 satisfied,
+                estimates: HashMap::new(),
                 concurrency: concurrency.max(1),
                 rollback_on_failure: false,
             }),
@@ -148,6 +152,22 @@ impl Run {
         Run {
             inner: Arc::new(inner),
         }
+    }
+
+    /// A run that knows how long its operations are expected to take (see [`Run::estimate`]).
+    pub(crate) fn estimating(self, estimates: HashMap<String, Duration>) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.estimates = estimates;
+        Run {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// How long an operation of this run is expected to take: the duration the ledger recorded for its last
+    /// completed run, else its `estimate = ".."` key; `None` when neither is known. The dependency-graph
+    /// orchestrator starts the ready operation with the longest expected remaining work first.
+    pub fn estimate(&self, name: &str) -> Option<Duration> {
+        self.inner.estimates.get(name).copied()
     }
 
     /// The batch number.

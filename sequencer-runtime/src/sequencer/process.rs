@@ -8,11 +8,11 @@ use crate::error::SequencerError;
 use crate::events::{Event, Via};
 use crate::lease::sleep_or_cancel;
 use crate::ledger::locks::IsolationLock;
-use crate::ledger::runs::LedgerRow;
+use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::{LockWait, ProcessOptions};
 use crate::orchestrator::dispatch::Dispatch;
 use crate::orchestrator::run::Run;
-use crate::plan::{needs_migrations, plan, Inputs, Plan};
+use crate::plan::{needs_migrations, plan, Due, Inputs, Plan};
 use crate::report::{Outcome, RunReport};
 use crate::sequencer::Sequencer;
 
@@ -230,8 +230,10 @@ impl Sequencer {
             count: due.len(),
         });
         let concurrency = opts.concurrency.unwrap_or(self.inner.concurrency);
+        let estimates = estimates(&due, &rows);
         let mut run = Run::new(env.clone(), batch, due, satisfied, concurrency)
-            .rolling_back_on_failure(opts.rollback_on_failure || self.inner.rollback_on_failure);
+            .rolling_back_on_failure(opts.rollback_on_failure || self.inner.rollback_on_failure)
+            .estimating(estimates);
         if opts.dispatch {
             run =
                 run.dispatching(Dispatch::new(env.ledger.clone(), env.cancel.child_token()).await?);
@@ -276,4 +278,20 @@ pub(crate) async fn applied_migrations(pool: &sqlx::AnyPool) -> HashSet<i64> {
         Ok(v) => v.into_iter().collect(),
         Err(_) => HashSet::new(),
     }
+}
+
+/// How long each due operation is expected to take: the duration of its last completed run (the ledger's row
+/// read by the plan, whose `--repeat` run is a new one), else its `estimate = ".."` key.
+fn estimates(due: &[Due], rows: &HashMap<String, LedgerRow>) -> HashMap<String, Duration> {
+    due.iter()
+        .filter_map(|d| {
+            let meta = &d.def().meta;
+            let recorded = rows
+                .get(meta.name)
+                .filter(|r| r.status == Status::Completed)
+                .and_then(|r| r.duration_ms)
+                .map(|ms| Duration::from_millis(ms.max(0) as u64));
+            Some((meta.name.to_owned(), recorded.or(meta.estimate)?))
+        })
+        .collect()
 }

@@ -15,6 +15,7 @@ mod ops {
         environments = ["production", "staging"],
         should_run = is_needed,
         throttle_on = is_needed,
+        estimate = "90s",
         encrypted,
     )]
     async fn seed_plans(_ctx: &Ctx) -> Result<()> {
@@ -154,6 +155,7 @@ fn main() {
     assert_eq!(seed.meta.environments, ["production", "staging"]);
     assert!(seed.meta.conditional && seed.should_run.is_some());
     assert!(seed.throttle_on.is_some());
+    assert_eq!(seed.meta.estimate, Some(secs(90)));
     assert!(seed.meta.encrypted);
     assert!(seed.rollback.is_none() && !seed.meta.rollbackable);
 
