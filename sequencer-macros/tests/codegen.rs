@@ -36,7 +36,7 @@ fn parses_every_key() {
             timeout = 120, fail_on_timeout, execute_at = "02:30", asynchronous, queue = "q", unique = "k",
             unique_for = "1h", middleware = [rate_limited("api", 60/min), without_overlapping("k").release_after(60)],
             tags = ["t"], before = b, after = a, failed = f, transaction, encrypted, environments = ["production"],
-            should_run = s, idempotent, throttle_on = busy
+            should_run = s, idempotent, throttle_on = busy, estimate = "5m"
         },
         &mut errors,
     );
@@ -58,6 +58,7 @@ fn parses_every_key() {
     ));
     assert_eq!((a.retries, a.max_exceptions), (Some(5), Some(3)));
     assert_eq!(a.timeout, Some(Duration::from_secs(120)));
+    assert_eq!(a.estimate, Some(Duration::from_secs(300)));
     assert_eq!(a.retry_until, Some(Duration::from_secs(3600)));
     assert!(matches!(
         a.execute_at,
