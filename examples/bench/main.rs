@@ -1,7 +1,7 @@
 //! The performance table: every figure beside a baseline measured in the same run, on the same machine.
 //!
 //! ```sh
-//! cargo run --release --example bench -- --quick     # under two minutes: smaller sizes, one repetition
+//! cargo run --release --example bench -- --quick     # under two minutes: smaller sizes
 //! cargo run --release --example bench                 # the full run, the table in the README
 //! cargo run --release --example bench -- --only 1,3   # some rows only (1 ledger … 6 memory)
 //! ```
@@ -17,6 +17,11 @@
 //! 5. Macro cost: incremental debug build of the generated 1,000 / 2,000 / 4,000-operation crate
 //!    (`tests/scale`), minus the same crate with no operations.
 //! 6. Peak memory (VmHWM) of a process holding a 100,000-operation registry, its plan, and `status`.
+//!
+//! Rows 1 and 3 measure each figure and its baseline three times, taking turns, and judge "met" on the medians
+//! (printed with their spread), so that a load that comes and goes weighs on both and one slow repetition
+//! cannot flip a verdict. Row 2 runs each graph twice: the second run schedules from the durations the first
+//! recorded.
 //!
 //! PostgreSQL rows use `SEQUENCER_BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and
 //! are skipped, saying so, when it is unreachable. Tables are prefixed `bench_` and dropped afterwards.

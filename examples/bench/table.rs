@@ -52,3 +52,37 @@ impl Table {
         }
     }
 }
+
+/// How many times a timed figure is measured: "met" is judged on the median, printed with the spread.
+pub(crate) const REPS: usize = 3;
+
+/// Repeated measurements of one figure.
+#[derive(Default)]
+pub(crate) struct Samples(Vec<f64>);
+
+impl Samples {
+    pub(crate) fn push(&mut self, v: f64) {
+        self.0.push(v);
+    }
+
+    /// The median (the lower middle one of an even count).
+    pub(crate) fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    /// `median unit (min–max, n = 3)`, each with `decimals`.
+    pub(crate) fn show(&self, decimals: usize, unit: &str) -> String {
+        let min = self.0.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!(
+            "{:.d$} {unit} ({min:.d$}–{max:.d$}, n = {})",
+            self.median(),
+            self.0.len(),
+            d = decimals
+        )
+    }
+}
