@@ -10,6 +10,7 @@
 //! `impl Sequencer` block. A module imports from the module that defines a name, never through this file.
 #![warn(missing_docs)]
 
+mod batches;
 pub mod crypto;
 mod ctx;
 mod deferred;
@@ -34,7 +35,8 @@ mod sequencer;
 pub mod strategy;
 mod worker;
 
-pub use crate::ctx::{Cancelled, Ctx, StateMap, TxGuard};
+pub use crate::batches::BatchCtx;
+pub use crate::ctx::{BatchHandle, BatchMember, Cancelled, Ctx, StateMap, TxGuard};
 pub use crate::deferred::DeferredReport;
 pub use crate::error::SequencerError;
 pub use crate::events::{Event, Via};

@@ -239,9 +239,7 @@ mod advanced_batches {
 
     #[tokio::test]
     async fn batch_then_chain_on_a_ledger() {
-        let ledger = sequencer::testing::ledger(Sequencer::builder().registry(ops::registry()))
-            .await
-            .expect("ledger");
+        let ledger = sequencer::testing::ledger(builder()).await.expect("ledger");
         batch_then_chain(&ledger.sequencer)
             .await
             .expect("the guide's run");
