@@ -527,10 +527,12 @@ mod ledger_schema {
             tables,
             [
                 "billing_seq_audit",
+                "billing_seq_batch_members",
                 "billing_seq_batches",
                 "billing_seq_checkpoints",
                 "billing_seq_deferred",
                 "billing_seq_errors",
+                "billing_seq_job_batches",
                 "billing_seq_jobs",
                 "billing_seq_locks",
                 "billing_seq_logs",

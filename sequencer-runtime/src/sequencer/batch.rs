@@ -122,7 +122,8 @@ impl Pending {
                 let ended_well = rows.iter().any(|r| {
                     r.name == *d && matches!(r.status, Status::Completed | Status::Skipped)
                 });
-                if !ended_well && !(self.kind == BatchKind::Chain && before.contains(d)) {
+                let earlier_link = self.kind == BatchKind::Chain && before.contains(d);
+                if !(ended_well || earlier_link) {
                     let fix = match self.kind {
                         BatchKind::Chain => "put it earlier in the chain",
                         BatchKind::Batch => "run it first, or put both in a chain in that order",
