@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::work::{terminate, Workers};
+use common::work::{log_counts, seqwork, statuses, terminate, Workers, N};
 use common::{backends, command, pool, prefix, Backend};
 use sequencer::ledger::{BatchId, BatchInfo, MemberState};
 use sequencer::{sqlx, Sequencer, WorkOptions};
@@ -469,5 +469,99 @@ async fn a_chain_goes_on_across_a_killed_worker() {
         let c = calls(&pool, &p, id).await;
         assert_eq!(c.get("then").map(|c| c.0), Some(1), "{}: {c:?}", b.name);
         cleanup(&seq, &p).await;
+    }
+}
+
+/// Issue 16's acceptance run, with operations for members: a batch of 1,000 on three worker processes, one
+/// killed mid-way; `status` shows its progress while it runs; every member runs (a non-idempotent one killed
+/// mid-run is recorded `interrupted`, and counted failed), and `then` runs once, after the last member ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_members_on_three_workers_one_killed() {
+    for b in backends()
+        .await
+        .into_iter()
+        .filter(|b| b.name == "PostgreSQL")
+    {
+        let p = prefix();
+        let pool = pool(&b).await;
+        sqlx::query(&format!(
+            "CREATE TABLE {p}work_log (name VARCHAR(191) NOT NULL)"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        let builder = sequencer_tests::work_ops::builder(&p).database(b.url.clone());
+        let seq = common::build(&b, builder).await;
+        let id = seq
+            .batch((0..N).map(|i| format!("w_{i}")))
+            .name("reprice")
+            .allow_failures()
+            .then("count_done")
+            .dispatch()
+            .await
+            .unwrap();
+        let args = ["work", "--concurrency", "8", "--lease", "2"];
+        let mut workers = Workers(
+            (0..3)
+                .map(|_| seqwork(&b, &p, &args, "10").spawn().unwrap())
+                .collect(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while seq.batch_info(id).await.unwrap().unwrap().done() < 300 {
+            assert!(Instant::now() < deadline, "{}: stuck", b.name);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        workers.0[0].kill().expect("kill -9");
+        workers.0[0].wait().unwrap();
+        let status = seqwork(&b, &p, &["status"], "0").output().unwrap();
+        let status = String::from_utf8_lossy(&status.stdout);
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("batch {id} reprice: ")))
+            .unwrap_or_else(|| panic!("{}: no progress line in `status`: {status}", b.name));
+        assert!(
+            line.contains(" of 1000 done") && line.ends_with("running"),
+            "{}: {line}",
+            b.name
+        );
+        let info = finished(&seq, id, b.name).await;
+        workers.0.remove(0);
+        workers.stop();
+        let counts = log_counts(&pool, &p).await;
+        assert_eq!(
+            counts.get("then:0"),
+            Some(&1),
+            "{}: `then` ran once, after every member ended: {:?}",
+            b.name,
+            counts
+                .keys()
+                .filter(|k| k.starts_with("then"))
+                .collect::<Vec<_>>()
+        );
+        let statuses = statuses(&pool, &p).await;
+        let mut interrupted = 0;
+        for i in 0..N {
+            let name = format!("w_{i}");
+            let ran = counts.get(&name).copied().unwrap_or(0);
+            match statuses.get(&name).map(String::as_str) {
+                Some("completed") if i % 2 == 0 => assert!(ran >= 1, "{}: {name}", b.name),
+                Some("completed") => {
+                    assert_eq!(ran, 1, "{}: {name} is not idempotent: it ran once", b.name)
+                }
+                Some("interrupted") if i % 2 == 1 => interrupted += 1,
+                other => panic!("{}: {name} is {other:?}", b.name),
+            }
+        }
+        assert_eq!(
+            (info.total, info.pending, info.failed),
+            (N as i64, 0, interrupted),
+            "{}: {info}",
+            b.name
+        );
+        println!(
+            "{}: {interrupted} non-idempotent member(s) interrupted by the kill",
+            b.name
+        );
+        common::drop_tables(&pool, &p, &["work_log"]).await;
     }
 }

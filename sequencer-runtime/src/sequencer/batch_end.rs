@@ -103,18 +103,23 @@ impl Sequencer {
         let chain = info.kind == BatchKind::Chain;
         let mut stopped: Option<String> = None;
         if info.failed > 0 && (chain || !info.allow_failures) {
-            let members = ledger.batch_members(id).await?;
-            let first = members
-                .iter()
-                .filter(|m| m.state == MemberState::Failed)
-                .min_by_key(|m| (m.ended_at, m.position))
-                .map(|m| m.name.clone())
-                .unwrap_or_default();
-            if info.caught_at.is_none() && ledger.catch_batch(id, &first).await? {
-                let caught = ledger.batch_info(id).await?.unwrap_or(info.clone());
-                self.run_batch_callback(&caught, "catch", caught.catch.as_deref())
-                    .await;
+            let mut first = info.failed_member.clone();
+            if info.caught_at.is_none() {
+                let members = ledger.batch_members(id).await?;
+                let earliest = members
+                    .iter()
+                    .filter(|m| m.state == MemberState::Failed)
+                    .min_by_key(|m| (m.ended_at, m.position))
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
+                if ledger.catch_batch(id, &earliest).await? {
+                    let caught = ledger.batch_info(id).await?.unwrap_or(info.clone());
+                    self.run_batch_callback(&caught, "catch", caught.catch.as_deref())
+                        .await;
+                }
+                first = Some(earliest);
             }
+            let first = first.unwrap_or_default();
             stopped = Some(format!("{} stopped: {first} failed", info.kind));
         } else if info.cancelled_at.is_some() {
             stopped = Some(BATCH_CANCELLED.to_owned());

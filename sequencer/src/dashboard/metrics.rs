@@ -11,8 +11,9 @@ use super::view::STATUSES;
 use super::Shared;
 use crate::ledger::{JobStatus, Status};
 
-pub(crate) const JOB_STATES: [JobStatus; 5] = [
+pub(crate) const JOB_STATES: [JobStatus; 6] = [
     JobStatus::Blocked,
+    JobStatus::Waiting,
     JobStatus::Queued,
     JobStatus::Running,
     JobStatus::Done,
