@@ -13,11 +13,11 @@ use crate::ledger::{JobStatus, Status};
 
 pub(crate) const JOB_STATES: [JobStatus; 6] = [
     JobStatus::Blocked,
-    JobStatus::Waiting,
     JobStatus::Queued,
     JobStatus::Running,
     JobStatus::Done,
     JobStatus::Failed,
+    JobStatus::Waiting,
 ];
 
 /// `GET /metrics`.
