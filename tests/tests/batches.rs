@@ -358,6 +358,68 @@ async fn a_member_cancels_its_batch_or_adds_to_it() {
     }
 }
 
+/// `dispatch_and_wait`: the members run in this process, and `cancel()` and `add(..)` work there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_members_cancel_and_add() {
+    for b in backends().await {
+        let p = prefix();
+        let (pool, seq) = setup(&b, &p).await;
+        let info = seq
+            .batch(["b_add", "b_0"])
+            .then("then")
+            .dispatch_and_wait()
+            .await
+            .unwrap();
+        assert_eq!(
+            (info.total, info.pending, info.failed),
+            (3, 0, 0),
+            "{}: {info}",
+            b.name
+        );
+        assert!(info.in_process && info.finished_at.is_some(), "{}", b.name);
+        assert_eq!(
+            logged(&pool, &p).await.get("b_extra"),
+            Some(&1),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            calls(&pool, &p, info.id)
+                .await
+                .get("then")
+                .map(|c| (c.0, c.1)),
+            Some((1, 0)),
+            "{}",
+            b.name
+        );
+
+        let info = seq
+            .batch(["b_cancel", "b_1", "b_2"])
+            .concurrency(1)
+            .then("then")
+            .finally("finally")
+            .dispatch_and_wait()
+            .await
+            .unwrap();
+        assert_eq!((info.skipped, info.failed), (2, 0), "{}: {info}", b.name);
+        let states = states(&seq, info.id).await;
+        assert_eq!(
+            states["b_2"],
+            (MemberState::Skipped, Some("batch cancelled".into())),
+            "{}",
+            b.name
+        );
+        let c = calls(&pool, &p, info.id).await;
+        assert_eq!(
+            (c.get("then"), c.get("finally").map(|c| c.0)),
+            (None, Some(1)),
+            "{}: {c:?}",
+            b.name
+        );
+        cleanup(&seq, &p).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workers_finish_a_batch_whose_dispatcher_exited() {
     for b in backends().await {
