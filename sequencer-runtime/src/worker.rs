@@ -347,6 +347,14 @@ impl Sequencer {
             }
         }
         match outcome {
+            // Not run: its batch was cancelled (its operation stays pending).
+            Outcome::Skipped { reason } if job.batch.is_some() && reason == BATCH_CANCELLED => {
+                report.not_run += 1;
+                let note = format!("not run: {BATCH_CANCELLED}");
+                ledger
+                    .end_job(job.id, worker, JobStatus::Done, Some(&note))
+                    .await?;
+            }
             Outcome::Completed { .. } | Outcome::Skipped { .. } => {
                 report.completed += 1;
                 ledger

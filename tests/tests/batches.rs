@@ -316,6 +316,13 @@ async fn a_member_cancels_its_batch_or_adds_to_it() {
                 b.name
             );
             assert!(!seq.has_executed(m).await.unwrap(), "{}: {m}", b.name);
+            let noted: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM {p}seq_jobs WHERE name LIKE '%{m}' AND last_error = 'not run: batch cancelled'"
+            ))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(noted, 1, "{}: {m}'s job says why it did not run", b.name);
         }
         let c = calls(&pool, &p, id).await;
         assert!(
