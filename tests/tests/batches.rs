@@ -594,7 +594,7 @@ async fn a_thousand_members_on_three_workers_one_killed() {
             b.name
         );
         let info = finished(&seq, id, b.name).await;
-        workers.0.remove(0);
+        workers.0.remove(0).wait().expect("the killed worker");
         workers.stop();
         let counts = log_counts(&pool, &p).await;
         assert_eq!(
