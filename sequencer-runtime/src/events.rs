@@ -207,6 +207,34 @@ pub enum Event {
         /// Seconds it has had nothing to do.
         idle_secs: u64,
     },
+    /// A member of a recorded batch or chain ended: how far the batch is.
+    BatchProgress {
+        /// The batch's id.
+        id: i64,
+        /// Its name, if it has one.
+        name: Option<String>,
+        /// Members that ended.
+        done: i64,
+        /// Members in all.
+        total: i64,
+        /// Members that failed.
+        failed: i64,
+    },
+    /// Every member of a recorded batch or chain ended; its `then` / `finally` callbacks run now.
+    BatchEnded {
+        /// The batch's id.
+        id: i64,
+        /// Its name, if it has one.
+        name: Option<String>,
+        /// Members in all.
+        total: i64,
+        /// Members that failed.
+        failed: i64,
+        /// Members not run or skipped.
+        skipped: i64,
+        /// It was cancelled (by a member, or by a failure without `allow_failures`).
+        cancelled: bool,
+    },
     /// `process --dispatch`: no worker has taken the operation's job yet (first after 10 s, then every minute).
     WaitingForWorker {
         /// Ledger name.

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod batches;
 pub mod crypto;
 mod ctx;
 mod deferred;
@@ -35,7 +36,8 @@ mod sequencer;
 pub mod strategy;
 mod worker;
 
-pub use crate::ctx::{Cancelled, Ctx, StateMap, TxGuard};
+pub use crate::batches::BatchCtx;
+pub use crate::ctx::{BatchHandle, BatchMember, Cancelled, Ctx, StateMap, TxGuard};
 pub use crate::deferred::DeferredReport;
 pub use crate::error::SequencerError;
 pub use crate::events::{Event, Via};

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use sequencer_core::{Dependency, OperationMeta, Schedule};
 
 use crate::error::SequencerError;
+use crate::ledger::batches::BatchId;
 use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::{ProcessOptions, DEFAULT_QUEUE};
 use crate::registry::OperationDef;
@@ -20,6 +21,7 @@ pub struct Due {
     scheduled: bool,
     failed_before: i64,
     on_worker: bool,
+    batch: Option<BatchId>,
 }
 
 impl Due {
@@ -37,6 +39,7 @@ impl Due {
             scheduled,
             failed_before: i64::MAX,
             on_worker: false,
+            batch: None,
         }
     }
 
@@ -56,6 +59,16 @@ impl Due {
             on_worker: true,
             ..self
         }
+    }
+
+    /// A member of a recorded batch or chain: its `ctx.batch()` gives the batch.
+    pub(crate) fn in_batch(self, batch: Option<BatchId>) -> Self {
+        Due { batch, ..self }
+    }
+
+    /// The recorded batch or chain it is a member of.
+    pub(crate) fn batch(&self) -> Option<BatchId> {
+        self.batch
     }
 
     /// Whether a worker runs it: the run queued it and waits for its end.

@@ -177,6 +177,26 @@ impl Registry {
         self.ops.iter().copied().find(|o| o.meta.name == name)
     }
 
+    /// The operation with this ledger name, or the function name of exactly one operation; else `Err` with the
+    /// closest name, if one is close.
+    pub fn lookup(&self, name: &str) -> std::result::Result<&'static OperationDef, Option<String>> {
+        if let Some(def) = self.get(name) {
+            return Ok(def);
+        }
+        let mut by_fn = self.ops.iter().copied().filter(|o| o.meta.fn_name == name);
+        if let (Some(def), None) = (by_fn.next(), by_fn.next()) {
+            return Ok(def);
+        }
+        let candidates = self.ops.iter().flat_map(|o| [o.meta.name, o.meta.fn_name]);
+        Err(sequencer_core::suggest::did_you_mean(name, candidates)
+            .and_then(|s| {
+                self.ops
+                    .iter()
+                    .find(|o| o.meta.name == s || o.meta.fn_name == s)
+            })
+            .map(|o| o.meta.name.to_owned()))
+    }
+
     /// How many operations there are.
     pub fn len(&self) -> usize {
         self.ops.len()

@@ -20,9 +20,11 @@ use crate::executor::Env;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held};
 use crate::ledger::jobs::{Job, JobStatus};
 use crate::ledger::runs::Status;
+use crate::ledger::MemberState;
 use crate::options::{check_lease, check_queue, WorkOptions, DEFAULT_QUEUE};
 use crate::plan::Due;
 use crate::report::Outcome;
+use crate::sequencer::batch_end::BATCH_CANCELLED;
 use crate::sequencer::Sequencer;
 
 /// How often an idle worker says it still waits ([`Event::WorkerWaiting`]); it says so at once when it starts
@@ -165,6 +167,20 @@ impl Sequencer {
                     report.jobs += 1;
                     let Some(def) = self.registry().get(&job.name) else {
                         let error = format!("unknown operation `{}` in a queued job: this binary does not have it; the job is kept for a human", job.name);
+                        if let Some(id) = job.batch {
+                            if let Err(e) = self
+                                .member_ended(
+                                    id,
+                                    &job.name,
+                                    job.run,
+                                    MemberState::Failed,
+                                    Some(&error),
+                                )
+                                .await
+                            {
+                                tracing::warn!("{e}");
+                            }
+                        }
                         if let Err(e) = ledger
                             .end_job(job.id, &worker, JobStatus::Failed, Some(&error))
                             .await
@@ -193,10 +209,21 @@ impl Sequencer {
                                 }
                             }
                         });
-                        let outcome = env
-                            .run(&Due::new(def, job.run, false, true), batch)
-                            .await
-                            .map_err(SequencerError::from);
+                        let outcome = match job.batch {
+                            // A member of a cancelled batch is not run: recorded skipped, its operation pending.
+                            Some(id) if matches!(ledger.batch_cancelled(id).await, Ok(true)) => {
+                                Ok(Outcome::Skipped {
+                                    reason: BATCH_CANCELLED.to_owned(),
+                                })
+                            }
+                            _ => env
+                                .run(
+                                    &Due::new(def, job.run, false, true).in_batch(job.batch),
+                                    batch,
+                                )
+                                .await
+                                .map_err(SequencerError::from),
+                        };
                         drop(beat);
                         (job, outcome)
                     });
@@ -292,7 +319,38 @@ impl Sequencer {
             return Ok(());
         };
         let ledger = self.ledger();
-        match outcome? {
+        let outcome = outcome?;
+        if let Some(id) = job.batch {
+            // The member's end is counted (and its batch settled) before its job ends: should this process die
+            // in between, the job is rescued, taken again, and the steps finished by whoever takes it.
+            match self.member_state(&job.name, job.run, &outcome).await? {
+                Some((state, reason)) => {
+                    self.member_ended(id, &job.name, job.run, state, reason.as_deref())
+                        .await?;
+                }
+                None => {
+                    report.not_run += 1;
+                    ledger
+                        .requeue_job(
+                            job.id,
+                            worker,
+                            Duration::from_secs(1),
+                            "held elsewhere: taken again in a second",
+                        )
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        match outcome {
+            // Not run: its batch was cancelled (its operation stays pending).
+            Outcome::Skipped { reason } if job.batch.is_some() && reason == BATCH_CANCELLED => {
+                report.not_run += 1;
+                let note = format!("not run: {BATCH_CANCELLED}");
+                ledger
+                    .end_job(job.id, worker, JobStatus::Done, Some(&note))
+                    .await?;
+            }
             Outcome::Completed { .. } | Outcome::Skipped { .. } => {
                 report.completed += 1;
                 ledger

@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 
+pub mod batch_ops;
 pub mod ckpt_ops;
 pub mod enc_ops;
 pub mod ledger_ops;

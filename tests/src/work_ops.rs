@@ -17,4 +17,30 @@ pub async fn work(ctx: &sequencer::Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The worker suites' sequencer, its ledger tables prefixed `<prefix>seq_`, with the batch callback
+/// `count_done`: it logs `then:<members not ended>` to `<prefix>work_log`.
+pub fn builder(prefix: &str) -> sequencer::SequencerBuilder {
+    let p = prefix.to_owned();
+    sequencer::Sequencer::builder()
+        .registry(ops::registry())
+        .table_prefix(format!("{prefix}seq_"))
+        .batch_callback("count_done", move |ctx: sequencer::BatchCtx| {
+            let p = p.clone();
+            async move {
+                let id = ctx.id().0;
+                let open: i64 = sequencer::sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM {p}seq_batch_members WHERE batch_id = {id} AND state IN ('pending', 'waiting')"
+                ))
+                .fetch_one(ctx.pool())
+                .await?;
+                sequencer::sqlx::query(&format!(
+                    "INSERT INTO {p}work_log (name) VALUES ('then:{open}')"
+                ))
+                .execute(ctx.pool())
+                .await?;
+                Ok(())
+            }
+        })
+}
+
 include!(concat!(env!("OUT_DIR"), "/work_ops.rs"));

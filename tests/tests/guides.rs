@@ -239,9 +239,7 @@ mod advanced_batches {
 
     #[tokio::test]
     async fn batch_then_chain_on_a_ledger() {
-        let ledger = sequencer::testing::ledger(Sequencer::builder().registry(ops::registry()))
-            .await
-            .expect("ledger");
+        let ledger = sequencer::testing::ledger(builder()).await.expect("ledger");
         batch_then_chain(&ledger.sequencer)
             .await
             .expect("the guide's run");
@@ -529,10 +527,12 @@ mod ledger_schema {
             tables,
             [
                 "billing_seq_audit",
+                "billing_seq_batch_members",
                 "billing_seq_batches",
                 "billing_seq_checkpoints",
                 "billing_seq_deferred",
                 "billing_seq_errors",
+                "billing_seq_job_batches",
                 "billing_seq_jobs",
                 "billing_seq_locks",
                 "billing_seq_logs",

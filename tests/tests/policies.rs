@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use common::{backends, prefix, rows, Backend};
 use sequencer::ledger::Status;
-use sequencer::{BoxFuture, Ctx, Layer, Limit, Next, Outcome, ProcessOptions, Sequencer};
+use sequencer::{
+    BatchCtx, BoxFuture, Ctx, Layer, Limit, Next, Outcome, ProcessOptions, Sequencer,
+    SequencerBuilder,
+};
 use sequencer_tests::policy_ops::{ops, PolicyKnobs};
 
 struct CountingLayer(Arc<AtomicUsize>);
@@ -23,6 +26,14 @@ impl Layer for CountingLayer {
 }
 
 async fn sequencer(b: &Backend, p: &str) -> (Sequencer, Arc<PolicyKnobs>, Arc<AtomicUsize>) {
+    sequencer_with(b, p, |builder| builder).await
+}
+
+async fn sequencer_with(
+    b: &Backend,
+    p: &str,
+    more: impl FnOnce(SequencerBuilder) -> SequencerBuilder,
+) -> (Sequencer, Arc<PolicyKnobs>, Arc<AtomicUsize>) {
     let knobs = Arc::new(PolicyKnobs::default());
     let layer_calls = Arc::new(AtomicUsize::new(0));
     let builder = common::builder(b, p, ops::registry())
@@ -35,7 +46,7 @@ async fn sequencer(b: &Backend, p: &str) -> (Sequencer, Arc<PolicyKnobs>, Arc<At
             },
         )
         .layer(CountingLayer(layer_calls.clone()));
-    let seq = common::build(b, builder).await;
+    let seq = common::build(b, more(builder)).await;
     (seq, knobs, layer_calls)
 }
 
@@ -320,48 +331,87 @@ async fn scheduled_operations_wait_for_their_due_time() {
     }
 }
 
+/// A named callback that records `what` and the member whose failure was caught.
+fn recorder(
+    calls: &Arc<std::sync::Mutex<Vec<String>>>,
+    what: &'static str,
+) -> impl Fn(BatchCtx) -> std::future::Ready<sequencer::Result<()>> + Send + Sync + 'static {
+    let calls = calls.clone();
+    move |ctx: BatchCtx| {
+        let member = ctx.failed_member().unwrap_or("-");
+        let member = member.get(18..).unwrap_or(member).to_owned();
+        calls.lock().unwrap().push(format!("{what} {member}"));
+        std::future::ready(Ok(()))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_chain_and_conditional_api() {
     for b in backends().await {
         let p = prefix();
-        let (seq, _, _) = sequencer(&b, &p).await;
-        let then = Arc::new(AtomicUsize::new(0));
-        let (t, f) = (then.clone(), then.clone());
-        let report = seq
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (seq, _, _) = sequencer_with(&b, &p, |builder| {
+            builder
+                .batch_callback("then", recorder(&calls, "then"))
+                .batch_callback("catch", recorder(&calls, "catch"))
+                .batch_callback("finally", recorder(&calls, "finally"))
+        })
+        .await;
+        let info = seq
             .batch(["q_unique", "q_overlap"])
-            .then(move |_| {
-                t.fetch_add(1, SeqCst);
-            })
-            .finally(move |_| {
-                f.fetch_add(10, SeqCst);
-            })
-            .dispatch()
-            .await
-            .unwrap();
-        assert_eq!(report.planned.len(), 2, "{}", b.name);
-        assert_eq!(then.load(SeqCst), 11, "{}: then and finally ran", b.name);
-        assert!(seq.has_executed("q_unique").await.unwrap());
-        assert!(!seq.has_executed("q_hooks").await.unwrap());
-
-        let caught = Arc::new(std::sync::Mutex::new(None));
-        let c = caught.clone();
-        let reports = seq
-            .chain(["q_unique", "q_hooks", "q_past_due"])
-            .catch(move |name, err| *c.lock().unwrap() = Some(format!("{name}: {err}")))
-            .dispatch()
+            .then("then")
+            .catch("catch")
+            .finally("finally")
+            .dispatch_and_wait()
             .await
             .unwrap();
         assert_eq!(
-            reports.len(),
-            1,
+            (info.total, info.pending, info.failed),
+            (2, 0, 0),
+            "{}",
+            b.name
+        );
+        assert!(info.finished_at.is_some(), "{}", b.name);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            ["then -", "finally -"],
+            "{}: then and finally ran, once each, in this process",
+            b.name
+        );
+        assert!(seq.has_executed("q_unique").await.unwrap());
+        assert!(!seq.has_executed("q_hooks").await.unwrap());
+        let unknown = seq.batch(["q_unique"]).then("nope").dispatch().await;
+        assert!(
+            unknown.is_err_and(|e| e.to_string().contains("no batch callback named `nope`")),
+            "{}",
+            b.name
+        );
+
+        calls.lock().unwrap().clear();
+        let info = seq
+            .chain(["q_unique", "q_hooks", "q_past_due"])
+            .catch("catch")
+            .finally("finally")
+            .dispatch_and_wait()
+            .await
+            .unwrap();
+        assert_eq!((info.failed, info.skipped), (1, 1), "{}", b.name);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            ["catch q_hooks", "finally q_hooks"],
             "{}: the completed q_unique is passed over; q_hooks fails and ends the chain",
             b.name
         );
-        assert!(caught
-            .lock()
-            .unwrap()
-            .as_deref()
-            .is_some_and(|m| m.contains("q_hooks: hooked failure")));
+        let members = seq.ledger().batch_members(info.id).await.unwrap();
+        assert_eq!(
+            members[2]
+                .reason
+                .as_deref()
+                .map(|r| r.ends_with("q_hooks failed")),
+            Some(true),
+            "{}: {members:?}",
+            b.name
+        );
         assert!(seq.has_failed("q_hooks").await.unwrap());
         assert!(!seq.has_executed("q_past_due").await.unwrap());
 

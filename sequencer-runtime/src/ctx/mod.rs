@@ -16,9 +16,11 @@ use crate::ledger::native::NativePool;
 use crate::ledger::Ledger;
 use crate::result::{Result, Skip};
 
+pub(crate) mod batch;
 mod control;
 mod tx;
 
+pub use batch::{BatchHandle, BatchMember};
 pub use tx::TxGuard;
 use tx::TxSlot;
 
@@ -97,6 +99,8 @@ pub struct Ctx {
     last_progress: std::sync::Mutex<Option<std::time::Instant>>,
     /// Lines this attempt wrote with [`Ctx::log`] (the run's log is trimmed every so many).
     log_lines: std::sync::atomic::AtomicU64,
+    /// The recorded batch or chain the run is a member of.
+    batch: Option<BatchHandle>,
 }
 
 /// Where a recorded run writes its progress and checkpoints.
@@ -185,7 +189,19 @@ impl Ctx {
             recorder,
             last_progress: std::sync::Mutex::new(None),
             log_lines: std::sync::atomic::AtomicU64::new(0),
+            batch: None,
         }
+    }
+
+    /// The same context, as a member of a recorded batch.
+    pub(crate) fn in_batch(self, batch: Option<BatchHandle>) -> Self {
+        Ctx { batch, ..self }
+    }
+
+    /// The recorded batch or chain this run is a member of (`seq.batch(..)`, `seq.chain(..)`), if any: its
+    /// id, `cancelled()`, `cancel()` and `add(..)`. See [`BatchHandle`].
+    pub fn batch(&self) -> Option<BatchHandle> {
+        self.batch.clone()
     }
 
     /// The error of a write whose claim another process took over (after this one's lease ran out): the run

@@ -15,6 +15,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
 use crate::crypto::{place, Keyring};
+use crate::ctx::batch::{AddMembers, BatchHandle};
 use crate::ctx::{Cancelled, Ctx, Recorder, StateMap};
 use crate::events::{Event, Via};
 use crate::executor::layer::Layer;
@@ -22,6 +23,7 @@ use crate::executor::policy::{LockRefusal, Policies};
 use crate::executor::task::{attempt_once, run_task, AttemptError};
 use crate::executor::watchdog::HardTimeout;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held};
+use crate::ledger::batches::BatchId;
 use crate::ledger::error::LedgerError;
 use crate::ledger::runs::{Claim, Finish, Status};
 use crate::ledger::{new_claim_token, Ledger, Owner};
@@ -54,6 +56,8 @@ pub(crate) struct Env {
     pub via: Via,
     /// Hard timeouts: the grace after an operation's `timeout` (see [`watchdog`]); `None`: off.
     pub hard_timeout_grace: Option<Duration>,
+    /// What adds members to a recorded batch, for the `ctx.batch()` of its members.
+    pub members: Arc<dyn AddMembers>,
 }
 
 /// `delay` less a random part of up to `fraction` of it; `unit` is a random number in [0, 1).
@@ -67,6 +71,7 @@ pub(crate) struct OpRun {
     run: Option<i64>,
     token: String,
     cancel: CancellationToken,
+    batch: Option<BatchId>,
 }
 impl Env {
     fn emit(&self, e: Event) {
@@ -132,6 +137,7 @@ impl Env {
             run: Some(due.run()),
             token,
             cancel: self.cancel.child_token(),
+            batch: due.batch(),
         };
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(meta.name, due.run(), &op);
@@ -408,6 +414,10 @@ impl Env {
             transaction.then(|| self.ledger.clone()),
             recorder,
         )
+        .in_batch(
+            op.batch
+                .map(|id| BatchHandle::new(id, self.ledger.clone(), self.members.clone())),
+        )
     }
 
     /// The hard timeout of an attempt, when hard timeouts are on and the operation has a `timeout`.
@@ -489,6 +499,7 @@ impl Env {
             run: None,
             token: String::new(),
             cancel: self.cancel.child_token(),
+            batch: None,
         };
         let ctx = Arc::new(self.ctx(def, 1, false, &op));
         match attempt_once(def, ctx, self.layers.clone(), None).await {
@@ -561,6 +572,7 @@ impl Env {
             run: Some(run),
             token,
             cancel: self.cancel.child_token(),
+            batch: None,
         };
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(name, run, &op);

@@ -24,6 +24,8 @@ pub const TABLES: &[&str] = &[
     "checkpoints",
     "audit",
     "logs",
+    "job_batches",
+    "batch_members",
 ];
 
 /// The ledger pool's size unless set with `SequencerBuilder::max_connections`.

@@ -35,6 +35,9 @@ pub enum LedgerError {
         #[source]
         source: sqlx::Error,
     },
+    /// The ledger refuses a write that would make it lie (a run in two batches, a member twice).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A failed statement, named by what it was for: `.map_err(q("claim an operation"))`.

@@ -7,6 +7,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::batches::BatchId;
 use super::connection::Ledger;
 use super::dialect::{parsed, stored_by_name, text, Dialect};
 use super::error::{q, LedgerError};
@@ -20,6 +21,8 @@ pub enum JobStatus {
     Blocked,
     /// Waiting for a worker.
     Queued,
+    /// A link of a chain waiting for the link before it to complete (then queued by whoever completed it).
+    Waiting,
     /// Taken by a worker, which holds a lease on it.
     Running,
     /// Its operation ran (or was found not to need running).
@@ -31,6 +34,7 @@ pub enum JobStatus {
 stored_by_name!(JobStatus, "job status", {
     Blocked => "blocked",
     Queued => "queued",
+    Waiting => "waiting",
     Running => "running",
     Done => "done",
     Failed => "failed",
@@ -103,6 +107,8 @@ pub struct Job {
     pub name: String,
     /// The operation's run.
     pub run: i64,
+    /// The recorded batch or chain it is a member of.
+    pub batch: Option<BatchId>,
 }
 
 impl Ledger {
@@ -131,7 +137,7 @@ impl Ledger {
             (Blocked, Some(blocked_text(after)))
         };
         let requeue = self.dialect.sql(format!(
-            "UPDATE {jobs} SET status = ?, blocked_by = ?, available_at = {now}, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL \
+            "UPDATE {jobs} SET status = ?, blocked_by = ?, available_at = {now}, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL, batch_id = NULL \
              WHERE name = ? AND run = ? AND status IN ('{Done}', '{Failed}', '{Blocked}')"
         ));
         let requeued = sqlx::query(&requeue)
@@ -315,7 +321,7 @@ impl Ledger {
     }
 
     /// Wakes the workers of a queue (PostgreSQL's `NOTIFY`; elsewhere they poll).
-    async fn wake_workers(&self, queue: &str) -> Result<(), LedgerError> {
+    pub(super) async fn wake_workers(&self, queue: &str) -> Result<(), LedgerError> {
         if self.dialect == Dialect::Postgres {
             sqlx::query(&self.dialect.sql("SELECT pg_notify(?, ?)"))
                 .bind(self.notify_channel())
@@ -358,6 +364,7 @@ impl Ledger {
                 id: r.try_get(0)?,
                 name: r.try_get(1)?,
                 run: r.try_get(2)?,
+                batch: r.try_get::<Option<i64>, _>(3)?.map(BatchId),
             })
         };
         if self.dialect != Dialect::MySql {
@@ -371,7 +378,7 @@ impl Ledger {
             let sql = self.dialect.sql(format!(
                 "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = {now} + ?, attempts = attempts + 1 \
                  WHERE id IN (SELECT id FROM {jobs} WHERE queue = ? AND status = '{Queued}' AND available_at <= {now} ORDER BY available_at, id LIMIT {limit}{skip_locked}) \
-                 RETURNING id, name, run"
+                 RETURNING id, name, run, batch_id"
             ));
             let rows = sqlx::query(&sql)
                 .bind(worker)
@@ -388,7 +395,7 @@ impl Ledger {
         }
         // MySQL 8 and MariaDB 10.6+: workers skip the rows another worker has locked.
         let select = self.dialect.sql(format!(
-            "SELECT id, name, run FROM {jobs} WHERE queue = ? AND status = '{Queued}' AND available_at <= {now} ORDER BY available_at, id LIMIT {limit} FOR UPDATE SKIP LOCKED"
+            "SELECT id, name, run, batch_id FROM {jobs} WHERE queue = ? AND status = '{Queued}' AND available_at <= {now} ORDER BY available_at, id LIMIT {limit} FOR UPDATE SKIP LOCKED"
         ));
         let take = self.dialect.sql(format!(
             "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = {now} + ?, attempts = attempts + 1 WHERE id = ?"
@@ -513,6 +520,31 @@ impl Ledger {
             query
         };
         query.execute(&self.pool).await.map_err(q("end a job"))?;
+        Ok(())
+    }
+
+    /// Puts a job this worker holds back on its queue, to be taken again after `after` (its operation was held
+    /// elsewhere: a `unique` key, an overlap lock, another process's claim).
+    pub async fn requeue_job(
+        &self,
+        id: i64,
+        worker: &str,
+        after: Duration,
+        note: &str,
+    ) -> Result<(), LedgerError> {
+        let (jobs, now) = (self.table("jobs"), self.dialect.now());
+        let sql = self.dialect.sql(format!(
+            "UPDATE {jobs} SET status = '{}', worker = NULL, lease_until = NULL, available_at = {now} + ?, last_error = ? WHERE id = ? AND worker = ?",
+            JobStatus::Queued
+        ));
+        sqlx::query(&sql)
+            .bind(after.as_millis().min(i64::MAX as u128) as i64)
+            .bind(note)
+            .bind(id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await
+            .map_err(q("put a job back on its queue"))?;
         Ok(())
     }
 

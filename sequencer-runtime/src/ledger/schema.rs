@@ -204,6 +204,45 @@ const MIGRATIONS: &[Migration] = &[
             All("ALTER TABLE {operations} ADD COLUMN throttled_ms BIGINT NULL"),
         ],
     },
+    Migration {
+        version: 11,
+        // Recorded batches and chains (issue 16): one row per batch with its counters and named callbacks, one
+        // per member run; on the workers a member's job carries its batch's id.
+        statements: &[
+            All("CREATE TABLE IF NOT EXISTS {job_batches} (
+                {id},
+                kind VARCHAR(8) NOT NULL,
+                name VARCHAR(191) NULL,
+                queue VARCHAR(64) NULL,
+                in_process BIGINT NOT NULL,
+                total BIGINT NOT NULL,
+                pending BIGINT NOT NULL,
+                failed BIGINT NOT NULL,
+                skipped BIGINT NOT NULL,
+                allow_failures BIGINT NOT NULL,
+                then_callback VARCHAR(191) NULL,
+                catch_callback VARCHAR(191) NULL,
+                finally_callback VARCHAR(191) NULL,
+                created_at BIGINT NOT NULL,
+                cancelled_at BIGINT NULL,
+                caught_at BIGINT NULL,
+                failed_member VARCHAR(191) NULL,
+                finished_at BIGINT NULL,
+                callback_error TEXT NULL
+            ){options}"),
+            All("CREATE TABLE IF NOT EXISTS {batch_members} (
+                batch_id BIGINT NOT NULL,
+                position BIGINT NOT NULL,
+                name VARCHAR(191) NOT NULL,
+                run BIGINT NOT NULL,
+                state VARCHAR(16) NOT NULL,
+                reason TEXT NULL,
+                ended_at BIGINT NULL,
+                PRIMARY KEY (batch_id, name, run)
+            ){options}"),
+            All("ALTER TABLE {jobs} ADD COLUMN batch_id BIGINT NULL"),
+        ],
+    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
@@ -358,7 +397,7 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 11]);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),

@@ -9,6 +9,7 @@ use sequencer_core::Middleware;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::batches::{BatchCallback, BatchCallbacks, BatchCtx, Members};
 use crate::crypto::Keyring;
 use crate::ctx::{Ctx, StateMap};
 use crate::error::SequencerError;
@@ -101,6 +102,7 @@ pub struct SequencerBuilder {
     app: Option<AppInfo>,
     concurrency: usize,
     hard_timeout_grace: Option<Duration>,
+    batch_callbacks: BatchCallbacks,
 }
 
 impl Default for SequencerBuilder {
@@ -130,6 +132,7 @@ impl Default for SequencerBuilder {
             app: None,
             concurrency: DEFAULT_CONCURRENCY,
             hard_timeout_grace: None,
+            batch_callbacks: BatchCallbacks::new(),
         }
     }
 }
@@ -224,6 +227,20 @@ impl SequencerBuilder {
     /// The encryption keys (default: `SEQUENCER_KEY` and `SEQUENCER_OLD_KEYS` from the environment).
     pub fn encryption_keys(mut self, keys: Keyring) -> Self {
         self.keys = Some(keys);
+        self
+    }
+
+    /// Registers a named batch callback, for `.then("name")`, `.catch("name")` and `.finally("name")` of
+    /// [`Sequencer::batch`] and [`Sequencer::chain`]: `.batch_callback("notify_done", |ctx: BatchCtx| async move
+    /// { .. })`. A batch on the workers runs its callbacks where its last member ended (or where its first
+    /// failure was caught), so every process that runs `work` registers the same callbacks.
+    pub fn batch_callback<F, Fut>(mut self, name: &str, callback: F) -> Self
+    where
+        F: Fn(BatchCtx) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let callback: BatchCallback = Arc::new(move |ctx| Box::pin(callback(ctx)));
+        self.batch_callbacks.insert(name.to_owned(), callback);
         self
     }
 
@@ -404,6 +421,10 @@ impl SequencerBuilder {
             );
         }
         let (events, _) = broadcast::channel(1024);
+        let members = Arc::new(Members {
+            ledger: ledger.clone(),
+            registry: registry.clone(),
+        });
         let env = Env {
             ledger,
             owner: Owner::this_process(self.actor),
@@ -419,6 +440,7 @@ impl SequencerBuilder {
             held: Arc::default(),
             via: crate::events::Via::Process,
             hard_timeout_grace: self.hard_timeout_grace,
+            members,
         };
         Ok(Sequencer {
             inner: Arc::new(Inner {
@@ -430,6 +452,7 @@ impl SequencerBuilder {
                 deferred: self.deferred,
                 rollback_on_failure: self.rollback_on_failure,
                 concurrency: self.concurrency,
+                batch_callbacks: self.batch_callbacks,
             }),
             orchestrator: self.orchestrator,
         })

@@ -3,6 +3,7 @@
 //! and the features above it (workers, deferred operations, migrations) add theirs.
 
 pub(crate) mod batch;
+pub(crate) mod batch_end;
 pub(crate) mod builder;
 mod commands;
 mod long_runs;
@@ -11,10 +12,10 @@ pub(crate) mod status;
 
 use std::sync::Arc;
 
-use sequencer_core::suggest::did_you_mean;
 use sequencer_core::OperationMeta;
 use tokio::sync::broadcast;
 
+use crate::batches::BatchCallbacks;
 use crate::ctx::Ctx;
 use crate::error::SequencerError;
 use crate::events::Event;
@@ -37,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) deferred: DeferredHandlers,
     pub(crate) rollback_on_failure: bool,
     pub(crate) concurrency: usize,
+    /// Named batch callbacks, registered on the builder.
+    pub(crate) batch_callbacks: BatchCallbacks,
 }
 
 /// Runs a registry's operations exactly once, recording every run in the ledger.
@@ -187,23 +190,13 @@ impl Sequencer {
 
     /// The operation with this name, or an error with the closest name.
     pub fn find(&self, name: &str) -> Result<&'static OperationDef, SequencerError> {
-        let ops = self.inner.registry.operations();
-        if let Some(def) = self.inner.registry.get(name) {
-            return Ok(def);
-        }
-        // A function name is accepted when it names exactly one operation.
-        let mut by_fn = ops.iter().copied().filter(|o| o.meta.fn_name == name);
-        if let (Some(def), None) = (by_fn.next(), by_fn.next()) {
-            return Ok(def);
-        }
-        let candidates = ops.iter().flat_map(|o| [o.meta.name, o.meta.fn_name]);
-        let suggestion = did_you_mean(name, candidates)
-            .and_then(|s| ops.iter().find(|o| o.meta.name == s || o.meta.fn_name == s))
-            .map(|o| o.meta.name.to_owned());
-        Err(SequencerError::UnknownOperation {
-            name: name.to_owned(),
-            suggestion,
-        })
+        self.inner
+            .registry
+            .lookup(name)
+            .map_err(|suggestion| SequencerError::UnknownOperation {
+                name: name.to_owned(),
+                suggestion,
+            })
     }
 
     pub(crate) fn check_guards(&self) -> Result<(), SequencerError> {

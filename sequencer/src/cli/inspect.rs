@@ -6,7 +6,8 @@ use super::output::{print, print_json, println, status_table, when};
 use crate::ledger::Status;
 use crate::{Sequencer, SequencerError};
 
-/// `status`: every operation and its latest run, filtered by `--pending`, `--failed` or `--completed`.
+/// `status`: every operation and its latest run, filtered by `--pending`, `--failed` or `--completed`, then the
+/// batches and chains not finished yet.
 pub(super) async fn status(
     seq: &Sequencer,
     pending: bool,
@@ -24,11 +25,19 @@ pub(super) async fn status(
                 && (!completed || e.status == Status::Completed)
         })
         .collect();
+    let batches = seq.open_batches().await?;
     if json {
-        print_json(serde_json::to_string_pretty(&entries));
+        let both = serde_json::json!({ "operations": entries, "batches": batches });
+        print_json(serde_json::to_string_pretty(&both));
         return Ok(ExitCode::SUCCESS);
     }
     status_table(&entries);
+    if !batches.is_empty() {
+        println!();
+        for b in &batches {
+            println!("{b}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

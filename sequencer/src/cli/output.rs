@@ -183,11 +183,24 @@ fn event_line(e: crate::Event) -> Option<String> {
             "Still waiting for jobs on queue `{queue}`: idle for {}",
             humantime::format_duration(std::time::Duration::from_secs(idle_secs))
         ),
+        Event::BatchEnded {
+            id,
+            name,
+            total,
+            failed,
+            skipped,
+            cancelled,
+        } => format!(
+            "BATCH       {id}{}: ended, {total} member(s), {failed} failed, {skipped} skipped{}",
+            name.map(|n| format!(" {n}")).unwrap_or_default(),
+            if cancelled { ", cancelled" } else { "" }
+        ),
         // Said on stderr by `process` itself.
         Event::WaitingForLock { .. } => return None,
         Event::OperationsStarted { .. }
         | Event::OperationsEnded { .. }
-        | Event::OperationProgress { .. } => return None,
+        | Event::OperationProgress { .. }
+        | Event::BatchProgress { .. } => return None,
     })
 }
 

@@ -5,8 +5,5 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let prefix = std::env::var("SEQTEST_PREFIX").unwrap_or_else(|_| "work_".into());
-    let builder = sequencer::Sequencer::builder()
-        .registry(sequencer_tests::work_ops::ops::registry())
-        .table_prefix(format!("{prefix}seq_"));
-    sequencer::cli::run_with(builder)
+    sequencer::cli::run_with(sequencer_tests::work_ops::builder(&prefix))
 }

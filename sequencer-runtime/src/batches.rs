@@ -1,0 +1,156 @@
+//! What recorded batches and chains need below the `Sequencer`: turning members into the runs the ledger records
+//! (and, on the workers, queues), `ctx.batch().add(..)`, and the named callbacks with the context they receive.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sqlx::AnyPool;
+
+use crate::ctx::batch::{AddMembers, BatchMember};
+use crate::ctx::StateMap;
+use crate::error::SequencerError;
+use crate::ledger::batches::NewMember;
+use crate::ledger::{BatchId, BatchInfo, BatchKind, Ledger};
+use crate::options::DEFAULT_QUEUE;
+use crate::registry::Registry;
+use crate::result::Result;
+
+/// Where a batch's members run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Placement<'a> {
+    /// In the process that dispatched it: no job.
+    InProcess,
+    /// On the workers: on this queue, else each on its operation's own queue.
+    Workers(Option<&'a str>),
+}
+
+/// The runs `members` stand for (a one-time operation: its newest run, a pending row inserted if the ledger has
+/// none), each with the queue its job goes on.
+pub(crate) async fn prepare(
+    ledger: &Ledger,
+    registry: &Registry,
+    members: &[BatchMember],
+    placement: Placement<'_>,
+) -> std::result::Result<Vec<NewMember>, SequencerError> {
+    let mut defs = Vec::with_capacity(members.len());
+    for m in members {
+        match m {
+            BatchMember::Operation(name) => {
+                let def = registry.lookup(name).map_err(|suggestion| {
+                    SequencerError::UnknownOperation {
+                        name: name.clone(),
+                        suggestion,
+                    }
+                })?;
+                defs.push(def);
+            }
+        }
+    }
+    let names: Vec<&str> = defs.iter().map(|d| d.meta.name).collect();
+    let runs = ledger.latest_runs(&names).await?;
+    let missing: Vec<(&str, i64)> = defs
+        .iter()
+        .filter(|d| !runs.contains_key(d.meta.name))
+        .map(|d| (d.meta.name, d.meta.timestamp.version() as i64))
+        .collect();
+    ledger.insert_pending(&missing).await?;
+    Ok(defs
+        .iter()
+        .map(|d| NewMember {
+            name: d.meta.name.to_owned(),
+            run: runs.get(d.meta.name).copied().unwrap_or(0),
+            queue: match placement {
+                Placement::InProcess => None,
+                Placement::Workers(queue) => {
+                    Some(queue.or(d.meta.queue).unwrap_or(DEFAULT_QUEUE).to_owned())
+                }
+            },
+        })
+        .collect())
+}
+
+/// Adds members to a recorded batch: `ctx.batch().add(..)`.
+pub(crate) struct Members {
+    pub ledger: Ledger,
+    pub registry: Registry,
+}
+
+impl Members {
+    async fn add_now(&self, id: BatchId, members: Vec<BatchMember>) -> Result<()> {
+        let info = self
+            .ledger
+            .batch_info(id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("batch {id} is not in the ledger"))?;
+        let placement = if info.in_process {
+            Placement::InProcess
+        } else {
+            Placement::Workers(info.queue.as_deref())
+        };
+        let members = prepare(&self.ledger, &self.registry, &members, placement).await?;
+        if !self.ledger.add_members(id, &members).await? {
+            anyhow::bail!("batch {id} has finished: members can no longer be added to it");
+        }
+        if info.kind == BatchKind::Chain && !info.in_process {
+            // A chain whose links had all completed goes on with the new ones.
+            self.ledger.release_next_link(id).await?;
+        }
+        Ok(())
+    }
+}
+
+impl AddMembers for Members {
+    fn add<'a>(
+        &'a self,
+        batch: BatchId,
+        members: Vec<BatchMember>,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+        Box::pin(self.add_now(batch, members))
+    }
+}
+
+/// What a batch callback receives: the batch as it ended (or as it was when its first failure was caught),
+/// the application's state and the ledger's pool.
+pub struct BatchCtx {
+    pub(crate) info: BatchInfo,
+    pub(crate) state: Arc<StateMap>,
+    pub(crate) pool: AnyPool,
+}
+
+impl BatchCtx {
+    /// The batch: id, name, counts, times.
+    pub fn batch(&self) -> &BatchInfo {
+        &self.info
+    }
+
+    /// The batch's id.
+    pub fn id(&self) -> BatchId {
+        self.info.id
+    }
+
+    /// For `catch`: the ledger name of the member whose failure was caught.
+    pub fn failed_member(&self) -> Option<&str> {
+        self.info.failed_member.as_deref()
+    }
+
+    /// Application state registered on the builder with `.state(..)`.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.state
+            .get(&std::any::TypeId::of::<T>())
+            .and_then(|b| b.downcast_ref::<T>())
+    }
+
+    /// The ledger database's pool (sqlx `Any`).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// A named batch callback, registered on the builder.
+pub(crate) type BatchCallback =
+    Arc<dyn Fn(BatchCtx) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
+
+/// The batch callbacks registered on the builder, by name.
+pub(crate) type BatchCallbacks = HashMap<String, BatchCallback>;

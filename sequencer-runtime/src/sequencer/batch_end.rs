@@ -1,0 +1,198 @@
+//! What happens when a member of a recorded batch or chain ends, wherever it ran (a worker, or the process that
+//! dispatched an in-process batch): the member is counted once, a chain's next link is queued, the first failure
+//! is caught once, and the batch ends once, and only the process that won each of these conditional updates runs
+//! the callbacks. Each step is safe to repeat, so a process that dies half-way leaves nothing for good: whoever
+//! ends the member's job next (the job is rescued and taken again) finishes the steps.
+
+use crate::batches::BatchCtx;
+use crate::error::SequencerError;
+use crate::events::Event;
+use crate::ledger::{BatchId, BatchInfo, BatchKind, MemberState};
+use crate::report::Outcome;
+use crate::sequencer::Sequencer;
+
+/// The reason recorded on the members a cancelled batch does not run.
+pub(crate) const BATCH_CANCELLED: &str = "batch cancelled";
+
+impl Sequencer {
+    /// How a member's run ended, from its outcome: `None` when it has not ended (held elsewhere: a `unique` key,
+    /// an overlap lock, another process's claim), and is to be tried again later.
+    pub(crate) async fn member_state(
+        &self,
+        name: &str,
+        run: i64,
+        outcome: &Outcome,
+    ) -> Result<Option<(MemberState, Option<String>)>, SequencerError> {
+        Ok(match outcome {
+            Outcome::Completed { .. } => Some((MemberState::Completed, None)),
+            Outcome::Skipped { reason } => Some((MemberState::Skipped, Some(reason.clone()))),
+            // The error is on the run's row (sealed there for an `encrypted` operation).
+            Outcome::Failed { .. } => Some((MemberState::Failed, None)),
+            Outcome::Cancelled { .. } => Some((
+                MemberState::Failed,
+                Some("interrupted: `retry` resumes it".to_owned()),
+            )),
+            Outcome::Deferred { .. } => None,
+            Outcome::NotClaimed => {
+                use crate::ledger::Status;
+                let row = self.ledger().row_of(name, run).await?;
+                match row.map(|r| r.status) {
+                    Some(Status::Completed) => Some((
+                        MemberState::Completed,
+                        Some("had completed before".to_owned()),
+                    )),
+                    Some(Status::Skipped) => Some((
+                        MemberState::Skipped,
+                        Some("had been skipped before".to_owned()),
+                    )),
+                    Some(Status::Failed | Status::Interrupted) => {
+                        Some((MemberState::Failed, Some("had failed before".to_owned())))
+                    }
+                    Some(
+                        s @ (Status::RolledBack
+                        | Status::RollingBack
+                        | Status::RollbackInterrupted
+                        | Status::Stale),
+                    ) => Some((MemberState::Skipped, Some(format!("not run: it is {s}")))),
+                    None => Some((
+                        MemberState::Failed,
+                        Some("the run has no ledger row".to_owned()),
+                    )),
+                    Some(Status::Pending | Status::Scheduled | Status::Running) => None,
+                }
+            }
+        })
+    }
+
+    /// Counts a member's end on its batch (once), then settles the batch.
+    pub(crate) async fn member_ended(
+        &self,
+        id: BatchId,
+        name: &str,
+        run: i64,
+        state: MemberState,
+        reason: Option<&str>,
+    ) -> Result<(), SequencerError> {
+        let counted = self
+            .ledger()
+            .end_member(id, name, run, state, reason)
+            .await?;
+        self.settle_batch(id, counted).await
+    }
+
+    /// Every step a member's end may call for, each taken once by whichever process wins it: catch the first
+    /// failure, stop or go on with a chain, end the batch. Safe to call again.
+    pub(crate) async fn settle_batch(
+        &self,
+        id: BatchId,
+        counted: bool,
+    ) -> Result<(), SequencerError> {
+        let ledger = self.ledger();
+        let Some(info) = ledger.batch_info(id).await? else {
+            return Ok(());
+        };
+        if counted {
+            let _ = self.events().send(Event::BatchProgress {
+                id: id.0,
+                name: info.name.clone(),
+                done: info.done(),
+                total: info.total,
+                failed: info.failed,
+            });
+        }
+        let chain = info.kind == BatchKind::Chain;
+        let mut stopped: Option<String> = None;
+        if info.failed > 0 && (chain || !info.allow_failures) {
+            let mut first = info.failed_member.clone();
+            if info.caught_at.is_none() {
+                let members = ledger.batch_members(id).await?;
+                let earliest = members
+                    .iter()
+                    .filter(|m| m.state == MemberState::Failed)
+                    .min_by_key(|m| (m.ended_at, m.position))
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
+                if ledger.catch_batch(id, &earliest).await? {
+                    let caught = ledger.batch_info(id).await?.unwrap_or(info.clone());
+                    self.run_batch_callback(&caught, "catch", caught.catch.as_deref())
+                        .await;
+                }
+                first = Some(earliest);
+            }
+            let first = first.unwrap_or_default();
+            stopped = Some(format!("{} stopped: {first} failed", info.kind));
+        } else if info.cancelled_at.is_some() {
+            stopped = Some(BATCH_CANCELLED.to_owned());
+        }
+        if chain {
+            match &stopped {
+                // The links whose turn never comes are recorded skipped, with the reason.
+                Some(reason) => {
+                    for m in ledger.batch_members(id).await? {
+                        if m.state == MemberState::Waiting {
+                            ledger.drop_member_job(id, &m.name, m.run, reason).await?;
+                            ledger
+                                .end_member(id, &m.name, m.run, MemberState::Skipped, Some(reason))
+                                .await?;
+                        }
+                    }
+                }
+                None => {
+                    ledger.release_next_link(id).await?;
+                }
+            }
+        }
+        if ledger.finish_batch(id).await? {
+            let ended = ledger.batch_info(id).await?.unwrap_or(info);
+            let _ = self.events().send(Event::BatchEnded {
+                id: id.0,
+                name: ended.name.clone(),
+                total: ended.total,
+                failed: ended.failed,
+                skipped: ended.skipped,
+                cancelled: ended.cancelled_at.is_some(),
+            });
+            let well = ended.cancelled_at.is_none() && (ended.failed == 0 || ended.allow_failures);
+            if well {
+                self.run_batch_callback(&ended, "then", ended.then.as_deref())
+                    .await;
+            }
+            self.run_batch_callback(&ended, "finally", ended.finally.as_deref())
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Runs a named callback (in a task of its own, so that a panic is caught); a failure is recorded on the
+    /// batch's row.
+    async fn run_batch_callback(&self, info: &BatchInfo, which: &str, name: Option<&str>) {
+        let Some(name) = name else {
+            return;
+        };
+        let owner = &self.env().owner;
+        let failure = match self.inner.batch_callbacks.get(name) {
+            None => Some(format!(
+                "{which} callback `{name}` is not registered in this process ({}, pid {}): register it with `.batch_callback(\"{name}\", ..)` on the builder of every process that runs `work`",
+                owner.host, owner.pid
+            )),
+            Some(callback) => {
+                let ctx = BatchCtx {
+                    info: info.clone(),
+                    state: self.env().state.clone(),
+                    pool: self.ledger().pool().clone(),
+                };
+                match tokio::spawn(callback(ctx)).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(format!("{which} callback `{name}` failed: {e:#}")),
+                    Err(e) => Some(format!("{which} callback `{name}` panicked: {e}")),
+                }
+            }
+        };
+        if let Some(failure) = failure {
+            tracing::warn!(batch = info.id.0, "{failure}");
+            if let Err(e) = self.ledger().batch_callback_failed(info.id, &failure).await {
+                tracing::warn!(batch = info.id.0, "cannot record it: {e}");
+            }
+        }
+    }
+}
