@@ -24,6 +24,7 @@ pub const TABLES: &[&str] = &[
     "checkpoints",
     "audit",
     "logs",
+    "progress_samples",
 ];
 
 /// The ledger pool's size unless set with `SequencerBuilder::max_connections`.

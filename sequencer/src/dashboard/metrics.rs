@@ -1,6 +1,5 @@
 //! `GET /metrics`: the Prometheus text exposition format, written by hand (a few gauges and one counter).
 
-use std::collections::HashMap;
 use std::fmt::Write;
 
 use axum::extract::State;
@@ -9,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::view::STATUSES;
 use super::Shared;
-use crate::ledger::{JobStatus, Status};
+use crate::ledger::{now_ms, JobStatus, Status};
+use crate::StatusQuery;
 
 pub(crate) const JOB_STATES: [JobStatus; 5] = [
     JobStatus::Blocked,
@@ -51,28 +51,28 @@ fn help(out: &mut String, name: &str, kind: &str, text: &str) {
 
 async fn render(state: &Shared) -> Result<String, crate::SequencerError> {
     let seq = &state.seq;
-    let entries = seq.status().await?;
     let mut out = String::new();
 
     help(
         &mut out,
         "sequencer_operations",
         "gauge",
-        "Operations by the state of their latest run.",
+        "Operations by the state of their latest run (counted at most every 15 seconds).",
     );
-    let mut counts: HashMap<Status, u64> = HashMap::new();
-    for e in &entries {
-        *counts.entry(e.status).or_default() += 1;
-    }
+    let counts = super::list::counts(state).await?;
     for s in STATUSES {
-        let n = counts.get(&s).copied().unwrap_or(0);
+        let n = counts.by_status.get(&s).copied().unwrap_or(0);
         let _ = writeln!(out, "sequencer_operations{{state=\"{}\"}} {n}", s.as_str());
     }
 
-    let running: Vec<_> = entries
-        .iter()
-        .filter(|e| e.status == Status::Running)
-        .collect();
+    let running = seq
+        .status_page(&StatusQuery {
+            status: Some(Status::Running),
+            limit: 1_000,
+            ..StatusQuery::default()
+        })
+        .await?
+        .entries;
     help(
         &mut out,
         "sequencer_operation_progress_ratio",
@@ -95,7 +95,7 @@ async fn render(state: &Shared) -> Result<String, crate::SequencerError> {
         &mut out,
         "sequencer_operation_eta_seconds",
         "gauge",
-        "Estimated seconds left of each running operation, at its rate so far.",
+        "Estimated seconds left of each running operation: at the rate of the last minutes, else from an earlier run.",
     );
     for e in &running {
         if let Some(eta) = e.eta_ms {
@@ -110,13 +110,49 @@ async fn render(state: &Shared) -> Result<String, crate::SequencerError> {
 
     help(
         &mut out,
+        "sequencer_operation_checkpoint_age_seconds",
+        "gauge",
+        "Seconds since each running operation last wrote a checkpoint (a growing age flags a stuck run).",
+    );
+    let now = now_ms();
+    for e in &running {
+        if let Some(at) = seq.ledger().checkpoint_written_at(&e.name, e.run).await? {
+            let _ = writeln!(
+                out,
+                "sequencer_operation_checkpoint_age_seconds{{operation=\"{}\"}} {}",
+                label(&e.name),
+                (now - at).max(0) as f64 / 1000.0
+            );
+        }
+    }
+    help(
+        &mut out,
+        "sequencer_operation_throttled_seconds",
+        "gauge",
+        "Seconds each running operation's throttle_on condition held its run back so far.",
+    );
+    for e in &running {
+        if let Some(ms) = e.throttled_ms {
+            let _ = writeln!(
+                out,
+                "sequencer_operation_throttled_seconds{{operation=\"{}\"}} {}",
+                label(&e.name),
+                ms as f64 / 1000.0
+            );
+        }
+    }
+
+    help(
+        &mut out,
         "sequencer_queue_jobs",
         "gauge",
         "Jobs of each queue by state.",
     );
     let queues = super::queues::names(seq);
+    let mut blocked = 0;
     for q in queues {
         let counts = seq.ledger().job_counts(q).await?;
+        blocked += counts.get(&JobStatus::Blocked).copied().unwrap_or(0);
         for s in JOB_STATES {
             let n = counts.get(&s).copied().unwrap_or(0);
             let _ = writeln!(
@@ -127,6 +163,14 @@ async fn render(state: &Shared) -> Result<String, crate::SequencerError> {
             );
         }
     }
+
+    help(
+        &mut out,
+        "sequencer_operations_blocked",
+        "gauge",
+        "Operations whose job waits for operations it depends on to end (jobs blocked, every queue).",
+    );
+    let _ = writeln!(out, "sequencer_operations_blocked {blocked}");
 
     help(&mut out, "sequencer_dashboard_actions_total", "counter",
         "Actions asked of this dashboard since it started, by action and outcome (ok, refused, error).");
