@@ -664,6 +664,28 @@ async fn browse(
     shoot(client, "dashboard-operation.png").await?;
     client.goto(&format!("{site}/graph")).await?;
     shoot(client, "dashboard-graph.png").await?;
+    client.goto(&format!("{site}/plan")).await?;
+    shoot(client, "dashboard-plan.png").await?;
+    client
+        .goto(&format!("{site}/bulk/retry?status=failed"))
+        .await?;
+    let bulk = client.source().await?;
+    assert!(
+        bulk.contains(&format!("value=\"{bb} failed:")),
+        "the bulk confirmation lists the failed one: {bulk}"
+    );
+    shoot(client, "dashboard-bulk.png").await?;
+    if std::env::var_os("SEQUENCER_SCREENSHOTS").is_some() {
+        // Two progress samples (10 seconds apart) draw the progress history.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+    }
+    client.goto(&format!("{site}/op/{bc}")).await?;
+    let diagnosis = client.source().await?;
+    assert!(
+        diagnosis.contains("Diagnosis") && diagnosis.contains("Last heartbeat"),
+        "the running one's diagnosis: {diagnosis}"
+    );
+    shoot(client, "dashboard-diagnosis.png").await?;
 
     // Retry the failed one: its page, the action, the confirmation with the token typed in.
     BROWSER_FAIL.store(false, Ordering::SeqCst);

@@ -15,6 +15,9 @@ use super::runs::{row, LedgerRow, Status, ROW_COLUMNS};
 /// How many names one `IN (..)` list binds (every backend takes far more; statements stay short).
 pub const NAMES_PER_STATEMENT: usize = 500;
 
+/// How long a page's statement may run (PostgreSQL, MySQL 8) before the database stops it.
+const PAGE_TIMEOUT_MS: u64 = 5_000;
+
 /// One page of the latest runs: see [`Ledger::latest_rows_page`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RowsPage<'a> {
@@ -67,6 +70,12 @@ fn contains_pattern(text: &str) -> String {
     p
 }
 
+/// A value bound to a page's statement.
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
 fn marks(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
@@ -79,44 +88,79 @@ impl Ledger {
         &self,
         page: &RowsPage<'_>,
     ) -> Result<Vec<LedgerRow>, LedgerError> {
+        if page.names.is_some_and(|n| n.is_empty()) {
+            return Ok(Vec::new());
+        }
+        if self.dialect != Dialect::MySql {
+            let name = by_bytes(self.dialect, "o.name");
+            let order = format!(" ORDER BY o.op_timestamp, {name} LIMIT {}", page.limit);
+            return self
+                .fetch_page(self.page_statement(page, None, &order))
+                .await;
+        }
+        // MySQL's index orders names by the column's collation, not byte by byte: the rows are read in timestamp
+        // order through the index, the last timestamp's rows whole, and ordered here.
+        let order = format!(" ORDER BY o.op_timestamp LIMIT {}", page.limit);
+        let mut rows = self
+            .fetch_page(self.page_statement(page, None, &order))
+            .await?;
+        if rows.len() == page.limit {
+            if let Some(last) = rows.last().map(|r| r.timestamp) {
+                rows.retain(|r| r.timestamp != last);
+                let rest = self.page_statement(page, Some(last), "");
+                rows.extend(self.fetch_page(rest).await?);
+            }
+        }
+        rows.sort_by(|a, b| {
+            (a.timestamp, a.name.as_bytes()).cmp(&(b.timestamp, b.name.as_bytes()))
+        });
+        rows.truncate(page.limit);
+        Ok(rows)
+    }
+
+    /// The statement of a page (`at`: only this timestamp) and its values, `tail` (order, limit) at its end.
+    fn page_statement(
+        &self,
+        page: &RowsPage<'_>,
+        at: Option<i64>,
+        tail: &str,
+    ) -> (String, Vec<Bind>) {
         let ops = self.table("operations");
         let name = by_bytes(self.dialect, "o.name");
+        // MySQL 8 stops the statement after the hint's time (MariaDB reads it as a comment).
+        let hint = if self.dialect == Dialect::MySql {
+            format!("/*+ MAX_EXECUTION_TIME({PAGE_TIMEOUT_MS}) */ ")
+        } else {
+            String::new()
+        };
         let mut sql = format!(
-            "SELECT {ROW_COLUMNS} FROM {ops} o WHERE NOT EXISTS \
+            "SELECT {hint}{ROW_COLUMNS} FROM {ops} o WHERE NOT EXISTS \
              (SELECT 1 FROM {ops} n WHERE n.name = o.name AND n.run > o.run)"
         );
-        let mut ints: Vec<i64> = Vec::new();
-        let mut texts: Vec<String> = Vec::new();
-        // Placeholders in order: each entry says which list its value comes from.
-        let mut order: Vec<bool> = Vec::new(); // true: next int, false: next text
+        let mut binds: Vec<Bind> = Vec::new();
         if let Some((ts, after)) = page.after {
             sql.push_str(&format!(
                 " AND o.op_timestamp >= ? AND (o.op_timestamp > ? OR {name} > ?)"
             ));
-            ints.extend([ts, ts]);
-            texts.push(after.to_owned());
-            order.extend([true, true, false]);
+            binds.extend([Bind::Int(ts), Bind::Int(ts), Bind::Text(after.to_owned())]);
         }
         if let Some((ts, until)) = page.until {
             sql.push_str(&format!(
                 " AND o.op_timestamp <= ? AND (o.op_timestamp < ? OR {name} <= ?)"
             ));
-            ints.extend([ts, ts]);
-            texts.push(until.to_owned());
-            order.extend([true, true, false]);
+            binds.extend([Bind::Int(ts), Bind::Int(ts), Bind::Text(until.to_owned())]);
+        }
+        if let Some(ts) = at {
+            sql.push_str(" AND o.op_timestamp = ?");
+            binds.push(Bind::Int(ts));
         }
         if let Some(status) = page.status {
             sql.push_str(" AND o.status = ?");
-            texts.push(status.as_str().to_owned());
-            order.push(false);
+            binds.push(Bind::Text(status.as_str().to_owned()));
         }
         if let Some(names) = page.names {
-            if names.is_empty() {
-                return Ok(Vec::new());
-            }
             sql.push_str(&format!(" AND o.name IN ({})", marks(names.len())));
-            texts.extend(names.iter().map(|n| (*n).to_owned()));
-            order.extend(std::iter::repeat_n(false, names.len()));
+            binds.extend(names.iter().map(|n| Bind::Text((*n).to_owned())));
         }
         if let Some(text) = page.text.map(str::trim).filter(|t| !t.is_empty()) {
             let pattern = contains_pattern(text);
@@ -128,31 +172,58 @@ impl Ledger {
             sql.push_str(&format!(
                 " AND (LOWER(o.name) LIKE ? ESCAPE '!' OR (o.last_error IS NOT NULL AND LOWER(o.last_error) LIKE ? ESCAPE '!'{hidden}))"
             ));
-            texts.extend([pattern.clone(), pattern]);
-            order.extend([false, false]);
-            texts.extend(page.errors_hidden.iter().map(|n| (*n).to_owned()));
-            order.extend(std::iter::repeat_n(false, page.errors_hidden.len()));
+            binds.extend([Bind::Text(pattern.clone()), Bind::Text(pattern)]);
+            binds.extend(
+                page.errors_hidden
+                    .iter()
+                    .map(|n| Bind::Text((*n).to_owned())),
+            );
         }
-        sql.push_str(&format!(
-            " ORDER BY o.op_timestamp, {name} LIMIT {}",
-            page.limit
-        ));
-        let sql = self.dialect.sql(sql);
+        sql.push_str(tail);
+        (self.dialect.sql(sql), binds)
+    }
+
+    /// Runs a page's statement, bounded in time (PostgreSQL: `statement_timeout`; MySQL 8: the hint).
+    async fn fetch_page(
+        &self,
+        (sql, binds): (String, Vec<Bind>),
+    ) -> Result<Vec<LedgerRow>, LedgerError> {
         let mut query = sqlx::query(&sql);
-        let (mut ints, mut texts) = (ints.into_iter(), texts.into_iter());
-        for int in order {
-            query = if int {
-                query.bind(ints.next().unwrap_or_default())
-            } else {
-                query.bind(texts.next().unwrap_or_default())
+        for b in binds {
+            query = match b {
+                Bind::Int(v) => query.bind(v),
+                Bind::Text(v) => query.bind(v),
             };
         }
-        let rows = query
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q("read a page of the ledger"))?;
-        // An unreadable row is left out, as `rows` leaves it out (and says so).
-        Ok(rows.iter().filter_map(|r| row(r).ok()).collect())
+        let what =
+            "read a page of the ledger (a statement is stopped after 5 s: narrow the filter)";
+        let rows = if self.dialect == Dialect::Postgres {
+            // A bounded statement: a text filter that matches few rows reads them all.
+            let mut tx = self.pool.begin().await.map_err(q(what))?;
+            let limit = self
+                .dialect
+                .sql(format!("SET LOCAL statement_timeout = {PAGE_TIMEOUT_MS}"));
+            sqlx::query(&limit)
+                .execute(&mut *tx)
+                .await
+                .map_err(q(what))?;
+            let rows = query.fetch_all(&mut *tx).await.map_err(q(what))?;
+            tx.commit().await.map_err(q(what))?;
+            rows
+        } else {
+            query.fetch_all(&self.pool).await.map_err(q(what))?
+        };
+        // An unreadable row is left out, as `rows` leaves it out (a status written by a newer version, a hand edit).
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                row(r)
+                    .map_err(|e| {
+                        tracing::warn!("a ledger row cannot be read and is not listed: {e}")
+                    })
+                    .ok()
+            })
+            .collect())
     }
 
     /// Which of `names` have a row in the ledger (any run).
@@ -176,6 +247,33 @@ impl Ledger {
             );
         }
         Ok(out)
+    }
+
+    /// The names of the ledger's rows (any run) whose `(timestamp, name)` key lies from `from` to `to`, both
+    /// included: which of the registry's operations in that stretch have rows, in one range read of the
+    /// `_listing` index.
+    pub async fn names_between(
+        &self,
+        from: (i64, &str),
+        to: (i64, &str),
+    ) -> Result<HashSet<String>, LedgerError> {
+        let ops = self.table("operations");
+        let name = by_bytes(self.dialect, "name");
+        let sql = self.dialect.sql(format!(
+            "SELECT name FROM {ops} WHERE op_timestamp >= ? AND op_timestamp <= ? \
+             AND (op_timestamp > ? OR {name} >= ?) AND (op_timestamp < ? OR {name} <= ?)"
+        ));
+        let names: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(from.0)
+            .bind(to.0)
+            .bind(from.0)
+            .bind(from.1)
+            .bind(to.0)
+            .bind(to.1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read which operations the ledger has"))?;
+        Ok(names.into_iter().collect())
     }
 
     /// The status of every operation's latest run, by name: what the dashboard's counts are made of (it caches

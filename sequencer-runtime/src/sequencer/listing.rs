@@ -21,8 +21,12 @@ pub const ETA_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// At most this many operations of one tag are looked at for one page (the page ends there, with a cursor).
 const TAG_WINDOW: usize = 1_000;
 
-/// At most this many statements look for operations the ledger has no row of, for one page.
-const UNRECORDED_CHECKS: usize = 10;
+/// At most this many statements look for operations the ledger has no row of, for one page, each over a stretch
+/// of [`CHECKED_AT_ONCE`] operations of the registry.
+const UNRECORDED_CHECKS: usize = 5;
+
+/// See [`UNRECORDED_CHECKS`].
+const CHECKED_AT_ONCE: usize = 1_000;
 
 /// How an ETA was estimated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -261,15 +265,25 @@ impl Sequencer {
                 .filter(|(k, _)| after_cursor(k) && until_key.is_none_or(|u| *k <= u))
                 .collect();
             candidates.sort_unstable_by_key(|(k, _)| *k);
-            for (checked, chunk) in candidates.chunks(NAMES_PER_STATEMENT).enumerate() {
+            let dense = query.tag.is_none() && named.is_none() && text.is_none();
+            for (checked, chunk) in candidates.chunks(CHECKED_AT_ONCE).enumerate() {
                 if checked == UNRECORDED_CHECKS || unrecorded.len() > limit {
-                    let last_checked = candidates[checked * NAMES_PER_STATEMENT - 1].0;
+                    let last_checked = candidates[checked * CHECKED_AT_ONCE - 1].0;
                     until = Some(until.map_or(last_checked, |u| u.min(last_checked)));
                     more = true;
                     break;
                 }
-                let names: Vec<&str> = chunk.iter().map(|(_, d)| d.meta.name).collect();
-                let recorded = ledger.recorded_among(&names).await?;
+                let recorded = match (chunk.first(), chunk.last()) {
+                    // Every operation of the registry is a candidate: one range of the index.
+                    (Some((from, _)), Some((to, _))) if dense => {
+                        ledger.names_between(*from, *to).await?
+                    }
+                    // A few, spread out: by name.
+                    _ => {
+                        let names: Vec<&str> = chunk.iter().map(|(_, d)| d.meta.name).collect();
+                        ledger.recorded_among(&names).await?
+                    }
+                };
                 unrecorded.extend(
                     chunk
                         .iter()
