@@ -13,6 +13,7 @@ use crate::crypto::{place, Keyring};
 use crate::events::Event;
 use crate::ledger::dialect::Dialect;
 use crate::ledger::native::NativePool;
+use crate::ledger::progress::ProgressUpdate;
 use crate::ledger::Ledger;
 use crate::result::{Result, Skip};
 
@@ -226,40 +227,24 @@ impl Ctx {
             // On the pool, not in the operation's transaction: progress shows while the operation runs, and the row
             // its heartbeat renews stays unlocked. (SQLite has one writer, the open transaction: there, through it.)
             // Before the operation opens its transaction, on the pool too.
+            let update = ProgressUpdate {
+                name: self.meta.name,
+                run: rec.run,
+                token: &rec.token,
+                done,
+                total,
+                sample,
+            };
             let through_tx = match self.tx_conn()? {
                 Some(mut guard) if rec.ledger.dialect() == Dialect::Sqlite => match guard.conn() {
-                    Some(conn) => Some(
-                        rec.ledger
-                            .progress(
-                                conn,
-                                self.meta.name,
-                                rec.run,
-                                &rec.token,
-                                done,
-                                total,
-                                sample,
-                            )
-                            .await?,
-                    ),
+                    Some(conn) => Some(rec.ledger.progress(conn, &update).await?),
                     None => None,
                 },
                 _ => None,
             };
             let ours = match through_tx {
                 Some(ours) => ours,
-                None => {
-                    rec.ledger
-                        .progress(
-                            rec.ledger.pool(),
-                            self.meta.name,
-                            rec.run,
-                            &rec.token,
-                            done,
-                            total,
-                            sample,
-                        )
-                        .await?
-                }
+                None => rec.ledger.progress(rec.ledger.pool(), &update).await?,
             };
             if !ours {
                 return Err(self.lost_claim());

@@ -7,21 +7,40 @@ use super::error::{q, LedgerError};
 use super::native::{Arg, Conn};
 use sqlx::Row;
 
+/// What `ctx.progress(done, total)` writes: see [`Ledger::progress`].
+#[derive(Debug, Clone, Copy)]
+pub struct ProgressUpdate<'a> {
+    /// Ledger name.
+    pub name: &'a str,
+    /// Which run.
+    pub run: i64,
+    /// The claim's token: only this claim's row is written.
+    pub token: &'a str,
+    /// Done so far.
+    pub done: u64,
+    /// In all.
+    pub total: u64,
+    /// Also record a progress sample (`<p>progress_samples`).
+    pub sample: bool,
+}
+
 impl Ledger {
     /// Records an operation's progress (on the pool, or inside the operation's transaction of either kind), and
-    /// with `sample` a progress sample of it too (the recent rate the ETA is computed from). `false` if the claim
-    /// `token` no longer holds the row.
-    #[allow(clippy::too_many_arguments)]
+    /// with `update.sample` a progress sample of it too (the recent rate the ETA is computed from). `false` if
+    /// the claim token no longer holds the row.
     pub async fn progress<'c>(
         &self,
         on: impl Into<Conn<'c>>,
-        name: &str,
-        run: i64,
-        token: &str,
-        done: u64,
-        total: u64,
-        sample: bool,
+        update: &ProgressUpdate<'_>,
     ) -> Result<bool, LedgerError> {
+        let ProgressUpdate {
+            name,
+            run,
+            token,
+            done,
+            total,
+            sample,
+        } = *update;
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
             "UPDATE {ops} SET progress_done = ?, progress_total = ? WHERE name = ? AND run = ? AND claim_token = ?"

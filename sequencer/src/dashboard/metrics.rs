@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::view::STATUSES;
 use super::Shared;
 use crate::ledger::{now_ms, JobStatus, Status};
-use crate::StatusQuery;
+use crate::{StatusEntry, StatusQuery};
 
 pub(crate) const JOB_STATES: [JobStatus; 5] = [
     JobStatus::Blocked,
@@ -47,6 +47,16 @@ fn label(v: &str) -> String {
 
 fn help(out: &mut String, name: &str, kind: &str, text: &str) {
     let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+}
+
+/// A gauge with one sample per operation that has a value.
+fn per_operation(out: &mut String, name: &str, text: &str, values: &[(&StatusEntry, Option<f64>)]) {
+    help(out, name, "gauge", text);
+    for (e, value) in values {
+        if let Some(v) = value {
+            let _ = writeln!(out, "{name}{{operation=\"{}\"}} {v}", label(&e.name));
+        }
+    }
 }
 
 async fn render(state: &Shared) -> Result<String, crate::SequencerError> {
@@ -91,56 +101,32 @@ async fn render(state: &Shared) -> Result<String, crate::SequencerError> {
             }
         }
     }
-    help(
-        &mut out,
-        "sequencer_operation_eta_seconds",
-        "gauge",
+    let etas: Vec<_> = running
+        .iter()
+        .map(|e| (e, e.eta_ms.map(|ms| ms as f64 / 1000.0)))
+        .collect();
+    per_operation(&mut out, "sequencer_operation_eta_seconds",
         "Estimated seconds left of each running operation: at the rate of the last minutes, else from an earlier run.",
-    );
-    for e in &running {
-        if let Some(eta) = e.eta_ms {
-            let _ = writeln!(
-                out,
-                "sequencer_operation_eta_seconds{{operation=\"{}\"}} {}",
-                label(&e.name),
-                eta as f64 / 1000.0
-            );
-        }
-    }
-
-    help(
-        &mut out,
-        "sequencer_operation_checkpoint_age_seconds",
-        "gauge",
-        "Seconds since each running operation last wrote a checkpoint (a growing age flags a stuck run).",
-    );
+        &etas);
     let now = now_ms();
+    let mut ages = Vec::with_capacity(running.len());
     for e in &running {
-        if let Some(at) = seq.ledger().checkpoint_written_at(&e.name, e.run).await? {
-            let _ = writeln!(
-                out,
-                "sequencer_operation_checkpoint_age_seconds{{operation=\"{}\"}} {}",
-                label(&e.name),
-                (now - at).max(0) as f64 / 1000.0
-            );
-        }
+        let at = seq.ledger().checkpoint_written_at(&e.name, e.run).await?;
+        ages.push((e, at.map(|at| (now - at).max(0) as f64 / 1000.0)));
     }
-    help(
+    per_operation(&mut out, "sequencer_operation_checkpoint_age_seconds",
+        "Seconds since each running operation last wrote a checkpoint (a growing age flags a stuck run).",
+        &ages);
+    let throttled: Vec<_> = running
+        .iter()
+        .map(|e| (e, e.throttled_ms.map(|ms| ms as f64 / 1000.0)))
+        .collect();
+    per_operation(
         &mut out,
         "sequencer_operation_throttled_seconds",
-        "gauge",
         "Seconds each running operation's throttle_on condition held its run back so far.",
+        &throttled,
     );
-    for e in &running {
-        if let Some(ms) = e.throttled_ms {
-            let _ = writeln!(
-                out,
-                "sequencer_operation_throttled_seconds{{operation=\"{}\"}} {}",
-                label(&e.name),
-                ms as f64 / 1000.0
-            );
-        }
-    }
 
     help(
         &mut out,
