@@ -226,6 +226,20 @@ async fn the_dashboard_shows_and_steers_operations() {
             cpage.body.contains("pre class=\"checkpoint\""),
             "{n}: c's checkpoint"
         );
+        // Its diagnosis: the lease, a progress sample (written by `ctx.progress`), a checkpoint's age.
+        for part in [
+            "<th>Lease</th><td>expires in ",
+            "<th>Last heartbeat</th>",
+            "/3000, ",
+        ] {
+            assert!(cpage.body.contains(part), "{n}: {part} in {}", cpage.body);
+        }
+        assert!(
+            !cpage.body.contains("none reported")
+                && cpage.body.contains("<th>Last checkpoint</th><td>"),
+            "{n}: {}",
+            cpage.body
+        );
         assert_eq!(get(port, "/admin/ops/op/nope").await.status, 404, "{n}");
         let graph = get(port, "/admin/ops/graph").await;
         assert!(
@@ -296,6 +310,8 @@ async fn the_dashboard_shows_and_steers_operations() {
             &format!("sequencer_operation_progress_ratio{{operation=\"{C}\"}} "),
             &format!("sequencer_operation_eta_seconds{{operation=\"{C}\"}} "),
             "sequencer_queue_jobs{queue=\"default\",state=\"queued\"} 0",
+            &format!("sequencer_operation_checkpoint_age_seconds{{operation=\"{C}\"}} "),
+            "sequencer_operations_blocked 0",
         ] {
             assert!(m.body.contains(series), "{n}: {series} in\n{}", m.body);
         }
