@@ -1,6 +1,8 @@
-//! The operators' web dashboard (feature `dashboard`): every operation with its status and progress, one
-//! operation's runs, errors and checkpoint, the dependency graph, actions (run pending, retry, cancel, roll back,
-//! mark, forget), an audit log of them in the ledger, and `GET /metrics` in the Prometheus text format.
+//! The operators' web dashboard (feature `dashboard`): the operations with their status and progress, a page at a
+//! time (a cursor, filters in the ledger's statement: fast with 100,000 rows), one operation's runs, errors,
+//! checkpoint and why it may be stuck, the dependency graph, the plan, actions (run pending, retry, cancel, roll
+//! back, mark, forget; in bulk over a filter, capped) refused on a stale view, an audit log of them in the ledger,
+//! and `GET /metrics` in the Prometheus text format.
 //!
 //! [`router`] returns an [`axum::Router`] that an application nests under its own path and its own auth; the CLI
 //! serves the same router with `serve [--bind 127.0.0.1:8080] [--read-only]`. The guide is
