@@ -64,6 +64,9 @@ pub use crate::result::{Error, Result, Skip, Skipped};
 pub use crate::revert::{RevertOptions, RevertReport, RevertStep};
 pub use crate::sequencer::batch::{PendingBatch, PendingChain};
 pub use crate::sequencer::builder::SequencerBuilder;
+pub use crate::sequencer::listing::{
+    estimate_eta, EtaBasis, StatusPage, StatusQuery, ETA_WINDOW_MS,
+};
 pub use crate::sequencer::status::{Preview, StatusEntry};
 pub use crate::sequencer::Sequencer;
 pub use crate::strategy::{

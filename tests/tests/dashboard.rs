@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::http::{get, request, serve};
 use common::{backends, build, builder, cleanup, prefix};
 use sequencer::crypto::Keyring;
 use sequencer::dashboard::{self, axum, DashboardOptions};
 use sequencer::ledger::Status;
 use sequencer::Sequencer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Whether `b_fails` fails (its retry succeeds once the test clears it).
 static FAIL: AtomicBool = AtomicBool::new(true);
@@ -75,80 +75,6 @@ const TOKEN: &str = "t0k-3n";
 
 /// An audit record as the test compares it: action, target, outcome, status before and after.
 type AuditRow<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
-
-/// An HTTP/1.1 response: status, headers (lower-case names) and body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One request on its own connection (`Connection: close`); `extra` are more header lines.
-async fn request(port: u16, method: &str, path: &str, extra: &[&str], body: &str) -> Reply {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if method == "POST" {
-        head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-    }
-    for h in extra {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    head.push_str(body);
-    stream.write_all(head.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .expect("the response in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
-}
-
-async fn get(port: u16, path: &str) -> Reply {
-    request(port, "GET", path, &[], "").await
-}
-
-/// Serves `router` nested at `/admin/ops` on an ephemeral port.
-async fn serve(router: axum::Router) -> u16 {
-    let app = axum::Router::new().nest("/admin/ops", router);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    port
-}
 
 async fn status_of(seq: &Sequencer, name: &str) -> Status {
     seq.status()
@@ -300,6 +226,20 @@ async fn the_dashboard_shows_and_steers_operations() {
             cpage.body.contains("pre class=\"checkpoint\""),
             "{n}: c's checkpoint"
         );
+        // Its diagnosis: the lease, a progress sample (written by `ctx.progress`), a checkpoint's age.
+        for part in [
+            "<th>Lease</th><td>expires in ",
+            "<th>Last heartbeat</th>",
+            "/3000, ",
+        ] {
+            assert!(cpage.body.contains(part), "{n}: {part} in {}", cpage.body);
+        }
+        assert!(
+            !cpage.body.contains("none reported")
+                && cpage.body.contains("<th>Last checkpoint</th><td>"),
+            "{n}: {}",
+            cpage.body
+        );
         assert_eq!(get(port, "/admin/ops/op/nope").await.status, 404, "{n}");
         let graph = get(port, "/admin/ops/graph").await;
         assert!(
@@ -370,6 +310,8 @@ async fn the_dashboard_shows_and_steers_operations() {
             &format!("sequencer_operation_progress_ratio{{operation=\"{C}\"}} "),
             &format!("sequencer_operation_eta_seconds{{operation=\"{C}\"}} "),
             "sequencer_queue_jobs{queue=\"default\",state=\"queued\"} 0",
+            &format!("sequencer_operation_checkpoint_age_seconds{{operation=\"{C}\"}} "),
+            "sequencer_operations_blocked 0",
         ] {
             assert!(m.body.contains(series), "{n}: {series} in\n{}", m.body);
         }
@@ -738,6 +680,28 @@ async fn browse(
     shoot(client, "dashboard-operation.png").await?;
     client.goto(&format!("{site}/graph")).await?;
     shoot(client, "dashboard-graph.png").await?;
+    client.goto(&format!("{site}/plan")).await?;
+    shoot(client, "dashboard-plan.png").await?;
+    client
+        .goto(&format!("{site}/bulk/retry?status=failed"))
+        .await?;
+    let bulk = client.source().await?;
+    assert!(
+        bulk.contains(&format!("value=\"{bb} failed:")),
+        "the bulk confirmation lists the failed one: {bulk}"
+    );
+    shoot(client, "dashboard-bulk.png").await?;
+    if std::env::var_os("SEQUENCER_SCREENSHOTS").is_some() {
+        // Two progress samples (10 seconds apart) draw the progress history.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+    }
+    client.goto(&format!("{site}/op/{bc}")).await?;
+    let diagnosis = client.source().await?;
+    assert!(
+        diagnosis.contains("Diagnosis") && diagnosis.contains("Last heartbeat"),
+        "the running one's diagnosis: {diagnosis}"
+    );
+    shoot(client, "dashboard-diagnosis.png").await?;
 
     // Retry the failed one: its page, the action, the confirmation with the token typed in.
     BROWSER_FAIL.store(false, Ordering::SeqCst);
@@ -890,41 +854,6 @@ async fn the_metrics_router_serves_only_metrics() {
     )
     .await;
     assert_eq!(r.status, 404, "no actions");
-    cleanup(&seq, &p, &[]).await;
-    remove(&file);
-}
-
-/// The operations list shows 200 operations a page, with links that keep the filters.
-#[tokio::test]
-async fn the_operations_list_is_paginated() {
-    let (b, file) = sqlite();
-    let p = prefix();
-    let registry = sequencer_tests::work_ops::ops::registry();
-    let seq = build(&b, builder(&b, &p, registry)).await;
-    let port = serve(dashboard::router(seq.clone())).await;
-    let first = get(port, "/admin/ops?status=pending").await;
-    assert_eq!(first.status, 200);
-    assert_eq!(first.body.matches("<tr data-op=").count(), 200);
-    assert!(
-        first.body.contains("Page 1 of 5 (1000 operations)"),
-        "{}",
-        first.body
-    );
-    assert!(
-        first
-            .body
-            .contains("href=\"/admin/ops?status=pending&amp;tag=&amp;q=&amp;page=1\""),
-        "the next page keeps the filter"
-    );
-    let last = get(port, "/admin/ops?status=pending&page=4").await;
-    assert!(last.body.contains("Page 5 of 5"));
-    assert_eq!(last.body.matches("<tr data-op=").count(), 200);
-    assert!(!last.body.contains("next →"));
-    let beyond = get(port, "/admin/ops?page=99").await;
-    assert!(
-        beyond.body.contains("Page 5 of 5"),
-        "a page past the end shows the last"
-    );
     cleanup(&seq, &p, &[]).await;
     remove(&file);
 }

@@ -537,6 +537,7 @@ mod ledger_schema {
                 "billing_seq_locks",
                 "billing_seq_logs",
                 "billing_seq_operations",
+                "billing_seq_progress_samples",
                 "billing_seq_rate_limits",
                 "billing_seq_schema_versions",
                 "billing_seq_throttles",

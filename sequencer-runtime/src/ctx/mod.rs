@@ -13,6 +13,7 @@ use crate::crypto::{place, Keyring};
 use crate::events::Event;
 use crate::ledger::dialect::Dialect;
 use crate::ledger::native::NativePool;
+use crate::ledger::progress::ProgressUpdate;
 use crate::ledger::Ledger;
 use crate::result::{Result, Skip};
 
@@ -96,12 +97,16 @@ pub struct Ctx {
     cancel: CancellationToken,
     tx: Option<TxSlot>,
     recorder: Option<Recorder>,
-    last_progress: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When progress was last written, and last sampled (`<p>progress_samples`).
+    last_progress: std::sync::Mutex<(Option<std::time::Instant>, Option<std::time::Instant>)>,
     /// Lines this attempt wrote with [`Ctx::log`] (the run's log is trimmed every so many).
     log_lines: std::sync::atomic::AtomicU64,
     /// The recorded batch or chain the run is a member of.
     batch: Option<BatchHandle>,
 }
+
+/// How often a run's progress is sampled into `<p>progress_samples` at most.
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where a recorded run writes its progress and checkpoints.
 pub(crate) struct Recorder {
@@ -187,7 +192,7 @@ impl Ctx {
             cancel,
             tx: transaction.map(TxSlot::new),
             recorder,
-            last_progress: std::sync::Mutex::new(None),
+            last_progress: std::sync::Mutex::new((None, None)),
             log_lines: std::sync::atomic::AtomicU64::new(0),
             batch: None,
         }
@@ -214,50 +219,50 @@ impl Ctx {
         )
     }
 
-    /// Reports progress: shown by `status` (with an ETA) and the progress bars. Written to the ledger at most
-    /// four times a second, and always when `done == total`.
+    /// Reports progress: shown by `status` (with an ETA from the recent rate) and the progress bars. Written to
+    /// the ledger at most four times a second, and always when `done == total`; sampled (the progress history
+    /// and the rate the ETA comes from) at most once every 10 seconds, and at the end.
     pub async fn progress(&self, done: u64, total: u64) -> Result<()> {
         let Some(rec) = &self.recorder else {
             return Ok(());
         };
-        let due = {
+        let (due, sample) = {
             let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
-            let due = done >= total
-                || last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250));
+            let (written, sampled) = &mut *last;
+            let end = done >= total;
+            let due =
+                end || written.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250));
+            let sample = due && (end || sampled.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY));
             if due {
-                *last = Some(std::time::Instant::now());
+                *written = Some(std::time::Instant::now());
             }
-            due
+            if sample {
+                *sampled = *written;
+            }
+            (due, sample)
         };
         if due {
             // On the pool, not in the operation's transaction: progress shows while the operation runs, and the row
             // its heartbeat renews stays unlocked. (SQLite has one writer, the open transaction: there, through it.)
             // Before the operation opens its transaction, on the pool too.
+            let update = ProgressUpdate {
+                name: self.meta.name,
+                run: rec.run,
+                token: &rec.token,
+                done,
+                total,
+                sample,
+            };
             let through_tx = match self.tx_conn()? {
                 Some(mut guard) if rec.ledger.dialect() == Dialect::Sqlite => match guard.conn() {
-                    Some(conn) => Some(
-                        rec.ledger
-                            .progress(conn, self.meta.name, rec.run, &rec.token, done, total)
-                            .await?,
-                    ),
+                    Some(conn) => Some(rec.ledger.progress(conn, &update).await?),
                     None => None,
                 },
                 _ => None,
             };
             let ours = match through_tx {
                 Some(ours) => ours,
-                None => {
-                    rec.ledger
-                        .progress(
-                            rec.ledger.pool(),
-                            self.meta.name,
-                            rec.run,
-                            &rec.token,
-                            done,
-                            total,
-                        )
-                        .await?
-                }
+                None => rec.ledger.progress(rec.ledger.pool(), &update).await?,
             };
             if !ours {
                 return Err(self.lost_claim());

@@ -26,6 +26,7 @@ pub const TABLES: &[&str] = &[
     "logs",
     "job_batches",
     "batch_members",
+    "progress_samples",
 ];
 
 /// The ledger pool's size unless set with `SequencerBuilder::max_connections`.

@@ -5,7 +5,7 @@
 // adds an `impl Ledger` block, with every statement written beside the method that runs it and built by
 // `Dialect::sql` (numbered for PostgreSQL there): runs.rs (operations, batches), recovery.rs (recovery of dead
 // claims, renewals, rollback claims), progress.rs (a running operation's progress, checkpoint and cancellation),
-// batches.rs and batch_members.rs (recorded batches and chains, their members), error_log.rs (errors), audit.rs (the dashboard's audit log), logs.rs (a run's `ctx.log` lines), native.rs (the backend's own pool, and the connections of either kind a `transaction`
+// batches.rs and batch_members.rs (recorded batches and chains, their members), error_log.rs (errors), listing.rs (the operations a page at a time, progress samples), audit.rs (the dashboard's audit log), logs.rs (a run's `ctx.log` lines), native.rs (the backend's own pool, and the connections of either kind a `transaction`
 // operation's statements run on), locks.rs (locks, rate_limits, throttles, the isolation lock), jobs.rs, deferred.rs;
 // schema.rs creates them all.
 
@@ -18,10 +18,11 @@ pub(crate) mod dialect;
 pub(crate) mod error;
 pub(crate) mod error_log;
 pub(crate) mod jobs;
+pub(crate) mod listing;
 pub(crate) mod locks;
 pub(crate) mod logs;
 pub(crate) mod native;
-mod progress;
+pub(crate) mod progress;
 mod recovery;
 pub(crate) mod runs;
 mod schema;
@@ -37,7 +38,9 @@ pub use dialect::{number_placeholders, Dialect};
 pub use error::{transient, LedgerError};
 pub use error_log::ErrorRecord;
 pub use jobs::{Job, JobStatus, Listener, OpenJob, RunningJob};
+pub use listing::{ProgressSample, RowsPage, NAMES_PER_STATEMENT};
 pub use locks::IsolationLock;
 pub use logs::{LogLine, LOG_LINES_KEPT};
 pub use native::{Conn, NativePool};
+pub use progress::ProgressUpdate;
 pub use runs::{Claim, Finish, LedgerRow, Status};

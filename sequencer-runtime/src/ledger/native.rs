@@ -302,6 +302,17 @@ macro_rules! bound {
 }
 
 impl Conn<'_> {
+    /// The same connection, borrowed again: for a second statement on it.
+    pub(crate) fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Pool(pool) => Conn::Pool(pool),
+            Conn::Any(c) => Conn::Any(c),
+            Conn::Postgres(c) => Conn::Postgres(c),
+            Conn::MySql(c) => Conn::MySql(c),
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+        }
+    }
+
     /// Runs a statement built by [`Dialect::sql`]; the number of rows it changed.
     pub(crate) async fn execute(self, sql: &str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
         Ok(match self {

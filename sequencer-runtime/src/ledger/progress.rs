@@ -7,18 +7,40 @@ use super::error::{q, LedgerError};
 use super::native::{Arg, Conn};
 use sqlx::Row;
 
+/// What `ctx.progress(done, total)` writes: see [`Ledger::progress`].
+#[derive(Debug, Clone, Copy)]
+pub struct ProgressUpdate<'a> {
+    /// Ledger name.
+    pub name: &'a str,
+    /// Which run.
+    pub run: i64,
+    /// The claim's token: only this claim's row is written.
+    pub token: &'a str,
+    /// Done so far.
+    pub done: u64,
+    /// In all.
+    pub total: u64,
+    /// Also record a progress sample (`<p>progress_samples`).
+    pub sample: bool,
+}
+
 impl Ledger {
-    /// Records an operation's progress (on the pool, or inside the operation's transaction of either kind).
-    /// `false` if the claim `token` no longer holds the row.
+    /// Records an operation's progress (on the pool, or inside the operation's transaction of either kind), and
+    /// with `update.sample` a progress sample of it too (the recent rate the ETA is computed from). `false` if
+    /// the claim token no longer holds the row.
     pub async fn progress<'c>(
         &self,
         on: impl Into<Conn<'c>>,
-        name: &str,
-        run: i64,
-        token: &str,
-        done: u64,
-        total: u64,
+        update: &ProgressUpdate<'_>,
     ) -> Result<bool, LedgerError> {
+        let ProgressUpdate {
+            name,
+            run,
+            token,
+            done,
+            total,
+            sample,
+        } = *update;
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
             "UPDATE {ops} SET progress_done = ?, progress_total = ? WHERE name = ? AND run = ? AND claim_token = ?"
@@ -30,11 +52,28 @@ impl Ledger {
             Arg::Int(run),
             Arg::Text(Some(token)),
         ];
-        let on: Conn<'_> = on.into();
+        let mut on: Conn<'_> = on.into();
         let changed = on
+            .reborrow()
             .execute(&sql, &args)
             .await
             .map_err(q("record progress"))?;
+        if changed == 1 && sample {
+            let samples = self.table("progress_samples");
+            let insert = self.dialect.sql(format!(
+                "INSERT INTO {samples} (name, run, at, done, total) VALUES (?, ?, {now}, ?, ?)",
+                now = self.dialect.now()
+            ));
+            let args = [
+                Arg::Text(Some(name)),
+                Arg::Int(run),
+                Arg::Int(done as i64),
+                Arg::Int(total as i64),
+            ];
+            on.execute(&insert, &args)
+                .await
+                .map_err(q("record a progress sample"))?;
+        }
         Ok(changed == 1)
     }
 
@@ -65,13 +104,16 @@ impl Ledger {
             ""
         };
         let upsert = match self.dialect {
-            Dialect::MySql => "ON DUPLICATE KEY UPDATE checkpoint = VALUES(checkpoint)",
+            Dialect::MySql => {
+                "ON DUPLICATE KEY UPDATE checkpoint = VALUES(checkpoint), written_at = VALUES(written_at)"
+            }
             Dialect::Sqlite | Dialect::Postgres => {
-                "ON CONFLICT (name, run) DO UPDATE SET checkpoint = excluded.checkpoint"
+                "ON CONFLICT (name, run) DO UPDATE SET checkpoint = excluded.checkpoint, written_at = excluded.written_at"
             }
         };
+        let now = self.dialect.now();
         let sql = self.dialect.sql(format!(
-            "INSERT INTO {checkpoints} (name, run, checkpoint) SELECT ?, ?, ?{from_dual}{guard} {upsert}"
+            "INSERT INTO {checkpoints} (name, run, checkpoint, written_at) SELECT ?, ?, ?, {now}{from_dual}{guard} {upsert}"
         ));
         let mut args = vec![Arg::Text(Some(name)), Arg::Int(run), Arg::Text(Some(json))];
         if let Some(token) = token {
@@ -116,6 +158,25 @@ impl Ledger {
             Some(r) => text(&r, 0).map_err(q("read a checkpoint")),
             None => Ok(None),
         }
+    }
+
+    /// When the run's checkpoint was last written (Unix milliseconds, the database's clock), if it has one.
+    pub async fn checkpoint_written_at(
+        &self,
+        name: &str,
+        run: i64,
+    ) -> Result<Option<i64>, LedgerError> {
+        let checkpoints = self.table("checkpoints");
+        let sql = self.dialect.sql(format!(
+            "SELECT written_at FROM {checkpoints} WHERE name = ? AND run = ?"
+        ));
+        let at: Option<Option<i64>> = sqlx::query_scalar(&sql)
+            .bind(name)
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a checkpoint's time"))?;
+        Ok(at.flatten())
     }
 
     /// Every stored checkpoint of an operation: `(run, checkpoint)`.

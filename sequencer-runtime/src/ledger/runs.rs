@@ -110,13 +110,13 @@ pub struct LedgerRow {
 }
 
 /// The columns of a [`LedgerRow`], in the order [`row`] reads them.
-const ROW_COLUMNS: &str =
+pub(super) const ROW_COLUMNS: &str =
     "name, run, op_timestamp, batch, status, attempts, started_at, finished_at, duration_ms, \
                            lease_until, host, pid, actor, checksum, skip_reason, last_error, due_at, \
                            progress_done, progress_total, cancel_requested, pause_requested, \
                            throttled_since, throttled_ms";
 
-fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
+pub(super) fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
     Ok(LedgerRow {
         name: r.try_get(0)?,
         run: r.try_get(1)?,
@@ -591,6 +591,10 @@ impl Ledger {
             "DELETE FROM {logs} WHERE name = ?",
             logs = self.table("logs")
         ));
+        let delete_samples = self.dialect.sql(format!(
+            "DELETE FROM {samples} WHERE name = ?",
+            samples = self.table("progress_samples")
+        ));
         let delete_jobs = self.dialect.sql(format!(
             "DELETE FROM {jobs} WHERE name = ? AND status <> '{job_running}'"
         ));
@@ -614,6 +618,7 @@ impl Ledger {
             &delete_errors,
             &delete_checkpoints,
             &delete_logs,
+            &delete_samples,
             &delete_jobs,
         ] {
             sqlx::query(sql)

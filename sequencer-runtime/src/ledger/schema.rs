@@ -23,9 +23,13 @@ enum Statement {
     All(&'static str),
     /// Every backend but MySQL / MariaDB.
     NotMySql(&'static str),
+    /// PostgreSQL only.
+    Postgres(&'static str),
+    /// Every backend but PostgreSQL.
+    NotPostgres(&'static str),
 }
 
-use Statement::{All, NotMySql};
+use Statement::{All, NotMySql, NotPostgres, Postgres};
 
 /// The table recording which versions were applied, created before any of them.
 const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {schema_versions} (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL){options}";
@@ -243,6 +247,35 @@ const MIGRATIONS: &[Migration] = &[
             All("ALTER TABLE {jobs} ADD COLUMN batch_id BIGINT NULL"),
         ],
     },
+    Migration {
+        version: 13,
+        // The dashboard at scale (issue 18): its operations list reads one page in `(timestamp, name)` order, all
+        // of them or those of one status, through these indexes (names in byte order: PostgreSQL's "C"
+        // collation, which the list's cursor compares with); each run's progress over time, sampled every
+        // few seconds (the ETA from the recent rate, the progress history); when a checkpoint was written.
+        statements: &[
+            Postgres(
+                r#"CREATE INDEX {operations}_listing ON {operations} (op_timestamp, name COLLATE "C")"#,
+            ),
+            Postgres(
+                r#"CREATE INDEX {operations}_by_status ON {operations} (status, op_timestamp, name COLLATE "C")"#,
+            ),
+            NotPostgres("CREATE INDEX {operations}_listing ON {operations} (op_timestamp, name)"),
+            NotPostgres(
+                "CREATE INDEX {operations}_by_status ON {operations} (status, op_timestamp, name)",
+            ),
+            All("CREATE TABLE IF NOT EXISTS {progress_samples} (
+                {id},
+                name VARCHAR(191) NOT NULL,
+                run BIGINT NOT NULL,
+                at BIGINT NOT NULL,
+                done BIGINT NOT NULL,
+                total BIGINT NOT NULL
+            ){options}"),
+            All("CREATE INDEX {progress_samples}_run ON {progress_samples} (name, run, at)"),
+            All("ALTER TABLE {checkpoints} ADD COLUMN written_at BIGINT NULL"),
+        ],
+    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
@@ -282,6 +315,8 @@ fn migrations(dialect: Dialect, prefix: &str) -> impl Iterator<Item = (i64, Vec<
         let statements = m.statements.iter().filter_map(|s| match s {
             All(s) => Some(s),
             NotMySql(s) => (dialect != Dialect::MySql).then_some(s),
+            Postgres(s) => (dialect == Dialect::Postgres).then_some(s),
+            NotPostgres(s) => (dialect != Dialect::Postgres).then_some(s),
         });
         (
             m.version,
@@ -397,7 +432,7 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 11]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13]);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),
@@ -409,6 +444,13 @@ mod tests {
                 "{jobs}"
             );
             assert_eq!(jobs.contains("KEY queue_ready"), dialect == Dialect::MySql);
+            let listing = all[9].1.join("\n");
+            assert_eq!(
+                listing.contains(r#"name COLLATE "C""#),
+                dialect == Dialect::Postgres,
+                "{listing}"
+            );
+            assert_eq!(listing.matches("CREATE INDEX p_operations_").count(), 2);
         }
     }
 }

@@ -1,11 +1,12 @@
 //! [`Sequencer`]: the programmatic API over the ledger, the executor and the orchestrators. Each concern adds
-//! its own `impl Sequencer` block in a file of this module (building, processing, commands, status, batches),
+//! its own `impl Sequencer` block in a file of this module (building, processing, commands, status and its pages, batches),
 //! and the features above it (workers, deferred operations, migrations) add theirs.
 
 pub(crate) mod batch;
 pub(crate) mod batch_end;
 pub(crate) mod builder;
 mod commands;
+pub(crate) mod listing;
 mod long_runs;
 pub(crate) mod process;
 pub(crate) mod status;

@@ -8,11 +8,11 @@ use serde::Serialize;
 use crate::crypto::{place, Keyring};
 use crate::error::SequencerError;
 use crate::ledger::jobs::OpenJob;
-use crate::ledger::now_ms;
 use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::ProcessOptions;
 use crate::registry::OperationDef;
 use crate::render::{analyze_among, render, GraphFormat};
+use crate::sequencer::listing::{etas, EtaBasis};
 use crate::sequencer::Sequencer;
 
 /// One operation in `status`.
@@ -24,6 +24,8 @@ pub struct StatusEntry {
     pub timestamp: String,
     /// Status (`pending` when the ledger has no row yet).
     pub status: Status,
+    /// Its latest run (0 when it never ran; `--repeat` adds runs).
+    pub run: i64,
     /// Batch.
     pub batch: Option<i64>,
     /// Tries.
@@ -46,8 +48,11 @@ pub struct StatusEntry {
     pub progress_done: Option<i64>,
     /// See `progress_done`.
     pub progress_total: Option<i64>,
-    /// Estimated time left of a running operation, from its progress so far.
+    /// Estimated time left of a running operation: at the rate of the last minutes, else from an earlier run's
+    /// duration, else at its rate since it started (see [`estimate_eta`](crate::estimate_eta)).
     pub eta_ms: Option<i64>,
+    /// How `eta_ms` was estimated.
+    pub eta_basis: Option<EtaBasis>,
     /// `pause NAME` holds it at a checkpoint (it shows as `paused`).
     pub paused: bool,
     /// `pause NAME` asked it to hold at its next checkpoint, which it has not reached yet.
@@ -65,8 +70,12 @@ pub struct StatusEntry {
 impl StatusEntry {
     /// The entry of an operation (`def`; none for an orphaned row) from its latest ledger row (none: it never
     /// ran). Recorded errors are opened for display.
-    fn new(def: Option<&OperationDef>, row: Option<LedgerRow>, keys: &Keyring) -> StatusEntry {
-        let eta_ms = row.as_ref().and_then(eta);
+    pub(crate) fn new(
+        def: Option<&OperationDef>,
+        row: Option<LedgerRow>,
+        keys: &Keyring,
+        eta: Option<(i64, EtaBasis)>,
+    ) -> StatusEntry {
         let edited = match (def, &row) {
             (Some(def), Some(r)) => {
                 let checksum = format!("{:016x}", def.meta.checksum);
@@ -94,6 +103,7 @@ impl StatusEntry {
             name,
             timestamp,
             status: r.map_or(Status::Pending, |r| r.status),
+            run: r.map_or(0, |r| r.run),
             batch: r.and_then(|r| r.batch),
             attempts: r.map_or(0, |r| r.attempts),
             started_at: r.and_then(|r| r.started_at),
@@ -108,7 +118,8 @@ impl StatusEntry {
             orphaned: def.is_none(),
             progress_done: r.and_then(|r| r.progress_done),
             progress_total: r.and_then(|r| r.progress_total),
-            eta_ms,
+            eta_ms: eta.map(|(ms, _)| ms),
+            eta_basis: eta.map(|(_, basis)| basis),
             paused: r.is_some_and(|r| r.status == Status::Running && r.pause_requested == 2),
             pause_requested: r
                 .is_some_and(|r| r.status == Status::Running && r.pause_requested == 1),
@@ -197,32 +208,23 @@ impl Sequencer {
             .map(|r| (r.name.clone(), r))
             .collect();
         let keys = &self.inner.env.keys;
+        let mut etas = etas(self.ledger(), rows.values()).await?;
         let mut jobs = self.ledger().open_jobs().await?;
         let mut out = Vec::new();
         for def in self.inner.registry.ordered()? {
             let row = rows.remove(def.meta.name);
             let run = row.as_ref().map_or(0, |r| r.run);
-            let mut entry = StatusEntry::new(Some(def), row, keys);
+            let eta = etas.remove(def.meta.name);
+            let mut entry = StatusEntry::new(Some(def), row, keys, eta);
             entry.job = jobs.remove(def.meta.name).filter(|j| j.run == run);
             out.push(entry);
         }
         let mut orphans: Vec<LedgerRow> = rows.into_values().collect();
         orphans.sort_by(|a, b| (a.timestamp, &a.name).cmp(&(b.timestamp, &b.name)));
-        out.extend(
-            orphans
-                .into_iter()
-                .map(|r| StatusEntry::new(None, Some(r), keys)),
-        );
+        out.extend(orphans.into_iter().map(|r| {
+            let eta = etas.remove(&r.name);
+            StatusEntry::new(None, Some(r), keys, eta)
+        }));
         Ok(out)
     }
-}
-
-/// Time left of a running operation at its rate so far.
-fn eta(r: &LedgerRow) -> Option<i64> {
-    let (done, total, started) = (r.progress_done?, r.progress_total?, r.started_at?);
-    if r.status != Status::Running || done <= 0 || total < done {
-        return None;
-    }
-    let elapsed = now_ms() - started;
-    Some(elapsed * (total - done) / done)
 }

@@ -7,15 +7,15 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
-use super::pages::ACTIONS;
+use super::pages::{entry_of, ACTIONS};
 use super::security::{authorize, Refusal};
 use super::{base, home, segment, view, Shared};
 use crate::ledger::{AuditEntry, Status};
-use crate::{Cascade, ProcessOptions, RollbackTarget};
+use crate::{Cascade, ProcessOptions, RollbackTarget, StatusEntry};
 
 /// One operation's action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
+pub(crate) enum Action {
     Retry,
     Cancel,
     Rollback,
@@ -25,7 +25,7 @@ enum Action {
 }
 
 impl Action {
-    fn parse(s: &str) -> Option<Action> {
+    pub(crate) fn parse(s: &str) -> Option<Action> {
         Some(match s {
             "retry" => Action::Retry,
             "cancel" => Action::Cancel,
@@ -37,7 +37,7 @@ impl Action {
         })
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Action::Retry => "retry",
             Action::Cancel => "cancel",
@@ -48,7 +48,7 @@ impl Action {
         }
     }
 
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         ACTIONS
             .iter()
             .find(|(a, _)| *a == self.name())
@@ -56,7 +56,7 @@ impl Action {
     }
 
     /// What it does, in the confirmation.
-    fn explain(self) -> &'static str {
+    pub(crate) fn explain(self) -> &'static str {
         match self {
             Action::Retry => "Runs the failed (or interrupted, or stale) operation again, now, in this process.",
             Action::Cancel => "Asks the running operation to stop at its next checkpoint; it is recorded interrupted.",
@@ -69,18 +69,27 @@ impl Action {
 }
 
 /// The fields of an action's form: `token`; for the audit log `actor` and `reason`; `expected`, the status the
-/// page showed (an action on a view that went stale is refused).
+/// page showed, and `version`, the row as it was drawn (an action on a view that went stale is refused); a bulk
+/// action's `op` (each `NAME VERSION`) and filters.
 #[derive(Debug, Default)]
-struct Fields {
-    token: Option<String>,
-    actor: Option<String>,
-    reason: Option<String>,
+pub(crate) struct Fields {
+    pub(crate) token: Option<String>,
+    pub(crate) actor: Option<String>,
+    pub(crate) reason: Option<String>,
     /// The operation's status on the page the action was taken from.
-    expected: Option<String>,
+    pub(crate) expected: Option<String>,
+    /// The operation's [`version`] on the page the action was taken from.
+    pub(crate) version: Option<String>,
+    /// A bulk action's operations, each `NAME VERSION` as drawn.
+    pub(crate) ops: Vec<String>,
+    /// A bulk action's filters, as drawn.
+    pub(crate) status: String,
+    pub(crate) tag: String,
+    pub(crate) q: String,
 }
 
 impl Fields {
-    fn parse(body: &[u8]) -> Fields {
+    pub(crate) fn parse(body: &[u8]) -> Fields {
         let mut out = Fields::default();
         let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default();
         for (k, v) in pairs {
@@ -90,25 +99,38 @@ impl Fields {
                 "actor" => out.actor = v.map(|a| a.chars().take(255).collect()),
                 "reason" => out.reason = v,
                 "expected" => out.expected = v,
+                "version" => out.version = v,
+                "op" => out.ops.extend(v),
+                "status" => out.status = v.unwrap_or_default(),
+                "tag" => out.tag = v.unwrap_or_default(),
+                "q" => out.q = v.unwrap_or_default(),
                 _ => {}
             }
         }
         out
     }
 
-    fn actor(&self) -> &str {
+    pub(crate) fn actor(&self) -> &str {
         self.actor.as_deref().unwrap_or("dashboard")
     }
 }
 
-/// The status of an operation's latest run, as `status` lists it.
-async fn status_of(state: &Shared, name: &str) -> Option<String> {
-    let entries = state.seq.status().await.ok()?;
-    let name = state.seq.find(name).map_or(name, |d| d.meta.name);
-    entries
-        .into_iter()
-        .find(|e| e.name == name)
-        .map(|e| e.status.as_str().to_owned())
+/// An operation's row as drawn: its status, tries, start and end. Any change to the row (another operator acted,
+/// a worker ran or finished it, it was retried and failed again) changes it.
+pub(crate) fn version(e: &StatusEntry) -> String {
+    format!(
+        "{}:{}:{}:{}",
+        e.status.as_str(),
+        e.attempts,
+        e.started_at.unwrap_or(0),
+        e.finished_at.unwrap_or(0)
+    )
+}
+
+/// The status of an operation's latest run and its [`version`].
+async fn status_of(state: &Shared, name: &str) -> Option<(String, String)> {
+    let e = entry_of(state, name).await.ok()??;
+    Some((e.status.as_str().to_owned(), version(&e)))
 }
 
 /// Appends an action to the ledger's audit log; a failure to write it is reported, not hidden.
@@ -121,27 +143,30 @@ async fn audit(state: &Shared, entry: AuditEntry<'_>) -> Result<(), String> {
         .map_err(|e| format!("the action was taken, but the audit log could not be written: {e}"))
 }
 
-fn refused(state: &Shared, base: &str, action: &'static str, r: Refusal) -> Response {
+pub(crate) fn refused(state: &Shared, base: &str, action: &'static str, r: Refusal) -> Response {
     state.count_action(action, "refused");
     view::message(base, r.status(), "Refused", r.message())
 }
 
-/// A confirmation form; `expected` is the operation's status as drawn, sent back so that an action on a view that
-/// went stale is refused.
+/// A confirmation form; `expected` is the operation's status and version as drawn, sent back so that an action on
+/// a view that went stale is refused.
 fn confirmation(
     base: &str,
     path: &str,
     title: &str,
     explain: &str,
     button: &str,
-    expected: Option<&str>,
+    expected: Option<&(String, String)>,
 ) -> Response {
     let body = html! {
         h1 { (title) }
         p { (explain) }
-        @if let Some(status) = expected { p { "It is " strong { (status) } " now." } }
+        @if let Some((status, _)) = expected { p { "It is " strong { (status) } " now." } }
         form.confirm method="post" action=(path) {
-            @if let Some(status) = expected { input type="hidden" name="expected" value=(status); }
+            @if let Some((status, version)) = expected {
+                input type="hidden" name="expected" value=(status);
+                input type="hidden" name="version" value=(version);
+            }
             p { label { "Token " input type="password" name="token" autocomplete="off" required; } }
             p { label { "Your name " input type="text" name="actor" maxlength="255"; } }
             p { label { "Reason " input type="text" name="reason"; } }
@@ -185,7 +210,7 @@ pub(crate) async fn confirm(
         &title,
         action.explain(),
         action.label(),
-        expected.as_deref(),
+        expected.as_ref(),
     )
 }
 
@@ -206,43 +231,57 @@ pub(crate) async fn act(
     if let Err(r) = authorize(&state.opts, &headers, fields.token.as_deref()) {
         return refused(&state, &base, action.name(), r);
     }
-    let before = status_of(&state, &name).await;
-    let result = match (&fields.expected, &before) {
-        (Some(drawn), Some(now)) if drawn != now => Err(format!(
+    match apply(&state, action, &name, &fields).await {
+        Ok(name) => {
+            let to = format!("{base}/op/{}?done={}", segment(&name), action.name());
+            Redirect::to(&to).into_response()
+        }
+        Err(text) => view::message(&base, StatusCode::CONFLICT, "Not done", &text),
+    }
+}
+
+/// An authorised action on one operation: refused when the operation changed since it was drawn (`version`,
+/// else `expected`), else taken; either way recorded in the audit log and counted. The operation's ledger name,
+/// or why it was not done.
+pub(crate) async fn apply(
+    state: &Shared,
+    action: Action,
+    name: &str,
+    fields: &Fields,
+) -> Result<String, String> {
+    let before = status_of(state, name).await;
+    let result = match (&fields.version, &fields.expected, &before) {
+        (Some(drawn), _, Some((now, version))) if drawn != version => Err(format!(
+            "`{name}` changed since the page you acted from was drawn (it is {now} now, then {}): look again, then decide",
+            drawn.split(':').next().unwrap_or("")
+        )),
+        (None, Some(drawn), Some((now, _))) if drawn != now => Err(format!(
             "`{name}` is {now}, no longer {drawn} as on the page you acted from: look again, then decide"
         )),
-        _ => run(&state, action, &name).await,
+        _ => run(state, action, name).await,
     };
     let after = match (&result, action) {
         (Ok(_), Action::Retry) => Some("started".to_owned()),
-        _ => status_of(&state, &name).await,
+        _ => status_of(state, name).await.map(|(s, _)| s),
     };
-    let target = state.seq.find(&name).map_or(name.as_str(), |d| d.meta.name);
+    let target = state.seq.find(name).map_or(name, |d| d.meta.name);
     let logged = audit(
-        &state,
+        state,
         AuditEntry {
             actor: fields.actor(),
             action: action.name(),
             target: Some(target),
             outcome: if result.is_ok() { "ok" } else { "error" },
-            before: before.as_deref(),
+            before: before.as_ref().map(|(s, _)| s.as_str()),
             after: after.as_deref(),
             reason: fields.reason.as_deref(),
             detail: result.as_ref().err().map(String::as_str),
         },
     )
     .await;
-    match result.and_then(|name| logged.map(|()| name)) {
-        Ok(name) => {
-            state.count_action(action.name(), "ok");
-            let to = format!("{base}/op/{}?done={}", segment(&name), action.name());
-            Redirect::to(&to).into_response()
-        }
-        Err(text) => {
-            state.count_action(action.name(), "error");
-            view::message(&base, StatusCode::CONFLICT, "Not done", &text)
-        }
-    }
+    let outcome = result.and_then(|name| logged.map(|()| name));
+    state.count_action(action.name(), if outcome.is_ok() { "ok" } else { "error" });
+    outcome
 }
 
 /// Takes the action; returns the operation's ledger name, or why it was not done.
@@ -253,12 +292,9 @@ async fn run(state: &Shared, action: Action, name: &str) -> Result<String, Strin
     match action {
         Action::Retry => {
             // Checked here so that the refusal is shown; the retry itself runs on after the response.
-            let status = seq
-                .status()
+            let status = entry_of(state, name)
                 .await
                 .map_err(|e| e.to_string())?
-                .into_iter()
-                .find(|e| e.name == name)
                 .map_or(Status::Pending, |e| e.status);
             if !matches!(status, Status::Failed | Status::Interrupted | Status::Stale) {
                 return Err(format!(

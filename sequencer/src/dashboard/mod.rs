@@ -1,6 +1,8 @@
-//! The operators' web dashboard (feature `dashboard`): every operation with its status and progress, one
-//! operation's runs, errors and checkpoint, the dependency graph, actions (run pending, retry, cancel, roll back,
-//! mark, forget), an audit log of them in the ledger, and `GET /metrics` in the Prometheus text format.
+//! The operators' web dashboard (feature `dashboard`): the operations with their status and progress, a page at a
+//! time (a cursor, filters in the ledger's statement: fast with 100,000 rows), one operation's runs, errors,
+//! checkpoint and why it may be stuck, the dependency graph, the plan, actions (run pending, retry, cancel, roll
+//! back, mark, forget; in bulk over a filter, capped) refused on a stale view, an audit log of them in the ledger,
+//! and `GET /metrics` in the Prometheus text format.
 //!
 //! [`router`] returns an [`axum::Router`] that an application nests under its own path and its own auth; the CLI
 //! serves the same router with `serve [--bind 127.0.0.1:8080] [--read-only]`. The guide is
@@ -13,7 +15,8 @@
 //! (`Sec-Fetch-Site`, `Origin`) is refused. Without a token the dashboard is read-only, enforced by every action
 //! handler. The errors and checkpoints of `encrypted` operations are never shown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::OriginalUri;
@@ -28,7 +31,10 @@ pub use axum;
 
 mod actions;
 mod audit;
+mod bulk;
+mod diagnosis;
 mod graph;
+mod list;
 mod live;
 mod metrics;
 mod pages;
@@ -104,9 +110,46 @@ pub(crate) struct State {
     pub(crate) opts: DashboardOptions,
     /// Actions taken, by `(action, outcome)`, for `/metrics`.
     pub(crate) actions: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    /// What the pages look up in the registry, gathered once.
+    pub(crate) index: Index,
+    /// The operations list's counts by status, reused for [`list::COUNTS_FOR`].
+    pub(crate) counts: Mutex<Option<Arc<list::Counts>>>,
+    /// A count is under way.
+    pub(crate) counting: AtomicBool,
+}
+
+/// The registry's tags and `encrypted` operations (the registry does not change while the router runs).
+pub(crate) struct Index {
+    /// Every tag, sorted.
+    pub(crate) tags: Vec<&'static str>,
+    /// The ledger names of the `encrypted` operations: their errors and checkpoints are never shown.
+    pub(crate) encrypted: HashSet<&'static str>,
 }
 
 impl State {
+    fn new(seq: Sequencer, opts: DashboardOptions) -> State {
+        let ops = seq.registry().operations();
+        let mut tags: Vec<&'static str> = ops
+            .iter()
+            .flat_map(|d| d.meta.tags.iter().copied())
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
+        let encrypted = ops
+            .iter()
+            .filter(|d| d.meta.encrypted)
+            .map(|d| d.meta.name)
+            .collect();
+        State {
+            seq,
+            opts,
+            actions: Mutex::new(HashMap::new()),
+            index: Index { tags, encrypted },
+            counts: Mutex::new(None),
+            counting: AtomicBool::new(false),
+        }
+    }
+
     pub(crate) fn count_action(&self, action: &'static str, outcome: &'static str) {
         if let Ok(mut map) = self.actions.lock() {
             *map.entry((action, outcome)).or_insert(0) += 1;
@@ -126,13 +169,9 @@ pub fn router(seq: Sequencer) -> Router {
 /// (`Router::new().nest("/admin/operations", router_with(seq, opts))`). Its pages link to each other under
 /// whatever path it is nested at.
 pub fn router_with(seq: Sequencer, opts: DashboardOptions) -> Router {
-    let state: Shared = Arc::new(State {
-        seq,
-        opts,
-        actions: Mutex::new(HashMap::new()),
-    });
+    let state: Shared = Arc::new(State::new(seq, opts));
     Router::new()
-        .route("/", get(pages::operations))
+        .route("/", get(list::operations))
         .route("/op/{name}", get(pages::operation))
         .route(
             "/op/{name}/{action}",
@@ -142,6 +181,7 @@ pub fn router_with(seq: Sequencer, opts: DashboardOptions) -> Router {
             "/process",
             get(actions::confirm_process).post(actions::process),
         )
+        .route("/bulk/{action}", get(bulk::confirm).post(bulk::act))
         .route("/graph", get(graph::page))
         .route("/audit", get(audit::page))
         .route("/queues", get(queues::page))
@@ -157,11 +197,7 @@ pub fn router_with(seq: Sequencer, opts: DashboardOptions) -> Router {
 /// Only `GET /metrics` (the Prometheus text format, as on the dashboard), for processes that serve metrics and
 /// no pages: `work --metrics 127.0.0.1:9187`.
 pub fn metrics_router(seq: Sequencer) -> Router {
-    let state: Shared = Arc::new(State {
-        seq,
-        opts: DashboardOptions::default().read_only(true),
-        actions: Mutex::new(HashMap::new()),
-    });
+    let state: Shared = Arc::new(State::new(seq, DashboardOptions::default().read_only(true)));
     Router::new()
         .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::map_response(security::headers))

@@ -1,74 +1,15 @@
-//! The pages: the operations (filtered by the URL's query), and one operation.
-
-use std::collections::HashMap;
+//! One operation's page: its runs, errors, checkpoint, progress history, what it waits on, its neighbours.
 
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
-use serde::Deserialize;
 
+use super::list::Filters;
 use super::view::{self, badge, duration, progress, time, MASKED};
-use super::{base, home, segment, Shared};
+use super::{base, segment, Shared};
 use crate::ledger::Status;
-use crate::{OperationDef, SequencerError, StatusEntry};
-
-/// The operations page's filters, from the URL (so a view can be bookmarked and shared).
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct Filters {
-    /// A status (`failed`), or nothing for all.
-    #[serde(default)]
-    status: String,
-    /// A tag.
-    #[serde(default)]
-    tag: String,
-    /// Text the name, or the last error, contains (case-insensitive).
-    #[serde(default)]
-    q: String,
-    /// What an action just did (a fixed code, shown as a fixed sentence).
-    #[serde(default)]
-    done: String,
-    /// Which page of the matching operations, from 0 ([`PAGE`] a page).
-    #[serde(default)]
-    page: usize,
-}
-
-/// Operations a page of the operations list shows.
-const PAGE: usize = 200;
-
-impl Filters {
-    /// The list's URL for another page, with the same filters.
-    fn page_url(&self, base: &str, page: usize) -> String {
-        let query = serde_urlencoded::to_string([
-            ("status", self.status.as_str()),
-            ("tag", self.tag.as_str()),
-            ("q", self.q.as_str()),
-            ("page", page.to_string().as_str()),
-        ])
-        .unwrap_or_default();
-        format!("{}?{query}", super::home(base))
-    }
-}
-
-impl Filters {
-    fn keep(&self, e: &StatusEntry, masked: bool) -> bool {
-        if !self.status.is_empty() && e.status.as_str() != self.status {
-            return false;
-        }
-        if !self.tag.is_empty() && !e.tags.contains(&self.tag) {
-            return false;
-        }
-        let q = self.q.trim().to_lowercase();
-        if q.is_empty() {
-            return true;
-        }
-        e.name.to_lowercase().contains(&q)
-            || (!masked
-                && e.error
-                    .as_deref()
-                    .is_some_and(|err| err.to_lowercase().contains(&q)))
-    }
-}
+use crate::{OperationDef, SequencerError, StatusEntry, StatusQuery};
 
 /// The sentence for an action's `done` code.
 pub(crate) fn notice(done: &str) -> Option<&'static str> {
@@ -84,120 +25,32 @@ pub(crate) fn notice(done: &str) -> Option<&'static str> {
     })
 }
 
-/// Whether the operation of this ledger name is `encrypted` (its errors and checkpoints are never shown).
-pub(crate) fn encrypted(state: &Shared, name: &str) -> bool {
-    state
+/// The entries of some operations (their latest runs), bounded whatever the ledger's size.
+pub(crate) async fn entries_of(
+    state: &Shared,
+    names: &[String],
+) -> Result<Vec<StatusEntry>, SequencerError> {
+    let page = state
         .seq
-        .registry()
-        .get(name)
-        .is_some_and(|d| d.meta.encrypted)
+        .status_page(&StatusQuery {
+            names: Some(names.to_vec()),
+            limit: names.len().max(1),
+            ..StatusQuery::default()
+        })
+        .await?;
+    Ok(page.entries)
 }
 
-/// `GET /`: every operation, filtered.
-pub(crate) async fn operations(
-    State(state): State<Shared>,
-    original: OriginalUri,
-    uri: Uri,
-    Query(filters): Query<Filters>,
-) -> Response {
-    let base = base(&original, &uri);
-    let entries = match state.seq.status().await {
-        Ok(e) => e,
-        Err(e) => return failure(&base, &e),
-    };
-    let mut counts: HashMap<Status, usize> = HashMap::new();
-    let mut tags: Vec<&str> = Vec::new();
-    for e in &entries {
-        *counts.entry(e.status).or_default() += 1;
-        for t in &e.tags {
-            if !tags.contains(&t.as_str()) {
-                tags.push(t);
-            }
-        }
-    }
-    tags.sort_unstable();
-    let matching: Vec<&StatusEntry> = entries
-        .iter()
-        .filter(|e| filters.keep(e, encrypted(&state, &e.name)))
-        .collect();
-    let pages = matching.len().div_ceil(PAGE).max(1);
-    let page = filters.page.min(pages - 1);
-    let shown =
-        &matching[(page * PAGE).min(matching.len())..((page + 1) * PAGE).min(matching.len())];
-    let actions = state.opts.actions_enabled();
-    let body = html! {
-        h1 { "Operations" }
-        @if let Some(n) = notice(&filters.done) { p.notice { (n) } }
-        p.summary {
-            @for &s in Status::ALL {
-                @if let Some(n) = counts.get(&s) {
-                    a href={ (home(&base)) "?status=" (s.as_str()) } { (badge(s)) " " (n) } " "
-                }
-            }
-            @if actions { a.button href={ (base) "/process" } { "Run pending…" } }
-            @else { span.muted { "read-only" } }
-        }
-        form.filters method="get" action={ (home(&base)) } {
-            label { "Status " select name="status" {
-                option value="" { "any" }
-                @for &s in Status::ALL {
-                    option value=(s.as_str()) selected[filters.status == s.as_str()] { (s.as_str()) }
-                }
-            } }
-            label { "Tag " select name="tag" {
-                option value="" { "any" }
-                @for t in &tags { option value=(t) selected[filters.tag == *t] { (t) } }
-            } }
-            label { "Text " input type="search" name="q" value=(filters.q); }
-            button type="submit" { "Filter" }
-        }
-        table.ops {
-            thead { tr {
-                th { "Operation" } th { "Status" } th { "Batch" } th { "Attempts" } th { "Started" }
-                th { "Duration" } th { "Tags" } th { "Progress" } th { "Last error" }
-            } }
-            tbody {
-                @for e in shown { (row(&base, e, encrypted(&state, &e.name))) }
-            }
-        }
-        @if shown.is_empty() { p.muted { "No operation matches." } }
-        @if pages > 1 {
-            p.pages {
-                "Page " (page + 1) " of " (pages) " (" (matching.len()) " operations) "
-                @if page > 0 { a href=(filters.page_url(&base, page - 1)) { "← previous" } " " }
-                @if page + 1 < pages { a href=(filters.page_url(&base, page + 1)) { "next →" } }
-            }
-        }
-    };
-    view::page(&base, "Operations", body).into_response()
-}
-
-fn row(base: &str, e: &StatusEntry, masked: bool) -> Markup {
-    html! {
-        tr data-op=(e.name) {
-            td { a href={ (base) "/op/" (segment(&e.name)) } { (e.name) }
-                 @if e.orphaned { " " span.muted { "(not in the registry)" } }
-                 @if e.edited { " " span.muted { "(edited since it ran)" } } }
-            td.status { (badge(e.status)) }
-            td { @if let Some(b) = e.batch { (b) } }
-            td { (e.attempts) }
-            td { @if let Some(t) = e.started_at { (time(t)) } }
-            td { @if let Some(d) = e.duration_ms { (duration(d)) } }
-            td { @for t in &e.tags { span.tag { (t) } " " } }
-            td.prog { (progress(e.progress_done, e.progress_total, e.eta_ms)) }
-            td.error { @if let Some(err) = &e.error {
-                @if masked { (MASKED) } @else { (first_line(err)) }
-            } }
-        }
-    }
-}
-
-fn first_line(s: &str) -> String {
-    let line = s.lines().next().unwrap_or("");
-    match line.char_indices().nth(140) {
-        Some((i, _)) => format!("{}…", &line[..i]),
-        None => line.to_owned(),
-    }
+/// The entry of one operation (by ledger name or a name `find` resolves).
+pub(crate) async fn entry_of(
+    state: &Shared,
+    name: &str,
+) -> Result<Option<StatusEntry>, SequencerError> {
+    let name = state.seq.find(name).map_or(name, |d| d.meta.name);
+    Ok(entries_of(state, &[name.to_owned()])
+        .await?
+        .into_iter()
+        .find(|e| e.name == name))
 }
 
 /// `GET /op/{name}`: one operation, every run, its errors with their causes, its checkpoint, its dependencies
@@ -229,15 +82,26 @@ async fn operation_body(
     filters: &Filters,
 ) -> Result<Option<Markup>, SequencerError> {
     let seq = &state.seq;
-    let entries = seq.status().await?;
     let def = seq.registry().get(name);
     let name = def.map_or(name, |d| d.meta.name);
+    let (deps, dependents) = neighbours(seq.registry(), name);
+    let mut names = vec![name.to_owned()];
+    names.extend(deps.iter().chain(&dependents).cloned());
+    let entries = entries_of(state, &names).await?;
     let Some(entry) = entries.iter().find(|e| e.name == name) else {
         return Ok(None);
     };
     let masked = def.is_some_and(|d| d.meta.encrypted);
     let ledger = seq.ledger();
-    let latest = ledger.rows().await?.into_iter().find(|r| r.name == name);
+    let names = [name];
+    let latest = ledger
+        .latest_rows_page(&crate::ledger::RowsPage {
+            names: Some(&names),
+            limit: 1,
+            ..Default::default()
+        })
+        .await?
+        .pop();
     let mut runs = Vec::new();
     if let Some(latest) = &latest {
         for run in (0..=latest.run).rev() {
@@ -253,7 +117,7 @@ async fn operation_body(
     };
     let errors = seq.errors(Some(name)).await?;
     let status_of = |n: &str| entries.iter().find(|e| e.name == n).map(|e| e.status);
-    let (deps, dependents) = neighbours(seq.registry(), name);
+    let diagnosis = super::diagnosis::diagnose(state, entry, latest.as_ref(), &errors).await?;
     let actions = state.opts.actions_enabled();
     let path = format!("{base}/op/{}", segment(name));
     Ok(Some(html! {
@@ -268,7 +132,9 @@ async fn operation_body(
                 }
             }
         } @else { p.muted { "Read-only: actions need SEQUENCER_DASHBOARD_TOKEN where the dashboard runs." } }
-        @if entry.status == Status::Running { p { (progress(entry.progress_done, entry.progress_total, entry.eta_ms)) } }
+        @if entry.status == Status::Running { p { (progress(entry.progress_done, entry.progress_total, entry.eta_ms))
+            @if let Some(b) = entry.eta_basis { " " span.muted { "(" (b.describe()) ")" } } } }
+        (diagnosis)
         @if let Some(def) = def { (meta(def)) }
         h2 { "Runs" }
         table { thead { tr { th { "Run" } th { "Status" } th { "Batch" } th { "Attempts" } th { "Started" }

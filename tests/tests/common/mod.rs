@@ -11,6 +11,7 @@ use sequencer::ledger::LedgerRow;
 use sequencer::sqlx;
 use sequencer::{Registry, Sequencer, SequencerBuilder};
 
+pub mod http;
 pub mod work;
 
 /// A database to run a suite on.
