@@ -41,3 +41,28 @@ where
 {
     Box::pin(future)
 }
+
+/// A task run's data, of the task's type, from its context.
+pub fn task_args<T: serde::de::DeserializeOwned>(ctx: &crate::ctx::Ctx) -> Result<T> {
+    ctx.task_args()
+}
+
+/// A handler's future that fails at once (a task whose data cannot be read).
+pub fn failed_future<'a>(error: Error) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move { Err(error) })
+}
+
+/// A task's data from its stored JSON, for computing its keys.
+pub fn decode_args<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
+    serde_json::from_str(json)
+        .map_err(|e| anyhow::anyhow!("the stored arguments do not fit the task's type: {e}"))
+}
+
+/// The tags a `tags = f` function returns, as strings.
+pub fn task_tags<I>(tags: I) -> Vec<String>
+where
+    I: IntoIterator,
+    I::Item: Into<String>,
+{
+    tags.into_iter().map(Into::into).collect()
+}

@@ -193,7 +193,8 @@ impl OpAttr {
             .map_or_else(|| format!("{ts}_{ident}"), LitStr::value)
     }
 
-    fn set(&mut self, key: &'static str, meta: &Meta) -> syn::Result<()> {
+    /// Sets one key from its attribute entry (shared by `#[operation]` and `#[task]`).
+    pub fn set(&mut self, key: &'static str, meta: &Meta) -> syn::Result<()> {
         if FLAGS.contains(&key) {
             let on = flag(key, meta)?;
             match key {

@@ -194,7 +194,7 @@ pub fn contradictions(a: &OpAttr, errors: &mut Errors) {
 /// Checks every operation of an inline module, in order, then the module's dependency graph: the models of the
 /// operations that have a timestamp.
 pub fn inline_module(module: InlineModule, errors: &mut Errors) -> Vec<OpModel> {
-    let InlineModule { ops, fns } = module;
+    let InlineModule { ops, fns, .. } = module;
     let by_fn: HashMap<String, String> = ops
         .iter()
         .filter_map(|op| {

@@ -8,28 +8,34 @@ use syn::spanned::Spanned;
 use super::attr::{BackoffAttr, ExecuteAt};
 use super::lit::{duration_tokens, opt, strs};
 use super::middleware::MiddlewareAttr;
-use super::model::{DepModel, FnKind, OpFile, SigSpans};
+use super::expand_task::task_impl;
+use super::model::{DepModel, FnKind, OpFile, SigSpans, TaskModel};
 use crate::meta::Schedule;
 
 // Kept at its old path for callers of `codegen::expand`; defined in `model`.
 pub use super::model::OpModel;
 
-/// The items a checked inline module gains: every operation's companion type and impl, and `registry()`.
-pub fn operations(models: &[OpModel], krate: &TokenStream) -> TokenStream {
+/// The items a checked inline module gains: every operation's and task's companion type and impl, and
+/// `registry()`.
+pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) -> TokenStream {
     let ops: Vec<TokenStream> = models.iter().map(|m| operation_impl(m, krate)).collect();
-    let idents = models.iter().map(|m| &m.ident);
-    let registry = registry_fn(krate, idents.map(|i| i.to_token_stream()).collect());
-    quote!(#(#ops)* #registry)
+    let task_impls: Vec<TokenStream> = tasks.iter().map(|t| task_impl(t, krate)).collect();
+    let idents = models.iter().map(|m| m.ident.to_token_stream()).collect();
+    let task_idents = tasks.iter().map(|t| t.ident.to_token_stream()).collect();
+    let registry = registry_fn(krate, idents, task_idents);
+    quote!(#(#ops)* #(#task_impls)* #registry)
 }
 
-/// `pub fn registry()` over the given companion types.
-pub fn registry_fn(krate: &TokenStream, ops: Vec<TokenStream>) -> TokenStream {
-    let n = ops.len();
+/// `pub fn registry()` over the given companion types of operations and of tasks.
+pub fn registry_fn(krate: &TokenStream, ops: Vec<TokenStream>, tasks: Vec<TokenStream>) -> TokenStream {
+    let (n, m) = (ops.len(), tasks.len());
     quote! {
-        /// Every operation of this module, validated at compile time; pass it to `Sequencer::builder().registry(..)`.
+        /// Every operation and task of this module, validated at compile time; pass it to
+        /// `Sequencer::builder().registry(..)`.
         pub fn registry() -> #krate::__private::Registry {
             static OPERATIONS: [#krate::__private::OperationDef; #n] = [#(<#ops as #krate::__private::Operation>::DEF),*];
-            #krate::__private::Registry::from_static(&OPERATIONS)
+            static TASKS: [#krate::__private::TaskDef; #m] = [#(<#tasks as #krate::__private::Task>::DEF),*];
+            #krate::__private::Registry::from_static_parts(&OPERATIONS, &TASKS)
         }
     }
 }
@@ -54,7 +60,7 @@ pub fn directory(files: &[OpFile], clean: bool, krate: &TokenStream) -> TokenStr
     } else {
         Vec::new()
     };
-    let registry = registry_fn(krate, handles);
+    let registry = registry_fn(krate, handles, Vec::new());
     quote!(#(#mods)* #registry)
 }
 
@@ -75,7 +81,7 @@ fn dependency_tokens(d: &DepModel) -> TokenStream {
 }
 
 /// The `Backoff` value.
-fn backoff_tokens(b: Option<&BackoffAttr>) -> TokenStream {
+pub(crate) fn backoff_tokens(b: Option<&BackoffAttr>) -> TokenStream {
     match b {
         None => quote!(Backoff::None),
         Some(BackoffAttr::Fixed(d)) => {
@@ -90,7 +96,7 @@ fn backoff_tokens(b: Option<&BackoffAttr>) -> TokenStream {
 }
 
 /// One `Middleware` value, spanned at its entry.
-fn middleware_tokens(m: &MiddlewareAttr) -> TokenStream {
+pub(crate) fn middleware_tokens(m: &MiddlewareAttr) -> TokenStream {
     match m {
         MiddlewareAttr::RateLimited {
             limiter,
@@ -156,7 +162,7 @@ fn schedule_tokens(
 }
 
 /// A hook wrapper fn with the user's spans, and the expression naming it.
-fn hook(
+pub(crate) fn hook(
     krate: &TokenStream,
     wrapper: &str,
     path: Option<&syn::Path>,

@@ -2,8 +2,9 @@
 //! recorded. Every orchestrator calls this, so every policy applies on every path.
 
 pub(crate) mod layer;
-mod policy;
+pub(crate) mod policy;
 pub(crate) mod task;
+mod task_data;
 pub(crate) mod watchdog;
 
 use std::collections::HashMap;
@@ -29,6 +30,9 @@ use crate::plan::Due;
 use crate::registry::OperationDef;
 use crate::report::Outcome;
 use crate::result::{describe, Error, Skipped};
+use crate::task_def::TaskKeys;
+
+pub(crate) use task_data::TaskData;
 
 /// What every run of an operation shares.
 #[derive(Clone)]
@@ -62,11 +66,13 @@ pub(crate) fn jittered(delay: Duration, fraction: f64, unit: f64) -> Duration {
     delay.mul_f64(1.0 - fraction * unit.clamp(0.0, 1.0))
 }
 
-/// One claimed run: its ledger run number (none when unrecorded), its claim token and its cancellation token.
+/// One claimed run: its ledger run number (none when unrecorded), its claim token, its cancellation token and,
+/// for a task run, its data.
 pub(crate) struct OpRun {
     run: Option<i64>,
     token: String,
     cancel: CancellationToken,
+    task: Option<Arc<TaskData>>,
 }
 impl Env {
     fn emit(&self, e: Event) {
@@ -75,15 +81,49 @@ impl Env {
 
     /// Claims and runs one operation, recording everything in the ledger.
     pub async fn run(&self, due: &Due, batch: i64) -> Result<Outcome, LedgerError> {
+        self.run_with(due, batch, None).await
+    }
+
+    /// Claims and runs one run of a task (its `pending` row `run`), with its data, through every policy. The
+    /// task's `unique` key, taken when it was dispatched, is released once the run has ended.
+    pub async fn run_task(
+        &self,
+        def: &'static OperationDef,
+        run: i64,
+        batch: i64,
+        data: TaskData,
+    ) -> Result<Outcome, LedgerError> {
+        let unique = data.keys.unique.clone();
+        let outcome = self
+            .run_with(&Due::new(def, run, false, false), batch, Some(Arc::new(data)))
+            .await;
+        if let (
+            Some(key),
+            Ok(Outcome::Completed { .. } | Outcome::Failed { .. } | Outcome::Skipped { .. }),
+        ) = (unique, &outcome)
+        {
+            let (lock, owner) = policy::unique_task_lock(def.meta.name, &key, run);
+            self.ledger.release_named_lock(&lock, &owner).await?;
+        }
+        outcome
+    }
+
+    async fn run_with(
+        &self,
+        due: &Due,
+        batch: i64,
+        task: Option<Arc<TaskData>>,
+    ) -> Result<Outcome, LedgerError> {
         let def = due.def();
         // Locks first, claim second: while waiting for a lock no row is `running` without a heartbeat, and a held
         // lock leaves the row exactly as it was (pending, scheduled with its due time, or no new run).
-        let locks = match self.policies().take_locks(def).await {
+        let keys = task.as_ref().map(|t| &t.keys);
+        let locks = match self.policies().take_locks(def, keys).await {
             Ok(locks) => locks,
             Err(LockRefusal::Busy(reason)) => return Ok(Outcome::Deferred { reason }),
             Err(LockRefusal::Ledger(e)) => return Err(e),
         };
-        let outcome = self.claim_and_run(due, batch).await;
+        let outcome = self.claim_and_run(due, batch, task).await;
         for (name, owner) in locks {
             self.ledger.release_named_lock(&name, &owner).await?;
         }
@@ -100,7 +140,12 @@ impl Env {
         outcome
     }
 
-    async fn claim_and_run(&self, due: &Due, batch: i64) -> Result<Outcome, LedgerError> {
+    async fn claim_and_run(
+        &self,
+        due: &Due,
+        batch: i64,
+        task: Option<Arc<TaskData>>,
+    ) -> Result<Outcome, LedgerError> {
         let def = due.def();
         let meta = &def.meta;
         let checksum = format!("{:016x}", meta.checksum);
@@ -127,11 +172,19 @@ impl Env {
         if !claimed {
             return Ok(Outcome::NotClaimed);
         }
-        let span = tracing::info_span!("operation", name = meta.name, run = due.run(), batch);
+        let tags = task.as_ref().map(|t| run_tags(def, &t.keys).join(","));
+        let span = tracing::info_span!(
+            "operation",
+            name = meta.name,
+            run = due.run(),
+            batch,
+            tags = tags.as_deref().unwrap_or_default()
+        );
         let op = OpRun {
             run: Some(due.run()),
             token,
             cancel: self.cancel.child_token(),
+            task,
         };
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(meta.name, due.run(), &op);
@@ -221,9 +274,19 @@ impl Env {
                 name: meta.name.to_owned(),
                 attempt,
             });
+            if let Some(task) = &op.task {
+                self.emit(Event::TaskStarted {
+                    via: self.via,
+                    name: meta.name.to_owned(),
+                    run,
+                    attempt,
+                    tags: run_tags(def, &task.keys),
+                });
+            }
             // Wait for rate limits and throttles before the attempt. A `transaction` operation's transaction is
             // begun when the operation asks for it (`ctx.tx()`, `ctx.postgres_tx()`, …), of that kind.
-            self.policies().before_attempt(def).await?;
+            let rate_key = op.task.as_ref().and_then(|t| t.keys.rate.as_deref());
+            self.policies().before_attempt(def, rate_key).await?;
             let ctx = Arc::new(self.ctx(def, attempt, meta.transaction, op));
             let hard = self.hard_timeout(def, run, attempt, &op.token, started);
             let result = attempt_once(def, ctx.clone(), self.layers.clone(), hard).await;
@@ -408,6 +471,7 @@ impl Env {
             transaction.then(|| self.ledger.clone()),
             recorder,
         )
+        .with_task_args(op.task.as_ref().map(|t| t.args.clone()))
     }
 
     /// The hard timeout of an attempt, when hard timeouts are on and the operation has a `timeout`.
@@ -489,6 +553,7 @@ impl Env {
             run: None,
             token: String::new(),
             cancel: self.cancel.child_token(),
+            task: None,
         };
         let ctx = Arc::new(self.ctx(def, 1, false, &op));
         match attempt_once(def, ctx, self.layers.clone(), None).await {
@@ -561,6 +626,7 @@ impl Env {
             run: Some(run),
             token,
             cancel: self.cancel.child_token(),
+            task: None,
         };
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(name, run, &op);
@@ -596,6 +662,12 @@ impl Env {
         }
     }
 }
+/// A task run's tags: the task's fixed ones, then those computed from its data.
+pub(crate) fn run_tags(def: &OperationDef, keys: &TaskKeys) -> Vec<String> {
+    let fixed = def.meta.tags.iter().map(|t| (*t).to_owned());
+    fixed.chain(keys.tags.iter().cloned()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

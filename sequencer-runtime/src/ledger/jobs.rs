@@ -293,7 +293,7 @@ impl Ledger {
     }
 
     /// Wakes the workers of a queue (PostgreSQL's `NOTIFY`; elsewhere they poll).
-    async fn wake_workers(&self, queue: &str) -> Result<(), LedgerError> {
+    pub(super) async fn wake_workers(&self, queue: &str) -> Result<(), LedgerError> {
         if self.dialect == Dialect::Postgres {
             sqlx::query(&self.dialect.sql("SELECT pg_notify(?, ?)"))
                 .bind(self.notify_channel())

@@ -204,6 +204,13 @@ const MIGRATIONS: &[Migration] = &[
             All("ALTER TABLE {operations} ADD COLUMN throttled_ms BIGINT NULL"),
         ],
     },
+    Migration {
+        version: 10,
+        // Typed tasks (issue 16): a task run is a row of the operations table, one per dispatch, carrying its
+        // arguments (JSON, sealed when the task is `encrypted`). One-time operations keep `args` NULL: that is
+        // how every reader of the plan tells them apart.
+        statements: &[All("ALTER TABLE {operations} ADD COLUMN args TEXT NULL")],
+    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
@@ -358,7 +365,7 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),

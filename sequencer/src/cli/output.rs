@@ -184,7 +184,7 @@ fn event_line(e: crate::Event) -> Option<String> {
             humantime::format_duration(std::time::Duration::from_secs(idle_secs))
         ),
         // Said on stderr by `process` itself.
-        Event::WaitingForLock { .. } => return None,
+        Event::WaitingForLock { .. } | Event::TaskStarted { .. } => return None,
         Event::OperationsStarted { .. }
         | Event::OperationsEnded { .. }
         | Event::OperationProgress { .. } => return None,
