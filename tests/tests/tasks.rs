@@ -245,12 +245,13 @@ async fn an_encrypted_tasks_arguments_are_sealed_in_the_ledger() {
         })
         .await
         .unwrap();
-        let raw: String = sequencer::sqlx::query_scalar(&format!(
-            "SELECT CAST(args AS CHAR(2000)) FROM {p}seq_operations WHERE name = 'secret'"
-        ))
-        .fetch_one(seq.ledger().pool())
-        .await
-        .unwrap();
+        // The `args` column as stored.
+        let raw = seq
+            .ledger()
+            .task_args("secret", 1)
+            .await
+            .unwrap()
+            .expect("stored");
         assert!(!raw.contains("123-45-6789"), "{}: {raw}", b.name);
         assert!(sequencer::crypto::is_sealed(&raw), "{}: {raw}", b.name);
         drain(&seq, "default").await;
@@ -368,6 +369,14 @@ async fn a_worker_killed_mid_task_reruns_an_idempotent_task_and_leaves_another_i
         let status = seq.task_status().await.unwrap();
         let once = status.iter().find(|s| s.name == "once").unwrap();
         assert_eq!(once.to_string(), "once: 1 interrupted", "{}", b.name);
+        // Its job is kept as failed, for a human, not ended as done.
+        let job: String = sequencer::sqlx::query_scalar(&format!(
+            "SELECT status FROM {p}seq_jobs WHERE name = 'once'"
+        ))
+        .fetch_one(seq.ledger().pool())
+        .await
+        .unwrap();
+        assert_eq!(job, "failed", "{}", b.name);
         // A person decides: `retry_task` runs it again on the workers.
         assert!(seq.retry_task("once", 1).await.unwrap());
         drain(&seq, "billing").await;
