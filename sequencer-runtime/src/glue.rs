@@ -42,8 +42,9 @@ where
     Box::pin(future)
 }
 
-/// A task run's data, of the task's type, from its context.
-pub fn task_args<T: serde::de::DeserializeOwned>(ctx: &crate::ctx::Ctx) -> Result<T> {
+/// A task run's data, of task `T`'s type, from its context. (Bounded by `Task` alone, so that data that does not
+/// serialize is reported once, on the task's `Args`.)
+pub fn task_args<T: crate::task_def::Task>(ctx: &crate::ctx::Ctx) -> Result<T::Args> {
     ctx.task_args()
 }
 
@@ -52,8 +53,8 @@ pub fn failed_future<'a>(error: Error) -> BoxFuture<'a, Result<()>> {
     Box::pin(async move { Err(error) })
 }
 
-/// A task's data from its stored JSON, for computing its keys.
-pub fn decode_args<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
+/// Task `T`'s data from its stored JSON, for computing its keys.
+pub fn decode_args<T: crate::task_def::Task>(json: &str) -> Result<T::Args> {
     serde_json::from_str(json)
         .map_err(|e| anyhow::anyhow!("the stored arguments do not fit the task's type: {e}"))
 }

@@ -344,7 +344,10 @@ impl RegistryBuilder {
         for (i, t) in registry.tasks.iter().enumerate() {
             let name = t.name();
             if registry.tasks[..i].iter().any(|o| o.name() == name) {
-                problems.push(format!("two tasks are named `{name}` ({})", location(&t.op)));
+                problems.push(format!(
+                    "two tasks are named `{name}` ({})",
+                    location(&t.op)
+                ));
             }
             if registry.get(name).is_some() {
                 problems.push(format!(

@@ -58,6 +58,13 @@ pub struct TaskStatus {
     pub skipped: i64,
 }
 
+impl TaskStatus {
+    /// How many runs the task has, in any state.
+    pub fn runs(&self) -> i64 {
+        self.queued + self.running + self.completed + self.failed + self.interrupted + self.skipped
+    }
+}
+
 impl std::fmt::Display for TaskStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let parts: Vec<String> = [
@@ -224,11 +231,20 @@ impl Sequencer {
             )));
         }
         let ledger = self.ledger();
-        let hold = def.op.meta.unique.and_then(|u| u.hold_for).unwrap_or(UNIQUE_HOLD);
+        let hold = def
+            .op
+            .meta
+            .unique
+            .and_then(|u| u.hold_for)
+            .unwrap_or(UNIQUE_HOLD);
         let _numbering = NUMBERING.lock().await;
         for _ in 0..100 {
             let run = ledger.next_task_run(name).await?;
-            let unique = data.keys.unique.as_deref().map(|k| unique_task_lock(name, k, run));
+            let unique = data
+                .keys
+                .unique
+                .as_deref()
+                .map(|k| unique_task_lock(name, k, run));
             if let Some((lock, owner)) = &unique {
                 if !ledger.try_named_lock(lock, owner, hold).await? {
                     return Ok(None);
@@ -236,7 +252,11 @@ impl Sequencer {
             }
             let stored = if def.op.meta.encrypted {
                 keys.seal_for(&json, &place::task_args(name, run))
-                    .map_err(|e| SequencerError::Usage(format!("cannot seal the arguments of task `{name}`: {e}")))?
+                    .map_err(|e| {
+                        SequencerError::Usage(format!(
+                            "cannot seal the arguments of task `{name}`: {e}"
+                        ))
+                    })?
             } else {
                 json.clone()
             };
@@ -262,7 +282,13 @@ impl Sequencer {
             .iter()
             .map(|t| t.name().to_owned())
             .collect();
-        names.extend(counts.keys().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
+        names.extend(
+            counts
+                .keys()
+                .filter(|n| !names.contains(n))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         for name in names {
             let c: HashMap<Status, i64> = counts.remove(&name).unwrap_or_default();
             let n = |s: Status| c.get(&s).copied().unwrap_or(0);

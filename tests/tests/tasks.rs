@@ -36,12 +36,11 @@ async fn create_log(seq: &Sequencer, p: &str) {
 
 /// `(what, customer)` of every logged run, sorted.
 async fn logged(seq: &Sequencer, p: &str) -> Vec<(String, i64)> {
-    let mut rows: Vec<(String, i64)> = sequencer::sqlx::query_as(&format!(
-        "SELECT what, customer FROM {p}task_log"
-    ))
-    .fetch_all(seq.ledger().pool())
-    .await
-    .expect("read the log");
+    let mut rows: Vec<(String, i64)> =
+        sequencer::sqlx::query_as(&format!("SELECT what, customer FROM {p}task_log"))
+            .fetch_all(seq.ledger().pool())
+            .await
+            .expect("read the log");
     rows.sort();
     rows
 }
@@ -118,7 +117,10 @@ async fn dispatched_tasks_run_on_a_worker_with_their_arguments_hooks_and_tags() 
         // The run's tags, from its data, in its events.
         let mut tags = Vec::new();
         while let Ok(e) = events.try_recv() {
-            if let Event::TaskStarted { name, run, tags: t, .. } = e {
+            if let Event::TaskStarted {
+                name, run, tags: t, ..
+            } = e
+            {
                 assert_eq!(name, "reprice");
                 tags.push((run, t));
             }
@@ -369,6 +371,16 @@ async fn a_worker_killed_mid_task_reruns_an_idempotent_task_and_leaves_another_i
         let status = seq.task_status().await.unwrap();
         let once = status.iter().find(|s| s.name == "once").unwrap();
         assert_eq!(once.to_string(), "once: 1 interrupted", "{}", b.name);
+        // `status` shows the runs per task.
+        let out = common::command(env!("CARGO_BIN_EXE_seqtask"), &b.url, &p, &["status"])
+            .output()
+            .expect("status");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("Tasks:\n  reprice: 1 completed\n  once: 1 interrupted\n"),
+            "{}: {stdout}",
+            b.name
+        );
         // Its job is kept as failed, for a human, not ended as done.
         let job: String = sequencer::sqlx::query_scalar(&format!(
             "SELECT status FROM {p}seq_jobs WHERE name = 'once'"

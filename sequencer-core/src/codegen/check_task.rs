@@ -71,7 +71,9 @@ pub fn signature(f: &ItemFn, errors: &mut Errors) -> Option<(SigSpans, Type)> {
             (0, other) => {
                 errors.push(syn::Error::new_spanned(
                     other,
-                    format!("task `{name}` takes `ctx: &Ctx` (a shared reference) first: {expected}"),
+                    format!(
+                        "task `{name}` takes `ctx: &Ctx` (a shared reference) first: {expected}"
+                    ),
                 ));
                 ok = false;
             }
@@ -109,7 +111,11 @@ fn key_fn(key: &str, path: &syn::Path, fns: &HashMap<String, ItemFn>, errors: &m
     let Some(ident) = path.get_ident() else {
         return;
     };
-    let returns = if key == "tags" { "Vec<String>" } else { "String" };
+    let returns = if key == "tags" {
+        "Vec<String>"
+    } else {
+        "String"
+    };
     let expected = format!("`fn {ident}(args: &Args) -> {returns}`, taking the task's data");
     let Some(f) = fns.get(&ident.to_string()) else {
         let mut msg = format!("cannot find `{key}` fn `{ident}` in this module");

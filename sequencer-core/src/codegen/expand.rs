@@ -6,9 +6,9 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
 use super::attr::{BackoffAttr, ExecuteAt};
+use super::expand_task::task_impl;
 use super::lit::{duration_tokens, opt, strs};
 use super::middleware::MiddlewareAttr;
-use super::expand_task::task_impl;
 use super::model::{DepModel, FnKind, OpFile, SigSpans, TaskModel};
 use crate::meta::Schedule;
 
@@ -27,7 +27,11 @@ pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) 
 }
 
 /// `pub fn registry()` over the given companion types of operations and of tasks.
-pub fn registry_fn(krate: &TokenStream, ops: Vec<TokenStream>, tasks: Vec<TokenStream>) -> TokenStream {
+pub fn registry_fn(
+    krate: &TokenStream,
+    ops: Vec<TokenStream>,
+    tasks: Vec<TokenStream>,
+) -> TokenStream {
     let (n, m) = (ops.len(), tasks.len());
     quote! {
         /// Every operation and task of this module, validated at compile time; pass it to

@@ -107,14 +107,14 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
                 const NAME: &'static str = #name;
                 const DEF: #krate::__private::TaskDef = {
                     fn __handler<'a>(ctx: &'a #krate::__private::Ctx) -> #krate::__private::BoxFuture<'a, #krate::__private::Result<()>> {
-                        match #krate::__private::task_args::<#args_ty>(ctx) {
+                        match #krate::__private::task_args::<#ident>(ctx) {
                             ::core::result::Result::Ok(args) => #call,
                             ::core::result::Result::Err(e) => #krate::__private::failed_future(e),
                         }
                     }
                     #[allow(unused_variables)]
                     fn __keys(json: &str) -> #krate::__private::Result<#krate::__private::TaskKeys> {
-                        let args: #args_ty = #krate::__private::decode_args(json)?;
+                        let args = #krate::__private::decode_args::<#ident>(json)?;
                         ::core::result::Result::Ok(#krate::__private::TaskKeys {
                             unique: #unique_key,
                             overlap: #overlap_key,

@@ -215,7 +215,12 @@ impl InlineModule {
 /// Takes `#[task]` off a function: `None` when it has none; `Some(None)` when it is refused (given twice, or
 /// with `#[operation]` too).
 fn take_task(f: &mut ItemFn, errors: &mut Errors) -> Option<Option<ParsedTask>> {
-    let found: Vec<syn::Attribute> = f.attrs.iter().filter(|a| is_task_attr(a)).cloned().collect();
+    let found: Vec<syn::Attribute> = f
+        .attrs
+        .iter()
+        .filter(|a| is_task_attr(a))
+        .cloned()
+        .collect();
     let first = found.first()?.clone();
     f.attrs.retain(|a| !is_task_attr(a));
     if found.len() > 1 {

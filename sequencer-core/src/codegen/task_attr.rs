@@ -10,7 +10,7 @@ use syn::{LitStr, Meta, Token};
 
 use super::attr::OpAttr;
 use super::errors::Errors;
-use super::lit::{lit_str, path};
+use super::lit::{list, lit_str, path};
 use crate::suggest::did_you_mean;
 
 /// Every key `#[task(...)]` accepts.
@@ -108,10 +108,10 @@ pub fn parse(args: TokenStream, errors: &mut Errors) -> TaskAttr {
             }
         };
     for meta in metas {
-        let ident = meta
-            .path()
-            .get_ident()
-            .map_or_else(|| meta.path().to_token_stream().to_string(), ToString::to_string);
+        let ident = meta.path().get_ident().map_or_else(
+            || meta.path().to_token_stream().to_string(),
+            ToString::to_string,
+        );
         if let Some((key, why)) = NOT_FOR_TASKS.iter().find(|(k, _)| *k == ident) {
             errors.push(syn::Error::new_spanned(
                 meta.path(),
@@ -152,14 +152,14 @@ impl TaskAttr {
     fn set(&mut self, key: &'static str, meta: &Meta) -> syn::Result<()> {
         let value = match (key, meta) {
             ("unique" | "without_overlapping" | "rate_limit_key", Meta::NameValue(nv)) => &nv.value,
-            ("tags", Meta::NameValue(nv)) if path(&nv.value).is_some() => &nv.value,
+            ("tags", Meta::NameValue(nv)) if list(&nv.value).is_none() => &nv.value,
             _ => return self.base.set(key, meta),
         };
         let example = match key {
             "unique" => "`unique = customer_key`, where `fn customer_key(args: &Reprice) -> String`, or a fixed key `unique = \"reprice\"`",
             "without_overlapping" => "`without_overlapping = customer_key`, where `fn customer_key(args: &Reprice) -> String`, or a fixed key `without_overlapping = \"reprice\"`",
             "rate_limit_key" => "`rate_limit_key = customer_key`, where `fn customer_key(args: &Reprice) -> String`",
-            _ => "`tags = tags_of`, where `fn tags_of(args: &Reprice) -> Vec<String>`, or `tags = [\"billing\"]`",
+            _ => "`tags = tags_of`, where `fn tags_of(args: &Reprice) -> Vec<String>`, or a list `tags = [\"billing\"]`",
         };
         if let Some(p) = path(value) {
             match key {
@@ -182,7 +182,7 @@ impl TaskAttr {
             }
             _ => Err(syn::Error::new_spanned(
                 value,
-                format!("`{key}` of a task expects a function of its arguments, e.g. {example}"),
+                format!("`{key}` of a task expects a function of its data, e.g. {example}"),
             )),
         }
     }

@@ -30,9 +30,8 @@ use crate::plan::Due;
 use crate::registry::OperationDef;
 use crate::report::Outcome;
 use crate::result::{describe, Error, Skipped};
-use crate::task_def::TaskKeys;
 
-pub(crate) use task_data::TaskData;
+pub(crate) use task_data::{run_tags, TaskData};
 
 /// What every run of an operation shares.
 #[derive(Clone)]
@@ -84,31 +83,7 @@ impl Env {
         self.run_with(due, batch, None).await
     }
 
-    /// Claims and runs one run of a task (its `pending` row `run`), with its data, through every policy. The
-    /// task's `unique` key, taken when it was dispatched, is released once the run has ended.
-    pub async fn run_task(
-        &self,
-        def: &'static OperationDef,
-        run: i64,
-        batch: i64,
-        data: TaskData,
-    ) -> Result<Outcome, LedgerError> {
-        let unique = data.keys.unique.clone();
-        let outcome = self
-            .run_with(&Due::new(def, run, false, false), batch, Some(Arc::new(data)))
-            .await;
-        if let (
-            Some(key),
-            Ok(Outcome::Completed { .. } | Outcome::Failed { .. } | Outcome::Skipped { .. }),
-        ) = (unique, &outcome)
-        {
-            let (lock, owner) = policy::unique_task_lock(def.meta.name, &key, run);
-            self.ledger.release_named_lock(&lock, &owner).await?;
-        }
-        outcome
-    }
-
-    async fn run_with(
+    pub(crate) async fn run_with(
         &self,
         due: &Due,
         batch: i64,
@@ -662,12 +637,6 @@ impl Env {
         }
     }
 }
-/// A task run's tags: the task's fixed ones, then those computed from its data.
-pub(crate) fn run_tags(def: &OperationDef, keys: &TaskKeys) -> Vec<String> {
-    let fixed = def.meta.tags.iter().map(|t| (*t).to_owned());
-    fixed.chain(keys.tags.iter().cloned()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

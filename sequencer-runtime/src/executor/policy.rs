@@ -141,7 +141,10 @@ impl Policies<'_> {
                     loop {
                         let now = self.ledger.db_now().await?;
                         let window = now - now.rem_euclid(per_ms);
-                        if self.ledger.rate_limit_hit(&window_name, window, count).await?
+                        if self
+                            .ledger
+                            .rate_limit_hit(&window_name, window, count)
+                            .await?
                             || self.cancel.is_cancelled()
                         {
                             break;

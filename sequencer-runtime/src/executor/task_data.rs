@@ -4,8 +4,12 @@
 use std::sync::Arc;
 
 use crate::crypto::{is_sealed, place};
+use crate::executor::policy::unique_task_lock;
 use crate::executor::Env;
 use crate::ledger::error::LedgerError;
+use crate::plan::Due;
+use crate::registry::OperationDef;
+use crate::report::Outcome;
 use crate::task_def::{TaskDef, TaskKeys};
 
 /// What a task run carries into the executor: its arguments (JSON, opened; `Err`: why they cannot be read) and
@@ -34,12 +38,36 @@ impl TaskData {
 }
 
 impl Env {
-    /// Reads a task run's arguments from the ledger, opened with the configured keys when sealed.
-    pub(crate) async fn task_data(
+    /// Claims and runs one run of a task (its `pending` row `run`), with its data, through every policy. The
+    /// task's `unique` key, taken when it was dispatched, is released once the run has ended.
+    pub async fn run_task(
         &self,
-        def: &TaskDef,
+        def: &'static OperationDef,
         run: i64,
-    ) -> Result<TaskData, LedgerError> {
+        batch: i64,
+        data: TaskData,
+    ) -> Result<Outcome, LedgerError> {
+        let unique = data.keys.unique.clone();
+        let outcome = self
+            .run_with(
+                &Due::new(def, run, false, false),
+                batch,
+                Some(Arc::new(data)),
+            )
+            .await;
+        if let (
+            Some(key),
+            Ok(Outcome::Completed { .. } | Outcome::Failed { .. } | Outcome::Skipped { .. }),
+        ) = (unique, &outcome)
+        {
+            let (lock, owner) = unique_task_lock(def.meta.name, &key, run);
+            self.ledger.release_named_lock(&lock, &owner).await?;
+        }
+        outcome
+    }
+
+    /// Reads a task run's arguments from the ledger, opened with the configured keys when sealed.
+    pub(crate) async fn task_data(&self, def: &TaskDef, run: i64) -> Result<TaskData, LedgerError> {
         let name = def.name();
         let failed = |why: String| TaskData {
             args: Err(why.into()),
@@ -66,4 +94,10 @@ impl Env {
             },
         )
     }
+}
+
+/// A task run's tags: the task's fixed ones, then those computed from its data.
+pub(crate) fn run_tags(def: &OperationDef, keys: &TaskKeys) -> Vec<String> {
+    let fixed = def.meta.tags.iter().map(|t| (*t).to_owned());
+    fixed.chain(keys.tags.iter().cloned()).collect()
 }

@@ -6,7 +6,8 @@ use super::output::{print, print_json, println, status_table, when};
 use crate::ledger::Status;
 use crate::{Sequencer, SequencerError};
 
-/// `status`: every operation and its latest run, filtered by `--pending`, `--failed` or `--completed`.
+/// `status`: every operation and its latest run, filtered by `--pending`, `--failed` or `--completed`, then the
+/// runs of each task by state.
 pub(super) async fn status(
     seq: &Sequencer,
     pending: bool,
@@ -29,6 +30,19 @@ pub(super) async fn status(
         return Ok(ExitCode::SUCCESS);
     }
     status_table(&entries);
+    // Task runs, per task: `reprice: 998 completed, 2 queued`.
+    let tasks: Vec<_> = seq
+        .task_status()
+        .await?
+        .into_iter()
+        .filter(|t| t.runs() > 0)
+        .collect();
+    if !tasks.is_empty() {
+        println!("\nTasks:");
+        for t in tasks {
+            println!("  {t}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
