@@ -25,21 +25,7 @@ fn expected(name: &str) -> String {
 pub fn signature(f: &ItemFn, errors: &mut Errors) -> Option<(SigSpans, Type)> {
     let name = f.sig.ident.to_string();
     let expected = expected(&name);
-    let mut ok = true;
-    if f.sig.asyncness.is_none() {
-        errors.at(
-            f.sig.fn_token.span,
-            format!("task `{name}` must be `async`: {expected}"),
-        );
-        ok = false;
-    }
-    if !f.sig.generics.params.is_empty() || f.sig.generics.where_clause.is_some() {
-        errors.push(syn::Error::new_spanned(
-            &f.sig.generics,
-            format!("task `{name}` cannot be generic: {expected}"),
-        ));
-        ok = false;
-    }
+    let mut ok = check::async_not_generic(f, "task", &expected, errors);
     if f.sig.inputs.len() != 2 {
         let at = match f.sig.inputs.iter().nth(2) {
             Some(extra) => extra.span(),

@@ -5,7 +5,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
-use super::attr::{BackoffAttr, ExecuteAt};
+use super::attr::{BackoffAttr, ExecuteAt, OpAttr};
 use super::expand_task::task_impl;
 use super::lit::{duration_tokens, opt, strs};
 use super::middleware::MiddlewareAttr;
@@ -85,7 +85,7 @@ fn dependency_tokens(d: &DepModel) -> TokenStream {
 }
 
 /// The `Backoff` value.
-pub(crate) fn backoff_tokens(b: Option<&BackoffAttr>) -> TokenStream {
+fn backoff_tokens(b: Option<&BackoffAttr>) -> TokenStream {
     match b {
         None => quote!(Backoff::None),
         Some(BackoffAttr::Fixed(d)) => {
@@ -166,7 +166,7 @@ fn schedule_tokens(
 }
 
 /// A hook wrapper fn with the user's spans, and the expression naming it.
-pub(crate) fn hook(
+fn hook(
     krate: &TokenStream,
     wrapper: &str,
     path: Option<&syn::Path>,
@@ -197,6 +197,62 @@ pub(crate) fn hook(
     (item, quote!(::core::option::Option::Some(#w)))
 }
 
+/// The `RetryPolicy` of an attribute's `retries`, `backoff`, `retry_until` and `max_exceptions`.
+pub(crate) fn retry_tokens(a: &OpAttr, krate: &TokenStream) -> TokenStream {
+    let tries = a
+        .retries
+        .unwrap_or(if a.retry_until.is_some() { u32::MAX } else { 1 });
+    let backoff = backoff_tokens(a.backoff.as_ref());
+    let retry_until = opt(a.retry_until.map(duration_tokens));
+    let max_exceptions = opt(a.max_exceptions);
+    quote! {
+        #krate::__private::RetryPolicy {
+            tries: #tries,
+            backoff: #backoff,
+            retry_until: #retry_until,
+            max_exceptions: #max_exceptions,
+        }
+    }
+}
+
+/// The wrapper fns of an attribute's `before`, `after`, `failed`, `should_run` and `throttle_on`, and the
+/// `OperationDef` field values naming them.
+pub(crate) struct HookTokens {
+    pub items: TokenStream,
+    pub before: TokenStream,
+    pub after: TokenStream,
+    pub failed: TokenStream,
+    pub should_run: TokenStream,
+    pub throttle_on: TokenStream,
+}
+
+/// See [`HookTokens`].
+pub(crate) fn hooks_tokens(a: &OpAttr, krate: &TokenStream) -> HookTokens {
+    let (before_fn, before) = hook(krate, "__before", a.before.as_ref(), FnKind::Hook("before"));
+    let (after_fn, after) = hook(krate, "__after", a.after.as_ref(), FnKind::Hook("after"));
+    let (failed_fn, failed) = hook(krate, "__failed", a.failed.as_ref(), FnKind::Failed);
+    let (cond_fn, should_run) = hook(
+        krate,
+        "__should_run",
+        a.should_run.as_ref(),
+        FnKind::Condition("should_run"),
+    );
+    let (throttle_fn, throttle_on) = hook(
+        krate,
+        "__throttle_on",
+        a.throttle_on.as_ref(),
+        FnKind::Condition("throttle_on"),
+    );
+    HookTokens {
+        items: quote!(#before_fn #after_fn #failed_fn #cond_fn #throttle_fn),
+        before,
+        after,
+        failed,
+        should_run,
+        throttle_on,
+    }
+}
+
 /// The companion type of one operation and its `Operation` impl.
 pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
     let a = &m.attr;
@@ -205,12 +261,7 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
     let fn_name = ident.to_string();
     let checksum = m.checksum;
     let deps = m.deps.iter().map(dependency_tokens);
-    let tries = a
-        .retries
-        .unwrap_or(if a.retry_until.is_some() { u32::MAX } else { 1 });
-    let backoff = backoff_tokens(a.backoff.as_ref());
-    let retry_until = opt(a.retry_until.map(duration_tokens));
-    let max_exceptions = opt(a.max_exceptions);
+    let retry = retry_tokens(a, krate);
     let timeout = opt(a.timeout.map(duration_tokens));
     let schedule = schedule_tokens(a.execute_at.as_ref(), a.delay);
     let queue = opt(a.queue.as_ref());
@@ -247,22 +298,14 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
         m.rollback.as_ref(),
         FnKind::Hook("rollback"),
     );
-    let (before_fn, before_hook) =
-        hook(krate, "__before", a.before.as_ref(), FnKind::Hook("before"));
-    let (after_fn, after_hook) = hook(krate, "__after", a.after.as_ref(), FnKind::Hook("after"));
-    let (failed_fn, failed_hook) = hook(krate, "__failed", a.failed.as_ref(), FnKind::Failed);
-    let (cond_fn, cond) = hook(
-        krate,
-        "__should_run",
-        a.should_run.as_ref(),
-        FnKind::Condition("should_run"),
-    );
-    let (throttle_fn, throttle) = hook(
-        krate,
-        "__throttle_on",
-        a.throttle_on.as_ref(),
-        FnKind::Condition("throttle_on"),
-    );
+    let HookTokens {
+        items: hook_fns,
+        before: before_hook,
+        after: after_hook,
+        failed: failed_hook,
+        should_run: cond,
+        throttle_on: throttle,
+    } = hooks_tokens(a, krate);
     let due = match &a.execute_at {
         Some(ExecuteAt::Fn(p)) => {
             let span = p.span();
@@ -291,7 +334,7 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
                     fn __handler<'a>(ctx: &'a #krate::__private::Ctx) -> #krate::__private::BoxFuture<'a, #krate::__private::Result<()>> {
                         #call
                     }
-                    #rb_fn #before_fn #after_fn #failed_fn #cond_fn #throttle_fn
+                    #rb_fn #hook_fns
                     #krate::__private::OperationDef {
                         meta: #krate::__private::OperationMeta {
                             name: <Self as #krate::__private::Operation>::NAME,
@@ -303,12 +346,7 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
                             depends_on: &[#(#deps),*],
                             rollbackable: #rollbackable,
                             allowed_to_fail: #allowed_to_fail,
-                            retry: #krate::__private::RetryPolicy {
-                                tries: #tries,
-                                backoff: #backoff,
-                                retry_until: #retry_until,
-                                max_exceptions: #max_exceptions,
-                            },
+                            retry: #retry,
                             timeout: #timeout,
                             fail_on_timeout: #fail_on_timeout,
                             schedule: #schedule,

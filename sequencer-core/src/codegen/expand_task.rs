@@ -6,9 +6,9 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::expand::{backoff_tokens, hook, middleware_tokens};
+use super::expand::{hooks_tokens, middleware_tokens, retry_tokens, HookTokens};
 use super::lit::{duration_tokens, opt, strs};
-use super::model::{FnKind, SigSpans, TaskModel};
+use super::model::{SigSpans, TaskModel};
 use super::task_attr::KeyAttr;
 
 /// A `TaskKeys` field: the key computed from `args`, a fixed one, or none.
@@ -31,12 +31,7 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
     let (ident, vis, name) = (&m.ident, &m.vis, &m.name);
     let fn_name = ident.to_string();
     let checksum = m.checksum;
-    let tries = a
-        .retries
-        .unwrap_or(if a.retry_until.is_some() { u32::MAX } else { 1 });
-    let backoff = backoff_tokens(a.backoff.as_ref());
-    let retry_until = opt(a.retry_until.map(duration_tokens));
-    let max_exceptions = opt(a.max_exceptions);
+    let retry = retry_tokens(a, krate);
     let timeout = opt(a.timeout.map(duration_tokens));
     let queue = opt(a.queue.as_ref());
     // The key is the run's (`TaskKeys::unique`); the metadata says the task has one, and for how long it holds.
@@ -63,22 +58,14 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
     let ctx_arg = quote_spanned!(ctx_span=> ctx);
     let called = Ident::new(&ident.to_string(), output);
     let call = quote_spanned!(output=> #krate::__private::handler_future(#called(#ctx_arg, args)));
-    let (before_fn, before_hook) =
-        hook(krate, "__before", a.before.as_ref(), FnKind::Hook("before"));
-    let (after_fn, after_hook) = hook(krate, "__after", a.after.as_ref(), FnKind::Hook("after"));
-    let (failed_fn, failed_hook) = hook(krate, "__failed", a.failed.as_ref(), FnKind::Failed);
-    let (cond_fn, cond) = hook(
-        krate,
-        "__should_run",
-        a.should_run.as_ref(),
-        FnKind::Condition("should_run"),
-    );
-    let (throttle_fn, throttle) = hook(
-        krate,
-        "__throttle_on",
-        a.throttle_on.as_ref(),
-        FnKind::Condition("throttle_on"),
-    );
+    let HookTokens {
+        items: hook_fns,
+        before: before_hook,
+        after: after_hook,
+        failed: failed_hook,
+        should_run: cond,
+        throttle_on: throttle,
+    } = hooks_tokens(a, krate);
     let unique_key = key_tokens(t.unique.as_ref());
     let overlap_key = key_tokens(t.overlap.as_ref());
     let rate_key = key_tokens(t.rate_key.clone().map(KeyAttr::Fn).as_ref());
@@ -122,7 +109,7 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
                             tags: #run_tags,
                         })
                     }
-                    #before_fn #after_fn #failed_fn #cond_fn #throttle_fn
+                    #hook_fns
                     #krate::__private::TaskDef {
                         op: #krate::__private::OperationDef {
                             meta: #krate::__private::OperationMeta {
@@ -135,12 +122,7 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
                                 depends_on: &[],
                                 rollbackable: false,
                                 allowed_to_fail: false,
-                                retry: #krate::__private::RetryPolicy {
-                                    tries: #tries,
-                                    backoff: #backoff,
-                                    retry_until: #retry_until,
-                                    max_exceptions: #max_exceptions,
-                                },
+                                retry: #retry,
                                 timeout: #timeout,
                                 fail_on_timeout: #fail_on_timeout,
                                 schedule: ::core::option::Option::None,

@@ -3,15 +3,11 @@
 //! task, each refused with the reason.
 
 use proc_macro2::TokenStream;
-use quote::ToTokens;
-use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
-use syn::{LitStr, Meta, Token};
+use syn::{LitStr, Meta};
 
-use super::attr::OpAttr;
+use super::attr::{keyed_metas, OpAttr};
 use super::errors::Errors;
 use super::lit::{list, lit_str, path};
-use crate::suggest::did_you_mean;
 
 /// Every key `#[task(...)]` accepts.
 pub const TASK_KEYS: &[&str] = &[
@@ -99,53 +95,18 @@ impl TaskAttr {
 /// Parses the tokens inside `#[task(...)]`. Errors go to `errors`; what parsed is kept.
 pub fn parse(args: TokenStream, errors: &mut Errors) -> TaskAttr {
     let mut attr = TaskAttr::default();
-    let metas =
-        match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
-            Ok(m) => m,
-            Err(e) => {
-                errors.push(e);
-                return attr;
-            }
-        };
-    for meta in metas {
-        let ident = meta.path().get_ident().map_or_else(
-            || meta.path().to_token_stream().to_string(),
-            ToString::to_string,
-        );
-        if let Some((key, why)) = NOT_FOR_TASKS.iter().find(|(k, _)| *k == ident) {
-            errors.push(syn::Error::new_spanned(
-                meta.path(),
-                format!("`{key}` has no meaning for a task: {why}"),
-            ));
-            continue;
-        }
-        let Some(&key) = TASK_KEYS.iter().find(|k| **k == ident) else {
-            errors.push(syn::Error::new_spanned(
-                meta.path(),
-                unknown_key_message(&ident),
-            ));
-            continue;
-        };
-        let span = meta.path().span();
-        if attr.base.keys.insert(key, span).is_some() {
-            errors.push(syn::Error::new(span, format!("`{key}` set multiple times")));
-            continue;
-        }
-        if let Err(e) = attr.set(key, &meta) {
+    let refused = |key: &str| {
+        NOT_FOR_TASKS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(k, why)| format!("`{k}` has no meaning for a task: {why}"))
+    };
+    for entry in keyed_metas(args, "task", TASK_KEYS, &refused, &mut attr.base.keys) {
+        if let Err(e) = entry.and_then(|(key, meta)| attr.set(key, &meta)) {
             errors.push(e);
         }
     }
     attr
-}
-
-fn unknown_key_message(key: &str) -> String {
-    let mut msg = format!("unknown `task` key `{key}`");
-    if let Some(s) = did_you_mean(key, TASK_KEYS.iter().copied()) {
-        msg.push_str(&format!("; did you mean `{s}`?"));
-    }
-    let list: Vec<String> = TASK_KEYS.iter().map(|k| format!("`{k}`")).collect();
-    msg.push_str(&format!("\nexpected one of: {}", list.join(", ")));
-    msg
 }
 
 impl TaskAttr {
