@@ -226,6 +226,54 @@ pub(crate) struct HookTokens {
     pub throttle_on: TokenStream,
 }
 
+impl HookTokens {
+    /// The `OperationDef` fields naming the hooks: `before: .., after: .., failed: .., should_run: ..,
+    /// throttle_on: ..`.
+    pub(crate) fn def_fields(&self) -> TokenStream {
+        let HookTokens {
+            before,
+            after,
+            failed,
+            should_run,
+            throttle_on,
+            ..
+        } = self;
+        quote!(before: #before, after: #after, failed: #failed, should_run: #should_run, throttle_on: #throttle_on,)
+    }
+}
+
+/// The `OperationMeta` fields operations and tasks declare alike: retries, timeout, queue, middleware, tags,
+/// hooks and flags.
+pub(crate) fn common_meta_fields(a: &OpAttr, krate: &TokenStream) -> TokenStream {
+    let retry = retry_tokens(a, krate);
+    let timeout = opt(a.timeout.map(duration_tokens));
+    let queue = opt(a.queue.as_ref());
+    let middleware = a.middleware.iter().map(middleware_tokens);
+    let (tags, environments) = (strs(&a.tags), strs(&a.environments));
+    let (before, after, failed) = (a.before.is_some(), a.after.is_some(), a.failed.is_some());
+    let [fail_on_timeout, transaction, encrypted, conditional, idempotent] = [
+        a.fail_on_timeout,
+        a.transaction,
+        a.encrypted,
+        a.should_run.is_some(),
+        a.idempotent,
+    ];
+    quote! {
+        retry: #retry,
+        timeout: #timeout,
+        fail_on_timeout: #fail_on_timeout,
+        queue: #queue,
+        middleware: &[#(#middleware),*],
+        tags: #tags,
+        hooks: #krate::__private::Hooks { before: #before, after: #after, failed: #failed },
+        transaction: #transaction,
+        encrypted: #encrypted,
+        environments: #environments,
+        conditional: #conditional,
+        idempotent: #idempotent,
+    }
+}
+
 /// See [`HookTokens`].
 pub(crate) fn hooks_tokens(a: &OpAttr, krate: &TokenStream) -> HookTokens {
     let (before_fn, before) = hook(krate, "__before", a.before.as_ref(), FnKind::Hook("before"));
@@ -261,28 +309,13 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
     let fn_name = ident.to_string();
     let checksum = m.checksum;
     let deps = m.deps.iter().map(dependency_tokens);
-    let retry = retry_tokens(a, krate);
-    let timeout = opt(a.timeout.map(duration_tokens));
+    let common = common_meta_fields(a, krate);
     let schedule = schedule_tokens(a.execute_at.as_ref(), a.delay);
-    let queue = opt(a.queue.as_ref());
     let unique = opt(a.unique.as_ref().map(|k| {
         let hold = opt(a.unique_for.map(duration_tokens));
         quote!(Unique { key: #k, hold_for: #hold })
     }));
-    let middleware = a.middleware.iter().map(middleware_tokens);
-    let (tags, environments) = (strs(&a.tags), strs(&a.environments));
-    let (before, after, failed) = (a.before.is_some(), a.after.is_some(), a.failed.is_some());
-    let flags = [
-        a.allowed_to_fail,
-        a.fail_on_timeout,
-        a.asynchronous,
-        a.transaction,
-        a.encrypted,
-        a.should_run.is_some(),
-        a.idempotent,
-    ];
-    let [allowed_to_fail, fail_on_timeout, asynchronous, transaction, encrypted, conditional, idempotent] =
-        flags;
+    let [allowed_to_fail, asynchronous] = [a.allowed_to_fail, a.asynchronous];
     let rollbackable = m.rollback.is_some();
 
     let SigSpans {
@@ -298,14 +331,8 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
         m.rollback.as_ref(),
         FnKind::Hook("rollback"),
     );
-    let HookTokens {
-        items: hook_fns,
-        before: before_hook,
-        after: after_hook,
-        failed: failed_hook,
-        should_run: cond,
-        throttle_on: throttle,
-    } = hooks_tokens(a, krate);
+    let hooks = hooks_tokens(a, krate);
+    let (hook_fns, hook_fields) = (&hooks.items, hooks.def_fields());
     let due = match &a.execute_at {
         Some(ExecuteAt::Fn(p)) => {
             let span = p.span();
@@ -346,30 +373,15 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
                             depends_on: &[#(#deps),*],
                             rollbackable: #rollbackable,
                             allowed_to_fail: #allowed_to_fail,
-                            retry: #retry,
-                            timeout: #timeout,
-                            fail_on_timeout: #fail_on_timeout,
                             schedule: #schedule,
                             asynchronous: #asynchronous,
-                            queue: #queue,
                             unique: #unique,
-                            middleware: &[#(#middleware),*],
-                            tags: #tags,
-                            hooks: #krate::__private::Hooks { before: #before, after: #after, failed: #failed },
-                            transaction: #transaction,
-                            encrypted: #encrypted,
-                            environments: #environments,
-                            conditional: #conditional,
-                            idempotent: #idempotent,
+                            #common
                         },
                         handler: __handler,
                         rollback: #rb,
-                        before: #before_hook,
-                        after: #after_hook,
-                        failed: #failed_hook,
-                        should_run: #cond,
                         execute_at: #due,
-                        throttle_on: #throttle,
+                        #hook_fields
                     }
                 };
             }

@@ -6,8 +6,8 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::expand::{hooks_tokens, middleware_tokens, retry_tokens, HookTokens};
-use super::lit::{duration_tokens, opt, strs};
+use super::expand::{common_meta_fields, hooks_tokens};
+use super::lit::{duration_tokens, opt};
 use super::model::{SigSpans, TaskModel};
 use super::task_attr::KeyAttr;
 
@@ -31,24 +31,12 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
     let (ident, vis, name) = (&m.ident, &m.vis, &m.name);
     let fn_name = ident.to_string();
     let checksum = m.checksum;
-    let retry = retry_tokens(a, krate);
-    let timeout = opt(a.timeout.map(duration_tokens));
-    let queue = opt(a.queue.as_ref());
+    let common = common_meta_fields(a, krate);
     // The key is the run's (`TaskKeys::unique`); the metadata says the task has one, and for how long it holds.
     let unique = opt(t.unique.as_ref().map(|_| {
         let hold = opt(a.unique_for.map(duration_tokens));
         quote!(Unique { key: #name, hold_for: #hold })
     }));
-    let middleware = a.middleware.iter().map(middleware_tokens);
-    let (tags, environments) = (strs(&a.tags), strs(&a.environments));
-    let (before, after, failed) = (a.before.is_some(), a.after.is_some(), a.failed.is_some());
-    let [fail_on_timeout, transaction, encrypted, conditional, idempotent] = [
-        a.fail_on_timeout,
-        a.transaction,
-        a.encrypted,
-        a.should_run.is_some(),
-        a.idempotent,
-    ];
     let args_ty = &m.args_ty;
     let ty_span = args_ty.span();
     let SigSpans {
@@ -58,14 +46,8 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
     let ctx_arg = quote_spanned!(ctx_span=> ctx);
     let called = Ident::new(&ident.to_string(), output);
     let call = quote_spanned!(output=> #krate::__private::handler_future(#called(#ctx_arg, args)));
-    let HookTokens {
-        items: hook_fns,
-        before: before_hook,
-        after: after_hook,
-        failed: failed_hook,
-        should_run: cond,
-        throttle_on: throttle,
-    } = hooks_tokens(a, krate);
+    let hooks = hooks_tokens(a, krate);
+    let (hook_fns, hook_fields) = (&hooks.items, hooks.def_fields());
     let unique_key = key_tokens(t.unique.as_ref());
     let overlap_key = key_tokens(t.overlap.as_ref());
     let rate_key = key_tokens(t.rate_key.clone().map(KeyAttr::Fn).as_ref());
@@ -122,30 +104,15 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
                                 depends_on: &[],
                                 rollbackable: false,
                                 allowed_to_fail: false,
-                                retry: #retry,
-                                timeout: #timeout,
-                                fail_on_timeout: #fail_on_timeout,
                                 schedule: ::core::option::Option::None,
                                 asynchronous: true,
-                                queue: #queue,
                                 unique: #unique,
-                                middleware: &[#(#middleware),*],
-                                tags: #tags,
-                                hooks: #krate::__private::Hooks { before: #before, after: #after, failed: #failed },
-                                transaction: #transaction,
-                                encrypted: #encrypted,
-                                environments: #environments,
-                                conditional: #conditional,
-                                idempotent: #idempotent,
+                                #common
                             },
                             handler: __handler,
                             rollback: ::core::option::Option::None,
-                            before: #before_hook,
-                            after: #after_hook,
-                            failed: #failed_hook,
-                            should_run: #cond,
                             execute_at: ::core::option::Option::None,
-                            throttle_on: #throttle,
+                            #hook_fields
                         },
                         keys: __keys,
                     }
