@@ -175,6 +175,29 @@ async fn a_unique_key_from_the_data_drops_a_second_dispatch_while_the_first_is_q
             .await
             .unwrap();
         assert_eq!(again.map(|r| r.run), Some(3), "{}", b.name);
+
+        // `.delay(..)` and `.on_queue(..)`: the job waits on that queue for its time.
+        let later = seq
+            .dispatch::<ops::reprice>(ops::Reprice { customer_id: 9 })
+            .delay(Duration::from_secs(3600))
+            .on_queue("later")
+            .await
+            .unwrap()
+            .expect("queued");
+        let (queue, available_at): (String, i64) = sequencer::sqlx::query_as(&format!(
+            "SELECT queue, available_at FROM {p}seq_jobs WHERE name = 'reprice' AND run = {}",
+            later.run
+        ))
+        .fetch_one(seq.ledger().pool())
+        .await
+        .unwrap();
+        let now = seq.ledger().db_now().await.unwrap();
+        assert_eq!(queue, "later", "{}", b.name);
+        assert!(
+            available_at > now + 3_500_000,
+            "{}: available at {available_at}, now {now}",
+            b.name
+        );
         cleanup(&seq, &p).await;
     }
 }
