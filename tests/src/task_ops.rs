@@ -103,6 +103,20 @@ pub mod ops {
         Ok(())
     }
 
+    /// Two runs for one customer never overlap: each logs `span:<end>` with its start (Unix milliseconds).
+    #[task(queue = "tenants", without_overlapping = customer_key)]
+    pub async fn exclusive(ctx: &Ctx, args: Reprice) -> Result<()> {
+        let _ = args;
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        };
+        let start = now();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        crate::task_ops::log(ctx, &format!("span:{}", now()), start).await
+    }
+
     /// An asynchronous one-time operation, for `execute_sync`.
     #[operation(timestamp = "2024_06_01_000000", asynchronous, queue = "billing")]
     pub async fn queued_op(ctx: &Ctx) -> Result<()> {

@@ -203,6 +203,35 @@ async fn a_unique_key_from_the_data_drops_a_second_dispatch_while_the_first_is_q
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_with_the_same_overlap_key_from_the_data_never_run_at_once() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = setup(&b, &p).await;
+        for _ in 0..2 {
+            seq.dispatch::<ops::exclusive>(ops::Reprice { customer_id: 5 })
+                .await
+                .unwrap();
+        }
+        // One worker takes both jobs at once (concurrency 8): the second waits for the first's key.
+        let report = drain(&seq, "tenants").await;
+        assert_eq!(report.completed, 2, "{}: {report:?}", b.name);
+        let mut spans: Vec<(i64, i64)> = logged(&seq, &p)
+            .await
+            .into_iter()
+            .map(|(what, start)| (start, what["span:".len()..].parse().unwrap()))
+            .collect();
+        spans.sort();
+        assert_eq!(spans.len(), 2, "{}", b.name);
+        assert!(
+            spans[0].1 <= spans[1].0,
+            "{}: the runs overlapped: {spans:?}",
+            b.name
+        );
+        cleanup(&seq, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_sync_retries_with_backoff_and_times_out_through_the_executor() {
     for b in backends().await {
         let p = prefix();
