@@ -26,3 +26,12 @@ pub fn operation(args: TokenStream, item: TokenStream) -> TokenStream {
     let file = proc_macro::Span::call_site().local_file();
     sequencer_core::codegen::operation_in_file(args.into(), item.into(), file).into()
 }
+
+/// Declares a task, an operation that carries data, inside a `#[operations]` module.
+///
+/// Use it through `sequencer::prelude::*` (or as `#[sequencer::task]`): the `sequencer` crate's re-export lists
+/// every key.
+#[proc_macro_attribute]
+pub fn task(_args: TokenStream, item: TokenStream) -> TokenStream {
+    sequencer_core::codegen::task_outside_module(item.into()).into()
+}

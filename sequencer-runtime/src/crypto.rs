@@ -245,6 +245,11 @@ pub mod place {
         format!("deferred|{id}|{column}")
     }
 
+    /// A task run's `args`.
+    pub fn task_args(name: &str, run: i64) -> String {
+        format!("operations|{name}|{run}|args")
+    }
+
     /// A job's `last_error`.
     pub fn job(name: &str, run: i64) -> String {
         format!("jobs|{name}|{run}|last_error")

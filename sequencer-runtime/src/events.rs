@@ -55,6 +55,20 @@ pub enum Event {
         /// Attempt number, from 1.
         attempt: u32,
     },
+    /// A task run starts an attempt (after its [`Event::OperationStarted`]), with its tags: the task's fixed
+    /// `tags = [..]` and those its `tags = f` computed from the run's data.
+    TaskStarted {
+        /// How the run was started: a worker, or `dispatch_sync` (`execute`).
+        via: Via,
+        /// The task's ledger name.
+        name: String,
+        /// The run.
+        run: i64,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// The run's tags.
+        tags: Vec<String>,
+    },
     /// A running operation holds at a checkpoint after `pause NAME`, until `resume NAME`.
     OperationPaused {
         /// How the run was started.

@@ -41,3 +41,29 @@ where
 {
     Box::pin(future)
 }
+
+/// A task run's data, of task `T`'s type, from its context. (Bounded by `Task` alone, so that data that does not
+/// serialize is reported once, on the task's `Args`.)
+pub fn task_args<T: crate::task_def::Task>(ctx: &crate::ctx::Ctx) -> Result<T::Args> {
+    ctx.task_args()
+}
+
+/// A handler's future that fails at once (a task whose data cannot be read).
+pub fn failed_future<'a>(error: Error) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move { Err(error) })
+}
+
+/// Task `T`'s data from its stored JSON, for computing its keys.
+pub fn decode_args<T: crate::task_def::Task>(json: &str) -> Result<T::Args> {
+    serde_json::from_str(json)
+        .map_err(|e| anyhow::anyhow!("the stored arguments do not fit the task's type: {e}"))
+}
+
+/// The tags a `tags = f` function returns, as strings.
+pub fn task_tags<I>(tags: I) -> Vec<String>
+where
+    I: IntoIterator,
+    I::Item: Into<String>,
+{
+    tags.into_iter().map(Into::into).collect()
+}

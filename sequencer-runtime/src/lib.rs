@@ -6,7 +6,7 @@
 //!
 //! The modules, from the bottom up: the vocabulary ([`result`](crate::Result), `error`, `options`, `report`,
 //! `plan`, `lease`, `events`, `ctx`, `registry`, [`crypto`], [`render`]), the [`ledger`], the executor, the
-//! [`orchestrator`]s, the `Sequencer`, and the features on top (`worker`, `deferred`, `migrate`, `revert`), each adding an
+//! [`orchestrator`]s, the `Sequencer`, and the features on top (`worker`, `tasks`, `deferred`, `migrate`, `revert`), each adding an
 //! `impl Sequencer` block. A module imports from the module that defines a name, never through this file.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -34,6 +34,8 @@ mod result;
 mod revert;
 mod sequencer;
 pub mod strategy;
+mod task_def;
+mod tasks;
 mod worker;
 
 pub use crate::batches::BatchCtx;
@@ -72,6 +74,8 @@ pub use crate::sequencer::Sequencer;
 pub use crate::strategy::{
     ExecutionStrategy, Hybrid, MigrationStrategy, Strategy, WITH_MIGRATIONS,
 };
+pub use crate::task_def::{KeysFn, Task, TaskDef, TaskKeys};
+pub use crate::tasks::{TaskDispatch, TaskRun, TaskStatus};
 pub use crate::worker::WorkReport;
 pub use sequencer_core::{
     Backoff, Dependency, Hooks, Middleware, OperationMeta, RetryPolicy, Schedule, SourceLocation,

@@ -9,6 +9,7 @@ use sequencer_core::{Dependency, OpNode, OperationMeta, Plan};
 
 use crate::ctx::Ctx;
 use crate::result::{Error, Result};
+use crate::task_def::TaskDef;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -151,6 +152,7 @@ pub struct RegistryError {
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
     ops: Vec<&'static OperationDef>,
+    tasks: Vec<&'static TaskDef>,
 }
 
 impl Registry {
@@ -159,7 +161,28 @@ impl Registry {
     pub fn from_static(ops: &'static [OperationDef]) -> Self {
         Registry {
             ops: ops.iter().collect(),
+            tasks: Vec::new(),
         }
+    }
+
+    /// A registry over the generated tables of a module's operations and tasks.
+    #[doc(hidden)]
+    pub fn from_static_parts(ops: &'static [OperationDef], tasks: &'static [TaskDef]) -> Self {
+        Registry {
+            ops: ops.iter().collect(),
+            tasks: tasks.iter().collect(),
+        }
+    }
+
+    /// Every task (`#[task(...)]`), in declaration order. Tasks are no part of the plan: they run when
+    /// dispatched.
+    pub fn tasks(&self) -> &[&'static TaskDef] {
+        &self.tasks
+    }
+
+    /// The task with this ledger name.
+    pub fn task(&self, name: &str) -> Option<&'static TaskDef> {
+        self.tasks.iter().copied().find(|t| t.name() == name)
     }
 
     /// A builder that merges registries and single operations, then validates the whole set.
@@ -306,12 +329,20 @@ fn location(op: &OperationDef) -> String {
 #[derive(Default)]
 pub struct RegistryBuilder {
     ops: Vec<&'static OperationDef>,
+    tasks: Vec<&'static TaskDef>,
 }
 
 impl RegistryBuilder {
-    /// Adds every operation of a registry.
+    /// Adds every operation and task of a registry.
     pub fn merge(mut self, registry: Registry) -> Self {
         self.ops.extend(registry.ops);
+        self.tasks.extend(registry.tasks);
+        self
+    }
+
+    /// Adds one task.
+    pub fn task(mut self, task: &'static TaskDef) -> Self {
+        self.tasks.push(task);
         self
     }
 
@@ -321,10 +352,33 @@ impl RegistryBuilder {
         self
     }
 
-    /// Validates the set: duplicate names, unknown dependencies and cycles across modules are errors.
+    /// Validates the set: duplicate names, unknown dependencies and cycles across modules are errors, and so
+    /// are two tasks of one name, or a task named as an operation.
     pub fn build(self) -> std::result::Result<Registry, RegistryError> {
-        let registry = Registry { ops: self.ops };
+        let registry = Registry {
+            ops: self.ops,
+            tasks: self.tasks,
+        };
         registry.plan()?;
+        let mut problems = Vec::new();
+        for (i, t) in registry.tasks.iter().enumerate() {
+            let name = t.name();
+            if registry.tasks[..i].iter().any(|o| o.name() == name) {
+                problems.push(format!(
+                    "two tasks are named `{name}` ({})",
+                    location(&t.op)
+                ));
+            }
+            if registry.get(name).is_some() {
+                problems.push(format!(
+                    "task `{name}` has the ledger name of an operation ({})",
+                    location(&t.op)
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RegistryError { problems });
+        }
         Ok(registry)
     }
 }

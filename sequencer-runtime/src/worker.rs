@@ -1,4 +1,4 @@
-//! Workers: `asynchronous` operations (and `process --async`) are queued in the ledger database; `work`
+//! Workers: `asynchronous` operations (and `process --async`) and dispatched task runs are queued in the ledger database; `work`
 //! processes on any number of machines claim them in batches (`FOR UPDATE SKIP LOCKED` on PostgreSQL and
 //! MySQL 8 / MariaDB 10.6+), hold a lease renewed by a heartbeat, wake on `LISTEN/NOTIFY` on PostgreSQL and on
 //! adaptive polling elsewhere, and run each operation through the same executor as every other path, so the
@@ -30,6 +30,13 @@ use crate::sequencer::Sequencer;
 /// How often an idle worker says it still waits ([`Event::WorkerWaiting`]); it says so at once when it starts
 /// idle.
 const SAY_WAITING_EVERY: Duration = Duration::from_secs(60);
+
+/// What a job runs: one-time operation or a task run.
+#[derive(Clone, Copy)]
+enum Target {
+    Operation(&'static crate::registry::OperationDef),
+    Task(&'static crate::task_def::TaskDef),
+}
 
 /// What a worker did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -165,7 +172,15 @@ impl Sequencer {
                 for job in taken {
                     took += 1;
                     report.jobs += 1;
-                    let Some(def) = self.registry().get(&job.name) else {
+                    let target = match (
+                        self.registry().get(&job.name),
+                        self.registry().task(&job.name),
+                    ) {
+                        (Some(def), _) => Some(Target::Operation(def)),
+                        (None, Some(task)) => Some(Target::Task(task)),
+                        (None, None) => None,
+                    };
+                    let Some(target) = target else {
                         let error = format!("unknown operation `{}` in a queued job: this binary does not have it; the job is kept for a human", job.name);
                         if let Some(id) = job.batch {
                             if let Err(e) = self
@@ -216,13 +231,24 @@ impl Sequencer {
                                     reason: BATCH_CANCELLED.to_owned(),
                                 })
                             }
-                            _ => env
-                                .run(
-                                    &Due::new(def, job.run, false, true).in_batch(job.batch),
-                                    batch,
-                                )
-                                .await
-                                .map_err(SequencerError::from),
+                            _ => match target {
+                                Target::Operation(def) => {
+                                    env.run(
+                                        &Due::new(def, job.run, false, true).in_batch(job.batch),
+                                        batch,
+                                    )
+                                    .await
+                                }
+                                // A task run: its arguments from its row, its keys from them.
+                                Target::Task(task) => match env.task_data(task, job.run).await {
+                                    Ok(data) => {
+                                        env.run_task(&task.op, job.run, batch, data, job.batch)
+                                            .await
+                                    }
+                                    Err(e) => Err(e),
+                                },
+                            }
+                            .map_err(SequencerError::from),
                         };
                         drop(beat);
                         (job, outcome)
@@ -319,7 +345,34 @@ impl Sequencer {
             return Ok(());
         };
         let ledger = self.ledger();
+        let task = self.registry().task(&job.name);
         let outcome = outcome?;
+        if let Some(task) = task {
+            // A task run that waits for a lock (`without_overlapping`), or whose row another claim holds (a dead
+            // worker's, until recovery finds it), goes back on the queue: its job stays its only way to run.
+            let wait = match &outcome {
+                Outcome::Deferred { .. } => Some(1000),
+                Outcome::NotClaimed => ledger
+                    .row_of(&job.name, job.run)
+                    .await?
+                    .filter(|r| r.status == Status::Running)
+                    .map(|_| 1000),
+                _ => None,
+            };
+            if let Some(ms) = wait {
+                report.not_run += 1;
+                tracing::debug!(task = task.name(), run = job.run, "put back on the queue");
+                ledger
+                    .requeue_job(
+                        job.id,
+                        worker,
+                        Duration::from_millis(ms),
+                        "waits for a lock or for recovery: taken again in a second",
+                    )
+                    .await?;
+                return Ok(());
+            }
+        }
         if let Some(id) = job.batch {
             // The member's end is counted (and its batch settled) before its job ends: should this process die
             // in between, the job is rescued, taken again, and the steps finished by whoever takes it.
@@ -363,7 +416,8 @@ impl Sequencer {
                 let encrypted = self
                     .registry()
                     .get(&job.name)
-                    .is_some_and(|d| d.meta.encrypted);
+                    .is_some_and(|d| d.meta.encrypted)
+                    || task.is_some_and(|t| t.op.meta.encrypted);
                 let error = if encrypted {
                     self.env()
                         .keys
@@ -378,12 +432,8 @@ impl Sequencer {
             }
             Outcome::NotClaimed | Outcome::Deferred { .. } | Outcome::Cancelled { .. } => {
                 report.not_run += 1;
-                let status = ledger
-                    .rows()
-                    .await?
-                    .into_iter()
-                    .find(|r| r.name == job.name)
-                    .map(|r| r.status);
+                // This job's run, exactly (a task has many).
+                let status = ledger.row_of(&job.name, job.run).await?.map(|r| r.status);
                 let note = status
                     .map(|s| format!("not run: the operation is {s}"))
                     .unwrap_or_default();

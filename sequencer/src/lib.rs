@@ -195,6 +195,64 @@ pub use sequencer_macros::operations;
 /// ```
 pub use sequencer_macros::operation;
 
+/// Declares a task: an operation that carries data, run each time it is dispatched, on the workers
+/// (`seq.dispatch::<ops::NAME>(args)`) or here (`seq.dispatch_sync::<ops::NAME>(args)`), through the same
+/// executor as operations. It goes inside a [`operations`] module, beside operations:
+/// `#[task(key = value, …)] async fn name(ctx: &Ctx, args: Args) -> Result<()>`, where
+/// `Args: Serialize + DeserializeOwned` is the data each run carries (recorded in the ledger with the run).
+///
+/// The keys are those of [`operation`] that mean something for a run of data — `name` (default: the
+/// function's name), `queue`, `retries`, `backoff`, `retry_until`, `max_exceptions`, `timeout`,
+/// `fail_on_timeout`, `unique_for`, `middleware`, `before`, `after`, `failed`, `should_run`, `throttle_on`,
+/// `transaction`, `encrypted` (the arguments are sealed in the ledger), `environments`, `idempotent` — and
+/// the keys computed from each run's data, each a function of `&Args` of the module:
+///
+/// | key | value | meaning |
+/// |---|---|---|
+/// | `unique` | `fn(&Args) -> String` (or a fixed `"key"`) | while a run with the key is queued or running, another dispatch with it is dropped (`dispatch` returns `None`) |
+/// | `without_overlapping` | `fn(&Args) -> String` (or a fixed `"key"`) | runs with the same key never run at once: a worker puts the later one back on the queue |
+/// | `rate_limit_key` | `fn(&Args) -> String` | the `rate_limited(..)` middleware counts per key |
+/// | `tags` | `fn(&Args) -> Vec<String>` (or a list of strings) | the run's tags, in its [`Event::TaskStarted`] and its tracing span |
+///
+/// `timestamp`, `depends_on`, `rollback`, `execute_at`, `delay`, `asynchronous` and `allowed_to_fail` mean
+/// nothing for a task: each is a compile error saying what to do instead. The
+/// [advanced operations guide](crate::guides::advanced_operations) ("Tasks") has a whole example.
+///
+/// ```
+/// #[sequencer::operations]
+/// mod ops {
+///     use sequencer::prelude::*;
+///
+///     #[derive(serde::Serialize, serde::Deserialize)]
+///     pub struct Reprice {
+///         pub customer_id: i64,
+///     }
+///
+///     #[task(queue = "billing", retries = 3, backoff = [1, 5], timeout = "30s", unique = customer_key, tags = tags_of)]
+///     pub async fn reprice(_ctx: &Ctx, args: Reprice) -> Result<()> {
+///         assert!(args.customer_id > 0);
+///         Ok(())
+///     }
+///
+///     fn customer_key(args: &Reprice) -> String {
+///         args.customer_id.to_string()
+///     }
+///
+///     fn tags_of(args: &Reprice) -> Vec<String> {
+///         vec![format!("customer:{}", args.customer_id)]
+///     }
+/// }
+///
+/// use sequencer::Task;
+/// assert_eq!(ops::reprice::NAME, "reprice");
+/// let task = ops::registry().task("reprice").unwrap();
+/// assert_eq!(task.op.meta.retry.tries, 3);
+/// let keys = (task.keys)(r#"{"customer_id": 42}"#).unwrap();
+/// assert_eq!(keys.unique.as_deref(), Some("42"));
+/// assert_eq!(keys.tags, ["customer:42"]);
+/// ```
+pub use sequencer_macros::task;
+
 pub use sequencer_core::{graph, Timestamp, TimestampError};
 pub use sequencer_runtime::*;
 
@@ -281,14 +339,17 @@ pub struct ReadmeDoctests;
 
 /// The names an operation module needs: `use sequencer::prelude::*;`.
 pub mod prelude {
-    pub use crate::{operation, Ctx, Error, Result, Skip};
+    pub use crate::{operation, task, Ctx, Error, Result, Skip};
 }
 
 #[doc(hidden)]
 pub mod __private {
-    pub use sequencer_runtime::glue::{condition_future, handler_future};
+    pub use sequencer_runtime::glue::{
+        condition_future, decode_args, failed_future, handler_future, task_args, task_tags,
+    };
     pub use sequencer_runtime::{
         Backoff, BoxFuture, Ctx, Dependency, Error, Hooks, Middleware, Operation, OperationDef,
-        OperationMeta, Registry, Result, RetryPolicy, Schedule, SourceLocation, Timestamp, Unique,
+        OperationMeta, Registry, Result, RetryPolicy, Schedule, SourceLocation, Task, TaskDef,
+        TaskKeys, Timestamp, Unique,
     };
 }

@@ -13,6 +13,7 @@ pub mod par_ops;
 pub mod policy_ops;
 pub mod rev_ops;
 pub mod stuck_ops;
+pub mod task_ops;
 pub mod tx_ops;
 pub mod work_ops;
 

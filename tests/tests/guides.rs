@@ -293,6 +293,35 @@ mod advanced_rate_limits {
 }
 
 #[allow(dead_code)]
+mod advanced_tasks {
+    guide!("advanced-operations_16");
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_backfill_runs_each_customer_once_on_a_worker() {
+        let ledger = sequencer::testing::ledger(Sequencer::builder().registry(ops::registry()))
+            .await
+            .expect("ledger");
+        let seq = &ledger.sequencer;
+        let customers: Vec<i64> = (1..=120).collect();
+        assert_eq!(backfill(seq, &customers).await.expect("backfill"), 120);
+        // Still queued: a second backfill queues nobody twice.
+        assert_eq!(backfill(seq, &customers).await.expect("backfill"), 0);
+        let opts = sequencer::WorkOptions {
+            queue: "billing".into(),
+            until_idle: true,
+            ..Default::default()
+        };
+        let report = seq
+            .work(&opts, sequencer::CancellationToken::new())
+            .await
+            .expect("work");
+        assert_eq!(report.completed, 120, "{report:?}");
+        let status = seq.task_status().await.expect("status");
+        assert_eq!(status[0].to_string(), "reprice: 120 completed");
+    }
+}
+
+#[allow(dead_code)]
 mod migrations_example {
     guide!("migrations_1");
 

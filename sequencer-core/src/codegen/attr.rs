@@ -133,47 +133,65 @@ pub struct OpAttr {
 /// Parses the tokens inside `#[operation(...)]`. Errors go to `errors`; what parsed is kept.
 pub fn parse(args: TokenStream, errors: &mut Errors) -> OpAttr {
     let mut attr = OpAttr::default();
-    let metas =
-        match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
-            Ok(m) => m,
-            Err(e) => {
-                errors.push(e);
-                return attr;
-            }
-        };
-    for meta in metas {
-        let Some(ident) = meta.path().get_ident().map(ToString::to_string) else {
-            errors.push(syn::Error::new_spanned(
-                meta.path(),
-                unknown_key_message(&meta.path().to_token_stream().to_string()),
-            ));
-            continue;
-        };
-        let Some(&key) = KEYS.iter().find(|k| **k == ident) else {
-            errors.push(syn::Error::new_spanned(
-                meta.path(),
-                unknown_key_message(&ident),
-            ));
-            continue;
-        };
-        let span = meta.path().span();
-        if attr.keys.insert(key, span).is_some() {
-            errors.push(syn::Error::new(span, format!("`{key}` set multiple times")));
-            continue;
-        }
-        if let Err(e) = attr.set(key, &meta) {
+    for entry in keyed_metas(args, "operation", KEYS, &|_| None, &mut attr.keys) {
+        if let Err(e) = entry.and_then(|(key, meta)| attr.set(key, &meta)) {
             errors.push(e);
         }
     }
     attr
 }
 
-fn unknown_key_message(key: &str) -> String {
-    let mut msg = format!("unknown `operation` key `{key}`");
-    if let Some(s) = did_you_mean(key, KEYS.iter().copied()) {
+/// The entries of an attribute (`#[what(key = value, flag, ...)]`) in order, each with its key, or the error of
+/// an unknown key (with a suggestion among `keys`), of a key `refused` says why not to use, or of a key set
+/// twice. Where each key was set goes to `seen`.
+pub fn keyed_metas(
+    args: TokenStream,
+    what: &str,
+    keys: &[&'static str],
+    refused: &dyn Fn(&str) -> Option<String>,
+    seen: &mut HashMap<&'static str, Span>,
+) -> Vec<syn::Result<(&'static str, Meta)>> {
+    let metas =
+        match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
+            Ok(m) => m,
+            Err(e) => return vec![Err(e)],
+        };
+    let mut out = Vec::new();
+    for meta in metas {
+        let ident = meta.path().get_ident().map_or_else(
+            || meta.path().to_token_stream().to_string(),
+            ToString::to_string,
+        );
+        if let Some(why) = refused(&ident) {
+            out.push(Err(syn::Error::new_spanned(meta.path(), why)));
+            continue;
+        }
+        let Some(&key) = keys.iter().find(|k| **k == ident) else {
+            out.push(Err(syn::Error::new_spanned(
+                meta.path(),
+                unknown_key_message(what, keys, &ident),
+            )));
+            continue;
+        };
+        let span = meta.path().span();
+        if seen.insert(key, span).is_some() {
+            out.push(Err(syn::Error::new(
+                span,
+                format!("`{key}` set multiple times"),
+            )));
+            continue;
+        }
+        out.push(Ok((key, meta)));
+    }
+    out
+}
+
+fn unknown_key_message(what: &str, keys: &[&str], key: &str) -> String {
+    let mut msg = format!("unknown `{what}` key `{key}`");
+    if let Some(s) = did_you_mean(key, keys.iter().copied()) {
         msg.push_str(&format!("; did you mean `{s}`?"));
     }
-    let list: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
+    let list: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
     msg.push_str(&format!("\nexpected one of: {}", list.join(", ")));
     msg
 }
@@ -195,7 +213,8 @@ impl OpAttr {
             .map_or_else(|| format!("{ts}_{ident}"), LitStr::value)
     }
 
-    fn set(&mut self, key: &'static str, meta: &Meta) -> syn::Result<()> {
+    /// Sets one key from its attribute entry (shared by `#[operation]` and `#[task]`).
+    pub fn set(&mut self, key: &'static str, meta: &Meta) -> syn::Result<()> {
         if FLAGS.contains(&key) {
             let on = flag(key, meta)?;
             match key {

@@ -19,10 +19,9 @@ use crate::suggest::did_you_mean;
 // Kept at their old paths for callers of `codegen::check`; defined in `model`.
 pub use super::model::{FnKind, SigSpans};
 
-/// Checks a function's signature; reports every problem and returns the spans if it has the right shape.
-pub fn signature(f: &ItemFn, kind: FnKind, errors: &mut Errors) -> Option<SigSpans> {
-    let name = f.sig.ident.to_string();
-    let (what, expected) = (kind.what(), kind.expected(&name));
+/// Reports a function (`what`, e.g. "operation") that is not `async` or is generic; `true` when it is neither.
+pub fn async_not_generic(f: &ItemFn, what: &str, expected: &str, errors: &mut Errors) -> bool {
+    let name = &f.sig.ident;
     let mut ok = true;
     if f.sig.asyncness.is_none() {
         errors.at(
@@ -38,6 +37,14 @@ pub fn signature(f: &ItemFn, kind: FnKind, errors: &mut Errors) -> Option<SigSpa
         ));
         ok = false;
     }
+    ok
+}
+
+/// Checks a function's signature; reports every problem and returns the spans if it has the right shape.
+pub fn signature(f: &ItemFn, kind: FnKind, errors: &mut Errors) -> Option<SigSpans> {
+    let name = f.sig.ident.to_string();
+    let (what, expected) = (kind.what(), kind.expected(&name));
+    let mut ok = async_not_generic(f, &what, &expected, errors);
     if f.sig.inputs.len() != kind.params() {
         let msg = format!(
             "{what} `{name}` takes {} parameter{}: {expected}",
@@ -194,7 +201,7 @@ pub fn contradictions(a: &OpAttr, errors: &mut Errors) {
 /// Checks every operation of an inline module, in order, then the module's dependency graph: the models of the
 /// operations that have a timestamp.
 pub fn inline_module(module: InlineModule, errors: &mut Errors) -> Vec<OpModel> {
-    let InlineModule { ops, fns } = module;
+    let InlineModule { ops, fns, .. } = module;
     let by_fn: HashMap<String, String> = ops
         .iter()
         .filter_map(|op| {

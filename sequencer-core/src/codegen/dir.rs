@@ -123,12 +123,12 @@ pub fn operations_dir(
             lit.span(),
             "CARGO_MANIFEST_DIR is not set: build with cargo",
         );
-        return expand::registry_fn(krate, Vec::new());
+        return expand::registry_fn(krate, Vec::new(), Vec::new());
     };
     let dir = root.join(lit.value());
     if !dir.is_dir() {
         errors.at(lit.span(), format!("operations directory `{}` not found; the path is relative to the crate root (the directory of Cargo.toml)", lit.value()));
-        return expand::registry_fn(krate, Vec::new());
+        return expand::registry_fn(krate, Vec::new(), Vec::new());
     }
     let mut messages = Vec::new();
     let files = list(&dir, &mut messages);

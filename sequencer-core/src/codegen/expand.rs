@@ -5,31 +5,41 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
-use super::attr::{BackoffAttr, ExecuteAt};
+use super::attr::{BackoffAttr, ExecuteAt, OpAttr};
+use super::expand_task::task_impl;
 use super::lit::{duration_tokens, opt, strs};
 use super::middleware::MiddlewareAttr;
-use super::model::{DepModel, FnKind, OpFile, SigSpans};
+use super::model::{DepModel, FnKind, OpFile, SigSpans, TaskModel};
 use crate::meta::Schedule;
 
 // Kept at its old path for callers of `codegen::expand`; defined in `model`.
 pub use super::model::OpModel;
 
-/// The items a checked inline module gains: every operation's companion type and impl, and `registry()`.
-pub fn operations(models: &[OpModel], krate: &TokenStream) -> TokenStream {
+/// The items a checked inline module gains: every operation's and task's companion type and impl, and
+/// `registry()`.
+pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) -> TokenStream {
     let ops: Vec<TokenStream> = models.iter().map(|m| operation_impl(m, krate)).collect();
-    let idents = models.iter().map(|m| &m.ident);
-    let registry = registry_fn(krate, idents.map(|i| i.to_token_stream()).collect());
-    quote!(#(#ops)* #registry)
+    let task_impls: Vec<TokenStream> = tasks.iter().map(|t| task_impl(t, krate)).collect();
+    let idents = models.iter().map(|m| m.ident.to_token_stream()).collect();
+    let task_idents = tasks.iter().map(|t| t.ident.to_token_stream()).collect();
+    let registry = registry_fn(krate, idents, task_idents);
+    quote!(#(#ops)* #(#task_impls)* #registry)
 }
 
-/// `pub fn registry()` over the given companion types.
-pub fn registry_fn(krate: &TokenStream, ops: Vec<TokenStream>) -> TokenStream {
-    let n = ops.len();
+/// `pub fn registry()` over the given companion types of operations and of tasks.
+pub fn registry_fn(
+    krate: &TokenStream,
+    ops: Vec<TokenStream>,
+    tasks: Vec<TokenStream>,
+) -> TokenStream {
+    let (n, m) = (ops.len(), tasks.len());
     quote! {
-        /// Every operation of this module, validated at compile time; pass it to `Sequencer::builder().registry(..)`.
+        /// Every operation and task of this module, validated at compile time; pass it to
+        /// `Sequencer::builder().registry(..)`.
         pub fn registry() -> #krate::__private::Registry {
             static OPERATIONS: [#krate::__private::OperationDef; #n] = [#(<#ops as #krate::__private::Operation>::DEF),*];
-            #krate::__private::Registry::from_static(&OPERATIONS)
+            static TASKS: [#krate::__private::TaskDef; #m] = [#(<#tasks as #krate::__private::Task>::DEF),*];
+            #krate::__private::Registry::from_static_parts(&OPERATIONS, &TASKS)
         }
     }
 }
@@ -54,7 +64,7 @@ pub fn directory(files: &[OpFile], clean: bool, krate: &TokenStream) -> TokenStr
     } else {
         Vec::new()
     };
-    let registry = registry_fn(krate, handles);
+    let registry = registry_fn(krate, handles, Vec::new());
     quote!(#(#mods)* #registry)
 }
 
@@ -90,7 +100,7 @@ fn backoff_tokens(b: Option<&BackoffAttr>) -> TokenStream {
 }
 
 /// One `Middleware` value, spanned at its entry.
-fn middleware_tokens(m: &MiddlewareAttr) -> TokenStream {
+pub(crate) fn middleware_tokens(m: &MiddlewareAttr) -> TokenStream {
     match m {
         MiddlewareAttr::RateLimited {
             limiter,
@@ -187,6 +197,112 @@ fn hook(
     (item, quote!(::core::option::Option::Some(#w)))
 }
 
+/// The `RetryPolicy` of an attribute's `retries`, `backoff`, `retry_until` and `max_exceptions`.
+pub(crate) fn retry_tokens(a: &OpAttr, krate: &TokenStream) -> TokenStream {
+    let tries = a
+        .retries
+        .unwrap_or(if a.retry_until.is_some() { u32::MAX } else { 1 });
+    let backoff = backoff_tokens(a.backoff.as_ref());
+    let retry_until = opt(a.retry_until.map(duration_tokens));
+    let max_exceptions = opt(a.max_exceptions);
+    quote! {
+        #krate::__private::RetryPolicy {
+            tries: #tries,
+            backoff: #backoff,
+            retry_until: #retry_until,
+            max_exceptions: #max_exceptions,
+        }
+    }
+}
+
+/// The wrapper fns of an attribute's `before`, `after`, `failed`, `should_run` and `throttle_on`, and the
+/// `OperationDef` field values naming them.
+pub(crate) struct HookTokens {
+    pub items: TokenStream,
+    pub before: TokenStream,
+    pub after: TokenStream,
+    pub failed: TokenStream,
+    pub should_run: TokenStream,
+    pub throttle_on: TokenStream,
+}
+
+impl HookTokens {
+    /// The `OperationDef` fields naming the hooks: `before: .., after: .., failed: .., should_run: ..,
+    /// throttle_on: ..`.
+    pub(crate) fn def_fields(&self) -> TokenStream {
+        let HookTokens {
+            before,
+            after,
+            failed,
+            should_run,
+            throttle_on,
+            ..
+        } = self;
+        quote!(before: #before, after: #after, failed: #failed, should_run: #should_run, throttle_on: #throttle_on,)
+    }
+}
+
+/// The `OperationMeta` fields operations and tasks declare alike: retries, timeout, queue, middleware, tags,
+/// hooks and flags.
+pub(crate) fn common_meta_fields(a: &OpAttr, krate: &TokenStream) -> TokenStream {
+    let retry = retry_tokens(a, krate);
+    let timeout = opt(a.timeout.map(duration_tokens));
+    let estimate = opt(a.estimate.map(duration_tokens));
+    let queue = opt(a.queue.as_ref());
+    let middleware = a.middleware.iter().map(middleware_tokens);
+    let (tags, environments) = (strs(&a.tags), strs(&a.environments));
+    let (before, after, failed) = (a.before.is_some(), a.after.is_some(), a.failed.is_some());
+    let [fail_on_timeout, transaction, encrypted, conditional, idempotent] = [
+        a.fail_on_timeout,
+        a.transaction,
+        a.encrypted,
+        a.should_run.is_some(),
+        a.idempotent,
+    ];
+    quote! {
+        retry: #retry,
+        timeout: #timeout,
+        fail_on_timeout: #fail_on_timeout,
+        estimate: #estimate,
+        queue: #queue,
+        middleware: &[#(#middleware),*],
+        tags: #tags,
+        hooks: #krate::__private::Hooks { before: #before, after: #after, failed: #failed },
+        transaction: #transaction,
+        encrypted: #encrypted,
+        environments: #environments,
+        conditional: #conditional,
+        idempotent: #idempotent,
+    }
+}
+
+/// See [`HookTokens`].
+pub(crate) fn hooks_tokens(a: &OpAttr, krate: &TokenStream) -> HookTokens {
+    let (before_fn, before) = hook(krate, "__before", a.before.as_ref(), FnKind::Hook("before"));
+    let (after_fn, after) = hook(krate, "__after", a.after.as_ref(), FnKind::Hook("after"));
+    let (failed_fn, failed) = hook(krate, "__failed", a.failed.as_ref(), FnKind::Failed);
+    let (cond_fn, should_run) = hook(
+        krate,
+        "__should_run",
+        a.should_run.as_ref(),
+        FnKind::Condition("should_run"),
+    );
+    let (throttle_fn, throttle_on) = hook(
+        krate,
+        "__throttle_on",
+        a.throttle_on.as_ref(),
+        FnKind::Condition("throttle_on"),
+    );
+    HookTokens {
+        items: quote!(#before_fn #after_fn #failed_fn #cond_fn #throttle_fn),
+        before,
+        after,
+        failed,
+        should_run,
+        throttle_on,
+    }
+}
+
 /// The companion type of one operation and its `Operation` impl.
 pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
     let a = &m.attr;
@@ -195,34 +311,13 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
     let fn_name = ident.to_string();
     let checksum = m.checksum;
     let deps = m.deps.iter().map(dependency_tokens);
-    let tries = a
-        .retries
-        .unwrap_or(if a.retry_until.is_some() { u32::MAX } else { 1 });
-    let backoff = backoff_tokens(a.backoff.as_ref());
-    let retry_until = opt(a.retry_until.map(duration_tokens));
-    let max_exceptions = opt(a.max_exceptions);
-    let timeout = opt(a.timeout.map(duration_tokens));
-    let estimate = opt(a.estimate.map(duration_tokens));
+    let common = common_meta_fields(a, krate);
     let schedule = schedule_tokens(a.execute_at.as_ref(), a.delay);
-    let queue = opt(a.queue.as_ref());
     let unique = opt(a.unique.as_ref().map(|k| {
         let hold = opt(a.unique_for.map(duration_tokens));
         quote!(Unique { key: #k, hold_for: #hold })
     }));
-    let middleware = a.middleware.iter().map(middleware_tokens);
-    let (tags, environments) = (strs(&a.tags), strs(&a.environments));
-    let (before, after, failed) = (a.before.is_some(), a.after.is_some(), a.failed.is_some());
-    let flags = [
-        a.allowed_to_fail,
-        a.fail_on_timeout,
-        a.asynchronous,
-        a.transaction,
-        a.encrypted,
-        a.should_run.is_some(),
-        a.idempotent,
-    ];
-    let [allowed_to_fail, fail_on_timeout, asynchronous, transaction, encrypted, conditional, idempotent] =
-        flags;
+    let [allowed_to_fail, asynchronous] = [a.allowed_to_fail, a.asynchronous];
     let rollbackable = m.rollback.is_some();
 
     let SigSpans {
@@ -238,22 +333,8 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
         m.rollback.as_ref(),
         FnKind::Hook("rollback"),
     );
-    let (before_fn, before_hook) =
-        hook(krate, "__before", a.before.as_ref(), FnKind::Hook("before"));
-    let (after_fn, after_hook) = hook(krate, "__after", a.after.as_ref(), FnKind::Hook("after"));
-    let (failed_fn, failed_hook) = hook(krate, "__failed", a.failed.as_ref(), FnKind::Failed);
-    let (cond_fn, cond) = hook(
-        krate,
-        "__should_run",
-        a.should_run.as_ref(),
-        FnKind::Condition("should_run"),
-    );
-    let (throttle_fn, throttle) = hook(
-        krate,
-        "__throttle_on",
-        a.throttle_on.as_ref(),
-        FnKind::Condition("throttle_on"),
-    );
+    let hooks = hooks_tokens(a, krate);
+    let (hook_fns, hook_fields) = (&hooks.items, hooks.def_fields());
     let due = match &a.execute_at {
         Some(ExecuteAt::Fn(p)) => {
             let span = p.span();
@@ -282,7 +363,7 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
                     fn __handler<'a>(ctx: &'a #krate::__private::Ctx) -> #krate::__private::BoxFuture<'a, #krate::__private::Result<()>> {
                         #call
                     }
-                    #rb_fn #before_fn #after_fn #failed_fn #cond_fn #throttle_fn
+                    #rb_fn #hook_fns
                     #krate::__private::OperationDef {
                         meta: #krate::__private::OperationMeta {
                             name: <Self as #krate::__private::Operation>::NAME,
@@ -294,36 +375,15 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
                             depends_on: &[#(#deps),*],
                             rollbackable: #rollbackable,
                             allowed_to_fail: #allowed_to_fail,
-                            retry: #krate::__private::RetryPolicy {
-                                tries: #tries,
-                                backoff: #backoff,
-                                retry_until: #retry_until,
-                                max_exceptions: #max_exceptions,
-                            },
-                            timeout: #timeout,
-                            fail_on_timeout: #fail_on_timeout,
-                            estimate: #estimate,
                             schedule: #schedule,
                             asynchronous: #asynchronous,
-                            queue: #queue,
                             unique: #unique,
-                            middleware: &[#(#middleware),*],
-                            tags: #tags,
-                            hooks: #krate::__private::Hooks { before: #before, after: #after, failed: #failed },
-                            transaction: #transaction,
-                            encrypted: #encrypted,
-                            environments: #environments,
-                            conditional: #conditional,
-                            idempotent: #idempotent,
+                            #common
                         },
                         handler: __handler,
                         rollback: #rb,
-                        before: #before_hook,
-                        after: #after_hook,
-                        failed: #failed_hook,
-                        should_run: #cond,
                         execute_at: #due,
-                        throttle_on: #throttle,
+                        #hook_fields
                     }
                 };
             }

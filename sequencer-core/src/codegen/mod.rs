@@ -8,15 +8,18 @@
 
 pub mod attr;
 pub mod check;
+pub mod check_task;
 pub mod dir;
 pub mod errors;
 pub mod expand;
+pub mod expand_task;
 pub mod lit;
 pub mod middleware;
 pub mod model;
 pub mod module;
+pub mod task_attr;
 
 pub use dir::operation_in_file;
 pub use errors::Errors;
-pub use model::{crate_path, is_operation_attr};
-pub use module::operations_module;
+pub use model::{crate_path, is_operation_attr, is_task_attr};
+pub use module::{operations_module, task_outside_module};

@@ -14,6 +14,7 @@ use syn::{Item, ItemFn, LitStr, Visibility};
 
 use super::attr::{self, OpAttr};
 use super::errors::Errors;
+use super::task_attr::{self, TaskAttr};
 use crate::timestamp::Timestamp;
 
 /// The arguments of `#[operations]`: `#[operations]`, `#[operations("dir")]`, either with `crate = "path"`.
@@ -86,6 +87,51 @@ pub fn is_operation_attr(a: &syn::Attribute) -> bool {
                 .is_some_and(|s| s.ident == "sequencer"))
 }
 
+/// Whether an attribute is `#[task(...)]` (also as `#[sequencer::task(...)]`).
+pub fn is_task_attr(a: &syn::Attribute) -> bool {
+    a.path().segments.last().is_some_and(|s| s.ident == "task")
+        && (a.path().segments.len() == 1
+            || a.path()
+                .segments
+                .first()
+                .is_some_and(|s| s.ident == "sequencer"))
+}
+
+/// Whether an attribute is `#[operation]` or `#[task]`.
+fn is_marker(a: &syn::Attribute) -> bool {
+    is_operation_attr(a) || is_task_attr(a)
+}
+
+/// A function of an inline module marked `#[task(...)]`, the attribute taken off and parsed.
+pub struct ParsedTask {
+    /// The function, without its `#[task]` attribute.
+    pub item: ItemFn,
+    /// The tokens inside `#[task(...)]`, for the checksum.
+    pub args: TokenStream,
+    /// The parsed attribute: what parsed, even where there were errors.
+    pub attr: TaskAttr,
+    /// The attribute's errors, reported when the task is checked.
+    pub errors: Errors,
+}
+
+/// Everything needed to generate one task's companion type and definition: a checked task.
+pub struct TaskModel {
+    /// The function, and the name of its companion type.
+    pub ident: Ident,
+    /// Visibility of the function, given to the companion type.
+    pub vis: Visibility,
+    /// Ledger name: `name = "..."`, else the function's name.
+    pub name: String,
+    /// Parsed attribute.
+    pub attr: TaskAttr,
+    /// The type of the data argument.
+    pub args_ty: syn::Type,
+    /// Where to point type errors.
+    pub sig: SigSpans,
+    /// Checksum of the source.
+    pub checksum: u64,
+}
+
 /// A function of an inline module marked `#[operation(...)]`, the attribute taken off and parsed.
 pub struct ParsedOp {
     /// The function, without its `#[operation]` attribute.
@@ -102,6 +148,8 @@ pub struct ParsedOp {
 pub struct InlineModule {
     /// The functions marked `#[operation(...)]`, in order.
     pub ops: Vec<ParsedOp>,
+    /// The functions marked `#[task(...)]`, in order.
+    pub tasks: Vec<ParsedTask>,
     /// Every function of the module by name, operations included, for the keys that name one.
     pub fns: HashMap<String, ItemFn>,
 }
@@ -111,10 +159,16 @@ impl InlineModule {
     /// parses them. Misplaced and repeated attributes are reported here.
     pub fn parse(items: &mut [Item], errors: &mut Errors) -> InlineModule {
         let mut ops = Vec::new();
+        let mut tasks = Vec::new();
         let mut fns = HashMap::new();
         for item in items.iter_mut() {
             match item {
                 Item::Fn(f) => {
+                    if let Some(task) = take_task(f, errors) {
+                        fns.insert(f.sig.ident.to_string(), f.clone());
+                        tasks.extend(task);
+                        continue;
+                    }
                     let found = f
                         .attrs
                         .iter()
@@ -154,8 +208,55 @@ impl InlineModule {
                 other => strip_misplaced(other, errors),
             }
         }
-        InlineModule { ops, fns }
+        InlineModule { ops, tasks, fns }
     }
+}
+
+/// Takes `#[task]` off a function: `None` when it has none; `Some(None)` when it is refused (given twice, or
+/// with `#[operation]` too).
+fn take_task(f: &mut ItemFn, errors: &mut Errors) -> Option<Option<ParsedTask>> {
+    let found: Vec<syn::Attribute> = f
+        .attrs
+        .iter()
+        .filter(|a| is_task_attr(a))
+        .cloned()
+        .collect();
+    let first = found.first()?.clone();
+    f.attrs.retain(|a| !is_task_attr(a));
+    if found.len() > 1 {
+        errors.push(syn::Error::new_spanned(
+            &found[1],
+            "`#[task]` given twice on one function",
+        ));
+        return Some(None);
+    }
+    if let Some(op) = f.attrs.iter().find(|a| is_operation_attr(a)) {
+        errors.push(syn::Error::new_spanned(
+            op,
+            "a function is an operation or a task, not both: keep `#[operation]` (runs once) or `#[task]` (runs each time it is dispatched, with its data)",
+        ));
+        f.attrs.retain(|a| !is_operation_attr(a));
+        return Some(None);
+    }
+    let args = match first.meta {
+        syn::Meta::List(l) => l.tokens,
+        syn::Meta::Path(_) => TokenStream::new(),
+        syn::Meta::NameValue(nv) => {
+            errors.push(syn::Error::new_spanned(
+                nv,
+                "write `#[task(queue = \"...\", ...)]` or `#[task]`",
+            ));
+            return Some(None);
+        }
+    };
+    let mut attr_errors = Errors::default();
+    let attr = task_attr::parse(args.clone(), &mut attr_errors);
+    Some(Some(ParsedTask {
+        item: f.clone(),
+        args,
+        attr,
+        errors: attr_errors,
+    }))
 }
 
 /// `#[operation]` on something that is not a function.
@@ -169,19 +270,27 @@ fn strip_misplaced(item: &mut Item, errors: &mut Errors) {
         Item::Impl(i) => &mut i.attrs,
         _ => return,
     };
-    for a in attrs.iter().filter(|a| is_operation_attr(a)) {
+    for a in attrs.iter().filter(|a| is_marker(a)) {
+        let what = if is_task_attr(a) { "task" } else { "operation" };
         errors.push(syn::Error::new_spanned(
             a,
-            "`#[operation]` goes on an `async fn`",
+            format!("`#[{what}]` goes on an `async fn`"),
         ));
     }
-    attrs.retain(|a| !is_operation_attr(a));
+    attrs.retain(|a| !is_marker(a));
 }
 
 /// Takes `#[operation]` off the functions of a directory module, which holds no inline operations.
 pub fn strip_inline_operations(items: &mut [Item], errors: &mut Errors) {
     for item in items.iter_mut() {
         if let Item::Fn(f) = item {
+            if f.attrs.iter().any(is_task_attr) {
+                f.attrs.retain(|a| !is_task_attr(a));
+                errors.push(syn::Error::new_spanned(
+                    &f.sig.ident,
+                    "tasks are declared in an inline `#[sequencer::operations] mod { ... }`, not in an operations directory module",
+                ));
+            }
             if f.attrs.iter().any(is_operation_attr) {
                 f.attrs.retain(|a| !is_operation_attr(a));
                 errors.push(syn::Error::new_spanned(

@@ -8,6 +8,7 @@ use quote::quote;
 use syn::{Item, ItemMod};
 
 use super::check;
+use super::check_task;
 use super::dir::operations_dir;
 use super::errors::Errors;
 use super::expand;
@@ -47,16 +48,31 @@ pub fn operations_module(
             operations_dir(&dir, manifest_dir, &krate, &mut errors)
         }
         None => {
-            let parsed = InlineModule::parse(items, &mut errors);
+            let mut parsed = InlineModule::parse(items, &mut errors);
+            let tasks = std::mem::take(&mut parsed.tasks);
+            let task_models = check_task::tasks(tasks, &parsed.fns, &mut errors);
             let models = check::inline_module(parsed, &mut errors);
             if errors.is_empty() {
-                expand::operations(&models, &krate)
+                expand::operations(&models, &task_models, &krate)
             } else {
-                expand::registry_fn(&krate, Vec::new())
+                expand::registry_fn(&krate, Vec::new(), Vec::new())
             }
         }
     };
     items.push(Item::Verbatim(generated));
     let errs = errors.to_compile_errors();
     quote!(#module #errs)
+}
+
+/// The expansion of `#[task(...)]` outside an `#[operations]` module: the function as it is, and an error saying
+/// where tasks go.
+pub fn task_outside_module(item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    errors.at(
+        Span::call_site(),
+        "`#[task]` must be inside a `#[sequencer::operations] mod ops { ... }`: the module's `registry()` lists it and \
+         generates its companion type `ops::NAME` for `seq.dispatch::<ops::NAME>(args)`",
+    );
+    let errs = errors.to_compile_errors();
+    quote!(#item #errs)
 }

@@ -103,6 +103,8 @@ pub struct Ctx {
     log_lines: std::sync::atomic::AtomicU64,
     /// The recorded batch or chain the run is a member of.
     batch: Option<BatchHandle>,
+    /// A task run's data, as JSON (`Err`: why it could not be read, e.g. sealed without the key).
+    task_args: Option<Result<Arc<str>, Arc<str>>>,
 }
 
 /// How often a run's progress is sampled into `<p>progress_samples` at most.
@@ -195,6 +197,40 @@ impl Ctx {
             last_progress: std::sync::Mutex::new((None, None)),
             log_lines: std::sync::atomic::AtomicU64::new(0),
             batch: None,
+            task_args: None,
+        }
+    }
+
+    /// The context of a task run: its data, as JSON, or why it cannot be read.
+    pub(crate) fn with_task_args(mut self, args: Option<Result<Arc<str>, Arc<str>>>) -> Self {
+        self.task_args = args;
+        self
+    }
+
+    /// A task run's data as stored, JSON (opened when it was sealed); `None` for an operation. Hooks of a task
+    /// read its data here: `serde_json::from_str::<Reprice>(ctx.task_args_json().unwrap_or("null"))`.
+    pub fn task_args_json(&self) -> Option<&str> {
+        match &self.task_args {
+            Some(Ok(json)) => Some(json),
+            _ => None,
+        }
+    }
+
+    /// The task run's data, of its type: the generated task handler calls this.
+    pub(crate) fn task_args<T: serde::de::DeserializeOwned>(&self) -> crate::result::Result<T> {
+        match &self.task_args {
+            Some(Ok(json)) => serde_json::from_str(json).map_err(|e| {
+                anyhow::anyhow!(
+                    "the stored arguments of task `{}` do not fit its argument type: {e}",
+                    self.meta.name
+                )
+            }),
+            Some(Err(why)) => Err(anyhow::anyhow!("{why}")),
+            None => Err(anyhow::anyhow!(
+                "task `{}` ran without its arguments: run it with `seq.dispatch::<ops::{}>(args)`",
+                self.meta.name,
+                self.meta.fn_name
+            )),
         }
     }
 

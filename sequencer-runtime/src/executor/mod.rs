@@ -2,8 +2,9 @@
 //! recorded. Every orchestrator calls this, so every policy applies on every path.
 
 pub(crate) mod layer;
-mod policy;
+pub(crate) mod policy;
 pub(crate) mod task;
+mod task_data;
 pub(crate) mod watchdog;
 
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ use crate::plan::Due;
 use crate::registry::OperationDef;
 use crate::report::Outcome;
 use crate::result::{describe, Error, Skipped};
+
+pub(crate) use task_data::{run_tags, TaskData};
 
 /// What every run of an operation shares.
 #[derive(Clone)]
@@ -66,12 +69,14 @@ pub(crate) fn jittered(delay: Duration, fraction: f64, unit: f64) -> Duration {
     delay.mul_f64(1.0 - fraction * unit.clamp(0.0, 1.0))
 }
 
-/// One claimed run: its ledger run number (none when unrecorded), its claim token and its cancellation token.
+/// One claimed run: its ledger run number (none when unrecorded), its claim token, its cancellation token and,
+/// for a task run, its data.
 pub(crate) struct OpRun {
     run: Option<i64>,
     token: String,
     cancel: CancellationToken,
     batch: Option<BatchId>,
+    task: Option<Arc<TaskData>>,
 }
 impl Env {
     fn emit(&self, e: Event) {
@@ -80,15 +85,25 @@ impl Env {
 
     /// Claims and runs one operation, recording everything in the ledger.
     pub async fn run(&self, due: &Due, batch: i64) -> Result<Outcome, LedgerError> {
+        self.run_with(due, batch, None).await
+    }
+
+    pub(crate) async fn run_with(
+        &self,
+        due: &Due,
+        batch: i64,
+        task: Option<Arc<TaskData>>,
+    ) -> Result<Outcome, LedgerError> {
         let def = due.def();
         // Locks first, claim second: while waiting for a lock no row is `running` without a heartbeat, and a held
         // lock leaves the row exactly as it was (pending, scheduled with its due time, or no new run).
-        let locks = match self.policies().take_locks(def).await {
+        let keys = task.as_ref().map(|t| &t.keys);
+        let locks = match self.policies().take_locks(def, keys).await {
             Ok(locks) => locks,
             Err(LockRefusal::Busy(reason)) => return Ok(Outcome::Deferred { reason }),
             Err(LockRefusal::Ledger(e)) => return Err(e),
         };
-        let outcome = self.claim_and_run(due, batch).await;
+        let outcome = self.claim_and_run(due, batch, task).await;
         for (name, owner) in locks {
             self.ledger.release_named_lock(&name, &owner).await?;
         }
@@ -105,7 +120,12 @@ impl Env {
         outcome
     }
 
-    async fn claim_and_run(&self, due: &Due, batch: i64) -> Result<Outcome, LedgerError> {
+    async fn claim_and_run(
+        &self,
+        due: &Due,
+        batch: i64,
+        task: Option<Arc<TaskData>>,
+    ) -> Result<Outcome, LedgerError> {
         let def = due.def();
         let meta = &def.meta;
         let checksum = format!("{:016x}", meta.checksum);
@@ -132,12 +152,20 @@ impl Env {
         if !claimed {
             return Ok(Outcome::NotClaimed);
         }
-        let span = tracing::info_span!("operation", name = meta.name, run = due.run(), batch);
+        let tags = task.as_ref().map(|t| run_tags(def, &t.keys).join(","));
+        let span = tracing::info_span!(
+            "operation",
+            name = meta.name,
+            run = due.run(),
+            batch,
+            tags = tags.as_deref().unwrap_or_default()
+        );
         let op = OpRun {
             run: Some(due.run()),
             token,
             cancel: self.cancel.child_token(),
             batch: due.batch(),
+            task,
         };
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(meta.name, due.run(), &op);
@@ -227,9 +255,19 @@ impl Env {
                 name: meta.name.to_owned(),
                 attempt,
             });
+            if let Some(task) = &op.task {
+                self.emit(Event::TaskStarted {
+                    via: self.via,
+                    name: meta.name.to_owned(),
+                    run,
+                    attempt,
+                    tags: run_tags(def, &task.keys),
+                });
+            }
             // Wait for rate limits and throttles before the attempt. A `transaction` operation's transaction is
             // begun when the operation asks for it (`ctx.tx()`, `ctx.postgres_tx()`, …), of that kind.
-            self.policies().before_attempt(def).await?;
+            let rate_key = op.task.as_ref().and_then(|t| t.keys.rate.as_deref());
+            self.policies().before_attempt(def, rate_key).await?;
             let ctx = Arc::new(self.ctx(def, attempt, meta.transaction, op));
             let hard = self.hard_timeout(def, run, attempt, &op.token, started);
             let result = attempt_once(def, ctx.clone(), self.layers.clone(), hard).await;
@@ -418,6 +456,7 @@ impl Env {
             op.batch
                 .map(|id| BatchHandle::new(id, self.ledger.clone(), self.members.clone())),
         )
+        .with_task_args(op.task.as_ref().map(|t| t.args.clone()))
     }
 
     /// The hard timeout of an attempt, when hard timeouts are on and the operation has a `timeout`.
@@ -500,6 +539,7 @@ impl Env {
             token: String::new(),
             cancel: self.cancel.child_token(),
             batch: None,
+            task: None,
         };
         let ctx = Arc::new(self.ctx(def, 1, false, &op));
         match attempt_once(def, ctx, self.layers.clone(), None).await {
@@ -573,6 +613,7 @@ impl Env {
             token,
             cancel: self.cancel.child_token(),
             batch: None,
+            task: None,
         };
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(name, run, &op);

@@ -11,6 +11,13 @@ use crate::lease::sleep_or_cancel;
 use crate::ledger::error::LedgerError;
 use crate::ledger::{new_claim_token, Ledger, Owner};
 use crate::registry::OperationDef;
+use crate::task_def::TaskKeys;
+
+/// The lock a task run's `unique` key is held under, and its owner: taken when the run is dispatched, released
+/// when it has ended (or when `unique_for` runs out).
+pub(crate) fn unique_task_lock(task: &str, key: &str, run: i64) -> (String, String) {
+    (format!("unique:{task}:{key}"), format!("task:{task}:{run}"))
+}
 
 /// What the policies read: the ledger that holds their state, who runs, and the run's cancellation.
 pub(crate) struct Policies<'a> {
@@ -40,9 +47,12 @@ impl From<LedgerError> for LockRefusal {
 
 impl Policies<'_> {
     /// Takes the `unique` key and the `without_overlapping` locks, waiting for those with `release_after`.
+    /// A task run's `unique` key was taken at dispatch; its `without_overlapping` key comes from its data
+    /// (`task`).
     pub(crate) async fn take_locks(
         &self,
         def: &'static OperationDef,
+        task: Option<&TaskKeys>,
     ) -> Result<HeldLocks, LockRefusal> {
         let meta = &def.meta;
         // A random token per acquisition: only this acquisition releases what it took.
@@ -54,7 +64,15 @@ impl Policies<'_> {
         );
         let mut held: Vec<(String, String)> = Vec::new();
         let mut wanted: Vec<(String, Duration, Option<Duration>, String)> = Vec::new();
-        if let Some(u) = meta.unique {
+        if let Some(key) = task.and_then(|k| k.overlap.as_deref()) {
+            wanted.push((
+                format!("overlap:{}:{key}", meta.name),
+                Duration::from_secs(3600),
+                None,
+                format!("`without_overlapping` key `{key}` is held by another run"),
+            ));
+        }
+        if let Some(u) = meta.unique.filter(|_| task.is_none()) {
             let hold = u.hold_for.unwrap_or(Duration::from_secs(3600));
             wanted.push((
                 format!("unique:{}", u.key),
@@ -101,10 +119,12 @@ impl Policies<'_> {
         Ok(held)
     }
 
-    /// Waits for the operation's rate limits and closed throttles before an attempt.
+    /// Waits for the operation's rate limits and closed throttles before an attempt. A task's `rate_limit_key`
+    /// (`rate_key`) counts its rate limits per key.
     pub(crate) async fn before_attempt(
         &self,
         def: &'static OperationDef,
+        rate_key: Option<&str>,
     ) -> Result<(), LedgerError> {
         for m in def.meta.middleware {
             match m {
@@ -114,10 +134,17 @@ impl Policies<'_> {
                         continue;
                     };
                     let per_ms = (per.as_millis() as i64).max(1);
+                    let window_name = match rate_key {
+                        Some(k) => format!("{limiter}:{k}"),
+                        None => (*limiter).to_owned(),
+                    };
                     loop {
                         let now = self.ledger.db_now().await?;
                         let window = now - now.rem_euclid(per_ms);
-                        if self.ledger.rate_limit_hit(limiter, window, count).await?
+                        if self
+                            .ledger
+                            .rate_limit_hit(&window_name, window, count)
+                            .await?
                             || self.cancel.is_cancelled()
                         {
                             break;

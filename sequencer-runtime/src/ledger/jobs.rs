@@ -534,8 +534,9 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let (jobs, now) = (self.table("jobs"), self.dialect.now());
         let sql = self.dialect.sql(format!(
-            "UPDATE {jobs} SET status = '{}', worker = NULL, lease_until = NULL, available_at = {now} + ?, last_error = ? WHERE id = ? AND worker = ?",
-            JobStatus::Queued
+            "UPDATE {jobs} SET status = '{}', worker = NULL, lease_until = NULL, available_at = {now} + ?, last_error = ? WHERE id = ? AND worker = ? AND status = '{}'",
+            JobStatus::Queued,
+            JobStatus::Running
         ));
         sqlx::query(&sql)
             .bind(after.as_millis().min(i64::MAX as u128) as i64)

@@ -6,7 +6,7 @@
 // `Dialect::sql` (numbered for PostgreSQL there): runs.rs (operations, batches), recovery.rs (recovery of dead
 // claims, renewals, rollback claims), progress.rs (a running operation's progress, checkpoint and cancellation),
 // batches.rs and batch_members.rs (recorded batches and chains, their members), error_log.rs (errors), listing.rs (the operations a page at a time, progress samples), audit.rs (the dashboard's audit log), logs.rs (a run's `ctx.log` lines), native.rs (the backend's own pool, and the connections of either kind a `transaction`
-// operation's statements run on), locks.rs (locks, rate_limits, throttles, the isolation lock), jobs.rs, deferred.rs;
+// operation's statements run on), locks.rs (locks, rate_limits, throttles, the isolation lock), jobs.rs, tasks.rs (task runs), deferred.rs;
 // schema.rs creates them all.
 
 mod audit;
@@ -26,6 +26,7 @@ pub(crate) mod progress;
 mod recovery;
 pub(crate) mod runs;
 mod schema;
+pub(crate) mod tasks;
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use batches::{BatchId, BatchInfo, BatchKind, BatchMemberRow, MemberState};
@@ -44,3 +45,4 @@ pub use logs::{LogLine, LOG_LINES_KEPT};
 pub use native::{Conn, NativePool};
 pub use progress::ProgressUpdate;
 pub use runs::{Claim, Finish, LedgerRow, Status};
+pub use tasks::Available;

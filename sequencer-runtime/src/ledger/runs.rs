@@ -191,11 +191,12 @@ pub struct Finish<'a> {
 }
 
 impl Ledger {
-    /// The latest run of every operation in the ledger.
+    /// The latest run of every operation in the ledger. Task runs (rows with arguments) are not operations' runs:
+    /// see [`Ledger::task_counts`] and [`Ledger::row_of`].
     pub async fn rows(&self) -> Result<Vec<LedgerRow>, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "SELECT {ROW_COLUMNS} FROM {ops} o WHERE run = (SELECT MAX(run) FROM {ops} i WHERE i.name = o.name) ORDER BY op_timestamp, name"
+            "SELECT {ROW_COLUMNS} FROM {ops} o WHERE args IS NULL AND run = (SELECT MAX(run) FROM {ops} i WHERE i.name = o.name AND i.args IS NULL) ORDER BY op_timestamp, name"
         ));
         let rows = sqlx::query(&sql)
             .fetch_all(&self.pool)

@@ -209,6 +209,13 @@ const MIGRATIONS: &[Migration] = &[
         ],
     },
     Migration {
+        version: 10,
+        // Typed tasks (issue 16): a task run is a row of the operations table, one per dispatch, carrying its
+        // arguments (JSON, sealed when the task is `encrypted`). One-time operations keep `args` NULL: that is
+        // how every reader of the plan tells them apart.
+        statements: &[All("ALTER TABLE {operations} ADD COLUMN args TEXT NULL")],
+    },
+    Migration {
         version: 11,
         // Recorded batches and chains (issue 16): one row per batch with its counters and named callbacks, one
         // per member run; on the workers a member's job carries its batch's id.
@@ -432,7 +439,7 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),
@@ -444,7 +451,11 @@ mod tests {
                 "{jobs}"
             );
             assert_eq!(jobs.contains("KEY queue_ready"), dialect == Dialect::MySql);
-            let listing = all[9].1.join("\n");
+            let listing = all
+                .iter()
+                .find(|(v, _)| *v == 13)
+                .map(|(_, s)| s.join("\n"))
+                .unwrap_or_default();
             assert_eq!(
                 listing.contains(r#"name COLLATE "C""#),
                 dialect == Dialect::Postgres,

@@ -399,7 +399,14 @@ impl SequencerBuilder {
                 SequencerError::Usage(format!("SEQUENCER_KEY / SEQUENCER_OLD_KEYS: {e}"))
             })?,
         };
-        if let Some(op) = registry.operations().iter().find(|o| o.meta.encrypted) {
+        let tasks = registry.tasks().iter().map(|t| &t.op);
+        if let Some(op) = registry
+            .operations()
+            .iter()
+            .copied()
+            .chain(tasks)
+            .find(|o| o.meta.encrypted)
+        {
             if !keys.can_seal() {
                 return Err(SequencerError::Usage(format!(
                     "`{}` is `encrypted`, but no key is configured: set SEQUENCER_KEY (32 bytes, base64, e.g. `openssl rand -base64 32`)",

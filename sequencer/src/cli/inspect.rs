@@ -7,7 +7,7 @@ use crate::ledger::Status;
 use crate::{Sequencer, SequencerError};
 
 /// `status`: every operation and its latest run, filtered by `--pending`, `--failed` or `--completed`, then the
-/// batches and chains not finished yet.
+/// runs of each task by state and the batches and chains not finished yet.
 pub(super) async fn status(
     seq: &Sequencer,
     pending: bool,
@@ -26,12 +26,25 @@ pub(super) async fn status(
         })
         .collect();
     let batches = seq.open_batches().await?;
+    // Task runs, per task: `reprice: 998 completed, 2 queued`.
+    let tasks: Vec<_> = seq
+        .task_status()
+        .await?
+        .into_iter()
+        .filter(|t| t.runs() > 0)
+        .collect();
     if json {
-        let both = serde_json::json!({ "operations": entries, "batches": batches });
+        let both = serde_json::json!({ "operations": entries, "tasks": tasks, "batches": batches });
         print_json(serde_json::to_string_pretty(&both));
         return Ok(ExitCode::SUCCESS);
     }
     status_table(&entries);
+    if !tasks.is_empty() {
+        println!("\nTasks:");
+        for t in tasks {
+            println!("  {t}");
+        }
+    }
     if !batches.is_empty() {
         println!();
         for b in &batches {

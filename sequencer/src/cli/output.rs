@@ -196,7 +196,7 @@ fn event_line(e: crate::Event) -> Option<String> {
             if cancelled { ", cancelled" } else { "" }
         ),
         // Said on stderr by `process` itself.
-        Event::WaitingForLock { .. } => return None,
+        Event::WaitingForLock { .. } | Event::TaskStarted { .. } => return None,
         Event::OperationsStarted { .. }
         | Event::OperationsEnded { .. }
         | Event::OperationProgress { .. }
