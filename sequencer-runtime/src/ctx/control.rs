@@ -82,11 +82,20 @@ impl Ctx {
             && self.tx_conn()?.is_some_and(|mut g| g.conn().is_some());
         if pause != 0 && !holds_sqlite_lock {
             self.hold_while_paused(rec).await?;
+            self.restart_rate();
         }
         if let Some(throttle_on) = rec.throttle_on {
             self.back_off_while(rec, throttle_on).await?;
         }
         Ok(())
+    }
+
+    /// After a run was held back, its rate is measured afresh (the wait is not its speed).
+    fn restart_rate(&self) {
+        self.rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .restart();
     }
 
     fn cancelled(&self) -> crate::result::Error {
@@ -135,6 +144,7 @@ impl Ctx {
         if !throttle_on(self).await {
             return Ok(());
         }
+        self.restart_rate();
         let (name, run) = (self.meta.name, rec.run);
         on_row!(self, rec, |on| rec.ledger.throttled(on, name, run, true, 0));
         let started = Instant::now();

@@ -16,7 +16,9 @@ use crate::ledger::native::NativePool;
 use crate::ledger::Ledger;
 use crate::result::{Result, Skip};
 
+mod commit;
 mod control;
+mod rate;
 mod tx;
 
 pub use tx::TxGuard;
@@ -95,6 +97,8 @@ pub struct Ctx {
     tx: Option<TxSlot>,
     recorder: Option<Recorder>,
     last_progress: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The recent progress reports, for the rate `status` shows an ETA from.
+    rate: std::sync::Mutex<rate::RateWindow>,
     /// Lines this attempt wrote with [`Ctx::log`] (the run's log is trimmed every so many).
     log_lines: std::sync::atomic::AtomicU64,
 }
@@ -182,6 +186,7 @@ impl Ctx {
             tx: transaction.map(TxSlot::new),
             recorder,
             last_progress: std::sync::Mutex::new(None),
+            rate: std::sync::Mutex::default(),
             log_lines: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -196,8 +201,8 @@ impl Ctx {
         )
     }
 
-    /// Reports progress: shown by `status` (with an ETA) and the progress bars. Written to the ledger at most
-    /// four times a second, and always when `done == total`.
+    /// Reports progress: shown by `status` (with an ETA from the rate of the last 30 seconds or so of reports)
+    /// and the progress bars. Written to the ledger at most four times a second, and always when `done == total`.
     pub async fn progress(&self, done: u64, total: u64) -> Result<()> {
         let Some(rec) = &self.recorder else {
             return Ok(());
@@ -212,6 +217,11 @@ impl Ctx {
             due
         };
         if due {
+            let rate = self
+                .rate
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sample(std::time::Instant::now(), done);
             // On the pool, not in the operation's transaction: progress shows while the operation runs, and the row
             // its heartbeat renews stays unlocked. (SQLite has one writer, the open transaction: there, through it.)
             // Before the operation opens its transaction, on the pool too.
@@ -219,7 +229,14 @@ impl Ctx {
                 Some(mut guard) if rec.ledger.dialect() == Dialect::Sqlite => match guard.conn() {
                     Some(conn) => Some(
                         rec.ledger
-                            .progress(conn, self.meta.name, rec.run, &rec.token, done, total)
+                            .progress(
+                                conn,
+                                self.meta.name,
+                                rec.run,
+                                &rec.token,
+                                (done, total),
+                                rate,
+                            )
                             .await?,
                     ),
                     None => None,
@@ -235,8 +252,8 @@ impl Ctx {
                             self.meta.name,
                             rec.run,
                             &rec.token,
-                            done,
-                            total,
+                            (done, total),
+                            rate,
                         )
                         .await?
                 }
@@ -263,13 +280,7 @@ impl Ctx {
         let Some(rec) = &self.recorder else {
             return Ok(());
         };
-        let json = serde_json::to_string(cursor)?;
-        let json = if self.meta.encrypted {
-            rec.keys
-                .seal_for(&json, &place::checkpoint(self.meta.name, rec.run))?
-        } else {
-            json
-        };
+        let json = self.stored_checkpoint(rec, cursor)?;
         // In a `transaction` operation the checkpoint commits, or rolls back, with the operation's writes; before
         // it opened its transaction (nothing written in one yet), on the pool, as in any operation.
         let in_tx = match self.tx_conn()? {
@@ -301,6 +312,21 @@ impl Ctx {
             return Err(self.lost_claim());
         }
         self.at_checkpoint(rec).await
+    }
+
+    /// A checkpoint as stored: its JSON, sealed for an `encrypted` operation.
+    fn stored_checkpoint<T: serde::Serialize + ?Sized>(
+        &self,
+        rec: &Recorder,
+        cursor: &T,
+    ) -> Result<String> {
+        let json = serde_json::to_string(cursor)?;
+        Ok(if self.meta.encrypted {
+            rec.keys
+                .seal_for(&json, &place::checkpoint(self.meta.name, rec.run))?
+        } else {
+            json
+        })
     }
 
     /// The checkpoint the last interrupted (or failed) attempt of this run stored, if any.

@@ -36,5 +36,5 @@ pub use error_log::ErrorRecord;
 pub use jobs::{Job, JobStatus, OpenJob, RunningJob};
 pub use locks::IsolationLock;
 pub use logs::{LogLine, LOG_LINES_KEPT};
-pub use native::{Conn, NativePool};
+pub use native::{CheckpointDb, Conn, NativePool};
 pub use runs::{Claim, Finish, LedgerRow, Status};

@@ -232,9 +232,42 @@ impl<'c> From<&'c mut AnyConnection> for Conn<'c> {
     }
 }
 
+/// A database whose transaction on the ledger's database can carry a checkpoint, so that a batch's writes and
+/// its checkpoint commit together ([`Ctx::commit_with_checkpoint`](crate::Ctx::commit_with_checkpoint)):
+/// `sqlx::Any` (a transaction of `ctx.pool()`), `Postgres` (`ctx.postgres()`), `MySql` and `Sqlite`.
+/// Implemented for these four only.
+pub trait CheckpointDb: sqlx::Database + sealed::Sealed {
+    /// The connection as a [`Conn`], for the ledger's statement.
+    #[doc(hidden)]
+    fn conn(conn: &mut Self::Connection) -> Conn<'_>;
+}
+
+mod sealed {
+    /// Only the databases the ledger runs on carry checkpoints.
+    pub trait Sealed {}
+}
+
+macro_rules! checkpoint_db {
+    ($db:ty, $variant:ident) => {
+        impl sealed::Sealed for $db {}
+        impl CheckpointDb for $db {
+            fn conn(conn: &mut Self::Connection) -> Conn<'_> {
+                Conn::$variant(conn)
+            }
+        }
+    };
+}
+
+checkpoint_db!(Any, Any);
+checkpoint_db!(Postgres, Postgres);
+checkpoint_db!(MySql, MySql);
+checkpoint_db!(Sqlite, Sqlite);
+
 /// A value bound to a statement run through [`Conn::execute`].
 pub(crate) enum Arg<'a> {
     Int(i64),
+    /// An integer or NULL.
+    OptInt(Option<i64>),
     Text(Option<&'a str>),
 }
 
@@ -245,6 +278,7 @@ macro_rules! bound {
         for arg in $args {
             query = match arg {
                 Arg::Int(v) => query.bind(*v),
+                Arg::OptInt(v) => query.bind(*v),
                 Arg::Text(v) => query.bind(*v),
             };
         }

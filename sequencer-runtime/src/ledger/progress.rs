@@ -8,24 +8,27 @@ use super::native::{Arg, Conn};
 use sqlx::Row;
 
 impl Ledger {
-    /// Records an operation's progress (on the pool, or inside the operation's transaction of either kind).
-    /// `false` if the claim `token` no longer holds the row.
+    /// Records an operation's progress (on the pool, or inside the operation's transaction of either kind) and
+    /// its recent `rate` (units per hour; none while unknown). `false` if the claim `token` no longer holds the
+    /// row.
+    #[allow(clippy::too_many_arguments)]
     pub async fn progress<'c>(
         &self,
         on: impl Into<Conn<'c>>,
         name: &str,
         run: i64,
         token: &str,
-        done: u64,
-        total: u64,
+        (done, total): (u64, u64),
+        rate: Option<i64>,
     ) -> Result<bool, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET progress_done = ?, progress_total = ? WHERE name = ? AND run = ? AND claim_token = ?"
+            "UPDATE {ops} SET progress_done = ?, progress_total = ?, progress_rate = ? WHERE name = ? AND run = ? AND claim_token = ?"
         ));
         let args = [
             Arg::Int(done as i64),
             Arg::Int(total as i64),
+            Arg::OptInt(rate),
             Arg::Text(Some(name)),
             Arg::Int(run),
             Arg::Text(Some(token)),

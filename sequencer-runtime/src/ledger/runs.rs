@@ -107,6 +107,8 @@ pub struct LedgerRow {
     pub throttled_since: Option<i64>,
     /// How long its `throttle_on` condition held this run back so far, milliseconds.
     pub throttled_ms: Option<i64>,
+    /// Its progress's recent rate, units per hour (from its last progress reports; none before it has two).
+    pub progress_rate: Option<i64>,
 }
 
 /// The columns of a [`LedgerRow`], in the order [`row`] reads them.
@@ -114,7 +116,7 @@ const ROW_COLUMNS: &str =
     "name, run, op_timestamp, batch, status, attempts, started_at, finished_at, duration_ms, \
                            lease_until, host, pid, actor, checksum, skip_reason, last_error, due_at, \
                            progress_done, progress_total, cancel_requested, pause_requested, \
-                           throttled_since, throttled_ms";
+                           throttled_since, throttled_ms, progress_rate";
 
 fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
     Ok(LedgerRow {
@@ -141,6 +143,7 @@ fn row(r: &AnyRow) -> Result<LedgerRow, sqlx::Error> {
         pause_requested: r.try_get::<Option<i64>, _>(20)?.unwrap_or(0),
         throttled_since: r.try_get(21)?,
         throttled_ms: r.try_get(22)?,
+        progress_rate: r.try_get(23)?,
     })
 }
 
@@ -310,7 +313,7 @@ impl Ledger {
             "UPDATE {ops} SET progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
              status = 'running', batch = ?, attempts = 1, started_at = {now}, finished_at = NULL, \
              duration_ms = NULL, lease_until = {now} + ?, claim_token = ?, host_ns = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
-             pause_requested = NULL, throttled_since = NULL, throttled_ms = NULL, \
+             pause_requested = NULL, throttled_since = NULL, throttled_ms = NULL, progress_rate = NULL, \
              last_error = NULL WHERE name = ? AND run = ? \
              AND (status IN ('pending', 'rolled_back', ?, ?) OR (status = 'failed' AND (finished_at IS NULL OR finished_at <= ?)))"
         ));

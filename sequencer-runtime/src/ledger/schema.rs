@@ -204,6 +204,14 @@ const MIGRATIONS: &[Migration] = &[
             All("ALTER TABLE {operations} ADD COLUMN throttled_ms BIGINT NULL"),
         ],
     },
+    Migration {
+        version: 12,
+        // The recent rate of a running operation's progress (units per hour over its last progress reports), for
+        // an ETA that follows the run's current speed rather than its average since it started.
+        statements: &[All(
+            "ALTER TABLE {operations} ADD COLUMN progress_rate BIGINT NULL",
+        )],
+    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
@@ -358,7 +366,7 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 12]);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),

@@ -57,6 +57,7 @@ fn row(name: &str, status: Status, due_at: Option<i64>) -> LedgerRow {
         pause_requested: 0,
         throttled_since: None,
         throttled_ms: None,
+        progress_rate: None,
     }
 }
 

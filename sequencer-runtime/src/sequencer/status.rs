@@ -46,7 +46,8 @@ pub struct StatusEntry {
     pub progress_done: Option<i64>,
     /// See `progress_done`.
     pub progress_total: Option<i64>,
-    /// Estimated time left of a running operation, from its progress so far.
+    /// Estimated time left of a running operation: from its recent rate of progress (its reports of the last
+    /// 30 seconds or so), else from its average rate since it started.
     pub eta_ms: Option<i64>,
     /// `pause NAME` holds it at a checkpoint (it shows as `paused`).
     pub paused: bool,
@@ -217,11 +218,15 @@ impl Sequencer {
     }
 }
 
-/// Time left of a running operation at its rate so far.
+/// Time left of a running operation: at its recent rate (its last progress reports, see
+/// [`Ctx::progress`](crate::Ctx::progress)) where known, else at its average rate since it started.
 fn eta(r: &LedgerRow) -> Option<i64> {
     let (done, total, started) = (r.progress_done?, r.progress_total?, r.started_at?);
     if r.status != Status::Running || done <= 0 || total < done {
         return None;
+    }
+    if let Some(per_hour) = r.progress_rate.filter(|r| *r > 0) {
+        return Some((total - done).saturating_mul(3_600_000) / per_hour);
     }
     let elapsed = now_ms() - started;
     Some(elapsed * (total - done) / done)
