@@ -9,12 +9,12 @@
 //! cargo run --release --example backfill -- csv-bench        # the CSV import: 100,000 rows (`--rows N`)
 //!
 //! cargo run --example backfill -- seed --rows 100000         # or by hand: a table to backfill,
-//! cargo run --example backfill -- process --tag rows &       # the run,
+//! cargo run --example backfill -- process --tags rows &       # the run,
 //! cargo run --example backfill -- pause backfill_rows        # held at its next checkpoint,
 //! cargo run --example backfill -- status backfill_rows       # progress, ETA, `paused`, its log lines,
 //! cargo run --example backfill -- resume backfill_rows
 //! cargo run --example backfill -- throttle 3s                # `throttle_on` holds it back for 3 s
-//! kill -9 %1; cargo run --example backfill -- process --tag rows   # interrupted: `retry` resumes it
+//! kill -9 %1; cargo run --example backfill -- process --tags rows   # interrupted: `retry` resumes it
 //! cargo run --example backfill -- retry backfill_rows
 //! ```
 //!

@@ -47,10 +47,9 @@ async fn progress(pool: &sqlx::AnyPool, p: &str, name: &str) -> (String, i64) {
     let q = format!(
         "SELECT status, progress_done FROM {p}seq_operations WHERE name = '{name}' ORDER BY run DESC"
     );
-    let row: Option<(String, Option<i64>)> = sqlx::query_as(&q)
-        .fetch_optional(pool)
-        .await
-        .expect("read the ledger");
+    // No ledger yet (the child has not connected): nothing to show.
+    let row: Option<(String, Option<i64>)> =
+        sqlx::query_as(&q).fetch_optional(pool).await.ok().flatten();
     row.map_or((String::new(), 0), |(s, d)| (s, d.unwrap_or(0)))
 }
 
@@ -121,7 +120,7 @@ async fn handled(pool: &sqlx::AnyPool, table: &str) -> (i64, i64) {
 fn kill_and_retry(b: &Backend, p: &str, child: &mut Child, name: &str, ledger_name: &str, tag: &str) {
     child.kill().expect("kill -9");
     child.wait().expect("reap");
-    let out = text(&run(b, p, &["process", "--tag", tag]));
+    let out = text(&run(b, p, &["process", "--tags", tag]));
     assert!(
         out.contains(&format!("interrupted: {ledger_name}")),
         "the next process sees the killed run interrupted: {out}"
@@ -141,7 +140,7 @@ async fn a_backfill_paused_throttled_killed_and_retried_handles_every_row_once()
     let out = run(&b, &p, &["seed", "--rows", &rows]);
     assert!(out.status.success(), "seed: {}", text(&out));
 
-    let mut child = backfill(&b, &p, &["process", "--tag", "rows"])
+    let mut child = backfill(&b, &p, &["process", "--tags", "rows"])
         .spawn()
         .expect("spawn process");
     wait_progress(&pool, &p, LEDGER_NAME, &mut child, "running", |s, d| {
@@ -230,7 +229,7 @@ async fn a_csv_import_killed_mid_way_resumes_by_row_and_imports_each_row_once() 
     assert!(out.status.success(), "write-csv: {}", text(&out));
     let name = "2024_09_01_000001_import_csv";
 
-    let mut child = backfill(&b, &p, &["process", "--tag", "csv"])
+    let mut child = backfill(&b, &p, &["process", "--tags", "csv"])
         .env("BACKFILL_CSV", &file)
         .spawn()
         .expect("spawn process");
@@ -247,7 +246,7 @@ async fn a_csv_import_killed_mid_way_resumes_by_row_and_imports_each_row_once() 
     assert!(before.0 >= at && before.0 < ROWS, "killed mid-way: {before:?}");
     assert_eq!(before.1, 0);
 
-    let out = backfill(&b, &p, &["process", "--tag", "csv"])
+    let out = backfill(&b, &p, &["process", "--tags", "csv"])
         .env("BACKFILL_CSV", &file)
         .output()
         .unwrap();
