@@ -276,7 +276,12 @@ fn peak_kib() -> u64 {
 
 /// Runs the operations tagged `tag` in this process and prints the figures; `throttle_at` (a fraction of the
 /// rows) turns the throttle on for 3 s once progress passes it.
-async fn bench(pg: &sqlx::PgPool, tag: &str, rows: i64, throttle_at: Option<f64>) -> Result<(), AnyError> {
+async fn bench(
+    pg: &sqlx::PgPool,
+    tag: &str,
+    rows: i64,
+    throttle_at: Option<f64>,
+) -> Result<(), AnyError> {
     let seq = builder().build().await?;
     let name = match tag {
         "rows" => "2024_09_01_000000_backfill_rows",
@@ -363,7 +368,10 @@ async fn tool(args: &[String]) -> Result<(), AnyError> {
             let path_str = path.to_string_lossy().into_owned();
             write_csv(&pg, &path_str, rows).await?;
             let size = std::fs::metadata(&path)?.len();
-            println!("{rows} rows in a {:.1} MiB CSV file", size as f64 / 1_048_576.0);
+            println!(
+                "{rows} rows in a {:.1} MiB CSV file",
+                size as f64 / 1_048_576.0
+            );
             std::env::set_var("BACKFILL_CSV", &path);
             let result = bench(&pg, "csv", rows, None).await;
             let _ = std::fs::remove_file(&path);
@@ -374,7 +382,10 @@ async fn tool(args: &[String]) -> Result<(), AnyError> {
             drop_all(&pg).await?;
             let started = Instant::now();
             seed(&pg, rows).await?;
-            println!("seeded {rows} rows in {:.2} s", started.elapsed().as_secs_f64());
+            println!(
+                "seeded {rows} rows in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
             bench(&pg, "rows", rows, Some(0.4)).await
         }
     }
@@ -382,9 +393,9 @@ async fn tool(args: &[String]) -> Result<(), AnyError> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let ours = args
-        .first()
-        .is_none_or(|a| ["seed", "write-csv", "throttle", "csv-bench", "--rows"].contains(&a.as_str()));
+    let ours = args.first().is_none_or(|a| {
+        ["seed", "write-csv", "throttle", "csv-bench", "--rows"].contains(&a.as_str())
+    });
     if !ours {
         // Everything else is the CLI: `process`, `status NAME`, `pause NAME`, `logs NAME`, …
         return sequencer::cli::run_with(builder());

@@ -25,4 +25,5 @@ pub use time::{parse_duration, parse_execute_at, DurationError};
 pub use timestamp::{Timestamp, TimestampError};
 pub use zone::{
     check_time_zone, format_in_zone, next_time_of_day, next_time_of_day_in, split_zoned_time,
+    ZonedTime,
 };

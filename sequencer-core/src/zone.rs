@@ -12,9 +12,12 @@ use jiff::{civil, Timestamp};
 use crate::suggest::did_you_mean;
 use crate::time::{parse_execute_at, DurationError};
 
+/// A time of day and the name of its zone: `(hour, minute, second, zone)`.
+pub type ZonedTime<'a> = (u8, u8, u8, &'a str);
+
 /// `"HH:MM[:SS] Zone/Name"` split into the time of day and the zone's name; `None` if `s` is not of that form (a
 /// bare time of day, an instant). The zone is not checked here: see [`check_time_zone`].
-pub fn split_zoned_time(s: &str) -> Option<Result<(u8, u8, u8, &str), DurationError>> {
+pub fn split_zoned_time(s: &str) -> Option<Result<ZonedTime<'_>, DurationError>> {
     let (time, zone) = s.trim().split_once(char::is_whitespace)?;
     let zone = zone.trim();
     if zone.is_empty() || !time.contains(':') || time.contains('-') {
@@ -49,7 +52,10 @@ fn zone(name: &str) -> Result<TimeZone, DurationError> {
         let names: Vec<String> = jiff::tz::db().available().map(|n| n.to_string()).collect();
         let hint = did_you_mean(name, names.iter().map(String::as_str))
             .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_else(|| "; write an IANA name such as `Europe/Berlin`, `America/New_York` or `UTC`".to_owned());
+            .unwrap_or_else(|| {
+                "; write an IANA name such as `Europe/Berlin`, `America/New_York` or `UTC`"
+                    .to_owned()
+            });
         DurationError(format!("unknown time zone `{name}`{hint}"))
     })
 }
@@ -68,8 +74,11 @@ pub fn next_time_of_day_in(
     after: i64,
 ) -> Result<i64, DurationError> {
     let tz = zone(zone_name)?;
-    let out_of_range =
-        |e: jiff::Error| DurationError(format!("no next `{hour:02}:{minute:02}` in `{zone_name}`: {e}"));
+    let out_of_range = |e: jiff::Error| {
+        DurationError(format!(
+            "no next `{hour:02}:{minute:02}` in `{zone_name}`: {e}"
+        ))
+    };
     let now = Timestamp::from_millisecond(after).map_err(out_of_range)?;
     let today = tz.to_datetime(now).date();
     let time = civil::time(hour as i8, minute as i8, second as i8, 0);
@@ -93,7 +102,11 @@ pub fn next_time_of_day_in(
 pub fn format_in_zone(ms: i64, zone_name: &str) -> Option<String> {
     let tz = zone(zone_name).ok()?;
     let t = Timestamp::from_millisecond(ms).ok()?;
-    Some(t.to_zoned_datetime(tz).strftime("%Y-%m-%dT%H:%M:%S%:z[%Q]").to_string())
+    Some(
+        t.to_zoned_datetime(tz)
+            .strftime("%Y-%m-%dT%H:%M:%S%:z[%Q]")
+            .to_string(),
+    )
 }
 
 /// The instant of a wall-clock time in `tz`, by the rule of [`next_time_of_day_in`].
@@ -105,10 +118,7 @@ fn instant_of(tz: &TimeZone, dt: civil::DateTime) -> Result<Timestamp, jiff::Err
             // `later` reads the skipped time with the offset before the change, landing after it; the change
             // itself is the transition just before that.
             let later = ambiguous.later()?;
-            Ok(tz
-                .preceding(later)
-                .next()
-                .map_or(later, |t| t.timestamp()))
+            Ok(tz.preceding(later).next().map_or(later, |t| t.timestamp()))
         }
     }
 }
@@ -166,33 +176,62 @@ mod tests {
     fn a_plain_day_is_today_or_tomorrow() {
         let ber = "Europe/Berlin";
         let next = |after: &str| next_time_of_day_in((2, 0, 0), ber, at(after)).unwrap();
-        assert_eq!(next("2026-01-10T01:00+01:00[Europe/Berlin]"), at("2026-01-10T02:00+01:00[Europe/Berlin]"));
-        assert_eq!(next("2026-01-10T02:00+01:00[Europe/Berlin]"), at("2026-01-11T02:00+01:00[Europe/Berlin]"));
+        assert_eq!(
+            next("2026-01-10T01:00+01:00[Europe/Berlin]"),
+            at("2026-01-10T02:00+01:00[Europe/Berlin]")
+        );
+        assert_eq!(
+            next("2026-01-10T02:00+01:00[Europe/Berlin]"),
+            at("2026-01-11T02:00+01:00[Europe/Berlin]")
+        );
         // In summer the same wall-clock time is another UTC instant.
-        assert_eq!(next("2026-07-10T03:00+02:00[Europe/Berlin]"), at("2026-07-11T02:00+02:00[Europe/Berlin]"));
+        assert_eq!(
+            next("2026-07-10T03:00+02:00[Europe/Berlin]"),
+            at("2026-07-11T02:00+02:00[Europe/Berlin]")
+        );
         // Computed after a UTC midnight that is already tomorrow in the zone.
-        let tokyo = next_time_of_day_in((2, 0, 0), "Asia/Tokyo", at("2026-01-10T23:30+00:00[UTC]")).unwrap();
+        let tokyo = next_time_of_day_in((2, 0, 0), "Asia/Tokyo", at("2026-01-10T23:30+00:00[UTC]"))
+            .unwrap();
         assert_eq!(tokyo, at("2026-01-12T02:00+09:00[Asia/Tokyo]"));
     }
 
     #[test]
     fn spring_forward_runs_a_skipped_time_when_the_gap_ends() {
         // 2026-03-29: 02:00 CET becomes 03:00 CEST in Berlin; 02:30 does not exist that day.
-        let next = next_time_of_day_in((2, 30, 0), "Europe/Berlin", at("2026-03-28T12:00+01:00[Europe/Berlin]"));
+        let next = next_time_of_day_in(
+            (2, 30, 0),
+            "Europe/Berlin",
+            at("2026-03-28T12:00+01:00[Europe/Berlin]"),
+        );
         assert_eq!(next.unwrap(), at("2026-03-29T03:00+02:00[Europe/Berlin]"));
         // The day after, 02:30 again.
-        let next = next_time_of_day_in((2, 30, 0), "Europe/Berlin", at("2026-03-29T03:00+02:00[Europe/Berlin]"));
+        let next = next_time_of_day_in(
+            (2, 30, 0),
+            "Europe/Berlin",
+            at("2026-03-29T03:00+02:00[Europe/Berlin]"),
+        );
         assert_eq!(next.unwrap(), at("2026-03-30T02:30+02:00[Europe/Berlin]"));
         // New York: 02:00 EST becomes 03:00 EDT on 2026-03-08.
-        let next = next_time_of_day_in((2, 15, 0), "America/New_York", at("2026-03-07T23:00-05:00[America/New_York]"));
-        assert_eq!(next.unwrap(), at("2026-03-08T03:00-04:00[America/New_York]"));
+        let next = next_time_of_day_in(
+            (2, 15, 0),
+            "America/New_York",
+            at("2026-03-07T23:00-05:00[America/New_York]"),
+        );
+        assert_eq!(
+            next.unwrap(),
+            at("2026-03-08T03:00-04:00[America/New_York]")
+        );
     }
 
     #[test]
     fn fall_back_runs_a_doubled_time_at_its_first_occurrence_once() {
         // 2026-10-25: 03:00 CEST becomes 02:00 CET in Berlin; 02:30 happens twice.
         let first = at("2026-10-25T02:30+02:00[Europe/Berlin]");
-        let next = next_time_of_day_in((2, 30, 0), "Europe/Berlin", at("2026-10-24T12:00+02:00[Europe/Berlin]"));
+        let next = next_time_of_day_in(
+            (2, 30, 0),
+            "Europe/Berlin",
+            at("2026-10-24T12:00+02:00[Europe/Berlin]"),
+        );
         assert_eq!(next.unwrap(), first);
         // After the first, not the second one an hour later: the next day's.
         let next = next_time_of_day_in((2, 30, 0), "Europe/Berlin", first).unwrap();
@@ -221,6 +260,9 @@ mod tests {
             Some("2026-03-29T03:00:00+02:00[Europe/Berlin]")
         );
         let e = next_time_of_day("02:00 Mars/Olympus", SystemTime::now()).unwrap_err();
-        assert!(e.to_string().contains("unknown time zone `Mars/Olympus`"), "{e}");
+        assert!(
+            e.to_string().contains("unknown time zone `Mars/Olympus`"),
+            "{e}"
+        );
     }
 }

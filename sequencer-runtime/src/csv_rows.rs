@@ -168,7 +168,12 @@ impl<'c, T: DeserializeOwned> CsvRows<'c, T> {
         }
         let mut reader = self.reader()?;
         let headers = if self.has_headers {
-            Some(reader.headers().map_err(|e| bad_row(&self.path, e))?.clone())
+            Some(
+                reader
+                    .headers()
+                    .map_err(|e| bad_row(&self.path, e))?
+                    .clone(),
+            )
         } else {
             None
         };
@@ -242,12 +247,15 @@ impl<T: DeserializeOwned> CsvBatches<'_, T> {
                 break;
             }
             let line = self.record.position().map_or(0, csv::Position::line);
-            let row: T = self.record.deserialize(self.headers.as_ref()).map_err(|e| {
-                anyhow::anyhow!(
-                    "line {line} of the CSV file `{}` does not fit the row type: {e}",
-                    self.path.display()
-                )
-            })?;
+            let row: T = self
+                .record
+                .deserialize(self.headers.as_ref())
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "line {line} of the CSV file `{}` does not fit the row type: {e}",
+                        self.path.display()
+                    )
+                })?;
             out.push(row);
         }
         let next = self.reader.position();

@@ -11,9 +11,9 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
-mod ctx;
 #[cfg(feature = "csv")]
 mod csv_rows;
+mod ctx;
 mod deferred;
 mod error;
 mod events;
@@ -36,15 +36,15 @@ mod sequencer;
 pub mod strategy;
 mod worker;
 
-pub use crate::ctx::{Cancelled, Ctx, StateMap, TxGuard};
 #[cfg(feature = "csv")]
 pub use crate::csv_rows::{CsvBatches, CsvRows};
+pub use crate::ctx::{Cancelled, Ctx, StateMap, TxGuard};
 pub use crate::deferred::DeferredReport;
 pub use crate::error::SequencerError;
 pub use crate::events::{Event, Via};
 pub use crate::executor::layer::{Layer, Next};
-pub use crate::ledger::CheckpointDb;
 pub use crate::executor::watchdog::{DEFAULT_HARD_TIMEOUT_GRACE, HARD_TIMEOUT_EXIT};
+pub use crate::ledger::CheckpointDb;
 pub use crate::migrate::MigrateReport;
 pub use crate::options::{
     only_environments, only_hosts, AppInfo, Cascade, Guard, Limit, LockWait, ProcessOptions,

@@ -39,7 +39,10 @@ fn text(o: &Output) -> String {
 }
 
 async fn postgres() -> Option<Backend> {
-    backends().await.into_iter().find(|b| b.name == "PostgreSQL")
+    backends()
+        .await
+        .into_iter()
+        .find(|b| b.name == "PostgreSQL")
 }
 
 /// `(status, progress_done)` of the operation's latest run.
@@ -72,7 +75,10 @@ async fn wait_progress(
             child.try_wait().expect("child").is_none(),
             "the run ended before {what} ({status}, {done} done)"
         );
-        assert!(Instant::now() < deadline, "never {what} ({status}, {done} done)");
+        assert!(
+            Instant::now() < deadline,
+            "never {what} ({status}, {done} done)"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -89,7 +95,10 @@ fn wait_status(b: &Backend, p: &str, name: &str, child: &mut Child, what: &str) 
             child.try_wait().expect("child").is_none(),
             "the run ended before `status {name}` showed `{what}`: {out}"
         );
-        assert!(Instant::now() < deadline, "`status {name}` never showed `{what}`: {out}");
+        assert!(
+            Instant::now() < deadline,
+            "`status {name}` never showed `{what}`: {out}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -117,7 +126,14 @@ async fn handled(pool: &sqlx::AnyPool, table: &str) -> (i64, i64) {
 }
 
 /// Kills the run with SIGKILL, then `process` finds it interrupted and `retry` finishes it.
-fn kill_and_retry(b: &Backend, p: &str, child: &mut Child, name: &str, ledger_name: &str, tag: &str) {
+fn kill_and_retry(
+    b: &Backend,
+    p: &str,
+    child: &mut Child,
+    name: &str,
+    ledger_name: &str,
+    tag: &str,
+) {
     child.kill().expect("kill -9");
     child.wait().expect("reap");
     let out = text(&run(b, p, &["process", "--tags", tag]));
@@ -167,7 +183,10 @@ async fn a_backfill_paused_throttled_killed_and_retried_handles_every_row_once()
     // `resume`: it goes on.
     let out = run(&b, &p, &["resume", NAME]);
     assert!(out.status.success(), "resume: {}", text(&out));
-    wait_progress(&pool, &p, LEDGER_NAME, &mut child, "resumed", |_, d| d > held).await;
+    wait_progress(&pool, &p, LEDGER_NAME, &mut child, "resumed", |_, d| {
+        d > held
+    })
+    .await;
 
     // The throttle on for 2 s: `status NAME` shows it, with the progress and an ETA.
     let out = run(&b, &p, &["throttle", "2s"]);
@@ -184,7 +203,10 @@ async fn a_backfill_paused_throttled_killed_and_retried_handles_every_row_once()
     })
     .await;
     let shown = text(&run(&b, &p, &["status", NAME]));
-    assert!(shown.contains("throttled ") && shown.contains(" s in all"), "{shown}");
+    assert!(
+        shown.contains("throttled ") && shown.contains(" s in all"),
+        "{shown}"
+    );
     let peak = peak_kib(&child);
     assert!(at < ROWS, "killed mid-run: {at} of {ROWS}");
     kill_and_retry(&b, &p, &mut child, NAME, LEDGER_NAME, "rows");
@@ -197,14 +219,21 @@ async fn a_backfill_paused_throttled_killed_and_retried_handles_every_row_once()
     let q = format!("SELECT COUNT(*) FROM {p}rows WHERE doubled IS DISTINCT FROM amount * 2");
     let wrong: i64 = sqlx::query_scalar(&q).fetch_one(&pool).await.unwrap();
     assert_eq!(wrong, 0);
-    assert_eq!(progress(&pool, &p, LEDGER_NAME).await, ("completed".to_owned(), ROWS));
+    assert_eq!(
+        progress(&pool, &p, LEDGER_NAME).await,
+        ("completed".to_owned(), ROWS)
+    );
 
     // The run's log lines, both attempts', kept with it.
     let logs = text(&run(&b, &p, &["logs", NAME]));
-    assert!(logs.contains(": 100000 rows, starting after id 0 (0 done)"), "{logs}");
     assert!(
-        logs.lines().any(|l| l.contains(": 100000 rows, starting after id ")
-            && !l.contains("starting after id 0 (")),
+        logs.contains(": 100000 rows, starting after id 0 (0 done)"),
+        "{logs}"
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(": 100000 rows, starting after id ")
+                && !l.contains("starting after id 0 (")),
         "the retry's line, resuming after the last committed batch: {logs}"
     );
     assert!(logs.contains("done: 100000 rows"), "{logs}");
@@ -238,19 +267,29 @@ async fn a_csv_import_killed_mid_way_resumes_by_row_and_imports_each_row_once() 
     })
     .await;
     let shown = text(&run(&b, &p, &["status", "import_csv"]));
-    assert!(shown.contains(&format!("/{ROWS}")), "progress by rows: {shown}");
+    assert!(
+        shown.contains(&format!("/{ROWS}")),
+        "progress by rows: {shown}"
+    );
     let peak = peak_kib(&child);
     child.kill().expect("kill -9");
     child.wait().expect("reap");
     let before = handled(&pool, &format!("{p}imported")).await;
-    assert!(before.0 >= at && before.0 < ROWS, "killed mid-way: {before:?}");
+    assert!(
+        before.0 >= at && before.0 < ROWS,
+        "killed mid-way: {before:?}"
+    );
     assert_eq!(before.1, 0);
 
     let out = backfill(&b, &p, &["process", "--tags", "csv"])
         .env("BACKFILL_CSV", &file)
         .output()
         .unwrap();
-    assert!(text(&out).contains(&format!("interrupted: {name}")), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("interrupted: {name}")),
+        "{}",
+        text(&out)
+    );
     let out = backfill(&b, &p, &["retry", "import_csv"])
         .env("BACKFILL_CSV", &file)
         .env("BACKFILL_BATCH_DELAY_MS", "0")

@@ -31,10 +31,7 @@ impl Layer for Record {
     fn handle<'a>(&'a self, ctx: &'a Ctx, next: Next<'a>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let op = ctx.operation().fn_name;
-            self.1
-                .lock()
-                .unwrap()
-                .push(format!("{} {op}", self.0));
+            self.1.lock().unwrap().push(format!("{} {op}", self.0));
             next.run(ctx).await
         })
     }

@@ -34,7 +34,8 @@ mod ops {
 }
 
 fn ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The next `spec` after `t`, Unix milliseconds.
@@ -85,7 +86,11 @@ async fn the_scheduled_command_prints_the_zone() {
         .output()
         .expect("run scheduled");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains("scheduled: 2024_12_01_000000_nightly_berlin, due "),
         "{stdout}"

@@ -14,6 +14,10 @@ impl Ctx {
     /// does, it returns [`Cancelled`](crate::Cancelled) after `cancel NAME`, holds after `pause NAME` and backs
     /// off while `throttle_on` returns true, outside any transaction.
     ///
+    /// On SQLite, begin the batch's transaction with `BEGIN IMMEDIATE`
+    /// (`ctx.sqlite()?.begin_with("BEGIN IMMEDIATE")`): a deferred one that reads and then writes fails with
+    /// `SQLITE_BUSY_SNAPSHOT` when another connection (the run's heartbeat, a log line) wrote in between.
+    ///
     /// If the run lost its claim (another process recovered it), the transaction is rolled back and an error
     /// returned. Not for `transaction` operations, whose one transaction commits with the ledger row: there use
     /// [`Ctx::checkpoint`].

@@ -231,3 +231,53 @@ fn eta(r: &LedgerRow) -> Option<i64> {
     let elapsed = now_ms() - started;
     Some(elapsed * (total - done) / done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(done: i64, started_ago_ms: i64, rate: Option<i64>) -> LedgerRow {
+        LedgerRow {
+            name: "op".into(),
+            run: 1,
+            timestamp: 0,
+            batch: None,
+            status: Status::Running,
+            attempts: 1,
+            started_at: Some(now_ms() - started_ago_ms),
+            finished_at: None,
+            duration_ms: None,
+            lease_until: None,
+            host: None,
+            pid: None,
+            actor: None,
+            checksum: None,
+            skip_reason: None,
+            last_error: None,
+            due_at: None,
+            progress_done: Some(done),
+            progress_total: Some(1_000),
+            cancel_requested: false,
+            pause_requested: 0,
+            throttled_since: None,
+            throttled_ms: None,
+            progress_rate: rate,
+        }
+    }
+
+    #[test]
+    fn the_eta_follows_the_recent_rate_not_the_average_since_the_start() {
+        // 500 of 1,000 done in 500 s: 500 s left at the average rate, but at the recent 3,600 an hour (1 a
+        // second) 500 s too; at 36,000 an hour (10 a second) 50 s.
+        assert_eq!(eta(&running(500, 500_000, Some(36_000))), Some(50_000));
+        assert_eq!(eta(&running(500, 500_000, Some(3_600))), Some(500_000));
+        // No recent rate yet: the average since the start.
+        let average = eta(&running(500, 500_000, None)).unwrap_or(0);
+        assert!((499_000..=501_000).contains(&average), "{average}");
+        assert_eq!(
+            eta(&running(0, 500_000, Some(36_000))),
+            None,
+            "nothing done yet"
+        );
+    }
+}

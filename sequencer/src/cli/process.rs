@@ -188,7 +188,11 @@ fn zones(seq: &Sequencer, report: &crate::RunReport) {
         }) = def.meta.schedule
         {
             let local = sequencer_core::format_in_zone(*at, zone).unwrap_or_default();
-            let secs = if second > 0 { format!(":{second:02}") } else { String::new() };
+            let secs = if second > 0 {
+                format!(":{second:02}")
+            } else {
+                String::new()
+            };
             println!("    ({name} runs at {hour:02}:{minute:02}{secs} {zone}: {local})");
         }
     }
