@@ -380,4 +380,4 @@ pub fn due_time(def: &OperationDef, now: i64) -> i64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -32,7 +32,8 @@ fn op(
 
 fn plain(_: &mut OperationMeta) {}
 
-fn row(name: &str, status: Status, due_at: Option<i64>) -> LedgerRow {
+/// A ledger row of run 3 (also for the status tests).
+pub(crate) fn row(name: &str, status: Status, due_at: Option<i64>) -> LedgerRow {
     LedgerRow {
         name: name.to_owned(),
         run: 3,

@@ -237,32 +237,11 @@ mod tests {
     use super::*;
 
     fn running(done: i64, started_ago_ms: i64, rate: Option<i64>) -> LedgerRow {
-        LedgerRow {
-            name: "op".into(),
-            run: 1,
-            timestamp: 0,
-            batch: None,
-            status: Status::Running,
-            attempts: 1,
-            started_at: Some(now_ms() - started_ago_ms),
-            finished_at: None,
-            duration_ms: None,
-            lease_until: None,
-            host: None,
-            pid: None,
-            actor: None,
-            checksum: None,
-            skip_reason: None,
-            last_error: None,
-            due_at: None,
-            progress_done: Some(done),
-            progress_total: Some(1_000),
-            cancel_requested: false,
-            pause_requested: 0,
-            throttled_since: None,
-            throttled_ms: None,
-            progress_rate: rate,
-        }
+        let mut r = crate::plan::tests::row("op", Status::Running, None);
+        r.started_at = Some(now_ms() - started_ago_ms);
+        (r.progress_done, r.progress_total) = (Some(done), Some(1_000));
+        r.progress_rate = rate;
+        r
     }
 
     #[test]
