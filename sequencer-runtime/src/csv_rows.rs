@@ -299,3 +299,63 @@ impl<T: DeserializeOwned> CsvBatches<'_, T> {
 fn bad_row(path: &Path, e: csv::Error) -> crate::result::Error {
     anyhow::anyhow!("the CSV file `{}`: {e}", path.display())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::ctx::Ctx;
+    use crate::registry::BLANK_META;
+
+    fn file(name: &str, text: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "sequencer-csv-{}-{}-{name}.csv",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::write(&path, text).expect("write the CSV");
+        path
+    }
+
+    #[tokio::test]
+    async fn rows_come_in_batches_and_a_row_that_does_not_fit_names_its_line() {
+        let ctx = Ctx::detached(&BLANK_META, 1, Arc::default());
+        let path = file("ok", "id;name\n1;a\n2;\"b;c\"\n3;d\n");
+        let mut rows = ctx
+            .csv::<(i64, String)>(&path)
+            .delimiter(b';')
+            .batch(2)
+            .open()
+            .await
+            .expect("open");
+        assert_eq!(rows.rows_total(), 3);
+        let first = rows.next_batch().expect("read").expect("a batch");
+        assert_eq!(first, [(1, "a".to_owned()), (2, "b;c".to_owned())]);
+        rows.checkpoint().await.expect("checkpoint");
+        assert_eq!(rows.rows_done(), 2);
+        assert_eq!(
+            rows.next_batch().expect("read"),
+            Some(vec![(3, "d".to_owned())])
+        );
+        rows.checkpoint().await.expect("checkpoint");
+        assert_eq!(rows.next_batch().expect("read"), None);
+        assert_eq!(rows.rows_done(), 3);
+
+        let bad = file("bad", "id,name\n1,a\nx,b\n");
+        let mut rows = ctx.csv::<(i64, String)>(&bad).open().await.expect("open");
+        let e = rows
+            .next_batch()
+            .expect_err("`x` is not a number")
+            .to_string();
+        assert!(e.contains("line 3 of the CSV file"), "{e}");
+        let missing = ctx.csv::<(i64,)>("/nonexistent/rows.csv").open().await;
+        let e = missing.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            e.contains("cannot open the CSV file `/nonexistent/rows.csv`"),
+            "{e}"
+        );
+        for p in [path, bad] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
