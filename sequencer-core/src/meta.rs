@@ -245,10 +245,8 @@ pub enum Middleware {
         /// The throttle key shared by operations (default: the operation's name).
         by: Option<&'static str>,
     },
-    /// `audit`: the [`Layer`] registered on the builder under this name (`.named_layer("audit", Audit)`), run
+    /// `audit`: the `Layer` registered on the builder under this name (`.named_layer("audit", Audit)`), run
     /// around this operation's attempts only; an unknown name is an error at start-up.
-    ///
-    /// [`Layer`]: https://docs.rs/sequencer/latest/sequencer/trait.Layer.html
     Named(&'static str),
 }
 
