@@ -14,6 +14,7 @@ pub mod meta;
 pub mod suggest;
 mod time;
 mod timestamp;
+mod zone;
 
 pub use graph::{validate, GraphError, OpNode, Plan};
 pub use meta::{
@@ -22,3 +23,7 @@ pub use meta::{
 };
 pub use time::{parse_duration, parse_execute_at, DurationError};
 pub use timestamp::{Timestamp, TimestampError};
+pub use zone::{
+    check_time_zone, format_in_zone, next_time_of_day, next_time_of_day_in, split_zoned_time,
+    ZonedTime,
+};

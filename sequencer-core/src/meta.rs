@@ -189,6 +189,19 @@ pub enum Schedule {
         /// Second, 0–59.
         second: u8,
     },
+    /// `execute_at = "02:00 Europe/Berlin"`: the next time the wall clock of this IANA time zone shows this time
+    /// of day. A time the clocks skip (spring forward) is due when the gap ends; a time they show twice (fall
+    /// back) at its first occurrence (see [`next_time_of_day_in`](crate::next_time_of_day_in)).
+    TimeOfDayIn {
+        /// Hour, 0–23.
+        hour: u8,
+        /// Minute, 0–59.
+        minute: u8,
+        /// Second, 0–59.
+        second: u8,
+        /// The IANA time zone, e.g. `Europe/Berlin`.
+        zone: &'static str,
+    },
     /// `execute_at = "2026-12-01T02:00:00Z"`: a fixed instant, as Unix seconds.
     At(i64),
     /// `execute_at = fn_name`: a function computes the due time at run time.
@@ -236,6 +249,9 @@ pub enum Middleware {
         /// The throttle key shared by operations (default: the operation's name).
         by: Option<&'static str>,
     },
+    /// `audit`: the `Layer` registered on the builder under this name (`.named_layer("audit", Audit)`), run
+    /// around this operation's attempts only; an unknown name is an error at start-up.
+    Named(&'static str),
 }
 
 /// Which lifecycle hooks are set.

@@ -13,6 +13,8 @@
 
 mod batches;
 pub mod crypto;
+#[cfg(feature = "csv")]
+mod csv_rows;
 mod ctx;
 mod deferred;
 mod error;
@@ -39,12 +41,15 @@ mod tasks;
 mod worker;
 
 pub use crate::batches::BatchCtx;
+#[cfg(feature = "csv")]
+pub use crate::csv_rows::{CsvBatches, CsvRows};
 pub use crate::ctx::{BatchHandle, BatchMember, Cancelled, Ctx, StateMap, TxGuard};
 pub use crate::deferred::DeferredReport;
 pub use crate::error::SequencerError;
 pub use crate::events::{Event, Via};
 pub use crate::executor::layer::{Layer, Next};
 pub use crate::executor::watchdog::{DEFAULT_HARD_TIMEOUT_GRACE, HARD_TIMEOUT_EXIT};
+pub use crate::ledger::CheckpointDb;
 pub use crate::migrate::MigrateReport;
 pub use crate::options::{
     only_environments, only_hosts, AppInfo, Cascade, Guard, Limit, LockWait, ProcessOptions,

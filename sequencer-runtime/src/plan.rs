@@ -366,6 +366,15 @@ pub fn due_time(def: &OperationDef, now: i64) -> i64 {
                 .map_or(now, |d| d.as_millis() as i64),
             None => now,
         },
+        // The zone was checked by the macro and by `build()`; were it unknown, the operation is never due rather
+        // than due at once.
+        Some(Schedule::TimeOfDayIn {
+            hour,
+            minute,
+            second,
+            zone,
+        }) => sequencer_core::next_time_of_day_in((hour, minute, second), zone, now)
+            .unwrap_or(i64::MAX),
         Some(Schedule::TimeOfDay {
             hour,
             minute,
@@ -384,4 +393,4 @@ pub fn due_time(def: &OperationDef, now: i64) -> i64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -110,13 +110,13 @@ pub use sequencer_macros::operations;
 /// | `timeout` | duration > 0 | none | limit per attempt (hooks included); a timed-out attempt is retried if tries remain |
 /// | `fail_on_timeout` | flag | off | a timeout fails the operation at once; needs `timeout` |
 /// | `estimate` | duration > 0 | none | expected run time until the ledger has recorded one; the `graph` orchestrator starts the longest remaining work first |
-/// | `execute_at` | `"HH:MM"` / `"HH:MM:SS"` (UTC), `"2026-12-01T02:00:00Z"`, or a `fn() -> SystemTime` | none | not run before that time (once, not a cron schedule) |
+/// | `execute_at` | `"HH:MM"` / `"HH:MM:SS"` (UTC), `"02:00 Europe/Berlin"` (an IANA time zone, checked at compile time), `"2026-12-01T02:00:00Z"`, or a `fn() -> SystemTime` | none | not run before that time (once, not a cron schedule) |
 /// | `delay` | duration | none | due this long after the first run that sees it pending; contradicts `execute_at` |
 /// | `asynchronous` | flag | off | `process` puts it on a durable queue; `work` processes run it |
 /// | `queue` | non-empty string | `"default"` | the queue of an asynchronous operation; needs `asynchronous` |
 /// | `unique` | non-empty string | none | at most one run holds this key at a time, across processes; a held key leaves the operation pending |
 /// | `unique_for` | duration | 1 h | the longest the key is held if its holder dies; needs `unique` |
-/// | `middleware` | `[rate_limited("api"), rate_limited("api", 60/min), without_overlapping("k").release_after("60s").expire_after("180s"), throttle_exceptions(10, "5m").backoff("5s").by("key")]` | `[]` | run-time policies, in the order listed (`expire_after` defaults to 1 h) |
+/// | `middleware` | `[rate_limited("api"), rate_limited("api", 60/min), without_overlapping("k").release_after("60s").expire_after("180s"), throttle_exceptions(10, "5m").backoff("5s").by("key"), audit]` | `[]` | run-time policies, in the order listed (`expire_after` defaults to 1 h); a bare name is a `Layer` registered with `.named_layer("audit", layer)` |
 /// | `tags` | list of distinct non-empty strings | `[]` | `process --tags a,b` runs only operations with one of them |
 /// | `before`, `after` | a function `async fn(ctx: &Ctx) -> Result<()>` | none | hooks around every attempt (`after` only after a success) |
 /// | `failed` | a function `async fn(ctx: &Ctx, error: &Error) -> Result<()>` | none | runs once, after the last attempt failed |
@@ -253,7 +253,7 @@ pub use sequencer_macros::operation;
 /// ```
 pub use sequencer_macros::task;
 
-pub use sequencer_core::{graph, Timestamp, TimestampError};
+pub use sequencer_core::{graph, next_time_of_day, Timestamp, TimestampError};
 pub use sequencer_runtime::*;
 
 /// The sqlx version the ledger uses, for queries inside operations (`ctx.pool()` is a `sqlx::AnyPool`,

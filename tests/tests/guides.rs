@@ -322,6 +322,118 @@ mod advanced_tasks {
 }
 
 #[allow(dead_code)]
+mod advanced_backfill {
+    guide!("advanced-operations_17");
+
+    #[tokio::test]
+    async fn every_row_is_backfilled_once_in_batches() {
+        let ledger =
+            sequencer::testing::ledger(sequencer::Sequencer::builder().registry(ops::registry()))
+                .await
+                .expect("ledger");
+        let pool = ledger.sequencer.ledger().pool();
+        sequencer::sqlx::query("CREATE TABLE scores (id BIGINT PRIMARY KEY, score BIGINT NULL)")
+            .execute(pool)
+            .await
+            .expect("table");
+        sequencer::sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+             INSERT INTO scores (id) SELECT i FROM n",
+        )
+        .execute(pool)
+        .await
+        .expect("rows");
+        let report = ledger.sequencer.execute_all().await.expect("run");
+        assert!(report.succeeded(), "{report:?}");
+        let wrong: i64 = sequencer::sqlx::query_scalar(
+            "SELECT COUNT(*) FROM scores WHERE score IS NULL OR score <> id * 2",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("count");
+        assert_eq!(wrong, 0);
+        let lines = ledger
+            .sequencer
+            .logs("backfill_scores", 0)
+            .await
+            .expect("logs");
+        assert_eq!(
+            lines.last().map(|l| l.line.as_str()),
+            Some("done: 2500 rows")
+        );
+    }
+}
+
+#[allow(dead_code)]
+mod advanced_csv {
+    guide!("advanced-operations_18");
+
+    #[tokio::test]
+    async fn the_csv_is_imported_with_progress_by_rows() {
+        let ledger =
+            sequencer::testing::ledger(sequencer::Sequencer::builder().registry(ops::registry()))
+                .await
+                .expect("ledger");
+        let pool = ledger.sequencer.ledger().pool();
+        sequencer::sqlx::query("CREATE TABLE prices (sku TEXT PRIMARY KEY, cents BIGINT NOT NULL)")
+            .execute(pool)
+            .await
+            .expect("table");
+        let dir = crate::TempLedger::new("csv");
+        let file = dir.dir.join("prices.csv");
+        let mut text = String::from("sku,cents\n");
+        for i in 0..2500 {
+            text.push_str(&format!("sku-{i},{i}\n"));
+        }
+        std::fs::write(&file, text).expect("csv");
+        // Only this test reads PRICES_CSV.
+        std::env::set_var("PRICES_CSV", &file);
+        let report = ledger
+            .sequencer
+            .execute("import_prices")
+            .await
+            .expect("run");
+        assert!(report.succeeded(), "{report:?}");
+        let n: i64 = sequencer::sqlx::query_scalar("SELECT COUNT(*) FROM prices")
+            .fetch_one(pool)
+            .await
+            .expect("count");
+        assert_eq!(n, 2500);
+        let status = ledger.sequencer.status().await.expect("status");
+        let import = status
+            .iter()
+            .find(|e| e.name.ends_with("import_prices"))
+            .expect("entry");
+        assert_eq!(
+            (import.progress_done, import.progress_total),
+            (Some(2500), Some(2500))
+        );
+    }
+}
+
+#[allow(dead_code)]
+mod advanced_named_layers {
+    guide!("advanced-operations_20");
+
+    #[tokio::test]
+    async fn the_audit_layer_logs_around_the_operation() {
+        let ledger = sequencer::testing::ledger(builder()).await.expect("ledger");
+        let report = ledger.sequencer.execute_all().await.expect("run");
+        assert!(report.succeeded(), "{report:?}");
+        let lines = ledger
+            .sequencer
+            .logs("purge_sessions", 0)
+            .await
+            .expect("logs");
+        let lines: Vec<&str> = lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(
+            lines,
+            ["audit: attempt 1 starts", "audit: attempt ended, ok = true"]
+        );
+    }
+}
+
+#[allow(dead_code)]
 mod migrations_example {
     guide!("migrations_1");
 

@@ -80,6 +80,13 @@ impl Dep {
 pub enum ExecuteAt {
     /// A time of day or an instant.
     Fixed(Schedule),
+    /// `"02:00 Europe/Berlin"`: a time of day in a time zone, checked against the bundled tz database.
+    Zoned {
+        /// Hour, minute, second.
+        time: (u8, u8, u8),
+        /// The zone's name.
+        zone: String,
+    },
     /// A function computing the due time.
     Fn(syn::Path),
 }
@@ -325,9 +332,18 @@ impl OpAttr {
                 } else {
                     let s = lit_str(value)
                         .ok_or_else(|| wrong("a time, an instant or a function name"))?;
-                    ExecuteAt::Fixed(
-                        parse_execute_at(&s.value()).map_err(|e| syn::Error::new(s.span(), e))?,
-                    )
+                    let at = |e| syn::Error::new(s.span(), e);
+                    match crate::zone::split_zoned_time(&s.value()) {
+                        Some(zoned) => {
+                            let (h, m, sec, zone) = zoned.map_err(at)?;
+                            crate::zone::check_time_zone(zone).map_err(at)?;
+                            ExecuteAt::Zoned {
+                                time: (h, m, sec),
+                                zone: zone.to_owned(),
+                            }
+                        }
+                        None => ExecuteAt::Fixed(parse_execute_at(&s.value()).map_err(at)?),
+                    }
                 })
             }
             "queue" => self.queue = Some(non_empty(value, key)?),
@@ -362,7 +378,7 @@ pub fn example(key: &str) -> &'static str {
         "estimate" => "`estimate = \"5m\"`",
         "delay" => "`delay = \"10m\"`",
         "unique_for" => "`unique_for = \"1h\"`",
-        "execute_at" => "`execute_at = \"02:00\"`, `execute_at = \"2026-12-01T02:00:00Z\"` or `execute_at = due_time`",
+        "execute_at" => "`execute_at = \"02:00\"` (UTC), `execute_at = \"02:00 Europe/Berlin\"`, `execute_at = \"2026-12-01T02:00:00Z\"` or `execute_at = due_time`",
         "queue" => "`queue = \"imports\"`",
         "unique" => "`unique = \"import-users\"`",
         "tags" => "`tags = [\"billing\", \"priority:high\"]`",

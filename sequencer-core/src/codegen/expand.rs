@@ -113,6 +113,10 @@ pub(crate) fn middleware_tokens(m: &MiddlewareAttr) -> TokenStream {
             }));
             quote_spanned!(*span=> Middleware::RateLimited { limiter: #limiter, limit: #limit })
         }
+        MiddlewareAttr::Named { name } => {
+            let text = name.to_string();
+            quote_spanned!(name.span()=> Middleware::Named(#text))
+        }
         MiddlewareAttr::WithoutOverlapping {
             key,
             release_after,
@@ -152,6 +156,15 @@ fn schedule_tokens(
             _,
         ) => {
             quote!(::core::option::Option::Some(Schedule::TimeOfDay { hour: #hour, minute: #minute, second: #second }))
+        }
+        (
+            Some(ExecuteAt::Zoned {
+                time: (hour, minute, second),
+                zone,
+            }),
+            _,
+        ) => {
+            quote!(::core::option::Option::Some(Schedule::TimeOfDayIn { hour: #hour, minute: #minute, second: #second, zone: #zone }))
         }
         (Some(ExecuteAt::Fixed(Schedule::At(secs))), _) => {
             quote!(::core::option::Option::Some(Schedule::At(#secs)))

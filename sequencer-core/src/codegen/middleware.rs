@@ -32,6 +32,11 @@ pub enum MiddlewareAttr {
         /// The whole entry.
         span: Span,
     },
+    /// `audit`: a layer registered on the builder by that name.
+    Named {
+        /// The name, as written.
+        name: syn::Ident,
+    },
     /// `throttle_exceptions(10, "5m").backoff("5s").by("key")`.
     ThrottleExceptions {
         /// Errors allowed within `window`.
@@ -49,6 +54,17 @@ pub enum MiddlewareAttr {
 
 /// One middleware call, possibly with builder methods: `without_overlapping("k").release_after("60s")`.
 pub fn parse(e: &Expr) -> syn::Result<MiddlewareAttr> {
+    // A bare name: a layer registered on the builder by that name, checked by `build()`.
+    if let Some(name) = path(e).and_then(|p| p.get_ident().cloned()) {
+        let builtin = ["rate_limited", "without_overlapping", "throttle_exceptions"];
+        if builtin.contains(&name.to_string().as_str()) {
+            return Err(syn::Error::new_spanned(
+                &name,
+                format!("`{name}` takes its settings in parentheses, e.g. `rate_limited(\"api\")`, `without_overlapping(\"key\")`, `throttle_exceptions(10, \"5m\")`"),
+            ));
+        }
+        return Ok(MiddlewareAttr::Named { name });
+    }
     let mut methods = Vec::new();
     let mut cur = e;
     while let Expr::MethodCall(m) = cur {
@@ -60,7 +76,8 @@ pub fn parse(e: &Expr) -> syn::Result<MiddlewareAttr> {
         syn::Error::new_spanned(
             e,
             "unknown middleware; expected one of: `rate_limited(\"limiter\")`, `rate_limited(\"limiter\", 60/min)`, \
-             `without_overlapping(\"key\")`, `throttle_exceptions(10, \"5m\")`",
+             `without_overlapping(\"key\")`, `throttle_exceptions(10, \"5m\")`, or the name of a layer registered \
+             with `.named_layer(\"name\", layer)`",
         )
     };
     let Expr::Call(call) = cur else {

@@ -18,6 +18,7 @@ use crate::ledger::Ledger;
 use crate::result::{Result, Skip};
 
 pub(crate) mod batch;
+mod commit;
 mod control;
 mod tx;
 
@@ -322,13 +323,7 @@ impl Ctx {
         let Some(rec) = &self.recorder else {
             return Ok(());
         };
-        let json = serde_json::to_string(cursor)?;
-        let json = if self.meta.encrypted {
-            rec.keys
-                .seal_for(&json, &place::checkpoint(self.meta.name, rec.run))?
-        } else {
-            json
-        };
+        let json = self.stored_checkpoint(rec, cursor)?;
         // In a `transaction` operation the checkpoint commits, or rolls back, with the operation's writes; before
         // it opened its transaction (nothing written in one yet), on the pool, as in any operation.
         let in_tx = match self.tx_conn()? {
@@ -360,6 +355,21 @@ impl Ctx {
             return Err(self.lost_claim());
         }
         self.at_checkpoint(rec).await
+    }
+
+    /// A checkpoint as stored: its JSON, sealed for an `encrypted` operation.
+    fn stored_checkpoint<T: serde::Serialize + ?Sized>(
+        &self,
+        rec: &Recorder,
+        cursor: &T,
+    ) -> Result<String> {
+        let json = serde_json::to_string(cursor)?;
+        Ok(if self.meta.encrypted {
+            rec.keys
+                .seal_for(&json, &place::checkpoint(self.meta.name, rec.run))?
+        } else {
+            json
+        })
     }
 
     /// The checkpoint the last interrupted (or failed) attempt of this run stored, if any.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sequencer_core::Middleware;
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
@@ -49,6 +50,8 @@ pub(crate) struct Env {
     pub limiters: Arc<HashMap<String, (u32, Duration)>>,
     /// Layers every operation runs through, outermost first.
     pub layers: Arc<Vec<Arc<dyn Layer>>>,
+    /// Layers registered by name, run around the operations that list them (`middleware = [audit]`).
+    pub named_layers: Arc<HashMap<String, Arc<dyn Layer>>>,
     /// Fraction of each backoff taken off at random (0 = none), so that many retries do not stampede.
     pub jitter: f64,
     /// Keys sealing deferred payloads and the recorded context of `encrypted` operations.
@@ -79,6 +82,20 @@ pub(crate) struct OpRun {
     task: Option<Arc<TaskData>>,
 }
 impl Env {
+    /// The layers around an attempt of `def`: every operation's, then those its `middleware` names, in order.
+    /// (`build()` checked that each name is registered.)
+    fn layers_for(&self, def: &OperationDef) -> Arc<Vec<Arc<dyn Layer>>> {
+        let named = def.meta.middleware.iter().filter_map(|m| match m {
+            Middleware::Named(name) => self.named_layers.get(*name).cloned(),
+            _ => None,
+        });
+        let named: Vec<Arc<dyn Layer>> = named.collect();
+        if named.is_empty() {
+            return self.layers.clone();
+        }
+        Arc::new(self.layers.iter().cloned().chain(named).collect())
+    }
+
     fn emit(&self, e: Event) {
         let _ = self.events.send(e);
     }
@@ -270,7 +287,7 @@ impl Env {
             self.policies().before_attempt(def, rate_key).await?;
             let ctx = Arc::new(self.ctx(def, attempt, meta.transaction, op));
             let hard = self.hard_timeout(def, run, attempt, &op.token, started);
-            let result = attempt_once(def, ctx.clone(), self.layers.clone(), hard).await;
+            let result = attempt_once(def, ctx.clone(), self.layers_for(def), hard).await;
             let error = match result {
                 Ok(()) => {
                     let duration = started.elapsed();
@@ -542,7 +559,7 @@ impl Env {
             task: None,
         };
         let ctx = Arc::new(self.ctx(def, 1, false, &op));
-        match attempt_once(def, ctx, self.layers.clone(), None).await {
+        match attempt_once(def, ctx, self.layers_for(def), None).await {
             Ok(()) => Outcome::Completed {
                 duration_ms: started.elapsed().as_millis() as u64,
             },

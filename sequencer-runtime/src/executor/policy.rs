@@ -168,7 +168,7 @@ impl Policies<'_> {
                         sleep_or_cancel(wait, self.cancel).await;
                     }
                 }
-                Middleware::WithoutOverlapping { .. } => {}
+                Middleware::WithoutOverlapping { .. } | Middleware::Named(_) => {}
             }
         }
         Ok(())

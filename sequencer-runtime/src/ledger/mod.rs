@@ -42,7 +42,7 @@ pub use jobs::{Job, JobStatus, Listener, OpenJob, RunningJob};
 pub use listing::{ProgressSample, RowsPage, NAMES_PER_STATEMENT};
 pub use locks::IsolationLock;
 pub use logs::{LogLine, LOG_LINES_KEPT};
-pub use native::{Conn, NativePool};
+pub use native::{CheckpointDb, Conn, NativePool};
 pub use progress::ProgressUpdate;
 pub use runs::{Claim, Finish, LedgerRow, Status};
 pub use tasks::Available;

@@ -281,6 +281,40 @@ impl<'c> From<&'c mut AnyConnection> for Conn<'c> {
     }
 }
 
+/// A database whose transaction on the ledger's database can carry a checkpoint, so that a batch's writes and
+/// its checkpoint commit together ([`Ctx::commit_with_checkpoint`](crate::Ctx::commit_with_checkpoint)):
+/// `sqlx::Any` (a transaction of `ctx.pool()`), `Postgres` (`ctx.postgres()`), `MySql` and `Sqlite`.
+/// Implemented for these four only.
+pub trait CheckpointDb: sqlx::Database + sealed::Sealed {
+    /// The connection as a [`Conn`], for the ledger's statement.
+    #[doc(hidden)]
+    fn conn(conn: &mut Self::Connection) -> Conn<'_>;
+}
+
+mod sealed {
+    /// Only the databases the ledger runs on carry checkpoints.
+    pub trait Sealed {}
+}
+
+macro_rules! checkpoint_db {
+    ($db:ty, $variant:ident) => {
+        impl sealed::Sealed for $db {}
+        impl CheckpointDb for $db {
+            fn conn(conn: &mut Self::Connection) -> Conn<'_> {
+                Conn::$variant(conn)
+            }
+        }
+    };
+}
+
+checkpoint_db!(Any, Any);
+#[cfg(feature = "postgres")]
+checkpoint_db!(Postgres, Postgres);
+#[cfg(feature = "mysql")]
+checkpoint_db!(MySql, MySql);
+#[cfg(feature = "sqlite")]
+checkpoint_db!(Sqlite, Sqlite);
+
 /// A value bound to a statement run through [`Conn::execute`].
 pub(crate) enum Arg<'a> {
     Int(i64),
@@ -307,8 +341,11 @@ impl Conn<'_> {
         match self {
             Conn::Pool(pool) => Conn::Pool(pool),
             Conn::Any(c) => Conn::Any(c),
+            #[cfg(feature = "postgres")]
             Conn::Postgres(c) => Conn::Postgres(c),
+            #[cfg(feature = "mysql")]
             Conn::MySql(c) => Conn::MySql(c),
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => Conn::Sqlite(c),
         }
     }

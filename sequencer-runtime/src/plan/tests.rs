@@ -32,7 +32,8 @@ fn op(
 
 fn plain(_: &mut OperationMeta) {}
 
-fn row(name: &str, status: Status, due_at: Option<i64>) -> LedgerRow {
+/// A ledger row of run 3 (also for the status tests).
+pub(crate) fn row(name: &str, status: Status, due_at: Option<i64>) -> LedgerRow {
     LedgerRow {
         name: name.to_owned(),
         run: 3,
@@ -444,4 +445,20 @@ fn due_times_of_each_schedule() {
     };
     assert_eq!(due_time(at(two), NOW), day + 86_400_000 + 2 * 3_600_000);
     assert_eq!(due_time(at(eleven), NOW), day + 23 * 3_600_000);
+    // 02:00 in Berlin (CET, UTC+1, in November) is 01:00 UTC, tomorrow; an unknown zone is never due, not due at
+    // once.
+    let berlin = Schedule::TimeOfDayIn {
+        hour: 2,
+        minute: 0,
+        second: 0,
+        zone: "Europe/Berlin",
+    };
+    assert_eq!(due_time(at(berlin), NOW), day + 86_400_000 + 3_600_000);
+    let nowhere = Schedule::TimeOfDayIn {
+        hour: 2,
+        minute: 0,
+        second: 0,
+        zone: "Mars/Olympus",
+    };
+    assert_eq!(due_time(at(nowhere), NOW), i64::MAX);
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sequencer_core::Middleware;
+use sequencer_core::{Middleware, Schedule};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -92,6 +92,7 @@ pub struct SequencerBuilder {
     orchestrator: Arc<dyn Orchestrator>,
     limiters: HashMap<String, (u32, Duration)>,
     layers: Vec<Arc<dyn Layer>>,
+    named_layers: HashMap<String, Arc<dyn Layer>>,
     jitter: f64,
     migrations: Option<Migrations>,
     strategy: Strategy,
@@ -119,6 +120,7 @@ impl Default for SequencerBuilder {
             orchestrator: Arc::new(Sequential),
             limiters: HashMap::new(),
             layers: Vec::new(),
+            named_layers: HashMap::new(),
             jitter: 0.0,
             migrations: None,
             strategy: Strategy::command(),
@@ -308,6 +310,55 @@ impl SequencerBuilder {
         self
     }
 
+    /// Registers a [`Layer`] under a name, for the operations that list it: `middleware = [audit]` runs
+    /// `.named_layer("audit", Audit)` around their attempts only, inside the layers added with
+    /// [`SequencerBuilder::layer`], in the order listed. An operation naming a layer that is not registered is an
+    /// error of [`SequencerBuilder::build`].
+    ///
+    /// ```
+    /// use sequencer::{BoxFuture, Ctx, Layer, Next, Result};
+    ///
+    /// /// Writes a log line before and after each attempt.
+    /// struct Audit;
+    ///
+    /// impl Layer for Audit {
+    ///     fn handle<'a>(&'a self, ctx: &'a Ctx, next: Next<'a>) -> BoxFuture<'a, Result<()>> {
+    ///         Box::pin(async move {
+    ///             ctx.log("audit: starting").await?;
+    ///             let result = next.run(ctx).await;
+    ///             ctx.log(format!("audit: ended, ok = {}", result.is_ok())).await?;
+    ///             result
+    ///         })
+    ///     }
+    /// }
+    ///
+    /// #[sequencer::operations]
+    /// mod ops {
+    ///     use sequencer::prelude::*;
+    ///
+    ///     #[operation(timestamp = "2024_01_15_120000", middleware = [audit])]
+    ///     async fn purge_sessions(_ctx: &Ctx) -> Result<()> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let builder = sequencer::Sequencer::builder()
+    ///     .registry(ops::registry())
+    ///     .named_layer("audit", Audit);
+    /// # let ledger = sequencer::testing::ledger(builder).await.unwrap();
+    /// # let report = ledger.sequencer.execute_all().await.unwrap();
+    /// # assert!(report.succeeded(), "{report:?}");
+    /// # let lines = ledger.sequencer.logs("purge_sessions", 0).await.unwrap();
+    /// # assert_eq!(lines.len(), 2);
+    /// # }
+    /// ```
+    pub fn named_layer(mut self, name: impl Into<String>, layer: impl Layer + 'static) -> Self {
+        self.named_layers.insert(name.into(), Arc::new(layer));
+        self
+    }
+
     /// Who runs (recorded in the ledger).
     pub fn actor(mut self, actor: impl Into<String>) -> Self {
         self.actor = Some(actor.into());
@@ -358,9 +409,19 @@ impl SequencerBuilder {
             if let Some(u) = def.meta.unique {
                 check_lock_key(u.key).map_err(refuse)?;
             }
+            if let Some(Schedule::TimeOfDayIn { zone, .. }) = def.meta.schedule {
+                sequencer_core::check_time_zone(zone).map_err(|e| refuse(e.to_string()))?;
+            }
             for m in def.meta.middleware {
                 if let Middleware::WithoutOverlapping { key, .. } = m {
                     check_lock_key(key).map_err(refuse)?;
+                }
+            }
+            for m in def.meta.middleware {
+                if let Middleware::Named(name) = m {
+                    if !self.named_layers.contains_key(*name) {
+                        return Err(unknown_layer(def.meta.name, name, &self.named_layers));
+                    }
                 }
             }
             for m in def.meta.middleware {
@@ -442,6 +503,7 @@ impl SequencerBuilder {
             cancel: CancellationToken::new(),
             limiters: Arc::new(self.limiters),
             layers: Arc::new(self.layers),
+            named_layers: Arc::new(self.named_layers),
             jitter: self.jitter,
             keys: Arc::new(keys),
             held: Arc::default(),
@@ -464,6 +526,30 @@ impl SequencerBuilder {
             orchestrator: self.orchestrator,
         })
     }
+}
+
+/// The error of an operation whose `middleware = [name]` names no registered layer: the registered names, and the
+/// closest one.
+fn unknown_layer(
+    op: &str,
+    name: &str,
+    registered: &HashMap<String, Arc<dyn Layer>>,
+) -> SequencerError {
+    let mut names: Vec<&str> = registered.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let known = if names.is_empty() {
+        "no layer is registered by name".to_owned()
+    } else {
+        let list: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        format!("the registered ones are {}", list.join(", "))
+    };
+    let hint = sequencer_core::suggest::did_you_mean(name, names.iter().copied())
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    SequencerError::Usage(format!(
+        "`{op}` uses the middleware `{name}`, but no layer is registered by that name: add \
+         `.named_layer(\"{name}\", layer)` to the builder ({known}){hint}"
+    ))
 }
 
 /// Where the schema migrations come from: loaded by the caller, or a directory read by `build`.

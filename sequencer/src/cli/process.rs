@@ -155,6 +155,7 @@ pub(super) async fn scheduled(seq: &Sequencer, watch: bool) -> Result<ExitCode, 
     loop {
         let report = live(&seq, seq.process(&opts)).await?;
         summary(&report);
+        zones(&seq, &report);
         if !report.succeeded() {
             worst = ExitCode::from(1);
         }
@@ -170,6 +171,29 @@ pub(super) async fn scheduled(seq: &Sequencer, watch: bool) -> Result<ExitCode, 
                 println!("Stopped watching.");
                 return Ok(worst);
             }
+        }
+    }
+}
+
+/// Beside the UTC due time `summary` prints, the time zone of each operation scheduled at a time of day in one,
+/// and the due time on that zone's clock.
+fn zones(seq: &Sequencer, report: &crate::RunReport) {
+    for (name, at) in &report.scheduled {
+        let Ok(def) = seq.find(name) else { continue };
+        if let Some(crate::Schedule::TimeOfDayIn {
+            hour,
+            minute,
+            second,
+            zone,
+        }) = def.meta.schedule
+        {
+            let local = sequencer_core::format_in_zone(*at, zone).unwrap_or_default();
+            let secs = if second > 0 {
+                format!(":{second:02}")
+            } else {
+                String::new()
+            };
+            println!("    ({name} runs at {hour:02}:{minute:02}{secs} {zone}: {local})");
         }
     }
 }
