@@ -8,14 +8,17 @@ use std::sync::Arc;
 
 use sqlx::AnyPool;
 
+use crate::crypto::Keyring;
 use crate::ctx::batch::{AddMembers, BatchMember};
 use crate::ctx::StateMap;
 use crate::error::SequencerError;
 use crate::ledger::batches::NewMember;
 use crate::ledger::{BatchId, BatchInfo, BatchKind, Ledger};
 use crate::options::DEFAULT_QUEUE;
-use crate::registry::Registry;
+use crate::registry::{OperationDef, Registry};
 use crate::result::Result;
+use crate::task_def::TaskDef;
+use crate::task_runs::{record_task_run, Recorded, WhenHeld};
 
 /// Where a batch's members run.
 #[derive(Debug, Clone, Copy)]
@@ -26,54 +29,103 @@ pub(crate) enum Placement<'a> {
     Workers(Option<&'a str>),
 }
 
-/// The runs `members` stand for (a one-time operation: its newest run, a pending row inserted if the ledger has
-/// none), each with the queue its job goes on.
+/// A member resolved against the registry.
+enum Resolved<'m> {
+    Operation(&'static OperationDef),
+    Task(&'static TaskDef, &'m str),
+}
+
+/// The runs `members` stand for, each with the queue its job goes on: a one-time operation's newest run (a
+/// pending row inserted if the ledger has none); a task member's new run, recorded with its arguments (sealed
+/// when `encrypted`) and its `unique` key taken as `dispatch` takes it. A task member whose key another run holds
+/// is recorded `skipped` with the reason: it ends as it is recorded, and never runs. Every member is resolved
+/// before anything is recorded: an unknown name records nothing.
 pub(crate) async fn prepare(
     ledger: &Ledger,
+    keys: &Keyring,
     registry: &Registry,
     members: &[BatchMember],
     placement: Placement<'_>,
 ) -> std::result::Result<Vec<NewMember>, SequencerError> {
-    let mut defs = Vec::with_capacity(members.len());
+    let mut resolved = Vec::with_capacity(members.len());
     for m in members {
-        match m {
+        resolved.push(match m {
             BatchMember::Operation(name) => {
-                let def = registry.lookup(name).map_err(|suggestion| {
+                Resolved::Operation(registry.lookup(name).map_err(|suggestion| {
                     SequencerError::UnknownOperation {
                         name: name.clone(),
                         suggestion,
                     }
-                })?;
-                defs.push(def);
+                })?)
             }
-        }
+            BatchMember::Task(task) => {
+                let def = registry.task(task.name).ok_or_else(|| {
+                    SequencerError::Usage(format!(
+                        "task `{}` is not in this sequencer's registry: add its module's `registry()` to the builder",
+                        task.name
+                    ))
+                })?;
+                let json = task.args.as_deref().map_err(|e| SequencerError::Usage(e.clone()))?;
+                Resolved::Task(def, json)
+            }
+        });
     }
-    let names: Vec<&str> = defs.iter().map(|d| d.meta.name).collect();
-    let runs = ledger.latest_runs(&names).await?;
-    let missing: Vec<(&str, i64)> = defs
+    let names: Vec<&str> = resolved
         .iter()
-        .filter(|d| !runs.contains_key(d.meta.name))
-        .map(|d| (d.meta.name, d.meta.timestamp.version() as i64))
+        .filter_map(|r| match r {
+            Resolved::Operation(d) => Some(d.meta.name),
+            Resolved::Task(..) => None,
+        })
+        .collect();
+    let runs = ledger.latest_runs(&names).await?;
+    let missing: Vec<(&str, i64)> = resolved
+        .iter()
+        .filter_map(|r| match r {
+            Resolved::Operation(d) if !runs.contains_key(d.meta.name) => {
+                Some((d.meta.name, d.meta.timestamp.version() as i64))
+            }
+            _ => None,
+        })
         .collect();
     ledger.insert_pending(&missing).await?;
-    Ok(defs
-        .iter()
-        .map(|d| NewMember {
-            name: d.meta.name.to_owned(),
-            run: runs.get(d.meta.name).copied().unwrap_or(0),
-            queue: match placement {
-                Placement::InProcess => None,
-                Placement::Workers(queue) => {
-                    Some(queue.or(d.meta.queue).unwrap_or(DEFAULT_QUEUE).to_owned())
-                }
+    let queue_of = |own: Option<&'static str>| match placement {
+        Placement::InProcess => None,
+        Placement::Workers(queue) => Some(queue.or(own).unwrap_or(DEFAULT_QUEUE).to_owned()),
+    };
+    let mut out = Vec::with_capacity(resolved.len());
+    for r in resolved {
+        out.push(match r {
+            Resolved::Operation(d) => NewMember {
+                name: d.meta.name.to_owned(),
+                run: runs.get(d.meta.name).copied().unwrap_or(0),
+                queue: queue_of(d.meta.queue),
+                skipped: None,
             },
-        })
-        .collect())
+            Resolved::Task(def, json) => {
+                let recorded =
+                    record_task_run(ledger, keys, def, json.to_owned(), WhenHeld::RecordSkipped)
+                        .await?;
+                let (run, skipped) = match recorded {
+                    Recorded::Run(run, _) => (run, None),
+                    Recorded::Skipped(run, reason) => (run, Some(reason)),
+                    Recorded::Dropped => continue,
+                };
+                NewMember {
+                    name: def.name().to_owned(),
+                    run,
+                    queue: queue_of(def.op.meta.queue),
+                    skipped,
+                }
+            }
+        });
+    }
+    Ok(out)
 }
 
 /// Adds members to a recorded batch: `ctx.batch().add(..)`.
 pub(crate) struct Members {
     pub ledger: Ledger,
+    pub keys: Arc<Keyring>,
     pub registry: Registry,
 }
 
@@ -89,7 +141,14 @@ impl Members {
         } else {
             Placement::Workers(info.queue.as_deref())
         };
-        let members = prepare(&self.ledger, &self.registry, &members, placement).await?;
+        let members = prepare(
+            &self.ledger,
+            &self.keys,
+            &self.registry,
+            &members,
+            placement,
+        )
+        .await?;
         if !self.ledger.add_members(id, &members).await? {
             anyhow::bail!("batch {id} has finished: members can no longer be added to it");
         }
