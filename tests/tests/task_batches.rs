@@ -257,3 +257,33 @@ async fn a_thousand_reprice_tasks_on_three_workers_one_killed() {
         common::cleanup(&seq, &p, &["task_log"]).await;
     }
 }
+
+/// A chain whose first link is a task member whose `unique` key a queued run holds: the link is recorded
+/// `skipped` as the chain is recorded, and the next link's turn comes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_goes_on_past_a_first_link_skipped_for_its_unique_key() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = setup(&b, &p).await;
+        let queued = seq
+            .dispatch::<ops::reprice>(Reprice { customer_id: 6 })
+            .await
+            .unwrap();
+        assert!(queued.is_some(), "{}: queued for a worker", b.name);
+        let info = seq
+            .chain([reprice(6), reprice(7)])
+            .dispatch_and_wait()
+            .await
+            .unwrap();
+        assert_eq!(
+            (info.total, info.pending, info.failed, info.skipped),
+            (2, 0, 0, 1),
+            "{}: {info}",
+            b.name
+        );
+        let log = counts(&seq, &p).await;
+        assert_eq!(log.get(&("reprice".to_owned(), 7)), Some(&1), "{}", b.name);
+        assert_eq!(log.get(&("reprice".to_owned(), 6)), None, "{}", b.name);
+        common::cleanup(&seq, &p, &["task_log"]).await;
+    }
+}
