@@ -12,7 +12,9 @@ use crate::crypto::Keyring;
 use crate::ctx::batch::{AddMembers, BatchMember};
 use crate::ctx::StateMap;
 use crate::error::SequencerError;
+use crate::executor::policy::unique_task_lock;
 use crate::ledger::batches::NewMember;
+use crate::ledger::runs::Status;
 use crate::ledger::{BatchId, BatchInfo, BatchKind, Ledger};
 use crate::options::DEFAULT_QUEUE;
 use crate::registry::{OperationDef, Registry};
@@ -46,7 +48,7 @@ pub(crate) async fn prepare(
     registry: &Registry,
     members: &[BatchMember],
     placement: Placement<'_>,
-) -> std::result::Result<Vec<NewMember>, SequencerError> {
+) -> std::result::Result<Prepared, SequencerError> {
     let mut resolved = Vec::with_capacity(members.len());
     for m in members {
         resolved.push(match m {
@@ -92,9 +94,12 @@ pub(crate) async fn prepare(
         Placement::InProcess => None,
         Placement::Workers(queue) => Some(queue.or(own).unwrap_or(DEFAULT_QUEUE).to_owned()),
     };
-    let mut out = Vec::with_capacity(resolved.len());
+    let mut out = Prepared {
+        members: Vec::with_capacity(resolved.len()),
+        task_runs: Vec::new(),
+    };
     for r in resolved {
-        out.push(match r {
+        out.members.push(match r {
             Resolved::Operation(d) => NewMember {
                 name: d.meta.name.to_owned(),
                 run: runs.get(d.meta.name).copied().unwrap_or(0),
@@ -102,11 +107,26 @@ pub(crate) async fn prepare(
                 skipped: None,
             },
             Resolved::Task(def, json) => {
-                let recorded =
-                    record_task_run(ledger, keys, def, json.to_owned(), WhenHeld::RecordSkipped)
-                        .await?;
+                let recorded = match record_task_run(
+                    ledger,
+                    keys,
+                    def,
+                    json.to_owned(),
+                    WhenHeld::RecordSkipped,
+                )
+                .await
+                {
+                    Ok(recorded) => recorded,
+                    Err(e) => {
+                        out.abandon(ledger, &e.to_string()).await;
+                        return Err(e);
+                    }
+                };
                 let (run, skipped) = match recorded {
-                    Recorded::Run(run, _) => (run, None),
+                    Recorded::Run(run, data) => {
+                        out.task_runs.push((def.name(), run, data.keys.unique));
+                        (run, None)
+                    }
                     Recorded::Skipped(run, reason) => (run, Some(reason)),
                     Recorded::Dropped => continue,
                 };
@@ -120,6 +140,38 @@ pub(crate) async fn prepare(
         });
     }
     Ok(out)
+}
+
+/// The members `prepare` resolved, and the task runs it recorded for them.
+pub(crate) struct Prepared {
+    /// The members to record.
+    pub members: Vec<NewMember>,
+    /// The task runs recorded `pending`, each with its `unique` key (taken).
+    task_runs: Vec<(&'static str, i64, Option<String>)>,
+}
+
+impl Prepared {
+    /// The batch was not recorded (or its members not added): the task runs recorded for it would wait for a job
+    /// that never comes, their `unique` keys held. Each is recorded `skipped` with the reason, its key released.
+    /// Best effort: what fails here is logged, and the caller reports the first error.
+    pub(crate) async fn abandon(&self, ledger: &Ledger, why: &str) {
+        let reason = format!("not run: its batch was not recorded: {why}");
+        for (name, run, unique) in &self.task_runs {
+            let skipped = ledger
+                .set_status(name, *run, Status::Pending, Status::Skipped, Some(&reason))
+                .await;
+            let released = match unique {
+                Some(key) => {
+                    let (lock, owner) = unique_task_lock(name, key, *run);
+                    ledger.release_named_lock(&lock, &owner).await
+                }
+                None => Ok(()),
+            };
+            if let Err(e) = skipped.and(released) {
+                tracing::warn!(task = *name, run, error = %e, "cannot record an abandoned task run skipped");
+            }
+        }
+    }
 }
 
 /// Adds members to a recorded batch: `ctx.batch().add(..)`.
@@ -141,7 +193,7 @@ impl Members {
         } else {
             Placement::Workers(info.queue.as_deref())
         };
-        let members = prepare(
+        let prepared = prepare(
             &self.ledger,
             &self.keys,
             &self.registry,
@@ -149,8 +201,17 @@ impl Members {
             placement,
         )
         .await?;
-        if !self.ledger.add_members(id, &members).await? {
-            anyhow::bail!("batch {id} has finished: members can no longer be added to it");
+        let finished = format!("batch {id} has finished: members can no longer be added to it");
+        match self.ledger.add_members(id, &prepared.members).await {
+            Ok(true) => {}
+            Ok(false) => {
+                prepared.abandon(&self.ledger, &finished).await;
+                anyhow::bail!(finished);
+            }
+            Err(e) => {
+                prepared.abandon(&self.ledger, &e.to_string()).await;
+                return Err(e.into());
+            }
         }
         if info.kind == BatchKind::Chain && !info.in_process {
             // A chain whose links had all completed goes on with the new ones.

@@ -287,3 +287,31 @@ async fn a_chain_goes_on_past_a_first_link_skipped_for_its_unique_key() {
         common::cleanup(&seq, &p, &["task_log"]).await;
     }
 }
+
+/// A batch the ledger refuses (an operation twice) after its task members' runs were recorded: those runs are
+/// recorded `skipped` with the reason, and their `unique` keys are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_leaves_no_task_run_waiting_nor_its_key_held() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = setup(&b, &p).await;
+        let refused = seq
+            .batch([
+                reprice(8),
+                BatchMember::from("queued_op"),
+                BatchMember::from("queued_op"),
+            ])
+            .dispatch()
+            .await;
+        let err = refused.expect_err("a run is a member once").to_string();
+        assert!(err.contains("a run is a member once"), "{}: {err}", b.name);
+        let row = seq.ledger().row_of("reprice", 1).await.unwrap().unwrap();
+        assert_eq!(row.status, Status::Skipped, "{}: {row:?}", b.name);
+        let again = seq
+            .dispatch::<ops::reprice>(Reprice { customer_id: 8 })
+            .await
+            .unwrap();
+        assert!(again.is_some(), "{}: the key was released", b.name);
+        common::cleanup(&seq, &p, &["task_log"]).await;
+    }
+}

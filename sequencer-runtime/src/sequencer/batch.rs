@@ -149,7 +149,7 @@ impl Pending {
         self.check()?;
         self.check_dependencies().await?;
         let ledger = self.seq.ledger();
-        let members = prepare(
+        let prepared = prepare(
             ledger,
             &self.seq.env().keys,
             self.seq.registry(),
@@ -157,6 +157,7 @@ impl Pending {
             placement,
         )
         .await?;
+        let members = &prepared.members;
         let batch = NewBatch {
             kind: self.kind,
             name: self.name.as_deref(),
@@ -169,7 +170,13 @@ impl Pending {
                 self.finally.as_deref(),
             ],
         };
-        let id = ledger.create_batch(&batch, &members).await?;
+        let id = match ledger.create_batch(&batch, members).await {
+            Ok(id) => id,
+            Err(e) => {
+                prepared.abandon(ledger, &e.to_string()).await;
+                return Err(e.into());
+            }
+        };
         if self.kind == BatchKind::Chain && members.first().is_some_and(|m| m.skipped.is_some()) {
             // Its first link ended as it was recorded: the next one's turn has come.
             ledger.release_next_link(id).await?;
