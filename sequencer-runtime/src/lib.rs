@@ -37,13 +37,14 @@ mod revert;
 mod sequencer;
 pub mod strategy;
 mod task_def;
+mod task_runs;
 mod tasks;
 mod worker;
 
 pub use crate::batches::BatchCtx;
 #[cfg(feature = "csv")]
 pub use crate::csv_rows::{CsvBatches, CsvRows};
-pub use crate::ctx::{BatchHandle, BatchMember, Cancelled, Ctx, StateMap, TxGuard};
+pub use crate::ctx::{BatchHandle, BatchMember, Cancelled, Ctx, StateMap, TaskMember, TxGuard};
 pub use crate::deferred::DeferredReport;
 pub use crate::error::SequencerError;
 pub use crate::events::{Event, Via};

@@ -10,10 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::crypto::place;
 use crate::error::SequencerError;
 use crate::events::Via;
-use crate::executor::policy::unique_task_lock;
 use crate::executor::{Env, TaskData};
 use crate::ledger::runs::Status;
 use crate::ledger::tasks::Available;
@@ -21,13 +19,7 @@ use crate::options::DEFAULT_QUEUE;
 use crate::report::Outcome;
 use crate::sequencer::Sequencer;
 use crate::task_def::{Task, TaskDef};
-
-/// How long a task's `unique` key holds without `unique_for`: a run whose worker died frees it after this.
-const UNIQUE_HOLD: Duration = Duration::from_secs(3600);
-
-/// Dispatches of one process take their run numbers one at a time (another process that takes the same number
-/// is told so by the primary key, and takes the next).
-static NUMBERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::task_runs::{record_task_run, Recorded, WhenHeld};
 
 /// One run of a task, as the ledger records it: the row `(name, run)` of the operations table, and the job
 /// `(name, run)` of the queue.
@@ -219,57 +211,10 @@ impl Sequencer {
         def: &'static TaskDef,
         json: String,
     ) -> Result<Option<(i64, TaskData)>, SequencerError> {
-        let name = def.name();
-        let data = TaskData::from_json(def, json.clone());
-        if let Err(why) = &data.args {
-            return Err(SequencerError::Usage(why.to_string()));
+        match record_task_run(self.ledger(), &self.env().keys, def, json, WhenHeld::Drop).await? {
+            Recorded::Run(run, data) => Ok(Some((run, data))),
+            Recorded::Dropped | Recorded::Skipped(..) => Ok(None),
         }
-        let keys = &self.env().keys;
-        if def.op.meta.encrypted && !keys.can_seal() {
-            return Err(SequencerError::Usage(format!(
-                "task `{name}` is `encrypted` but no key is configured: set SEQUENCER_KEY (see the workers guide) so that its arguments are sealed"
-            )));
-        }
-        let ledger = self.ledger();
-        let hold = def
-            .op
-            .meta
-            .unique
-            .and_then(|u| u.hold_for)
-            .unwrap_or(UNIQUE_HOLD);
-        let _numbering = NUMBERING.lock().await;
-        for _ in 0..100 {
-            let run = ledger.next_task_run(name).await?;
-            let unique = data
-                .keys
-                .unique
-                .as_deref()
-                .map(|k| unique_task_lock(name, k, run));
-            if let Some((lock, owner)) = &unique {
-                if !ledger.try_named_lock(lock, owner, hold).await? {
-                    return Ok(None);
-                }
-            }
-            let stored = if def.op.meta.encrypted {
-                keys.seal_for(&json, &place::task_args(name, run))
-                    .map_err(|e| {
-                        SequencerError::Usage(format!(
-                            "cannot seal the arguments of task `{name}`: {e}"
-                        ))
-                    })?
-            } else {
-                json.clone()
-            };
-            if ledger.insert_task_run(name, run, &stored).await? {
-                return Ok(Some((run, data)));
-            }
-            if let Some((lock, owner)) = &unique {
-                ledger.release_named_lock(lock, owner).await?;
-            }
-        }
-        Err(SequencerError::Usage(format!(
-            "cannot number a run of task `{name}`: other processes took every number tried"
-        )))
     }
 
     /// Every registered task with its runs by state (tasks never dispatched show no runs).

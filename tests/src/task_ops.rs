@@ -117,11 +117,51 @@ pub mod ops {
         crate::task_ops::log(ctx, &format!("span:{}", now()), start).await
     }
 
+    /// A member of a batch that adds a `reprice` of customer `customer_id + 1000` to its batch (`task_batches`).
+    #[task(queue = "billing")]
+    pub async fn fan_out(ctx: &Ctx, args: Reprice) -> Result<()> {
+        crate::task_ops::log(ctx, "fan_out", args.customer_id).await?;
+        let batch = ctx.batch().ok_or_else(|| Error::msg("not in a batch"))?;
+        batch
+            .add([sequencer::BatchMember::task::<reprice>(Reprice {
+                customer_id: args.customer_id + 1000,
+            })])
+            .await
+    }
+
     /// An asynchronous one-time operation, for `execute_sync`.
     #[operation(timestamp = "2024_06_01_000000", asynchronous, queue = "billing")]
     pub async fn queued_op(ctx: &Ctx) -> Result<()> {
         crate::task_ops::log(ctx, "queued_op", 0).await
     }
+}
+
+/// The tasks suites' sequencer (the `seqtask` binary's): the tasks of [`ops`], the log's prefix as state, the
+/// ledger's tables prefixed `<prefix>seq_`, and the batch callback `reprice_done`, which logs `("then", members
+/// not ended, 0)`.
+pub fn builder(prefix: &str) -> sequencer::SequencerBuilder {
+    let p = prefix.to_owned();
+    sequencer::Sequencer::builder()
+        .registry(ops::registry())
+        .state(Prefix(prefix.to_owned()))
+        .table_prefix(format!("{prefix}seq_"))
+        .batch_callback("reprice_done", move |ctx: sequencer::BatchCtx| {
+            let p = p.clone();
+            async move {
+                let id = ctx.id().0;
+                let open: i64 = sequencer::sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM {p}seq_batch_members WHERE batch_id = {id} AND state IN ('pending', 'waiting')"
+                ))
+                .fetch_one(ctx.pool())
+                .await?;
+                sequencer::sqlx::query(&format!(
+                    "INSERT INTO {p}task_log (what, customer, attempt) VALUES ('then', {open}, 0)"
+                ))
+                .execute(ctx.pool())
+                .await?;
+                Ok(())
+            }
+        })
 }
 
 /// An `encrypted` task, apart: a registry with it needs a key.

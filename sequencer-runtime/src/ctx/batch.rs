@@ -6,14 +6,47 @@ use std::sync::Arc;
 
 use crate::ledger::{BatchId, BatchInfo, Ledger};
 use crate::result::Result;
+use crate::task_def::Task;
 
-/// A member of a batch or chain: today a one-time operation, by ledger name or function name
-/// (`"reprice"` converts). More kinds of member (typed tasks) join as variants.
+/// A member of a batch or chain: a one-time operation, by ledger name or function name (`"reprice"` converts),
+/// or a run of a typed task with its data ([`BatchMember::task`]); a batch may mix both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BatchMember {
     /// A one-time operation of the registry, by ledger name or function name: its current run.
     Operation(String),
+    /// A new run of a typed task with its arguments, built by [`BatchMember::task`].
+    Task(TaskMember),
+}
+
+/// A task run to record as a member of a batch: the task's ledger name and its arguments, serialized when it was
+/// built by [`BatchMember::task`] (typed: only the task's own data type compiles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskMember {
+    pub(crate) name: &'static str,
+    /// The arguments as JSON, or why they could not be serialized (reported when the batch is dispatched).
+    pub(crate) args: std::result::Result<String, String>,
+}
+
+impl TaskMember {
+    /// The task's ledger name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl BatchMember {
+    /// A new run of task `T` with its data, as a member: `seq.batch([BatchMember::task::<ops::reprice>(Reprice {
+    /// customer_id: 7 })])`. Recorded (arguments sealed when the task is `encrypted`) when the batch is
+    /// dispatched; its `unique` key is taken then, as [`dispatch`](crate::Sequencer::dispatch) takes it, and a
+    /// member whose key another run holds is recorded `skipped` with the reason (counted as ended, not run).
+    pub fn task<T: Task>(args: T::Args) -> BatchMember {
+        BatchMember::Task(TaskMember {
+            name: T::NAME,
+            args: serde_json::to_string(&args)
+                .map_err(|e| format!("cannot serialize the arguments of task `{}`: {e}", T::NAME)),
+        })
+    }
 }
 
 impl From<&str> for BatchMember {

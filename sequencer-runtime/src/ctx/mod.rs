@@ -22,7 +22,7 @@ mod commit;
 mod control;
 mod tx;
 
-pub use batch::{BatchHandle, BatchMember};
+pub use batch::{BatchHandle, BatchMember, TaskMember};
 pub use tx::TxGuard;
 use tx::TxSlot;
 

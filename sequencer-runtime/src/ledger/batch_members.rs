@@ -141,9 +141,28 @@ impl Ledger {
         let join = self.dialect.sql(format!(
             "UPDATE {jobs} SET batch_id = ? WHERE name = ? AND run = ? AND batch_id IS NULL"
         ));
+        let insert_skipped = self.dialect.sql(format!(
+            "INSERT INTO {members_table} (batch_id, position, name, run, state, reason, ended_at) VALUES (?, ?, ?, ?, ?, ?, {now})"
+        ));
         let mut queues: Vec<String> = Vec::new();
+        let mut skipped = 0i64;
         for (i, m) in members.iter().enumerate() {
             let position = position + i as i64;
+            if let Some(reason) = &m.skipped {
+                // Ended as it is recorded: counted skipped, never queued.
+                sqlx::query(&insert_skipped)
+                    .bind(id.0)
+                    .bind(position)
+                    .bind(m.name.as_str())
+                    .bind(m.run)
+                    .bind(MemberState::Skipped.as_str())
+                    .bind(reason.as_str())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(q(WHAT))?;
+                skipped += 1;
+                continue;
+            }
             // A chain's links after its first wait for their turn.
             let waiting = chain && position > 0;
             let state = if waiting {
@@ -220,6 +239,19 @@ impl Ledger {
             if !waiting && !queues.contains(queue) {
                 queues.push(queue.clone());
             }
+        }
+        if skipped > 0 {
+            let count = self.dialect.sql(format!(
+                "UPDATE {} SET pending = pending - ?, skipped = skipped + ? WHERE id = ?",
+                self.table("job_batches")
+            ));
+            sqlx::query(&count)
+                .bind(skipped)
+                .bind(skipped)
+                .bind(id.0)
+                .execute(&mut **tx)
+                .await
+                .map_err(q(WHAT))?;
         }
         Ok(queues)
     }

@@ -182,6 +182,8 @@ pub(crate) struct NewMember {
     pub name: String,
     pub run: i64,
     pub queue: Option<String>,
+    /// Recorded ended, `skipped` with this reason (a task member whose `unique` key another run holds): no job.
+    pub skipped: Option<String>,
 }
 
 const BATCH_COLUMNS: &str = "id, kind, name, queue, in_process, total, pending, failed, skipped, allow_failures, then_callback, catch_callback, finally_callback, created_at, cancelled_at, caught_at, failed_member, finished_at, callback_error";

@@ -113,8 +113,14 @@ impl Pending {
         let rows = self.seq.ledger().rows().await?;
         let mut before: Vec<&str> = Vec::new();
         for m in &self.members {
-            let BatchMember::Operation(name) = m;
-            let def = self.seq.find(name)?;
+            let def = match m {
+                BatchMember::Operation(name) => self.seq.find(name)?,
+                BatchMember::Task(task) => match self.seq.registry().task(task.name()) {
+                    Some(t) => &t.op,
+                    // Reported by `prepare`, with the fix.
+                    None => continue,
+                },
+            };
             for dep in def.meta.depends_on {
                 let Dependency::Operation(d) = dep else {
                     continue;
@@ -143,7 +149,15 @@ impl Pending {
         self.check()?;
         self.check_dependencies().await?;
         let ledger = self.seq.ledger();
-        let members = prepare(ledger, self.seq.registry(), &self.members, placement).await?;
+        let prepared = prepare(
+            ledger,
+            &self.seq.env().keys,
+            self.seq.registry(),
+            &self.members,
+            placement,
+        )
+        .await?;
+        let members = &prepared.members;
         let batch = NewBatch {
             kind: self.kind,
             name: self.name.as_deref(),
@@ -156,9 +170,19 @@ impl Pending {
                 self.finally.as_deref(),
             ],
         };
-        let id = ledger.create_batch(&batch, &members).await?;
-        if members.is_empty() {
-            // Nothing will end: it ends now, here.
+        let id = match ledger.create_batch(&batch, members).await {
+            Ok(id) => id,
+            Err(e) => {
+                prepared.abandon(ledger, &e.to_string()).await;
+                return Err(e.into());
+            }
+        };
+        if self.kind == BatchKind::Chain && members.first().is_some_and(|m| m.skipped.is_some()) {
+            // Its first link ended as it was recorded: the next one's turn has come.
+            ledger.release_next_link(id).await?;
+        }
+        if members.iter().all(|m| m.skipped.is_some()) {
+            // Nothing will end (no members, or only members skipped as they were recorded): it ends now, here.
             self.seq.settle_batch(id, false).await?;
         }
         Ok(id)
@@ -214,13 +238,27 @@ impl Sequencer {
                         .await?;
                         continue;
                     }
+                    let env = self.env().clone();
+                    if let Some(task) = self.registry().task(&m.name) {
+                        // A task member: its arguments from its row, through the task path.
+                        tasks.spawn(async move {
+                            let outcome = match env.task_data(task, m.run).await {
+                                Ok(data) => env
+                                    .run_task(&task.op, m.run, run_batch, data, Some(id))
+                                    .await
+                                    .map_err(Into::into),
+                                Err(e) => Err(e.into()),
+                            };
+                            (m.name, m.run, outcome)
+                        });
+                        continue;
+                    }
                     let Some(def) = self.registry().get(&m.name) else {
                         let reason = format!("unknown operation `{}`", m.name);
                         self.member_ended(id, &m.name, m.run, MemberState::Failed, Some(&reason))
                             .await?;
                         continue;
                     };
-                    let env = self.env().clone();
                     tasks.spawn(async move {
                         let due = Due::new(def, m.run, false, false).in_batch(Some(id));
                         let outcome = env.run(&due, run_batch).await.map_err(Into::into);

@@ -489,8 +489,10 @@ impl SequencerBuilder {
             );
         }
         let (events, _) = broadcast::channel(1024);
+        let keys = Arc::new(keys);
         let members = Arc::new(Members {
             ledger: ledger.clone(),
+            keys: keys.clone(),
             registry: registry.clone(),
         });
         let env = Env {
@@ -505,7 +507,7 @@ impl SequencerBuilder {
             layers: Arc::new(self.layers),
             named_layers: Arc::new(self.named_layers),
             jitter: self.jitter,
-            keys: Arc::new(keys),
+            keys,
             held: Arc::default(),
             via: crate::events::Via::Process,
             hard_timeout_grace: self.hard_timeout_grace,

@@ -5,9 +5,5 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let prefix = std::env::var("SEQTEST_PREFIX").unwrap_or_else(|_| "task_".into());
-    let builder = sequencer::Sequencer::builder()
-        .registry(sequencer_tests::task_ops::ops::registry())
-        .state(sequencer_tests::task_ops::Prefix(prefix.clone()))
-        .table_prefix(format!("{prefix}seq_"));
-    sequencer::cli::run_with(builder)
+    sequencer::cli::run_with(sequencer_tests::task_ops::builder(&prefix))
 }
