@@ -118,11 +118,7 @@ async fn record(ctx: BatchCtx, kind: &'static str) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no Prefix"))?
         .0;
     let id = ctx.id().0;
-    let open: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM {p}seq_batch_members WHERE batch_id = {id} AND state IN ('pending', 'waiting')"
-    ))
-    .fetch_one(ctx.pool())
-    .await?;
+    let open = crate::open_members(&ctx, p).await?;
     let at = sequencer::ledger::now_ms();
     let member = ctx.failed_member().unwrap_or("-").to_owned();
     sqlx::query(&format!(

@@ -27,6 +27,17 @@ pub fn record(what: &str) {
         .push(what.to_owned());
 }
 
+/// How many members of a batch have not ended yet (`pending` or `waiting`), read from the ledger's table with the
+/// tables prefixed `<prefix>seq_`: what a batch callback of the suites records to show it ran after the last end.
+pub async fn open_members(ctx: &sequencer::BatchCtx, prefix: &str) -> anyhow::Result<i64> {
+    let id = ctx.id().0;
+    Ok(sequencer::sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {prefix}seq_batch_members WHERE batch_id = {id} AND state IN ('pending', 'waiting')"
+    ))
+    .fetch_one(ctx.pool())
+    .await?)
+}
+
 /// Inline operations.
 #[sequencer::operations]
 pub mod users {

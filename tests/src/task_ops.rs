@@ -148,12 +148,7 @@ pub fn builder(prefix: &str) -> sequencer::SequencerBuilder {
         .batch_callback("reprice_done", move |ctx: sequencer::BatchCtx| {
             let p = p.clone();
             async move {
-                let id = ctx.id().0;
-                let open: i64 = sequencer::sqlx::query_scalar(&format!(
-                    "SELECT COUNT(*) FROM {p}seq_batch_members WHERE batch_id = {id} AND state IN ('pending', 'waiting')"
-                ))
-                .fetch_one(ctx.pool())
-                .await?;
+                let open = crate::open_members(&ctx, &p).await?;
                 sequencer::sqlx::query(&format!(
                     "INSERT INTO {p}task_log (what, customer, attempt) VALUES ('then', {open}, 0)"
                 ))
