@@ -125,33 +125,32 @@ async fn scheduling_once(
     n: usize,
     rep: usize,
 ) -> Result<(Duration, Duration, Duration), AnyError> {
-    {
-        // sequencer: the graph orchestrator, unbounded, on SQLite in memory (tmpfs).
-        let url = sqlite_url(dir, &format!("s{shape}{rep}"));
-        let seq = sequencer(&url, "", registry("s", deps, noop, false)?).await?;
-        let started = Instant::now();
-        let report = seq
-            .using(DependencyGraph)
-            .process(&ProcessOptions {
-                concurrency: Some(n),
-                ..Default::default()
-            })
-            .await?;
-        let ours = started.elapsed();
-        if completed(&report) != n {
-            return Err(format!("{shape}: {} of {n} completed", completed(&report)).into());
-        }
-        // Baseline with the same two writes per operation, on a pool like the ledger's.
-        let floor_url = sqlite_url(dir, &format!("b{shape}{rep}"));
-        let ledger = sequencer::ledger::Ledger::connect(&floor_url, "").await?;
-        let names: Vec<String> = (0..n).map(|i| format!("s_{i:06}")).collect();
-        let pending: Vec<(&str, i64)> = names.iter().map(|s| (s.as_str(), 0)).collect();
-        let setup = Instant::now();
-        ledger.insert_pending(&pending).await?;
-        let insert = setup.elapsed();
-        let pool = ledger.pool().clone();
-        let names = Arc::new(names);
-        let base = ready_queue(deps, move |i| {
+    // sequencer: the graph orchestrator, unbounded, on SQLite in memory (tmpfs).
+    let url = sqlite_url(dir, &format!("s{shape}{rep}"));
+    let seq = sequencer(&url, "", registry("s", deps, noop, false)?).await?;
+    let started = Instant::now();
+    let report = seq
+        .using(DependencyGraph)
+        .process(&ProcessOptions {
+            concurrency: Some(n),
+            ..Default::default()
+        })
+        .await?;
+    let ours = started.elapsed();
+    if completed(&report) != n {
+        return Err(format!("{shape}: {} of {n} completed", completed(&report)).into());
+    }
+    // Baseline with the same two writes per operation, on a pool like the ledger's.
+    let floor_url = sqlite_url(dir, &format!("b{shape}{rep}"));
+    let ledger = sequencer::ledger::Ledger::connect(&floor_url, "").await?;
+    let names: Vec<String> = (0..n).map(|i| format!("s_{i:06}")).collect();
+    let pending: Vec<(&str, i64)> = names.iter().map(|s| (s.as_str(), 0)).collect();
+    let setup = Instant::now();
+    ledger.insert_pending(&pending).await?;
+    let insert = setup.elapsed();
+    let pool = ledger.pool().clone();
+    let names = Arc::new(names);
+    let base = ready_queue(deps, move |i| {
             let (pool, names) = (pool.clone(), names.clone());
             async move {
                 let claim = "UPDATE operations SET status = 'running', batch = 1, attempts = 1, started_at = ?, lease_until = ?, host = 'bench', pid = 1 WHERE name = ? AND run = 0 AND status = 'pending'";
@@ -163,8 +162,7 @@ async fn scheduling_once(
         })
         .await?
             + insert;
-        // And with no writes at all: the scheduling floor.
-        let bare = ready_queue(deps, |_| async { Ok(()) }).await?;
-        Ok((ours, base, bare))
-    }
+    // And with no writes at all: the scheduling floor.
+    let bare = ready_queue(deps, |_| async { Ok(()) }).await?;
+    Ok((ours, base, bare))
 }
