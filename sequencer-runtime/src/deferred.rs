@@ -1,36 +1,47 @@
-//! Deferred operations: `defer(name, payload, due_at, max_attempts)` stores a serde payload in the ledger
-//! database; `process_deferred` (the `process-deferred` command, and every `work` process) runs the due ones
-//! with their typed handler, retrying after a delay until `max_attempts`, then recording the error.
+//! Deferred operations are tasks: `defer(name, payload, due_at, max_attempts)` records a run of the task
+//! `deferred:<name>` (a row of the operations table with its payload, sealed when a key is configured) and queues
+//! it on the `deferred` queue, available at `due_at`; `process_deferred` (the `process-deferred` command, and every
+//! `work` process when idle) runs the due ones through the executor, with every policy: retries with backoff,
+//! layers, events, hard timeouts, leases and recovery. Rows an older version left in the `<prefix>deferred` table
+//! are moved into that representation first (see [`crate::ledger::DeferredStatus::Moved`]).
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::crypto::place;
 use crate::error::SequencerError;
-use crate::executor::task::run_boxed;
-use crate::handlers::MalformedPayload;
+use crate::events::Via;
+use crate::executor::Env;
+use crate::handlers::{Envelope, DEFERRED_QUEUE};
 use crate::lease::renew_every_third;
-use crate::ledger::deferred::DeferredStatus;
-use crate::ledger::new_claim_token;
-use crate::result::describe;
+use crate::ledger::deferred::Move;
+use crate::ledger::tasks::Available;
+use crate::report::Outcome;
 use crate::sequencer::Sequencer;
+use crate::task_runs::{record_task_run, Recorded, WhenHeld};
+use crate::worker::{run_target, WorkReport};
 
 /// What [`Sequencer::process_deferred`] did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DeferredReport {
-    /// Deferred operations that completed.
+    /// Deferred runs that completed.
     pub completed: usize,
-    /// Ones that failed and will be tried again.
+    /// Runs put back on the queue, to be taken again (waiting for a lock, or for the recovery of a dead claim).
     pub retrying: usize,
-    /// Ones that failed for good (out of attempts, malformed payload, unknown handler): kept for a human.
+    /// Runs that failed for good (out of attempts, malformed payload, unknown handler): kept for a human. Each
+    /// is `(run, error)`: the run number of its task `deferred:<name>` (for a row of the old table that could not
+    /// be moved, its id there).
     pub failed: Vec<(i64, String)>,
+    /// Rows of the old `<prefix>deferred` table moved into task runs by this call.
+    pub moved: usize,
 }
 
 impl Sequencer {
-    /// Stores a deferred operation: `handler` (a name registered with `SequencerBuilder::deferred`) runs with
-    /// `payload` once `due_at` has come, up to `max_attempts` times.
+    /// Defers a run of `handler` (a name registered with `SequencerBuilder::deferred`): a run of the task
+    /// `deferred:<handler>` with `payload`, run by a worker once `due_at` has come, up to `max_attempts` tries.
+    ///
+    /// Kept for the code that uses it: the same thing typed is a `#[task]` dispatched with
+    /// `seq.dispatch::<ops::f>(args).at(due_at)` (its tries from its `retries = ..`).
     pub async fn defer<T: Serialize>(
         &self,
         handler: &str,
@@ -39,185 +50,193 @@ impl Sequencer {
         max_attempts: u32,
     ) -> Result<(), SequencerError> {
         let handlers = self.deferred_handlers();
-        if handlers.resolve(handler).is_none() {
+        let resolved = handlers
+            .resolve(handler)
+            .and_then(|(name, h)| h.def.map(|def| (name, def)));
+        let Some((name, def)) = resolved else {
             let names = handlers.handlers.keys().map(String::as_str);
             return Err(SequencerError::UnknownOperation {
                 name: handler.to_owned(),
                 suggestion: sequencer_core::suggest::did_you_mean(handler, names)
                     .map(str::to_owned),
             });
-        }
-        let json = serde_json::to_string(payload).map_err(|e| {
-            SequencerError::Usage(format!("cannot serialize the payload of `{handler}`: {e}"))
+        };
+        let value = serde_json::to_value(payload).map_err(|e| {
+            SequencerError::Usage(format!("cannot serialize the payload of `{name}`: {e}"))
         })?;
-        // Payloads are sealed at rest whenever a key is configured, each bound to its row.
-        let keys = self.env().keys.clone();
+        let envelope = Envelope {
+            max_attempts: max_attempts.max(1),
+            payload: value,
+            deferred_id: None,
+        };
+        let json = serde_json::to_string(&envelope).map_err(|e| {
+            SequencerError::Usage(format!("cannot serialize the payload of `{name}`: {e}"))
+        })?;
         let due = due_at
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        self.ledger()
-            .defer(
-                handler,
-                |id| {
-                    if keys.can_seal() {
-                        keys.seal_for(&json, &place::deferred(id, "payload"))
-                            .unwrap_or_else(|e| format!("[not stored: {e}]"))
-                    } else {
-                        json.clone()
-                    }
-                },
-                due,
-                max_attempts,
-            )
-            .await?;
+            .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64);
+        let ledger = self.ledger();
+        if let Recorded::Run(run, _) =
+            record_task_run(ledger, &self.env().keys, def, json, WhenHeld::Drop).await?
+        {
+            ledger
+                .enqueue_task(def.name(), run, DEFERRED_QUEUE, Available::At(due))
+                .await?;
+        }
         Ok(())
     }
 
-    /// Runs the due deferred operations (at most `limit`), oldest first.
+    /// Runs the due deferred runs (at most `limit`), oldest first, each through the executor. Moves the pending
+    /// rows an older version left in the `<prefix>deferred` table into task runs first.
     pub async fn process_deferred(
         &self,
         limit: Option<usize>,
     ) -> Result<DeferredReport, SequencerError> {
-        let handlers = self.deferred_handlers();
         let ledger = self.ledger();
         let mut report = DeferredReport::default();
-        // Held while the handler runs, renewed every third of it: a processor that dies leaves its rows to be
-        // taken again once the lease runs out, while a handler that runs long keeps its own.
-        let lease = self.env().lease;
-        ledger.expire_deferred().await?;
-        for id in ledger.deferred_due(limit.unwrap_or(usize::MAX)).await? {
-            let token = new_claim_token();
-            if !ledger.claim_deferred(id, lease, &token).await? {
-                continue;
-            }
-            let Some(row) = ledger.deferred_row(id).await? else {
+        self.move_old_deferred(&mut report).await?;
+        let env = Env {
+            via: Via::Worker,
+            ..self.env().clone()
+        };
+        // Claims of processes that died: their jobs back on the queue, their runs `interrupted` (taken again
+        // while they have tries left).
+        ledger.rescue_jobs().await?;
+        ledger.recover_interrupted(&env.owner).await?;
+        let worker = format!(
+            "{}:{}:{:08x}",
+            env.owner.host,
+            env.owner.pid,
+            fastrand::u32(..)
+        );
+        let mut left = limit.unwrap_or(usize::MAX);
+        let mut batch = None;
+        while left > 0 {
+            let Some(job) = ledger
+                .take_jobs(DEFERRED_QUEUE, &worker, env.lease, 1)
+                .await?
+                .into_iter()
+                .next()
+            else {
+                break;
+            };
+            left -= 1;
+            let Some(target) = self.target_of(&job.name) else {
+                let error = self.unknown_job(&job, &worker).await;
+                report.failed.push((job.run, error));
                 continue;
             };
-            // Errors may quote the payload: sealed like it, for this row, whenever a key is configured.
-            let sealed = |text: &str| {
-                let keys = &self.env().keys;
-                if keys.can_seal() {
-                    keys.seal_for(text, &place::deferred(id, "last_error"))
-                        .unwrap_or_else(|e| format!("[not recorded: {e}]"))
-                } else {
-                    text.to_owned()
+            let batch = match batch {
+                Some(b) => b,
+                None => *batch.insert(ledger.new_batch(&env.owner).await?),
+            };
+            // The job's lease renewed while its run runs; a job another worker took over stops it.
+            let cancel = env.cancel.child_token();
+            let env = Env {
+                cancel: cancel.clone(),
+                ..env.clone()
+            };
+            let (hl, hw, id, lease) = (ledger.clone(), worker.clone(), job.id, env.lease);
+            let beat = renew_every_third(lease, move || {
+                let (hl, hw, cancel) = (hl.clone(), hw.clone(), cancel.clone());
+                async move {
+                    if let Ok(false) = hl.job_heartbeat(id, &hw, lease).await {
+                        cancel.cancel();
+                    }
                 }
+            });
+            let outcome = run_target(&env, target, &job, batch).await;
+            drop(beat);
+            let run = job.run;
+            let mut work = WorkReport::default();
+            let said = match &outcome {
+                Ok(Outcome::Failed { error, .. }) => Some(error.clone()),
+                Ok(Outcome::Cancelled { reason }) => Some(reason.clone()),
+                Err(e) => Some(e.to_string()),
+                _ => None,
             };
-            let Some((_, (handler, meta))) = handlers.resolve(&row.handler) else {
+            self.finish_job(Ok((job, outcome)), &worker, &mut work)
+                .await?;
+            match said {
+                Some(error) => report.failed.push((run, error)),
+                None if work.completed > 0 => report.completed += 1,
+                None => {
+                    let row = ledger.row_of(&target_name(target), run).await?;
+                    match row.map(|r| r.status) {
+                        Some(crate::ledger::Status::Interrupted) => report.failed.push((
+                            run,
+                            format!("run {run} was interrupted (its process died) and has no tries left: kept for a human"),
+                        )),
+                        _ => report.retrying += 1,
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Moves the pending rows of the old `<prefix>deferred` table (and those whose old processor died with tries
+    /// left) into task runs, each in one transaction that only one process wins. As before, a row naming a
+    /// handler this process does not have (nor an alias of it) is failed with the reason, kept for a person; a row
+    /// whose old processor died on its last try is failed.
+    async fn move_old_deferred(&self, report: &mut DeferredReport) -> Result<(), SequencerError> {
+        let ledger = self.ledger();
+        ledger.expire_deferred().await?;
+        let handlers = self.deferred_handlers();
+        let keys = &self.env().keys;
+        for row in ledger.deferred_movable().await? {
+            let Some((_, handler)) = handlers.resolve(&row.handler) else {
                 let error = format!(
                     "unknown deferred handler `{}`: register it with `.deferred(\"{}\", ..)`, or map the old name with `.deferred_alias(\"{}\", \"new_name\")`",
                     row.handler, row.handler, row.handler
                 );
-                ledger
-                    .end_deferred(
-                        id,
-                        &token,
-                        DeferredStatus::Failed,
-                        row.due_at,
-                        Some(&sealed(&error)),
-                    )
-                    .await?;
-                report.failed.push((id, error));
+                if ledger.fail_deferred(&row, &error, keys).await? {
+                    report.failed.push((row.id, error));
+                }
                 continue;
             };
-            // With a key configured a payload must be sealed, for this row: plain text is an error, never run.
-            let keys = &self.env().keys;
-            let payload = match keys.open_at(&row.payload, &place::deferred(id, "payload"), true) {
-                Ok(p) => p,
-                Err(e) => {
-                    // A missing or wrong key: a clear error, the row kept for a human, never garbage.
-                    let error = format!("cannot open the payload of `{}`: {e}", row.handler);
-                    ledger
-                        .end_deferred(
-                            id,
-                            &token,
-                            DeferredStatus::Failed,
-                            row.due_at,
-                            Some(&sealed(&error)),
-                        )
-                        .await?;
-                    report.failed.push((id, error));
-                    continue;
-                }
+            let Some(def) = handler.def else { continue };
+            let envelope = Envelope {
+                max_attempts: u32::try_from((row.max_attempts - row.attempts).max(1))
+                    .unwrap_or(u32::MAX),
+                payload: serde_json::Value::Null,
+                deferred_id: Some(row.id),
             };
-            let outcome = match serde_json::from_str::<serde_json::Value>(&payload) {
-                Ok(value) => {
-                    let ctx = Arc::new(self.deferred_ctx(meta, row.attempts.max(1) as u32));
-                    let handler = handler.clone();
-                    let renewal = {
-                        let (ledger, token) = (ledger.clone(), token.clone());
-                        renew_every_third(lease, move || {
-                            let (ledger, token) = (ledger.clone(), token.clone());
-                            async move {
-                                if let Err(e) = ledger.renew_deferred(id, lease, &token).await {
-                                    tracing::warn!(
-                                        "cannot renew deferred operation {id}'s claim: {e}"
-                                    );
-                                }
-                            }
-                        })
-                    };
-                    let outcome = run_boxed(ctx, move |ctx| handler(ctx, value), None).await;
-                    drop(renewal);
-                    outcome
-                }
-                Err(e) => Err(anyhow::Error::new(MalformedPayload(format!(
-                    "malformed payload (not JSON): {e}"
-                )))),
-            };
-            // The end is recorded only while the claim holds: a processor that lost it (its lease ran out and
-            // another took the row) writes nothing over the new claimer's result, and says so.
-            let (recorded, result) = match outcome {
-                Ok(()) => {
-                    let done = ledger
-                        .end_deferred(id, &token, DeferredStatus::Completed, row.due_at, None)
-                        .await?;
-                    (done, None)
-                }
-                Err(e) => {
-                    let message = describe(&e);
-                    let permanent = e.downcast_ref::<MalformedPayload>().is_some();
-                    if !permanent && row.attempts < row.max_attempts {
-                        let delay = handlers
-                            .retry_delay
-                            .saturating_mul(row.attempts.max(1) as u32);
-                        let due = ledger.db_now().await? + delay.as_millis() as i64;
-                        let done = ledger
-                            .end_deferred(
-                                id,
-                                &token,
-                                DeferredStatus::Pending,
-                                due,
-                                Some(&sealed(&message)),
-                            )
-                            .await?;
-                        (done, Some((true, message)))
+            let json = serde_json::to_string(&envelope)
+                .map_err(|e| SequencerError::Usage(format!("deferred row {}: {e}", row.id)))?;
+            let name = def.name();
+            let moved = ledger
+                .move_deferred(&row, name, DEFERRED_QUEUE, |run| {
+                    if def.op.meta.encrypted {
+                        keys.seal_for(&json, &crate::crypto::place::task_args(name, run))
+                            .map_err(|e| e.to_string())
                     } else {
-                        let done = ledger
-                            .end_deferred(
-                                id,
-                                &token,
-                                DeferredStatus::Failed,
-                                row.due_at,
-                                Some(&sealed(&message)),
-                            )
-                            .await?;
-                        (done, Some((false, message)))
+                        Ok(json.clone())
                     }
+                })
+                .await?;
+            match moved {
+                Move::Moved(run) => {
+                    tracing::info!(
+                        deferred = row.id,
+                        task = name,
+                        run,
+                        "moved a deferred row into a task run"
+                    );
+                    report.moved += 1;
                 }
-            };
-            match (recorded, result) {
-                (false, _) => report.failed.push((
-                    id,
-                    format!(
-                        "deferred operation {id} lost its claim: its lease ran out and another processor took it"
-                    ),
-                )),
-                (true, None) => report.completed += 1,
-                (true, Some((true, _))) => report.retrying += 1,
-                (true, Some((false, message))) => report.failed.push((id, message)),
+                Move::Taken => {}
+                Move::Refused(why) => report.failed.push((row.id, why)),
             }
         }
-        Ok(report)
+        Ok(())
+    }
+}
+
+/// The ledger name of a job's target.
+fn target_name(target: crate::worker::Target) -> String {
+    match target {
+        crate::worker::Target::Operation(def) => def.meta.name.to_owned(),
+        crate::worker::Target::Task(task) => task.name().to_owned(),
     }
 }

@@ -180,6 +180,12 @@ impl Registry {
         &self.tasks
     }
 
+    /// The same registry with these tasks too (the deferred handlers registered on the builder).
+    pub(crate) fn with_tasks(mut self, tasks: Vec<&'static TaskDef>) -> Self {
+        self.tasks.extend(tasks);
+        self
+    }
+
     /// The task with this ledger name.
     pub fn task(&self, name: &str) -> Option<&'static TaskDef> {
         self.tasks.iter().copied().find(|t| t.name() == name)

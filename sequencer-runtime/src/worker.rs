@@ -33,7 +33,7 @@ const SAY_WAITING_EVERY: Duration = Duration::from_secs(60);
 
 /// What a job runs: one-time operation or a task run.
 #[derive(Clone, Copy)]
-enum Target {
+pub(crate) enum Target {
     Operation(&'static crate::registry::OperationDef),
     Task(&'static crate::task_def::TaskDef),
 }
@@ -70,7 +70,73 @@ async fn database_trouble(
     sleep_or_cancel(Duration::from_secs(1), shutdown).await;
 }
 
+/// Runs a taken job's operation or task run through the executor (a member of a cancelled batch is not run:
+/// recorded skipped, its operation pending).
+pub(crate) async fn run_target(
+    env: &Env,
+    target: Target,
+    job: &Job,
+    batch: i64,
+) -> Result<Outcome, SequencerError> {
+    match job.batch {
+        Some(id) if matches!(env.ledger.batch_cancelled(id).await, Ok(true)) => {
+            Ok(Outcome::Skipped {
+                reason: BATCH_CANCELLED.to_owned(),
+            })
+        }
+        _ => match target {
+            Target::Operation(def) => {
+                env.run(
+                    &Due::new(def, job.run, false, true).in_batch(job.batch),
+                    batch,
+                )
+                .await
+            }
+            // A task run: its arguments from its row, its keys from them.
+            Target::Task(task) => match env.task_data(task, job.run).await {
+                Ok(data) => {
+                    env.run_task(&task.op, job.run, batch, data, job.batch)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+        }
+        .map_err(SequencerError::from),
+    }
+}
+
 impl Sequencer {
+    /// What a job runs, if this binary has it.
+    pub(crate) fn target_of(&self, name: &str) -> Option<Target> {
+        match (self.registry().get(name), self.registry().task(name)) {
+            (Some(def), _) => Some(Target::Operation(def)),
+            (None, Some(task)) => Some(Target::Task(task)),
+            (None, None) => None,
+        }
+    }
+
+    /// Fails a job naming an operation this binary does not have (kept for a human; its batch told). Returns
+    /// the error.
+    pub(crate) async fn unknown_job(&self, job: &Job, worker: &str) -> String {
+        let error = format!("unknown operation `{}` in a queued job: this binary does not have it; the job is kept for a human", job.name);
+        if let Some(id) = job.batch {
+            if let Err(e) = self
+                .member_ended(id, &job.name, job.run, MemberState::Failed, Some(&error))
+                .await
+            {
+                tracing::warn!("{e}");
+            }
+        }
+        if let Err(e) = self
+            .ledger()
+            .end_job(job.id, worker, JobStatus::Failed, Some(&error))
+            .await
+        {
+            tracing::warn!("{e}");
+        }
+        error
+    }
+
     /// Puts the operation's next run on its queue (`queue = "..."`, else `default`).
     pub async fn enqueue(&self, name: &str) -> Result<bool, SequencerError> {
         let def = self.find(name)?;
@@ -172,36 +238,8 @@ impl Sequencer {
                 for job in taken {
                     took += 1;
                     report.jobs += 1;
-                    let target = match (
-                        self.registry().get(&job.name),
-                        self.registry().task(&job.name),
-                    ) {
-                        (Some(def), _) => Some(Target::Operation(def)),
-                        (None, Some(task)) => Some(Target::Task(task)),
-                        (None, None) => None,
-                    };
-                    let Some(target) = target else {
-                        let error = format!("unknown operation `{}` in a queued job: this binary does not have it; the job is kept for a human", job.name);
-                        if let Some(id) = job.batch {
-                            if let Err(e) = self
-                                .member_ended(
-                                    id,
-                                    &job.name,
-                                    job.run,
-                                    MemberState::Failed,
-                                    Some(&error),
-                                )
-                                .await
-                            {
-                                tracing::warn!("{e}");
-                            }
-                        }
-                        if let Err(e) = ledger
-                            .end_job(job.id, &worker, JobStatus::Failed, Some(&error))
-                            .await
-                        {
-                            tracing::warn!("{e}");
-                        }
+                    let Some(target) = self.target_of(&job.name) else {
+                        self.unknown_job(&job, &worker).await;
                         report.unknown += 1;
                         continue;
                     };
@@ -224,32 +262,7 @@ impl Sequencer {
                                 }
                             }
                         });
-                        let outcome = match job.batch {
-                            // A member of a cancelled batch is not run: recorded skipped, its operation pending.
-                            Some(id) if matches!(ledger.batch_cancelled(id).await, Ok(true)) => {
-                                Ok(Outcome::Skipped {
-                                    reason: BATCH_CANCELLED.to_owned(),
-                                })
-                            }
-                            _ => match target {
-                                Target::Operation(def) => {
-                                    env.run(
-                                        &Due::new(def, job.run, false, true).in_batch(job.batch),
-                                        batch,
-                                    )
-                                    .await
-                                }
-                                // A task run: its arguments from its row, its keys from them.
-                                Target::Task(task) => match env.task_data(task, job.run).await {
-                                    Ok(data) => {
-                                        env.run_task(&task.op, job.run, batch, data, job.batch)
-                                            .await
-                                    }
-                                    Err(e) => Err(e),
-                                },
-                            }
-                            .map_err(SequencerError::from),
-                        };
+                        let outcome = run_target(&env, target, &job, batch).await;
                         drop(beat);
                         (job, outcome)
                     });
@@ -335,7 +348,7 @@ impl Sequencer {
         Ok(report)
     }
 
-    async fn finish_job(
+    pub(crate) async fn finish_job(
         &self,
         joined: Result<(Job, Result<Outcome, SequencerError>), tokio::task::JoinError>,
         worker: &str,

@@ -1,12 +1,14 @@
 //! Deferred operations on every backend: typed handlers, retries after a delay, final failure with the error,
-//! aliases for renamed handlers, and clear errors (row kept) for unknown handlers and malformed payloads.
+//! aliases for renamed handlers, and clear errors (row kept) for unknown handlers and malformed payloads. Each
+//! deferred run is a run of the task `deferred:<handler>` (a row of the operations table, a job on the `deferred`
+//! queue); rows an older version left in the old deferred table are moved into task runs and run once.
 
 mod common;
 
 use std::time::{Duration, SystemTime};
 
 use common::{backends, prefix, Backend};
-use sequencer::ledger::DeferredStatus;
+use sequencer::ledger::{DeferredStatus, LedgerRow, Status};
 use sequencer::{BoxFuture, Ctx, Sequencer, SequencerError};
 use sequencer_tests::ledger_ops::ops;
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,19 @@ async fn send_welcome(ctx: &Ctx, payload: Welcome) -> sequencer::Result<()> {
 
 fn handler(ctx: &Ctx, p: Welcome) -> BoxFuture<'_, sequencer::Result<()>> {
     Box::pin(send_welcome(ctx, p))
+}
+
+/// Every run of the task `name` with its stored data (`args`), by run number.
+async fn task_runs(seq: &Sequencer, name: &str) -> Vec<(LedgerRow, String)> {
+    let mut out = Vec::new();
+    for run in 1.. {
+        let Some(row) = seq.ledger().row_of(name, run).await.unwrap() else {
+            break;
+        };
+        let args = seq.ledger().task_args(name, run).await.unwrap();
+        out.push((row, args.unwrap_or_default()));
+    }
+    out
 }
 
 async fn sequencer(b: &Backend, p: &str) -> Sequencer {
@@ -95,28 +110,30 @@ async fn deferred_operations_retry_then_fail_and_keep_bad_rows() {
         for _ in 0..4 {
             seq.process_deferred(None).await.unwrap();
         }
-        let rows = seq.ledger().deferred().await.unwrap();
+        // Deferred by this version: runs of the task `deferred:send_welcome`, their payload in their data.
+        let runs = task_runs(&seq, "deferred:send_welcome").await;
         let by_user = |u: &str| {
-            rows.iter()
-                .find(|r| r.payload.contains(&format!("\"{u}\"")))
-                .unwrap_or_else(|| panic!("{u}: {rows:?}"))
+            runs.iter()
+                .find(|(_, args)| args.contains(&format!("\"{u}\"")))
+                .map(|(row, _)| row)
+                .unwrap_or_else(|| panic!("{u}: {runs:?}"))
         };
         assert_eq!(
-            (by_user("ada").status.as_str(), by_user("ada").attempts),
-            ("completed", 1),
+            (by_user("ada").status, by_user("ada").attempts),
+            (Status::Completed, 1),
             "{}",
             b.name
         );
         assert_eq!(
-            (by_user("bob").status.as_str(), by_user("bob").attempts),
-            ("completed", 3),
+            (by_user("bob").status, by_user("bob").attempts),
+            (Status::Completed, 3),
             "{}: retried",
             b.name
         );
         let cyd = by_user("cyd");
         assert_eq!(
-            (cyd.status.as_str(), cyd.attempts),
-            ("failed", 2),
+            (cyd.status, cyd.attempts),
+            (Status::Failed, 2),
             "{}: out of attempts",
             b.name
         );
@@ -128,14 +145,28 @@ async fn deferred_operations_retry_then_fail_and_keep_bad_rows() {
             b.name
         );
         assert_eq!(
-            (by_user("later").status.as_str(), by_user("later").attempts),
-            ("pending", 0),
+            (by_user("later").status, by_user("later").attempts),
+            (Status::Pending, 0),
             "{}: not due",
             b.name
         );
+        // Written in the old table (as an older version did): moved into task runs, each run there.
+        let rows = seq.ledger().deferred().await.unwrap();
+        let moved = |handler: &str, payload: &str| {
+            let old = rows
+                .iter()
+                .find(|r| r.handler == handler && r.payload.contains(payload))
+                .unwrap_or_else(|| panic!("{handler}: {rows:?}"));
+            assert_eq!(old.status, DeferredStatus::Moved, "{}: {old:?}", b.name);
+            let run = old.task_run.expect("the run it became");
+            runs.iter()
+                .find(|(row, _)| row.run == run)
+                .map(|(row, _)| row)
+                .unwrap_or_else(|| panic!("run {run}: {runs:?}"))
+        };
         assert_eq!(
-            by_user("dee").status,
-            DeferredStatus::Completed,
+            moved("welcome_mail", "dee").status,
+            Status::Completed,
             "{}: the alias maps the old name",
             b.name
         );
@@ -150,10 +181,10 @@ async fn deferred_operations_retry_then_fail_and_keep_bad_rows() {
             .last_error
             .as_deref()
             .is_some_and(|e| e.contains("unknown deferred handler `ghost`")));
-        let bad = rows.iter().find(|r| r.payload.contains(": 7")).unwrap();
+        let bad = moved("send_welcome", ": 7");
         assert_eq!(
-            (bad.status.as_str(), bad.attempts),
-            ("failed", 1),
+            (bad.status, bad.attempts),
+            (Status::Failed, 1),
             "{}: a malformed payload is not retried",
             b.name
         );
@@ -162,6 +193,18 @@ async fn deferred_operations_retry_then_fail_and_keep_bad_rows() {
                 .as_deref()
                 .is_some_and(|e| e.contains("malformed payload")),
             "{}: {bad:?}",
+            b.name
+        );
+        // They are tasks: `task_status` counts their runs.
+        let status = seq.task_status().await.unwrap();
+        let welcome = status
+            .iter()
+            .find(|t| t.name == "deferred:send_welcome")
+            .unwrap_or_else(|| panic!("{status:?}"));
+        assert_eq!(
+            (welcome.completed, welcome.failed, welcome.queued),
+            (3, 2, 1),
+            "{}: {welcome}",
             b.name
         );
         common::cleanup(&seq, &p, &[]).await;
@@ -215,5 +258,185 @@ async fn a_long_deferred_operation_keeps_its_claim() {
             b.name
         );
         common::cleanup(&second, &p, &[]).await;
+    }
+}
+
+static GREETINGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Greeting {
+    name: String,
+}
+
+/// Fails its first try, then greets.
+fn greet(ctx: &Ctx, g: Greeting) -> BoxFuture<'_, sequencer::Result<()>> {
+    Box::pin(async move {
+        GREETINGS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        anyhow::ensure!(ctx.attempt() > 1, "the first try for {} fails", g.name);
+        anyhow::ensure!(g.name == "ada", "wrong payload {}", g.name);
+        Ok(())
+    })
+}
+
+/// A layer that notes every attempt it wraps.
+struct Seen(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl sequencer::Layer for Seen {
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        next: sequencer::Next<'a>,
+    ) -> BoxFuture<'a, sequencer::Result<()>> {
+        Box::pin(async move {
+            let note = format!("{}#{}", ctx.operation().name, ctx.attempt());
+            self.0.lock().unwrap().push(note);
+            next.run(ctx).await
+        })
+    }
+}
+
+fn key() -> sequencer::crypto::Keyring {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    sequencer::crypto::Keyring::new(Some(&key), []).unwrap()
+}
+
+/// A pending row an older version left in its deferred table (its payload sealed for that row) is moved into a
+/// task run when the new version first processes deferred operations, and runs once, through the executor: the
+/// layer sees each attempt, the retry waits the backoff, the events say so. Two processes upgrading at once move
+/// it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_row_of_an_older_version_runs_once_through_the_executor() {
+    for b in backends().await {
+        let p = prefix();
+        // The older version's ledger: its schema without version 14, and a pending row in its deferred table.
+        let old = common::build(
+            &b,
+            common::builder(&b, &p, ops::registry()).encryption_keys(key()),
+        )
+        .await;
+        let pool = old.ledger().pool();
+        for sql in [
+            format!("DELETE FROM {p}seq_schema_versions WHERE version = 14"),
+            format!("ALTER TABLE {p}seq_deferred DROP COLUMN task_run"),
+            format!("ALTER TABLE {p}seq_job_batches DROP COLUMN callbacks_done"),
+            format!("ALTER TABLE {p}seq_job_batches DROP COLUMN callback_token"),
+            format!("ALTER TABLE {p}seq_job_batches DROP COLUMN callback_lease_until"),
+            format!("ALTER TABLE {p}seq_job_batches DROP COLUMN callbacks_settled_at"),
+            format!(
+                "INSERT INTO {p}seq_deferred (handler, payload, due_at, attempts, max_attempts, status, created_at) \
+                 VALUES ('greet', '', 0, 0, 3, 'pending', 0)"
+            ),
+        ] {
+            sequencer::sqlx::query(&sql).execute(pool).await.unwrap();
+        }
+        let id: i64 =
+            sequencer::sqlx::query_scalar(&format!("SELECT MAX(id) FROM {p}seq_deferred"))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        let sealed = key()
+            .seal_for(
+                r#"{"name":"ada"}"#,
+                &sequencer::crypto::place::deferred(id, "payload"),
+            )
+            .unwrap();
+        let set = format!("UPDATE {p}seq_deferred SET payload = ? WHERE id = ?");
+        let set = if b.url.starts_with("postgres") {
+            sequencer::ledger::number_placeholders(&set)
+        } else {
+            set
+        };
+        sequencer::sqlx::query(&set)
+            .bind(sealed.clone())
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap_or_else(|_| panic!("{}", b.name));
+        drop(old);
+
+        // The new version: two processes start on it (the first applies the schema step).
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let build = || async {
+            let builder = common::builder(&b, &p, ops::registry())
+                .encryption_keys(key())
+                .deferred("greet", greet)
+                .deferred_retry_delay(Duration::from_millis(250))
+                .layer(Seen(seen.clone()));
+            common::build(&b, builder).await
+        };
+        let (one, two) = (build().await, build().await);
+        let (mut events_one, mut events_two) = (one.subscribe(), two.subscribe());
+        GREETINGS.store(0, std::sync::atomic::Ordering::SeqCst);
+        let (r1, r2) = tokio::join!(one.process_deferred(None), two.process_deferred(None));
+        let (r1, r2) = (r1.unwrap(), r2.unwrap());
+        assert_eq!(
+            (r1.moved + r2.moved, r1.completed + r2.completed),
+            (1, 1),
+            "{}: moved once, ran once: {r1:?} {r2:?}",
+            b.name
+        );
+        assert_eq!(
+            GREETINGS.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "{}: one failed try, one that succeeded",
+            b.name
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["deferred:greet#1", "deferred:greet#2"],
+            "{}: the layer wraps each attempt",
+            b.name
+        );
+        let mut retrying = Vec::new();
+        for events in [&mut events_one, &mut events_two] {
+            while let Ok(e) = events.try_recv() {
+                if let sequencer::Event::OperationRetrying {
+                    name,
+                    attempt,
+                    delay_ms,
+                    ..
+                } = e
+                {
+                    retrying.push((name, attempt, delay_ms));
+                }
+            }
+        }
+        assert_eq!(
+            retrying,
+            [("deferred:greet".to_owned(), 1, 250)],
+            "{}: retried after the backoff",
+            b.name
+        );
+        let rows = one.ledger().deferred().await.unwrap();
+        assert_eq!(
+            (rows[0].status, rows[0].task_run, rows[0].payload.as_str()),
+            (DeferredStatus::Moved, Some(1), sealed.as_str()),
+            "{}: the old row is kept, moved, its payload as it was",
+            b.name
+        );
+        let runs = task_runs(&one, "deferred:greet").await;
+        assert_eq!(runs.len(), 1, "{}: {runs:?}", b.name);
+        assert_eq!(
+            (runs[0].0.status, runs[0].0.attempts),
+            (Status::Completed, 2),
+            "{}",
+            b.name
+        );
+        assert!(
+            runs[0].1.starts_with("enc:v2:"),
+            "{}: its data is sealed: {}",
+            b.name,
+            runs[0].1
+        );
+        let again = one.process_deferred(None).await.unwrap();
+        assert_eq!(
+            (again.moved, again.completed, again.failed.len()),
+            (0, 0, 0),
+            "{}: {again:?}",
+            b.name
+        );
+        assert_eq!(GREETINGS.load(std::sync::atomic::Ordering::SeqCst), 2);
+        common::cleanup(&one, &p, &[]).await;
     }
 }

@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use base64::Engine;
 use common::{backends, prefix, Backend};
 use sequencer::crypto::Keyring;
-use sequencer::ledger::DeferredStatus;
 use sequencer::{BoxFuture, Ctx, Sequencer, SequencerError};
 use sequencer_tests::enc_ops::ops;
 
@@ -101,12 +100,16 @@ async fn secrets_are_sealed_at_rest_and_keys_rotate() {
         seq.defer("greet", &"ada".to_owned(), SystemTime::now(), 1)
             .await
             .unwrap();
-        let stored = seq.ledger().deferred().await.unwrap();
-        assert!(
-            stored.iter().all(|d| d.payload.starts_with("enc:v2:")),
-            "{}",
-            b.name
-        );
+        // Runs of the task `deferred:greet`, their payload in their data.
+        for run in [1, 2] {
+            let stored = seq
+                .ledger()
+                .task_args("deferred:greet", run)
+                .await
+                .unwrap()
+                .unwrap_or_default();
+            assert!(stored.starts_with("enc:v2:"), "{}: {stored}", b.name);
+        }
         // Only the new key: a clear error, the row kept.
         let only_new = sequencer(&b, &p, Keyring::new(Some(&key(2)), []).unwrap())
             .await
@@ -135,13 +138,12 @@ async fn secrets_are_sealed_at_rest_and_keys_rotate() {
             "{}: {report:?}",
             b.name
         );
-        let rows = rotated.ledger().deferred().await.unwrap();
+        let greet = rotated.task_status().await.unwrap();
+        let greet = greet.iter().find(|t| t.name == "deferred:greet").unwrap();
         assert_eq!(
-            rows.iter()
-                .filter(|r| r.status == DeferredStatus::Failed)
-                .count(),
-            1,
-            "{}: the unreadable row is kept",
+            (greet.failed, greet.completed),
+            (1, 1),
+            "{}: the unreadable run is kept: {greet}",
             b.name
         );
         common::drop_tables(pool, &p, &[]).await;
@@ -211,8 +213,7 @@ async fn no_secret_is_stored_in_the_clear_and_sealed_values_stay_with_their_row(
 
         let dump = dump_ledger(seq.ledger().pool(), &p).await;
         assert!(
-            dump.contains("jobs.last_error=enc:v2:")
-                && dump.contains("deferred.last_error=enc:v2:"),
+            dump.contains("jobs.last_error=enc:v2:") && dump.contains("operations.args=enc:v2:"),
             "{}: {dump}",
             b.name
         );
@@ -232,11 +233,15 @@ async fn no_secret_is_stored_in_the_clear_and_sealed_values_stay_with_their_row(
             .await
             .unwrap();
         let pool = seq.ledger().pool();
-        let rows = seq.ledger().deferred().await.unwrap();
-        let (a, bob) = (&rows[rows.len() - 2], &rows[rows.len() - 1]);
-        for (id, payload) in [(a.id, &bob.payload), (bob.id, &a.payload)] {
+        // Runs 2 and 3 of the task `deferred:greet` (run 1 failed above).
+        let args = |run| seq.ledger().task_args("deferred:greet", run);
+        let (a, bob) = (
+            args(2).await.unwrap().unwrap(),
+            args(3).await.unwrap().unwrap(),
+        );
+        for (run, stored) in [(2, &bob), (3, &a)] {
             sequencer::sqlx::query(&format!(
-                "UPDATE {p}seq_deferred SET payload = '{payload}' WHERE id = {id}"
+                "UPDATE {p}seq_operations SET args = '{stored}' WHERE name = 'deferred:greet' AND run = {run}"
             ))
             .execute(pool)
             .await

@@ -561,16 +561,12 @@ mod workers_deferred {
             .await
             .expect("defer");
         assert_eq!(report.completed, 0); // not due for another minute
-        assert_eq!(
-            ledger
-                .sequencer
-                .ledger()
-                .deferred()
-                .await
-                .expect("rows")
-                .len(),
-            1
-        );
+        let tasks = ledger.sequencer.task_status().await.expect("task status");
+        let welcome = tasks
+            .iter()
+            .find(|t| t.name == "deferred:send_welcome")
+            .expect("a deferred handler is a task");
+        assert_eq!(welcome.queued, 1, "{welcome}");
     }
 }
 

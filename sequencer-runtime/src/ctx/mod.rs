@@ -106,6 +106,8 @@ pub struct Ctx {
     batch: Option<BatchHandle>,
     /// A task run's data, as JSON (`Err`: why it could not be read, e.g. sealed without the key).
     task_args: Option<Result<Arc<str>, Arc<str>>>,
+    /// A deferred run's registered handler (its task's handler calls it with the payload).
+    deferred: Option<crate::handlers::ErasedHandler>,
 }
 
 /// How often a run's progress is sampled into `<p>progress_samples` at most.
@@ -199,6 +201,7 @@ impl Ctx {
             log_lines: std::sync::atomic::AtomicU64::new(0),
             batch: None,
             task_args: None,
+            deferred: None,
         }
     }
 
@@ -206,6 +209,25 @@ impl Ctx {
     pub(crate) fn with_task_args(mut self, args: Option<Result<Arc<str>, Arc<str>>>) -> Self {
         self.task_args = args;
         self
+    }
+
+    /// The context of a deferred run: its registered handler.
+    pub(crate) fn with_deferred(mut self, handler: Option<crate::handlers::ErasedHandler>) -> Self {
+        self.deferred = handler;
+        self
+    }
+
+    /// A deferred run's registered handler.
+    pub(crate) fn deferred_handler(&self) -> Option<crate::handlers::ErasedHandler> {
+        self.deferred.clone()
+    }
+
+    /// Why a task run's data could not be read, if it could not.
+    pub(crate) fn task_args_error(&self) -> Option<&str> {
+        match &self.task_args {
+            Some(Err(why)) => Some(why),
+            _ => None,
+        }
     }
 
     /// A task run's data as stored, JSON (opened when it was sealed); `None` for an operation. Hooks of a task

@@ -1,6 +1,7 @@
 //! Runs one operation: claim, conditions, hooks, attempts with retries and timeouts, panics caught, the end
 //! recorded. Every orchestrator calls this, so every policy applies on every path.
 
+mod deferred_data;
 pub(crate) mod layer;
 pub(crate) mod policy;
 pub(crate) mod task;
@@ -64,6 +65,8 @@ pub(crate) struct Env {
     pub hard_timeout_grace: Option<Duration>,
     /// What adds members to a recorded batch, for the `ctx.batch()` of its members.
     pub members: Arc<dyn AddMembers>,
+    /// The deferred handlers registered on the builder, each a task.
+    pub deferred: Arc<crate::handlers::DeferredHandlers>,
 }
 
 /// `delay` less a random part of up to `fraction` of it; `unit` is a random number in [0, 1).
@@ -154,7 +157,12 @@ impl Env {
             owner: &self.owner,
             lease: self.lease,
             checksum: &checksum,
-            reclaim_interrupted: meta.idempotent || meta.retry.tries > 1,
+            // A run whose data bounds its tries (a deferred run) is taken again while it has tries left.
+            reclaim_interrupted: meta.idempotent
+                || task
+                    .as_ref()
+                    .and_then(|t| t.tries)
+                    .map_or(meta.retry.tries > 1, |left| left >= 1),
             due_scheduled: due.is_scheduled(),
             token: &token,
             failed_before: due.failures_until(),
@@ -253,6 +261,12 @@ impl Env {
             }
         }
         let policy = meta.retry;
+        // A run's own bound on its tries (a deferred run's `max_attempts`), within its task's.
+        let tries = op
+            .task
+            .as_ref()
+            .and_then(|t| t.tries)
+            .map_or(policy.tries, |t| t.clamp(1, policy.tries));
         let deadline = policy.retry_until.map(|d| started + d);
         let mut exceptions = 0u32;
         let mut attempt = 1u32;
@@ -335,7 +349,7 @@ impl Env {
                 Err(AttemptError::Failed(e)) => e,
                 Err(AttemptError::TimedOut(e)) => {
                     if meta.fail_on_timeout {
-                        attempt = policy.tries;
+                        attempt = tries;
                     }
                     e
                 }
@@ -368,7 +382,7 @@ impl Env {
             };
             let delay = jittered(delay, self.jitter, fastrand::f64());
             let past_deadline = deadline.is_some_and(|d| Instant::now() + delay > d);
-            if attempt < policy.tries
+            if attempt < tries
                 && !out_of_exceptions
                 && !past_deadline
                 && !self.cancel.is_cancelled()
@@ -474,6 +488,7 @@ impl Env {
                 .map(|id| BatchHandle::new(id, self.ledger.clone(), self.members.clone())),
         )
         .with_task_args(op.task.as_ref().map(|t| t.args.clone()))
+        .with_deferred(op.task.as_ref().and_then(|t| t.handler.clone()))
     }
 
     /// The hard timeout of an attempt, when hard timeouts are on and the operation has a `timeout`.

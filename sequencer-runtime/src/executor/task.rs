@@ -55,16 +55,6 @@ pub(crate) async fn attempt_once(
     .await
 }
 
-/// [`run_task`] with the error flattened, for callers outside the executor (deferred handlers).
-pub(crate) async fn run_boxed<F>(ctx: Arc<Ctx>, f: F, timeout: Option<Duration>) -> Result<()>
-where
-    F: for<'a> FnOnce(&'a Ctx) -> BoxFuture<'a, Result<()>> + Send + 'static,
-{
-    run_task(ctx, f, timeout, None)
-        .await
-        .map_err(|(AttemptError::Failed(e) | AttemptError::TimedOut(e))| e)
-}
-
 /// Runs `f(ctx)` on its own task so that a panic is caught and reported, under an optional timeout. With a hard
 /// timeout, a watchdog thread ends the process unless the task has ended by its limit: after the timeout, the
 /// aborted task is awaited (it ends at its next `.await`; a task stuck in blocking code does not).

@@ -15,10 +15,26 @@ use crate::task_def::{TaskDef, TaskKeys};
 
 /// What a task run carries into the executor: its arguments (JSON, opened; `Err`: why they cannot be read) and
 /// the keys computed from them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct TaskData {
     pub args: Result<Arc<str>, Arc<str>>,
     pub keys: TaskKeys,
+    /// The tries this run has, when its data says (a deferred run's `max_attempts`, less the tries a run that
+    /// died used): they bound its task's `retries`.
+    pub tries: Option<u32>,
+    /// A deferred run's registered handler.
+    pub handler: Option<crate::handlers::ErasedHandler>,
+}
+
+impl std::fmt::Debug for TaskData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskData")
+            .field("args", &self.args)
+            .field("keys", &self.keys)
+            .field("tries", &self.tries)
+            .field("deferred", &self.handler.is_some())
+            .finish()
+    }
 }
 
 impl TaskData {
@@ -29,10 +45,14 @@ impl TaskData {
             Ok(keys) => TaskData {
                 args: Ok(json.into()),
                 keys,
+                tries: None,
+                handler: None,
             },
             Err(e) => TaskData {
                 args: Err(format!("task `{}`: {e:#}", def.name()).into()),
                 keys: TaskKeys::default(),
+                tries: None,
+                handler: None,
             },
         }
     }
@@ -74,7 +94,12 @@ impl Env {
         let failed = |why: String| TaskData {
             args: Err(why.into()),
             keys: TaskKeys::default(),
+            tries: None,
+            handler: None,
         };
+        if let Some(handler) = self.deferred.by_task(name) {
+            return self.deferred_data(def, handler, run).await;
+        }
         let Some(stored) = self.ledger.task_args(name, run).await? else {
             return Ok(failed(format!(
                 "task `{name}` run {run} has no stored arguments"

@@ -1,4 +1,7 @@
-//! The deferred table: operations deferred with a payload, run by `process_deferred` when due.
+//! The old deferred table. Deferred operations are task runs now (`deferred:<handler>` rows of the operations
+//! table, jobs on the `deferred` queue); this table keeps the rows older versions wrote: their history (completed
+//! and failed rows stay), and the pending ones until `process_deferred` moves them into task runs, each once
+//! (`moved`, with the task run it became), its payload left here, sealed for its row as it was.
 
 use std::time::Duration;
 
@@ -22,6 +25,9 @@ pub enum DeferredStatus {
     Completed,
     /// Out of attempts, or it cannot run: kept for a human.
     Failed,
+    /// Moved into a task run (`deferred:<handler>`, run [`DeferredRow::task_run`]), which runs it: the row
+    /// keeps its payload, which the run reads.
+    Moved,
 }
 
 stored_by_name!(DeferredStatus, "deferred status", {
@@ -29,7 +35,19 @@ stored_by_name!(DeferredStatus, "deferred status", {
     Running => "running",
     Completed => "completed",
     Failed => "failed",
+    Moved => "moved",
 });
+
+/// What moving an old deferred row into a task run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Move {
+    /// Moved: the run of its task it became.
+    Moved(i64),
+    /// Another process moved (or ran) it first.
+    Taken,
+    /// Its task run's data could not be made: the row is left as it was.
+    Refused(String),
+}
 
 /// One deferred operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,11 +68,13 @@ pub struct DeferredRow {
     pub status: DeferredStatus,
     /// The last error.
     pub last_error: Option<String>,
+    /// For a `moved` row: the run of its task (`deferred:<handler>`) it became.
+    pub task_run: Option<i64>,
 }
 
 /// The columns of a [`DeferredRow`], in the order [`deferred_rows`] reads them.
 const DEFERRED_COLUMNS: &str =
-    "id, handler, payload, due_at, attempts, max_attempts, status, last_error";
+    "id, handler, payload, due_at, attempts, max_attempts, status, last_error, task_run";
 
 fn deferred_rows(rows: &[AnyRow]) -> Result<Vec<DeferredRow>, LedgerError> {
     rows.iter()
@@ -68,6 +88,7 @@ fn deferred_rows(rows: &[AnyRow]) -> Result<Vec<DeferredRow>, LedgerError> {
                 max_attempts: r.try_get(5)?,
                 status: parsed(r, 6)?,
                 last_error: text(r, 7)?,
+                task_run: r.try_get(8)?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()
@@ -75,8 +96,9 @@ fn deferred_rows(rows: &[AnyRow]) -> Result<Vec<DeferredRow>, LedgerError> {
 }
 
 impl Ledger {
-    /// Stores a deferred operation and returns its id; `payload` makes the stored payload from the id (to seal it
-    /// for its row).
+    /// Stores a row in the old deferred table, as versions before deferred operations were tasks did, and returns
+    /// its id; `payload` makes the stored payload from the id (to seal it for its row). `process_deferred` moves
+    /// it into a task run. [`Sequencer::defer`](crate::Sequencer::defer) records a task run directly.
     pub async fn defer(
         &self,
         handler: &str,
@@ -167,98 +189,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// Ids of due deferred operations (and of ones whose processor died, with attempts left), oldest first, at
-    /// most `limit`.
-    pub async fn deferred_due(&self, limit: usize) -> Result<Vec<i64>, LedgerError> {
-        use DeferredStatus::{Pending, Running};
-        let (deferred, now) = (self.table("deferred"), self.dialect.now());
-        let limit = limit.clamp(1, i64::MAX as usize);
-        let sql = self.dialect.sql(format!(
-            "SELECT id FROM {deferred} WHERE ((status = '{Pending}' AND due_at <= {now}) OR (status = '{Running}' AND locked_until < {now})) \
-             AND attempts < max_attempts ORDER BY due_at, id LIMIT {limit}"
-        ));
-        sqlx::query_scalar(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q("read deferred operations"))
-    }
-
-    /// Claims one deferred operation for `lease` with the claim `token`, counting the attempt now (so that an
-    /// attempt whose process dies counts too); `false` when another process has it or it has no attempts left.
-    pub async fn claim_deferred(
-        &self,
-        id: i64,
-        lease: Duration,
-        token: &str,
-    ) -> Result<bool, LedgerError> {
-        use DeferredStatus::{Pending, Running};
-        let (deferred, now) = (self.table("deferred"), self.dialect.now());
-        let sql = self.dialect.sql(format!(
-            "UPDATE {deferred} SET status = '{Running}', attempts = attempts + 1, locked_until = {now} + ?, claim_token = ? \
-             WHERE id = ? AND ((status = '{Pending}' AND due_at <= {now}) OR (status = '{Running}' AND locked_until < {now})) \
-             AND attempts < max_attempts"
-        ));
-        let done = sqlx::query(&sql)
-            .bind(lease.as_millis() as i64)
-            .bind(token)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(q("claim a deferred operation"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Keeps a running deferred operation's claim for another `lease`.
-    pub async fn renew_deferred(
-        &self,
-        id: i64,
-        lease: Duration,
-        token: &str,
-    ) -> Result<bool, LedgerError> {
-        use DeferredStatus::Running;
-        let deferred = self.table("deferred");
-        let sql = self.dialect.sql(format!(
-            "UPDATE {deferred} SET locked_until = {now} + ? WHERE id = ? AND status = '{Running}' AND claim_token = ?",
-            now = self.dialect.now()
-        ));
-        let done = sqlx::query(&sql)
-            .bind(lease.as_millis() as i64)
-            .bind(id)
-            .bind(token)
-            .execute(&self.pool)
-            .await
-            .map_err(q("renew a deferred operation's claim"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Ends the attempt the claim `token` holds: `completed`, `failed`, or `pending` again at `due_at`. `false`
-    /// if the claim was lost (its lease ran out and another processor took the row): nothing is written.
-    pub async fn end_deferred(
-        &self,
-        id: i64,
-        token: &str,
-        status: DeferredStatus,
-        due_at: i64,
-        error: Option<&str>,
-    ) -> Result<bool, LedgerError> {
-        use DeferredStatus::Running;
-        let deferred = self.table("deferred");
-        let sql = self.dialect.sql(format!(
-            "UPDATE {deferred} SET status = ?, due_at = ?, last_error = ?, locked_until = NULL \
-             WHERE id = ? AND status = '{Running}' AND claim_token = ?"
-        ));
-        let done = sqlx::query(&sql)
-            .bind(status.as_str())
-            .bind(due_at)
-            .bind(error)
-            .bind(id)
-            .bind(token)
-            .execute(&self.pool)
-            .await
-            .map_err(q("record a deferred operation"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// Fails the rows whose processor died on their last attempt (a handler that kills its process is not run
     /// again past `max_attempts`, even across crashes). Returns how many.
     pub async fn expire_deferred(&self) -> Result<u64, LedgerError> {
@@ -301,5 +231,157 @@ impl Ledger {
             .await
             .map_err(q("read deferred operations"))?;
         deferred_rows(&rows)
+    }
+}
+
+impl Ledger {
+    /// The old rows to move into task runs: `pending` ones, and those whose old processor died with tries left
+    /// (their claim expired), by due time.
+    pub(crate) async fn deferred_movable(&self) -> Result<Vec<DeferredRow>, LedgerError> {
+        use DeferredStatus::{Pending, Running};
+        let (deferred, now) = (self.table("deferred"), self.dialect.now());
+        let sql = self.dialect.sql(format!(
+            "SELECT {DEFERRED_COLUMNS} FROM {deferred} WHERE status = '{Pending}' \
+             OR (status = '{Running}' AND locked_until < {now} AND attempts < max_attempts) ORDER BY due_at, id"
+        ));
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read deferred operations to move"))?;
+        deferred_rows(&rows)
+    }
+
+    /// The condition under which an old row may be moved (or failed) still: as [`Ledger::deferred_movable`] read it.
+    fn movable(&self) -> String {
+        use DeferredStatus::{Pending, Running};
+        format!(
+            "(status = '{Pending}' OR (status = '{Running}' AND locked_until < {now} AND attempts < max_attempts))",
+            now = self.dialect.now()
+        )
+    }
+
+    /// Fails an old row that cannot be moved (its handler is unknown), with the error (sealed for its row when a
+    /// key is configured). `false` when another process took it first.
+    pub(crate) async fn fail_deferred(
+        &self,
+        row: &DeferredRow,
+        error: &str,
+        keys: &crate::crypto::Keyring,
+    ) -> Result<bool, LedgerError> {
+        use DeferredStatus::Failed;
+        let stored = if keys.can_seal() {
+            keys.seal_for(error, &crate::crypto::place::deferred(row.id, "last_error"))
+                .unwrap_or_else(|e| format!("[not recorded: {e}]"))
+        } else {
+            error.to_owned()
+        };
+        let deferred = self.table("deferred");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {deferred} SET status = '{Failed}', last_error = ?, locked_until = NULL WHERE id = ? AND {}",
+            self.movable()
+        ));
+        let done = sqlx::query(&sql)
+            .bind(stored)
+            .bind(row.id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("fail a deferred operation"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves an old row into a run of task `name` queued on `queue` at the row's due time, in one transaction:
+    /// the row becomes `moved` (only if it is movable still: of two processes, one wins), the task run is
+    /// recorded with `args(run)` as its data, and its job queued. The row keeps its payload.
+    pub(crate) async fn move_deferred(
+        &self,
+        row: &DeferredRow,
+        name: &str,
+        queue: &str,
+        args: impl Fn(i64) -> Result<String, String>,
+    ) -> Result<Move, LedgerError> {
+        use DeferredStatus::Moved;
+        let (deferred, ops, jobs) = (
+            self.table("deferred"),
+            self.table("operations"),
+            self.table("jobs"),
+        );
+        let now = self.dialect.now();
+        let take = self.dialect.sql(format!(
+            "UPDATE {deferred} SET status = '{Moved}', locked_until = NULL WHERE id = ? AND {}",
+            self.movable()
+        ));
+        let number = self.dialect.sql(format!(
+            "SELECT COALESCE(MAX(run), 0) + 1 FROM {ops} WHERE name = ?"
+        ));
+        let insert = self.dialect.insert_ignore(format!(
+            "INSERT INTO {ops} (name, run, op_timestamp, status, attempts, args) VALUES (?, ?, 0, 'pending', 0, ?)"
+        ));
+        let point = self
+            .dialect
+            .sql(format!("UPDATE {deferred} SET task_run = ? WHERE id = ?"));
+        let queued = super::jobs::JobStatus::Queued;
+        let enqueue = self.dialect.insert_ignore(format!(
+            "INSERT INTO {jobs} (name, run, queue, status, available_at, attempts, created_at) VALUES (?, ?, ?, '{queued}', ?, 0, {now})"
+        ));
+        let what = "move a deferred operation into a task run";
+        // Another process numbering a run of the same task at the same moment: take the next number.
+        for _ in 0..100 {
+            let mut tx = self.pool.begin().await.map_err(q(what))?;
+            let taken = sqlx::query(&take)
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(q(what))?
+                .rows_affected();
+            if taken != 1 {
+                tx.rollback().await.map_err(q(what))?;
+                return Ok(Move::Taken);
+            }
+            let run: i64 = sqlx::query_scalar(&number)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(q(what))?;
+            let data = match args(run) {
+                Ok(data) => data,
+                Err(why) => {
+                    tx.rollback().await.map_err(q(what))?;
+                    return Ok(Move::Refused(why));
+                }
+            };
+            let inserted = sqlx::query(&insert)
+                .bind(name)
+                .bind(run)
+                .bind(data)
+                .execute(&mut *tx)
+                .await
+                .map_err(q(what))?
+                .rows_affected();
+            if inserted != 1 {
+                tx.rollback().await.map_err(q(what))?;
+                continue;
+            }
+            sqlx::query(&point)
+                .bind(run)
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(q(what))?;
+            sqlx::query(&enqueue)
+                .bind(name)
+                .bind(run)
+                .bind(queue)
+                .bind(row.due_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(q(what))?;
+            tx.commit().await.map_err(q(what))?;
+            self.wake_workers(queue).await?;
+            return Ok(Move::Moved(run));
+        }
+        Ok(Move::Refused(format!(
+            "cannot number a run of `{name}` for deferred row {}: other processes took every number tried",
+            row.id
+        )))
     }
 }

@@ -283,6 +283,23 @@ const MIGRATIONS: &[Migration] = &[
             All("ALTER TABLE {checkpoints} ADD COLUMN written_at BIGINT NULL"),
         ],
     },
+    Migration {
+        version: 14,
+        // Deferred operations are task runs (issue 16): a row of the old deferred table moved into one says which
+        // run it became. A batch's callbacks are claimed under a lease, so that another worker runs them again
+        // when their claimer dies mid-callback: the callbacks done so far, the claim, and when every callback due
+        // was done. Batches that had ended before count as settled (their callbacks were started, as before), and
+        // a catch already started as done: an upgrade runs no callback twice.
+        statements: &[
+            All("ALTER TABLE {deferred} ADD COLUMN task_run BIGINT NULL"),
+            All("ALTER TABLE {job_batches} ADD COLUMN callbacks_done VARCHAR(64) NULL"),
+            All("ALTER TABLE {job_batches} ADD COLUMN callback_token VARCHAR(32) NULL"),
+            All("ALTER TABLE {job_batches} ADD COLUMN callback_lease_until BIGINT NULL"),
+            All("ALTER TABLE {job_batches} ADD COLUMN callbacks_settled_at BIGINT NULL"),
+            All("UPDATE {job_batches} SET callbacks_settled_at = finished_at WHERE finished_at IS NOT NULL"),
+            All("UPDATE {job_batches} SET callbacks_done = 'catch' WHERE caught_at IS NOT NULL AND finished_at IS NULL"),
+        ],
+    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
@@ -439,7 +456,7 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14]);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),

@@ -215,6 +215,12 @@ impl SequencerBuilder {
     /// Registers a typed handler for deferred operations named `name`:
     /// `.deferred("send_welcome", |ctx, p: Welcome| Box::pin(send_welcome(ctx, p)))` where
     /// `async fn send_welcome(ctx: &Ctx, payload: Welcome) -> Result<()>`.
+    ///
+    /// The handler is a task named `deferred:<name>`: its runs ([`Sequencer::defer`]) are task runs, run by the
+    /// executor with the builder's layers, events, leases and recovery, and retries (each run's
+    /// `max_attempts`, [`deferred_retry_delay`](Self::deferred_retry_delay) apart, times the tries so far). Kept
+    /// for the code that uses it: a `#[task]` dispatched with [`Sequencer::dispatch`] is the same thing typed,
+    /// with every key of the attribute (hooks, timeout, unique, tags, ..).
     pub fn deferred<T, F>(mut self, name: &str, handler: F) -> Self
     where
         T: serde::de::DeserializeOwned + Send + 'static,
@@ -222,7 +228,7 @@ impl SequencerBuilder {
     {
         self.deferred
             .handlers
-            .insert(name.to_owned(), erase(name, handler));
+            .insert(name.to_owned(), erase(handler));
         self
     }
 
@@ -460,6 +466,21 @@ impl SequencerBuilder {
                 SequencerError::Usage(format!("SEQUENCER_KEY / SEQUENCER_OLD_KEYS: {e}"))
             })?,
         };
+        // Each deferred handler is a task: in the registry, so that workers, `task_status`, `retry_task` and the
+        // dashboard find its runs.
+        let mut deferred = self.deferred;
+        let deferred_tasks = deferred.make_tasks(keys.can_seal());
+        if let Some(clash) = deferred_tasks
+            .iter()
+            .find(|t| registry.task(t.name()).is_some())
+        {
+            return Err(SequencerError::Usage(format!(
+                "the deferred handler `{}` is named like the task `{}` of the registry: rename one",
+                clash.op.meta.fn_name,
+                clash.name()
+            )));
+        }
+        let registry = registry.with_tasks(deferred_tasks);
         let tasks = registry.tasks().iter().map(|t| &t.op);
         if let Some(op) = registry
             .operations()
@@ -512,6 +533,7 @@ impl SequencerBuilder {
             via: crate::events::Via::Process,
             hard_timeout_grace: self.hard_timeout_grace,
             members,
+            deferred: Arc::new(deferred),
         };
         Ok(Sequencer {
             inner: Arc::new(Inner {
@@ -520,7 +542,6 @@ impl SequencerBuilder {
                 guards: self.guards,
                 migrator,
                 strategy: self.strategy,
-                deferred: self.deferred,
                 rollback_on_failure: self.rollback_on_failure,
                 concurrency: self.concurrency,
                 batch_callbacks: self.batch_callbacks,

@@ -13,11 +13,9 @@ pub(crate) mod status;
 
 use std::sync::Arc;
 
-use sequencer_core::OperationMeta;
 use tokio::sync::broadcast;
 
 use crate::batches::BatchCallbacks;
-use crate::ctx::Ctx;
 use crate::error::SequencerError;
 use crate::events::Event;
 use crate::executor::Env;
@@ -36,7 +34,6 @@ pub(crate) struct Inner {
     pub(crate) guards: Vec<Box<dyn Guard>>,
     pub(crate) migrator: Option<Arc<sqlx::migrate::Migrator>>,
     pub(crate) strategy: Strategy,
-    pub(crate) deferred: DeferredHandlers,
     pub(crate) rollback_on_failure: bool,
     pub(crate) concurrency: usize,
     /// Named batch callbacks, registered on the builder.
@@ -122,20 +119,7 @@ impl Sequencer {
     }
 
     pub(crate) fn deferred_handlers(&self) -> &DeferredHandlers {
-        &self.inner.deferred
-    }
-
-    pub(crate) fn deferred_ctx(&self, meta: &'static OperationMeta, attempt: u32) -> Ctx {
-        let env = &self.inner.env;
-        Ctx::new(
-            meta,
-            attempt,
-            env.state.clone(),
-            (env.ledger.pool().clone(), env.ledger.native().clone()),
-            env.cancel.child_token(),
-            None,
-            None,
-        )
+        &self.inner.env.deferred
     }
 
     pub(crate) fn migrator(&self) -> Option<Arc<sqlx::migrate::Migrator>> {

@@ -31,6 +31,12 @@ pub(super) async fn process_deferred(
     limit: Option<usize>,
 ) -> Result<ExitCode, SequencerError> {
     let report = seq.process_deferred(limit).await?;
+    if report.moved > 0 {
+        println!(
+            "Moved {} deferred operation(s) of an older version into task runs.",
+            report.moved
+        );
+    }
     println!(
         "Deferred: {} completed, {} to retry, {} failed.",
         report.completed,
