@@ -221,6 +221,12 @@ impl Sequencer {
                     continue;
                 }
                 last_rescue = Some(Instant::now());
+                // Batch callbacks whose claimer died mid-callback: run here.
+                if last_trouble.is_none_or(|t| t.elapsed() >= opts.lease) {
+                    if let Err(e) = self.run_orphaned_callbacks().await {
+                        tracing::warn!("batch callbacks: {e}");
+                    }
+                }
             }
             let free = opts.concurrency.max(1).saturating_sub(tasks.len());
             let mut took = 0;

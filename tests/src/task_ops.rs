@@ -137,8 +137,8 @@ pub mod ops {
 }
 
 /// The tasks suites' sequencer (the `seqtask` binary's): the tasks of [`ops`], the log's prefix as state, the
-/// ledger's tables prefixed `<prefix>seq_`, and the batch callback `reprice_done`, which logs `("then", members
-/// not ended, 0)`.
+/// ledger's tables prefixed `<prefix>seq_`, the batch callback `reprice_done`, which logs `("then", members
+/// not ended, 0)`, and the batch callback `slow_then` (see [`slow_then`]).
 pub fn builder(prefix: &str) -> sequencer::SequencerBuilder {
     let p = prefix.to_owned();
     sequencer::Sequencer::builder()
@@ -157,6 +157,34 @@ pub fn builder(prefix: &str) -> sequencer::SequencerBuilder {
                 Ok(())
             }
         })
+        .batch_callback("slow_then", {
+            let p = prefix.to_owned();
+            move |ctx: sequencer::BatchCtx| {
+                let p = p.clone();
+                async move { slow_then(&ctx, &p).await }
+            }
+        })
+}
+
+/// The batch callback `slow_then`: logs `("cb_start", batch id, 0)`, sleeps `SEQTEST_CALLBACK_SLEEP_MS` (a worker
+/// to kill mid-callback), then logs `("cb_end", batch id, 0)`.
+async fn slow_then(ctx: &sequencer::BatchCtx, p: &str) -> sequencer::Result<()> {
+    let id = ctx.id().0;
+    let log = |what: &str| {
+        format!("INSERT INTO {p}task_log (what, customer, attempt) VALUES ('{what}', {id}, 0)")
+    };
+    sequencer::sqlx::query(&log("cb_start"))
+        .execute(ctx.pool())
+        .await?;
+    let sleep = std::env::var("SEQTEST_CALLBACK_SLEEP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_millis(sleep)).await;
+    sequencer::sqlx::query(&log("cb_end"))
+        .execute(ctx.pool())
+        .await?;
+    Ok(())
 }
 
 /// An `encrypted` task, apart: a registry with it needs a key.

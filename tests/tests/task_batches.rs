@@ -1,7 +1,7 @@
 //! Typed tasks as members of recorded batches (issue 16): task members mixed with operations run in this
 //! process through the task path, a duplicate `unique` key is recorded `skipped`, `ctx.batch().add(..)` takes
 //! task members; and the acceptance run: 1,000 `reprice` tasks as one batch on three worker processes, one
-//! killed mid-way (PostgreSQL).
+//! killed mid-way (PostgreSQL); a batch callback whose worker is killed mid-callback runs again on another worker.
 
 mod common;
 
@@ -312,6 +312,84 @@ async fn a_refused_batch_leaves_no_task_run_waiting_nor_its_key_held() {
             .await
             .unwrap();
         assert!(again.is_some(), "{}: the key was released", b.name);
+        common::cleanup(&seq, &p, &["task_log"]).await;
+    }
+}
+
+/// A batch's `then` callback whose worker is killed with `kill -9` mid-callback is run again by another worker
+/// once the claim's lease ran out, and only once more: a callback recorded done never runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_callback_killed_mid_way_runs_again_on_another_worker() {
+    for b in backends().await.into_iter().filter(|b| b.name != "SQLite") {
+        let p = prefix();
+        let seq = setup(&b, &p).await;
+        let id = seq
+            .batch([reprice(1)])
+            .then("slow_then")
+            .dispatch()
+            .await
+            .unwrap();
+        let logged = |what: &'static str| {
+            let (seq, p) = (seq.clone(), p.clone());
+            async move {
+                counts(&seq, &p)
+                    .await
+                    .get(&(what.to_owned(), id.0))
+                    .copied()
+                    .unwrap_or(0)
+            }
+        };
+        let args = ["work", "--queue", "billing", "--lease", "2"];
+        let worker = |sleep_ms: &str| {
+            common::command(env!("CARGO_BIN_EXE_seqtask"), &b.url, &p, &args)
+                .env("SEQTEST_CALLBACK_SLEEP_MS", sleep_ms)
+                .spawn()
+                .expect("start a worker")
+        };
+        // The first worker runs the member, then the callback, which sleeps: killed there.
+        let mut first = Workers(vec![worker("600000")]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while logged("cb_start").await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the callback never started",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        first.0[0].kill().expect("kill -9");
+        first.0[0].wait().unwrap();
+        assert_eq!(logged("cb_end").await, 0, "{}", b.name);
+        // Another worker takes the callback over once the dead claim's lease ran out.
+        let mut second = Workers(vec![worker("0")]);
+        while logged("cb_end").await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the callback of the killed worker never ran again",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        second.stop();
+        // Another worker later (this process, until idle) finds nothing left to run.
+        let work = sequencer::WorkOptions {
+            queue: "billing".into(),
+            until_idle: true,
+            ..sequencer::WorkOptions::default()
+        };
+        seq.work(&work, sequencer::CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            (logged("cb_start").await, logged("cb_end").await),
+            (2, 1),
+            "{}: started by the killed worker, run again once",
+            b.name
+        );
+        let info = seq.batch_info(id).await.unwrap().unwrap();
+        assert_eq!(info.callback_error, None, "{}: {info}", b.name);
+        let log = counts(&seq, &p).await;
+        assert_eq!(log.get(&("reprice".to_owned(), 1)), Some(&1), "{}", b.name);
         common::cleanup(&seq, &p, &["task_log"]).await;
     }
 }

@@ -327,11 +327,13 @@ impl Ledger {
     }
 
     /// Records that every member of the batch ended, once: `true` for the one process that does, which runs
-    /// the `then` and `finally` callbacks.
+    /// the `then` and `finally` callbacks. A batch with no callback left to run is settled at once.
     pub(crate) async fn finish_batch(&self, id: BatchId) -> Result<bool, LedgerError> {
         let (batches, now) = (self.table("job_batches"), self.dialect.now());
         let sql = self.dialect.sql(format!(
-            "UPDATE {batches} SET finished_at = {now} WHERE id = ? AND finished_at IS NULL AND pending = 0"
+            "UPDATE {batches} SET finished_at = {now}, callbacks_settled_at = CASE WHEN then_callback IS NULL \
+             AND finally_callback IS NULL AND (catch_callback IS NULL OR caught_at IS NULL) THEN {now} END \
+             WHERE id = ? AND finished_at IS NULL AND pending = 0"
         ));
         Ok(sqlx::query(&sql)
             .bind(id.0)

@@ -5,11 +5,13 @@
 // adds an `impl Ledger` block, with every statement written beside the method that runs it and built by
 // `Dialect::sql` (numbered for PostgreSQL there): runs.rs (operations, batches), recovery.rs (recovery of dead
 // claims, renewals, rollback claims), progress.rs (a running operation's progress, checkpoint and cancellation),
-// batches.rs and batch_members.rs (recorded batches and chains, their members), error_log.rs (errors), listing.rs (the operations a page at a time, progress samples), audit.rs (the dashboard's audit log), logs.rs (a run's `ctx.log` lines), native.rs (the backend's own pool, and the connections of either kind a `transaction`
+// batches.rs and batch_members.rs (recorded batches and chains, their members), batch_callbacks.rs (the claim on
+// a batch's callbacks), error_log.rs (errors), listing.rs (the operations a page at a time, progress samples), audit.rs (the dashboard's audit log), logs.rs (a run's `ctx.log` lines), native.rs (the backend's own pool, and the connections of either kind a `transaction`
 // operation's statements run on), locks.rs (locks, rate_limits, throttles, the isolation lock), jobs.rs, tasks.rs (task runs), deferred.rs;
 // schema.rs creates them all.
 
 mod audit;
+mod batch_callbacks;
 mod batch_members;
 pub(crate) mod batches;
 pub(crate) mod connection;

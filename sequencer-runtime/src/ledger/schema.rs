@@ -298,6 +298,7 @@ const MIGRATIONS: &[Migration] = &[
             All("ALTER TABLE {job_batches} ADD COLUMN callbacks_settled_at BIGINT NULL"),
             All("UPDATE {job_batches} SET callbacks_settled_at = finished_at WHERE finished_at IS NOT NULL"),
             All("UPDATE {job_batches} SET callbacks_done = 'catch' WHERE caught_at IS NOT NULL AND finished_at IS NULL"),
+            All("CREATE INDEX {job_batches}_callbacks ON {job_batches} (callbacks_settled_at)"),
         ],
     },
 ];

@@ -1,12 +1,15 @@
 //! What happens when a member of a recorded batch or chain ends, wherever it ran (a worker, or the process that
 //! dispatched an in-process batch): the member is counted once, a chain's next link is queued, the first failure
 //! is caught once, and the batch ends once, and only the process that won each of these conditional updates runs
-//! the callbacks. Each step is safe to repeat, so a process that dies half-way leaves nothing for good: whoever
-//! ends the member's job next (the job is rescued and taken again) finishes the steps.
+//! the callbacks, under a claim on them that a worker takes over should that process die mid-callback. Each step
+//! is safe to repeat, so a process that dies half-way leaves nothing for good: whoever ends the member's job next
+//! (the job is rescued and taken again) finishes the steps, and a worker runs the callbacks left behind.
 
 use crate::batches::BatchCtx;
 use crate::error::SequencerError;
 use crate::events::Event;
+use crate::lease::renew_every_third;
+use crate::ledger::new_claim_token;
 use crate::ledger::{BatchId, BatchInfo, BatchKind, MemberState};
 use crate::report::Outcome;
 use crate::sequencer::Sequencer;
@@ -113,9 +116,7 @@ impl Sequencer {
                     .map(|m| m.name.clone())
                     .unwrap_or_default();
                 if ledger.catch_batch(id, &earliest).await? {
-                    let caught = ledger.batch_info(id).await?.unwrap_or(info.clone());
-                    self.run_batch_callback(&caught, "catch", caught.catch.as_deref())
-                        .await;
+                    self.run_due_callbacks(id).await?;
                 }
                 first = Some(earliest);
             }
@@ -152,13 +153,80 @@ impl Sequencer {
                 skipped: ended.skipped,
                 cancelled: ended.cancelled_at.is_some(),
             });
-            let well = ended.cancelled_at.is_none() && (ended.failed == 0 || ended.allow_failures);
-            if well {
-                self.run_batch_callback(&ended, "then", ended.then.as_deref())
-                    .await;
+            self.run_due_callbacks(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs the callbacks of batch `id` that are due (`catch` once its first failure was caught; `then` if it
+    /// ended well, and `finally`, once it ended) and not recorded done, in that order, under a claim on them held
+    /// for the lease and renewed while they run: a process that dies mid-callback leaves them to the next worker
+    /// (callbacks run at least once: make them idempotent), and one recorded done never runs again. Does nothing
+    /// while another process holds the claim.
+    pub(crate) async fn run_due_callbacks(&self, id: BatchId) -> Result<(), SequencerError> {
+        let ledger = self.ledger();
+        let lease = self.env().lease;
+        loop {
+            let token = new_claim_token();
+            if !ledger.claim_batch_callbacks(id, lease, &token).await? {
+                return Ok(());
             }
-            self.run_batch_callback(&ended, "finally", ended.finally.as_deref())
-                .await;
+            let beat = {
+                let (ledger, token) = (ledger.clone(), token.clone());
+                renew_every_third(lease, move || {
+                    let (ledger, token) = (ledger.clone(), token.clone());
+                    async move {
+                        if let Err(e) = ledger.renew_batch_callbacks(id, lease, &token).await {
+                            tracing::warn!(
+                                batch = id.0,
+                                "cannot renew the claim on its callbacks: {e}"
+                            );
+                        }
+                    }
+                })
+            };
+            let Some(info) = ledger.batch_info(id).await? else {
+                return Ok(());
+            };
+            let done = ledger.batch_callbacks_done(id).await?;
+            let ended = info.finished_at.is_some();
+            let well = info.cancelled_at.is_none() && (info.failed == 0 || info.allow_failures);
+            let due = [
+                ("catch", info.caught_at.is_some(), info.catch.as_deref()),
+                ("then", ended && well, info.then.as_deref()),
+                ("finally", ended, info.finally.as_deref()),
+            ];
+            for (which, is_due, name) in due {
+                if !is_due || name.is_none() || done.iter().any(|d| d == which) {
+                    continue;
+                }
+                self.run_batch_callback(&info, which, name).await;
+                if !ledger.batch_callback_done(id, which, &token).await? {
+                    tracing::warn!(
+                        batch = id.0,
+                        "the claim on its callbacks was lost while `{which}` ran: another process runs the rest"
+                    );
+                    return Ok(());
+                }
+            }
+            drop(beat);
+            ledger.release_batch_callbacks(id, &token, ended).await?;
+            if ended {
+                return Ok(());
+            }
+            // It had not ended when read: if it ended meanwhile (its finisher found the claim held), go on with it.
+            match ledger.batch_info(id).await? {
+                Some(now) if now.finished_at.is_some() => continue,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Runs the batch callbacks whose claimer died mid-callback (its lease ran out), or whose batch ended while
+    /// another process held the claim: what every worker does about once a second.
+    pub(crate) async fn run_orphaned_callbacks(&self) -> Result<(), SequencerError> {
+        for id in self.ledger().batches_with_callbacks_due().await? {
+            self.run_due_callbacks(id).await?;
         }
         Ok(())
     }
