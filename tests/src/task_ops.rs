@@ -138,7 +138,8 @@ pub mod ops {
 
 /// The tasks suites' sequencer (the `seqtask` binary's): the tasks of [`ops`], the log's prefix as state, the
 /// ledger's tables prefixed `<prefix>seq_`, the batch callback `reprice_done`, which logs `("then", members
-/// not ended, 0)`, and the batch callback `slow_then` (see [`slow_then`]).
+/// not ended, 0)`, and the batch callback `slow_then`, which logs `("cb_start", batch id, 0)`, sleeps
+/// `SEQTEST_CALLBACK_SLEEP_MS` and logs `("cb_end", batch id, 0)`.
 pub fn builder(prefix: &str) -> sequencer::SequencerBuilder {
     let p = prefix.to_owned();
     sequencer::Sequencer::builder()

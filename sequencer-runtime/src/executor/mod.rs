@@ -159,10 +159,7 @@ impl Env {
             checksum: &checksum,
             // A run whose data bounds its tries (a deferred run) is taken again while it has tries left.
             reclaim_interrupted: meta.idempotent
-                || task
-                    .as_ref()
-                    .and_then(|t| t.tries)
-                    .map_or(meta.retry.tries > 1, |left| left >= 1),
+                || (task.as_ref().and_then(|t| t.tries)).map_or(meta.retry.tries > 1, |n| n >= 1),
             due_scheduled: due.is_scheduled(),
             token: &token,
             failed_before: due.failures_until(),
