@@ -32,6 +32,8 @@ mod macro_cost;
 mod memory;
 mod ops;
 mod opts;
+#[path = "../support/peak.rs"]
+mod peak;
 mod queue;
 mod scheduling;
 mod setup;
