@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 
 use sequencer::sqlx;
 
+#[path = "support/peak.rs"]
+mod peak;
+use peak::peak_kib;
+
 #[sequencer::operations]
 mod ops {
     use std::time::Duration;
@@ -260,18 +264,6 @@ async fn drop_all(pg: &sqlx::PgPool) -> Result<(), AnyError> {
             .await?;
     }
     Ok(())
-}
-
-/// This process's peak resident memory (VmHWM), KiB.
-fn peak_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// Runs the operations tagged `tag` in this process and prints the figures; `throttle_at` (a fraction of the

@@ -18,10 +18,10 @@
 //!    (`tests/scale`), minus the same crate with no operations.
 //! 6. Peak memory (VmHWM) of a process holding a 100,000-operation registry, its plan, and `status`.
 //!
-//! Rows 1 and 3 measure each figure and its baseline three times, taking turns, and judge "met" on the medians
-//! (printed with their spread), so that a load that comes and goes weighs on both and one slow repetition
-//! cannot flip a verdict. Row 2 runs each graph twice: the second run schedules from the durations the first
-//! recorded.
+//! Rows 1, 2 and 3 measure each figure and its baseline three times, taking turns, and judge "met" on the
+//! medians (printed with their spread), so that a load that comes and goes weighs on both and one slow
+//! repetition cannot flip a verdict. Row 2 runs each graph twice a repetition: the second run schedules from the
+//! durations the first recorded.
 //!
 //! PostgreSQL rows use `SEQUENCER_BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and
 //! are skipped, saying so, when it is unreachable. Tables are prefixed `bench_` and dropped afterwards.
@@ -32,6 +32,8 @@ mod macro_cost;
 mod memory;
 mod ops;
 mod opts;
+#[path = "../support/peak.rs"]
+mod peak;
 mod queue;
 mod scheduling;
 mod setup;

@@ -55,7 +55,7 @@ pub fn failed_future<'a>(error: Error) -> BoxFuture<'a, Result<()>> {
 
 /// Task `T`'s data from its stored JSON, for computing its keys.
 pub fn decode_args<T: crate::task_def::Task>(json: &str) -> Result<T::Args> {
-    serde_json::from_str(json)
+    <T::Args as crate::task_def::TaskArgs>::from_json(json)
         .map_err(|e| anyhow::anyhow!("the stored arguments do not fit the task's type: {e}"))
 }
 

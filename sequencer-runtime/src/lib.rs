@@ -80,7 +80,7 @@ pub use crate::sequencer::Sequencer;
 pub use crate::strategy::{
     ExecutionStrategy, Hybrid, MigrationStrategy, Strategy, WITH_MIGRATIONS,
 };
-pub use crate::task_def::{KeysFn, Task, TaskDef, TaskKeys};
+pub use crate::task_def::{KeysFn, Task, TaskArgs, TaskDef, TaskKeys};
 pub use crate::tasks::{TaskDispatch, TaskRun, TaskStatus};
 pub use crate::worker::WorkReport;
 pub use sequencer_core::{

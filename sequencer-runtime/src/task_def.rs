@@ -51,6 +51,38 @@ impl fmt::Debug for TaskDef {
     }
 }
 
+/// What a task's data must be: it is stored in the ledger as JSON when a run is recorded, and read back when the
+/// run starts. Every `Serialize + DeserializeOwned + Send + 'static` type is one; the trait is here so that a task
+/// whose data type is not gets one error, in these words, at the type (not each unmet serde bound with the
+/// compiler's list of the types that meet it).
+#[diagnostic::on_unimplemented(
+    message = "the data of a task must be `Serialize + DeserializeOwned`: `{Self}` is not",
+    label = "a task's data is stored in the ledger as JSON",
+    note = "derive both on it: `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait TaskArgs: Send + 'static {
+    /// The data as the ledger stores it.
+    fn to_json(&self) -> serde_json::Result<String>;
+
+    /// The data from what the ledger stored.
+    fn from_json(json: &str) -> serde_json::Result<Self>
+    where
+        Self: Sized;
+}
+
+// Not recommended in diagnostics: for a type without serde's traits the compiler then reports the message above
+// instead of the unmet bounds inside this impl.
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned + Send + 'static> TaskArgs for T {
+    fn to_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
+    }
+
+    fn from_json(json: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(json)
+    }
+}
+
 /// Implemented by the companion type `#[task(...)]` generates, so that dispatching is typed:
 /// `seq.dispatch::<ops::reprice>(Reprice { .. })` compiles only with the task's own data type.
 #[diagnostic::on_unimplemented(
@@ -60,7 +92,7 @@ impl fmt::Debug for TaskDef {
 )]
 pub trait Task {
     /// The data a run carries: the type of the task function's second parameter.
-    type Args: Serialize + DeserializeOwned + Send + 'static;
+    type Args: TaskArgs;
     /// The ledger name.
     const NAME: &'static str;
     /// The task's definition.

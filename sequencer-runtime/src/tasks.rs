@@ -18,7 +18,7 @@ use crate::ledger::tasks::Available;
 use crate::options::DEFAULT_QUEUE;
 use crate::report::Outcome;
 use crate::sequencer::Sequencer;
-use crate::task_def::{Task, TaskDef};
+use crate::task_def::{Task, TaskArgs, TaskDef};
 use crate::task_runs::{record_task_run, Recorded, WhenHeld};
 
 /// One run of a task, as the ledger records it: the row `(name, run)` of the operations table, and the job
@@ -165,8 +165,8 @@ impl<'a, T: Task + 'a> IntoFuture for TaskDispatch<'a, T> {
 }
 
 /// A task run's arguments as JSON.
-fn to_json<A: Serialize>(def: &TaskDef, args: &A) -> Result<String, SequencerError> {
-    serde_json::to_string(args).map_err(|e| {
+fn to_json<A: TaskArgs>(def: &TaskDef, args: &A) -> Result<String, SequencerError> {
+    args.to_json().map_err(|e| {
         SequencerError::Usage(format!(
             "cannot serialize the arguments of task `{}`: {e}",
             def.name()

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::work::{log_counts, seqwork, statuses, terminate, Workers, N};
+use common::batch::{finished, members_done, status_line};
+use common::work::{counts_by_name, log_counts, seqwork, statuses, Workers, N};
 use common::{backends, command, pool, prefix, Backend};
 use sequencer::ledger::{BatchId, BatchInfo, MemberState};
 use sequencer::{sqlx, Sequencer, WorkOptions};
@@ -45,6 +46,12 @@ async fn drain(seq: &Sequencer) {
         .expect("work");
 }
 
+/// Works the queue in this process until it is empty, then waits for the batch to finish.
+async fn drained(seq: &Sequencer, id: BatchId, what: &str) -> BatchInfo {
+    drain(seq).await;
+    finished(seq, id, what).await
+}
+
 /// The callbacks that ran for a batch: kind → (times, open members when it ran, caught member).
 async fn calls(pool: &sqlx::AnyPool, p: &str, id: BatchId) -> HashMap<String, (i64, i64, String)> {
     let rows: Vec<(String, i64, String)> = sqlx::query_as(&format!(
@@ -64,27 +71,11 @@ async fn calls(pool: &sqlx::AnyPool, p: &str, id: BatchId) -> HashMap<String, (i
     out
 }
 
+/// How many times each member logged itself.
 async fn logged(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, i64> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
-        "SELECT name, COUNT(*) FROM {p}batch_log GROUP BY name"
-    ))
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    rows.into_iter().collect()
-}
-
-/// Waits until the batch has finished (its callbacks ran), up to two minutes.
-async fn finished(seq: &Sequencer, id: BatchId, what: &str) -> BatchInfo {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let info = seq.batch_info(id).await.unwrap().expect("the batch row");
-        if info.finished_at.is_some() {
-            return info;
-        }
-        assert!(Instant::now() < deadline, "{what}: not finished: {info}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    counts_by_name(pool, &format!("{p}batch_log"))
+        .await
+        .expect("read the log")
 }
 
 /// The member states of a batch, by function name.
@@ -134,11 +125,7 @@ async fn then_runs_once_after_the_last_member_ended_on_two_workers() {
             String::from_utf8_lossy(&status.stdout)
         );
         let args = ["work", "--concurrency", "4"];
-        let mut workers = Workers(
-            (0..2)
-                .map(|_| seqbatch(&b, &p, &args).spawn().unwrap())
-                .collect(),
-        );
+        let mut workers = Workers::start(2, || seqbatch(&b, &p, &args));
         let info = finished(&seq, id, b.name).await;
         workers.stop();
         assert_eq!(
@@ -196,8 +183,7 @@ async fn catch_fires_once_on_a_failing_member_and_cancels_the_rest() {
             .dispatch()
             .await
             .unwrap();
-        drain(&seq).await;
-        let info = finished(&seq, id, b.name).await;
+        let info = drained(&seq, id, b.name).await;
         assert_eq!((info.failed, info.skipped), (1, 1), "{}: {info}", b.name);
         assert!(
             info.cancelled_at.is_some(),
@@ -237,8 +223,7 @@ async fn catch_fires_once_on_a_failing_member_and_cancels_the_rest() {
             .dispatch()
             .await
             .unwrap();
-        drain(&seq).await;
-        let info = finished(&seq, id, b.name).await;
+        let info = drained(&seq, id, b.name).await;
         assert_eq!((info.failed, info.skipped), (1, 1), "{}: {info}", b.name);
         let states_of_chain = self::states(&seq, id).await;
         let (state, reason) = &states_of_chain["b_3"];
@@ -275,8 +260,7 @@ async fn allow_failures_runs_every_member_and_then() {
             .dispatch()
             .await
             .unwrap();
-        drain(&seq).await;
-        let info = finished(&seq, id, b.name).await;
+        let info = drained(&seq, id, b.name).await;
         assert_eq!((info.failed, info.skipped), (1, 0), "{}: {info}", b.name);
         assert!(info.cancelled_at.is_none(), "{}", b.name);
         let calls = calls(&pool, &p, id).await;
@@ -304,8 +288,7 @@ async fn a_member_cancels_its_batch_or_adds_to_it() {
             .dispatch()
             .await
             .unwrap();
-        drain(&seq).await;
-        let info = finished(&seq, id, b.name).await;
+        let info = drained(&seq, id, b.name).await;
         assert_eq!((info.failed, info.skipped), (0, 2), "{}: {info}", b.name);
         let states = states(&seq, id).await;
         for m in ["b_0", "b_1"] {
@@ -334,8 +317,7 @@ async fn a_member_cancels_its_batch_or_adds_to_it() {
 
         // `add(..)` from inside a member: the total rises, and `then` waits for the added member.
         let id = seq.batch(["b_add"]).then("then").dispatch().await.unwrap();
-        drain(&seq).await;
-        let info = finished(&seq, id, b.name).await;
+        let info = drained(&seq, id, b.name).await;
         assert_eq!(
             (info.total, info.pending, info.failed),
             (2, 0, 0),
@@ -449,11 +431,7 @@ async fn the_workers_finish_a_batch_whose_dispatcher_exited() {
                 .expect("the batch id"),
         );
         let args = ["work", "--concurrency", "2"];
-        let mut workers = Workers(
-            (0..2)
-                .map(|_| seqbatch(&b, &p, &args).spawn().unwrap())
-                .collect(),
-        );
+        let mut workers = Workers::start(2, || seqbatch(&b, &p, &args));
         let info = finished(&seq, id, b.name).await;
         workers.stop();
         assert_eq!((info.total, info.failed), (8, 0), "{}: {info}", b.name);
@@ -514,11 +492,8 @@ async fn a_chain_goes_on_across_a_killed_worker() {
             "{}",
             b.name
         );
-        let mut workers = Workers(vec![seqbatch(&b, &p, &args).spawn().unwrap()]);
+        let mut workers = Workers::start(1, || seqbatch(&b, &p, &args));
         let info = finished(&seq, id, b.name).await;
-        for w in &workers.0 {
-            terminate(w);
-        }
         workers.stop();
         assert_eq!(
             (info.total, info.failed, info.skipped),
@@ -570,31 +545,17 @@ async fn a_thousand_members_on_three_workers_one_killed() {
             .await
             .unwrap();
         let args = ["work", "--concurrency", "8", "--lease", "2"];
-        let mut workers = Workers(
-            (0..3)
-                .map(|_| seqwork(&b, &p, &args, "10").spawn().unwrap())
-                .collect(),
-        );
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while seq.batch_info(id).await.unwrap().unwrap().done() < 300 {
-            assert!(Instant::now() < deadline, "{}: stuck", b.name);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        workers.0[0].kill().expect("kill -9");
-        workers.0[0].wait().unwrap();
+        let mut workers = Workers::start(3, || seqwork(&b, &p, &args, "10"));
+        members_done(&seq, id, 300, b.name).await;
+        workers.kill_first();
         let status = seqwork(&b, &p, &["status"], "0").output().unwrap();
-        let status = String::from_utf8_lossy(&status.stdout);
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(&format!("batch {id} reprice: ")))
-            .unwrap_or_else(|| panic!("{}: no progress line in `status`: {status}", b.name));
+        let line = status_line(&status, id, "reprice", b.name);
         assert!(
             line.contains(" of 1000 done") && line.ends_with("running"),
             "{}: {line}",
             b.name
         );
         let info = finished(&seq, id, b.name).await;
-        workers.0.remove(0).wait().expect("the killed worker");
         workers.stop();
         let counts = log_counts(&pool, &p).await;
         assert_eq!(

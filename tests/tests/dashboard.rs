@@ -564,7 +564,7 @@ async fn in_a_browser_progress_moves_and_retry_and_cancel_work() {
     const BB: &str = "2025_04_01_000001_bb_fails";
     const BC: &str = "2025_04_01_000002_bc_runs";
     // SQLite only: the browser is the subject here, every backend is the other test's.
-    let (b, file) = sqlite();
+    let (b, file) = common::sqlite_file();
     let p = prefix();
     let seq = build(&b, builder(&b, &p, browser_ops::registry())).await;
     seq.execute(BA).await.expect("ba runs");
@@ -617,24 +617,7 @@ async fn in_a_browser_progress_moves_and_retry_and_cancel_work() {
     result.expect("the browser session");
     let _ = bc.await;
     cleanup(&seq, &p, &[]).await;
-    remove(&file);
-}
-
-/// A throw-away SQLite ledger (for the tests whose subject is not the backend), and its file.
-fn sqlite() -> (common::Backend, std::path::PathBuf) {
-    sequencer::sqlx::any::install_default_drivers();
-    let file = std::env::temp_dir().join(format!("sequencer-dash-{}.db", fastrand::u64(..)));
-    let b = common::Backend {
-        name: "SQLite",
-        url: format!("sqlite://{}", file.display()),
-    };
-    (b, file)
-}
-
-fn remove(file: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-    }
+    common::remove_sqlite(&file);
 }
 
 async fn browse(
@@ -828,7 +811,7 @@ fn serve_refuses_a_remote_bind_without_a_token() {
 /// `metrics_router` (what `work --metrics` serves) has `/metrics` and nothing else.
 #[tokio::test]
 async fn the_metrics_router_serves_only_metrics() {
-    let (b, file) = sqlite();
+    let (b, file) = common::sqlite_file();
     let p = prefix();
     let seq = build(&b, builder(&b, &p, browser_ops::registry())).await;
     let app = dashboard::metrics_router(seq.clone());
@@ -855,5 +838,5 @@ async fn the_metrics_router_serves_only_metrics() {
     .await;
     assert_eq!(r.status, 404, "no actions");
     cleanup(&seq, &p, &[]).await;
-    remove(&file);
+    common::remove_sqlite(&file);
 }

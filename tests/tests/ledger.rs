@@ -527,6 +527,101 @@ async fn isolation_lock_checksums_orphans_and_marks() {
     }
 }
 
+/// `status` streams the ledger's rows into the entries (issue 19, memory): every operation of the registry in plan
+/// order with its LATEST run, then the orphaned rows by `(timestamp, name)`; and the CLI's `status --json`, written
+/// item by item, is byte for byte what `serde_json::json!` of the same values prints (keys sorted), the table one
+/// line per entry in that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_latest_runs_in_plan_order_then_orphans_and_prints_them_unchanged() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = sequencer(&b, &p, Knobs::default()).await;
+        seq.process(&ProcessOptions {
+            to: ts("2024_01_01_000002"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let t = format!("{p}seq_operations");
+        // A second run of `a_create` (failed) after its first; orphans out of name order, one with two runs.
+        let rows = [
+            "('2024_01_01_000001_a_create', 1, 20240101000001, 'failed', 2)",
+            "('2023_01_01_000000_zz_removed', 0, 20230101000000, 'completed', 1)",
+            "('2023_01_01_000000_aa_removed', 0, 20230101000000, 'failed', 1)",
+            "('2022_06_01_000000_old', 0, 20220601000000, 'failed', 1)",
+            "('2022_06_01_000000_old', 1, 20220601000000, 'completed', 1)",
+        ];
+        for r in rows {
+            sqlx::query(&format!(
+                "INSERT INTO {t} (name, run, op_timestamp, status, attempts) VALUES {r}"
+            ))
+            .execute(seq.ledger().pool())
+            .await
+            .unwrap();
+        }
+        let status = seq.status().await.unwrap();
+        let names: Vec<&str> = status.iter().map(|e| e.name.as_str()).collect();
+        let mut want: Vec<&str> = seq
+            .registry()
+            .ordered()
+            .unwrap()
+            .iter()
+            .map(|d| d.meta.name)
+            .collect();
+        want.extend([
+            "2022_06_01_000000_old",
+            "2023_01_01_000000_aa_removed",
+            "2023_01_01_000000_zz_removed",
+        ]);
+        assert_eq!(names, want, "{}", b.name);
+        let a = &status[names.iter().position(|n| n.ends_with("a_create")).unwrap()];
+        assert_eq!(
+            (a.run, a.status, a.attempts),
+            (1, Status::Failed, 2),
+            "{}: {a:?}",
+            b.name
+        );
+        let old = &status[want.len() - 3];
+        assert_eq!(
+            (old.run, old.status),
+            (1, Status::Completed),
+            "{}: {old:?}",
+            b.name
+        );
+        assert!(old.orphaned && !a.orphaned, "{}", b.name);
+
+        let tasks: Vec<_> = seq
+            .task_status()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.runs() > 0)
+            .collect();
+        let batches = seq.open_batches().await.unwrap();
+        let json = serde_json::json!({ "operations": status, "tasks": tasks, "batches": batches });
+        let out = seqtest(&b.url, &p, &["status", "--json"], &[])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", b.name);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{}\n", serde_json::to_string_pretty(&json).unwrap()),
+            "{}",
+            b.name
+        );
+        let out = seqtest(&b.url, &p, &["status"], &[]).output().unwrap();
+        let table = String::from_utf8_lossy(&out.stdout);
+        let listed: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        assert_eq!(listed, want, "{}: {table}", b.name);
+        common::cleanup(&seq, &p, &["log"]).await;
+    }
+}
+
 fn seqtest(url: &str, p: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut c = common::command(env!("CARGO_BIN_EXE_seqtest"), url, p, args);
     c.env_remove("SEQUENCER_ENV");

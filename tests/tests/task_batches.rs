@@ -6,11 +6,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
+use common::batch::{finished, members_done, status_line};
 use common::work::Workers;
 use common::{backends, prefix, Backend};
-use sequencer::ledger::{BatchId, BatchInfo, MemberState, Status};
+use sequencer::ledger::{MemberState, Status};
 use sequencer::{sqlx, BatchMember, Sequencer};
 use sequencer_tests::task_ops::{self, ops, ops::Reprice};
 
@@ -38,19 +38,6 @@ async fn counts(seq: &Sequencer, p: &str) -> HashMap<(String, i64), i64> {
 
 fn reprice(customer_id: i64) -> BatchMember {
     BatchMember::task::<ops::reprice>(Reprice { customer_id })
-}
-
-/// Waits until the batch has finished (its callbacks ran), up to five minutes.
-async fn finished(seq: &Sequencer, id: BatchId, what: &str) -> BatchInfo {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let info = seq.batch_info(id).await.unwrap().expect("the batch row");
-        if info.finished_at.is_some() {
-            return info;
-        }
-        assert!(Instant::now() < deadline, "{what}: not finished: {info}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// In this process: a batch of an operation and task members runs the tasks with their data; a second member
@@ -165,23 +152,15 @@ async fn a_thousand_reprice_tasks_on_three_workers_one_killed() {
             "--lease",
             "2",
         ];
-        let mut workers = Workers(
-            (0..3)
-                .map(|_| {
-                    common::command(env!("CARGO_BIN_EXE_seqtask"), &b.url, &p, &args)
-                        .env("SEQTEST_SLEEP_MS", "10")
-                        .spawn()
-                        .expect("start a worker")
-                })
-                .collect(),
-        );
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while seq.batch_info(id).await.unwrap().unwrap().done() < 300 {
-            assert!(Instant::now() < deadline, "{}: stuck", b.name);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        workers.0[0].kill().expect("kill -9");
-        workers.0[0].wait().unwrap();
+        let seqtask =
+            |args: &[&str]| common::command(env!("CARGO_BIN_EXE_seqtask"), &b.url, &p, args);
+        let mut workers = Workers::start(3, || {
+            let mut c = seqtask(&args);
+            c.env("SEQTEST_SLEEP_MS", "10");
+            c
+        });
+        members_done(&seq, id, 300, b.name).await;
+        workers.kill_first();
         // The last customer's run is still queued: a dispatch for that customer is dropped.
         let last = seq.ledger().batch_members(id).await.unwrap();
         let last = last
@@ -195,21 +174,14 @@ async fn a_thousand_reprice_tasks_on_three_workers_one_killed() {
                 .unwrap();
             assert_eq!(again, None, "{}: customer {} is unique", b.name, N - 1);
         }
-        let status = common::command(env!("CARGO_BIN_EXE_seqtask"), &b.url, &p, &["status"])
-            .output()
-            .unwrap();
-        let status = String::from_utf8_lossy(&status.stdout);
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(&format!("batch {id} reprice: ")))
-            .unwrap_or_else(|| panic!("{}: no progress line in `status`: {status}", b.name));
+        let status = seqtask(&["status"]).output().unwrap();
+        let line = status_line(&status, id, "reprice", b.name);
         assert!(
             line.contains(&format!(" of {} done", N + 1)) && line.ends_with("running"),
             "{}: {line}",
             b.name
         );
         let info = finished(&seq, id, b.name).await;
-        workers.0.remove(0).wait().expect("the killed worker");
         workers.stop();
         assert_eq!(
             (info.total, info.pending, info.failed, info.skipped),

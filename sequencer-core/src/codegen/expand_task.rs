@@ -55,8 +55,8 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
         Some(p) => quote_spanned!(p.span()=> #krate::__private::task_tags(#p(&args))),
         None => quote!(::std::vec::Vec::new()),
     };
-    // The data travels through the ledger: `Task::Args` requires `Serialize + DeserializeOwned`, checked on the
-    // user's type.
+    // The data travels through the ledger: `Task::Args` requires `TaskArgs` (`Serialize + DeserializeOwned`),
+    // checked on the user's type, whose error names it.
     let args_decl = quote_spanned!(ty_span=> type Args = #args_ty;);
     let line = quote_spanned!(ident.span()=> ::core::line!());
     let doc = format!(

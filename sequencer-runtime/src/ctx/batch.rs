@@ -43,7 +43,7 @@ impl BatchMember {
     pub fn task<T: Task>(args: T::Args) -> BatchMember {
         BatchMember::Task(TaskMember {
             name: T::NAME,
-            args: serde_json::to_string(&args)
+            args: crate::task_def::TaskArgs::to_json(&args)
                 .map_err(|e| format!("cannot serialize the arguments of task `{}`: {e}", T::NAME)),
         })
     }

@@ -240,9 +240,9 @@ impl Ctx {
     }
 
     /// The task run's data, of its type: the generated task handler calls this.
-    pub(crate) fn task_args<T: serde::de::DeserializeOwned>(&self) -> crate::result::Result<T> {
+    pub(crate) fn task_args<T: crate::task_def::TaskArgs>(&self) -> crate::result::Result<T> {
         match &self.task_args {
-            Some(Ok(json)) => serde_json::from_str(json).map_err(|e| {
+            Some(Ok(json)) => T::from_json(json).map_err(|e| {
                 anyhow::anyhow!(
                     "the stored arguments of task `{}` do not fit its argument type: {e}",
                     self.meta.name

@@ -194,28 +194,34 @@ impl Ledger {
     /// The latest run of every operation in the ledger. Task runs (rows with arguments) are not operations' runs:
     /// see [`Ledger::task_counts`] and [`Ledger::row_of`].
     pub async fn rows(&self) -> Result<Vec<LedgerRow>, LedgerError> {
+        let mut out = Vec::new();
+        self.each_row(|row| out.push(row)).await?;
+        Ok(out)
+    }
+
+    /// The rows of [`Ledger::rows`], in `(timestamp, name)` order, each handed to `f` as it is read: the rows are
+    /// streamed from the database, not read whole first, so that a caller that keeps only what it needs of each
+    /// (`status` over a large ledger) holds one copy of the ledger at the most.
+    pub async fn each_row(&self, mut f: impl FnMut(LedgerRow)) -> Result<(), LedgerError> {
+        use futures_util::TryStreamExt;
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
             "SELECT {ROW_COLUMNS} FROM {ops} o WHERE args IS NULL AND run = (SELECT MAX(run) FROM {ops} i WHERE i.name = o.name AND i.args IS NULL) ORDER BY op_timestamp, name"
         ));
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q("read the ledger"))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            match row(r) {
-                Ok(row) => out.push(row),
+        let mut rows = sqlx::query(&sql).fetch(&self.pool);
+        while let Some(r) = rows.try_next().await.map_err(q("read the ledger"))? {
+            match row(&r) {
+                Ok(row) => f(row),
                 // One unreadable row (a status written by a newer version, a hand edit) must not stop every reader:
                 // it is reported and left as it is, and the others are served.
                 Err(e) => {
-                    let name = text(r, 0).ok().flatten().unwrap_or_default();
+                    let name = text(&r, 0).ok().flatten().unwrap_or_default();
                     tracing::warn!("ledger row `{name}` cannot be read and is left alone: {e}");
                     eprintln!("warning: ledger row `{name}` cannot be read and is left alone: {e}");
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// One run of one operation.

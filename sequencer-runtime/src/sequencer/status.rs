@@ -76,14 +76,6 @@ impl StatusEntry {
         keys: &Keyring,
         eta: Option<(i64, EtaBasis)>,
     ) -> StatusEntry {
-        let edited = match (def, &row) {
-            (Some(def), Some(r)) => {
-                let checksum = format!("{:016x}", def.meta.checksum);
-                r.status == Status::Completed
-                    && r.checksum.as_deref().is_some_and(|c| c != checksum)
-            }
-            _ => false,
-        };
         let (name, timestamp, tags) = match (def, &row) {
             (Some(def), _) => (
                 def.meta.name.to_owned(),
@@ -98,37 +90,65 @@ impl StatusEntry {
             ),
             (None, None) => (String::new(), String::new(), Vec::new()),
         };
-        let r = row.as_ref();
-        StatusEntry {
+        let mut entry = StatusEntry {
             name,
             timestamp,
-            status: r.map_or(Status::Pending, |r| r.status),
-            run: r.map_or(0, |r| r.run),
-            batch: r.and_then(|r| r.batch),
-            attempts: r.map_or(0, |r| r.attempts),
-            started_at: r.and_then(|r| r.started_at),
-            finished_at: r.and_then(|r| r.finished_at),
-            duration_ms: r.and_then(|r| r.duration_ms),
-            error: r.and_then(|r| {
-                let e = r.last_error.as_deref()?;
-                Some(keys.show_at(e, &place::last_error(&r.name, r.run)))
-            }),
-            skip_reason: r.and_then(|r| r.skip_reason.clone()),
-            edited,
+            status: Status::Pending,
+            run: 0,
+            batch: None,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            error: None,
+            skip_reason: None,
+            edited: false,
             orphaned: def.is_none(),
-            progress_done: r.and_then(|r| r.progress_done),
-            progress_total: r.and_then(|r| r.progress_total),
+            progress_done: None,
+            progress_total: None,
             eta_ms: eta.map(|(ms, _)| ms),
             eta_basis: eta.map(|(_, basis)| basis),
-            paused: r.is_some_and(|r| r.status == Status::Running && r.pause_requested == 2),
-            pause_requested: r
-                .is_some_and(|r| r.status == Status::Running && r.pause_requested == 1),
-            throttled: r
-                .is_some_and(|r| r.status == Status::Running && r.throttled_since.is_some()),
-            throttled_ms: r.and_then(|r| r.throttled_ms),
+            paused: false,
+            pause_requested: false,
+            throttled: false,
+            throttled_ms: None,
             tags,
             job: None,
+        };
+        if let Some(row) = row {
+            entry.record(def, row, keys);
         }
+        entry
+    }
+
+    /// Fills in what the operation's latest ledger row `r` says (`def`: its definition, none when orphaned),
+    /// taking the row's values rather than copying them.
+    fn record(&mut self, def: Option<&OperationDef>, r: LedgerRow, keys: &Keyring) {
+        let running = r.status == Status::Running;
+        self.edited = def.is_some_and(|def| {
+            r.status == Status::Completed
+                && r.checksum
+                    .as_deref()
+                    .is_some_and(|c| c != format!("{:016x}", def.meta.checksum))
+        });
+        self.error = r
+            .last_error
+            .as_deref()
+            .map(|e| keys.show_at(e, &place::last_error(&r.name, r.run)));
+        self.status = r.status;
+        self.run = r.run;
+        self.batch = r.batch;
+        self.attempts = r.attempts;
+        self.started_at = r.started_at;
+        self.finished_at = r.finished_at;
+        self.duration_ms = r.duration_ms;
+        self.skip_reason = r.skip_reason;
+        self.progress_done = r.progress_done;
+        self.progress_total = r.progress_total;
+        self.paused = running && r.pause_requested == 2;
+        self.pause_requested = running && r.pause_requested == 1;
+        self.throttled = running && r.throttled_since.is_some();
+        self.throttled_ms = r.throttled_ms;
     }
 }
 
@@ -198,33 +218,61 @@ impl Sequencer {
         Ok((statuses, durations))
     }
 
-    /// Every operation of the registry with its latest run, then orphaned ledger rows.
+    /// Every operation of the registry with its latest run, in plan order, then orphaned ledger rows.
+    ///
+    /// The entries are made first, each as if its operation never ran, and the ledger's rows are streamed into
+    /// them one at a time: the ledger is held once, as the entries, never also as rows read whole or a map of
+    /// them (`status` over 100,000 rows).
     pub async fn status(&self) -> Result<Vec<StatusEntry>, SequencerError> {
-        let mut rows: HashMap<String, LedgerRow> = self
-            .ledger()
-            .rows()
-            .await?
-            .into_iter()
-            .map(|r| (r.name.clone(), r))
-            .collect();
         let keys = &self.inner.env.keys;
-        let mut etas = etas(self.ledger(), rows.values()).await?;
-        let mut jobs = self.ledger().open_jobs().await?;
-        let mut out = Vec::new();
-        for def in self.inner.registry.ordered()? {
-            let row = rows.remove(def.meta.name);
-            let run = row.as_ref().map_or(0, |r| r.run);
-            let eta = etas.remove(def.meta.name);
-            let mut entry = StatusEntry::new(Some(def), row, keys, eta);
-            entry.job = jobs.remove(def.meta.name).filter(|j| j.run == run);
-            out.push(entry);
-        }
-        let mut orphans: Vec<LedgerRow> = rows.into_values().collect();
+        let ordered = self.inner.registry.ordered()?;
+        let place: HashMap<&str, usize> = ordered
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.meta.name, i))
+            .collect();
+        let mut out: Vec<StatusEntry> = ordered
+            .iter()
+            .map(|d| StatusEntry::new(Some(d), None, keys, None))
+            .collect();
+        let mut orphans: Vec<LedgerRow> = Vec::new();
+        // The running rows, for their ETAs (few: copies are cheap).
+        let mut running: Vec<LedgerRow> = Vec::new();
+        self.ledger()
+            .each_row(|row| {
+                if row.status == Status::Running {
+                    running.push(row.clone());
+                }
+                match place.get(row.name.as_str()) {
+                    Some(&i) => out[i].record(Some(ordered[i]), row, keys),
+                    None => orphans.push(row),
+                }
+            })
+            .await?;
+        drop(place);
+        let registered = out.len();
         orphans.sort_by(|a, b| (a.timestamp, &a.name).cmp(&(b.timestamp, &b.name)));
-        out.extend(orphans.into_iter().map(|r| {
-            let eta = etas.remove(&r.name);
-            StatusEntry::new(None, Some(r), keys, eta)
-        }));
+        out.reserve_exact(orphans.len());
+        out.extend(
+            orphans
+                .into_iter()
+                .map(|r| StatusEntry::new(None, Some(r), keys, None)),
+        );
+        let mut etas = etas(self.ledger(), running.iter()).await?;
+        let mut jobs = self.ledger().open_jobs().await?;
+        if etas.is_empty() && jobs.is_empty() {
+            return Ok(out);
+        }
+        for (i, entry) in out.iter_mut().enumerate() {
+            if let Some((ms, basis)) = etas.remove(&entry.name) {
+                entry.eta_ms = Some(ms);
+                entry.eta_basis = Some(basis);
+            }
+            // Only the registry's operations show their job.
+            if i < registered {
+                entry.job = jobs.remove(&entry.name).filter(|j| j.run == entry.run);
+            }
+        }
         Ok(out)
     }
 }

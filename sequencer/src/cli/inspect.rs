@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::output::{print, print_json, println, status_table, when};
+use super::output::{print, print_json, print_status_json, println, status_table, when};
 use crate::ledger::Status;
 use crate::{Sequencer, SequencerError};
 
@@ -34,8 +34,7 @@ pub(super) async fn status(
         .filter(|t| t.runs() > 0)
         .collect();
     if json {
-        let both = serde_json::json!({ "operations": entries, "tasks": tasks, "batches": batches });
-        print_json(serde_json::to_string_pretty(&both));
+        print_status_json(&entries, &tasks, &batches);
         return Ok(ExitCode::SUCCESS);
     }
     status_table(&entries);

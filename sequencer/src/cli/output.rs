@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
 
+use serde::Serialize;
+
 use crate::{Outcome, RunReport, Sequencer, StatusEntry};
 
 /// Writes to stdout and carries on when it is closed (`status | head`): the command still finishes its work and
@@ -285,12 +287,23 @@ pub(super) fn summary(r: &RunReport) {
     }
 }
 
-/// `status`'s table: one line per operation, with its notes.
+/// `status`'s table: one line per operation, with its notes, written line by line through one buffer (a closed
+/// stdout stops the writing, not the command).
 pub(super) fn status_table(entries: &[StatusEntry]) {
-    println!(
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = write_status_table(&mut out, entries).and_then(|()| out.flush());
+}
+
+fn write_status_table(
+    out: &mut impl std::io::Write,
+    entries: &[StatusEntry],
+) -> std::io::Result<()> {
+    writeln!(
+        out,
         "{:<12} {:<48} {:>5} {:>8} {:>10}  NOTE",
         "STATUS", "NAME", "BATCH", "ATTEMPTS", "DURATION"
-    );
+    )?;
     for e in entries {
         let mut notes = Vec::new();
         if e.edited {
@@ -333,7 +346,8 @@ pub(super) fn status_table(entries: &[StatusEntry]) {
         }
         let batch = e.batch.map_or("-".to_owned(), |b| b.to_string());
         let duration = e.duration_ms.map_or("-".to_owned(), |d| format!("{d} ms"));
-        println!(
+        writeln!(
+            out,
             "{:<12} {:<48} {:>5} {:>8} {:>10}  {}",
             if e.paused {
                 "paused"
@@ -345,7 +359,50 @@ pub(super) fn status_table(entries: &[StatusEntry]) {
             e.attempts,
             duration,
             notes.join("; ")
-        );
+        )?;
+    }
+    Ok(())
+}
+
+/// `status --json`: `{"batches": [..], "operations": [..], "tasks": [..]}`, pretty-printed, written as it is
+/// made: each item becomes a JSON value (its keys sorted, as `serde_json::json!` sorts them) only while it is
+/// written, so the output is never held whole, nor all the operations as values.
+pub(super) fn print_status_json<B: Serialize, T: Serialize>(
+    operations: &[StatusEntry],
+    tasks: &[T],
+    batches: &[B],
+) {
+    use std::io::Write;
+    /// The keys in sorted order, as `json!` (a sorted map) prints them.
+    #[derive(Serialize)]
+    struct Both<'a, B, T> {
+        batches: Values<'a, B>,
+        operations: Values<'a, StatusEntry>,
+        tasks: Values<'a, T>,
+    }
+    let both = Both {
+        batches: Values(batches),
+        operations: Values(operations),
+        tasks: Values(tasks),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = serde_json::to_writer_pretty(&mut out, &both)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+}
+
+/// A list serialized item by item, each as the [`serde_json::Value`] it converts to.
+struct Values<'a, T>(&'a [T]);
+
+impl<T: Serialize> Serialize for Values<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for item in self.0 {
+            seq.serialize_element(&serde_json::to_value(item).map_err(S::Error::custom)?)?;
+        }
+        seq.end()
     }
 }
 

@@ -11,6 +11,7 @@ use sequencer::ledger::LedgerRow;
 use sequencer::sqlx;
 use sequencer::{Registry, Sequencer, SequencerBuilder};
 
+pub mod batch;
 pub mod http;
 pub mod work;
 
@@ -63,6 +64,25 @@ pub async fn backends() -> Vec<Backend> {
         }
     }
     out
+}
+
+/// A throw-away SQLite ledger, for tests whose subject is not the backend, and its file (remove it with
+/// [`remove_sqlite`]).
+pub fn sqlite_file() -> (Backend, std::path::PathBuf) {
+    sqlx::any::install_default_drivers();
+    let file = std::env::temp_dir().join(format!("sequencer-test-{}.db", fastrand::u64(..)));
+    let b = Backend {
+        name: "SQLite",
+        url: format!("sqlite://{}", file.display()),
+    };
+    (b, file)
+}
+
+/// Removes a SQLite file made by [`sqlite_file`], with its `-wal` and `-shm` companions.
+pub fn remove_sqlite(file: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
 }
 
 /// Whether every suite must run for real (`SEQUENCER_REQUIRE_SERVERS=1`, as `.ci/run` sets): servers, and the

@@ -16,14 +16,23 @@ pub fn seqwork(b: &Backend, p: &str, args: &[&str], sleep_ms: &str) -> Command {
     c
 }
 
+/// How many times each name was logged in `{p}work_log` (none while the database cannot be read).
 pub async fn log_counts(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, i64> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
-        "SELECT name, COUNT(*) FROM {p}work_log GROUP BY name"
-    ))
-    .fetch_all(pool)
-    .await
-    .unwrap_or_default();
-    rows.into_iter().collect()
+    counts_by_name(pool, &format!("{p}work_log"))
+        .await
+        .unwrap_or_default()
+}
+
+/// How many rows of `table` (a log table with a `name` column) have each name.
+pub async fn counts_by_name(
+    pool: &sqlx::AnyPool,
+    table: &str,
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as(&format!("SELECT name, COUNT(*) FROM {table} GROUP BY name"))
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 pub async fn statuses(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, String> {
@@ -92,6 +101,22 @@ impl Drop for Workers {
 }
 
 impl Workers {
+    /// `n` worker processes, each started from `command()`.
+    pub fn start(n: usize, mut command: impl FnMut() -> Command) -> Workers {
+        Workers(
+            (0..n)
+                .map(|_| command().spawn().expect("start a worker"))
+                .collect(),
+        )
+    }
+
+    /// Kills the first worker with SIGKILL (`kill -9`, a worker that dies mid-run), waits for it and lets it go.
+    pub fn kill_first(&mut self) {
+        let mut first = self.0.remove(0);
+        first.kill().expect("kill -9");
+        first.wait().expect("the killed worker");
+    }
+
     /// Stops every worker with SIGTERM and waits for each: their outputs.
     pub fn stop(&mut self) -> Vec<std::process::Output> {
         for w in &self.0 {
