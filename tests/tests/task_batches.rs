@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use common::batch::{finished, members_done, status_line};
 use common::work::Workers;
@@ -329,8 +330,7 @@ async fn a_batch_callback_killed_mid_way_runs_again_on_another_worker() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        first.0[0].kill().expect("kill -9");
-        first.0[0].wait().unwrap();
+        first.kill_first();
         assert_eq!(logged("cb_end").await, 0, "{}", b.name);
         // Another worker takes the callback over once the dead claim's lease ran out.
         let mut second = Workers(vec![worker("0")]);
