@@ -263,10 +263,8 @@ impl Sequencer {
         let ledger = self.ledger();
         let mut again = false;
         for from in [Status::Failed, Status::Interrupted] {
-            again = again
-                || ledger
-                    .set_status(name, run, from, Status::Pending, None)
-                    .await?;
+            // Its tries start over (a deferred run counts them in its row, across claims).
+            again = again || ledger.retry_run(name, run, from).await?;
         }
         if again {
             let queue = def.op.meta.queue.unwrap_or(DEFAULT_QUEUE);

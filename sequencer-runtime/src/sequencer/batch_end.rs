@@ -35,7 +35,7 @@ impl Sequencer {
                 MemberState::Failed,
                 Some("interrupted: `retry` resumes it".to_owned()),
             )),
-            Outcome::Deferred { .. } => None,
+            Outcome::Deferred { .. } | Outcome::Retrying { .. } => None,
             Outcome::NotClaimed => {
                 use crate::ledger::Status;
                 let row = self.ledger().row_of(name, run).await?;
