@@ -76,6 +76,47 @@ impl Ledger {
         }
     }
 
+    /// Every run of task `name` with its stored arguments and last error, as stored (for `reseal`).
+    pub(crate) async fn task_stored(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(i64, Option<String>, Option<String>)>, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "SELECT run, args, last_error FROM {ops} WHERE name = ? AND args IS NOT NULL ORDER BY run"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read a task's runs"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, text(r, 1)?, text(r, 2)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q("read a task's runs"))
+    }
+
+    /// Rewrites a task run's stored arguments (for `reseal`).
+    pub(crate) async fn rewrite_task_args(
+        &self,
+        name: &str,
+        run: i64,
+        args: &str,
+    ) -> Result<(), LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET args = ? WHERE name = ? AND run = ?"
+        ));
+        sqlx::query(&sql)
+            .bind(args)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("reseal a task run's arguments"))?;
+        Ok(())
+    }
+
     /// How many runs of each task are in each status: `task → status → count`.
     pub async fn task_counts(&self) -> Result<BTreeMap<String, HashMap<Status, i64>>, LedgerError> {
         let ops = self.table("operations");
