@@ -20,7 +20,7 @@ use crate::ledger::deferred::Move;
 use crate::ledger::tasks::Available;
 use crate::report::Outcome;
 use crate::sequencer::Sequencer;
-use crate::task_runs::{record_task_run, Recorded, WhenHeld};
+use crate::task_runs::{record_task_run, WhenHeld};
 use crate::worker::{run_target, WorkReport};
 
 /// What [`Sequencer::process_deferred`] did.
@@ -86,14 +86,10 @@ impl Sequencer {
         let due = due_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64);
-        let ledger = self.ledger();
-        if let Recorded::Run(run, _) =
-            record_task_run(ledger, &self.env().keys, def, json, WhenHeld::Drop).await?
-        {
-            ledger
-                .enqueue_task(def.name(), run, DEFERRED_QUEUE, Available::At(due))
-                .await?;
-        }
+        // The run and its job commit together.
+        let queue = Some((DEFERRED_QUEUE, Available::At(due)));
+        let keys = &self.env().keys;
+        record_task_run(self.ledger(), keys, def, json, WhenHeld::Drop, queue).await?;
         Ok(())
     }
 
