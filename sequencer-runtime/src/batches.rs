@@ -113,6 +113,7 @@ pub(crate) async fn prepare(
                     def,
                     json.to_owned(),
                     WhenHeld::RecordSkipped,
+                    None,
                 )
                 .await
                 {

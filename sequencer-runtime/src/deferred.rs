@@ -1,8 +1,10 @@
 //! Deferred operations are tasks: `defer(name, payload, due_at, max_attempts)` records a run of the task
 //! `deferred:<name>` (a row of the operations table with its payload, sealed when a key is configured) and queues
-//! it on the `deferred` queue, available at `due_at`; `process_deferred` (the `process-deferred` command, and every
-//! `work` process when idle) runs the due ones through the executor, with every policy: retries with backoff,
-//! layers, events, hard timeouts, leases and recovery. Rows an older version left in the `<prefix>deferred` table
+//! it on the `deferred` queue, available at `due_at`, in one transaction. Every `work` process takes the due ones
+//! beside its own queue, into its task set; `process_deferred` (the `process-deferred` command) runs them once.
+//! Each runs through the executor, with every policy: layers, events, hard timeouts, leases and recovery. A failed
+//! try with tries left goes back on the queue, due after `deferred_retry_delay` times the tries so far: no
+//! process sleeps through it; the tries are counted across crashes. Rows an older version left in the `<prefix>deferred` table
 //! are moved into that representation first (see [`crate::ledger::DeferredStatus::Moved`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,7 +20,7 @@ use crate::ledger::deferred::Move;
 use crate::ledger::tasks::Available;
 use crate::report::Outcome;
 use crate::sequencer::Sequencer;
-use crate::task_runs::{record_task_run, Recorded, WhenHeld};
+use crate::task_runs::{record_task_run, WhenHeld};
 use crate::worker::{run_target, WorkReport};
 
 /// What [`Sequencer::process_deferred`] did.
@@ -26,14 +28,23 @@ use crate::worker::{run_target, WorkReport};
 pub struct DeferredReport {
     /// Deferred runs that completed.
     pub completed: usize,
-    /// Runs put back on the queue, to be taken again (waiting for a lock, or for the recovery of a dead claim).
+    /// Deferred runs that ended skipped (their handler skipped itself).
+    pub skipped: usize,
+    /// Runs put back on their queue, to be taken again: a try failed with tries left (due again after
+    /// `deferred_retry_delay` times the tries so far), a lock is held, or a dead process's claim waits for its
+    /// recovery.
     pub retrying: usize,
-    /// Runs that failed for good (out of attempts, malformed payload, unknown handler): kept for a human. Each
-    /// is `(run, error)`: the run number of its task `deferred:<name>` (for a row of the old table that could not
-    /// be moved, its id there).
+    /// Runs that failed for good (out of tries, malformed payload, unknown handler, interrupted on their last
+    /// try): kept for a human. Each is `(run, error)`, `run` the run number of its task `deferred:<name>`.
     pub failed: Vec<(i64, String)>,
     /// Rows of the old `<prefix>deferred` table moved into task runs by this call.
     pub moved: usize,
+    /// Rows of the old table failed there, not moved (their handler is not registered): `(id, error)`, kept
+    /// for a human.
+    pub rows_failed: Vec<(i64, String)>,
+    /// Rows of the old table that could not be moved now (their task run's data could not be made): `(id, why)`;
+    /// they stay `pending` there, and are tried again by the next call.
+    pub not_moved: Vec<(i64, String)>,
 }
 
 impl Sequencer {
@@ -75,19 +86,17 @@ impl Sequencer {
         let due = due_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64);
-        let ledger = self.ledger();
-        if let Recorded::Run(run, _) =
-            record_task_run(ledger, &self.env().keys, def, json, WhenHeld::Drop).await?
-        {
-            ledger
-                .enqueue_task(def.name(), run, DEFERRED_QUEUE, Available::At(due))
-                .await?;
-        }
+        // The run and its job commit together.
+        let queue = Some((DEFERRED_QUEUE, Available::At(due)));
+        let keys = &self.env().keys;
+        record_task_run(self.ledger(), keys, def, json, WhenHeld::Drop, queue).await?;
         Ok(())
     }
 
-    /// Runs the due deferred runs (at most `limit`), oldest first, each through the executor. Moves the pending
-    /// rows an older version left in the `<prefix>deferred` table into task runs first.
+    /// Runs the due deferred runs (at most `limit`), oldest first, each through the executor, one try each (a
+    /// failed try with tries left is put back on the queue for later). Moves the pending rows an older version left
+    /// in the `<prefix>deferred` table into task runs first, and recovers the claims of dead processes (as
+    /// `process` does); `work` processes take deferred runs themselves and do not call this.
     pub async fn process_deferred(
         &self,
         limit: Option<usize>,
@@ -148,27 +157,31 @@ impl Sequencer {
             let outcome = run_target(&env, target, &job, batch).await;
             drop(beat);
             let run = job.run;
+            // A ledger error: the job stays taken under its lease, and is rescued once that has run out.
+            let outcome = outcome?;
+            match &outcome {
+                Outcome::Completed { .. } => report.completed += 1,
+                Outcome::Skipped { .. } => report.skipped += 1,
+                Outcome::Retrying { .. } | Outcome::Deferred { .. } => report.retrying += 1,
+                Outcome::Failed { error, .. } => report.failed.push((run, error.clone())),
+                Outcome::Cancelled { reason } => report.failed.push((run, reason.clone())),
+                Outcome::NotClaimed => {}
+            }
+            let not_claimed = outcome == Outcome::NotClaimed;
             let mut work = WorkReport::default();
-            let said = match &outcome {
-                Ok(Outcome::Failed { error, .. }) => Some(error.clone()),
-                Ok(Outcome::Cancelled { reason }) => Some(reason.clone()),
-                Err(e) => Some(e.to_string()),
-                _ => None,
-            };
-            self.finish_job(Ok((job, outcome)), &worker, &mut work)
+            self.finish_job(Ok((job, Ok(outcome))), &worker, &mut work)
                 .await?;
-            match said {
-                Some(error) => report.failed.push((run, error)),
-                None if work.completed > 0 => report.completed += 1,
-                None => {
-                    let row = ledger.row_of(&target_name(target), run).await?;
-                    match row.map(|r| r.status) {
-                        Some(crate::ledger::Status::Interrupted) => report.failed.push((
-                            run,
-                            format!("run {run} was interrupted (its process died) and has no tries left: kept for a human"),
-                        )),
-                        _ => report.retrying += 1,
-                    }
+            if not_claimed {
+                // Held by a dead process's claim (put back, for its recovery), out of tries after its process died
+                // (kept for a human), or ended elsewhere (nothing to count).
+                let row = ledger.row_of(&target_name(target), run).await?;
+                match row.map(|r| r.status) {
+                    Some(crate::ledger::Status::Running) => report.retrying += 1,
+                    Some(crate::ledger::Status::Interrupted) => report.failed.push((
+                        run,
+                        format!("run {run} was interrupted (its process died) on its last try: kept for a human"),
+                    )),
+                    _ => {}
                 }
             }
         }
@@ -179,7 +192,10 @@ impl Sequencer {
     /// left) into task runs, each in one transaction that only one process wins. As before, a row naming a
     /// handler this process does not have (nor an alias of it) is failed with the reason, kept for a person; a row
     /// whose old processor died on its last try is failed.
-    async fn move_old_deferred(&self, report: &mut DeferredReport) -> Result<(), SequencerError> {
+    pub(crate) async fn move_old_deferred(
+        &self,
+        report: &mut DeferredReport,
+    ) -> Result<(), SequencerError> {
         let ledger = self.ledger();
         ledger.expire_deferred().await?;
         let handlers = self.deferred_handlers();
@@ -191,7 +207,7 @@ impl Sequencer {
                     row.handler, row.handler, row.handler
                 );
                 if ledger.fail_deferred(&row, &error, keys).await? {
-                    report.failed.push((row.id, error));
+                    report.rows_failed.push((row.id, error));
                 }
                 continue;
             };
@@ -226,7 +242,7 @@ impl Sequencer {
                     report.moved += 1;
                 }
                 Move::Taken => {}
-                Move::Refused(why) => report.failed.push((row.id, why)),
+                Move::Refused(why) => report.not_moved.push((row.id, why)),
             }
         }
         Ok(())

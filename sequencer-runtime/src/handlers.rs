@@ -18,9 +18,6 @@ use crate::task_def::{TaskDef, TaskKeys};
 /// from there; `work --queue deferred` runs them too.
 pub const DEFERRED_QUEUE: &str = "deferred";
 
-/// The tries a deferred run is allowed when its data says nothing else.
-const DEFAULT_TRIES: u32 = 1;
-
 /// A type-erased deferred handler.
 pub(crate) type ErasedHandler =
     Arc<dyn for<'a> Fn(&'a Ctx, serde_json::Value) -> BoxFuture<'a, Result<()>> + Send + Sync>;
@@ -191,10 +188,4 @@ where
 /// The tries of a deferred run given its stored data: `None` when the data is not a deferred envelope.
 pub(crate) fn envelope_of(json: &str) -> Option<Envelope> {
     serde_json::from_str::<Envelope>(json).ok()
-}
-
-/// The tries a run of `max_attempts` has left after `used` (at least none).
-pub(crate) fn tries_left(max_attempts: u32, used: i64) -> u32 {
-    let used = u32::try_from(used.max(0)).unwrap_or(u32::MAX);
-    max_attempts.max(DEFAULT_TRIES).saturating_sub(used)
 }

@@ -36,6 +36,14 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// A try failed and the run went back to `pending`, its next try due on its queue after `retry_in_ms` (a
+    /// deferred run: its tries are taken from the queue, one per claim, never slept through by the process).
+    Retrying {
+        /// The try's error, with its causes.
+        error: String,
+        /// When its next try is due, in milliseconds from now.
+        retry_in_ms: u64,
+    },
 }
 
 /// The former name of [`Outcome`], from when the executor's outcome and the report's were two types.

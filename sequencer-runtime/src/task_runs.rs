@@ -8,6 +8,7 @@ use crate::error::SequencerError;
 use crate::executor::policy::unique_task_lock;
 use crate::executor::TaskData;
 use crate::ledger::runs::Status;
+use crate::ledger::tasks::Available;
 use crate::ledger::Ledger;
 use crate::task_def::TaskDef;
 
@@ -38,13 +39,14 @@ pub(crate) enum WhenHeld {
 }
 
 /// Records a `pending` run of a task with its arguments (sealed when it is `encrypted`), its `unique` key taken
-/// first.
+/// first, and with `queue` its job on that queue in the same transaction.
 pub(crate) async fn record_task_run(
     ledger: &Ledger,
     keys: &Keyring,
     def: &'static TaskDef,
     json: String,
     when_held: WhenHeld,
+    queue: Option<(&str, Available)>,
 ) -> Result<Recorded, SequencerError> {
     let name = def.name();
     let data = TaskData::from_json(def, json.clone());
@@ -91,7 +93,10 @@ pub(crate) async fn record_task_run(
         } else {
             json.clone()
         };
-        if ledger.insert_task_run(name, run, &stored).await? {
+        // A run skipped for its held key is recorded without a job; any other, with its job (with `queue`), in
+        // one transaction.
+        let queue = if held.is_some() { None } else { queue };
+        if ledger.record_task_run(name, run, &stored, queue).await? {
             if let Some(reason) = held {
                 ledger
                     .set_status(name, run, Status::Pending, Status::Skipped, Some(&reason))

@@ -119,13 +119,13 @@ impl<'a, T: Task> TaskDispatch<'a, T> {
             .unwrap_or(DEFAULT_QUEUE);
         crate::options::check_queue(queue).map_err(SequencerError::Usage)?;
         let json = to_json(def, &self.args)?;
-        let Some((run, _)) = self.seq.record_task_run(def, json).await? else {
+        let Some((run, _)) = self
+            .seq
+            .record_task_run(def, json, Some((queue, self.when)))
+            .await?
+        else {
             return Ok(None);
         };
-        self.seq
-            .ledger()
-            .enqueue_task(def.name(), run, queue, self.when)
-            .await?;
         Ok(Some(TaskRun {
             name: def.name(),
             run,
@@ -138,7 +138,7 @@ impl<'a, T: Task> TaskDispatch<'a, T> {
     pub async fn run_now(self) -> Result<Outcome, SequencerError> {
         let def = self.seq.task_def::<T>()?;
         let json = to_json(def, &self.args)?;
-        let Some((run, data)) = self.seq.record_task_run(def, json).await? else {
+        let Some((run, data)) = self.seq.record_task_run(def, json, None).await? else {
             return Ok(Outcome::Deferred {
                 reason: format!(
                     "a run of `{}` with the same `unique` key is queued or running",
@@ -205,13 +205,16 @@ impl Sequencer {
     }
 
     /// Records a `pending` run of a task with its arguments (sealed when it is `encrypted`), its `unique` key
-    /// taken first: the run and its data, or `None` when that key is held by another run.
+    /// taken first, and with `queue` its job in the same transaction: the run and its data, or `None` when that
+    /// key is held by another run.
     async fn record_task_run(
         &self,
         def: &'static TaskDef,
         json: String,
+        queue: Option<(&str, crate::ledger::tasks::Available)>,
     ) -> Result<Option<(i64, TaskData)>, SequencerError> {
-        match record_task_run(self.ledger(), &self.env().keys, def, json, WhenHeld::Drop).await? {
+        let keys = &self.env().keys;
+        match record_task_run(self.ledger(), keys, def, json, WhenHeld::Drop, queue).await? {
             Recorded::Run(run, data) => Ok(Some((run, data))),
             Recorded::Dropped | Recorded::Skipped(..) => Ok(None),
         }
@@ -263,10 +266,8 @@ impl Sequencer {
         let ledger = self.ledger();
         let mut again = false;
         for from in [Status::Failed, Status::Interrupted] {
-            again = again
-                || ledger
-                    .set_status(name, run, from, Status::Pending, None)
-                    .await?;
+            // Its tries start over (a deferred run counts them in its row, across claims).
+            again = again || ledger.retry_run(name, run, from).await?;
         }
         if again {
             let queue = def.op.meta.queue.unwrap_or(DEFAULT_QUEUE);

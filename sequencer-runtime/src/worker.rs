@@ -14,9 +14,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::place;
+use crate::deferred::DeferredReport;
 use crate::error::SequencerError;
 use crate::events::Event;
 use crate::executor::Env;
+use crate::handlers::DEFERRED_QUEUE;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held};
 use crate::ledger::jobs::{Job, JobStatus};
 use crate::ledger::runs::Status;
@@ -186,6 +188,7 @@ impl Sequencer {
         let mut idle = Duration::from_millis(5);
         let mut last_rescue: Option<Instant> = None;
         let mut last_deferred: Option<Instant> = None;
+        let mut last_moved: Option<Instant> = None;
         let mut last_trouble: Option<Instant> = None;
         let jobs_held: Arc<Held> = Arc::default();
         // When the worker last said it waits, and since when it has had nothing to do.
@@ -231,7 +234,7 @@ impl Sequencer {
             let free = opts.concurrency.max(1).saturating_sub(tasks.len());
             let mut took = 0;
             if free > 0 {
-                let taken = match ledger
+                let mut taken = match ledger
                     .take_jobs(&opts.queue, &worker, opts.lease, free)
                     .await
                 {
@@ -241,6 +244,28 @@ impl Sequencer {
                         continue;
                     }
                 };
+                // Deferred runs are taken beside the worker's own queue, into the same task set (so they run
+                // concurrently, stop with the worker and its grace, and never hold up its loop): looked for about
+                // once a second, at once again while there are some.
+                let room = free.saturating_sub(taken.len());
+                if room > 0
+                    && opts.queue != DEFERRED_QUEUE
+                    && last_deferred.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                {
+                    match ledger
+                        .take_jobs(DEFERRED_QUEUE, &worker, opts.lease, room)
+                        .await
+                    {
+                        Ok(jobs) => {
+                            last_deferred = jobs.is_empty().then(Instant::now);
+                            taken.extend(jobs);
+                        }
+                        Err(e) => {
+                            database_trouble(&e, &shutdown, &mut last_trouble).await;
+                            continue;
+                        }
+                    }
+                }
                 for job in taken {
                     took += 1;
                     report.jobs += 1;
@@ -279,13 +304,14 @@ impl Sequencer {
                 idle_since = None;
                 continue;
             }
-            if tasks.is_empty()
-                && last_deferred.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            if tasks.is_empty() && last_moved.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
             {
-                if let Err(e) = self.process_deferred(Some(opts.concurrency)).await {
+                // Rows an older version left in the old deferred table: moved into task runs, whose jobs are
+                // taken as above. (No rescue here: that is the guarded step above.)
+                if let Err(e) = self.move_old_deferred(&mut DeferredReport::default()).await {
                     tracing::warn!("deferred operations: {e}");
                 }
-                last_deferred = Some(Instant::now());
+                last_moved = Some(Instant::now());
             }
             if tasks.is_empty() && opts.until_idle {
                 let counts = match ledger.job_counts(&opts.queue).await {
@@ -366,6 +392,15 @@ impl Sequencer {
         let ledger = self.ledger();
         let task = self.registry().task(&job.name);
         let outcome = outcome?;
+        // A failed try whose next one is taken from the queue (a deferred run): its job waits there for it.
+        if let Outcome::Retrying { retry_in_ms, .. } = &outcome {
+            report.not_run += 1;
+            let note = format!("its try failed: taken again in {retry_in_ms} ms");
+            ledger
+                .requeue_job(job.id, worker, Duration::from_millis(*retry_in_ms), &note)
+                .await?;
+            return Ok(());
+        }
         if let Some(task) = task {
             // A task run that waits for a lock (`without_overlapping`), or whose row another claim holds (a dead
             // worker's, until recovery finds it), goes back on the queue: its job stays its only way to run.
@@ -449,7 +484,10 @@ impl Sequencer {
                     .end_job(job.id, worker, JobStatus::Failed, Some(&error))
                     .await?;
             }
-            Outcome::NotClaimed | Outcome::Deferred { .. } | Outcome::Cancelled { .. } => {
+            Outcome::NotClaimed
+            | Outcome::Deferred { .. }
+            | Outcome::Retrying { .. }
+            | Outcome::Cancelled { .. } => {
                 report.not_run += 1;
                 // This job's run, exactly (a task has many).
                 let status = ledger.row_of(&job.name, job.run).await?.map(|r| r.status);

@@ -316,6 +316,16 @@ async fn a_pending_row_of_an_older_version_runs_once_through_the_executor() {
         )
         .await;
         let pool = old.ledger().pool();
+        // Version 14's index on the old table's status.
+        let on = if b.name.contains("MariaDB") || b.name.contains("MySQL") {
+            format!(" ON {p}seq_deferred")
+        } else {
+            String::new()
+        };
+        sequencer::sqlx::query(&format!("DROP INDEX {p}seq_deferred_by_status{on}"))
+            .execute(pool)
+            .await
+            .unwrap();
         if b.name == "SQLite" {
             // SQLite drops no indexed column.
             sequencer::sqlx::query(&format!("DROP INDEX {p}seq_job_batches_callbacks"))
@@ -377,10 +387,19 @@ async fn a_pending_row_of_an_older_version_runs_once_through_the_executor() {
         GREETINGS.store(0, std::sync::atomic::Ordering::SeqCst);
         let (r1, r2) = tokio::join!(one.process_deferred(None), two.process_deferred(None));
         let (r1, r2) = (r1.unwrap(), r2.unwrap());
+        // The failed first try went back on the queue, due again after the backoff: taken by a later call.
+        let (mut completed, mut retrying) =
+            (r1.completed + r2.completed, r1.retrying + r2.retrying);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while completed == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let r = one.process_deferred(None).await.unwrap();
+            (completed, retrying) = (completed + r.completed, retrying + r.retrying);
+        }
         assert_eq!(
-            (r1.moved + r2.moved, r1.completed + r2.completed),
-            (1, 1),
-            "{}: moved once, ran once: {r1:?} {r2:?}",
+            (r1.moved + r2.moved, completed, retrying),
+            (1, 1, 1),
+            "{}: moved once, ran once after one try put back: {r1:?} {r2:?}",
             b.name
         );
         assert_eq!(
@@ -445,5 +464,101 @@ async fn a_pending_row_of_an_older_version_runs_once_through_the_executor() {
         );
         assert_eq!(GREETINGS.load(std::sync::atomic::Ordering::SeqCst), 2);
         common::cleanup(&one, &p, &[]).await;
+    }
+}
+
+/// Waits until `check` holds, or fails after 60 s (a bound on a hang, not a timing assertion).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A worker does not sleep through a deferred run's backoff: the failed try goes back on the `deferred` queue, due
+/// after the delay, while the worker goes on taking jobs, and it stops at once when asked to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_leaves_a_failed_deferred_try_to_its_queue_and_goes_on() {
+    for b in backends().await {
+        let p = prefix();
+        let knobs = sequencer_tests::ledger_ops::Knobs {
+            prefix: p.clone(),
+            ..Default::default()
+        };
+        let builder = common::builder(&b, &p, ops::registry())
+            .state(knobs)
+            .deferred("send_welcome", handler)
+            .deferred_retry_delay(Duration::from_secs(3600));
+        let seq = common::build(&b, builder).await;
+        let always = Welcome {
+            user: "eve".into(),
+            fail_until: 9,
+        };
+        seq.defer("send_welcome", &always, SystemTime::now(), 3)
+            .await
+            .unwrap();
+        let shutdown = sequencer::CancellationToken::new();
+        let opts = sequencer::WorkOptions {
+            grace: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let worker = {
+            let (seq, shutdown) = (seq.clone(), shutdown.clone());
+            tokio::spawn(async move { seq.work(&opts, shutdown).await })
+        };
+        let run = || async {
+            seq.ledger()
+                .row_of("deferred:send_welcome", 1)
+                .await
+                .unwrap()
+                .map(|r| (r.status, r.attempts))
+        };
+        eventually("the first try failed", || async {
+            run().await == Some((Status::Pending, 1))
+        })
+        .await;
+        // A job queued now is taken while the deferred run waits for its next try.
+        assert!(seq.enqueue("a_create").await.unwrap(), "{}", b.name);
+        eventually("the queued operation ran", || async {
+            seq.status()
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.name.ends_with("a_create") && e.status == Status::Completed)
+        })
+        .await;
+        shutdown.cancel();
+        let report = tokio::time::timeout(Duration::from_secs(60), worker)
+            .await
+            .unwrap_or_else(|_| panic!("{}: the worker did not stop", b.name))
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.completed, 1, "{}: {report:?}", b.name);
+        assert_eq!(
+            run().await,
+            Some((Status::Pending, 1)),
+            "{}: one try, the next one due in an hour",
+            b.name
+        );
+        let now = seq.ledger().db_now().await.unwrap();
+        let (status, available_at): (String, i64) = sequencer::sqlx::query_as(&format!(
+            "SELECT status, available_at FROM {p}seq_jobs WHERE name = 'deferred:send_welcome'"
+        ))
+        .fetch_one(seq.ledger().pool())
+        .await
+        .unwrap();
+        let later = available_at > now + 60_000;
+        assert_eq!(
+            (status.as_str(), later),
+            ("queued", true),
+            "{}: its job waits on the queue for its next try",
+            b.name
+        );
+        common::cleanup(&seq, &p, &["log"]).await;
     }
 }

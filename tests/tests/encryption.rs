@@ -290,3 +290,67 @@ async fn no_secret_is_stored_in_the_clear_and_sealed_values_stay_with_their_row(
         common::drop_tables(pool, &p, &[]).await;
     }
 }
+
+/// Deferred runs recorded before a key was set (their data and their error in plain text) are sealed by
+/// `reseal`, each for its run; a run so sealed then runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reseal_seals_deferred_runs_recorded_before_a_key_was_set() {
+    for b in backends().await {
+        let p = prefix();
+        let plain = common::builder(&b, &p, sequencer_tests::ledger_ops::ops::registry())
+            .deferred("greet", greet)
+            .build()
+            .await
+            .unwrap();
+        // Run 1 fails (its error in plain text); run 2 waits.
+        plain
+            .defer("greet", &"bob".to_owned(), SystemTime::now(), 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            plain.process_deferred(None).await.unwrap().failed.len(),
+            1,
+            "{}",
+            b.name
+        );
+        plain
+            .defer("greet", &"ada".to_owned(), SystemTime::now(), 1)
+            .await
+            .unwrap();
+        let keyed = sequencer(&b, &p, Keyring::new(Some(&key(3)), []).unwrap())
+            .await
+            .unwrap();
+        assert!(keyed.reseal().await.unwrap() >= 3, "{}", b.name);
+        for run in [1, 2] {
+            let args = keyed
+                .ledger()
+                .task_args("deferred:greet", run)
+                .await
+                .unwrap()
+                .unwrap_or_default();
+            assert!(args.starts_with("enc:v2:"), "{}: run {run}: {args}", b.name);
+        }
+        let failed = keyed
+            .ledger()
+            .row_of("deferred:greet", 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            failed
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("enc:v2:")),
+            "{}: {failed:?}",
+            b.name
+        );
+        let report = keyed.process_deferred(None).await.unwrap();
+        assert_eq!(
+            (report.completed, report.failed.len()),
+            (1, 0),
+            "{}: {report:?}",
+            b.name
+        );
+        common::drop_tables(keyed.ledger().pool(), &p, &[]).await;
+    }
+}

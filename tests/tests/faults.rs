@@ -565,12 +565,12 @@ async fn a_deferred_handler_that_kills_its_process_runs_at_most_max_attempts_tim
         )
         .await;
         assert!(seq.execute("a_create").await.unwrap().succeeded());
-        seq.defer("abort", &(), std::time::SystemTime::now(), 1)
+        seq.defer("abort", &(), std::time::SystemTime::now(), 3)
             .await
             .unwrap();
-        for _ in 0..3 {
-            // Each run finds the row: the first runs the handler, which kills the process; the later ones find
-            // its claim expired with no attempt left.
+        for _ in 0..5 {
+            // Each run finds the run: the first three run the handler, which kills the process (each counted, on
+            // top of the tries before it); the later ones find it interrupted with no try left.
             let out = seqtest(
                 &b.url,
                 &p,
@@ -584,12 +584,12 @@ async fn a_deferred_handler_that_kills_its_process_runs_at_most_max_attempts_tim
         }
         assert_eq!(
             log_count(&seq, &p, "abort").await,
-            1,
-            "{}: `max_attempts = 1` ran the handler more than once",
+            3,
+            "{}: `max_attempts = 3` ran the handler other than 3 times",
             b.name
         );
-        // The run of the task `deferred:abort`: its process died on its one try, so it is `interrupted`, for a
-        // person (`retry_task`), never run again by itself.
+        // The run of the task `deferred:abort`: its process died on each of its three tries, so it is
+        // `interrupted` after 3 attempts, for a person (`retry_task`), never run again by itself.
         let row = seq
             .ledger()
             .row_of("deferred:abort", 1)
@@ -598,7 +598,7 @@ async fn a_deferred_handler_that_kills_its_process_runs_at_most_max_attempts_tim
             .expect("the deferred run");
         assert_eq!(
             (row.status, row.attempts),
-            (sequencer::ledger::Status::Interrupted, 1),
+            (sequencer::ledger::Status::Interrupted, 3),
             "{}: {row:?}",
             b.name
         );
@@ -611,6 +611,13 @@ async fn a_deferred_handler_that_kills_its_process_runs_at_most_max_attempts_tim
             "{}: one run",
             b.name
         );
+        let (status,): (String,) = sqlx::query_as(&format!(
+            "SELECT status FROM {p}seq_jobs WHERE name = 'deferred:abort'"
+        ))
+        .fetch_one(seq.ledger().pool())
+        .await
+        .unwrap();
+        assert_eq!(status, "failed", "{}: its job is kept for a person", b.name);
         common::cleanup(&seq, &p, &["log"]).await;
     }
 }
@@ -728,6 +735,7 @@ async fn a_process_retries_only_failures_from_before_it_read_the_ledger() {
             due_scheduled: false,
             token,
             failed_before,
+            bounded: None,
         };
         let token = Box::leak(new_claim_token().into_boxed_str());
         // The second process does not run a failure it did not see: another process's, just recorded.

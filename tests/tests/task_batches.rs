@@ -365,3 +365,55 @@ async fn a_batch_callback_killed_mid_way_runs_again_on_another_worker() {
         common::cleanup(&seq, &p, &["task_log"]).await;
     }
 }
+
+/// A batch callback that runs three times as long as the lease, with a second live worker scanning for callbacks
+/// left behind, runs once: the claim on it is renewed while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_batch_callback_keeps_its_claim_and_runs_once() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = setup(&b, &p).await;
+        let id = seq
+            .batch([reprice(1)])
+            .then("slow_then")
+            .dispatch()
+            .await
+            .unwrap();
+        let logged = |what: &'static str| {
+            let (seq, p) = (seq.clone(), p.clone());
+            async move {
+                counts(&seq, &p)
+                    .await
+                    .get(&(what.to_owned(), id.0))
+                    .copied()
+                    .unwrap_or(0)
+            }
+        };
+        // A 2 s lease; the callback sleeps 6 s.
+        let args = ["work", "--queue", "billing", "--lease", "2"];
+        let worker = || {
+            common::command(env!("CARGO_BIN_EXE_seqtask"), &b.url, &p, &args)
+                .env("SEQTEST_CALLBACK_SLEEP_MS", "6000")
+                .spawn()
+                .expect("start a worker")
+        };
+        let mut workers = Workers(vec![worker(), worker()]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while logged("cb_end").await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the callback never ended",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        workers.stop();
+        assert_eq!(
+            (logged("cb_start").await, logged("cb_end").await),
+            (1, 1),
+            "{}: the other worker took the callback over while it ran",
+            b.name
+        );
+        common::cleanup(&seq, &p, &["task_log"]).await;
+    }
+}

@@ -4,6 +4,7 @@
 mod deferred_data;
 pub(crate) mod layer;
 pub(crate) mod policy;
+mod rollback;
 pub(crate) mod task;
 mod task_data;
 pub(crate) mod watchdog;
@@ -23,7 +24,7 @@ use crate::ctx::{Cancelled, Ctx, Recorder, StateMap};
 use crate::events::{Event, Via};
 use crate::executor::layer::Layer;
 use crate::executor::policy::{LockRefusal, Policies};
-use crate::executor::task::{attempt_once, run_task, AttemptError};
+use crate::executor::task::{attempt_once, AttemptError};
 use crate::executor::watchdog::HardTimeout;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held};
 use crate::ledger::batches::BatchId;
@@ -83,6 +84,8 @@ pub(crate) struct OpRun {
     cancel: CancellationToken,
     batch: Option<BatchId>,
     task: Option<Arc<TaskData>>,
+    /// The number of its first attempt here (a bounded run's tries go on from those its claim counted).
+    first: u32,
 }
 impl Env {
     /// The layers around an attempt of `def`: every operation's, then those its `middleware` names, in order.
@@ -150,6 +153,7 @@ impl Env {
         let meta = &def.meta;
         let checksum = format!("{:016x}", meta.checksum);
         let token = new_claim_token();
+        let bounded = task.as_ref().and_then(|t| t.tries);
         let claim = Claim {
             name: meta.name,
             run: due.run(),
@@ -157,12 +161,13 @@ impl Env {
             owner: &self.owner,
             lease: self.lease,
             checksum: &checksum,
-            // A run whose data bounds its tries (a deferred run) is taken again while it has tries left.
-            reclaim_interrupted: meta.idempotent
-                || (task.as_ref().and_then(|t| t.tries)).map_or(meta.retry.tries > 1, |n| n >= 1),
+            // A run whose data bounds its tries (a deferred run) is taken again while it has tries left: the claim
+            // counts them across crashes.
+            reclaim_interrupted: meta.idempotent || bounded.map_or(meta.retry.tries > 1, |_| true),
             due_scheduled: due.is_scheduled(),
             token: &token,
             failed_before: due.failures_until(),
+            bounded,
         };
         let claimed = if due.is_new_run() {
             self.ledger
@@ -174,6 +179,15 @@ impl Env {
         if !claimed {
             return Ok(Outcome::NotClaimed);
         }
+        // A bounded run's first try now is the one its claim counted (1 unless earlier tries failed or crashed).
+        let first = match bounded {
+            Some(_) => self
+                .ledger
+                .claimed_attempts(meta.name, due.run(), &token)
+                .await?
+                .map_or(1, |n| u32::try_from(n.max(1)).unwrap_or(u32::MAX)),
+            None => 1,
+        };
         let tags = task.as_ref().map(|t| run_tags(def, &t.keys).join(","));
         let span = tracing::info_span!(
             "operation",
@@ -188,6 +202,7 @@ impl Env {
             cancel: self.cancel.child_token(),
             batch: due.batch(),
             task,
+            first,
         };
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(meta.name, due.run(), &op);
@@ -258,19 +273,21 @@ impl Env {
             }
         }
         let policy = meta.retry;
-        // A run's own bound on its tries (a deferred run's `max_attempts`), within its task's.
-        let tries = op
-            .task
-            .as_ref()
-            .and_then(|t| t.tries)
-            .map_or(policy.tries, |t| t.clamp(1, policy.tries));
+        // A run's own bound on its tries (a deferred run's `max_attempts`, counted across claims), within its
+        // task's. Such a run takes one try per claim: a failed try with tries left goes back on its queue.
+        let bounded = op.task.as_ref().and_then(|t| t.tries);
+        let mut tries = bounded.map_or(policy.tries, |t| t.clamp(1, policy.tries));
+        if op.task.as_ref().is_some_and(|t| t.args.is_err()) && bounded.is_some() {
+            // Data that cannot be read: this try is its last.
+            tries = op.first;
+        }
         let deadline = policy.retry_until.map(|d| started + d);
         let mut exceptions = 0u32;
-        let mut attempt = 1u32;
+        let mut attempt = op.first;
         loop {
             // A lost claim (the row was recovered by another process after this one's lease ran out) ends the
             // run here: no further attempt, and no write to a row that another process owns now.
-            if attempt > 1
+            if attempt > op.first
                 && !self
                     .ledger
                     .attempt(meta.name, run, attempt, self.lease, &op.token)
@@ -379,6 +396,11 @@ impl Env {
             };
             let delay = jittered(delay, self.jitter, fastrand::f64());
             let past_deadline = deadline.is_some_and(|d| Instant::now() + delay > d);
+            if bounded.is_some() && attempt < tries && !out_of_exceptions && !past_deadline {
+                return self
+                    .retry_later(def, run, &op.token, started, attempt, delay, &error)
+                    .await;
+            }
             if attempt < tries
                 && !out_of_exceptions
                 && !past_deadline
@@ -569,6 +591,7 @@ impl Env {
             cancel: self.cancel.child_token(),
             batch: None,
             task: None,
+            first: 1,
         };
         let ctx = Arc::new(self.ctx(def, 1, false, &op));
         match attempt_once(def, ctx, self.layers_for(def), None).await {
@@ -607,77 +630,8 @@ impl Env {
             allowed_to_fail: meta.allowed_to_fail,
         }
     }
-
-    /// Runs an operation's rollback and records the result. `Err` carries the rollback's error message.
-    pub async fn roll_back(
-        &self,
-        def: &'static OperationDef,
-        run: i64,
-    ) -> Result<Result<(), String>, LedgerError> {
-        let Some(rollback) = def.rollback else {
-            return Ok(Err(format!("`{}` has no rollback", def.meta.name)));
-        };
-        let name = def.meta.name;
-        // Claim the rollback first, under a lease renewed while it runs: of two processes rolling back the same
-        // operation one runs it, no `process` runs it forward meanwhile, and a rollback whose process dies is
-        // found `undo_interrupted`, never `rolled_back`.
-        let token = new_claim_token();
-        let mut claimed = false;
-        for from in [Status::Completed, Status::RollbackInterrupted] {
-            claimed = self
-                .ledger
-                .claim_rollback(name, run, from, self.lease, &self.owner, &token)
-                .await?;
-            if claimed {
-                break;
-            }
-        }
-        if !claimed {
-            return Ok(Err(format!(
-                "`{name}` is no longer completed: another process rolled it back or changed it"
-            )));
-        }
-        let op = OpRun {
-            run: Some(run),
-            token,
-            cancel: self.cancel.child_token(),
-            batch: None,
-            task: None,
-        };
-        let _held = self.held.hold(op.token.clone());
-        let heartbeat = self.heartbeat(name, run, &op);
-        let ctx = Arc::new(self.ctx(def, 1, false, &op));
-        let undone = run_task(ctx.clone(), move |ctx| rollback(ctx), None, None).await;
-        drop(heartbeat);
-        // `rolled_back` only now that the rollback returned; a failed one leaves the operation completed.
-        let to = match undone {
-            Ok(()) => Status::RolledBack,
-            Err(_) => Status::Completed,
-        };
-        if !self.ledger.end_rollback(name, run, to, &op.token).await? {
-            return Ok(Err(format!(
-                "the rollback of `{name}` lost its claim: its lease ran out and another process recovered it"
-            )));
-        }
-        match undone {
-            Ok(()) => {
-                self.emit(Event::OperationRolledBack {
-                    via: self.via,
-                    name: name.to_owned(),
-                });
-                Ok(Ok(()))
-            }
-            Err(AttemptError::Failed(e) | AttemptError::TimedOut(e)) => {
-                // Not undone: it stays completed, with the rollback's error recorded.
-                let e = e.context(format!("rollback of `{name}` failed"));
-                self.ledger
-                    .record_error(def.meta.name, run, 0, &e, self.seal_for(def))
-                    .await?;
-                Ok(Err(describe(&e)))
-            }
-        }
-    }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,8 +19,9 @@ use crate::task_def::{TaskDef, TaskKeys};
 pub(crate) struct TaskData {
     pub args: Result<Arc<str>, Arc<str>>,
     pub keys: TaskKeys,
-    /// The tries this run has, when its data says (a deferred run's `max_attempts`, less the tries a run that
-    /// died used): they bound its task's `retries`.
+    /// The tries this run is allowed, when its data says (a deferred run's `max_attempts`): they bound its
+    /// task's `retries`, counted across its claims (crashes and earlier tries included), and such a run takes one
+    /// try per claim, a failed one going back on its queue.
     pub tries: Option<u32>,
     /// A deferred run's registered handler.
     pub handler: Option<crate::handlers::ErasedHandler>,

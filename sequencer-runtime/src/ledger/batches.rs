@@ -4,6 +4,8 @@
 //! state and of the batch's counters commits together, and every decision taken once (the batch ended, its first
 //! failure was caught) is one conditional `UPDATE` that only one process wins.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -310,13 +312,22 @@ impl Ledger {
 
     /// Records the batch's first failure as caught (and cancels the batch), once: `true` for the one process
     /// that does, which runs the `catch` callback.
-    pub(crate) async fn catch_batch(&self, id: BatchId, member: &str) -> Result<bool, LedgerError> {
+    pub(crate) async fn catch_batch(
+        &self,
+        id: BatchId,
+        member: &str,
+        lease: Duration,
+        token: &str,
+    ) -> Result<bool, LedgerError> {
         let (batches, now) = (self.table("job_batches"), self.dialect.now());
+        let claim = self.callback_claim();
         let sql = self.dialect.sql(format!(
-            "UPDATE {batches} SET caught_at = {now}, failed_member = ?, cancelled_at = COALESCE(cancelled_at, {now}) \
+            "UPDATE {batches} SET {claim}, caught_at = {now}, failed_member = ?, cancelled_at = COALESCE(cancelled_at, {now}) \
              WHERE id = ? AND caught_at IS NULL AND failed > 0"
         ));
         Ok(sqlx::query(&sql)
+            .bind(token)
+            .bind(lease.as_millis().min(i64::MAX as u128) as i64)
             .bind(member)
             .bind(id.0)
             .execute(&self.pool)
@@ -327,21 +338,43 @@ impl Ledger {
     }
 
     /// Records that every member of the batch ended, once: `true` for the one process that does, which runs
-    /// the `then` and `finally` callbacks. A batch with no callback left to run is settled at once.
-    pub(crate) async fn finish_batch(&self, id: BatchId) -> Result<bool, LedgerError> {
+    /// the `then` and `finally` callbacks. A batch with no callback left to run is settled at once. The claim on
+    /// its callbacks is taken in the same statement (with `token`, for `lease`) unless another process holds it:
+    /// no worker's scan can take them between the end and the claim.
+    pub(crate) async fn finish_batch(
+        &self,
+        id: BatchId,
+        lease: Duration,
+        token: &str,
+    ) -> Result<bool, LedgerError> {
         let (batches, now) = (self.table("job_batches"), self.dialect.now());
+        let claim = self.callback_claim();
         let sql = self.dialect.sql(format!(
-            "UPDATE {batches} SET finished_at = {now}, callbacks_settled_at = CASE WHEN then_callback IS NULL \
+            "UPDATE {batches} SET {claim}, finished_at = {now}, callbacks_settled_at = CASE WHEN then_callback IS NULL \
              AND finally_callback IS NULL AND (catch_callback IS NULL OR caught_at IS NULL) THEN {now} END \
              WHERE id = ? AND finished_at IS NULL AND pending = 0"
         ));
         Ok(sqlx::query(&sql)
+            .bind(token)
+            .bind(lease.as_millis().min(i64::MAX as u128) as i64)
             .bind(id.0)
             .execute(&self.pool)
             .await
             .map_err(q("finish a batch"))?
             .rows_affected()
             == 1)
+    }
+
+    /// The assignments that take the claim on a batch's callbacks (binds: the token, the lease in milliseconds)
+    /// unless a live claim holds them. The token first: MySQL evaluates assignments in order, and the token's
+    /// condition reads the lease as it was.
+    fn callback_claim(&self) -> String {
+        let now = self.dialect.now();
+        let free = format!("(callback_lease_until IS NULL OR callback_lease_until < {now})");
+        format!(
+            "callback_token = CASE WHEN {free} THEN ? ELSE callback_token END, \
+             callback_lease_until = CASE WHEN {free} THEN {now} + ? ELSE callback_lease_until END"
+        )
     }
 
     /// Records what a failed callback said on its batch's row (after what an earlier one said).

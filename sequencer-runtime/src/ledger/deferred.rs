@@ -300,29 +300,15 @@ impl Ledger {
         args: impl Fn(i64) -> Result<String, String>,
     ) -> Result<Move, LedgerError> {
         use DeferredStatus::Moved;
-        let (deferred, ops, jobs) = (
-            self.table("deferred"),
-            self.table("operations"),
-            self.table("jobs"),
-        );
-        let now = self.dialect.now();
+        let deferred = self.table("deferred");
         let take = self.dialect.sql(format!(
             "UPDATE {deferred} SET status = '{Moved}', locked_until = NULL WHERE id = ? AND {}",
             self.movable()
         ));
-        let number = self.dialect.sql(format!(
-            "SELECT COALESCE(MAX(run), 0) + 1 FROM {ops} WHERE name = ?"
-        ));
-        let insert = self.dialect.insert_ignore(format!(
-            "INSERT INTO {ops} (name, run, op_timestamp, status, attempts, args) VALUES (?, ?, 0, 'pending', 0, ?)"
-        ));
+        let number = self.number_task_run_sql();
         let point = self
             .dialect
             .sql(format!("UPDATE {deferred} SET task_run = ? WHERE id = ?"));
-        let queued = super::jobs::JobStatus::Queued;
-        let enqueue = self.dialect.insert_ignore(format!(
-            "INSERT INTO {jobs} (name, run, queue, status, available_at, attempts, created_at) VALUES (?, ?, ?, '{queued}', ?, 0, {now})"
-        ));
         let what = "move a deferred operation into a task run";
         // Another process numbering a run of the same task at the same moment: take the next number.
         for _ in 0..100 {
@@ -349,29 +335,18 @@ impl Ledger {
                     return Ok(Move::Refused(why));
                 }
             };
-            let inserted = sqlx::query(&insert)
-                .bind(name)
-                .bind(run)
-                .bind(data)
-                .execute(&mut *tx)
-                .await
-                .map_err(q(what))?
-                .rows_affected();
-            if inserted != 1 {
+            // The run and its job, queued at the row's due time, in this transaction.
+            let due = Some((queue, super::tasks::Available::At(row.due_at)));
+            if !self
+                .insert_queued_run(&mut tx, name, run, &data, due)
+                .await?
+            {
                 tx.rollback().await.map_err(q(what))?;
                 continue;
             }
             sqlx::query(&point)
                 .bind(run)
                 .bind(row.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(q(what))?;
-            sqlx::query(&enqueue)
-                .bind(name)
-                .bind(run)
-                .bind(queue)
-                .bind(row.due_at)
                 .execute(&mut *tx)
                 .await
                 .map_err(q(what))?;
@@ -383,5 +358,44 @@ impl Ledger {
             "cannot number a run of `{name}` for deferred row {}: other processes took every number tried",
             row.id
         )))
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::{Ledger, Move};
+
+    /// Two processes that read the same movable row (as two upgraded processes starting together do): the first
+    /// moves it, the second finds it taken and records nothing.
+    #[tokio::test]
+    async fn a_row_read_by_two_processes_is_moved_once() {
+        let dir = std::env::temp_dir().join(format!(
+            "seq-move-{}-{:08x}.db",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        let url = format!("sqlite://{}?mode=rwc", dir.display());
+        let ledger = Ledger::connect(&url, "seq_").await.unwrap();
+        let id = ledger
+            .defer("greet", |_| "\"ada\"".to_owned(), 0, 3)
+            .await
+            .unwrap();
+        let row = ledger.deferred_movable().await.unwrap().remove(0);
+        assert_eq!(row.id, id);
+        let args = |_: i64| Ok("{}".to_owned());
+        let first = ledger
+            .move_deferred(&row, "deferred:greet", "deferred", args)
+            .await
+            .unwrap();
+        let second = ledger
+            .move_deferred(&row, "deferred:greet", "deferred", args)
+            .await
+            .unwrap();
+        assert_eq!((first, second), (Move::Moved(1), Move::Taken));
+        assert!(ledger.row_of("deferred:greet", 2).await.unwrap().is_none());
+        drop(ledger);
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", dir.display()));
+        }
     }
 }

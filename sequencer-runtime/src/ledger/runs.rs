@@ -169,6 +169,10 @@ pub struct Claim<'a> {
     /// A `failed` row is claimed only if it failed no later than this time (the database's clock, in milliseconds: a
     /// failure in the very millisecond the plan read the clock was seen by it; `i64::MAX`: any).
     pub failed_before: i64,
+    /// For a run whose data bounds its tries (a deferred run's `max_attempts`): the bound. Its tries are then
+    /// counted across claims: claiming it again after a failed try or a crash (`pending` or `interrupted`) adds one
+    /// to its `attempts` instead of starting over at 1, and a run that has used them all is not claimed.
+    pub bounded: Option<u32>,
 }
 
 /// What the end of a run writes.
@@ -222,6 +226,26 @@ impl Ledger {
             }
         }
         Ok(())
+    }
+
+    /// The `attempts` of run `run` of `name` while the claim `token` holds it (`None`: it does not).
+    pub(crate) async fn claimed_attempts(
+        &self,
+        name: &str,
+        run: i64,
+        token: &str,
+    ) -> Result<Option<i64>, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "SELECT attempts FROM {ops} WHERE name = ? AND run = ? AND claim_token = ?"
+        ));
+        sqlx::query_scalar(&sql)
+            .bind(name)
+            .bind(run)
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read the attempts of a claimed run"))
     }
 
     /// One run of one operation.
@@ -314,14 +338,19 @@ impl Ledger {
         // The claim: one atomic statement; whoever changes the row owns the operation.
         let (ops, now) = (self.table("operations"), self.dialect.now());
         let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
-             status = 'running', batch = ?, attempts = 1, started_at = {now}, finished_at = NULL, \
+            "UPDATE {ops} SET attempts = CASE WHEN ? > 0 AND status IN ('pending', 'interrupted') THEN COALESCE(attempts, 0) + 1 ELSE 1 END, \
+             progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
+             status = 'running', batch = ?, started_at = {now}, finished_at = NULL, \
              duration_ms = NULL, lease_until = {now} + ?, claim_token = ?, host_ns = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
              pause_requested = NULL, throttled_since = NULL, throttled_ms = NULL, \
              last_error = NULL WHERE name = ? AND run = ? \
-             AND (status IN ('pending', 'rolled_back', ?, ?) OR (status = 'failed' AND (finished_at IS NULL OR finished_at <= ?)))"
+             AND (status IN ('pending', 'rolled_back', ?, ?) OR (status = 'failed' AND (finished_at IS NULL OR finished_at <= ?))) \
+             AND (? = 0 OR COALESCE(attempts, 0) < ?)"
         ));
+        // (`attempts` is assigned first: MySQL evaluates the assignments in order, each seeing the ones before.)
+        let bound = i64::from(claim.bounded.unwrap_or(0));
         let done = sqlx::query(&sql)
+            .bind(bound)
             .bind(claim.batch)
             .bind(claim.lease.as_millis() as i64)
             .bind(claim.token)
@@ -343,6 +372,8 @@ impl Ledger {
                 "pending"
             })
             .bind(claim.failed_before)
+            .bind(bound)
+            .bind(bound)
             .execute(&self.pool)
             .await
             .map_err(q("claim an operation"))?;
@@ -548,6 +579,30 @@ impl Ledger {
             .execute(&self.pool)
             .await
             .map_err(q("change a status"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Makes run `run` of `name` `pending` again from `from` (`failed` or `interrupted`) with its tries starting
+    /// over (`attempts` 0). `false` if it was not in `from`.
+    pub(crate) async fn retry_run(
+        &self,
+        name: &str,
+        run: i64,
+        from: Status,
+    ) -> Result<bool, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET status = 'pending', attempts = 0, finished_at = {now}, skip_reason = NULL, lease_until = NULL \
+             WHERE name = ? AND run = ? AND status = ?",
+            now = self.dialect.now()
+        ));
+        let done = sqlx::query(&sql)
+            .bind(name)
+            .bind(run)
+            .bind(from.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(q("retry a run"))?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -299,6 +299,8 @@ const MIGRATIONS: &[Migration] = &[
             All("UPDATE {job_batches} SET callbacks_settled_at = finished_at WHERE finished_at IS NOT NULL"),
             All("UPDATE {job_batches} SET callbacks_done = 'catch' WHERE caught_at IS NOT NULL AND finished_at IS NULL"),
             All("CREATE INDEX {job_batches}_callbacks ON {job_batches} (callbacks_settled_at)"),
+            // Each idle worker looks for rows left to move about once a second: by status, not a full scan.
+            All("CREATE INDEX {deferred}_by_status ON {deferred} (status)"),
         ],
     },
 ];
@@ -410,42 +412,83 @@ impl Ledger {
             .fetch_all(&mut *conn)
             .await
             .map_err(q("read schema versions"))?;
-        for (version, statements) in migrations(self.dialect, &self.prefix) {
+        // A version's statements and its record commit together where DDL is transactional (PostgreSQL, SQLite):
+        // a version that fails half-way leaves nothing behind, and is applied whole by the next start. (MySQL and
+        // MariaDB commit each DDL statement on its own.)
+        let transactional = self.dialect != Dialect::MySql;
+        let begin = match self.dialect {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            _ => "BEGIN",
+        };
+        let record = self.dialect.insert_ignore(format!(
+            "INSERT INTO {versions} (version, applied_at) VALUES (?, ?)"
+        ));
+        'versions: for (version, statements) in migrations(self.dialect, &self.prefix) {
             if applied.contains(&version) {
                 continue;
             }
-            for s in statements {
-                if let Err(e) = conn.execute(self.dialect.sql(s).as_str()).await {
-                    // On SQLite another process may be applying this version at the same moment: wait for it.
-                    let mut done = false;
-                    for _ in 0..50 {
-                        let now: Vec<i64> = sqlx::query_scalar(&read_versions)
-                            .fetch_all(&mut *conn)
-                            .await
-                            .map_err(q("read schema versions"))?;
-                        if now.contains(&version) {
-                            done = true;
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+            if transactional {
+                if let Err(e) = conn.execute(begin).await {
+                    // SQLite: another process holds the write lock, applying this version perhaps.
+                    if applied_meanwhile(conn, &read_versions, version).await? {
+                        continue 'versions;
                     }
-                    if !done {
-                        return Err(q("migrate the ledger tables")(e));
-                    }
+                    return Err(q("begin a schema version")(e));
                 }
             }
-            let record = self.dialect.insert_ignore(format!(
-                "INSERT INTO {versions} (version, applied_at) VALUES (?, ?)"
-            ));
-            sqlx::query(&record)
+            for s in statements {
+                if let Err(e) = conn.execute(self.dialect.sql(s).as_str()).await {
+                    if transactional {
+                        conn.execute("ROLLBACK")
+                            .await
+                            .map_err(q("roll back a schema version"))?;
+                    }
+                    // On SQLite another process may be applying this version at the same moment: wait for it.
+                    if applied_meanwhile(conn, &read_versions, version).await? {
+                        continue 'versions;
+                    }
+                    return Err(q("migrate the ledger tables")(e));
+                }
+            }
+            let recorded = sqlx::query(&record)
                 .bind(version)
                 .bind(now_ms())
                 .execute(&mut *conn)
                 .await
-                .map_err(q("record a schema version"))?;
+                .map_err(q("record a schema version"));
+            if let Err(e) = recorded {
+                if transactional {
+                    let _ = conn.execute("ROLLBACK").await;
+                }
+                return Err(e);
+            }
+            if transactional {
+                conn.execute("COMMIT")
+                    .await
+                    .map_err(q("commit a schema version"))?;
+            }
         }
         Ok(())
     }
+}
+
+/// Whether another process records `version` applied within about five seconds.
+async fn applied_meanwhile(
+    conn: &mut sqlx::AnyConnection,
+    read_versions: &str,
+    version: i64,
+) -> Result<bool, LedgerError> {
+    for _ in 0..50 {
+        let now: Vec<i64> = sqlx::query_scalar(read_versions)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(q("read schema versions"))?;
+        if now.contains(&version) {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -22,14 +22,85 @@ pub enum Available {
     At(i64),
 }
 
+impl Available {
+    /// The value bound for it: the time (`At`), or the delay from now in milliseconds.
+    fn millis(self) -> i64 {
+        match self {
+            Available::Now => 0,
+            Available::After(ms) => ms.max(0),
+            Available::At(ms) => ms,
+        }
+    }
+}
+
 impl Ledger {
+    /// The statement numbering the next run of a task (bind: its name): one more than its latest.
+    pub(super) fn number_task_run_sql(&self) -> String {
+        let ops = self.table("operations");
+        self.dialect.sql(format!(
+            "SELECT COALESCE(MAX(run), 0) + 1 FROM {ops} WHERE name = ?"
+        ))
+    }
+
+    /// The statement recording a `pending` task run (binds: name, run, stored arguments), doing nothing when that
+    /// run exists.
+    pub(super) fn insert_task_run_sql(&self) -> String {
+        let ops = self.table("operations");
+        self.dialect.insert_ignore(format!(
+            "INSERT INTO {ops} (name, run, op_timestamp, status, attempts, args) VALUES (?, ?, 0, 'pending', 0, ?)"
+        ))
+    }
+
+    /// The statement queueing a task run's job, available `when` (binds: name, run, queue, then the time or the
+    /// delay in milliseconds, as [`Available::millis`] gives it).
+    fn enqueue_task_sql(&self, when: Available) -> String {
+        let (jobs, now) = (self.table("jobs"), self.dialect.now());
+        let available = match when {
+            Available::Now | Available::After(_) => format!("{now} + ?"),
+            Available::At(_) => "?".to_owned(),
+        };
+        let queued = JobStatus::Queued;
+        self.dialect.insert_ignore(format!(
+            "INSERT INTO {jobs} (name, run, queue, status, available_at, attempts, created_at) VALUES (?, ?, ?, '{queued}', {available}, 0, {now})"
+        ))
+    }
+
+    /// Records run `run` of task `name`, `pending`, with its stored arguments and, with `queue`, its job on that
+    /// queue, on `conn` (inside the caller's transaction: the run and its job commit together). `false` when that
+    /// run exists (another process numbered its run the same: take the next number), and nothing was written.
+    pub(super) async fn insert_queued_run(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        name: &str,
+        run: i64,
+        args: &str,
+        queue: Option<(&str, Available)>,
+    ) -> Result<bool, LedgerError> {
+        let inserted = sqlx::query(&self.insert_task_run_sql())
+            .bind(name)
+            .bind(run)
+            .bind(args)
+            .execute(&mut *conn)
+            .await
+            .map_err(q("record a task run"))?
+            .rows_affected()
+            == 1;
+        if let (true, Some((queue, when))) = (inserted, queue) {
+            sqlx::query(&self.enqueue_task_sql(when))
+                .bind(name)
+                .bind(run)
+                .bind(queue)
+                .bind(when.millis())
+                .execute(&mut *conn)
+                .await
+                .map_err(q("queue a task run"))?;
+        }
+        Ok(inserted)
+    }
+
     /// The run number the next run of task `name` would take: one more than its latest.
     pub async fn next_task_run(&self, name: &str) -> Result<i64, LedgerError> {
-        let ops = self.table("operations");
-        let sql = self.dialect.sql(format!(
-            "SELECT COALESCE(MAX(run), 0) + 1 FROM {ops} WHERE name = ?"
-        ));
-        sqlx::query_scalar(&sql)
+        sqlx::query_scalar(&self.number_task_run_sql())
             .bind(name)
             .fetch_one(&self.pool)
             .await
@@ -44,18 +115,33 @@ impl Ledger {
         run: i64,
         args: &str,
     ) -> Result<bool, LedgerError> {
-        let ops = self.table("operations");
-        let sql = self.dialect.insert_ignore(format!(
-            "INSERT INTO {ops} (name, run, op_timestamp, status, attempts, args) VALUES (?, ?, 0, 'pending', 0, ?)"
-        ));
-        let done = sqlx::query(&sql)
-            .bind(name)
-            .bind(run)
-            .bind(args)
-            .execute(&self.pool)
-            .await
-            .map_err(q("record a task run"))?;
-        Ok(done.rows_affected() == 1)
+        self.record_task_run(name, run, args, None).await
+    }
+
+    /// Records run `run` of task `name` with its stored arguments and, with `queue`, its job on that queue, in one
+    /// transaction (a run is never recorded without the job that runs it), and wakes that queue's workers.
+    /// `false` when that run exists, and nothing was written.
+    pub(crate) async fn record_task_run(
+        &self,
+        name: &str,
+        run: i64,
+        args: &str,
+        queue: Option<(&str, Available)>,
+    ) -> Result<bool, LedgerError> {
+        let what = "record a task run";
+        let mut tx = self.pool.begin().await.map_err(q(what))?;
+        let inserted = self
+            .insert_queued_run(&mut tx, name, run, args, queue)
+            .await?;
+        if !inserted {
+            tx.rollback().await.map_err(q(what))?;
+            return Ok(false);
+        }
+        tx.commit().await.map_err(q(what))?;
+        if let Some((queue, _)) = queue {
+            self.wake_workers(queue).await?;
+        }
+        Ok(true)
     }
 
     /// A task run's stored arguments; `None` when the run does not exist or is not a task's.
@@ -74,6 +160,47 @@ impl Ledger {
             Some(r) => text(&r, 0).map_err(q("read a task run's arguments")),
             None => Ok(None),
         }
+    }
+
+    /// Every run of task `name` with its stored arguments and last error, as stored (for `reseal`).
+    pub(crate) async fn task_stored(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(i64, Option<String>, Option<String>)>, LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "SELECT run, args, last_error FROM {ops} WHERE name = ? AND args IS NOT NULL ORDER BY run"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read a task's runs"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, text(r, 1)?, text(r, 2)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q("read a task's runs"))
+    }
+
+    /// Rewrites a task run's stored arguments (for `reseal`).
+    pub(crate) async fn rewrite_task_args(
+        &self,
+        name: &str,
+        run: i64,
+        args: &str,
+    ) -> Result<(), LedgerError> {
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "UPDATE {ops} SET args = ? WHERE name = ? AND run = ?"
+        ));
+        sqlx::query(&sql)
+            .bind(args)
+            .bind(name)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(q("reseal a task run's arguments"))?;
+        Ok(())
     }
 
     /// How many runs of each task are in each status: `task → status → count`.
@@ -105,21 +232,11 @@ impl Ledger {
         queue: &str,
         when: Available,
     ) -> Result<bool, LedgerError> {
-        let (jobs, now) = (self.table("jobs"), self.dialect.now());
-        let (available, ms) = match when {
-            Available::Now => (format!("{now} + ?"), 0),
-            Available::After(ms) => (format!("{now} + ?"), ms.max(0)),
-            Available::At(ms) => ("?".to_owned(), ms),
-        };
-        let queued = JobStatus::Queued;
-        let sql = self.dialect.insert_ignore(format!(
-            "INSERT INTO {jobs} (name, run, queue, status, available_at, attempts, created_at) VALUES (?, ?, ?, '{queued}', {available}, 0, {now})"
-        ));
-        let done = sqlx::query(&sql)
+        let done = sqlx::query(&self.enqueue_task_sql(when))
             .bind(name)
             .bind(run)
             .bind(queue)
-            .bind(ms)
+            .bind(when.millis())
             .execute(&self.pool)
             .await
             .map_err(q("queue a task run"))?

@@ -232,7 +232,7 @@ async fn ready_queue(
                     hold_back(c, &dependents, &mut skipped, due, &mut report, run, None);
                 }
             }
-            Outcome::Deferred { reason } => {
+            Outcome::Deferred { reason } | Outcome::Retrying { error: reason, .. } => {
                 let name = def.meta.name;
                 report.waiting.push((name.to_owned(), reason.clone()));
                 for &c in &dependents[i] {

@@ -5,6 +5,9 @@
 //! is safe to repeat, so a process that dies half-way leaves nothing for good: whoever ends the member's job next
 //! (the job is rescued and taken again) finishes the steps, and a worker runs the callbacks left behind.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crate::batches::BatchCtx;
 use crate::error::SequencerError;
 use crate::events::Event;
@@ -35,7 +38,7 @@ impl Sequencer {
                 MemberState::Failed,
                 Some("interrupted: `retry` resumes it".to_owned()),
             )),
-            Outcome::Deferred { .. } => None,
+            Outcome::Deferred { .. } | Outcome::Retrying { .. } => None,
             Outcome::NotClaimed => {
                 use crate::ledger::Status;
                 let row = self.ledger().row_of(name, run).await?;
@@ -115,8 +118,12 @@ impl Sequencer {
                     .min_by_key(|m| (m.ended_at, m.position))
                     .map(|m| m.name.clone())
                     .unwrap_or_default();
-                if ledger.catch_batch(id, &earliest).await? {
-                    self.run_due_callbacks(id).await?;
+                let token = new_claim_token();
+                if ledger
+                    .catch_batch(id, &earliest, self.env().lease, &token)
+                    .await?
+                {
+                    self.run_callbacks_claimed(id, Some(token)).await?;
                 }
                 first = Some(earliest);
             }
@@ -143,7 +150,8 @@ impl Sequencer {
                 }
             }
         }
-        if ledger.finish_batch(id).await? {
+        let token = new_claim_token();
+        if ledger.finish_batch(id, self.env().lease, &token).await? {
             let ended = ledger.batch_info(id).await?.unwrap_or(info);
             let _ = self.events().send(Event::BatchEnded {
                 id: id.0,
@@ -153,7 +161,7 @@ impl Sequencer {
                 skipped: ended.skipped,
                 cancelled: ended.cancelled_at.is_some(),
             });
-            self.run_due_callbacks(id).await?;
+            self.run_callbacks_claimed(id, Some(token)).await?;
         }
         Ok(())
     }
@@ -164,23 +172,44 @@ impl Sequencer {
     /// (callbacks run at least once: make them idempotent), and one recorded done never runs again. Does nothing
     /// while another process holds the claim.
     pub(crate) async fn run_due_callbacks(&self, id: BatchId) -> Result<(), SequencerError> {
+        self.run_callbacks_claimed(id, None).await
+    }
+
+    /// [`Self::run_due_callbacks`], the claim perhaps taken already with `held` (by the statement that ended or
+    /// caught the batch, unless another process held it then).
+    async fn run_callbacks_claimed(
+        &self,
+        id: BatchId,
+        mut held: Option<String>,
+    ) -> Result<(), SequencerError> {
         let ledger = self.ledger();
         let lease = self.env().lease;
         loop {
-            let token = new_claim_token();
-            if !ledger.claim_batch_callbacks(id, lease, &token).await? {
-                return Ok(());
-            }
+            let token = match held.take() {
+                // Taken with the batch's end: ours if the renewal finds it so.
+                Some(token) if ledger.renew_batch_callbacks(id, lease, &token).await? => token,
+                _ => {
+                    let token = new_claim_token();
+                    if !ledger.claim_batch_callbacks(id, lease, &token).await? {
+                        return Ok(());
+                    }
+                    token
+                }
+            };
+            // Set when a renewal finds the claim lost: no further callback is started under it.
+            let lost = Arc::new(AtomicBool::new(false));
             let beat = {
-                let (ledger, token) = (ledger.clone(), token.clone());
+                let (ledger, token, lost) = (ledger.clone(), token.clone(), lost.clone());
                 renew_every_third(lease, move || {
-                    let (ledger, token) = (ledger.clone(), token.clone());
+                    let (ledger, token, lost) = (ledger.clone(), token.clone(), lost.clone());
                     async move {
-                        if let Err(e) = ledger.renew_batch_callbacks(id, lease, &token).await {
-                            tracing::warn!(
+                        match ledger.renew_batch_callbacks(id, lease, &token).await {
+                            Ok(true) => {}
+                            Ok(false) => lost.store(true, Ordering::SeqCst),
+                            Err(e) => tracing::warn!(
                                 batch = id.0,
                                 "cannot renew the claim on its callbacks: {e}"
-                            );
+                            ),
                         }
                     }
                 })
@@ -199,6 +228,13 @@ impl Sequencer {
             for (which, is_due, name) in due {
                 if !is_due || name.is_none() || done.iter().any(|d| d == which) {
                     continue;
+                }
+                if lost.load(Ordering::SeqCst) {
+                    tracing::warn!(
+                        batch = id.0,
+                        "the claim on its callbacks was lost: another process runs `{which}` and the rest"
+                    );
+                    return Ok(());
                 }
                 self.run_batch_callback(&info, which, name).await;
                 if !ledger.batch_callback_done(id, which, &token).await? {
@@ -226,7 +262,10 @@ impl Sequencer {
     /// another process held the claim: what every worker does about once a second.
     pub(crate) async fn run_orphaned_callbacks(&self) -> Result<(), SequencerError> {
         for id in self.ledger().batches_with_callbacks_due().await? {
-            self.run_due_callbacks(id).await?;
+            // One batch's trouble does not keep the others' callbacks from running.
+            if let Err(e) = self.run_due_callbacks(id).await {
+                tracing::warn!(batch = id.0, "batch callbacks: {e}");
+            }
         }
         Ok(())
     }

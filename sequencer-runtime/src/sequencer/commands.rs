@@ -467,8 +467,9 @@ impl Sequencer {
     }
 
     /// Seals, each for its row, the values that must be sealed but were stored in plain text (before a key was
-    /// set) or sealed before values were bound to their row: deferred payloads and errors, and the checkpoints and
-    /// last errors of `encrypted` operations. Returns how many values it rewrote. Needs a key (`SEQUENCER_KEY`).
+    /// set) or sealed before values were bound to their row: the payloads and errors of the old deferred table, the
+    /// checkpoints and last errors of `encrypted` operations, and the arguments and last errors of every run of an
+    /// `encrypted` task (deferred runs included: their task is `encrypted` once a key is configured). Returns how many values it rewrote. Needs a key (`SEQUENCER_KEY`).
     pub async fn reseal(&self) -> Result<u64, SequencerError> {
         let keys = &self.inner.env.keys;
         if !keys.can_seal() {
@@ -532,6 +533,33 @@ impl Sequencer {
                     .rewrite_last_error(&row.name, row.run, &sealed)
                     .await?;
                 count += 1;
+            }
+        }
+        // Every run of an `encrypted` task (deferred runs are, once a key is set): its arguments and last error.
+        let encrypted_tasks = self.inner.registry.tasks().iter();
+        for name in encrypted_tasks
+            .filter(|t| t.op.meta.encrypted)
+            .map(|t| t.name())
+        {
+            for (run, args, last_error) in ledger.task_stored(name).await? {
+                if let Some(sealed) = args
+                    .as_deref()
+                    .map(|a| reseal(a, &place::task_args(name, run)))
+                    .transpose()?
+                    .flatten()
+                {
+                    ledger.rewrite_task_args(name, run, &sealed).await?;
+                    count += 1;
+                }
+                if let Some(sealed) = last_error
+                    .as_deref()
+                    .map(|e| reseal(e, &place::last_error(name, run)))
+                    .transpose()?
+                    .flatten()
+                {
+                    ledger.rewrite_last_error(name, run, &sealed).await?;
+                    count += 1;
+                }
             }
         }
         Ok(count)

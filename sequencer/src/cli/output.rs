@@ -215,6 +215,9 @@ pub(super) fn print_outcome(name: &str, o: &Outcome) {
         Outcome::Skipped { reason } => println!("SKIPPED     {name}: {reason}"),
         Outcome::NotClaimed => println!("NOT RUN     {name}"),
         Outcome::Deferred { reason } => println!("NOT RUN     {name}: {reason}"),
+        Outcome::Retrying { error, retry_in_ms } => {
+            println!("RETRYING    {name} in {retry_in_ms} ms: {error}")
+        }
         Outcome::Cancelled { reason } => println!("CANCELLED   {name}: {reason}"),
     }
 }

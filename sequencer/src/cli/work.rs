@@ -38,15 +38,23 @@ pub(super) async fn process_deferred(
         );
     }
     println!(
-        "Deferred: {} completed, {} to retry, {} failed.",
+        "Deferred: {} completed, {} skipped, {} waiting on the queue, {} failed.",
         report.completed,
+        report.skipped,
         report.retrying,
-        report.failed.len()
+        report.failed.len() + report.rows_failed.len()
     );
-    for (id, error) in &report.failed {
-        println!("  FAILED #{id}: {error}");
+    for (run, error) in &report.failed {
+        println!("  FAILED run {run}: {error}");
     }
-    Ok(ExitCode::from(u8::from(!report.failed.is_empty())))
+    for (id, error) in &report.rows_failed {
+        println!("  FAILED old row #{id}: {error}");
+    }
+    for (id, why) in &report.not_moved {
+        println!("  NOT MOVED old row #{id} (left pending): {why}");
+    }
+    let failed = !report.failed.is_empty() || !report.rows_failed.is_empty();
+    Ok(ExitCode::from(u8::from(failed)))
 }
 
 fn tokio_util_token() -> CancellationToken {
