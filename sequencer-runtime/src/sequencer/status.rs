@@ -189,12 +189,13 @@ impl Sequencer {
     async fn graph_inputs(
         &self,
     ) -> Result<(HashMap<String, Status>, HashMap<String, u64>), SequencerError> {
-        let status = self.status().await?;
-        let statuses = status.iter().map(|e| (e.name.clone(), e.status)).collect();
-        let durations = status
+        // Two columns of each operation's latest run, not whole rows with their ETAs and jobs.
+        let outlines = self.ledger().latest_outlines().await?;
+        let durations = outlines
             .iter()
-            .filter_map(|e| Some((e.name.clone(), u64::try_from(e.duration_ms?).ok()?.max(1))))
+            .filter_map(|(n, (_, ms))| Some((n.clone(), u64::try_from((*ms)?).ok()?.max(1))))
             .collect();
+        let statuses = outlines.into_iter().map(|(n, (s, _))| (n, s)).collect();
         Ok((statuses, durations))
     }
 
