@@ -68,7 +68,10 @@ async fn fill(seq: &Sequencer) -> Result<(), AnyError> {
     // Task runs, batches and a batch's members, each a tenth (or a hundredth) of the operations, written from
     // them in one statement each: 10,000 runs of the task `reprice` (every 50th failed; a run's number is its
     // operation's timestamp, unique), 1,000 batches, and 10,000 members of the first batch.
-    let (batches, members) = (format!("{PREFIX}job_batches"), format!("{PREFIX}batch_members"));
+    let (batches, members) = (
+        format!("{PREFIX}job_batches"),
+        format!("{PREFIX}batch_members"),
+    );
     let more = [
         format!("INSERT INTO {ops} (name, run, op_timestamp, status, attempts, started_at, finished_at, duration_ms, args) \
                  SELECT 'reprice', op_timestamp, 0, 'completed', 1, 1735689600000, 1735689600200, 200, '{{\"customer_id\": 42}}' \
@@ -177,20 +180,33 @@ async fn bench(name: &str, url: &str, n: usize, k: usize) -> Result<(), AnyError
         .map_or(0, |b| b.id.0);
     let pages = [
         ("batches page, newest", "/ops/batches".to_owned()),
-        ("batches page, a page 3/4 down (cursor)", format!("/ops/batches?after={}", first_batch + 250)),
-        ("a batch of 10,000 members, first page", format!("/ops/batch/{first_batch}")),
+        (
+            "batches page, a page 3/4 down (cursor)",
+            format!("/ops/batches?after={}", first_batch + 250),
+        ),
+        (
+            "a batch of 10,000 members, first page",
+            format!("/ops/batch/{first_batch}"),
+        ),
         ("a batch of 10,000 members, a page 3/4 down", {
-            let at = Timestamp::from_unix_seconds(1_704_067_200 + (n as i64) * 3 / 4).ok_or("timestamp")?;
+            let at = Timestamp::from_unix_seconds(1_704_067_200 + (n as i64) * 3 / 4)
+                .ok_or("timestamp")?;
             format!("/ops/batch/{first_batch}?after={}", at.version())
         }),
         ("tasks page (10,000 runs)", "/ops/tasks".to_owned()),
-        ("tasks page, task=reprice&status=failed", "/ops/tasks?task=reprice&status=failed".to_owned()),
+        (
+            "tasks page, task=reprice&status=failed",
+            "/ops/tasks?task=reprice&status=failed".to_owned(),
+        ),
         ("graph page", "/ops/graph".to_owned()),
         ("plan page", "/ops/plan".to_owned()),
     ];
     for (what, path) in pages {
         let m = median(port, &path, k).await?;
-        println!("{name}: {what}: median {:.1} ms of {k}", m.as_secs_f64() * 1000.0);
+        println!(
+            "{name}: {what}: median {:.1} ms of {k}",
+            m.as_secs_f64() * 1000.0
+        );
     }
     for (what, path) in [
         ("first page", "/ops".to_owned()),

@@ -22,10 +22,8 @@ pub(crate) async fn page(State(state): State<Shared>, original: OriginalUri, uri
     let base = base(&original, &uri);
     let seq = &state.seq;
     let opts = ProcessOptions::default();
-    let (preview, outlines) = match tokio::join!(
-        seq.preview(&opts),
-        seq.ledger().latest_outlines(),
-    ) {
+    let (preview, outlines) = match tokio::join!(seq.preview(&opts), seq.ledger().latest_outlines(),)
+    {
         (Ok(p), Ok(o)) => (p, o),
         (Err(e), _) => return failure(&base, &e),
         (_, Err(e)) => return failure(&base, &e.into()),
