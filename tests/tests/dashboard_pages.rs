@@ -2,7 +2,8 @@
 //! progress and members (linked to their operation or task run), task runs counted and filtered by task and state,
 //! every page paginated with a cursor, batch names, task arguments and errors escaped, an `encrypted` task's
 //! arguments and errors never shown, and the retry of a failed task run refused without the token, read-only,
-//! cross-site and on a stale view, then done with the token and recorded in the audit log. And `prune` deleting
+//! cross-site and on a stale view, then done with the token and recorded in the audit log; task runs are not
+//! listed among the operations. And `prune` deleting
 //! the old progress samples of ended runs, keeping a running run's.
 
 mod common;
@@ -239,6 +240,16 @@ async fn batches_and_tasks_pages_paginate_escape_mask_and_retry_behind_the_token
         let bogus = get(port, "/admin/ops/tasks?status=bogus").await;
         assert!(bogus.body.contains("is not a status"), "{n}");
 
+        // Task runs are not operations: the operations page does not list them (as orphaned rows).
+        let operations = get(port, "/admin/ops").await;
+        assert!(
+            operations.body.contains(&format!("data-op=\"{STEP}\""))
+                && !operations.body.contains("data-op=\"charge\"")
+                && !operations.body.contains("data-op=\"secret\""),
+            "{n}: {}",
+            operations.body
+        );
+
         // The retry of a failed task run: every refusal is a 403 that changes nothing.
         let retry = format!("/admin/ops/task/charge/{failed_run}/retry");
         let form = format!("token={TOKEN}");
@@ -286,7 +297,13 @@ async fn batches_and_tasks_pages_paginate_escape_mask_and_retry_behind_the_token
         assert_eq!(stale.status, 409, "{n}: {}", stale.body);
         let status = |run: i64| {
             let ledger = ledger.clone();
-            async move { ledger.row_of("charge", run).await.unwrap().map(|r| r.status) }
+            async move {
+                ledger
+                    .row_of("charge", run)
+                    .await
+                    .unwrap()
+                    .map(|r| r.status)
+            }
         };
         assert_eq!(
             status(failed_run).await,

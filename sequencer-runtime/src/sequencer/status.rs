@@ -162,8 +162,9 @@ impl Sequencer {
         let (_, durations) = self.graph_inputs().await?;
         let ops = self.inner.registry.operations();
         // The graph of what would run: the operations that ran already are met dependencies, not part of it.
+        let due: std::collections::HashSet<&str> = planned.iter().map(String::as_str).collect();
         let view = analyze_among(&self.inner.registry, &durations, |i| {
-            planned.iter().any(|p| p == ops[i].meta.name)
+            due.contains(ops[i].meta.name)
         })?;
         let name = |i: usize| ops[i].meta.name.to_owned();
         let waves = view
