@@ -135,9 +135,10 @@ impl Ledger {
             String::new()
         };
         // Task runs (rows with `args`, all at timestamp 0; no operation has that timestamp) are not operations: the
-        // range on the timestamp skips them in the index before any is read.
+        // range on the timestamp skips them in the index before any is read. (Not `args IS NULL`: without fresh
+        // statistics PostgreSQL estimates it matches few rows, and scans and sorts the whole table instead.)
         let mut sql = format!(
-            "SELECT {hint}{ROW_COLUMNS} FROM {ops} o WHERE o.op_timestamp > 0 AND o.args IS NULL AND NOT EXISTS \
+            "SELECT {hint}{ROW_COLUMNS} FROM {ops} o WHERE o.op_timestamp > 0 AND NOT EXISTS \
              (SELECT 1 FROM {ops} n WHERE n.name = o.name AND n.run > o.run)"
         );
         let mut binds: Vec<Bind> = Vec::new();

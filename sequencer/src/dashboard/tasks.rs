@@ -411,7 +411,7 @@ pub(crate) async fn retry(
         },
     )
     .await;
-    let outcome = result.and_then(|()| logged);
+    let outcome = result.and(logged);
     state.count_action(RETRY, if outcome.is_ok() { "ok" } else { "error" });
     match outcome {
         Ok(()) => {
