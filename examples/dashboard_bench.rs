@@ -1,8 +1,9 @@
-//! How fast the dashboard's operations page is with a large ledger: a registry of 100,000 operations (every third
-//! tagged `billing`) and a ledger with a row for each (most completed, 1% failed with an error, a few running with
-//! progress), on SQLite and on PostgreSQL (and MariaDB when one answers); then the median time of several
-//! requests of the operations page — the first page, a page deep in the list, a status filter, a tag filter, a
-//! text filter — over HTTP, as a browser asks for it.
+//! How fast the dashboard's pages are with a large ledger: a registry of 100,000 operations (every third tagged
+//! `billing`) and a ledger with a row for each (most completed, 1% failed with an error, a few running with
+//! progress), 10,000 task runs, 1,000 batches and 10,000 members of one of them, on SQLite and on PostgreSQL (and
+//! MariaDB when one answers); then the median time of several requests of each page — the batches (newest, deep),
+//! one batch's members, the tasks (all, filtered), the graph, the plan, and the operations page (the first page, a
+//! page deep in the list, a status filter, a tag filter, a text filter) — over HTTP, as a browser asks for it.
 //!
 //! ```sh
 //! cargo run --release --example dashboard_bench                 # 100,000 rows
@@ -62,6 +63,29 @@ async fn fill(seq: &Sequencer) -> Result<(), AnyError> {
         format!("UPDATE {ops} SET status = 'running', finished_at = NULL, duration_ms = NULL, progress_done = 40, progress_total = 100 WHERE op_timestamp % 9973 = 0"),
     ];
     for s in statements {
+        ledger.pool().execute(s.as_str()).await?;
+    }
+    // Task runs, batches and a batch's members, each a tenth (or a hundredth) of the operations, written from
+    // them in one statement each: 10,000 runs of the task `reprice` (every 50th failed; a run's number is its
+    // operation's timestamp, unique), 1,000 batches, and 10,000 members of the first batch.
+    let (batches, members) = (
+        format!("{PREFIX}job_batches"),
+        format!("{PREFIX}batch_members"),
+    );
+    let more = [
+        format!("INSERT INTO {ops} (name, run, op_timestamp, status, attempts, started_at, finished_at, duration_ms, args) \
+                 SELECT 'reprice', op_timestamp, 0, 'completed', 1, 1735689600000, 1735689600200, 200, '{{\"customer_id\": 42}}' \
+                 FROM {ops} WHERE op_timestamp % 10 = 0"),
+        format!("UPDATE {ops} SET status = 'failed', last_error = 'card declined' WHERE op_timestamp = 0 AND run % 50 = 0"),
+        format!("INSERT INTO {batches} (kind, name, queue, in_process, total, pending, failed, skipped, allow_failures, \
+                 then_callback, catch_callback, finally_callback, created_at, finished_at) \
+                 SELECT 'batch', name, 'default', 0, 10000, 0, 3, 0, 1, 'notify', NULL, 'cleanup', 1735689600000, 1735689700000 \
+                 FROM {ops} WHERE op_timestamp % 100 = 0 AND op_timestamp > 0"),
+        format!("INSERT INTO {members} (batch_id, position, name, run, state, ended_at) \
+                 SELECT (SELECT MIN(id) FROM {batches}), op_timestamp, name, 0, 'completed', 1735689700000 \
+                 FROM {ops} WHERE op_timestamp % 10 = 0 AND op_timestamp > 0"),
+    ];
+    for s in more {
         ledger.pool().execute(s.as_str()).await?;
     }
     Ok(())
@@ -148,6 +172,42 @@ async fn bench(name: &str, url: &str, n: usize, k: usize) -> Result<(), AnyError
             .version(),
         n * 3 / 4
     );
+    let first_batch = seq
+        .ledger()
+        .batches_page(None, 1_000_000)
+        .await?
+        .last()
+        .map_or(0, |b| b.id.0);
+    let pages = [
+        ("batches page, newest", "/ops/batches".to_owned()),
+        (
+            "batches page, a page 3/4 down (cursor)",
+            format!("/ops/batches?after={}", first_batch + 250),
+        ),
+        (
+            "a batch of 10,000 members, first page",
+            format!("/ops/batch/{first_batch}"),
+        ),
+        ("a batch of 10,000 members, a page 3/4 down", {
+            let at = Timestamp::from_unix_seconds(1_704_067_200 + (n as i64) * 3 / 4)
+                .ok_or("timestamp")?;
+            format!("/ops/batch/{first_batch}?after={}", at.version())
+        }),
+        ("tasks page (10,000 runs)", "/ops/tasks".to_owned()),
+        (
+            "tasks page, task=reprice&status=failed",
+            "/ops/tasks?task=reprice&status=failed".to_owned(),
+        ),
+        ("graph page", "/ops/graph".to_owned()),
+        ("plan page", "/ops/plan".to_owned()),
+    ];
+    for (what, path) in pages {
+        let m = median(port, &path, k).await?;
+        println!(
+            "{name}: {what}: median {:.1} ms of {k}",
+            m.as_secs_f64() * 1000.0
+        );
+    }
     for (what, path) in [
         ("first page", "/ops".to_owned()),
         ("a page 3/4 down (cursor)", deep),

@@ -665,6 +665,18 @@ async fn browse(
     shoot(client, "dashboard-graph.png").await?;
     client.goto(&format!("{site}/plan")).await?;
     shoot(client, "dashboard-plan.png").await?;
+    // The batches page, reached from the nav.
+    client
+        .find(Locator::LinkText("Batches"))
+        .await?
+        .click()
+        .await?;
+    let batches = client.source().await?;
+    assert!(
+        batches.contains("Batches and chains") && batches.contains("No batch recorded"),
+        "{batches}"
+    );
+    shoot(client, "dashboard-batches.png").await?;
     client
         .goto(&format!("{site}/bulk/retry?status=failed"))
         .await?;

@@ -188,9 +188,9 @@ pub(crate) struct NewMember {
     pub skipped: Option<String>,
 }
 
-const BATCH_COLUMNS: &str = "id, kind, name, queue, in_process, total, pending, failed, skipped, allow_failures, then_callback, catch_callback, finally_callback, created_at, cancelled_at, caught_at, failed_member, finished_at, callback_error";
+pub(super) const BATCH_COLUMNS: &str = "id, kind, name, queue, in_process, total, pending, failed, skipped, allow_failures, then_callback, catch_callback, finally_callback, created_at, cancelled_at, caught_at, failed_member, finished_at, callback_error";
 
-fn batch_row(r: &AnyRow) -> Result<BatchInfo, sqlx::Error> {
+pub(super) fn batch_row(r: &AnyRow) -> Result<BatchInfo, sqlx::Error> {
     Ok(BatchInfo {
         id: BatchId(r.try_get(0)?),
         kind: parsed(r, 1)?,

@@ -81,7 +81,8 @@ fn marks(n: usize) -> String {
 }
 
 impl Ledger {
-    /// The latest run of each operation matching `page`, in `(timestamp, name)` order, at most `page.limit`.
+    /// The latest run of each operation matching `page` (task runs left out), in `(timestamp, name)` order, at most
+    /// `page.limit`.
     /// The filters are in the statement; with the `_listing` and `_by_status` indexes (schema version 13) a page
     /// reads about as many rows as it returns, unless a text filter matches few.
     pub async fn latest_rows_page(
@@ -133,8 +134,11 @@ impl Ledger {
         } else {
             String::new()
         };
+        // Task runs (rows with `args`, all at timestamp 0; no operation has that timestamp) are not operations: the
+        // range on the timestamp skips them in the index before any is read. (Not `args IS NULL`: without fresh
+        // statistics PostgreSQL estimates it matches few rows, and scans and sorts the whole table instead.)
         let mut sql = format!(
-            "SELECT {hint}{ROW_COLUMNS} FROM {ops} o WHERE NOT EXISTS \
+            "SELECT {hint}{ROW_COLUMNS} FROM {ops} o WHERE o.op_timestamp > 0 AND NOT EXISTS \
              (SELECT 1 FROM {ops} n WHERE n.name = o.name AND n.run > o.run)"
         );
         let mut binds: Vec<Bind> = Vec::new();
@@ -276,12 +280,12 @@ impl Ledger {
         Ok(names.into_iter().collect())
     }
 
-    /// The status of every operation's latest run, by name: what the dashboard's counts are made of (it caches
-    /// them; this reads the whole table).
+    /// The status of every operation's latest run (task runs left out), by name: what the dashboard's counts are
+    /// made of (it caches them; this reads the whole table).
     pub async fn latest_statuses(&self) -> Result<HashMap<String, Status>, LedgerError> {
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "SELECT name, status FROM {ops} o WHERE NOT EXISTS \
+            "SELECT name, status FROM {ops} o WHERE o.args IS NULL AND NOT EXISTS \
              (SELECT 1 FROM {ops} n WHERE n.name = o.name AND n.run > o.run)"
         ));
         let rows = sqlx::query(&sql)

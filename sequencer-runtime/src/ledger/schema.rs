@@ -303,6 +303,13 @@ const MIGRATIONS: &[Migration] = &[
             All("CREATE INDEX {deferred}_by_status ON {deferred} (status)"),
         ],
     },
+    Migration {
+        version: 15,
+        // The dashboard's batch page (issue 18) reads a batch's members a page at a time, in order.
+        statements: &[All(
+            "CREATE INDEX {batch_members}_position ON {batch_members} (batch_id, position)",
+        )],
+    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
@@ -500,7 +507,7 @@ mod tests {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15]);
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),

@@ -567,11 +567,15 @@ impl Sequencer {
 
     /// Deletes the ended jobs (`done`, `failed`) and ended deferred operations (`completed`, `failed`) older than
     /// `older_than`, by the database's clock: `(jobs, deferred)` deleted. Queued, running and pending rows stay.
+    /// It also deletes the progress samples older than `older_than` of runs that are not running
+    /// ([`Ledger::prune_progress_samples`](crate::ledger::Ledger::prune_progress_samples)), so that the table does
+    /// not grow without bound.
     pub async fn prune(
         &self,
         older_than: std::time::Duration,
     ) -> Result<(u64, u64), SequencerError> {
         let ledger = self.ledger();
+        ledger.prune_progress_samples(older_than).await?;
         Ok((
             ledger.prune_jobs(older_than).await?,
             ledger.prune_deferred(older_than).await?,

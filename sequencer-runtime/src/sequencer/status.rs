@@ -182,8 +182,9 @@ impl Sequencer {
         let (_, durations) = self.graph_inputs().await?;
         let ops = self.inner.registry.operations();
         // The graph of what would run: the operations that ran already are met dependencies, not part of it.
+        let due: std::collections::HashSet<&str> = planned.iter().map(String::as_str).collect();
         let view = analyze_among(&self.inner.registry, &durations, |i| {
-            planned.iter().any(|p| p == ops[i].meta.name)
+            due.contains(ops[i].meta.name)
         })?;
         let name = |i: usize| ops[i].meta.name.to_owned();
         let waves = view
@@ -209,12 +210,13 @@ impl Sequencer {
     async fn graph_inputs(
         &self,
     ) -> Result<(HashMap<String, Status>, HashMap<String, u64>), SequencerError> {
-        let status = self.status().await?;
-        let statuses = status.iter().map(|e| (e.name.clone(), e.status)).collect();
-        let durations = status
+        // Two columns of each operation's latest run, not whole rows with their ETAs and jobs.
+        let outlines = self.ledger().latest_outlines().await?;
+        let durations = outlines
             .iter()
-            .filter_map(|e| Some((e.name.clone(), u64::try_from(e.duration_ms?).ok()?.max(1))))
+            .filter_map(|(n, (_, ms))| Some((n.clone(), u64::try_from((*ms)?).ok()?.max(1))))
             .collect();
+        let statuses = outlines.into_iter().map(|(n, (s, _))| (n, s)).collect();
         Ok((statuses, durations))
     }
 

@@ -134,7 +134,7 @@ async fn status_of(state: &Shared, name: &str) -> Option<(String, String)> {
 }
 
 /// Appends an action to the ledger's audit log; a failure to write it is reported, not hidden.
-async fn audit(state: &Shared, entry: AuditEntry<'_>) -> Result<(), String> {
+pub(crate) async fn audit(state: &Shared, entry: AuditEntry<'_>) -> Result<(), String> {
     state
         .seq
         .ledger()
@@ -150,7 +150,7 @@ pub(crate) fn refused(state: &Shared, base: &str, action: &'static str, r: Refus
 
 /// A confirmation form; `expected` is the operation's status and version as drawn, sent back so that an action on
 /// a view that went stale is refused.
-fn confirmation(
+pub(crate) fn confirmation(
     base: &str,
     path: &str,
     title: &str,

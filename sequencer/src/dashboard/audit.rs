@@ -27,7 +27,10 @@ pub(crate) async fn page(State(state): State<Shared>, original: OriginalUri, uri
                 th { "Before" } th { "After" } th { "Reason" } th { "Detail" } } }
             tbody { @for a in &log { tr {
                 td { (time(a.created_at)) } td { (a.actor) } td { (a.action) }
-                td { @if let Some(t) = &a.target { a href={ (base) "/op/" (segment(t)) } { (t) } } }
+                td { @if let Some(t) = &a.target {
+                    @if a.action == "retry_task" { a href={ (base) "/tasks?task=" (segment(t)) } { (t) } }
+                    @else { a href={ (base) "/op/" (segment(t)) } { (t) } }
+                } }
                 td { (a.outcome) }
                 td { @if let Some(s) = &a.before { (s) } } td { @if let Some(s) = &a.after { (s) } }
                 td { @if let Some(r) = &a.reason { (r) } } td { @if let Some(d) = &a.detail { (d) } }

@@ -1,5 +1,6 @@
 //! `GET /graph`: the dependency graph as an SVG drawn here: one column per wave, the critical path in red,
-//! each operation coloured by status and linked to its page.
+//! each operation coloured by status and linked to its page. A registry too large to draw is drawn in part: the
+//! operations that still need something.
 
 use std::collections::HashMap;
 
@@ -11,7 +12,7 @@ use maud::{html, Markup};
 use super::pages::failure;
 use super::{base, segment, view, Shared};
 use crate::ledger::Status;
-use crate::render::analyze;
+use crate::render::analyze_among;
 
 const COLUMN: i64 = 250;
 const ROW: i64 = 46;
@@ -19,28 +20,57 @@ const WIDTH: i64 = 220;
 const HEIGHT: i64 = 30;
 const MARGIN: i64 = 10;
 
-/// `GET /graph`.
+/// The most operations the graph draws: beyond, it draws those not ended well (see [`drawn`]).
+pub(crate) const GRAPH_NODES: usize = 500;
+
+/// Whether an operation in this status is drawn when the registry is too large to draw whole: what still needs
+/// something (pending, failed, running, interrupted …), not what completed, was skipped or was rolled back.
+fn open(status: Status) -> bool {
+    !matches!(
+        status,
+        Status::Completed | Status::Skipped | Status::RolledBack
+    )
+}
+
+/// `GET /graph`: reads the status and duration of each operation's latest run (two columns, not whole rows);
+/// a registry of more than [`GRAPH_NODES`] operations is drawn in part.
 pub(crate) async fn page(State(state): State<Shared>, original: OriginalUri, uri: Uri) -> Response {
     let base = base(&original, &uri);
-    let entries = match state.seq.status().await {
-        Ok(e) => e,
-        Err(e) => return failure(&base, &e),
+    let outlines = match state.seq.ledger().latest_outlines().await {
+        Ok(o) => o,
+        Err(e) => return failure(&base, &e.into()),
     };
-    let statuses: HashMap<&str, Status> = entries
+    let statuses: HashMap<&str, Status> = outlines
         .iter()
-        .map(|e| (e.name.as_str(), e.status))
+        .map(|(n, (s, _))| (n.as_str(), *s))
         .collect();
-    let durations: HashMap<String, u64> = entries
+    let durations: HashMap<String, u64> = outlines
         .iter()
-        .filter_map(|e| Some((e.name.clone(), u64::try_from(e.duration_ms?).ok()?.max(1))))
+        .filter_map(|(n, (_, ms))| Some((n.clone(), u64::try_from((*ms)?).ok()?.max(1))))
         .collect();
     let registry = state.seq.registry();
-    let view = match analyze(registry, &durations) {
+    let ops = registry.operations();
+    let status_of = |i: usize| {
+        statuses
+            .get(ops[i].meta.name)
+            .copied()
+            .unwrap_or(Status::Pending)
+    };
+    let whole = ops.len() <= GRAPH_NODES;
+    let drawn = drawn(ops.len(), |i| open(status_of(i)));
+    let view = match analyze_among(registry, &durations, |i| whole || drawn.contains(&i)) {
         Ok(v) => v,
         Err(e) => return failure(&base, &crate::SequencerError::Usage(e.to_string())),
     };
     let body = html! {
         h1 { "Dependency graph" }
+        @if !whole {
+            p.notice {
+                (ops.len()) " operations are too many to draw: these are the first " (view.order.len())
+                " of those not completed, skipped or rolled back (dependencies on the others are met). "
+                "The whole graph: " code { "graph --format dot" } "."
+            }
+        }
         p.muted {
             (view.waves.len()) " wave(s); critical path of " (view.critical_path.len()) " operation(s)"
             @if view.all_durations_known() { ", " (view::duration(view.critical_weight as i64)) " at the last recorded durations" }
@@ -49,6 +79,12 @@ pub(crate) async fn page(State(state): State<Shared>, original: OriginalUri, uri
         (svg(&base, registry, &view, &statuses))
     };
     view::page(&base, "Graph", body).into_response()
+}
+
+/// The operations drawn when the registry is too large: the first [`GRAPH_NODES`] (in registry order) that
+/// `open` accepts.
+fn drawn(n: usize, open: impl Fn(usize) -> bool) -> std::collections::HashSet<usize> {
+    (0..n).filter(|&i| open(i)).take(GRAPH_NODES).collect()
 }
 
 fn svg(

@@ -2,7 +2,8 @@
 //! time (a cursor, filters in the ledger's statement: fast with 100,000 rows), one operation's runs, errors,
 //! checkpoint and why it may be stuck, the dependency graph, the plan, actions (run pending, retry, cancel, roll
 //! back, mark, forget; in bulk over a filter, capped) refused on a stale view, an audit log of them in the ledger,
-//! and `GET /metrics` in the Prometheus text format.
+//! the recorded batches and chains with their progress and members, the typed tasks' runs with their arguments
+//! (retry a failed one), and `GET /metrics` in the Prometheus text format.
 //!
 //! [`router`] returns an [`axum::Router`] that an application nests under its own path and its own auth; the CLI
 //! serves the same router with `serve [--bind 127.0.0.1:8080] [--read-only]`. The guide is
@@ -13,7 +14,8 @@
 //! ([`DashboardOptions::token`], by default `$SEQUENCER_DASHBOARD_TOKEN`) in the `X-Sequencer-Token` header, an
 //! `Authorization: Bearer` header or the `token` form field, compared in constant time; a cross-site request
 //! (`Sec-Fetch-Site`, `Origin`) is refused. Without a token the dashboard is read-only, enforced by every action
-//! handler. The errors and checkpoints of `encrypted` operations are never shown.
+//! handler. The errors and checkpoints of `encrypted` operations, and the arguments and errors of `encrypted`
+//! tasks, are never shown.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
@@ -31,6 +33,7 @@ pub use axum;
 
 mod actions;
 mod audit;
+mod batches;
 mod bulk;
 mod diagnosis;
 mod graph;
@@ -41,6 +44,7 @@ mod pages;
 mod plan;
 mod queues;
 mod security;
+mod tasks;
 
 pub use security::bind_allowed;
 mod view;
@@ -182,6 +186,14 @@ pub fn router_with(seq: Sequencer, opts: DashboardOptions) -> Router {
             get(actions::confirm_process).post(actions::process),
         )
         .route("/bulk/{action}", get(bulk::confirm).post(bulk::act))
+        .route("/batches", get(batches::list))
+        .route("/batch/{id}", get(batches::one))
+        .route("/tasks", get(tasks::list))
+        .route("/task/{name}/{run}", get(tasks::one))
+        .route(
+            "/task/{name}/{run}/retry",
+            get(tasks::confirm_retry).post(tasks::retry),
+        )
         .route("/graph", get(graph::page))
         .route("/audit", get(audit::page))
         .route("/queues", get(queues::page))

@@ -1,7 +1,7 @@
 //! `GET /plan`: what `process` would run now, without running anything: its waves in order, the critical path,
 //! the time predicted from each operation's last recorded duration, and which operations have no rollback.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::{OriginalUri, State};
 use axum::http::Uri;
@@ -13,26 +13,45 @@ use super::view::{self, duration};
 use super::{base, segment, Shared};
 use crate::ProcessOptions;
 
-/// `GET /plan`.
+/// The most operations the plan's table lists.
+pub(crate) const PLAN_ROWS: usize = 1_000;
+
+/// `GET /plan`: `process --dry-run`'s plan (which reads each operation's latest run once), and the last
+/// durations from two columns of the latest runs.
 pub(crate) async fn page(State(state): State<Shared>, original: OriginalUri, uri: Uri) -> Response {
     let base = base(&original, &uri);
     let seq = &state.seq;
-    let (preview, entries) = match (
-        seq.preview(&ProcessOptions::default()).await,
-        seq.status().await,
-    ) {
-        (Ok(p), Ok(e)) => (p, e),
-        (Err(e), _) | (_, Err(e)) => return failure(&base, &e),
+    let opts = ProcessOptions::default();
+    let (preview, outlines) = match tokio::join!(seq.preview(&opts), seq.ledger().latest_outlines(),)
+    {
+        (Ok(p), Ok(o)) => (p, o),
+        (Err(e), _) => return failure(&base, &e),
+        (_, Err(e)) => return failure(&base, &e.into()),
     };
-    let last: HashMap<&str, i64> = entries
+    let last: HashMap<&str, i64> = outlines
         .iter()
-        .filter_map(|e| Some((e.name.as_str(), e.duration_ms?)))
+        .filter_map(|(n, (_, ms))| Some((n.as_str(), (*ms)?)))
         .collect();
     let known = preview
         .planned
         .iter()
         .all(|n| last.contains_key(n.as_str()));
-    let no_rollback = |n: &str| seq.registry().get(n).is_some_and(|d| !d.meta.rollbackable);
+    let planned: HashSet<&str> = preview.planned.iter().map(String::as_str).collect();
+    // One pass over the registry, not a look-up per planned operation.
+    let no_rollback: HashSet<&str> = seq
+        .registry()
+        .operations()
+        .iter()
+        .filter(|d| !d.meta.rollbackable && planned.contains(d.meta.name))
+        .map(|d| d.meta.name)
+        .collect();
+    let wave_of: HashMap<&str, usize> = preview
+        .waves
+        .iter()
+        .enumerate()
+        .flat_map(|(w, names)| names.iter().map(move |n| (n.as_str(), w)))
+        .collect();
+    let critical: HashSet<&str> = preview.critical_path.iter().map(String::as_str).collect();
     let body = html! {
         h1 { "Plan" }
         @if preview.planned.is_empty() { p.muted { "Nothing is due: `process` would run nothing now." } }
@@ -44,15 +63,18 @@ pub(crate) async fn page(State(state): State<Shared>, original: OriginalUri, uri
                     " one after the other, " (duration(preview.critical_weight as i64)) " at best in parallel (the critical path)."
                 } @else { "Some never ran, so no time is predicted." }
             }
+            @if preview.planned.len() > PLAN_ROWS {
+                p.notice { "The first " (PLAN_ROWS) " are listed; " code { "process --dry-run" } " lists them all." }
+            }
             table { thead { tr { th { "#" } th { "Wave" } th { "Operation" } th { "Last duration" } th { "Critical path" } th { "Rollback" } } }
               tbody {
-                @for (i, name) in preview.planned.iter().enumerate() { tr {
+                @for (i, name) in preview.planned.iter().take(PLAN_ROWS).enumerate() { tr {
                     td { (i + 1) }
-                    td { @if let Some(w) = preview.waves.iter().position(|w| w.contains(name)) { (w + 1) } }
+                    td { @if let Some(w) = wave_of.get(name.as_str()) { (w + 1) } }
                     td { a href={ (base) "/op/" (segment(name)) } { (name) } }
                     td { @if let Some(d) = last.get(name.as_str()) { (duration(*d)) } }
-                    td { @if preview.critical_path.contains(name) { "yes" } }
-                    td { @if no_rollback(name) { strong { "none" } } @else { "yes" } }
+                    td { @if critical.contains(name.as_str()) { "yes" } }
+                    td { @if no_rollback.contains(name.as_str()) { strong { "none" } } @else { "yes" } }
                 } }
               }
             }

@@ -40,6 +40,8 @@ pub(crate) fn page(base: &str, title: &str, body: Markup) -> Html<String> {
                 nav {
                     a.brand href={ (home(base)) } { "sequencer" }
                     a href={ (home(base)) } { "Operations" }
+                    a href={ (base) "/batches" } { "Batches" }
+                    a href={ (base) "/tasks" } { "Tasks" }
                     a href={ (base) "/plan" } { "Plan" }
                     a href={ (base) "/graph" } { "Graph" }
                     a href={ (base) "/queues" } { "Queues" }
@@ -66,6 +68,11 @@ pub(crate) fn message(base: &str, status: StatusCode, title: &str, text: &str) -
 /// A status as a coloured badge.
 pub(crate) fn badge(status: Status) -> Markup {
     html! { span class={ "badge s-" (status.as_str()) } data-status=(status.as_str()) { (status.as_str()) } }
+}
+
+/// A state that is not an operation's status (a batch's, a member's) as a coloured badge.
+pub(crate) fn state_badge(state: &str) -> Markup {
+    html! { span class={ "badge s-" (state) } data-state=(state) { (state) } }
 }
 
 /// A duration in milliseconds, short: `850ms`, `4.2s`, `3m 04s`, `2h 05m`.
