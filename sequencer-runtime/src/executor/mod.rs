@@ -3,6 +3,8 @@
 
 pub(crate) mod layer;
 pub(crate) mod policy;
+mod rollback;
+pub(crate) mod taken;
 pub(crate) mod task;
 mod task_data;
 pub(crate) mod watchdog;
@@ -22,7 +24,7 @@ use crate::ctx::{Cancelled, Ctx, Recorder, StateMap};
 use crate::events::{Event, Via};
 use crate::executor::layer::Layer;
 use crate::executor::policy::{LockRefusal, Policies};
-use crate::executor::task::{attempt_once, run_task, AttemptError};
+use crate::executor::task::{attempt_once, AttemptError};
 use crate::executor::watchdog::HardTimeout;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held};
 use crate::ledger::batches::BatchId;
@@ -80,7 +82,17 @@ pub(crate) struct OpRun {
     cancel: CancellationToken,
     batch: Option<BatchId>,
     task: Option<Arc<TaskData>>,
+    /// A worker acknowledges this run's completion with others ([`Ran::ToAck`]) instead of writing it here.
+    ack: bool,
 }
+
+/// How a claimed run ended: recorded, or returned `Ok` and left for its worker to acknowledge (its row still
+/// `running` under its claim).
+pub(crate) enum Ran {
+    Ended(Outcome),
+    ToAck { duration: Duration },
+}
+
 impl Env {
     /// The layers around an attempt of `def`: every operation's, then those its `middleware` names, in order.
     /// (`build()` checked that each name is registered.)
@@ -183,12 +195,19 @@ impl Env {
             cancel: self.cancel.child_token(),
             batch: due.batch(),
             task,
+            ack: false,
         };
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(meta.name, due.run(), &op);
-        let outcome = self.run_claimed(def, due.run(), &op).instrument(span).await;
+        let ran = self.run_claimed(def, due.run(), &op).instrument(span).await;
         drop(heartbeat);
-        outcome
+        match ran? {
+            Ran::Ended(outcome) => Ok(outcome),
+            Ran::ToAck { duration } => {
+                self.record_completed(def, due.run(), &op.token, duration)
+                    .await
+            }
+        }
     }
 
     /// The keyring to seal an operation's recorded context with, if it is `encrypted`.
@@ -232,11 +251,14 @@ impl Env {
         def: &'static OperationDef,
         run: i64,
         op: &OpRun,
-    ) -> Result<Outcome, LedgerError> {
+    ) -> Result<Ran, LedgerError> {
         let meta = &def.meta;
         let started = Instant::now();
         if let Some(reason) = self.environment_refusal(def) {
-            return self.end_skipped(def, run, &op.token, started, reason).await;
+            return self
+                .end_skipped(def, run, &op.token, started, reason)
+                .await
+                .map(Ran::Ended);
         }
         if let Some(cond) = def.should_run {
             let ctx = self.ctx(def, 1, false, op);
@@ -249,7 +271,8 @@ impl Env {
                         started,
                         "`should_run` returned false".to_owned(),
                     )
-                    .await;
+                    .await
+                    .map(Ran::Ended);
             }
         }
         let policy = meta.retry;
@@ -265,7 +288,7 @@ impl Env {
                     .attempt(meta.name, run, attempt, self.lease, &op.token)
                     .await?
             {
-                return Ok(self.lost_claim(def, ""));
+                return Ok(Ran::Ended(self.lost_claim(def, "")));
             }
             self.emit(Event::OperationStarted {
                 via: self.via,
@@ -291,6 +314,11 @@ impl Env {
             let error = match result {
                 Ok(()) => {
                     let duration = started.elapsed();
+                    let mut tx = ctx.take_tx().await;
+                    if op.ack && tx.conn().is_none() {
+                        // Its worker writes `completed` with others, once the function has returned: this one.
+                        return Ok(Ran::ToAck { duration });
+                    }
                     let end = Finish {
                         token: &op.token,
                         name: meta.name,
@@ -302,7 +330,6 @@ impl Env {
                     };
                     // The operation's writes and its `completed` row commit together, and only while the row is
                     // still this process's claim. A transaction never begun holds nothing: the pool ends the run.
-                    let mut tx = ctx.take_tx().await;
                     let in_tx = match tx.conn() {
                         Some(conn) => Some(self.ledger.finish(conn, &end).await?),
                         None => None,
@@ -321,16 +348,9 @@ impl Env {
                         } else {
                             ""
                         };
-                        return Ok(self.lost_claim(def, tx));
+                        return Ok(Ran::Ended(self.lost_claim(def, tx)));
                     }
-                    self.emit(Event::OperationSucceeded {
-                        via: self.via,
-                        name: meta.name.to_owned(),
-                        duration_ms: duration.as_millis() as u64,
-                    });
-                    return Ok(Outcome::Completed {
-                        duration_ms: duration.as_millis() as u64,
-                    });
+                    return Ok(Ran::Ended(self.succeeded(def, duration)));
                 }
                 Err(AttemptError::Failed(e)) => e,
                 Err(AttemptError::TimedOut(e)) => {
@@ -345,12 +365,13 @@ impl Env {
                 let message = self
                     .end_with_error(def, run, &op.token, started, Status::Interrupted, &error)
                     .await?;
-                return Ok(Outcome::Cancelled { reason: message });
+                return Ok(Ran::Ended(Outcome::Cancelled { reason: message }));
             }
             if let Some(skip) = error.downcast_ref::<Skipped>() {
                 return self
                     .end_skipped(def, run, &op.token, started, skip.reason.clone())
-                    .await;
+                    .await
+                    .map(Ran::Ended);
             }
             exceptions += 1;
             self.policies().after_failure(def).await?;
@@ -401,10 +422,10 @@ impl Env {
             let message = self
                 .end_with_error(def, run, &op.token, started, Status::Failed, &error)
                 .await?;
-            return Ok(Outcome::Failed {
+            return Ok(Ran::Ended(Outcome::Failed {
                 error: message,
                 allowed_to_fail: meta.allowed_to_fail,
-            });
+            }));
         }
     }
 
@@ -557,6 +578,7 @@ impl Env {
             cancel: self.cancel.child_token(),
             batch: None,
             task: None,
+            ack: false,
         };
         let ctx = Arc::new(self.ctx(def, 1, false, &op));
         match attempt_once(def, ctx, self.layers_for(def), None).await {
@@ -593,76 +615,6 @@ impl Env {
         Outcome::Failed {
             error,
             allowed_to_fail: meta.allowed_to_fail,
-        }
-    }
-
-    /// Runs an operation's rollback and records the result. `Err` carries the rollback's error message.
-    pub async fn roll_back(
-        &self,
-        def: &'static OperationDef,
-        run: i64,
-    ) -> Result<Result<(), String>, LedgerError> {
-        let Some(rollback) = def.rollback else {
-            return Ok(Err(format!("`{}` has no rollback", def.meta.name)));
-        };
-        let name = def.meta.name;
-        // Claim the rollback first, under a lease renewed while it runs: of two processes rolling back the same
-        // operation one runs it, no `process` runs it forward meanwhile, and a rollback whose process dies is
-        // found `undo_interrupted`, never `rolled_back`.
-        let token = new_claim_token();
-        let mut claimed = false;
-        for from in [Status::Completed, Status::RollbackInterrupted] {
-            claimed = self
-                .ledger
-                .claim_rollback(name, run, from, self.lease, &self.owner, &token)
-                .await?;
-            if claimed {
-                break;
-            }
-        }
-        if !claimed {
-            return Ok(Err(format!(
-                "`{name}` is no longer completed: another process rolled it back or changed it"
-            )));
-        }
-        let op = OpRun {
-            run: Some(run),
-            token,
-            cancel: self.cancel.child_token(),
-            batch: None,
-            task: None,
-        };
-        let _held = self.held.hold(op.token.clone());
-        let heartbeat = self.heartbeat(name, run, &op);
-        let ctx = Arc::new(self.ctx(def, 1, false, &op));
-        let undone = run_task(ctx.clone(), move |ctx| rollback(ctx), None, None).await;
-        drop(heartbeat);
-        // `rolled_back` only now that the rollback returned; a failed one leaves the operation completed.
-        let to = match undone {
-            Ok(()) => Status::RolledBack,
-            Err(_) => Status::Completed,
-        };
-        if !self.ledger.end_rollback(name, run, to, &op.token).await? {
-            return Ok(Err(format!(
-                "the rollback of `{name}` lost its claim: its lease ran out and another process recovered it"
-            )));
-        }
-        match undone {
-            Ok(()) => {
-                self.emit(Event::OperationRolledBack {
-                    via: self.via,
-                    name: name.to_owned(),
-                });
-                Ok(Ok(()))
-            }
-            Err(AttemptError::Failed(e) | AttemptError::TimedOut(e)) => {
-                // Not undone: it stays completed, with the rollback's error recorded.
-                let e = e.context(format!("rollback of `{name}` failed"));
-                self.ledger
-                    .record_error(def.meta.name, run, 0, &e, self.seal_for(def))
-                    .await?;
-                Ok(Err(describe(&e)))
-            }
         }
     }
 }
