@@ -59,6 +59,23 @@ fn each_run(count: usize, with_token: bool) -> String {
     vec![term; count].join(" OR ")
 }
 
+/// Who takes jobs, from which queue, how many, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Taking<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// The worker taking them (`host:pid:<random>`).
+    pub worker: &'a str,
+    /// How long the jobs and the claims of their runs are held without a heartbeat.
+    pub lease: Duration,
+    /// How many jobs at most.
+    pub limit: usize,
+    /// The worker's batch (process run), recorded on the runs it claims.
+    pub batch: i64,
+    /// The process claiming the runs.
+    pub owner: &'a Owner,
+}
+
 impl Ledger {
     /// Claims up to `limit` queued jobs for `worker` and, in the same transaction, the operation runs `claims`
     /// picks among them (`claims` is given the jobs taken and returns the runs to claim with them). Returns the
@@ -66,17 +83,14 @@ impl Ledger {
     /// or that has ended, is not claimed: its job goes the ordinary way).
     pub async fn take_and_claim(
         &self,
-        queue: &str,
-        worker: &str,
-        lease: Duration,
-        limit: usize,
-        batch: i64,
-        owner: &Owner,
+        t: &Taking<'_>,
         claims: impl FnOnce(&[Job]) -> Vec<RunClaim>,
     ) -> Result<Vec<(Job, Option<String>)>, LedgerError> {
         const WHAT: &str = "claim jobs and their runs";
         let mut tx = self.pool.begin().await.map_err(q(WHAT))?;
-        let jobs = self.take_on(&mut tx, queue, worker, lease, limit).await?;
+        let jobs = self
+            .take_on(&mut tx, t.queue, t.worker, t.lease, t.limit)
+            .await?;
         let wanted = if jobs.is_empty() {
             Vec::new()
         } else {
@@ -85,13 +99,13 @@ impl Ledger {
         let claimed = if wanted.is_empty() {
             Vec::new()
         } else {
-            self.claim_runs_on(&mut tx, &wanted, batch, owner, lease)
+            self.claim_runs_on(&mut tx, &wanted, t.batch, t.owner, t.lease)
                 .await?
         };
         tx.commit().await.map_err(q(WHAT))?;
         let mut out: Vec<(Job, Option<String>)> = jobs.into_iter().map(|j| (j, None)).collect();
         for c in wanted {
-            if claimed.iter().any(|t| *t == c.token) {
+            if claimed.contains(&c.token) {
                 if let Some(slot) = out.get_mut(c.job) {
                     slot.1 = Some(c.token);
                 }

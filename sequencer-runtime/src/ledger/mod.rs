@@ -30,7 +30,7 @@ pub(crate) mod runs;
 mod schema;
 pub(crate) mod tasks;
 
-pub use acks::{Ack, RunClaim};
+pub use acks::{Ack, RunClaim, Taking};
 pub use audit::{AuditEntry, AuditRecord};
 pub use batches::{BatchId, BatchInfo, BatchKind, BatchMemberRow, MemberState};
 pub use connection::{

@@ -25,7 +25,7 @@ use crate::events::Event;
 use crate::executor::taken::Taken;
 use crate::executor::Env;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held};
-use crate::ledger::acks::RunClaim;
+use crate::ledger::acks::{RunClaim, Taking};
 use crate::ledger::jobs::{Job, JobStatus};
 use crate::ledger::runs::Status;
 use crate::ledger::{new_claim_token, MemberState};
@@ -242,12 +242,14 @@ impl Sequencer {
                 };
                 let taken = match ledger
                     .take_and_claim(
-                        &opts.queue,
-                        &worker,
-                        opts.lease,
-                        free,
-                        batch,
-                        &env.owner,
+                        &Taking {
+                            queue: &opts.queue,
+                            worker: &worker,
+                            lease: opts.lease,
+                            limit: free,
+                            batch,
+                            owner: &env.owner,
+                        },
                         claims,
                     )
                     .await
