@@ -1,9 +1,10 @@
-//! The command line: `--quick`, `--only 1,3`, and the PostgreSQL URL from the environment.
+//! The command line: `--quick`, `--only 1,3`, and the PostgreSQL and MariaDB URLs from the environment.
 
 pub(crate) struct Opts {
     pub(crate) quick: bool,
     pub(crate) only: Vec<u32>,
     pub(crate) postgres: String,
+    pub(crate) mysql: String,
 }
 
 impl Opts {
@@ -18,6 +19,8 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
         only: Vec::new(),
         postgres: std::env::var("SEQUENCER_BENCH_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+        mysql: std::env::var("SEQUENCER_BENCH_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

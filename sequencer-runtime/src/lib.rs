@@ -54,8 +54,8 @@ pub use crate::ledger::CheckpointDb;
 pub use crate::migrate::MigrateReport;
 pub use crate::options::{
     only_environments, only_hosts, AppInfo, Cascade, Guard, Limit, LockWait, ProcessOptions,
-    RollbackTarget, WorkOptions, DEFAULT_CONCURRENCY, DEFAULT_DATABASE_URL, DEFAULT_LEASE,
-    DEFAULT_QUEUE,
+    RollbackTarget, WorkOptions, DEFAULT_ACK_BATCH, DEFAULT_ACK_INTERVAL, DEFAULT_CONCURRENCY,
+    DEFAULT_DATABASE_URL, DEFAULT_LEASE, DEFAULT_QUEUE,
 };
 pub use crate::orchestrator::ready_queue::{
     AllowedToFailBatch, Batch, DependencyGraph, Scheduled, Sequential, TransactionalBatch,

@@ -227,7 +227,23 @@ pub struct WorkOptions {
     pub lease: Duration,
     /// On shutdown, how long running jobs may take to finish before they are cancelled.
     pub grace: Duration,
+    /// At most this many completions are acknowledged in one transaction (default [`DEFAULT_ACK_BATCH`]): see
+    /// [`WorkOptions::ack_interval`].
+    pub ack_batch: usize,
+    /// How long a completion may wait to be acknowledged with others (default [`DEFAULT_ACK_INTERVAL`]). A worker
+    /// writes the `completed` rows of the runs whose functions returned, and the end of their jobs, in one
+    /// transaction: when `ack_batch` of them wait, when the oldest has waited this long, or at once when no job of
+    /// the worker is running. Until then each run stays `running` under its renewed lease; a worker that dies
+    /// before acknowledging leaves it to recovery, as a death mid-run does.
+    pub ack_interval: Duration,
 }
+
+/// Completions acknowledged in one transaction at most, by default: see [`WorkOptions::ack_batch`].
+pub const DEFAULT_ACK_BATCH: usize = 100;
+
+/// How long a completion waits at most to be acknowledged with others, by default: see
+/// [`WorkOptions::ack_interval`].
+pub const DEFAULT_ACK_INTERVAL: Duration = Duration::from_millis(5);
 
 impl Default for WorkOptions {
     fn default() -> Self {
@@ -237,6 +253,8 @@ impl Default for WorkOptions {
             until_idle: false,
             lease: DEFAULT_LEASE,
             grace: Duration::from_secs(30),
+            ack_batch: DEFAULT_ACK_BATCH,
+            ack_interval: DEFAULT_ACK_INTERVAL,
         }
     }
 }

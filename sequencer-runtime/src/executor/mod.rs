@@ -5,6 +5,7 @@ mod deferred_data;
 pub(crate) mod layer;
 pub(crate) mod policy;
 mod rollback;
+pub(crate) mod taken;
 pub(crate) mod task;
 mod task_data;
 pub(crate) mod watchdog;
@@ -86,7 +87,17 @@ pub(crate) struct OpRun {
     task: Option<Arc<TaskData>>,
     /// The number of its first attempt here (a bounded run's tries go on from those its claim counted).
     first: u32,
+    /// A worker acknowledges this run's completion with others ([`Ran::ToAck`]) instead of writing it here.
+    ack: bool,
 }
+
+/// How a claimed run ended: recorded, or returned `Ok` and left for its worker to acknowledge (its row still
+/// `running` under its claim).
+pub(crate) enum Ran {
+    Ended(Outcome),
+    ToAck { duration: Duration },
+}
+
 impl Env {
     /// The layers around an attempt of `def`: every operation's, then those its `middleware` names, in order.
     /// (`build()` checked that each name is registered.)
@@ -203,12 +214,19 @@ impl Env {
             batch: due.batch(),
             task,
             first,
+            ack: false,
         };
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(meta.name, due.run(), &op);
-        let outcome = self.run_claimed(def, due.run(), &op).instrument(span).await;
+        let ran = self.run_claimed(def, due.run(), &op).instrument(span).await;
         drop(heartbeat);
-        outcome
+        match ran? {
+            Ran::Ended(outcome) => Ok(outcome),
+            Ran::ToAck { duration } => {
+                self.record_completed(def, due.run(), &op.token, duration)
+                    .await
+            }
+        }
     }
 
     /// The keyring to seal an operation's recorded context with, if it is `encrypted`.
@@ -252,11 +270,14 @@ impl Env {
         def: &'static OperationDef,
         run: i64,
         op: &OpRun,
-    ) -> Result<Outcome, LedgerError> {
+    ) -> Result<Ran, LedgerError> {
         let meta = &def.meta;
         let started = Instant::now();
         if let Some(reason) = self.environment_refusal(def) {
-            return self.end_skipped(def, run, &op.token, started, reason).await;
+            return self
+                .end_skipped(def, run, &op.token, started, reason)
+                .await
+                .map(Ran::Ended);
         }
         if let Some(cond) = def.should_run {
             let ctx = self.ctx(def, 1, false, op);
@@ -269,7 +290,8 @@ impl Env {
                         started,
                         "`should_run` returned false".to_owned(),
                     )
-                    .await;
+                    .await
+                    .map(Ran::Ended);
             }
         }
         let policy = meta.retry;
@@ -293,7 +315,7 @@ impl Env {
                     .attempt(meta.name, run, attempt, self.lease, &op.token)
                     .await?
             {
-                return Ok(self.lost_claim(def, ""));
+                return Ok(Ran::Ended(self.lost_claim(def, "")));
             }
             self.emit(Event::OperationStarted {
                 via: self.via,
@@ -319,6 +341,11 @@ impl Env {
             let error = match result {
                 Ok(()) => {
                     let duration = started.elapsed();
+                    let mut tx = ctx.take_tx().await;
+                    if op.ack && tx.conn().is_none() {
+                        // Its worker writes `completed` with others, once the function has returned: this one.
+                        return Ok(Ran::ToAck { duration });
+                    }
                     let end = Finish {
                         token: &op.token,
                         name: meta.name,
@@ -330,7 +357,6 @@ impl Env {
                     };
                     // The operation's writes and its `completed` row commit together, and only while the row is
                     // still this process's claim. A transaction never begun holds nothing: the pool ends the run.
-                    let mut tx = ctx.take_tx().await;
                     let in_tx = match tx.conn() {
                         Some(conn) => Some(self.ledger.finish(conn, &end).await?),
                         None => None,
@@ -349,16 +375,9 @@ impl Env {
                         } else {
                             ""
                         };
-                        return Ok(self.lost_claim(def, tx));
+                        return Ok(Ran::Ended(self.lost_claim(def, tx)));
                     }
-                    self.emit(Event::OperationSucceeded {
-                        via: self.via,
-                        name: meta.name.to_owned(),
-                        duration_ms: duration.as_millis() as u64,
-                    });
-                    return Ok(Outcome::Completed {
-                        duration_ms: duration.as_millis() as u64,
-                    });
+                    return Ok(Ran::Ended(self.succeeded(def, duration)));
                 }
                 Err(AttemptError::Failed(e)) => e,
                 Err(AttemptError::TimedOut(e)) => {
@@ -373,12 +392,13 @@ impl Env {
                 let message = self
                     .end_with_error(def, run, &op.token, started, Status::Interrupted, &error)
                     .await?;
-                return Ok(Outcome::Cancelled { reason: message });
+                return Ok(Ran::Ended(Outcome::Cancelled { reason: message }));
             }
             if let Some(skip) = error.downcast_ref::<Skipped>() {
                 return self
                     .end_skipped(def, run, &op.token, started, skip.reason.clone())
-                    .await;
+                    .await
+                    .map(Ran::Ended);
             }
             exceptions += 1;
             self.policies().after_failure(def).await?;
@@ -399,7 +419,8 @@ impl Env {
             if bounded.is_some() && attempt < tries && !out_of_exceptions && !past_deadline {
                 return self
                     .retry_later(def, run, &op.token, started, attempt, delay, &error)
-                    .await;
+                    .await
+                    .map(Ran::Ended);
             }
             if attempt < tries
                 && !out_of_exceptions
@@ -434,10 +455,10 @@ impl Env {
             let message = self
                 .end_with_error(def, run, &op.token, started, Status::Failed, &error)
                 .await?;
-            return Ok(Outcome::Failed {
+            return Ok(Ran::Ended(Outcome::Failed {
                 error: message,
                 allowed_to_fail: meta.allowed_to_fail,
-            });
+            }));
         }
     }
 
@@ -592,6 +613,7 @@ impl Env {
             batch: None,
             task: None,
             first: 1,
+            ack: false,
         };
         let ctx = Arc::new(self.ctx(def, 1, false, &op));
         match attempt_once(def, ctx, self.layers_for(def), None).await {

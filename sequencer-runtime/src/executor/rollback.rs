@@ -49,6 +49,7 @@ impl Env {
             batch: None,
             task: None,
             first: 1,
+            ack: false,
         };
         let _held = self.held.hold(op.token.clone());
         let heartbeat = self.heartbeat(name, run, &op);

@@ -181,10 +181,18 @@ impl Ledger {
 
     /// [`Ledger::unblock_jobs`] for the jobs that name `name` (which has just completed or been skipped).
     pub async fn unblock_jobs_after(&self, name: &str) -> Result<u64, LedgerError> {
-        self.release_blocked(Some(name)).await
+        self.release_blocked(Some(&[name])).await
     }
 
-    async fn release_blocked(&self, after: Option<&str>) -> Result<u64, LedgerError> {
+    /// [`Ledger::unblock_jobs_after`] for several operations at once (a worker's batch of acknowledgements).
+    pub async fn unblock_jobs_after_any(&self, names: &[&str]) -> Result<u64, LedgerError> {
+        if names.is_empty() {
+            return Ok(0);
+        }
+        self.release_blocked(Some(names)).await
+    }
+
+    async fn release_blocked(&self, after: Option<&[&str]>) -> Result<u64, LedgerError> {
         use JobStatus::{Blocked, Queued};
         let (jobs, operations, now) = (
             self.table("jobs"),
@@ -193,22 +201,24 @@ impl Ledger {
         );
         const WHAT: &str = "queue the jobs blocked behind an operation";
         // `LIKE` narrows (its `_` matches more than itself); the names are compared exactly below.
-        let narrow = if after.is_some() {
-            " AND blocked_by LIKE ?"
-        } else {
-            ""
+        let narrow = match after {
+            Some(names) => format!(
+                " AND ({})",
+                vec!["blocked_by LIKE ?"; names.len()].join(" OR ")
+            ),
+            None => String::new(),
         };
         let sql = self.dialect.sql(format!(
             "SELECT id, queue, blocked_by FROM {jobs} WHERE status = '{Blocked}'{narrow}"
         ));
         let mut query = sqlx::query(&sql);
-        if let Some(name) = after {
+        for name in after.unwrap_or_default() {
             query = query.bind(format!("%{name}%"));
         }
         let mut blocked: Vec<(i64, String, Vec<String>)> = Vec::new();
         for r in query.fetch_all(&self.pool).await.map_err(q(WHAT))? {
             let by = blocked_names(&r, 2).map_err(q(WHAT))?;
-            if after.is_none_or(|n| by.iter().any(|b| b == n)) {
+            if after.is_none_or(|names| by.iter().any(|b| names.contains(&b.as_str()))) {
                 blocked.push((
                     r.try_get(0).map_err(q(WHAT))?,
                     r.try_get(1).map_err(q(WHAT))?,
@@ -355,6 +365,21 @@ impl Ledger {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Job>, LedgerError> {
+        let mut tx = self.pool.begin().await.map_err(q("claim jobs"))?;
+        let taken = self.take_on(&mut tx, queue, worker, lease, limit).await?;
+        tx.commit().await.map_err(q("claim jobs"))?;
+        Ok(taken)
+    }
+
+    /// [`Ledger::take_jobs`] on a connection (the caller's transaction).
+    pub(super) async fn take_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        queue: &str,
+        worker: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>, LedgerError> {
         use JobStatus::{Queued, Running};
         let (jobs, now) = (self.table("jobs"), self.dialect.now());
         let lease_ms = lease.as_millis() as i64;
@@ -369,7 +394,7 @@ impl Ledger {
         };
         if self.dialect != Dialect::MySql {
             // One statement claims a batch: SQLite has one writer at a time, PostgreSQL skips rows other workers
-            // hold. (MariaDB has no `UPDATE ... RETURNING`: it selects, then updates, in one transaction.)
+            // hold. (MariaDB has no `UPDATE ... RETURNING`: it selects, then updates.)
             let skip_locked = if self.dialect == Dialect::Postgres {
                 " FOR UPDATE SKIP LOCKED"
             } else {
@@ -384,7 +409,7 @@ impl Ledger {
                 .bind(worker)
                 .bind(lease_ms)
                 .bind(queue)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(q("claim jobs"))?;
             return rows
@@ -393,17 +418,13 @@ impl Ledger {
                 .collect::<Result<_, _>>()
                 .map_err(q("claim jobs"));
         }
-        // MySQL 8 and MariaDB 10.6+: workers skip the rows another worker has locked.
+        // MySQL 8 and MariaDB 10.6+: workers skip the rows another worker has locked; one statement takes them all.
         let select = self.dialect.sql(format!(
             "SELECT id, name, run, batch_id FROM {jobs} WHERE queue = ? AND status = '{Queued}' AND available_at <= {now} ORDER BY available_at, id LIMIT {limit} FOR UPDATE SKIP LOCKED"
         ));
-        let take = self.dialect.sql(format!(
-            "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = {now} + ?, attempts = attempts + 1 WHERE id = ?"
-        ));
-        let mut tx = self.pool.begin().await.map_err(q("claim jobs"))?;
         let rows = sqlx::query(&select)
             .bind(queue)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(q("claim jobs"))?;
         let taken: Vec<Job> = rows
@@ -411,16 +432,18 @@ impl Ledger {
             .map(decode)
             .collect::<Result<_, _>>()
             .map_err(q("claim jobs"))?;
-        for j in &taken {
-            sqlx::query(&take)
-                .bind(worker)
-                .bind(lease_ms)
-                .bind(j.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("claim jobs"))?;
+        if taken.is_empty() {
+            return Ok(taken);
         }
-        tx.commit().await.map_err(q("claim jobs"))?;
+        let list = vec!["?"; taken.len()].join(", ");
+        let take = self.dialect.sql(format!(
+            "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = {now} + ?, attempts = attempts + 1 WHERE id IN ({list})"
+        ));
+        let mut query = sqlx::query(&take).bind(worker).bind(lease_ms);
+        for j in &taken {
+            query = query.bind(j.id);
+        }
+        query.execute(&mut *conn).await.map_err(q("claim jobs"))?;
         Ok(taken)
     }
 

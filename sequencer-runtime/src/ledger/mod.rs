@@ -7,9 +7,11 @@
 // claims, renewals, rollback claims), progress.rs (a running operation's progress, checkpoint and cancellation),
 // batches.rs and batch_members.rs (recorded batches and chains, their members), batch_callbacks.rs (the claim on
 // a batch's callbacks), error_log.rs (errors), listing.rs (the operations a page at a time, progress samples), audit.rs (the dashboard's audit log), logs.rs (a run's `ctx.log` lines), native.rs (the backend's own pool, and the connections of either kind a `transaction`
-// operation's statements run on), locks.rs (locks, rate_limits, throttles, the isolation lock), jobs.rs, tasks.rs (task runs), deferred.rs, browse.rs (the dashboard's pages: batches, members, task runs, counts);
+// operation's statements run on), locks.rs (locks, rate_limits, throttles, the isolation lock), jobs.rs, acks.rs (the workers' batched take and
+// acknowledgements), tasks.rs (task runs), deferred.rs, browse.rs (the dashboard's pages: batches, members, task runs, counts);
 // schema.rs creates them all.
 
+pub(crate) mod acks;
 mod audit;
 mod batch_callbacks;
 mod batch_members;
@@ -31,6 +33,7 @@ pub(crate) mod runs;
 mod schema;
 pub(crate) mod tasks;
 
+pub use acks::{Ack, RunClaim, Taking};
 pub use audit::{AuditEntry, AuditRecord};
 pub use batches::{BatchId, BatchInfo, BatchKind, BatchMemberRow, MemberState};
 pub use browse::{TaskRunRow, TaskRunsPage};

@@ -198,6 +198,12 @@ pub(super) enum Command {
         /// worker's jobs return to the queue after this.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         lease: u64,
+        /// Completions acknowledged in one transaction at most.
+        #[arg(long, default_value_t = crate::DEFAULT_ACK_BATCH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+        ack_batch: usize,
+        /// How long a completion may wait to be acknowledged with others: `5ms`, `1s`.
+        #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+        ack_interval: std::time::Duration,
         /// Serve `GET /metrics` (Prometheus text format) on this address while working, e.g. 127.0.0.1:9187.
         #[cfg(feature = "dashboard")]
         #[arg(long, value_name = "ADDR:PORT")]

@@ -215,6 +215,8 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
             until_idle,
             grace,
             lease,
+            ack_batch,
+            ack_interval,
             #[cfg(feature = "dashboard")]
             metrics,
         } => {
@@ -228,6 +230,8 @@ async fn command(seq: &Sequencer, command: Command) -> Result<ExitCode, Sequence
                 until_idle,
                 grace: std::time::Duration::from_secs(grace),
                 lease: std::time::Duration::from_secs(lease),
+                ack_batch,
+                ack_interval,
             };
             work::work(seq, opts).await
         }
