@@ -14,7 +14,10 @@ fn children_cpu() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name in parentheses, starting at field 3; cutime and cstime are fields 16 and 17,
     // in clock ticks of 1/100 s (USER_HZ on Linux).
-    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
     let ticks: u64 = fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
 }
@@ -38,7 +41,9 @@ fn cargo_build_scale(
     if !status.success() {
         return Err(format!("building tests/scale with {ops} operations failed").into());
     }
-    let cpu = cpu.zip(children_cpu()).map(|(before, after)| after - before);
+    let cpu = cpu
+        .zip(children_cpu())
+        .map(|(before, after)| after - before);
     Ok((wall, cpu))
 }
 

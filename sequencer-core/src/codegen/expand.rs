@@ -23,7 +23,10 @@ pub use super::model::OpModel;
 /// defaults, its handler a closure boxing the function's future), and each companion type is one struct and one
 /// impl whose `DEF` indexes that array.
 pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) -> TokenStream {
-    let companions = models.iter().enumerate().map(|(i, m)| companion(m, i, krate));
+    let companions = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| companion(m, i, krate));
     let task_impls = tasks.iter().map(|t| task_impl(t, krate));
     let entries = models.iter().map(|m| operation_entry(m, krate));
     let n = models.len();
