@@ -65,6 +65,11 @@ impl Samples {
         self.0.push(v);
     }
 
+    /// The measurements, in the order taken.
+    pub(crate) fn values(&self) -> &[f64] {
+        &self.0
+    }
+
     /// The median (the lower middle one of an even count).
     pub(crate) fn median(&self) -> f64 {
         let mut v = self.0.clone();

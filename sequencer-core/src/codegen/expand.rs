@@ -1,7 +1,7 @@
 //! Expansion: tokens from checked models only. Each operation's companion type and `Operation` impl, a
 //! module's `registry()`, and the `#[path] mod` items of an operations directory.
 
-use proc_macro2::{Ident, TokenStream};
+use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
@@ -15,15 +15,86 @@ use crate::meta::Schedule;
 // Kept at its old path for callers of `codegen::expand`; defined in `model`.
 pub use super::model::OpModel;
 
-/// The items a checked inline module gains: every operation's and task's companion type and impl, and
-/// `registry()`.
+/// The items a checked inline module gains: every operation's companion type and its `Operation` impl, every
+/// task's, the module's table of operation definitions and `registry()`.
+///
+/// What rustc does per operation is what an incremental build pays for, so the expansion keeps it small: the
+/// definitions are one `const` array of plain data (each naming only the metadata fields that differ from their
+/// defaults, its handler a closure boxing the function's future), and each companion type is one struct and one
+/// impl whose `DEF` indexes that array.
 pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) -> TokenStream {
-    let ops: Vec<TokenStream> = models.iter().map(|m| operation_impl(m, krate)).collect();
-    let task_impls: Vec<TokenStream> = tasks.iter().map(|t| task_impl(t, krate)).collect();
-    let idents = models.iter().map(|m| m.ident.to_token_stream()).collect();
+    let companions = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| companion(m, i, krate));
+    let task_impls = tasks.iter().map(|t| task_impl(t, krate));
+    let entries = models.iter().map(|m| operation_entry(m, krate));
+    let n = models.len();
+    let scope = scope(krate);
+    let table = quote! {
+        /// The definitions of this module's operations, in declaration order (generated).
+        #[doc(hidden)]
+        const __SEQUENCER_OPERATIONS: [#krate::__private::OperationDef; #n] = {
+            #scope
+            [#(#entries),*]
+        };
+    };
     let task_idents = tasks.iter().map(|t| t.ident.to_token_stream()).collect();
-    let registry = registry_fn(krate, idents, task_idents);
-    quote!(#(#ops)* #(#task_impls)* #registry)
+    let registry = registry_items(krate, quote!(__SEQUENCER_OPERATIONS), n, task_idents);
+    quote!(#(#companions)* #(#task_impls)* #table #registry)
+}
+
+/// The companion type of the `index`-th operation of an inline module, and its `Operation` impl.
+fn companion(m: &OpModel, index: usize, krate: &TokenStream) -> TokenStream {
+    let (ident, vis, name) = (&m.ident, &m.vis, &m.name);
+    let index = Literal::usize_unsuffixed(index);
+    let doc =
+        format!("Companion type of operation `{name}`: names it in `depends_on` of other modules.");
+    let ident = Ident::new(&ident.to_string(), proc_macro2::Span::call_site());
+    quote! {
+        #[doc = #doc]
+        #vis struct #ident {}
+
+        impl #krate::__private::Operation for #ident {
+            const NAME: &'static str = #name;
+            const DEF: #krate::__private::OperationDef = __SEQUENCER_OPERATIONS[#index];
+        }
+    }
+}
+
+/// The names the generated definitions use, imported once per table; `__BASE`, the metadata every definition
+/// starts from (its module and file; every other field at its default); and `__meta(..)`, which fills in what
+/// each operation has of its own, so that a definition names only the fields that differ from their defaults.
+pub(crate) fn scope(krate: &TokenStream) -> TokenStream {
+    quote! {
+        #[allow(unused_imports)]
+        use #krate::__private::{
+            handler_future as __handler_future, Backoff, Dependency, Hooks, Middleware, Operation, OperationDef,
+            OperationMeta, RetryPolicy, Schedule, SourceLocation, Timestamp, Unique,
+        };
+        const __BASE: OperationMeta = OperationMeta {
+            module_path: ::core::module_path!(),
+            source: SourceLocation { file: ::core::file!(), line: 0 },
+            ..OperationMeta::new("", Timestamp::from_version_unchecked(19_700_101_000_000))
+        };
+        #[allow(dead_code)]
+        const fn __meta(
+            name: &'static str,
+            version: u64,
+            fn_name: &'static str,
+            line: u32,
+            checksum: u64,
+        ) -> OperationMeta {
+            OperationMeta {
+                name,
+                timestamp: Timestamp::from_version_unchecked(version),
+                fn_name,
+                source: SourceLocation { file: __BASE.source.file, line },
+                checksum,
+                ..__BASE
+            }
+        }
+    }
 }
 
 /// `pub fn registry()` over the given companion types of operations and of tasks.
@@ -32,12 +103,24 @@ pub fn registry_fn(
     ops: Vec<TokenStream>,
     tasks: Vec<TokenStream>,
 ) -> TokenStream {
-    let (n, m) = (ops.len(), tasks.len());
+    let n = ops.len();
+    let defs = quote!([#(<#ops as #krate::__private::Operation>::DEF),*]);
+    registry_items(krate, defs, n, tasks)
+}
+
+/// `pub fn registry()`: the `n` operation definitions of the array expression `defs`, and the given tasks.
+fn registry_items(
+    krate: &TokenStream,
+    defs: TokenStream,
+    n: usize,
+    tasks: Vec<TokenStream>,
+) -> TokenStream {
+    let m = tasks.len();
     quote! {
         /// Every operation and task of this module, validated at compile time; pass it to
         /// `Sequencer::builder().registry(..)`.
         pub fn registry() -> #krate::__private::Registry {
-            static OPERATIONS: [#krate::__private::OperationDef; #n] = [#(<#ops as #krate::__private::Operation>::DEF),*];
+            static OPERATIONS: [#krate::__private::OperationDef; #n] = #defs;
             static TASKS: [#krate::__private::TaskDef; #m] = [#(<#tasks as #krate::__private::Task>::DEF),*];
             #krate::__private::Registry::from_static_parts(&OPERATIONS, &TASKS)
         }
@@ -141,12 +224,12 @@ pub(crate) fn middleware_tokens(m: &MiddlewareAttr) -> TokenStream {
     }
 }
 
-/// The `Option<Schedule>` of `execute_at` or `delay`.
+/// The `Schedule` of `execute_at` or `delay`, if either is set.
 fn schedule_tokens(
     execute_at: Option<&ExecuteAt>,
     delay: Option<std::time::Duration>,
-) -> TokenStream {
-    match (execute_at, delay) {
+) -> Option<TokenStream> {
+    Some(match (execute_at, delay) {
         (
             Some(ExecuteAt::Fixed(Schedule::TimeOfDay {
                 hour,
@@ -154,9 +237,7 @@ fn schedule_tokens(
                 second,
             })),
             _,
-        ) => {
-            quote!(::core::option::Option::Some(Schedule::TimeOfDay { hour: #hour, minute: #minute, second: #second }))
-        }
+        ) => quote!(Schedule::TimeOfDay { hour: #hour, minute: #minute, second: #second }),
         (
             Some(ExecuteAt::Zoned {
                 time: (hour, minute, second),
@@ -164,29 +245,27 @@ fn schedule_tokens(
             }),
             _,
         ) => {
-            quote!(::core::option::Option::Some(Schedule::TimeOfDayIn { hour: #hour, minute: #minute, second: #second, zone: #zone }))
+            quote!(Schedule::TimeOfDayIn { hour: #hour, minute: #minute, second: #second, zone: #zone })
         }
-        (Some(ExecuteAt::Fixed(Schedule::At(secs))), _) => {
-            quote!(::core::option::Option::Some(Schedule::At(#secs)))
-        }
-        (Some(_), _) => quote!(::core::option::Option::Some(Schedule::Computed)),
+        (Some(ExecuteAt::Fixed(Schedule::At(secs))), _) => quote!(Schedule::At(#secs)),
+        (Some(_), _) => quote!(Schedule::Computed),
         (None, Some(d)) => {
             let d = duration_tokens(d);
-            quote!(::core::option::Option::Some(Schedule::Delay(#d)))
+            quote!(Schedule::Delay(#d))
         }
-        (None, None) => quote!(::core::option::Option::None),
-    }
+        (None, None) => return None,
+    })
 }
 
-/// A hook wrapper fn with the user's spans, and the expression naming it.
+/// A hook wrapper fn with the user's spans, and its name (nothing for a hook that is not set).
 fn hook(
     krate: &TokenStream,
     wrapper: &str,
     path: Option<&syn::Path>,
     kind: FnKind,
-) -> (TokenStream, TokenStream) {
+) -> (TokenStream, Option<TokenStream>) {
     let Some(p) = path else {
-        return (TokenStream::new(), quote!(::core::option::Option::None));
+        return (TokenStream::new(), None);
     };
     let w = format_ident!("{}", wrapper);
     let span = p.span();
@@ -207,86 +286,102 @@ fn hook(
             }
         },
     };
-    (item, quote!(::core::option::Option::Some(#w)))
+    (item, Some(quote!(#w)))
 }
 
-/// The `RetryPolicy` of an attribute's `retries`, `backoff`, `retry_until` and `max_exceptions`.
-pub(crate) fn retry_tokens(a: &OpAttr, krate: &TokenStream) -> TokenStream {
+/// The `retry` field, if an attribute sets `retries`, `backoff`, `retry_until` or `max_exceptions`.
+fn retry_field(a: &OpAttr) -> Option<TokenStream> {
+    if a.retries.is_none()
+        && a.backoff.is_none()
+        && a.retry_until.is_none()
+        && a.max_exceptions.is_none()
+    {
+        return None;
+    }
     let tries = a
         .retries
         .unwrap_or(if a.retry_until.is_some() { u32::MAX } else { 1 });
     let backoff = backoff_tokens(a.backoff.as_ref());
     let retry_until = opt(a.retry_until.map(duration_tokens));
     let max_exceptions = opt(a.max_exceptions);
-    quote! {
-        #krate::__private::RetryPolicy {
+    Some(quote! {
+        retry: RetryPolicy {
             tries: #tries,
             backoff: #backoff,
             retry_until: #retry_until,
             max_exceptions: #max_exceptions,
-        }
-    }
+        },
+    })
 }
 
 /// The wrapper fns of an attribute's `before`, `after`, `failed`, `should_run` and `throttle_on`, and the
-/// `OperationDef` field values naming them.
+/// `OperationDef` fields naming those that are set.
 pub(crate) struct HookTokens {
     pub items: TokenStream,
-    pub before: TokenStream,
-    pub after: TokenStream,
-    pub failed: TokenStream,
-    pub should_run: TokenStream,
-    pub throttle_on: TokenStream,
+    pub fields: TokenStream,
 }
 
-impl HookTokens {
-    /// The `OperationDef` fields naming the hooks: `before: .., after: .., failed: .., should_run: ..,
-    /// throttle_on: ..`.
-    pub(crate) fn def_fields(&self) -> TokenStream {
-        let HookTokens {
-            before,
-            after,
-            failed,
-            should_run,
-            throttle_on,
-            ..
-        } = self;
-        quote!(before: #before, after: #after, failed: #failed, should_run: #should_run, throttle_on: #throttle_on,)
+/// `name: Some(value),` for a value that is set; nothing for one at its default.
+fn some_field(name: &str, value: Option<TokenStream>) -> TokenStream {
+    value.map_or_else(TokenStream::new, |v| {
+        let name = Ident::new(name, proc_macro2::Span::call_site());
+        quote!(#name: ::core::option::Option::Some(#v),)
+    })
+}
+
+/// `name: true,` for a flag that is set; nothing for one that is not.
+fn flag_field(name: &str, set: bool) -> TokenStream {
+    if set {
+        let name = Ident::new(name, proc_macro2::Span::call_site());
+        quote!(#name: true,)
+    } else {
+        TokenStream::new()
     }
 }
 
-/// The `OperationMeta` fields operations and tasks declare alike: retries, timeout, queue, middleware, tags,
-/// hooks and flags.
-pub(crate) fn common_meta_fields(a: &OpAttr, krate: &TokenStream) -> TokenStream {
-    let retry = retry_tokens(a, krate);
-    let timeout = opt(a.timeout.map(duration_tokens));
-    let estimate = opt(a.estimate.map(duration_tokens));
-    let queue = opt(a.queue.as_ref());
-    let middleware = a.middleware.iter().map(middleware_tokens);
-    let (tags, environments) = (strs(&a.tags), strs(&a.environments));
+/// `name: &[..],` for a list that is not empty; nothing for an empty one.
+fn list_field(name: &str, items: &[String]) -> TokenStream {
+    if items.is_empty() {
+        TokenStream::new()
+    } else {
+        let name = Ident::new(name, proc_macro2::Span::call_site());
+        let items = strs(items);
+        quote!(#name: #items,)
+    }
+}
+
+/// The `OperationMeta` fields operations and tasks declare alike (retries, timeout, queue, middleware, tags,
+/// hooks and flags), those that differ from their defaults only: the literal ends in a struct update.
+pub(crate) fn common_meta_fields(a: &OpAttr) -> TokenStream {
+    let retry = retry_field(a);
+    let timeout = some_field("timeout", a.timeout.map(duration_tokens));
+    let estimate = some_field("estimate", a.estimate.map(duration_tokens));
+    let queue = some_field("queue", a.queue.as_ref().map(|q| quote!(#q)));
+    let middleware = if a.middleware.is_empty() {
+        TokenStream::new()
+    } else {
+        let m = a.middleware.iter().map(middleware_tokens);
+        quote!(middleware: &[#(#m),*],)
+    };
+    let (tags, environments) = (
+        list_field("tags", &a.tags),
+        list_field("environments", &a.environments),
+    );
     let (before, after, failed) = (a.before.is_some(), a.after.is_some(), a.failed.is_some());
-    let [fail_on_timeout, transaction, encrypted, conditional, idempotent] = [
-        a.fail_on_timeout,
-        a.transaction,
-        a.encrypted,
-        a.should_run.is_some(),
-        a.idempotent,
-    ];
-    quote! {
-        retry: #retry,
-        timeout: #timeout,
-        fail_on_timeout: #fail_on_timeout,
-        estimate: #estimate,
-        queue: #queue,
-        middleware: &[#(#middleware),*],
-        tags: #tags,
-        hooks: #krate::__private::Hooks { before: #before, after: #after, failed: #failed },
-        transaction: #transaction,
-        encrypted: #encrypted,
-        environments: #environments,
-        conditional: #conditional,
-        idempotent: #idempotent,
-    }
+    let hooks = if before || after || failed {
+        quote!(hooks: Hooks { before: #before, after: #after, failed: #failed },)
+    } else {
+        TokenStream::new()
+    };
+    let flags = [
+        ("fail_on_timeout", a.fail_on_timeout),
+        ("transaction", a.transaction),
+        ("encrypted", a.encrypted),
+        ("conditional", a.should_run.is_some()),
+        ("idempotent", a.idempotent),
+    ]
+    .map(|(name, set)| flag_field(name, set));
+    quote!(#retry #timeout #estimate #queue #middleware #tags #hooks #(#flags)* #environments)
 }
 
 /// See [`HookTokens`].
@@ -306,32 +401,59 @@ pub(crate) fn hooks_tokens(a: &OpAttr, krate: &TokenStream) -> HookTokens {
         a.throttle_on.as_ref(),
         FnKind::Condition("throttle_on"),
     );
+    let fields = [
+        ("before", before),
+        ("after", after),
+        ("failed", failed),
+        ("should_run", should_run),
+        ("throttle_on", throttle_on),
+    ]
+    .map(|(name, value)| some_field(name, value));
     HookTokens {
         items: quote!(#before_fn #after_fn #failed_fn #cond_fn #throttle_fn),
-        before,
-        after,
-        failed,
-        should_run,
-        throttle_on,
+        fields: quote!(#(#fields)*),
     }
 }
 
-/// The companion type of one operation and its `Operation` impl.
-pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
+/// One operation's `OperationDef` expression, in a scope holding [`scope`]'s names: its metadata (the fields
+/// that differ from `__BASE`), a closure boxing the function's future as its handler, and, when the attribute
+/// names hook functions, their wrappers in a block around it.
+fn operation_entry(m: &OpModel, krate: &TokenStream) -> TokenStream {
     let a = &m.attr;
-    let (ident, vis, name) = (&m.ident, &m.vis, &m.name);
+    let (ident, name) = (&m.ident, &m.name);
     let version = m.timestamp.version();
     let fn_name = ident.to_string();
     let checksum = m.checksum;
-    let deps = m.deps.iter().map(dependency_tokens);
-    let common = common_meta_fields(a, krate);
-    let schedule = schedule_tokens(a.execute_at.as_ref(), a.delay);
-    let unique = opt(a.unique.as_ref().map(|k| {
-        let hold = opt(a.unique_for.map(duration_tokens));
-        quote!(Unique { key: #k, hold_for: #hold })
-    }));
-    let [allowed_to_fail, asynchronous] = [a.allowed_to_fail, a.asynchronous];
-    let rollbackable = m.rollback.is_some();
+    let depends_on = if m.deps.is_empty() {
+        TokenStream::new()
+    } else {
+        let deps = m.deps.iter().map(dependency_tokens);
+        quote!(depends_on: &[#(#deps),*],)
+    };
+    let common = common_meta_fields(a);
+    let schedule = schedule_tokens(a.execute_at.as_ref(), a.delay)
+        .map(|s| quote!(schedule: ::core::option::Option::Some(#s),));
+    let unique = some_field(
+        "unique",
+        a.unique.as_ref().map(|k| {
+            let hold = opt(a.unique_for.map(duration_tokens));
+            quote!(Unique { key: #k, hold_for: #hold })
+        }),
+    );
+    let flags = [
+        ("rollbackable", m.rollback.is_some()),
+        ("allowed_to_fail", a.allowed_to_fail),
+        ("asynchronous", a.asynchronous),
+    ]
+    .map(|(name, set)| flag_field(name, set));
+    let line = quote_spanned!(ident.span()=> ::core::line!());
+    let own = quote!(__meta(#name, #version, #fn_name, #line, #checksum));
+    let fields = quote!(#depends_on #schedule #unique #(#flags)* #common);
+    let meta = if fields.is_empty() {
+        own
+    } else {
+        quote!(OperationMeta { #fields ..#own })
+    };
 
     let SigSpans {
         ctx: ctx_span,
@@ -339,7 +461,9 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
     } = m.sig;
     let ctx_arg = quote_spanned!(ctx_span=> ctx);
     let called = Ident::new(&ident.to_string(), output);
-    let call = quote_spanned!(output=> #krate::__private::handler_future(#called(#ctx_arg)));
+    let call = quote_spanned!(output=> __handler_future(#called(#ctx_arg)));
+    let def = quote!(OperationDef::new(#meta, |ctx| #call));
+
     let (rb_fn, rb) = hook(
         krate,
         "__rollback",
@@ -347,18 +471,33 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
         FnKind::Hook("rollback"),
     );
     let hooks = hooks_tokens(a, krate);
-    let (hook_fns, hook_fields) = (&hooks.items, hooks.def_fields());
     let due = match &a.execute_at {
         Some(ExecuteAt::Fn(p)) => {
             let span = p.span();
-            quote_spanned!(span=> ::core::option::Option::Some({
+            Some(quote_spanned!(span=> {
                 let due: fn() -> ::std::time::SystemTime = #p;
                 due
             }))
         }
-        _ => quote!(::core::option::Option::None),
+        _ => None,
     };
-    let line = quote_spanned!(ident.span()=> ::core::line!());
+    if rb.is_none() && due.is_none() && hooks.items.is_empty() {
+        return def;
+    }
+    let (hook_fns, hook_fields) = (&hooks.items, &hooks.fields);
+    let (rollback, execute_at) = (some_field("rollback", rb), some_field("execute_at", due));
+    quote! {{
+        #rb_fn #hook_fns
+        OperationDef { #rollback #execute_at #hook_fields ..#def }
+    }}
+}
+
+/// The companion type of one operation of an operations directory (the `handle` of its file) and its
+/// `Operation` impl, whose `DEF` holds the definition.
+pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
+    let (ident, vis, name) = (&m.ident, &m.vis, &m.name);
+    let scope = scope(krate);
+    let def = operation_entry(m, krate);
     let doc =
         format!("Companion type of operation `{name}`: names it in `depends_on` of other modules.");
     quote! {
@@ -366,40 +505,12 @@ pub fn operation_impl(m: &OpModel, krate: &TokenStream) -> TokenStream {
         #[allow(non_camel_case_types)]
         #vis struct #ident {}
 
-        const _: () = {
-            #[allow(unused_imports)]
-            use #krate::__private::{Backoff, Dependency, Middleware, Operation, Schedule, Unique};
-
-            impl #krate::__private::Operation for #ident {
-                const NAME: &'static str = #name;
-                const DEF: #krate::__private::OperationDef = {
-                    fn __handler<'a>(ctx: &'a #krate::__private::Ctx) -> #krate::__private::BoxFuture<'a, #krate::__private::Result<()>> {
-                        #call
-                    }
-                    #rb_fn #hook_fns
-                    #krate::__private::OperationDef {
-                        meta: #krate::__private::OperationMeta {
-                            name: <Self as #krate::__private::Operation>::NAME,
-                            timestamp: #krate::__private::Timestamp::from_version_unchecked(#version),
-                            fn_name: #fn_name,
-                            module_path: ::core::module_path!(),
-                            source: #krate::__private::SourceLocation { file: ::core::file!(), line: #line },
-                            checksum: #checksum,
-                            depends_on: &[#(#deps),*],
-                            rollbackable: #rollbackable,
-                            allowed_to_fail: #allowed_to_fail,
-                            schedule: #schedule,
-                            asynchronous: #asynchronous,
-                            unique: #unique,
-                            #common
-                        },
-                        handler: __handler,
-                        rollback: #rb,
-                        execute_at: #due,
-                        #hook_fields
-                    }
-                };
-            }
-        };
+        impl #krate::__private::Operation for #ident {
+            const NAME: &'static str = #name;
+            const DEF: #krate::__private::OperationDef = {
+                #scope
+                #def
+            };
+        }
     }
 }

@@ -6,7 +6,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::expand::{common_meta_fields, hooks_tokens};
+use super::expand::{common_meta_fields, hooks_tokens, scope};
 use super::lit::{duration_tokens, opt};
 use super::model::{SigSpans, TaskModel};
 use super::task_attr::KeyAttr;
@@ -31,12 +31,12 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
     let (ident, vis, name) = (&m.ident, &m.vis, &m.name);
     let fn_name = ident.to_string();
     let checksum = m.checksum;
-    let common = common_meta_fields(a, krate);
+    let common = common_meta_fields(a);
     // The key is the run's (`TaskKeys::unique`); the metadata says the task has one, and for how long it holds.
-    let unique = opt(t.unique.as_ref().map(|_| {
+    let unique = t.unique.as_ref().map(|_| {
         let hold = opt(a.unique_for.map(duration_tokens));
-        quote!(Unique { key: #name, hold_for: #hold })
-    }));
+        quote!(unique: ::core::option::Option::Some(Unique { key: #name, hold_for: #hold }),)
+    });
     let args_ty = &m.args_ty;
     let ty_span = args_ty.span();
     let SigSpans {
@@ -47,7 +47,8 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
     let called = Ident::new(&ident.to_string(), output);
     let call = quote_spanned!(output=> #krate::__private::handler_future(#called(#ctx_arg, args)));
     let hooks = hooks_tokens(a, krate);
-    let (hook_fns, hook_fields) = (&hooks.items, hooks.def_fields());
+    let (hook_fns, hook_fields) = (&hooks.items, &hooks.fields);
+    let scope = scope(krate);
     let unique_key = key_tokens(t.unique.as_ref());
     let overlap_key = key_tokens(t.overlap.as_ref());
     let rate_key = key_tokens(t.rate_key.clone().map(KeyAttr::Fn).as_ref());
@@ -67,57 +68,44 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
         #[allow(non_camel_case_types)]
         #vis struct #ident {}
 
-        const _: () = {
-            #[allow(unused_imports)]
-            use #krate::__private::{Backoff, Middleware, Unique};
-
-            impl #krate::__private::Task for #ident {
-                #args_decl
-                const NAME: &'static str = #name;
-                const DEF: #krate::__private::TaskDef = {
-                    fn __handler<'a>(ctx: &'a #krate::__private::Ctx) -> #krate::__private::BoxFuture<'a, #krate::__private::Result<()>> {
-                        match #krate::__private::task_args::<#ident>(ctx) {
-                            ::core::result::Result::Ok(args) => #call,
-                            ::core::result::Result::Err(e) => #krate::__private::failed_future(e),
-                        }
+        impl #krate::__private::Task for #ident {
+            #args_decl
+            const NAME: &'static str = #name;
+            const DEF: #krate::__private::TaskDef = {
+                #scope
+                fn __handler<'a>(ctx: &'a #krate::__private::Ctx) -> #krate::__private::BoxFuture<'a, #krate::__private::Result<()>> {
+                    match #krate::__private::task_args::<#ident>(ctx) {
+                        ::core::result::Result::Ok(args) => #call,
+                        ::core::result::Result::Err(e) => #krate::__private::failed_future(e),
                     }
-                    #[allow(unused_variables)]
-                    fn __keys(json: &str) -> #krate::__private::Result<#krate::__private::TaskKeys> {
-                        let args = #krate::__private::decode_args::<#ident>(json)?;
-                        ::core::result::Result::Ok(#krate::__private::TaskKeys {
-                            unique: #unique_key,
-                            overlap: #overlap_key,
-                            rate: #rate_key,
-                            tags: #run_tags,
-                        })
-                    }
-                    #hook_fns
-                    #krate::__private::TaskDef {
-                        op: #krate::__private::OperationDef {
-                            meta: #krate::__private::OperationMeta {
-                                name: #name,
-                                timestamp: #krate::__private::Timestamp::from_version_unchecked(19_700_101_000_000),
-                                fn_name: #fn_name,
-                                module_path: ::core::module_path!(),
-                                source: #krate::__private::SourceLocation { file: ::core::file!(), line: #line },
-                                checksum: #checksum,
-                                depends_on: &[],
-                                rollbackable: false,
-                                allowed_to_fail: false,
-                                schedule: ::core::option::Option::None,
+                }
+                #[allow(unused_variables)]
+                fn __keys(json: &str) -> #krate::__private::Result<#krate::__private::TaskKeys> {
+                    let args = #krate::__private::decode_args::<#ident>(json)?;
+                    ::core::result::Result::Ok(#krate::__private::TaskKeys {
+                        unique: #unique_key,
+                        overlap: #overlap_key,
+                        rate: #rate_key,
+                        tags: #run_tags,
+                    })
+                }
+                #hook_fns
+                #krate::__private::TaskDef {
+                    op: OperationDef {
+                        #hook_fields
+                        ..OperationDef::new(
+                            OperationMeta {
                                 asynchronous: true,
-                                unique: #unique,
+                                #unique
                                 #common
+                                ..__meta(#name, 19_700_101_000_000, #fn_name, #line, #checksum)
                             },
-                            handler: __handler,
-                            rollback: ::core::option::Option::None,
-                            execute_at: ::core::option::Option::None,
-                            #hook_fields
-                        },
-                        keys: __keys,
-                    }
-                };
-            }
-        };
+                            __handler,
+                        )
+                    },
+                    keys: __keys,
+                }
+            };
+        }
     }
 }
