@@ -220,7 +220,8 @@ impl Ledger {
     }
 
     /// The status and duration of every operation's latest run (task runs left out), by name: what the graph and
-    /// the plan color and weigh their nodes with. Read by [`Ledger::latest_by_name`]: one scan, no join.
+    /// the plan color and weigh their nodes with. One streamed scan of the rows without arguments, each name
+    /// keeping its highest run: no join.
     pub async fn latest_outlines(
         &self,
     ) -> Result<HashMap<String, (Status, Option<i64>)>, LedgerError> {
