@@ -375,6 +375,65 @@ async fn a_dry_run_draws_its_critical_path_over_what_would_run() {
     }
 }
 
+/// The dry run and the graph read each operation's latest run only: not an older run, not a task run (a row with
+/// arguments) of the same name, and not an older run in place of a latest one this version cannot read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_and_the_graph_read_each_operations_latest_run() {
+    for b in backends().await {
+        let p = prefix();
+        let seq = common::build(&b, common::builder(&b, &p, chain::registry())).await;
+        assert!(seq.execute("first").await.unwrap().succeeded());
+        assert!(seq.execute("second").await.unwrap().succeeded());
+        let ops = format!("{p}seq_operations");
+        let (second, third, lone) = (
+            "2024_09_01_000002_second",
+            "2024_09_01_000003_third",
+            "2024_09_01_000004_lone",
+        );
+        // `second`: a later run written by a newer version; `third`: completed, then failed; `lone`: completed,
+        // then a task run of the same name failed.
+        let rows = [
+            format!("DELETE FROM {ops} WHERE name IN ('{third}', '{lone}')"),
+            format!("INSERT INTO {ops} (name, run, op_timestamp, status) VALUES ('{second}', 1, 20240901000002, 'from_the_future')"),
+            format!("INSERT INTO {ops} (name, run, op_timestamp, status, duration_ms) VALUES ('{third}', 0, 20240901000003, 'completed', 10)"),
+            format!("INSERT INTO {ops} (name, run, op_timestamp, status, duration_ms) VALUES ('{third}', 1, 20240901000003, 'failed', 7)"),
+            format!("INSERT INTO {ops} (name, run, op_timestamp, status, duration_ms) VALUES ('{lone}', 0, 20240901000004, 'completed', 3)"),
+            format!("INSERT INTO {ops} (name, run, op_timestamp, status, duration_ms, args) VALUES ('{lone}', 7, 0, 'failed', 5, '{{}}')"),
+        ];
+        for sql in &rows {
+            sequencer::sqlx::query(sql)
+                .execute(seq.ledger().pool())
+                .await
+                .unwrap();
+        }
+        let preview = seq
+            .preview(&ProcessOptions {
+                dry_run: true,
+                ..ProcessOptions::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(preview.planned, [second, third], "{}", b.name);
+        let outlines = seq.ledger().latest_outlines().await.unwrap();
+        let mut seen: Vec<(&str, Status, Option<i64>)> = outlines
+            .iter()
+            .map(|(n, (s, ms))| (n.as_str(), *s, *ms))
+            .collect();
+        seen.sort_by_key(|(n, _, _)| *n);
+        assert_eq!(
+            seen,
+            [
+                ("2024_09_01_000001_first", Status::Completed, seen[0].2),
+                (third, Status::Failed, Some(7)),
+                (lone, Status::Completed, Some(3)),
+            ],
+            "{}",
+            b.name
+        );
+        common::cleanup(&seq, &p, &[]).await;
+    }
+}
+
 #[test]
 fn help_and_version_name_the_application() {
     let run = |exe: &str, arg: &str| {

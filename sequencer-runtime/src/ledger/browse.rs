@@ -1,7 +1,8 @@
 //! What the dashboard reads a page at a time, each statement bounded by `LIMIT` and read through an index, so a
 //! page costs about the same at 100 ledger rows as at 100,000: recorded batches newest first, one batch's members
 //! in order, task runs (rows with `args`) by task and state, task runs counted by task and state, the latest
-//! run's status and duration of every operation (the graph and the plan: two columns, not whole rows), deferred
+//! run's status and duration of every operation (the graph and the plan: two columns, not whole rows) and the
+//! columns of the latest runs the plan reads (`process --dry-run`), each in one scan without a join, deferred
 //! operations counted by state; and the pruning of old progress samples.
 
 use std::collections::{BTreeMap, HashMap};
@@ -219,32 +220,99 @@ impl Ledger {
     }
 
     /// The status and duration of every operation's latest run (task runs left out), by name: what the graph and
-    /// the plan color and weigh their nodes with. Two columns per operation, the latest run found through the
-    /// primary key.
+    /// the plan color and weigh their nodes with. One streamed scan of the rows without arguments, each name
+    /// keeping its highest run: no join.
     pub async fn latest_outlines(
         &self,
     ) -> Result<HashMap<String, (Status, Option<i64>)>, LedgerError> {
-        const WHAT: &str = "read the latest runs' statuses";
+        let what = "read the latest runs' statuses";
+        self.latest_by_name("status, duration_ms", what, false, |r| {
+            Ok((parsed(r, 2)?, r.try_get(3)?))
+        })
+        .await
+    }
+
+    /// Every operation's latest run (task runs left out), by name, with only the columns the plan reads (name,
+    /// run, timestamp, status, start, duration, host, pid, due time): the others are left empty (no batch, no
+    /// attempts, no error…). What `process --dry-run` plans from; never shown nor written back.
+    pub(crate) async fn plan_rows(&self) -> Result<HashMap<String, LedgerRow>, LedgerError> {
+        self.latest_by_name(
+            "op_timestamp, status, started_at, duration_ms, host, pid, due_at",
+            "read the ledger",
+            true,
+            |r| {
+                Ok(LedgerRow {
+                    name: r.try_get(0)?,
+                    run: r.try_get(1)?,
+                    timestamp: r.try_get(2)?,
+                    batch: None,
+                    status: parsed(r, 3)?,
+                    attempts: 0,
+                    started_at: r.try_get(4)?,
+                    finished_at: None,
+                    duration_ms: r.try_get(5)?,
+                    lease_until: None,
+                    host: r.try_get(6)?,
+                    pid: r.try_get(7)?,
+                    actor: None,
+                    checksum: None,
+                    skip_reason: None,
+                    last_error: None,
+                    due_at: r.try_get(8)?,
+                    progress_done: None,
+                    progress_total: None,
+                    cancel_requested: false,
+                    pause_requested: 0,
+                    throttled_since: None,
+                    throttled_ms: None,
+                })
+            },
+        )
+        .await
+    }
+
+    /// `columns` (after `name, run`, at positions 2…) of every operation's latest run (the highest run without
+    /// arguments), decoded by `decode`, by name. One scan of the rows without arguments, streamed, each name
+    /// keeping its highest run: no anti-join nor sort, which cost more than the scan at 100,000 rows. A latest
+    /// run that cannot be decoded (a status written by a newer version) leaves its operation out, as
+    /// [`Ledger::rows`] leaves its row out: an older run never stands in for it. `loud`: also say so on stderr,
+    /// as `rows` does (the plan), not only in the log (the graph).
+    async fn latest_by_name<T>(
+        &self,
+        columns: &str,
+        what: &'static str,
+        loud: bool,
+        decode: impl Fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<HashMap<String, T>, LedgerError> {
+        use futures_util::TryStreamExt;
         let ops = self.table("operations");
         let sql = self.dialect.sql(format!(
-            "SELECT name, status, duration_ms FROM {ops} o WHERE args IS NULL AND NOT EXISTS \
-             (SELECT 1 FROM {ops} n WHERE n.name = o.name AND n.run > o.run AND n.args IS NULL)"
+            "SELECT name, run, {columns} FROM {ops} WHERE args IS NULL"
         ));
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q(WHAT))?;
-        let mut out = HashMap::with_capacity(rows.len());
-        for r in &rows {
-            let decode = || -> Result<(String, Status, Option<i64>), sqlx::Error> {
-                Ok((r.try_get(0)?, parsed(r, 1)?, r.try_get(2)?))
-            };
-            // A status this version cannot read is left out, as `rows` leaves its row out.
-            if let Ok((name, status, ms)) = decode() {
-                out.insert(name, (status, ms));
+        let mut latest: HashMap<String, (i64, Option<T>)> = HashMap::new();
+        let mut rows = sqlx::query(&sql).fetch(&self.pool);
+        while let Some(r) = rows.try_next().await.map_err(q(what))? {
+            let name: String = r.try_get(0).map_err(q(what))?;
+            let run: i64 = r.try_get(1).map_err(q(what))?;
+            if latest.get(&name).is_some_and(|(seen, _)| *seen > run) {
+                continue;
             }
+            let value = decode(&r)
+                .map_err(|e| {
+                    tracing::warn!("ledger row `{name}` cannot be read and is left alone: {e}");
+                    if loud {
+                        eprintln!(
+                            "warning: ledger row `{name}` cannot be read and is left alone: {e}"
+                        );
+                    }
+                })
+                .ok();
+            latest.insert(name, (run, value));
         }
-        Ok(out)
+        Ok(latest
+            .into_iter()
+            .filter_map(|(name, (_, value))| Some((name, value?)))
+            .collect())
     }
 
     /// Deferred operations (`<p>deferred`) by state: `state → count`.

@@ -145,13 +145,17 @@ impl Sequencer {
         if !opts.dry_run {
             env.ledger.recover_interrupted(&env.owner).await?;
         }
-        let rows: HashMap<String, LedgerRow> = env
-            .ledger
-            .rows()
-            .await?
-            .into_iter()
-            .map(|r| (r.name.clone(), r))
-            .collect();
+        // A dry run reads only the columns the plan reads (a third of them, without the errors' text).
+        let rows: HashMap<String, LedgerRow> = if opts.dry_run {
+            env.ledger.plan_rows().await?
+        } else {
+            env.ledger
+                .rows()
+                .await?
+                .into_iter()
+                .map(|r| (r.name.clone(), r))
+                .collect()
+        };
         let ordered = self.inner.registry.ordered()?;
         if !opts.dry_run {
             let missing: Vec<(&str, i64)> = ordered

@@ -172,14 +172,14 @@ impl Sequencer {
     /// What `process` would run, grouped in waves, with the critical path (weighted by each operation's last
     /// recorded duration where known). Runs nothing.
     pub async fn preview(&self, opts: &ProcessOptions) -> Result<Preview, SequencerError> {
-        let planned = self
-            .process(&ProcessOptions {
-                dry_run: true,
-                ..opts.clone()
-            })
-            .await?
-            .planned;
-        let (_, durations) = self.graph_inputs().await?;
+        let dry_run = ProcessOptions {
+            dry_run: true,
+            ..opts.clone()
+        };
+        // The plan and the durations are two reads of the latest runs: side by side.
+        let (report, inputs) = tokio::join!(self.process(&dry_run), self.graph_inputs());
+        let planned = report?.planned;
+        let (_, durations) = inputs?;
         let ops = self.inner.registry.operations();
         // The graph of what would run: the operations that ran already are met dependencies, not part of it.
         let due: std::collections::HashSet<&str> = planned.iter().map(String::as_str).collect();
