@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::http::{get, request, serve};
+use common::http::{assert_refused, get, request, serve, Refusers};
 use common::{backends, build, builder, cleanup, prefix};
 use sequencer::crypto::Keyring;
 use sequencer::dashboard::{self, axum, DashboardOptions};
@@ -319,28 +319,12 @@ async fn the_dashboard_shows_and_steers_operations() {
         // Every refusal is a 403 that changes nothing.
         let form = format!("token={TOKEN}");
         let retry = format!("/admin/ops/op/{B}/retry");
-        let refusals: [(u16, &[&str], &str, &str); 6] = [
-            (port, &[], "", "no token"),
-            (port, &[], "token=wrong", "a wrong token"),
-            (
-                port,
-                &["Origin: https://evil.example"],
-                &form,
-                "another origin",
-            ),
-            (
-                port,
-                &["Sec-Fetch-Site: cross-site"],
-                &form,
-                "a cross-site fetch",
-            ),
-            (read_only, &[], &form, "read-only"),
-            (no_token, &[], "token=", "no token configured"),
-        ];
-        for (at, headers, body, why) in refusals {
-            let r = request(at, "POST", &retry, headers, body).await;
-            assert_eq!(r.status, 403, "{n}: {why}: {}", r.body);
-        }
+        let at = Refusers {
+            port,
+            read_only,
+            no_token,
+        };
+        assert_refused(&at, &retry, TOKEN, n).await;
         let r = request(
             read_only,
             "POST",

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use base64::Engine;
-use common::http::{get, request, serve};
+use common::http::{assert_refused, get, request, serve, Refusers};
 use common::{backends, build, builder, cleanup, prefix};
 use sequencer::crypto::Keyring;
 use sequencer::dashboard::{self, DashboardOptions};
@@ -253,28 +253,12 @@ async fn batches_and_tasks_pages_paginate_escape_mask_and_retry_behind_the_token
         // The retry of a failed task run: every refusal is a 403 that changes nothing.
         let retry = format!("/admin/ops/task/charge/{failed_run}/retry");
         let form = format!("token={TOKEN}");
-        let refusals: [(u16, &[&str], &str, &str); 6] = [
-            (port, &[], "", "no token"),
-            (port, &[], "token=wrong", "a wrong token"),
-            (
-                port,
-                &["Origin: https://evil.example"],
-                &form,
-                "another origin",
-            ),
-            (
-                port,
-                &["Sec-Fetch-Site: cross-site"],
-                &form,
-                "a cross-site fetch",
-            ),
-            (read_only, &[], &form, "read-only"),
-            (no_token, &[], "token=", "no token configured"),
-        ];
-        for (at, headers, body, why) in refusals {
-            let r = request(at, "POST", &retry, headers, body).await;
-            assert_eq!(r.status, 403, "{n}: {why}: {}", r.body);
-        }
+        let at = Refusers {
+            port,
+            read_only,
+            no_token,
+        };
+        assert_refused(&at, &retry, TOKEN, n).await;
         assert_eq!(
             get(read_only, &retry).await.status,
             403,

@@ -79,3 +79,42 @@ pub async fn serve(router: axum::Router) -> u16 {
     tokio::spawn(async move { axum::serve(listener, app).await });
     port
 }
+
+/// The dashboards a mutation must be refused by: one with the token (`port`), one `read_only`, one with no token
+/// configured (`no_token`).
+pub struct Refusers {
+    /// Actions allowed with the token.
+    pub port: u16,
+    /// The same ledger, read-only.
+    pub read_only: u16,
+    /// The same ledger, no token configured.
+    pub no_token: u16,
+}
+
+/// Asserts that each way a mutation must be refused answers `POST path` with a 403: no token, a wrong token,
+/// another origin, a cross-site fetch, read-only mode, no token configured. `what` names the case in messages.
+pub async fn assert_refused(at: &Refusers, path: &str, token: &str, what: &str) {
+    let form = format!("token={token}");
+    let refusals: [(u16, &[&str], &str, &str); 6] = [
+        (at.port, &[], "", "no token"),
+        (at.port, &[], "token=wrong", "a wrong token"),
+        (
+            at.port,
+            &["Origin: https://evil.example"],
+            &form,
+            "another origin",
+        ),
+        (
+            at.port,
+            &["Sec-Fetch-Site: cross-site"],
+            &form,
+            "a cross-site fetch",
+        ),
+        (at.read_only, &[], &form, "read-only"),
+        (at.no_token, &[], "token=", "no token configured"),
+    ];
+    for (port, headers, body, why) in refusals {
+        let r = request(port, "POST", path, headers, body).await;
+        assert_eq!(r.status, 403, "{what}: {why}: {}", r.body);
+    }
+}
