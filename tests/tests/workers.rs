@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::work::{
-    cleanup, job_count, log_counts, seqwork, setup, statuses, terminate, Workers, N,
+    cleanup, failures, job_count, log_counts, seqwork, setup, statuses, terminate, Workers, N,
 };
 use common::{backends, pool, prefix};
 use sequencer::sqlx;
@@ -268,9 +268,10 @@ async fn a_dispatcher_runs_its_operations_on_the_workers_and_waits() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "{}: {stdout}\n{}",
+            "{}: {stdout}\n{}\nfailed runs:\n{}",
             b.name,
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            failures(&pool, &p).await
         );
         assert!(
             stdout.contains(&format!(": {N} completed, 0 failed")),

@@ -46,6 +46,19 @@ pub async fn statuses(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, String> 
         .collect()
 }
 
+/// The failed runs of `{p}seq_operations` with their errors, one per line (for a failing assertion's message).
+pub async fn failures(pool: &sqlx::AnyPool, p: &str) -> String {
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT name, error FROM {p}seq_operations WHERE status = 'failed'"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    rows.into_iter()
+        .map(|(n, e)| format!("{n}: {}\n", e.unwrap_or_default()))
+        .collect()
+}
+
 pub async fn job_count(pool: &sqlx::AnyPool, p: &str, status: &str) -> i64 {
     sqlx::query_scalar(&format!(
         "SELECT COUNT(*) FROM {p}jobs WHERE status = '{status}'"
