@@ -37,7 +37,7 @@ async fn pending_acknowledgements_of_killed_workers_are_recovered_never_invented
         let pool = setup(&b, &p).await;
         let mut args = vec!["work", "--concurrency", "4", "--lease", "2"];
         args.extend(HOLD_ACKS);
-        let mut workers = Workers(
+        let mut workers = Workers::new(
             (0..2)
                 .map(|_| seqwork(&b, &p, &args, "2").spawn().unwrap())
                 .collect(),

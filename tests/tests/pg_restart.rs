@@ -64,7 +64,7 @@ async fn workers_survive_a_postgresql_restart() {
     let p = prefix();
     let pool = setup(&b, &p).await;
     let args = ["work", "--concurrency", "8", "--lease", "2"];
-    let mut workers = Workers(
+    let mut workers = Workers::new(
         (0..2)
             .map(|_| seqwork(&b, &p, &args, "5").spawn().unwrap())
             .collect(),
@@ -157,7 +157,7 @@ async fn an_outage_longer_than_the_lease_leaves_a_worker_its_running_operations(
     let pool = setup(&b, &p).await;
     // Four operations that sleep 8 s each, on a worker whose lease is 2 s.
     let args = ["work", "--concurrency", "4", "--lease", "2"];
-    let mut workers = Workers(vec![seqwork(&b, &p, &args, "8000").spawn().unwrap()]);
+    let mut workers = Workers::new(vec![seqwork(&b, &p, &args, "8000").spawn().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let running = loop {
         let running: Vec<String> = statuses(&pool, &p)

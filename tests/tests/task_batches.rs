@@ -320,7 +320,7 @@ async fn a_batch_callback_killed_mid_way_runs_again_on_another_worker() {
                 .expect("start a worker")
         };
         // The first worker runs the member, then the callback, which sleeps: killed there.
-        let mut first = Workers(vec![worker("600000")]);
+        let mut first = Workers::new(vec![worker("600000")]);
         let deadline = Instant::now() + Duration::from_secs(120);
         while logged("cb_start").await == 0 {
             assert!(
@@ -333,7 +333,7 @@ async fn a_batch_callback_killed_mid_way_runs_again_on_another_worker() {
         first.kill_first();
         assert_eq!(logged("cb_end").await, 0, "{}", b.name);
         // Another worker takes the callback over once the dead claim's lease ran out.
-        let mut second = Workers(vec![worker("0")]);
+        let mut second = Workers::new(vec![worker("0")]);
         while logged("cb_end").await == 0 {
             assert!(
                 Instant::now() < deadline,
@@ -397,7 +397,7 @@ async fn a_long_batch_callback_keeps_its_claim_and_runs_once() {
                 .spawn()
                 .expect("start a worker")
         };
-        let mut workers = Workers(vec![worker(), worker()]);
+        let mut workers = Workers::new(vec![worker(), worker()]);
         let deadline = Instant::now() + Duration::from_secs(120);
         while logged("cb_end").await == 0 {
             assert!(

@@ -397,13 +397,13 @@ async fn a_worker_killed_mid_task_reruns_an_idempotent_task_and_leaves_another_i
             .expect("start a worker")
         };
         // The first worker sleeps inside each run: kill -9 it while both run.
-        let mut first = Workers(vec![worker("60000")]);
+        let mut first = Workers::new(vec![worker("60000")]);
         wait_logged(&seq, &p, "reprice", 1).await;
         wait_logged(&seq, &p, "once", 2).await;
         first.0[0].kill().expect("kill -9");
         let _ = first.0[0].wait();
 
-        let mut second = Workers(vec![worker("0")]);
+        let mut second = Workers::new(vec![worker("0")]);
         wait_status(&seq, "reprice", Status::Completed).await;
         wait_status(&seq, "once", Status::Interrupted).await;
         second.stop();

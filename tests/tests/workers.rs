@@ -8,7 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::work::{
-    cleanup, failures, job_count, log_counts, seqwork, setup, statuses, terminate, Workers, N,
+    cleanup, drained, failures, job_count, log_counts, seqwork, setup, statuses, terminate,
+    Workers, N,
 };
 use common::{backends, pool, prefix};
 use sequencer::sqlx;
@@ -26,15 +27,10 @@ async fn queued_operations_run_once_across_workers() {
             "{}",
             b.name
         );
-        let workers: Vec<_> = (0..3)
-            .map(|_| {
-                seqwork(&b, &p, &["work", "--until-idle", "--concurrency", "4"], "0")
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for w in workers {
-            let out = w.wait_with_output().unwrap();
+        let mut workers = Workers::start(3, || {
+            seqwork(&b, &p, &["work", "--until-idle", "--concurrency", "4"], "0")
+        });
+        for out in workers.wait() {
             assert!(
                 out.status.success(),
                 "{}: {}",
@@ -71,7 +67,7 @@ async fn killed_workers_lose_nothing_and_rerun_nothing_unsafe() {
         let p = prefix();
         let pool = setup(&b, &p).await;
         let args = ["work", "--concurrency", "4", "--lease", "2"];
-        let mut workers = Workers(
+        let mut workers = Workers::new(
             (0..4)
                 .map(|_| seqwork(&b, &p, &args, "15").spawn().unwrap())
                 .collect(),
@@ -84,7 +80,7 @@ async fn killed_workers_lose_nothing_and_rerun_nothing_unsafe() {
             workers.0[i].kill().expect("kill -9");
             workers.0[i].wait().unwrap();
             kills += 1;
-            workers.0[i] = seqwork(&b, &p, &args, "15").spawn().unwrap();
+            workers.0[i] = drained(seqwork(&b, &p, &args, "15").spawn().unwrap());
         }
         // Let the survivors drain the queue (a dead worker's jobs return after its 2 s lease).
         let jobs = format!("{p}seq_");
@@ -241,7 +237,7 @@ async fn a_dispatcher_runs_its_operations_on_the_workers_and_waits() {
         .execute(&pool)
         .await
         .expect("log table");
-        let mut workers = Workers(
+        let mut workers = Workers::new(
             (0..2)
                 .map(|_| {
                     seqwork(&b, &p, &["work", "--concurrency", "8"], "2")
@@ -299,7 +295,7 @@ async fn a_dispatcher_without_workers_says_what_it_waits_for() {
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
-    let mut guard = Workers(vec![child]);
+    let mut guard = Workers::new(vec![child]);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
@@ -335,5 +331,40 @@ async fn a_dispatcher_without_workers_says_what_it_waits_for() {
     );
     assert!(waited >= Duration::from_secs(9), "said so after {waited:?}");
     assert!(still_running, "the dispatcher gave up instead of waiting");
+    cleanup(&pool, &p).await;
+}
+
+/// A worker whose stdout nobody reads (a full pipe, a log driver that blocks) goes on running its jobs and
+/// renewing its claims: it prints about 80 bytes per job, so without a printer of its own it would block in a
+/// write after some 800 of these 1,000 jobs (Linux's pipe holds 64 KiB) and leave the rest queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_stdout_is_not_read_runs_every_job() {
+    let b = &backends().await[0];
+    let p = prefix();
+    let pool = setup(b, &p).await;
+    // Its pipes are never read (`Workers::new` would drain them).
+    let child = seqwork(b, &p, &["work", "--concurrency", "8"], "0")
+        .spawn()
+        .expect("spawn");
+    let mut worker = Workers(vec![child]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let statuses = statuses(&pool, &p).await;
+        let completed = statuses.values().filter(|s| *s == "completed").count();
+        if completed == N {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: {completed} of {N} completed; the worker is stuck writing to its stdout",
+            b.name
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    terminate(&worker.0[0]);
+    drop(worker.0[0].stdout.take());
+    assert!(worker.0[0].wait().expect("wait").success());
+    worker.0.clear();
+    assert!(log_counts(&pool, &p).await.values().all(|c| *c == 1));
     cleanup(&pool, &p).await;
 }

@@ -14,7 +14,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::connection::{pid_namespace, Ledger, Owner};
 use super::dialect::Dialect;
-use super::error::{q, transient, LedgerError};
+use super::error::{q, retrying, LedgerError};
 use super::jobs::{Job, JobStatus};
 
 /// The claim of a taken job's operation run, taken in the same transaction as the job.
@@ -233,20 +233,7 @@ impl Ledger {
         if acks.is_empty() {
             return Ok(Vec::new());
         }
-        let give_up = std::time::Instant::now() + Duration::from_secs(10);
-        let mut wait = Duration::from_millis(50);
-        loop {
-            match self.ack_once(worker, acks).await {
-                Err(LedgerError::Query { source, .. })
-                    if transient(&source) && std::time::Instant::now() < give_up =>
-                {
-                    tracing::warn!("cannot acknowledge completions yet, retrying: {source}");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(1));
-                }
-                other => return other,
-            }
-        }
+        retrying("acknowledge completions", || self.ack_once(worker, acks)).await
     }
 
     async fn ack_once(&self, worker: &str, acks: &[Ack]) -> Result<Vec<String>, LedgerError> {

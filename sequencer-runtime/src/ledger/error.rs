@@ -45,6 +45,30 @@ pub(super) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> LedgerError {
     move |source| LedgerError::Query { what, source }
 }
 
+/// Runs `attempt` again while it fails transiently (see [`transient`]), for up to ten seconds, backing off from
+/// 50 ms to 1 s. Only for work that is safe to try again: a single statement (a failed one changed nothing) or a
+/// transaction that rolled back whole, whose effect is the same when it ran before.
+pub(crate) async fn retrying<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, LedgerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, LedgerError>>,
+{
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut wait = std::time::Duration::from_millis(50);
+    loop {
+        match attempt().await {
+            Err(LedgerError::Query { source, .. })
+                if transient(&source) && std::time::Instant::now() < give_up =>
+            {
+                tracing::warn!("cannot {what} yet, retrying: {source}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// SQLite's busy and locked results, by their primary code: the extended ones (`SQLITE_BUSY_SNAPSHOT` = 517,
 /// `SQLITE_BUSY_RECOVERY` = 261, `SQLITE_LOCKED_SHAREDCACHE` = 262, …) carry it in their low byte. (MySQL's
 /// codes start at 1000, PostgreSQL's are five-character SQLSTATEs.)

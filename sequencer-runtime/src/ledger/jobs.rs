@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::batches::BatchId;
 use super::connection::Ledger;
 use super::dialect::{parsed, stored_by_name, text, Dialect};
-use super::error::{q, LedgerError};
+use super::error::{q, retrying, LedgerError};
 use super::runs::Status;
 
 /// The state of a job of the queue.
@@ -140,28 +140,37 @@ impl Ledger {
             "UPDATE {jobs} SET status = ?, blocked_by = ?, available_at = {now}, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL, batch_id = NULL \
              WHERE name = ? AND run = ? AND status IN ('{Done}', '{Failed}', '{Blocked}')"
         ));
-        let requeued = sqlx::query(&requeue)
-            .bind(status.as_str())
-            .bind(blocked_by.as_deref())
-            .bind(name)
-            .bind(run)
-            .execute(&self.pool)
-            .await
-            .map_err(q("queue an operation"))?;
+        // Each statement is tried again on a deadlock or a busy database (workers taking and acknowledging jobs
+        // lock the same index ranges on MySQL): a failed one changed nothing, and both are guarded.
+        const WHAT: &str = "queue an operation";
+        let requeued = retrying(WHAT, || async {
+            sqlx::query(&requeue)
+                .bind(status.as_str())
+                .bind(blocked_by.as_deref())
+                .bind(name)
+                .bind(run)
+                .execute(&self.pool)
+                .await
+                .map_err(q(WHAT))
+        })
+        .await?;
         let insert = self.dialect.insert_ignore(format!(
             "INSERT INTO {jobs} (name, run, queue, status, blocked_by, available_at, attempts, created_at) VALUES (?, ?, ?, ?, ?, {now}, 0, {now})"
         ));
         let queued = requeued.rows_affected() == 1
-            || sqlx::query(&insert)
-                .bind(name)
-                .bind(run)
-                .bind(queue)
-                .bind(status.as_str())
-                .bind(blocked_by.as_deref())
-                .execute(&self.pool)
-                .await
-                .map_err(q("queue an operation"))?
-                .rows_affected()
+            || retrying(WHAT, || async {
+                sqlx::query(&insert)
+                    .bind(name)
+                    .bind(run)
+                    .bind(queue)
+                    .bind(status.as_str())
+                    .bind(blocked_by.as_deref())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q(WHAT))
+            })
+            .await?
+            .rows_affected()
                 == 1;
         if queued && status == Blocked {
             // What it waits for may have ended already.
@@ -192,7 +201,13 @@ impl Ledger {
         self.release_blocked(Some(names)).await
     }
 
+    /// Tried again when it loses a deadlock: it reads the blocked jobs afresh each time, and queues only those
+    /// still blocked.
     async fn release_blocked(&self, after: Option<&[&str]>) -> Result<u64, LedgerError> {
+        retrying("queue blocked jobs", || self.release_blocked_once(after)).await
+    }
+
+    async fn release_blocked_once(&self, after: Option<&[&str]>) -> Result<u64, LedgerError> {
         use JobStatus::{Blocked, Queued};
         let (jobs, operations, now) = (
             self.table("jobs"),

@@ -46,7 +46,7 @@ pub(super) async fn live<T>(seq: &Sequencer, work: impl std::future::Future<Outp
     let mut work = std::pin::pin!(work);
     let terminal = std::io::stdout().is_terminal();
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let show = |e: crate::Event, bar: &mut Option<indicatif::ProgressBar>| {
+    let show = |e: crate::Event, bar: &mut Option<indicatif::ProgressBar>, printer: &mut Printer| {
         use crate::Event;
         match &e {
             Event::OperationsStarted { count, .. } if terminal => {
@@ -87,23 +87,104 @@ pub(super) async fn live<T>(seq: &Sequencer, work: impl std::future::Future<Outp
         if let Some(line) = event_line(e) {
             match bar {
                 Some(pb) => pb.println(line),
-                None => println!("{line}"),
+                None => printer.line(line),
             }
         }
     };
+    let mut printer = Printer::new();
     loop {
         tokio::select! {
             result = &mut work => {
                 while let Ok(e) = events.try_recv() {
-                    show(e, &mut bar);
+                    show(e, &mut bar, &mut printer);
                 }
                 if let Some(pb) = bar.take() {
                     pb.finish_and_clear();
                 }
+                printer.finish().await;
                 return result;
             }
-            Ok(e) = events.recv() => show(e, &mut bar),
+            Ok(e) = events.recv() => show(e, &mut bar, &mut printer),
         }
+    }
+}
+
+/// Prints the live lines on a thread of its own, so that a stdout nobody reads (a full pipe, a log driver that
+/// blocks) never stalls the work they report: a worker blocked in a write would stop renewing its leases, and
+/// its runs would be recovered as if it had died. Lines that do not fit while stdout is blocked are counted, and
+/// the count is printed once it moves again.
+struct Printer {
+    tx: Option<std::sync::mpsc::SyncSender<String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    dropped: u64,
+}
+
+impl Printer {
+    /// Lines held while stdout is blocked, before they are counted instead.
+    const HELD: usize = 10_000;
+
+    fn new() -> Printer {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(Self::HELD);
+        let thread = std::thread::Builder::new()
+            .name("sequencer-stdout".into())
+            .spawn(move || {
+                for line in rx {
+                    println!("{line}");
+                }
+            });
+        match thread {
+            Ok(thread) => Printer {
+                tx: Some(tx),
+                thread: Some(thread),
+                dropped: 0,
+            },
+            // No thread to spare: print in place.
+            Err(_) => Printer {
+                tx: None,
+                thread: None,
+                dropped: 0,
+            },
+        }
+    }
+
+    fn dropped_note(&self) -> String {
+        format!(
+            "… {} line(s) not printed: stdout was not read as fast as they came",
+            self.dropped
+        )
+    }
+
+    fn line(&mut self, line: String) {
+        let Some(tx) = &self.tx else {
+            println!("{line}");
+            return;
+        };
+        if self.dropped > 0 {
+            if tx.try_send(self.dropped_note()).is_err() {
+                self.dropped += 1;
+                return;
+            }
+            self.dropped = 0;
+        }
+        if tx.try_send(line).is_err() {
+            self.dropped += 1;
+        }
+    }
+
+    /// Prints what is held (and the count of lines dropped), off the runtime's threads.
+    async fn finish(&mut self) {
+        let note = (self.dropped > 0).then(|| self.dropped_note());
+        let (Some(tx), Some(thread)) = (self.tx.take(), self.thread.take()) else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(note) = note {
+                let _ = tx.send(note);
+            }
+            drop(tx);
+            let _ = thread.join();
+        })
+        .await;
     }
 }
 

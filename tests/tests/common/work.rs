@@ -46,17 +46,28 @@ pub async fn statuses(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, String> 
         .collect()
 }
 
-/// The failed runs of `{p}seq_operations` with their errors, one per line (for a failing assertion's message).
+/// The runs of `{p}seq_operations` that did not complete, with their errors, and the jobs that are not done, one
+/// per line (for a failing assertion's message).
 pub async fn failures(pool: &sqlx::AnyPool, p: &str) -> String {
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
-        "SELECT name, error FROM {p}seq_operations WHERE status = 'failed'"
+    let runs: Vec<(String, i64, String, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT name, run, status, last_error FROM {p}seq_operations WHERE status <> 'completed'"
     ))
     .fetch_all(pool)
     .await
     .unwrap_or_default();
-    rows.into_iter()
-        .map(|(n, e)| format!("{n}: {}\n", e.unwrap_or_default()))
-        .collect()
+    let jobs: Vec<(i64, String, i64, String, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT id, name, run, status, last_error FROM {p}seq_jobs WHERE status <> 'done'"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    let runs = runs
+        .into_iter()
+        .map(|(n, r, s, e)| format!("run {n} #{r} {s}: {}\n", e.unwrap_or_default()));
+    let jobs = jobs
+        .into_iter()
+        .map(|(i, n, r, s, e)| format!("job {i} {n} #{r} {s}: {}\n", e.unwrap_or_default()));
+    runs.chain(jobs).collect()
 }
 
 pub async fn job_count(pool: &sqlx::AnyPool, p: &str, status: &str) -> i64 {
@@ -102,6 +113,9 @@ pub async fn setup(b: &Backend, p: &str) -> sqlx::AnyPool {
 }
 
 /// Worker processes that are killed when the test ends, even when it fails.
+/// Worker processes, their outputs read as they write them: a worker whose stdout pipe fills (a line per job
+/// it runs and ends, ~80 bytes: 800 jobs fill Linux's 64 KiB) would block in `println!` and stop renewing its
+/// leases, and its runs would be found expired.
 pub struct Workers(pub Vec<Child>);
 
 impl Drop for Workers {
@@ -113,10 +127,40 @@ impl Drop for Workers {
     }
 }
 
+/// The threads reading each drained child's stdout and stderr, by pid.
+type Readers = HashMap<u32, (ReadThread, ReadThread)>;
+type ReadThread = std::thread::JoinHandle<Vec<u8>>;
+static READERS: std::sync::Mutex<Option<Readers>> = std::sync::Mutex::new(None);
+
+/// Starts reading `child`'s piped stdout and stderr into memory (see [`Workers`]); [`Workers::stop`] returns them.
+pub fn drained(mut child: Child) -> Child {
+    fn read(pipe: Option<impl std::io::Read + Send + 'static>) -> ReadThread {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut out);
+            }
+            out
+        })
+    }
+    let readers = (read(child.stdout.take()), read(child.stderr.take()));
+    READERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(child.id(), readers);
+    child
+}
+
 impl Workers {
+    /// These processes, drained (see [`drained`]).
+    pub fn new(children: Vec<Child>) -> Workers {
+        Workers(children.into_iter().map(drained).collect())
+    }
+
     /// `n` worker processes, each started from `command()`.
     pub fn start(n: usize, mut command: impl FnMut() -> Command) -> Workers {
-        Workers(
+        Workers::new(
             (0..n)
                 .map(|_| command().spawn().expect("start a worker"))
                 .collect(),
@@ -135,9 +179,30 @@ impl Workers {
         for w in &self.0 {
             terminate(w);
         }
+        self.wait()
+    }
+
+    /// Waits for every worker to exit (`--until-idle`): their outputs.
+    pub fn wait(&mut self) -> Vec<std::process::Output> {
         self.0
             .drain(..)
-            .map(|w| w.wait_with_output().expect("wait for a worker"))
+            .map(|mut w| {
+                let status = w.wait().expect("wait for a worker");
+                let readers = READERS
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                    .and_then(|r| r.remove(&w.id()));
+                let (stdout, stderr) = match readers {
+                    Some((o, e)) => (o.join().unwrap_or_default(), e.join().unwrap_or_default()),
+                    None => (Vec::new(), Vec::new()),
+                };
+                std::process::Output {
+                    status,
+                    stdout,
+                    stderr,
+                }
+            })
             .collect()
     }
 }
