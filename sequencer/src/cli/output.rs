@@ -46,51 +46,52 @@ pub(super) async fn live<T>(seq: &Sequencer, work: impl std::future::Future<Outp
     let mut work = std::pin::pin!(work);
     let terminal = std::io::stdout().is_terminal();
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let show = |e: crate::Event, bar: &mut Option<indicatif::ProgressBar>, printer: &mut Printer| {
-        use crate::Event;
-        match &e {
-            Event::OperationsStarted { count, .. } if terminal => {
-                let pb = indicatif::ProgressBar::new(*count as u64);
-                let style = indicatif::ProgressStyle::with_template(
-                    "[{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-                pb.set_style(style);
-                *bar = Some(pb);
+    let show =
+        |e: crate::Event, bar: &mut Option<indicatif::ProgressBar>, printer: &mut Printer| {
+            use crate::Event;
+            match &e {
+                Event::OperationsStarted { count, .. } if terminal => {
+                    let pb = indicatif::ProgressBar::new(*count as u64);
+                    let style = indicatif::ProgressStyle::with_template(
+                        "[{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                    pb.set_style(style);
+                    *bar = Some(pb);
+                }
+                Event::OperationStarted { name, .. } => {
+                    if let Some(pb) = bar {
+                        pb.set_message(name.clone());
+                    }
+                }
+                Event::OperationProgress {
+                    name, done, total, ..
+                } => {
+                    if let Some(pb) = bar {
+                        pb.set_message(format!("{name} {done}/{total}"));
+                    }
+                }
+                Event::OperationSucceeded { .. }
+                | Event::OperationFailed { .. }
+                | Event::OperationSkipped { .. } => {
+                    if let Some(pb) = bar {
+                        pb.inc(1);
+                    }
+                }
+                Event::OperationsEnded { .. } => {
+                    if let Some(pb) = bar.take() {
+                        pb.finish_and_clear();
+                    }
+                }
+                _ => {}
             }
-            Event::OperationStarted { name, .. } => {
-                if let Some(pb) = bar {
-                    pb.set_message(name.clone());
+            if let Some(line) = event_line(e) {
+                match bar {
+                    Some(pb) => pb.println(line),
+                    None => printer.line(line),
                 }
             }
-            Event::OperationProgress {
-                name, done, total, ..
-            } => {
-                if let Some(pb) = bar {
-                    pb.set_message(format!("{name} {done}/{total}"));
-                }
-            }
-            Event::OperationSucceeded { .. }
-            | Event::OperationFailed { .. }
-            | Event::OperationSkipped { .. } => {
-                if let Some(pb) = bar {
-                    pb.inc(1);
-                }
-            }
-            Event::OperationsEnded { .. } => {
-                if let Some(pb) = bar.take() {
-                    pb.finish_and_clear();
-                }
-            }
-            _ => {}
-        }
-        if let Some(line) = event_line(e) {
-            match bar {
-                Some(pb) => pb.println(line),
-                None => printer.line(line),
-            }
-        }
-    };
+        };
     let mut printer = Printer::new();
     loop {
         tokio::select! {
