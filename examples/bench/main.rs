@@ -25,9 +25,10 @@
 //! repetition cannot flip a verdict. Row 2 runs each graph twice a repetition: the second run schedules from the
 //! durations the first recorded.
 //!
-//! `--quick` keeps within two minutes on a loaded machine: row 1 runs 300 operations on PostgreSQL, row 2 measures
-//! the waves and the bare floor (which compare but do not judge) once, row 4 measures the goal's 4 workers and
-//! the MariaDB line on 1,000 jobs, row 5 the 1,000-operation crate once. Each row prints how long it took.
+//! `--quick` keeps within about two minutes on a loaded machine: row 1 runs 300 operations on PostgreSQL, row 2
+//! the heavy-tailed 100-operation graph with the waves and the bare floor (which compare but do not judge)
+//! measured once, row 4 the goal's line (4 workers, PostgreSQL) on 1,000 jobs, row 5 the 500-operation crate
+//! once. Each row prints how long it took.
 //!
 //! PostgreSQL rows use `SEQUENCER_BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and
 //! are skipped, saying so, when it is unreachable; row 4's MariaDB line uses `SEQUENCER_BENCH_MYSQL_URL` (default
