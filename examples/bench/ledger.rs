@@ -9,7 +9,8 @@ use sequencer::{ProcessOptions, Sequential};
 use crate::ops::{noop, registry};
 use crate::opts::Opts;
 use crate::setup::{
-    completed, drop_bench_tables, reachable, scratch_dir, sequencer, sqlite_url, AnyError,
+    bench_prefix, completed, drop_bench_tables, reachable, scratch_dir, sequencer, sqlite_url,
+    AnyError,
 };
 use crate::table::{verdict, Row, Samples, Table, REPS};
 
@@ -146,8 +147,8 @@ pub(crate) async fn row_ledger(opts: &Opts, table: &mut Table) -> Result<(), Any
             } else {
                 (url.clone(), url.clone())
             };
-            ours.push(ledger_run(&run_url, "bench_", n).await?);
-            floor.push(ledger_floor(&floor_url, "bench_floor_", n).await?);
+            ours.push(ledger_run(&run_url, &bench_prefix(""), n).await?);
+            floor.push(ledger_floor(&floor_url, &bench_prefix("floor_"), n).await?);
             if !sqlite {
                 drop_bench_tables(&url).await?;
             }

@@ -32,7 +32,8 @@
 //!
 //! PostgreSQL rows use `SEQUENCER_BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and
 //! are skipped, saying so, when it is unreachable; row 4's MariaDB line uses `SEQUENCER_BENCH_MYSQL_URL` (default
-//! `mysql://root@127.0.0.1:3306/test`) the same way. Tables are prefixed `bench_` and dropped afterwards.
+//! `mysql://root@127.0.0.1:3306/test`) the same way. Tables are prefixed `bench<pid>_` (two benches sharing a server
+//! leave each other's tables alone) and dropped afterwards.
 
 mod dag;
 mod ledger;

@@ -9,7 +9,7 @@ use sequencer::{DependencyGraph, ProcessOptions, Registry, WorkOptions};
 
 use crate::ops::{noop, registry, stamp, STARTS};
 use crate::opts::Opts;
-use crate::setup::{drop_bench_tables, reachable, sequencer, AnyError};
+use crate::setup::{bench_prefix, drop_bench_tables, reachable, sequencer, AnyError};
 use crate::table::{verdict, Row, Samples, Table, REPS};
 
 /// Jobs each worker runs at once, ours and the floor's (its claim size).
@@ -103,7 +103,7 @@ async fn throughput(
     reg: &Registry,
 ) -> Result<f64, AnyError> {
     drop_bench_tables(url).await?;
-    let seq = sequencer(url, "bench_q_", reg.clone()).await?;
+    let seq = sequencer(url, &bench_prefix("q_"), reg.clone()).await?;
     // The graph orchestrator queues independent operations at once (the default `sequential` one queues each
     // behind the one before it, a chain): the floor's jobs are independent too.
     let queued = seq
@@ -119,7 +119,7 @@ async fn throughput(
     seq.ledger().pool().close().await;
     let mut fleet = Vec::new();
     for _ in 0..workers {
-        fleet.push(sequencer(url, "bench_q_", reg.clone()).await?);
+        fleet.push(sequencer(url, &bench_prefix("q_"), reg.clone()).await?);
     }
     let work = WorkOptions {
         until_idle: true,
@@ -157,7 +157,7 @@ async fn floor_throughput(url: &str, workers: usize, jobs: usize) -> Result<f64,
         .max_connections(workers as u32 + 1)
         .connect(url)
         .await?;
-    let t = "bench_floor_jobs";
+    let t = &format!("{}jobs", bench_prefix("floor_"));
     pool.execute(format!("DROP TABLE IF EXISTS {t}").as_str())
         .await?;
     let id = if postgres {
@@ -210,7 +210,7 @@ async fn floor_worker(
     postgres: bool,
     worker: &str,
 ) -> Result<usize, AnyError> {
-    let t = "bench_floor_jobs";
+    let t = &format!("{}jobs", bench_prefix("floor_"));
     let mut done = 0;
     loop {
         let ids: Vec<i64> = if postgres {
@@ -276,11 +276,11 @@ async fn floor_worker(
 async fn wake_up(url: &str, workers: usize, probes: usize) -> Result<Vec<Duration>, AnyError> {
     let deps = vec![Vec::new(); probes];
     let reg = registry(&format!("w{workers}"), &deps, stamp, true)?;
-    let seq = sequencer(url, "bench_w_", reg.clone()).await?;
+    let seq = sequencer(url, &bench_prefix("w_"), reg.clone()).await?;
     let stop = sequencer::CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let w = sequencer(url, "bench_w_", reg.clone()).await?;
+        let w = sequencer(url, &bench_prefix("w_"), reg.clone()).await?;
         let stop = stop.clone();
         tasks.spawn(async move { w.work(&WorkOptions::default(), stop).await });
     }
