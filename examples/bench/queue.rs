@@ -9,17 +9,22 @@ use sequencer::{DependencyGraph, ProcessOptions, Registry, WorkOptions};
 
 use crate::ops::{noop, registry, stamp, STARTS};
 use crate::opts::Opts;
-use crate::setup::{drop_bench_tables, reachable, sequencer, AnyError};
+use crate::setup::{bench_prefix, drop_bench_tables, reachable, sequencer, AnyError};
 use crate::table::{verdict, Row, Samples, Table, REPS};
 
 /// Jobs each worker runs at once, ours and the floor's (its claim size).
 const CONCURRENCY: usize = 8;
 
 pub(crate) async fn row_queue(opts: &Opts, table: &mut Table) -> Result<(), AnyError> {
-    let jobs = if opts.quick { 2_000 } else { 10_000 };
-    let probes = if opts.quick { 100 } else { 300 };
+    // `--quick`: the goal's line only (4 workers, PostgreSQL), with fewer jobs and probes, to stay within the
+    // quick run's time on a loaded machine (each line sets up fresh tables and sequencers `REPS` times).
+    let (jobs, probes, fleets): (usize, usize, &[usize]) = if opts.quick {
+        (1_000, 50, &[4])
+    } else {
+        (10_000, 300, &[1, 4, 8])
+    };
     if reachable(&opts.postgres).await {
-        for workers in [1usize, 4, 8] {
+        for &workers in fleets {
             let row = measure(&opts.postgres, workers, jobs, probes).await?;
             table.push(row);
         }
@@ -27,7 +32,9 @@ pub(crate) async fn row_queue(opts: &Opts, table: &mut Table) -> Result<(), AnyE
     } else {
         table.skip("4", "queue throughput, PostgreSQL", "server unreachable");
     }
-    if reachable(&opts.mysql).await {
+    if opts.quick {
+        table.skip("4", "queue throughput, MariaDB", "measured in the full run");
+    } else if reachable(&opts.mysql).await {
         let row = measure(&opts.mysql, 4, jobs, 0).await?;
         table.push(row);
         drop_bench_tables(&opts.mysql).await?;
@@ -96,7 +103,7 @@ async fn throughput(
     reg: &Registry,
 ) -> Result<f64, AnyError> {
     drop_bench_tables(url).await?;
-    let seq = sequencer(url, "bench_q_", reg.clone()).await?;
+    let seq = sequencer(url, &bench_prefix("q_"), reg.clone()).await?;
     // The graph orchestrator queues independent operations at once (the default `sequential` one queues each
     // behind the one before it, a chain): the floor's jobs are independent too.
     let queued = seq
@@ -112,7 +119,7 @@ async fn throughput(
     seq.ledger().pool().close().await;
     let mut fleet = Vec::new();
     for _ in 0..workers {
-        fleet.push(sequencer(url, "bench_q_", reg.clone()).await?);
+        fleet.push(sequencer(url, &bench_prefix("q_"), reg.clone()).await?);
     }
     let work = WorkOptions {
         until_idle: true,
@@ -150,7 +157,7 @@ async fn floor_throughput(url: &str, workers: usize, jobs: usize) -> Result<f64,
         .max_connections(workers as u32 + 1)
         .connect(url)
         .await?;
-    let t = "bench_floor_jobs";
+    let t = &format!("{}jobs", bench_prefix("floor_"));
     pool.execute(format!("DROP TABLE IF EXISTS {t}").as_str())
         .await?;
     let id = if postgres {
@@ -203,7 +210,7 @@ async fn floor_worker(
     postgres: bool,
     worker: &str,
 ) -> Result<usize, AnyError> {
-    let t = "bench_floor_jobs";
+    let t = &format!("{}jobs", bench_prefix("floor_"));
     let mut done = 0;
     loop {
         let ids: Vec<i64> = if postgres {
@@ -269,11 +276,11 @@ async fn floor_worker(
 async fn wake_up(url: &str, workers: usize, probes: usize) -> Result<Vec<Duration>, AnyError> {
     let deps = vec![Vec::new(); probes];
     let reg = registry(&format!("w{workers}"), &deps, stamp, true)?;
-    let seq = sequencer(url, "bench_w_", reg.clone()).await?;
+    let seq = sequencer(url, &bench_prefix("w_"), reg.clone()).await?;
     let stop = sequencer::CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let w = sequencer(url, "bench_w_", reg.clone()).await?;
+        let w = sequencer(url, &bench_prefix("w_"), reg.clone()).await?;
         let stop = stop.clone();
         tasks.spawn(async move { w.work(&WorkOptions::default(), stop).await });
     }

@@ -41,11 +41,21 @@ pub(crate) async fn reachable(url: &str) -> bool {
     )
 }
 
-/// Drops the `bench_` tables of a server database.
+/// The table prefix of one kind of this process's tables on a server database: `bench<pid>_<kind>`, so that two
+/// benches sharing a server (as several builds on one machine do) never drop or drain each other's tables.
+pub(crate) fn bench_prefix(kind: &str) -> String {
+    format!("bench{}_{kind}", std::process::id())
+}
+
+/// The kinds of tables the bench makes: the ledger row's, its floor's, the queue's and the wake-up probes'.
+const KINDS: [&str; 4] = ["", "floor_", "q_", "w_"];
+
+/// Drops this process's bench tables of a server database.
 pub(crate) async fn drop_bench_tables(url: &str) -> Result<(), AnyError> {
     let mut conn = sqlx::AnyConnection::connect(url).await?;
     for t in sequencer::ledger::TABLES {
-        for p in ["bench_", "bench_floor_", "bench_q_", "bench_w_"] {
+        for kind in KINDS {
+            let p = bench_prefix(kind);
             conn.execute(format!("DROP TABLE IF EXISTS {p}{t}").as_str())
                 .await?;
         }
