@@ -159,9 +159,12 @@ pub struct Registry {
     known: Known,
 }
 
-/// What a registry computes once: its validated [`Plan`] and each operation's index by ledger name.
+/// A registry's validated [`Plan`] and each operation's index by ledger name.
+type Computed = (Plan, HashMap<&'static str, usize>);
+
+/// What a registry computes once: see [`Computed`].
 #[derive(Clone, Default)]
-struct Known(std::sync::OnceLock<Arc<(Plan, HashMap<&'static str, usize>)>>);
+struct Known(std::sync::OnceLock<Arc<Computed>>);
 
 impl fmt::Debug for Known {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -238,9 +241,7 @@ impl Registry {
     /// The validated plan and the names' indices, computed on first use and kept: a registry of 100,000
     /// operations is validated once, not on each page or dry run. An invalid registry is validated again each
     /// time (and fails each time).
-    fn known(
-        &self,
-    ) -> std::result::Result<&Arc<(Plan, HashMap<&'static str, usize>)>, RegistryError> {
+    fn known(&self) -> std::result::Result<&Arc<Computed>, RegistryError> {
         if let Some(k) = self.known.0.get() {
             return Ok(k);
         }

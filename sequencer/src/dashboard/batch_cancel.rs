@@ -20,16 +20,19 @@ use crate::ledger::{AuditEntry, BatchId};
 /// The action's name in the audit log and the metrics.
 pub(crate) const CANCEL_BATCH: &str = "cancel_batch";
 
-/// A batch's id from the path, or the page saying it is not one.
-fn id_of(base: &str, id: &str) -> Result<BatchId, Response> {
-    id.trim().parse::<i64>().map(BatchId).map_err(|_| {
-        view::message(
-            base,
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "A batch's id is a number.",
-        )
-    })
+/// A batch's id from the path.
+fn id_of(id: &str) -> Option<BatchId> {
+    id.trim().parse::<i64>().ok().map(BatchId)
+}
+
+/// The page saying a batch's id is a number.
+fn not_a_number(base: &str) -> Response {
+    view::message(
+        base,
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "A batch's id is a number.",
+    )
 }
 
 fn not_found(base: &str, id: BatchId) -> Response {
@@ -57,9 +60,8 @@ pub(crate) async fn confirm(
         };
         return view::message(&base, r.status(), "Refused", r.message());
     }
-    let id = match id_of(&base, &id) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Some(id) = id_of(&id) else {
+        return not_a_number(&base);
     };
     let b = match state.seq.ledger().batch_info(id).await {
         Ok(Some(b)) => b,
@@ -94,9 +96,8 @@ pub(crate) async fn cancel(
     if let Err(r) = authorize(&state.opts, &headers, fields.token.as_deref()) {
         return refused(&state, &base, CANCEL_BATCH, r);
     }
-    let id = match id_of(&base, &id) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Some(id) = id_of(&id) else {
+        return not_a_number(&base);
     };
     let ledger = state.seq.ledger();
     let before = match ledger.batch_info(id).await {
