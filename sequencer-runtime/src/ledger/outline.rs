@@ -49,8 +49,9 @@ pub(super) fn plan_row(r: &sqlx::any::AnyRow) -> Result<LedgerRow, sqlx::Error> 
 
 impl Ledger {
     /// The latest run of every operation whose latest run is neither completed nor skipped (task runs left out),
-    /// by name, with the columns the plan reads (name, run, timestamp, status, start, duration, host, pid, due time); `None` for one that cannot be read (a status
-    /// written by a newer version: an older run never stands in for it). Through the `_by_status` index (three
+    /// by name, with the columns the plan reads (name, run, timestamp, status, start, duration, host, pid, due
+    /// time); `None` for one that cannot be read (a status written by a newer version: an older run never stands
+    /// in for it). Through the `_by_status` index (three
     /// ranges around `completed` and `skipped`, so that a status this version does not know is read too) and
     /// the primary key (no later run of the same name): it reads the rows that still need something, not the
     /// completed ones.
