@@ -28,6 +28,7 @@ pub mod ledger;
 mod migrate;
 mod options;
 pub mod orchestrator;
+mod outline;
 mod plan;
 mod registry;
 pub mod render;
@@ -61,6 +62,7 @@ pub use crate::orchestrator::ready_queue::{
     AllowedToFailBatch, Batch, DependencyGraph, Scheduled, Sequential, TransactionalBatch,
 };
 pub use crate::orchestrator::run::Orchestrator;
+pub use crate::outline::{LatestRun, Outline};
 pub use crate::registry::{
     BoxFuture, Condition, DueTime, FailedHook, Handler, Operation, OperationDef, Registry,
     RegistryBuilder, RegistryError,

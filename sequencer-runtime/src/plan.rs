@@ -10,6 +10,7 @@ use crate::error::SequencerError;
 use crate::ledger::batches::BatchId;
 use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::{ProcessOptions, DEFAULT_QUEUE};
+use crate::outline::{LatestRun, Outline};
 use crate::registry::OperationDef;
 
 /// One operation due in a run, and which of its runs to claim. The orchestrators receive them in plan order.
@@ -143,21 +144,55 @@ pub(crate) struct Plan {
     pub satisfied: HashSet<String>,
 }
 
+/// Each operation's latest run, as a plan reads the ledger.
+#[derive(Clone, Copy)]
+pub(crate) enum LatestRuns<'a> {
+    /// Every operation's latest run, by name: a definition without one never ran.
+    Rows(&'a HashMap<String, LedgerRow>),
+    /// Only the latest runs that still need something, and which operations were recorded (a dry run without
+    /// `--repeat`, at any size: the completed rows are never read). [`Plan::satisfied`] is left empty.
+    Outline(&'a Outline),
+}
+
+impl LatestRuns<'_> {
+    /// The latest run of the operation named `name` (none when it never ran or cannot be read) and its status
+    /// (pending then). A completed or skipped one in an outline has no row and counts as completed.
+    fn get(&self, name: &str) -> (Option<&LedgerRow>, Status) {
+        match self {
+            LatestRuns::Rows(rows) => rows
+                .get(name)
+                .map_or((None, Status::Pending), |r| (Some(r), r.status)),
+            LatestRuns::Outline(o) => match o.latest(name) {
+                LatestRun::Never | LatestRun::Unreadable => (None, Status::Pending),
+                LatestRun::Done => (None, Status::Completed),
+                LatestRun::Open(r) => (Some(r), r.status),
+            },
+        }
+    }
+}
+
 /// Plans a run. `ordered` is the registry in plan order; a definition without a row is pending, run 0.
 pub(crate) fn plan(
     ordered: &[&'static OperationDef],
-    rows: &HashMap<String, LedgerRow>,
+    latest: LatestRuns<'_>,
     opts: &ProcessOptions,
     inputs: &Inputs<'_>,
 ) -> Result<Plan, SequencerError> {
     let now = inputs.now;
     let mut plan = Plan {
-        satisfied: rows
-            .values()
-            .filter(|r| matches!(r.status, Status::Completed | Status::Skipped))
-            .map(|r| r.name.clone())
-            .collect(),
+        satisfied: match latest {
+            LatestRuns::Rows(rows) => rows
+                .values()
+                .filter(|r| matches!(r.status, Status::Completed | Status::Skipped))
+                .map(|r| r.name.clone())
+                .collect(),
+            LatestRuns::Outline(_) => HashSet::new(),
+        },
         ..Plan::default()
+    };
+    let satisfied = |plan: &Plan, name: &str| match latest {
+        LatestRuns::Rows(_) => plan.satisfied.contains(name),
+        LatestRuns::Outline(o) => matches!(o.latest(name), LatestRun::Done),
     };
     let selected = ordered.iter().copied().filter(|o| {
         let ts = o.meta.timestamp;
@@ -170,8 +205,7 @@ pub(crate) fn plan(
     let mut due: Vec<Due> = Vec::new();
     let mut never_ran = Vec::new();
     for def in selected {
-        let row = rows.get(def.meta.name);
-        let status = row.map_or(Status::Pending, |r| r.status);
+        let (row, status) = latest.get(def.meta.name);
         let run = row.map_or(0, |r| r.run);
         if opts.repeat {
             match status {
@@ -285,7 +319,7 @@ pub(crate) fn plan(
                 .depends_on
                 .iter()
                 .filter_map(|x| match x {
-                    Dependency::Operation(n) if !plan.satisfied.contains(*n) => Some(*n),
+                    Dependency::Operation(n) if !satisfied(&plan, n) => Some(*n),
                     _ => None,
                 })
                 .collect();

@@ -1,8 +1,10 @@
 //! Operation definitions and registries: the table the macros generate, merged and validated at start-up.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use sequencer_core::{Dependency, OpNode, OperationMeta, Plan};
@@ -153,6 +155,25 @@ pub struct RegistryError {
 pub struct Registry {
     ops: Vec<&'static OperationDef>,
     tasks: Vec<&'static TaskDef>,
+    /// The validated plan and the index of each name, computed once (the operations never change).
+    known: Known,
+}
+
+/// A registry's validated [`Plan`] and each operation's index by ledger name.
+type Computed = (Plan, HashMap<&'static str, usize>);
+
+/// What a registry computes once: see [`Computed`].
+#[derive(Clone, Default)]
+struct Known(std::sync::OnceLock<Arc<Computed>>);
+
+impl fmt::Debug for Known {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Known(computed)"
+        } else {
+            "Known(not yet)"
+        })
+    }
 }
 
 impl Registry {
@@ -162,6 +183,7 @@ impl Registry {
         Registry {
             ops: ops.iter().collect(),
             tasks: Vec::new(),
+            known: Known::default(),
         }
     }
 
@@ -171,6 +193,7 @@ impl Registry {
         Registry {
             ops: ops.iter().collect(),
             tasks: tasks.iter().collect(),
+            known: Known::default(),
         }
     }
 
@@ -203,7 +226,38 @@ impl Registry {
 
     /// The operation with this ledger name.
     pub fn get(&self, name: &str) -> Option<&'static OperationDef> {
-        self.ops.iter().copied().find(|o| o.meta.name == name)
+        match self.known() {
+            Ok(k) => k.1.get(name).map(|&i| self.ops[i]),
+            Err(_) => self.ops.iter().copied().find(|o| o.meta.name == name),
+        }
+    }
+
+    /// The index in [`Registry::operations`] of the operation with this ledger name (`None` as well for an
+    /// invalid registry).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.known().ok()?.1.get(name).copied()
+    }
+
+    /// The validated plan and the names' indices, computed on first use and kept: a registry of 100,000
+    /// operations is validated once, not on each page or dry run. An invalid registry is validated again each
+    /// time (and fails each time).
+    fn known(&self) -> std::result::Result<&Arc<Computed>, RegistryError> {
+        if let Some(k) = self.known.0.get() {
+            return Ok(k);
+        }
+        let plan = self.validate()?;
+        let names = self
+            .ops
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.meta.name, i))
+            .collect();
+        Ok(self.known.0.get_or_init(|| Arc::new((plan, names))))
+    }
+
+    /// The validated plan, shared: see [`Registry::plan`].
+    pub(crate) fn shared_plan(&self) -> std::result::Result<&Plan, RegistryError> {
+        Ok(&self.known()?.0)
     }
 
     /// The operation with this ledger name, or the function name of exactly one operation; else `Err` with the
@@ -238,6 +292,10 @@ impl Registry {
 
     /// Validates the registry and returns its plan (indices into [`Registry::operations`]).
     pub fn plan(&self) -> std::result::Result<Plan, RegistryError> {
+        self.shared_plan().cloned()
+    }
+
+    fn validate(&self) -> std::result::Result<Plan, RegistryError> {
         let nodes: Vec<OpNode<'_>> = self
             .ops
             .iter()
@@ -284,10 +342,10 @@ impl Registry {
     /// The operations in execution order: timestamp order, moved only where a dependency demands it.
     pub fn ordered(&self) -> std::result::Result<Vec<&'static OperationDef>, RegistryError> {
         Ok(self
-            .plan()?
+            .shared_plan()?
             .order
-            .into_iter()
-            .map(|i| self.ops[i])
+            .iter()
+            .map(|&i| self.ops[i])
             .collect())
     }
 }
@@ -364,8 +422,9 @@ impl RegistryBuilder {
         let registry = Registry {
             ops: self.ops,
             tasks: self.tasks,
+            known: Known::default(),
         };
-        registry.plan()?;
+        registry.shared_plan()?;
         let mut problems = Vec::new();
         for (i, t) in registry.tasks.iter().enumerate() {
             let name = t.name();

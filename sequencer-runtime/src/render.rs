@@ -139,7 +139,7 @@ pub fn analyze_among(
     durations: &HashMap<String, u64>,
     keep: impl Fn(usize) -> bool,
 ) -> Result<GraphView, RegistryError> {
-    let plan = registry.plan()?;
+    let plan = registry.shared_plan()?;
     let ops = registry.operations();
     let n = ops.len();
     let kept: Vec<bool> = (0..n).map(&keep).collect();

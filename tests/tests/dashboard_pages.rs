@@ -3,21 +3,22 @@
 //! every page paginated with a cursor, batch names, task arguments and errors escaped, an `encrypted` task's
 //! arguments and errors never shown, and the retry of a failed task run refused without the token, read-only,
 //! cross-site and on a stale view, then done with the token and recorded in the audit log; task runs are not
-//! listed among the operations. And `prune` deleting
+//! listed among the operations; a batch cancelled from its page behind the same refusals, its running member
+//! seeing it and its member not started not starting. And `prune` deleting
 //! the old progress samples of ended runs, keeping a running run's.
 
 mod common;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::http::{assert_refused, get, request, serve, Refusers};
 use common::{backends, build, builder, cleanup, prefix};
 use sequencer::crypto::Keyring;
 use sequencer::dashboard::{self, DashboardOptions};
-use sequencer::ledger::Status;
-use sequencer::{sqlx, BatchMember, Sequencer};
+use sequencer::ledger::{MemberState, Status};
+use sequencer::{sqlx, BatchMember, Sequencer, WorkOptions};
 
 #[sequencer::operations]
 mod ops {
@@ -50,6 +51,27 @@ mod ops {
         Ok(())
     }
 
+    /// In a batch: waits (up to a minute) until its batch is cancelled; fails if it never is.
+    #[operation(timestamp = "2025_04_01_000001")]
+    async fn watcher(ctx: &Ctx) -> Result<()> {
+        let batch = ctx
+            .batch()
+            .ok_or_else(|| anyhow::anyhow!("not in a batch"))?;
+        for _ in 0..600 {
+            if batch.cancelled().await? {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("the batch was never cancelled")
+    }
+
+    /// Queued after `watcher` in the same batch: must not start once the batch is cancelled.
+    #[operation(timestamp = "2025_04_01_000002")]
+    async fn later(_ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
     #[task(encrypted)]
     pub async fn secret(_ctx: &Ctx, args: Secret) -> Result<()> {
         anyhow::bail!("refused the ssn {}", args.ssn)
@@ -57,6 +79,8 @@ mod ops {
 }
 
 const STEP: &str = "2025_04_01_000000_step";
+const WATCHER: &str = "2025_04_01_000001_watcher";
+const LATER: &str = "2025_04_01_000002_later";
 const TOKEN: &str = "pages-t0ken";
 const SSN: &str = "123-45-6789";
 
@@ -421,6 +445,198 @@ async fn batches_and_tasks_pages_paginate_escape_mask_and_retry_behind_the_token
         let want: Vec<String> = (0..250).map(|i| i.to_string()).collect();
         assert_eq!((positions, pages), (want, 2), "{n}: members in order");
 
+        cleanup(&seq, &p, &[]).await;
+    }
+}
+
+/// The batch page's cancel action: refused without the token, read-only, cross-origin and on a stale view; with the
+/// token the running member sees `cancelled()`, the one not started does not start, and the audit log has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_is_cancelled_from_its_page_behind_the_token() {
+    for b in backends().await {
+        let n = b.name;
+        let p = prefix();
+        let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let keys = Keyring::new(Some(&key), []).expect("a key");
+        let seq = build(&b, builder(&b, &p, ops::registry()).encryption_keys(keys)).await;
+        let ledger = seq.ledger();
+        let id = seq
+            .batch([WATCHER, LATER])
+            .name("reprice")
+            .dispatch()
+            .await
+            .unwrap_or_else(|e| panic!("{n}: {e}"));
+        // One worker, one job at a time: the watcher runs, `later` waits behind it.
+        let stop = sequencer::CancellationToken::new();
+        let worker = tokio::spawn({
+            let (seq, stop) = (seq.clone(), stop.clone());
+            async move {
+                let opts = WorkOptions {
+                    concurrency: 1,
+                    ..WorkOptions::default()
+                };
+                seq.work(&opts, stop).await
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seq
+            .ledger()
+            .row_of(WATCHER, 0)
+            .await
+            .unwrap()
+            .map(|r| r.status)
+            != Some(Status::Running)
+        {
+            assert!(Instant::now() < deadline, "{n}: the watcher never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let opts = DashboardOptions::default().token(TOKEN);
+        let port = serve(dashboard::router_with(seq.clone(), opts.clone())).await;
+        let read_only = serve(dashboard::router_with(seq.clone(), opts.read_only(true))).await;
+        let no_token = serve(dashboard::router_with(
+            seq.clone(),
+            DashboardOptions::default(),
+        ))
+        .await;
+        let page = format!("/admin/ops/batch/{}", id.0);
+        let cancel = format!("{page}/cancel");
+        let shown = get(port, &page).await;
+        assert!(
+            shown.body.contains(&format!("href=\"{cancel}\"")),
+            "{n}: a running batch offers cancel: {}",
+            shown.body
+        );
+        assert!(
+            !get(read_only, &page).await.body.contains(&cancel),
+            "{n}: read-only offers no cancel"
+        );
+        assert_eq!(
+            get(read_only, &cancel).await.status,
+            403,
+            "{n}: confirm read-only"
+        );
+        assert_eq!(
+            get(no_token, &cancel).await.status,
+            403,
+            "{n}: confirm without token"
+        );
+        let at = Refusers {
+            port,
+            read_only,
+            no_token,
+        };
+        assert_refused(&at, &cancel, TOKEN, n).await;
+        let form = format!("token={TOKEN}");
+        let stale = request(
+            port,
+            "POST",
+            &cancel,
+            &[],
+            &format!("{form}&expected=completed"),
+        )
+        .await;
+        assert_eq!(stale.status, 409, "{n}: a stale view: {}", stale.body);
+        let info = ledger.batch_info(id).await.unwrap().expect("the batch");
+        assert!(
+            info.cancelled_at.is_none(),
+            "{n}: the refusals cancelled nothing"
+        );
+
+        let confirm = get(port, &cancel).await;
+        assert_eq!(confirm.status, 200, "{n}: {}", confirm.body);
+        assert!(
+            confirm.body.contains("name=\"expected\" value=\"running\""),
+            "{n}: {}",
+            confirm.body
+        );
+        let same = format!("Origin: http://127.0.0.1:{port}");
+        let signed =
+            format!("{form}&actor=bob&reason=wrong+prices&expected=running&version=running");
+        let r = request(
+            port,
+            "POST",
+            &cancel,
+            &[&same, "Sec-Fetch-Site: same-origin"],
+            &signed,
+        )
+        .await;
+        assert_eq!(r.status, 303, "{n}: {}", r.body);
+        assert_eq!(
+            r.header("location"),
+            Some(format!("{page}?done=cancel").as_str()),
+            "{n}"
+        );
+        let info = common::batch::finished(&seq, id, n).await;
+        assert!(info.cancelled_at.is_some(), "{n}: cancelled: {info}");
+        stop.cancel();
+        worker.await.expect("the worker").expect("work");
+        assert_eq!(
+            ledger.row_of(WATCHER, 0).await.unwrap().map(|r| r.status),
+            Some(Status::Completed),
+            "{n}: the running member saw `cancelled()`"
+        );
+        let members = ledger.batch_members(id).await.unwrap();
+        let later = members
+            .iter()
+            .find(|m| m.name == LATER)
+            .expect("the member");
+        assert_eq!(
+            (later.state, later.reason.as_deref()),
+            (MemberState::Skipped, Some("batch cancelled")),
+            "{n}: the member not started did not start"
+        );
+        assert!(!seq.has_executed(LATER).await.unwrap(), "{n}");
+        let again = request(port, "POST", &cancel, &[], &signed).await;
+        assert_eq!(
+            again.status, 409,
+            "{n}: nothing left to cancel: {}",
+            again.body
+        );
+        let done = get(port, &format!("{page}?done=cancel")).await;
+        assert!(
+            done.body.contains("Cancelled:") && !done.body.contains(&format!("href=\"{cancel}\"")),
+            "{n}: {}",
+            done.body
+        );
+
+        let log = ledger.audit_log(10).await.expect("the audit log");
+        let target = id.0.to_string();
+        let taken: Vec<_> = log
+            .iter()
+            .map(|a| {
+                (
+                    a.action.as_str(),
+                    a.target.as_deref(),
+                    a.outcome.as_str(),
+                    a.actor.as_str(),
+                    a.before.as_deref(),
+                    a.after.as_deref(),
+                )
+            })
+            .collect();
+        assert!(
+            taken.contains(&(
+                "cancel_batch",
+                Some(target.as_str()),
+                "ok",
+                "bob",
+                Some("running"),
+                Some("cancelled")
+            )),
+            "{n}: {taken:?}"
+        );
+        assert_eq!(
+            log.iter().filter(|a| a.action == "cancel_batch").count(),
+            3,
+            "{n}: the stale refusal, the cancel and the one too many, not the 403s: {taken:?}"
+        );
+        let audit = get(port, "/admin/ops/audit").await;
+        assert!(
+            audit.body.contains(&format!("href=\"{page}\"")),
+            "{n}: the audit log links the batch: {}",
+            audit.body
+        );
         cleanup(&seq, &p, &[]).await;
     }
 }

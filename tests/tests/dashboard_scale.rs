@@ -389,3 +389,152 @@ async fn a_bulk_retry_applies_to_the_filtered_operations_that_did_not_change() {
         cleanup(&seq, &p, &[]).await;
     }
 }
+
+/// How many nodes the graph's SVG draws, and whether it draws `name`, in `status`.
+fn nodes(body: &str) -> usize {
+    body.matches("<g class=\"node ").count()
+}
+
+fn drawn_as(body: &str, name: &str, status: &str) -> bool {
+    body.split("<g class=\"node ")
+        .skip(1)
+        .any(|g| g.starts_with(&format!("s-{status}")) && g.contains(&format!("<title>{name} (")))
+}
+
+/// The graph and the plan of a registry too large to draw whole (700 operations), read from the ledger's outline
+/// (its open runs and which operations were recorded): the graph draws what is still to run (failed, running,
+/// rolled back, never recorded), bounded and saying what it leaves out, never a completed one; the plan lists
+/// what `process` would run: not the completed, skipped nor running ones; an operation completed then failed
+/// (a later run) is due, one failed then completed is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_graph_and_the_plan_of_a_large_registry_show_what_is_left() {
+    for b in backends().await {
+        let n = b.name;
+        let p = prefix();
+        let reg = registry("gr", 700, noop, |_| false);
+        let seq = build(&b, builder(&b, &p, reg)).await;
+        let ledger = seq.ledger();
+        let ops = format!("{p}seq_operations");
+        // 650 recorded: 600 completed (the 7th to 9th skipped), 30 failed, 1 running, 1 rolled back, the others
+        // pending; 50 never recorded. `gr_00003` completed then failed in a later run; `gr_00004` the reverse.
+        let recorded: Vec<(&str, i64)> = seq.registry().operations()[..650]
+            .iter()
+            .map(|d| (d.meta.name, d.meta.timestamp.version() as i64))
+            .collect();
+        ledger
+            .insert_pending(&recorded)
+            .await
+            .expect("pending rows");
+        let ts = |i: usize| seq.registry().operations()[i].meta.timestamp.version();
+        for sql in [
+            format!("UPDATE {ops} SET status = 'completed', duration_ms = 20 WHERE name < 'gr_00600'"),
+            format!("UPDATE {ops} SET status = 'skipped' WHERE name IN ('gr_00007', 'gr_00008', 'gr_00009')"),
+            format!("UPDATE {ops} SET status = 'failed', duration_ms = 30 WHERE name >= 'gr_00600' AND name < 'gr_00630'"),
+            format!("UPDATE {ops} SET status = 'running' WHERE name = 'gr_00630'"),
+            format!("UPDATE {ops} SET status = 'rolled_back' WHERE name = 'gr_00631'"),
+            format!("INSERT INTO {ops} (name, run, op_timestamp, status) VALUES ('gr_00003', 1, {}, 'failed')", ts(3)),
+            format!("UPDATE {ops} SET status = 'failed' WHERE name = 'gr_00004'"),
+            format!("INSERT INTO {ops} (name, run, op_timestamp, status) VALUES ('gr_00004', 1, {}, 'completed')", ts(4)),
+        ] {
+            sqlx::query(&sql)
+                .execute(ledger.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{n}: {sql}: {e}"));
+        }
+        let port = serve(dashboard::router_with(
+            seq.clone(),
+            DashboardOptions::default(),
+        ))
+        .await;
+
+        // Left: gr_00003, 30 failed, the rolled-back one, 18 pending (632..650) and 50 never recorded: 100 to run,
+        // and the running one: 101 drawn; 599 completed or skipped (600 - gr_00003 + …) not drawn.
+        let graph = get(port, "/admin/ops/graph").await;
+        assert_eq!(graph.status, 200, "{n}: {}", graph.body);
+        assert!(
+            graph.body.contains("700 operations are too many to draw")
+                && graph
+                    .body
+                    .contains("599 completed or skipped are not drawn")
+                && graph
+                    .body
+                    .contains("101 are still to run or need attention"),
+            "{n}: says what it leaves out: {}",
+            graph.body
+        );
+        assert_eq!(nodes(&graph.body), 101, "{n}: {}", graph.body);
+        for (name, status) in [
+            ("gr_00003", "failed"),
+            ("gr_00600", "failed"),
+            ("gr_00630", "running"),
+            ("gr_00631", "rolled_back"),
+            ("gr_00640", "pending"),
+            ("gr_00699", "pending"),
+        ] {
+            assert!(
+                drawn_as(&graph.body, name, status),
+                "{n}: {name} drawn {status}"
+            );
+        }
+        for name in ["gr_00000", "gr_00004", "gr_00008", "gr_00599"] {
+            assert!(
+                !graph.body.contains(&format!("<title>{name} (")),
+                "{n}: {name} is done: not drawn"
+            );
+        }
+
+        let plan = get(port, "/admin/ops/plan").await;
+        assert_eq!(plan.status, 200, "{n}: {}", plan.body);
+        assert!(
+            plan.body.contains("100 operation(s) due"),
+            "{n}: {}",
+            plan.body
+        );
+        for name in ["gr_00003", "gr_00600", "gr_00631", "gr_00640", "gr_00699"] {
+            assert!(
+                plan.body.contains(&format!(">{name}</a>")),
+                "{n}: {name} planned"
+            );
+        }
+        for name in ["gr_00000", "gr_00004", "gr_00008", "gr_00630"] {
+            assert!(
+                !plan.body.contains(&format!(">{name}</a>")),
+                "{n}: {name} not planned"
+            );
+        }
+        let preview = seq
+            .preview(&sequencer::ProcessOptions::default())
+            .await
+            .expect("a preview");
+        assert_eq!(
+            (
+                preview.planned.len(),
+                preview.last_durations.get("gr_00600")
+            ),
+            (100, Some(&30)),
+            "{n}"
+        );
+
+        // More left than the graph draws: only the first 500 in execution order, and it says so.
+        sqlx::query(&format!(
+            "UPDATE {ops} SET status = 'failed' WHERE name < 'gr_00500'"
+        ))
+        .execute(ledger.pool())
+        .await
+        .expect("fail more");
+        let graph = get(port, "/admin/ops/graph").await;
+        assert_eq!(nodes(&graph.body), 500, "{n}");
+        assert!(
+            graph.body.contains(
+                "the first 500 of them in execution order are drawn, the other 100 are not"
+            ),
+            "{n}: {}",
+            graph.body
+        );
+        assert!(
+            drawn_as(&graph.body, "gr_00000", "failed"),
+            "{n}: first in order"
+        );
+        cleanup(&seq, &p, &[]).await;
+    }
+}

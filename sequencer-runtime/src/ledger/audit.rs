@@ -13,9 +13,11 @@ use super::error::{q, LedgerError};
 pub struct AuditEntry<'a> {
     /// Who took it, as they named themselves (the dashboard says `dashboard` when they did not).
     pub actor: &'a str,
-    /// The action: `retry`, `cancel`, `rollback`, `complete`, `skip`, `forget`, `process`.
+    /// The action: `retry`, `cancel`, `rollback`, `complete`, `skip`, `forget`, `process`, `retry_task`,
+    /// `cancel_batch`.
     pub action: &'a str,
-    /// The operation's ledger name; none for an action on every operation (`process`).
+    /// The operation's ledger name (a task's name for `retry_task`, a batch's id for `cancel_batch`); none for an
+    /// action on every operation (`process`).
     pub target: Option<&'a str>,
     /// `ok` or `error`.
     pub outcome: &'a str,

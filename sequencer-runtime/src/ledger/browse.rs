@@ -14,6 +14,7 @@ use super::batches::{batch_row, BatchId, BatchInfo, BatchMemberRow, BATCH_COLUMN
 use super::connection::Ledger;
 use super::dialect::{parsed, text, Dialect};
 use super::error::{q, LedgerError};
+use super::outline::{plan_row, PLAN_COLUMNS};
 use super::runs::{row, LedgerRow, Status, ROW_COLUMNS};
 
 /// One page of task runs: see [`Ledger::task_runs_page`].
@@ -236,39 +237,8 @@ impl Ledger {
     /// run, timestamp, status, start, duration, host, pid, due time): the others are left empty (no batch, no
     /// attempts, no error…). What `process --dry-run` plans from; never shown nor written back.
     pub(crate) async fn plan_rows(&self) -> Result<HashMap<String, LedgerRow>, LedgerError> {
-        self.latest_by_name(
-            "op_timestamp, status, started_at, duration_ms, host, pid, due_at",
-            "read the ledger",
-            true,
-            |r| {
-                Ok(LedgerRow {
-                    name: r.try_get(0)?,
-                    run: r.try_get(1)?,
-                    timestamp: r.try_get(2)?,
-                    batch: None,
-                    status: parsed(r, 3)?,
-                    attempts: 0,
-                    started_at: r.try_get(4)?,
-                    finished_at: None,
-                    duration_ms: r.try_get(5)?,
-                    lease_until: None,
-                    host: r.try_get(6)?,
-                    pid: r.try_get(7)?,
-                    actor: None,
-                    checksum: None,
-                    skip_reason: None,
-                    last_error: None,
-                    due_at: r.try_get(8)?,
-                    progress_done: None,
-                    progress_total: None,
-                    cancel_requested: false,
-                    pause_requested: 0,
-                    throttled_since: None,
-                    throttled_ms: None,
-                })
-            },
-        )
-        .await
+        self.latest_by_name(PLAN_COLUMNS, "read the ledger", true, plan_row)
+            .await
     }
 
     /// `columns` (after `name, run`, at positions 2…) of every operation's latest run (the highest run without

@@ -27,6 +27,7 @@ pub(crate) mod listing;
 pub(crate) mod locks;
 pub(crate) mod logs;
 pub(crate) mod native;
+mod outline;
 pub(crate) mod progress;
 mod recovery;
 pub(crate) mod runs;

@@ -5,6 +5,7 @@ use sequencer_core::{OperationMeta, Timestamp};
 
 use super::*;
 use crate::ctx::Ctx;
+use crate::outline::Outline;
 use crate::registry::{BoxFuture, BLANK_META};
 use crate::result::Result;
 
@@ -95,7 +96,37 @@ fn run(case: &Case) -> Result<Plan, SequencerError> {
         in_plan_order: case.in_plan_order,
         share: &|_| true,
     };
-    plan(&case.ops, &rows, &case.opts, &inputs)
+    plan(&case.ops, LatestRuns::Rows(&rows), &case.opts, &inputs)
+}
+
+/// [`run`] from an outline of the case's rows (as a dry run reads the ledger): which operations have a row, and
+/// the rows neither completed nor skipped.
+fn run_outline(case: &Case) -> Result<Plan, SequencerError> {
+    let open = case
+        .rows
+        .iter()
+        .filter(|r| !matches!(r.status, Status::Completed | Status::Skipped))
+        .map(|r| (r.name.clone(), Some(r.clone())))
+        .collect();
+    let outline = Outline::of(
+        case.ops.iter().map(|d| d.meta.name),
+        case.rows.iter().map(|r| r.name.as_str()),
+        open,
+    );
+    let applied = case.applied.iter().copied().collect();
+    let inputs = Inputs {
+        now: NOW,
+        force_sync: case.force_sync,
+        applied: &applied,
+        in_plan_order: case.in_plan_order,
+        share: &|_| true,
+    };
+    plan(
+        &case.ops,
+        LatestRuns::Outline(&outline),
+        &case.opts,
+        &inputs,
+    )
 }
 
 #[test]
@@ -324,8 +355,17 @@ fn plans_by_status_schedule_dependency_queue_and_options() {
             ..Case::default()
         },
     ];
-    for case in &cases {
-        let plan = run(case).unwrap_or_else(|e| panic!("{}: {e}", case.what));
+    for (case, from) in cases
+        .iter()
+        .flat_map(|c| [(c, "rows"), (c, "outline")])
+        .filter(|(c, from)| *from == "rows" || !c.opts.repeat)
+    {
+        let planned = match from {
+            "rows" => run(case),
+            _ => run_outline(case),
+        };
+        let plan = planned.unwrap_or_else(|e| panic!("{} ({from}): {e}", case.what));
+        let what = format!("{} ({from})", case.what);
         let names = |ds: &[Due]| {
             ds.iter()
                 .map(|d| match d.on_worker {
@@ -334,23 +374,22 @@ fn plans_by_status_schedule_dependency_queue_and_options() {
                 })
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names(&plan.due), case.due, "{}: due", case.what);
+        assert_eq!(names(&plan.due), case.due, "{what}: due");
         let queued: Vec<_> = plan
             .to_queue
             .iter()
             .map(|(d, q, after)| (d.def.meta.name, *q, after.as_slice()))
             .collect();
-        assert_eq!(queued, case.queued, "{}: queued", case.what);
+        assert_eq!(queued, case.queued, "{what}: queued");
         let scheduled: Vec<_> = plan.scheduled.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(scheduled, case.scheduled, "{}: scheduled", case.what);
+        assert_eq!(scheduled, case.scheduled, "{what}: scheduled");
         let to_schedule: Vec<_> = plan.to_schedule.iter().map(|(n, ..)| *n).collect();
-        assert_eq!(to_schedule, case.to_schedule, "{}: to schedule", case.what);
+        assert_eq!(to_schedule, case.to_schedule, "{what}: to schedule");
         let waiting: Vec<_> = plan.waiting.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(waiting, case.waiting, "{}: waiting", case.what);
+        assert_eq!(waiting, case.waiting, "{what}: waiting");
         assert_eq!(
             plan.needs_attention, case.attention,
-            "{}: needs attention",
-            case.what
+            "{what}: needs attention"
         );
     }
 }

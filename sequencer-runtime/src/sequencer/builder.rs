@@ -404,7 +404,7 @@ impl SequencerBuilder {
         let registry = self.registry.ok_or_else(|| {
             SequencerError::Usage("no registry: call `.registry(ops::registry())`".into())
         })?;
-        registry.plan()?;
+        registry.shared_plan()?;
         check_lease(self.lease).map_err(SequencerError::Usage)?;
         for def in registry.operations() {
             // What reaches SQL is checked here, with the operation named, not silently cut by the database.

@@ -12,7 +12,8 @@ use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::{LockWait, ProcessOptions};
 use crate::orchestrator::dispatch::Dispatch;
 use crate::orchestrator::run::Run;
-use crate::plan::{needs_migrations, plan, Due, Inputs, Plan};
+use crate::outline::Outline;
+use crate::plan::{needs_migrations, plan, Due, Inputs, LatestRuns, Plan};
 use crate::report::{Outcome, RunReport};
 use crate::sequencer::Sequencer;
 
@@ -130,6 +131,17 @@ impl Sequencer {
         opts: &ProcessOptions,
         for_migrate: bool,
     ) -> Result<RunReport, SequencerError> {
+        self.plan_share(opts, for_migrate, None).await
+    }
+
+    /// [`Sequencer::process_share`]; a dry run plans from `outline` when given (read once by
+    /// [`Sequencer::preview`] for the plan and the durations both).
+    pub(crate) async fn plan_share(
+        &self,
+        opts: &ProcessOptions,
+        for_migrate: bool,
+        outline: Option<&Outline>,
+    ) -> Result<RunReport, SequencerError> {
         let via = if for_migrate {
             Via::Migrate
         } else {
@@ -145,16 +157,30 @@ impl Sequencer {
         if !opts.dry_run {
             env.ledger.recover_interrupted(&env.owner).await?;
         }
-        // A dry run reads only the columns the plan reads (a third of them, without the errors' text).
-        let rows: HashMap<String, LedgerRow> = if opts.dry_run {
-            env.ledger.plan_rows().await?
-        } else {
-            env.ledger
+        // A dry run reads only the runs that still need something and which operations were recorded (the
+        // outline: never the completed rows); with `--repeat`, which runs the completed ones again, the columns
+        // the plan reads of every latest run. A run reads every latest run whole.
+        let outline = match outline {
+            Some(o) if opts.dry_run && !opts.repeat => Some(std::borrow::Cow::Borrowed(o)),
+            _ if opts.dry_run && !opts.repeat => {
+                Some(std::borrow::Cow::Owned(self.outline().await?))
+            }
+            _ => None,
+        };
+        let rows: HashMap<String, LedgerRow> = match (&outline, opts.dry_run) {
+            (Some(_), _) => HashMap::new(),
+            (None, true) => env.ledger.plan_rows().await?,
+            (None, false) => env
+                .ledger
                 .rows()
                 .await?
                 .into_iter()
                 .map(|r| (r.name.clone(), r))
-                .collect()
+                .collect(),
+        };
+        let latest = match &outline {
+            Some(o) => LatestRuns::Outline(o),
+            None => LatestRuns::Rows(&rows),
         };
         let ordered = self.inner.registry.ordered()?;
         if !opts.dry_run {
@@ -190,7 +216,7 @@ impl Sequencer {
             stale,
             running_elsewhere,
             satisfied,
-        } = plan(&ordered, &rows, opts, &inputs)?;
+        } = plan(&ordered, latest, opts, &inputs)?;
         let mut report = RunReport {
             needs_attention,
             rollbacks_interrupted,

@@ -10,6 +10,7 @@ use crate::error::SequencerError;
 use crate::ledger::jobs::OpenJob;
 use crate::ledger::runs::{LedgerRow, Status};
 use crate::options::ProcessOptions;
+use crate::outline::Outline;
 use crate::registry::OperationDef;
 use crate::render::{analyze_among, render, GraphFormat};
 use crate::sequencer::listing::{etas, EtaBasis};
@@ -166,20 +167,35 @@ pub struct Preview {
     pub critical_weight: u64,
     /// The weight of the due operations.
     pub total_work: u64,
+    /// The last recorded duration of each due operation that has one, in milliseconds (at least 1).
+    pub last_durations: HashMap<String, u64>,
 }
 
 impl Sequencer {
     /// What `process` would run, grouped in waves, with the critical path (weighted by each operation's last
     /// recorded duration where known). Runs nothing.
+    ///
+    /// Without `repeat` it reads the ledger once, as an [`Outline`] (the runs that still need something and
+    /// which operations were recorded; never the completed rows), for the plan and the durations both.
     pub async fn preview(&self, opts: &ProcessOptions) -> Result<Preview, SequencerError> {
         let dry_run = ProcessOptions {
             dry_run: true,
             ..opts.clone()
         };
-        // The plan and the durations are two reads of the latest runs: side by side.
-        let (report, inputs) = tokio::join!(self.process(&dry_run), self.graph_inputs());
-        let planned = report?.planned;
-        let (_, durations) = inputs?;
+        let (planned, durations) = if dry_run.repeat {
+            // `--repeat` plans the completed operations: the plan and the durations read every latest run.
+            let (report, inputs) = tokio::join!(self.process(&dry_run), self.graph_inputs());
+            (report?.planned, inputs?.1)
+        } else {
+            self.check_guards()?;
+            let outline = self.outline().await?;
+            let report = self.plan_share(&dry_run, false, Some(&outline)).await?;
+            let durations: HashMap<String, u64> = outline
+                .open_runs()
+                .filter_map(|r| Some((r.name.clone(), u64::try_from(r.duration_ms?).ok()?.max(1))))
+                .collect();
+            (report.planned, durations)
+        };
         let ops = self.inner.registry.operations();
         // The graph of what would run: the operations that ran already are met dependencies, not part of it.
         let due: std::collections::HashSet<&str> = planned.iter().map(String::as_str).collect();
@@ -192,13 +208,33 @@ impl Sequencer {
             .iter()
             .map(|w| w.iter().map(|&i| name(i)).collect())
             .collect();
+        let last_durations = planned
+            .iter()
+            .filter_map(|n| Some((n.clone(), *durations.get(n)?)))
+            .collect();
         Ok(Preview {
             critical_path: view.critical_path.iter().map(|&i| name(i)).collect(),
             critical_weight: view.critical_weight,
             total_work: view.total_work,
             planned,
             waves,
+            last_durations,
         })
+    }
+
+    /// Each operation's latest run as far as a plan needs it, read without the completed rows: the latest runs
+    /// that are neither completed nor skipped (through the `_by_status` index) and the names the ledger has (one
+    /// narrow column, streamed into a flag per operation). What a dry run plans from, and what the dashboard's
+    /// graph draws a large registry from.
+    pub async fn outline(&self) -> Result<Outline, SequencerError> {
+        let ledger = self.ledger();
+        let mut outline = Outline::empty(&self.inner.registry);
+        let (open, names) = tokio::join!(
+            ledger.open_latest_runs(),
+            ledger.each_recorded_name(|n| outline.record(n))
+        );
+        names?;
+        Ok(outline.with_open(open?))
     }
 
     /// The dependency graph with each operation's status: `text`, `dot` (Graphviz) or `mermaid`.

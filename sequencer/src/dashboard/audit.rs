@@ -23,12 +23,13 @@ pub(crate) async fn page(State(state): State<Shared>, original: OriginalUri, uri
         h1 { "Audit log" }
         p.muted { "Every action taken through the dashboard, newest first (the latest " (SHOWN) ")." }
         table.audit {
-            thead { tr { th { "When" } th { "Who" } th { "Action" } th { "Operation" } th { "Outcome" }
+            thead { tr { th { "When" } th { "Who" } th { "Action" } th { "Target" } th { "Outcome" }
                 th { "Before" } th { "After" } th { "Reason" } th { "Detail" } } }
             tbody { @for a in &log { tr {
                 td { (time(a.created_at)) } td { (a.actor) } td { (a.action) }
                 td { @if let Some(t) = &a.target {
                     @if a.action == "retry_task" { a href={ (base) "/tasks?task=" (segment(t)) } { (t) } }
+                    @else if a.action == super::batch_cancel::CANCEL_BATCH { a href={ (base) "/batch/" (segment(t)) } { "batch " (t) } }
                     @else { a href={ (base) "/op/" (segment(t)) } { (t) } }
                 } }
                 td { (a.outcome) }

@@ -26,6 +26,9 @@ pub(crate) struct Cursor {
     /// Batches: only those with a smaller id. Members: only those at a later position.
     #[serde(default)]
     after: String,
+    /// The action just taken (`cancel`), for its notice.
+    #[serde(default)]
+    done: String,
 }
 
 impl Cursor {
@@ -98,7 +101,7 @@ pub(crate) async fn one(
             "A batch's id is a number.",
         );
     };
-    match batch_body(&state, &base, BatchId(id), cursor.value()).await {
+    match batch_body(&state, &base, BatchId(id), &cursor).await {
         Ok(Some(body)) => view::page(&base, &format!("Batch {id}"), body).into_response(),
         Ok(None) => view::message(
             &base,
@@ -114,8 +117,9 @@ async fn batch_body(
     state: &Shared,
     base: &str,
     id: BatchId,
-    after: Option<i64>,
+    cursor: &Cursor,
 ) -> Result<Option<Markup>, SequencerError> {
+    let after = cursor.value();
     let ledger = state.seq.ledger();
     let Some(b) = ledger.batch_info(id).await? else {
         return Ok(None);
@@ -129,8 +133,13 @@ async fn batch_body(
     let tasks = ledger.task_runs_among(&runs).await?;
     let next = members.last().filter(|_| more).map(|m| m.position);
     let masked = |m: &BatchMemberRow| state.index.encrypted.contains(m.name.as_str());
+    let actions = state.opts.actions_enabled();
     Ok(Some(html! {
         h1 { (b.kind) " " (b.id.0) @if let Some(n) = &b.name { " " (n) } " " (state_badge(batch_state(&b))) }
+        @if cursor.done == "cancel" { p.notice { "Cancelled: members not started yet will not start; running ones see it." } }
+        @if actions && batch_state(&b) == "running" {
+            p.actions { a.button href={ (base) "/batch/" (b.id.0) "/cancel" } { "Cancel the batch…" } }
+        } @else if !actions { p.muted { "Read-only: actions need SEQUENCER_DASHBOARD_TOKEN where the dashboard runs." } }
         p { (done_of(&b)) " " (progress(Some(b.done()), Some(b.total), None)) }
         table.meta { tbody {
             tr { th { "Failed" } td { (b.failed) } }
@@ -175,9 +184,9 @@ fn member_link(base: &str, m: &BatchMemberRow, task: bool) -> Markup {
     }
 }
 
-/// `running`; once cancelled (by `cancel()` or its first failure) `cancelled`; once every member ended
-/// `completed`, or `failed` when members failed.
-fn batch_state(b: &BatchInfo) -> &'static str {
+/// `running`; once cancelled (by `cancel()`, the dashboard, or its first failure) `cancelled`; once every member
+/// ended `completed`, or `failed` when members failed.
+pub(crate) fn batch_state(b: &BatchInfo) -> &'static str {
     match (b.cancelled_at, b.finished_at) {
         (Some(_), _) => "cancelled",
         (None, Some(_)) if b.failed > 0 => "failed",

@@ -33,6 +33,7 @@ pub use axum;
 
 mod actions;
 mod audit;
+mod batch_cancel;
 mod batches;
 mod bulk;
 mod diagnosis;
@@ -188,6 +189,10 @@ pub fn router_with(seq: Sequencer, opts: DashboardOptions) -> Router {
         .route("/bulk/{action}", get(bulk::confirm).post(bulk::act))
         .route("/batches", get(batches::list))
         .route("/batch/{id}", get(batches::one))
+        .route(
+            "/batch/{id}/cancel",
+            get(batch_cancel::confirm).post(batch_cancel::cancel),
+        )
         .route("/tasks", get(tasks::list))
         .route("/task/{name}/{run}", get(tasks::one))
         .route(

@@ -16,34 +16,26 @@ use crate::ProcessOptions;
 /// The most operations the plan's table lists.
 pub(crate) const PLAN_ROWS: usize = 1_000;
 
-/// `GET /plan`: `process --dry-run`'s plan (which reads each operation's latest run once), and the last
-/// durations from two columns of the latest runs.
+/// `GET /plan`: `process --dry-run`'s plan and the due operations' last durations, from one read of the ledger
+/// (its [`Outline`](crate::Outline): the runs that still need something, and which operations were recorded).
 pub(crate) async fn page(State(state): State<Shared>, original: OriginalUri, uri: Uri) -> Response {
     let base = base(&original, &uri);
     let seq = &state.seq;
     let opts = ProcessOptions::default();
-    let (preview, outlines) = match tokio::join!(seq.preview(&opts), seq.ledger().latest_outlines(),)
-    {
-        (Ok(p), Ok(o)) => (p, o),
-        (Err(e), _) => return failure(&base, &e),
-        (_, Err(e)) => return failure(&base, &e.into()),
+    let preview = match seq.preview(&opts).await {
+        Ok(p) => p,
+        Err(e) => return failure(&base, &e),
     };
-    let last: HashMap<&str, i64> = outlines
-        .iter()
-        .filter_map(|(n, (_, ms))| Some((n.as_str(), (*ms)?)))
-        .collect();
-    let known = preview
+    let last = &preview.last_durations;
+    let known = preview.planned.iter().all(|n| last.contains_key(n));
+    // A look-up per listed operation, not a pass over the registry.
+    let registry = seq.registry();
+    let no_rollback: HashSet<&str> = preview
         .planned
         .iter()
-        .all(|n| last.contains_key(n.as_str()));
-    let planned: HashSet<&str> = preview.planned.iter().map(String::as_str).collect();
-    // One pass over the registry, not a look-up per planned operation.
-    let no_rollback: HashSet<&str> = seq
-        .registry()
-        .operations()
-        .iter()
-        .filter(|d| !d.meta.rollbackable && planned.contains(d.meta.name))
-        .map(|d| d.meta.name)
+        .take(PLAN_ROWS)
+        .filter(|n| registry.get(n).is_some_and(|d| !d.meta.rollbackable))
+        .map(String::as_str)
         .collect();
     let wave_of: HashMap<&str, usize> = preview
         .waves
@@ -72,7 +64,7 @@ pub(crate) async fn page(State(state): State<Shared>, original: OriginalUri, uri
                     td { (i + 1) }
                     td { @if let Some(w) = wave_of.get(name.as_str()) { (w + 1) } }
                     td { a href={ (base) "/op/" (segment(name)) } { (name) } }
-                    td { @if let Some(d) = last.get(name.as_str()) { (duration(*d)) } }
+                    td { @if let Some(d) = last.get(name) { (duration(*d as i64)) } }
                     td { @if critical.contains(name.as_str()) { "yes" } }
                     td { @if no_rollback.contains(name.as_str()) { strong { "none" } } @else { "yes" } }
                 } }
