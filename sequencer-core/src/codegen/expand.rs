@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 
 use super::attr::{BackoffAttr, ExecuteAt, OpAttr};
 use super::expand_task::task_impl;
-use super::lit::{duration_tokens, opt, strs};
+use super::lit::{duration_tokens, line_tokens, opt, strs};
 use super::middleware::MiddlewareAttr;
 use super::model::{DepModel, FnKind, OpFile, SigSpans, TaskModel};
 use crate::meta::Schedule;
@@ -21,12 +21,11 @@ pub use super::model::OpModel;
 /// What rustc does per operation is what an incremental build pays for, so the expansion keeps it small: the
 /// definitions are one `const` array of plain data (each naming only the metadata fields that differ from their
 /// defaults, its handler a closure boxing the function's future), and each companion type is one struct and one
-/// impl whose `DEF` indexes that array.
+/// impl whose `DEF` indexes that array. The impls sit together in one `const _: () = { .. };` block that
+/// imports the trait and the definition type once under short names, so each impl names neither by its path.
 pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) -> TokenStream {
-    let companions = models
-        .iter()
-        .enumerate()
-        .map(|(i, m)| companion(m, i, krate));
+    let structs = models.iter().map(companion_struct);
+    let impls = models.iter().enumerate().map(|(i, m)| companion_impl(m, i));
     let task_impls = tasks.iter().map(|t| task_impl(t, krate));
     let entries = models.iter().map(|m| operation_entry(m, krate));
     let n = models.len();
@@ -41,23 +40,39 @@ pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) 
     };
     let task_idents = tasks.iter().map(|t| t.ident.to_token_stream()).collect();
     let registry = registry_items(krate, quote!(__SEQUENCER_OPERATIONS), n, task_idents);
-    quote!(#(#companions)* #(#task_impls)* #table #registry)
+    quote! {
+        #(#structs)*
+        const _: () = {
+            use #krate::__private::{Operation as __O, OperationDef as __D};
+            #(#impls)*
+        };
+        #(#task_impls)* #table #registry
+    }
 }
 
-/// The companion type of the `index`-th operation of an inline module, and its `Operation` impl.
-fn companion(m: &OpModel, index: usize, krate: &TokenStream) -> TokenStream {
-    let (ident, vis, name) = (&m.ident, &m.vis, &m.name);
-    let index = Literal::usize_unsuffixed(index);
+/// The companion type of an operation of an inline module. Its name takes the macro's call site, so no
+/// `allow(non_camel_case_types)` is needed.
+fn companion_struct(m: &OpModel) -> TokenStream {
+    let (vis, name) = (&m.vis, &m.name);
     let doc =
         format!("Companion type of operation `{name}`: names it in `depends_on` of other modules.");
-    let ident = Ident::new(&ident.to_string(), proc_macro2::Span::call_site());
+    let ident = Ident::new(&m.ident.to_string(), proc_macro2::Span::call_site());
     quote! {
         #[doc = #doc]
         #vis struct #ident {}
+    }
+}
 
-        impl #krate::__private::Operation for #ident {
+/// The `Operation` impl of the `index`-th operation's companion type, inside the block of [`operations`] that
+/// names the trait `__O` and `OperationDef` `__D`.
+fn companion_impl(m: &OpModel, index: usize) -> TokenStream {
+    let name = &m.name;
+    let index = Literal::usize_unsuffixed(index);
+    let ident = Ident::new(&m.ident.to_string(), proc_macro2::Span::call_site());
+    quote! {
+        impl __O for #ident {
             const NAME: &'static str = #name;
-            const DEF: #krate::__private::OperationDef = __SEQUENCER_OPERATIONS[#index];
+            const DEF: __D = __SEQUENCER_OPERATIONS[#index];
         }
     }
 }
@@ -446,7 +461,7 @@ fn operation_entry(m: &OpModel, krate: &TokenStream) -> TokenStream {
         ("asynchronous", a.asynchronous),
     ]
     .map(|(name, set)| flag_field(name, set));
-    let line = quote_spanned!(ident.span()=> ::core::line!());
+    let line = line_tokens(ident.span());
     let own = quote!(__meta(#name, #version, #fn_name, #line, #checksum));
     let fields = quote!(#depends_on #schedule #unique #(#flags)* #common);
     let meta = if fields.is_empty() {
