@@ -15,17 +15,19 @@ use crate::meta::Schedule;
 // Kept at its old path for callers of `codegen::expand`; defined in `model`.
 pub use super::model::OpModel;
 
-/// The items a checked inline module gains: every operation's companion type and its `Operation` impl, every
-/// task's, the module's table of operation definitions and `registry()`.
+/// The items a checked inline module gains: every operation's companion type, every task's with its `Task`
+/// impl, the module's table of operation definitions and `registry()`.
 ///
 /// What rustc does per operation is what an incremental build pays for, so the expansion keeps it small: the
 /// definitions are one `const` array of plain data (each naming only the metadata fields that differ from their
-/// defaults, its handler a closure boxing the function's future), and each companion type is one struct and one
-/// impl whose `DEF` indexes that array. The impls sit together in one `const _: () = { .. };` block that
-/// imports the trait and the definition type once under short names, so each impl names neither by its path.
+/// defaults, its handler a closure boxing the function's future), the names one array of strings, and each
+/// operation's companion type is an alias of `__SequencerOperation<I>`, its index in both: one item per
+/// operation, with no body of its own, where a struct and an impl with two consts took four. The module's one
+/// generic `Operation` impl reads `NAME` from the names and `DEF` from the table; `NAME` never reads the table,
+/// so modules that name each other's operations in `depends_on` do not form a const cycle.
 pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) -> TokenStream {
-    let structs = models.iter().map(companion_struct);
-    let impls = models.iter().enumerate().map(|(i, m)| companion_impl(m, i));
+    let aliases = models.iter().enumerate().map(|(i, m)| companion(m, i));
+    let names = models.iter().map(|m| &m.name);
     let task_impls = tasks.iter().map(|t| task_impl(t, krate));
     let entries = models.iter().map(|m| operation_entry(m, krate));
     let n = models.len();
@@ -37,43 +39,38 @@ pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) 
             #scope
             [#(#entries),*]
         };
+        /// The ledger names of this module's operations, in declaration order (generated).
+        #[doc(hidden)]
+        const __SEQUENCER_NAMES: [&str; #n] = [#(#names),*];
+        /// The companion type of this module's `I`-th operation (generated): each operation's companion type
+        /// is an alias of it.
+        #[doc(hidden)]
+        pub struct __SequencerOperation<const I: usize>;
+        const _: () = {
+            use #krate::__private::{Operation, OperationDef};
+            impl<const I: usize> Operation for __SequencerOperation<I> {
+                const NAME: &'static str = __SEQUENCER_NAMES[I];
+                const DEF: OperationDef = __SEQUENCER_OPERATIONS[I];
+            }
+        };
     };
     let task_idents = tasks.iter().map(|t| t.ident.to_token_stream()).collect();
     let registry = registry_items(krate, quote!(__SEQUENCER_OPERATIONS), n, task_idents);
-    quote! {
-        #(#structs)*
-        const _: () = {
-            use #krate::__private::{Operation as __O, OperationDef as __D};
-            #(#impls)*
-        };
-        #(#task_impls)* #table #registry
-    }
+    quote!(#(#aliases)* #(#task_impls)* #table #registry)
 }
 
-/// The companion type of an operation of an inline module. Its name takes the macro's call site, so no
-/// `allow(non_camel_case_types)` is needed.
-fn companion_struct(m: &OpModel) -> TokenStream {
+/// The companion type of the `index`-th operation of an inline module: an alias of
+/// `__SequencerOperation<index>`. Its name takes the macro's call site, so no `allow(non_camel_case_types)` is
+/// needed.
+fn companion(m: &OpModel, index: usize) -> TokenStream {
     let (vis, name) = (&m.vis, &m.name);
+    let index = Literal::usize_unsuffixed(index);
     let doc =
         format!("Companion type of operation `{name}`: names it in `depends_on` of other modules.");
     let ident = Ident::new(&m.ident.to_string(), proc_macro2::Span::call_site());
     quote! {
         #[doc = #doc]
-        #vis struct #ident {}
-    }
-}
-
-/// The `Operation` impl of the `index`-th operation's companion type, inside the block of [`operations`] that
-/// names the trait `__O` and `OperationDef` `__D`.
-fn companion_impl(m: &OpModel, index: usize) -> TokenStream {
-    let name = &m.name;
-    let index = Literal::usize_unsuffixed(index);
-    let ident = Ident::new(&m.ident.to_string(), proc_macro2::Span::call_site());
-    quote! {
-        impl __O for #ident {
-            const NAME: &'static str = #name;
-            const DEF: __D = __SEQUENCER_OPERATIONS[#index];
-        }
+        #vis type #ident = __SequencerOperation<#index>;
     }
 }
 
