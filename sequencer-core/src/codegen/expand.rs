@@ -48,6 +48,9 @@ pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) 
         pub struct __SequencerOperation<const I: usize>;
         const _: () = {
             use #krate::__private::{Operation, OperationDef};
+            // A type that is not an operation, named in `depends_on`, gets the trait's own message; rustc does
+            // not add that this hidden type implements it.
+            #[diagnostic::do_not_recommend]
             impl<const I: usize> Operation for __SequencerOperation<I> {
                 const NAME: &'static str = __SEQUENCER_NAMES[I];
                 const DEF: OperationDef = __SEQUENCER_OPERATIONS[I];
