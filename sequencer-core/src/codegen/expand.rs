@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 
 use super::attr::{BackoffAttr, ExecuteAt, OpAttr};
 use super::expand_task::task_impl;
-use super::lit::{duration_tokens, opt, strs};
+use super::lit::{duration_tokens, line_tokens, opt, strs};
 use super::middleware::MiddlewareAttr;
 use super::model::{DepModel, FnKind, OpFile, SigSpans, TaskModel};
 use crate::meta::Schedule;
@@ -15,18 +15,19 @@ use crate::meta::Schedule;
 // Kept at its old path for callers of `codegen::expand`; defined in `model`.
 pub use super::model::OpModel;
 
-/// The items a checked inline module gains: every operation's companion type and its `Operation` impl, every
-/// task's, the module's table of operation definitions and `registry()`.
+/// The items a checked inline module gains: every operation's companion type, every task's with its `Task`
+/// impl, the module's table of operation definitions and `registry()`.
 ///
 /// What rustc does per operation is what an incremental build pays for, so the expansion keeps it small: the
 /// definitions are one `const` array of plain data (each naming only the metadata fields that differ from their
-/// defaults, its handler a closure boxing the function's future), and each companion type is one struct and one
-/// impl whose `DEF` indexes that array.
+/// defaults, its handler a closure boxing the function's future), the names one array of strings, and each
+/// operation's companion type is an alias of `__SequencerOperation<I>`, its index in both: one item per
+/// operation, with no body of its own, where a struct and an impl with two consts took four. The module's one
+/// generic `Operation` impl reads `NAME` from the names and `DEF` from the table; `NAME` never reads the table,
+/// so modules that name each other's operations in `depends_on` do not form a const cycle.
 pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) -> TokenStream {
-    let companions = models
-        .iter()
-        .enumerate()
-        .map(|(i, m)| companion(m, i, krate));
+    let aliases = models.iter().enumerate().map(|(i, m)| companion(m, i));
+    let names = models.iter().map(|m| &m.name);
     let task_impls = tasks.iter().map(|t| task_impl(t, krate));
     let entries = models.iter().map(|m| operation_entry(m, krate));
     let n = models.len();
@@ -38,27 +39,41 @@ pub fn operations(models: &[OpModel], tasks: &[TaskModel], krate: &TokenStream) 
             #scope
             [#(#entries),*]
         };
+        /// The ledger names of this module's operations, in declaration order (generated).
+        #[doc(hidden)]
+        const __SEQUENCER_NAMES: [&str; #n] = [#(#names),*];
+        /// The companion type of this module's `I`-th operation (generated): each operation's companion type
+        /// is an alias of it.
+        #[doc(hidden)]
+        pub struct __SequencerOperation<const I: usize>;
+        const _: () = {
+            use #krate::__private::{Operation, OperationDef};
+            // A type that is not an operation, named in `depends_on`, gets the trait's own message; rustc does
+            // not add that this hidden type implements it.
+            #[diagnostic::do_not_recommend]
+            impl<const I: usize> Operation for __SequencerOperation<I> {
+                const NAME: &'static str = __SEQUENCER_NAMES[I];
+                const DEF: OperationDef = __SEQUENCER_OPERATIONS[I];
+            }
+        };
     };
     let task_idents = tasks.iter().map(|t| t.ident.to_token_stream()).collect();
     let registry = registry_items(krate, quote!(__SEQUENCER_OPERATIONS), n, task_idents);
-    quote!(#(#companions)* #(#task_impls)* #table #registry)
+    quote!(#(#aliases)* #(#task_impls)* #table #registry)
 }
 
-/// The companion type of the `index`-th operation of an inline module, and its `Operation` impl.
-fn companion(m: &OpModel, index: usize, krate: &TokenStream) -> TokenStream {
-    let (ident, vis, name) = (&m.ident, &m.vis, &m.name);
+/// The companion type of the `index`-th operation of an inline module: an alias of
+/// `__SequencerOperation<index>`. Its name takes the macro's call site, so no `allow(non_camel_case_types)` is
+/// needed.
+fn companion(m: &OpModel, index: usize) -> TokenStream {
+    let (vis, name) = (&m.vis, &m.name);
     let index = Literal::usize_unsuffixed(index);
     let doc =
         format!("Companion type of operation `{name}`: names it in `depends_on` of other modules.");
-    let ident = Ident::new(&ident.to_string(), proc_macro2::Span::call_site());
+    let ident = Ident::new(&m.ident.to_string(), proc_macro2::Span::call_site());
     quote! {
         #[doc = #doc]
-        #vis struct #ident {}
-
-        impl #krate::__private::Operation for #ident {
-            const NAME: &'static str = #name;
-            const DEF: #krate::__private::OperationDef = __SEQUENCER_OPERATIONS[#index];
-        }
+        #vis type #ident = __SequencerOperation<#index>;
     }
 }
 
@@ -446,7 +461,7 @@ fn operation_entry(m: &OpModel, krate: &TokenStream) -> TokenStream {
         ("asynchronous", a.asynchronous),
     ]
     .map(|(name, set)| flag_field(name, set));
-    let line = quote_spanned!(ident.span()=> ::core::line!());
+    let line = line_tokens(ident.span());
     let own = quote!(__meta(#name, #version, #fn_name, #line, #checksum));
     let fields = quote!(#depends_on #schedule #unique #(#flags)* #common);
     let meta = if fields.is_empty() {

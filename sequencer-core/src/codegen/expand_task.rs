@@ -7,7 +7,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::expand::{common_meta_fields, hooks_tokens, scope};
-use super::lit::{duration_tokens, opt};
+use super::lit::{duration_tokens, line_tokens, opt};
 use super::model::{SigSpans, TaskModel};
 use super::task_attr::KeyAttr;
 
@@ -59,7 +59,7 @@ pub fn task_impl(m: &TaskModel, krate: &TokenStream) -> TokenStream {
     // The data travels through the ledger: `Task::Args` requires `TaskArgs` (`Serialize + DeserializeOwned`),
     // checked on the user's type, whose error names it.
     let args_decl = quote_spanned!(ty_span=> type Args = #args_ty;);
-    let line = quote_spanned!(ident.span()=> ::core::line!());
+    let line = line_tokens(ident.span());
     let doc = format!(
         "Companion type of task `{name}`: dispatch it with `seq.dispatch::<{ident}>(args)`."
     );

@@ -1,6 +1,8 @@
 //! Literal helpers: reading strings, integers, paths, lists and durations out of attribute expressions, and
 //! writing durations, options and string lists back as tokens.
 
+extern crate proc_macro;
+
 use std::time::Duration;
 
 use proc_macro2::TokenStream;
@@ -84,4 +86,16 @@ pub fn opt<T: ToTokens>(v: Option<T>) -> TokenStream {
 /// A `&[&str]` of the strings.
 pub fn strs(v: &[String]) -> TokenStream {
     quote!(&[#(#v),*])
+}
+
+/// The line `span` starts on, as an integer literal when a procedural macro is running (the compiler knows its
+/// source); otherwise (unit tests over `proc_macro2` tokens) `::core::line!()` spanned at it. The literal costs
+/// the compiler nothing to expand; a `line!()` per operation is one more macro expansion each.
+pub fn line_tokens(span: proc_macro2::Span) -> TokenStream {
+    if proc_macro::is_available() {
+        let line = u32::try_from(span.unwrap().line()).unwrap_or(0);
+        proc_macro2::Literal::u32_unsuffixed(line).into_token_stream()
+    } else {
+        quote::quote_spanned!(span=> ::core::line!())
+    }
 }
