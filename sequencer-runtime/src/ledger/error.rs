@@ -80,6 +80,20 @@ pub fn transient(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether a statement lost a race with another transaction (a deadlock victim, a serialization failure): tried
+/// again at once it is likely to succeed, with no sign that the database is in trouble.
+pub fn conflict(e: &LedgerError) -> bool {
+    match e {
+        LedgerError::Query {
+            source: sqlx::Error::Database(d),
+            ..
+        } => d
+            .code()
+            .is_some_and(|c| c == "40001" || c == "40P01" || c == "1213"),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::transient;

@@ -14,6 +14,7 @@
 pub(crate) mod acks;
 mod audit;
 mod batch_callbacks;
+mod beats;
 mod batch_members;
 pub(crate) mod batches;
 mod browse;
