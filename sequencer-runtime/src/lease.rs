@@ -53,7 +53,11 @@ impl Held {
     }
 
     /// Holds `key` as [`Held::hold`] does, with the token [`Held::cancel`] fires.
-    pub(crate) fn hold_cancel(self: &Arc<Self>, key: String, cancel: CancellationToken) -> HeldGuard {
+    pub(crate) fn hold_cancel(
+        self: &Arc<Self>,
+        key: String,
+        cancel: CancellationToken,
+    ) -> HeldGuard {
         self.hold_with(key, Some(cancel))
     }
 

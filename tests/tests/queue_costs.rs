@@ -58,7 +58,13 @@ impl tracing::Subscriber for Counter {
         let mut summary = Summary(None);
         event.record(&mut summary);
         // The summary's first three words (`UPDATE t123_seq_jobs SET`): the kind of statement, its table.
-        let words: Vec<&str> = summary.0.as_deref().unwrap_or("?").split(' ').take(4).collect();
+        let words: Vec<&str> = summary
+            .0
+            .as_deref()
+            .unwrap_or("?")
+            .split(' ')
+            .take(4)
+            .collect();
         let key = words.join(" ").replace('"', "");
         if let Ok(mut m) = STATEMENTS.lock() {
             *m.entry(key).or_default() += 1;
@@ -163,8 +169,11 @@ async fn a_no_op_job_costs_a_fraction_of_a_statement() {
             "{}: {total} statements for {JOBS} no-op jobs, {per_job:.2} a job: {kinds:?}",
             b.name
         );
+        // MariaDB has no `UPDATE … RETURNING`: a take is five statements (`BEGIN`, the locking `SELECT`, the
+        // jobs, the runs, `COMMIT`), where the others need three.
+        let most = if b.name == "MariaDB" { 1.25 } else { 1.0 };
         assert!(
-            per_job <= 1.0,
+            per_job <= most,
             "{}: {per_job:.2} statements a no-op job: {kinds:?}",
             b.name
         );
@@ -199,7 +208,11 @@ async fn one_heartbeat_renews_every_claim_of_a_worker() {
         // The first worker takes every job before the second starts looking.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while ran(&tag).len() < JOBS {
-            assert!(std::time::Instant::now() < deadline, "{}: not all started", b.name);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: not all started",
+                b.name
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let other = common::build(&b, common::builder(&b, &p, reg.clone())).await;
@@ -241,7 +254,11 @@ async fn one_heartbeat_renews_every_claim_of_a_worker() {
             c.unwrap_or_else(|e| panic!("{}: {e}", b.name)),
         );
         assert_eq!(a.completed, JOBS, "{}: {a:?} {c:?}", b.name);
-        assert_eq!(c.jobs, 0, "{}: the second worker took a held job: {c:?}", b.name);
+        assert_eq!(
+            c.jobs, 0,
+            "{}: the second worker took a held job: {c:?}",
+            b.name
+        );
         assert!(
             ran(&tag).iter().all(|n| *n == 1),
             "{}: a run ran twice",

@@ -255,7 +255,10 @@ impl Env {
         op: &OpRun,
     ) -> (HeldGuard, Option<DropGuard>) {
         if self.worker_beats {
-            return (self.held.hold_cancel(op.token.clone(), op.cancel.clone()), None);
+            return (
+                self.held.hold_cancel(op.token.clone(), op.cancel.clone()),
+                None,
+            );
         }
         (
             self.held.hold(op.token.clone()),

@@ -14,9 +14,9 @@
 pub(crate) mod acks;
 mod audit;
 mod batch_callbacks;
-mod beats;
 mod batch_members;
 pub(crate) mod batches;
+mod beats;
 mod browse;
 pub(crate) mod connection;
 pub(crate) mod deferred;

@@ -44,7 +44,7 @@ use completer::{Completer, Flushed, Pending};
 const SAY_WAITING_EVERY: Duration = Duration::from_secs(60);
 
 /// How long a free slot waits for others before a take fills it alone, while the worker's other jobs run.
-const TAKE_WAIT: Duration = Duration::from_millis(2);
+const TAKE_WAIT: Duration = Duration::from_millis(5);
 
 /// How a job's run ended on its task: recorded, or returned `Ok` and waiting for the completer.
 enum Finished {
