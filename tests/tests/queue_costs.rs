@@ -1,7 +1,8 @@
 //! What the batched queue costs, counted at the client on every backend: each statement sqlx runs (its own
 //! `sqlx::query` log, `BEGIN` and `COMMIT` included) while a worker drains no-op jobs, and while it holds slow ones.
 //! A no-op job costs a fraction of a statement; a worker renews all the claims it holds with one heartbeat (not
-//! one per run), and a claim held past several leases by a slow job is not taken over by a second worker.
+//! one per run), a claim held past several leases by a slow job is not taken over by a second worker, and
+//! `cancel NAME` reaches a run on a worker through that heartbeat.
 
 mod common;
 
@@ -275,6 +276,91 @@ async fn one_heartbeat_renews_every_claim_of_a_worker() {
             "{}: {renewals} renewals in 2 s for {JOBS} held runs: one heartbeat per run, not per worker",
             b.name
         );
+        common::cleanup(&seq, &p, &[]).await;
+    }
+}
+
+fn waits(ctx: &Ctx) -> BoxFuture<'_, sequencer::Result<()>> {
+    count_run(ctx);
+    Box::pin(async move {
+        tokio::select! {
+            _ = ctx.cancellation().cancelled() => Err(anyhow::anyhow!("stopped: cancelled")),
+            _ = tokio::time::sleep(Duration::from_secs(30)) => Ok(()),
+        }
+    })
+}
+
+/// `cancel NAME` reaches a run on a worker through the worker's heartbeat (a run has none of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_on_a_worker_is_cancelled_by_the_workers_heartbeat() {
+    install_counter();
+    let _serial = SERIAL.lock().await;
+    for b in backends().await {
+        let p = prefix();
+        let tag = format!("{p}wait");
+        let reg = registry(&tag, 2, waits);
+        let seq = queued(&b, &p, &reg, 2).await;
+        let worker = common::build(&b, common::builder(&b, &p, reg.clone())).await;
+        let stop = CancellationToken::new();
+        let opts = WorkOptions {
+            concurrency: 2,
+            lease: Duration::from_millis(600),
+            grace: Duration::from_millis(100),
+            ..WorkOptions::default()
+        };
+        let work = tokio::spawn({
+            let stop = stop.clone();
+            async move { worker.work(&opts, stop).await }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while ran(&tag).len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: not started",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let name = format!("{tag}_00000");
+        let asked = std::time::Instant::now();
+        assert!(
+            seq.cancel_operation(&name).await.unwrap_or(false),
+            "{}: the run is not running",
+            b.name
+        );
+        // Stopped within a few heartbeats (every 200 ms), the other run left alone.
+        loop {
+            let rows = common::rows(&seq).await;
+            let statuses: Vec<_> = rows.values().map(|r| r.status).collect();
+            if statuses
+                .iter()
+                .any(|s| *s != sequencer::ledger::Status::Running)
+            {
+                assert_eq!(
+                    statuses
+                        .iter()
+                        .filter(|s| **s == sequencer::ledger::Status::Running)
+                        .count(),
+                    1,
+                    "{}: {statuses:?}",
+                    b.name
+                );
+                assert!(
+                    !statuses.contains(&sequencer::ledger::Status::Completed),
+                    "{}: {statuses:?}",
+                    b.name
+                );
+                break;
+            }
+            assert!(
+                asked.elapsed() < Duration::from_secs(5),
+                "{}: the cancelled run still runs: {statuses:?}",
+                b.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        let _ = work.await;
         common::cleanup(&seq, &p, &[]).await;
     }
 }
