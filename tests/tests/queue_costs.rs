@@ -83,7 +83,7 @@ fn install_counter() {
 fn take_statements() -> (Vec<(String, u64)>, u64) {
     let m = std::mem::take(&mut *STATEMENTS.lock().unwrap_or_else(|e| e.into_inner()));
     let mut v: Vec<(String, u64)> = m.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let total = v.iter().map(|(_, n)| n).sum();
     (v, total)
 }
