@@ -27,7 +27,7 @@ use crate::executor::layer::Layer;
 use crate::executor::policy::{LockRefusal, Policies};
 use crate::executor::task::{attempt_once, AttemptError};
 use crate::executor::watchdog::HardTimeout;
-use crate::lease::{renew_every_third, sleep_or_cancel, Held};
+use crate::lease::{renew_every_third, sleep_or_cancel, Held, HeldGuard};
 use crate::ledger::batches::BatchId;
 use crate::ledger::error::LedgerError;
 use crate::ledger::runs::{Claim, Finish, Status};
@@ -61,6 +61,9 @@ pub(crate) struct Env {
     pub keys: Arc<Keyring>,
     /// The operation claims this process is running, by token.
     pub held: Arc<Held>,
+    /// A worker's heartbeat renews every claim held here in one statement: a run spawns no heartbeat of its own,
+    /// its claim is held with its cancellation token instead (see [`Held::hold_cancel`]).
+    pub worker_beats: bool,
     /// How the runs of this environment were started, as their events say.
     pub via: Via,
     /// Hard timeouts: the grace after an operation's `timeout` (see [`watchdog`]); `None`: off.
@@ -216,8 +219,7 @@ impl Env {
             first,
             ack: false,
         };
-        let _held = self.held.hold(op.token.clone());
-        let heartbeat = self.heartbeat(meta.name, due.run(), &op);
+        let (_held, heartbeat) = self.hold(meta.name, due.run(), &op);
         let ran = self.run_claimed(def, due.run(), &op).instrument(span).await;
         drop(heartbeat);
         match ran? {
@@ -242,6 +244,26 @@ impl Env {
                 .unwrap_or_else(|e| format!("[not recorded: {e}]")),
             None => text.to_owned(),
         }
+    }
+
+    /// Holds a claimed run's claim until the guard is dropped, renewed by its own heartbeat (the second guard), or
+    /// by its worker's when the worker beats for all its claims.
+    pub(crate) fn hold(
+        &self,
+        name: &'static str,
+        run: i64,
+        op: &OpRun,
+    ) -> (HeldGuard, Option<DropGuard>) {
+        if self.worker_beats {
+            return (
+                self.held.hold_cancel(op.token.clone(), op.cancel.clone()),
+                None,
+            );
+        }
+        (
+            self.held.hold(op.token.clone()),
+            Some(self.heartbeat(name, run, op)),
+        )
     }
 
     /// Renews the lease every third of it until cancelled.

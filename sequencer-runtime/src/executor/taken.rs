@@ -38,7 +38,6 @@ impl Env {
         batch: i64,
         token: String,
     ) -> Result<Taken, LedgerError> {
-        let held = self.held.hold(token.clone());
         let span = tracing::info_span!("operation", name = def.meta.name, run, batch, tags = "");
         let op = OpRun {
             run: Some(run),
@@ -49,7 +48,7 @@ impl Env {
             first: 1,
             ack: true,
         };
-        let heartbeat = self.heartbeat(def.meta.name, run, &op);
+        let (held, heartbeat) = self.hold(def.meta.name, run, &op);
         let ran = self.run_claimed(def, run, &op).instrument(span).await;
         drop(heartbeat);
         Ok(match ran? {

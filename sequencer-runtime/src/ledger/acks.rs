@@ -185,8 +185,12 @@ impl Ledger {
                 .collect::<Result<_, _>>()
                 .map_err(q(WHAT));
         }
-        query.execute(&mut *conn).await.map_err(q(WHAT))?;
-        // MySQL has no `UPDATE … RETURNING`: read back, in the same transaction, which claims are ours.
+        let claimed = query.execute(&mut *conn).await.map_err(q(WHAT))?;
+        // MySQL has no `UPDATE … RETURNING`: when every run was claimed (each row written is one of them, under a
+        // new token), they are all ours; else read back, in the same transaction, which claims are.
+        if claimed.rows_affected() == runs.len() as u64 {
+            return Ok(runs.iter().map(|r| r.token.clone()).collect());
+        }
         self.ours_on(
             conn,
             runs.iter().map(|r| (&*r.name, r.run, &*r.token)),
@@ -278,11 +282,16 @@ impl Ledger {
                 .collect::<Result<_, _>>()
                 .map_err(q(WHAT))?
         } else {
-            query.execute(&mut *tx).await.map_err(q(WHAT))?;
-            let runs = acks.iter().map(|a| (&*a.name, a.run, &*a.token));
-            self.ours_on(&mut tx, runs, "completed")
-                .await
-                .map_err(q(WHAT))?
+            let written = query.execute(&mut *tx).await.map_err(q(WHAT))?;
+            // Every run written `completed`: all of them (each row matches one token); else read back which.
+            if written.rows_affected() == acks.len() as u64 {
+                acks.iter().map(|a| a.token.clone()).collect()
+            } else {
+                let runs = acks.iter().map(|a| (&*a.name, a.run, &*a.token));
+                self.ours_on(&mut tx, runs, "completed")
+                    .await
+                    .map_err(q(WHAT))?
+            }
         };
         let ended: Vec<i64> = acks
             .iter()

@@ -45,8 +45,8 @@ pub(super) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> LedgerError {
     move |source| LedgerError::Query { what, source }
 }
 
-/// Runs `attempt` again while it fails transiently (see [`transient`]), for up to ten seconds, backing off from
-/// 50 ms to 1 s. Only for work that is safe to try again: a single statement (a failed one changed nothing) or a
+/// Runs `attempt` again while it fails transiently (see [`transient`]), for up to ten seconds: at once after a
+/// lost deadlock or serialization race (see [`conflict`]), else backing off from 50 ms to 1 s. Only for work that is safe to try again: a single statement (a failed one changed nothing) or a
 /// transaction that rolled back whole, whose effect is the same when it ran before.
 pub(crate) async fn retrying<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, LedgerError>
 where
@@ -57,6 +57,11 @@ where
     let mut wait = std::time::Duration::from_millis(50);
     loop {
         match attempt().await {
+            // A deadlock victim (MariaDB's gap locks against a take) is tried again at once.
+            Err(e) if conflict(&e) && std::time::Instant::now() < give_up => {
+                tracing::debug!("{what}: lost a race, retrying: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..3))).await;
+            }
             Err(LedgerError::Query { source, .. })
                 if transient(&source) && std::time::Instant::now() < give_up =>
             {
@@ -100,6 +105,20 @@ pub fn transient(e: &sqlx::Error) -> bool {
                 || c == "1213"
                 || sqlite_busy_or_locked(&c)
         }),
+        _ => false,
+    }
+}
+
+/// Whether a statement lost a race with another transaction (a deadlock victim, a serialization failure): tried
+/// again at once it is likely to succeed, with no sign that the database is in trouble.
+pub fn conflict(e: &LedgerError) -> bool {
+    match e {
+        LedgerError::Query {
+            source: sqlx::Error::Database(d),
+            ..
+        } => d
+            .code()
+            .is_some_and(|c| c == "40001" || c == "40P01" || c == "1213"),
         _ => false,
     }
 }

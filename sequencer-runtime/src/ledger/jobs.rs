@@ -136,35 +136,61 @@ impl Ledger {
         } else {
             (Blocked, Some(blocked_text(after)))
         };
+        // A new job first (the usual case): on PostgreSQL its insert wakes the workers in the same statement.
+        // Each statement is tried again on a deadlock or a busy database (workers taking and acknowledging jobs
+        // lock the same index ranges on MySQL): a failed one changed nothing, and both are guarded.
+        const WHAT: &str = "queue an operation";
+        let insert = format!(
+            "INSERT INTO {jobs} (name, run, queue, status, blocked_by, available_at, attempts, created_at) VALUES (?, ?, ?, ?, ?, {now}, 0, {now})"
+        );
+        let notify_with_insert = self.dialect == Dialect::Postgres && status == Queued;
+        let insert = if notify_with_insert {
+            self.dialect.sql(format!(
+                "WITH queued AS ({insert} ON CONFLICT DO NOTHING RETURNING id) SELECT pg_notify(?, ?) FROM queued"
+            ))
+        } else {
+            self.dialect.insert_ignore(insert)
+        };
+        let inserted = retrying(WHAT, || async {
+            let query = sqlx::query(&insert)
+                .bind(name)
+                .bind(run)
+                .bind(queue)
+                .bind(status.as_str())
+                .bind(blocked_by.as_deref());
+            Ok(if notify_with_insert {
+                query
+                    .bind(self.notify_channel())
+                    .bind(queue)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(q(WHAT))?
+                    .len()
+                    == 1
+            } else {
+                query
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q(WHAT))?
+                    .rows_affected()
+                    == 1
+            })
+        })
+        .await?;
+        if inserted && notify_with_insert {
+            return Ok(true);
+        }
         let requeue = self.dialect.sql(format!(
             "UPDATE {jobs} SET status = ?, blocked_by = ?, available_at = {now}, attempts = 0, worker = NULL, lease_until = NULL, last_error = NULL, batch_id = NULL \
              WHERE name = ? AND run = ? AND status IN ('{Done}', '{Failed}', '{Blocked}')"
         ));
-        // Each statement is tried again on a deadlock or a busy database (workers taking and acknowledging jobs
-        // lock the same index ranges on MySQL): a failed one changed nothing, and both are guarded.
-        const WHAT: &str = "queue an operation";
-        let requeued = retrying(WHAT, || async {
-            sqlx::query(&requeue)
-                .bind(status.as_str())
-                .bind(blocked_by.as_deref())
-                .bind(name)
-                .bind(run)
-                .execute(&self.pool)
-                .await
-                .map_err(q(WHAT))
-        })
-        .await?;
-        let insert = self.dialect.insert_ignore(format!(
-            "INSERT INTO {jobs} (name, run, queue, status, blocked_by, available_at, attempts, created_at) VALUES (?, ?, ?, ?, ?, {now}, 0, {now})"
-        ));
-        let queued = requeued.rows_affected() == 1
+        let queued = inserted
             || retrying(WHAT, || async {
-                sqlx::query(&insert)
-                    .bind(name)
-                    .bind(run)
-                    .bind(queue)
+                sqlx::query(&requeue)
                     .bind(status.as_str())
                     .bind(blocked_by.as_deref())
+                    .bind(name)
+                    .bind(run)
                     .execute(&self.pool)
                     .await
                     .map_err(q(WHAT))
@@ -462,29 +488,6 @@ impl Ledger {
         Ok(taken)
     }
 
-    /// Renews a job's lease; `false` when it is no longer this worker's.
-    pub async fn job_heartbeat(
-        &self,
-        id: i64,
-        worker: &str,
-        lease: Duration,
-    ) -> Result<bool, LedgerError> {
-        use JobStatus::Running;
-        let jobs = self.table("jobs");
-        let sql = self.dialect.sql(format!(
-            "UPDATE {jobs} SET lease_until = {now} + ? WHERE id = ? AND worker = ? AND status = '{Running}'",
-            now = self.dialect.now()
-        ));
-        let done = sqlx::query(&sql)
-            .bind(lease.as_millis() as i64)
-            .bind(id)
-            .bind(worker)
-            .execute(&self.pool)
-            .await
-            .map_err(q("renew a job's lease"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// Deletes ended jobs (`done`, `failed`) that ended more than `older_than` ago. Returns how many.
     pub async fn prune_jobs(&self, older_than: Duration) -> Result<u64, LedgerError> {
         use JobStatus::{Done, Failed};
@@ -497,35 +500,6 @@ impl Ledger {
             .execute(&self.pool)
             .await
             .map_err(q("prune jobs"))?
-            .rows_affected())
-    }
-
-    /// Renews the leases of these jobs of `worker` (those it is running), in one statement.
-    pub async fn renew_jobs(
-        &self,
-        ids: &[i64],
-        worker: &str,
-        lease: Duration,
-    ) -> Result<u64, LedgerError> {
-        use JobStatus::Running;
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let (jobs, now) = (self.table("jobs"), self.dialect.now());
-        let list = vec!["?"; ids.len()].join(", ");
-        let sql = self.dialect.sql(format!(
-            "UPDATE {jobs} SET lease_until = {now} + ? WHERE worker = ? AND status = '{Running}' AND id IN ({list})"
-        ));
-        let mut query = sqlx::query(&sql)
-            .bind(lease.as_millis() as i64)
-            .bind(worker);
-        for id in ids {
-            query = query.bind(*id);
-        }
-        Ok(query
-            .execute(&self.pool)
-            .await
-            .map_err(q("renew job leases"))?
             .rows_affected())
     }
 

@@ -16,6 +16,7 @@ mod audit;
 mod batch_callbacks;
 mod batch_members;
 pub(crate) mod batches;
+mod beats;
 mod browse;
 pub(crate) mod connection;
 pub(crate) mod deferred;

@@ -530,6 +530,7 @@ impl SequencerBuilder {
             jitter: self.jitter,
             keys,
             held: Arc::default(),
+            worker_beats: false,
             via: crate::events::Via::Process,
             hard_timeout_grace: self.hard_timeout_grace,
             members,

@@ -11,7 +11,9 @@
 //! of such jobs costs two commits, not three per job.
 
 mod completer;
+mod finish;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,6 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::crypto::place;
 use crate::deferred::DeferredReport;
 use crate::error::SequencerError;
 use crate::events::Event;
@@ -28,9 +29,9 @@ use crate::executor::Env;
 use crate::handlers::DEFERRED_QUEUE;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held};
 use crate::ledger::acks::{RunClaim, Taking};
+use crate::ledger::error::conflict;
 use crate::ledger::jobs::{Job, JobStatus};
-use crate::ledger::runs::Status;
-use crate::ledger::{new_claim_token, MemberState};
+use crate::ledger::{new_claim_token, Ledger, MemberState};
 use crate::options::{check_lease, check_queue, WorkOptions, DEFAULT_QUEUE};
 use crate::plan::Due;
 use crate::report::Outcome;
@@ -41,6 +42,9 @@ use completer::{Completer, Flushed, Pending};
 /// How often an idle worker says it still waits ([`Event::WorkerWaiting`]); it says so at once when it starts
 /// idle.
 const SAY_WAITING_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a free slot waits for others before a take fills it alone, while the worker's other jobs run.
+const TAKE_WAIT: Duration = Duration::from_millis(5);
 
 /// How a job's run ended on its task: recorded, or returned `Ok` and waiting for the completer.
 enum Finished {
@@ -138,6 +142,34 @@ pub(crate) async fn run_target(
     }
 }
 
+/// The worker's heartbeat, every third of its lease: one statement renews every operation claim it holds, one
+/// every job. A run whose claim was lost (recovered by another process after its lease ran out) or that
+/// `cancel NAME` asked to stop is cancelled, and so is a job another worker took over.
+async fn beat(ledger: &Ledger, claims: &Held, jobs: &Held, worker: &str, lease: Duration) {
+    let tokens = claims.keys();
+    match ledger.beat_claims(&tokens, lease).await {
+        Ok(renewed) => {
+            let renewed: HashMap<String, bool> = renewed.into_iter().collect();
+            for t in &tokens {
+                if renewed.get(t) != Some(&false) {
+                    claims.cancel(t);
+                }
+            }
+        }
+        Err(e) => tracing::warn!("cannot renew the leases of the runs held: {e}"),
+    }
+    let ids: Vec<i64> = jobs.keys().iter().filter_map(|k| k.parse().ok()).collect();
+    match ledger.beat_jobs(&ids, worker, lease).await {
+        Ok(renewed) => {
+            let renewed: HashSet<i64> = renewed.into_iter().collect();
+            for id in ids.iter().filter(|id| !renewed.contains(id)) {
+                jobs.cancel(&id.to_string());
+            }
+        }
+        Err(e) => tracing::warn!("cannot renew the leases of the jobs held: {e}"),
+    }
+}
+
 impl Sequencer {
     /// What a job runs, if this binary has it.
     pub(crate) fn target_of(&self, name: &str) -> Option<Target> {
@@ -201,9 +233,11 @@ impl Sequencer {
         check_queue(&opts.queue).map_err(SequencerError::Usage)?;
         let ledger = self.ledger().clone();
         // One lease drives the jobs and the claims of the operations they run.
+        // One heartbeat renews every claim and job the worker holds (see [`beat`]).
         let env = Env {
             lease: opts.lease,
             via: crate::events::Via::Worker,
+            worker_beats: true,
             ..self.env().clone()
         };
         let worker = format!(
@@ -222,7 +256,22 @@ impl Sequencer {
         let mut last_deferred: Option<Instant> = None;
         let mut last_moved: Option<Instant> = None;
         let mut last_trouble: Option<Instant> = None;
+        let mut last_take = Instant::now();
         let jobs_held: Arc<Held> = Arc::default();
+        let _beat = {
+            let (ledger, claims, jobs, worker) = (
+                ledger.clone(),
+                env.held.clone(),
+                jobs_held.clone(),
+                worker.clone(),
+            );
+            let lease = opts.lease;
+            renew_every_third(lease, move || {
+                let (ledger, claims, jobs, worker) =
+                    (ledger.clone(), claims.clone(), jobs.clone(), worker.clone());
+                async move { beat(&ledger, &claims, &jobs, &worker, lease).await }
+            })
+        };
         // When the worker last said it waits, and since when it has had nothing to do.
         let mut said_waiting: Option<Instant> = None;
         let mut idle_since: Option<Instant> = None;
@@ -265,7 +314,15 @@ impl Sequencer {
             }
             let free = opts.concurrency.max(1).saturating_sub(tasks.len());
             let mut took = 0;
-            if free > 0 {
+            // A take fills at least half the slots while jobs run, unless a slot has waited `TAKE_WAIT`: a queue of
+            // short jobs is taken in batches, not one job a statement.
+            let batch_due = tasks.is_empty()
+                || free * 2 >= opts.concurrency.max(1)
+                || last_take.elapsed() >= TAKE_WAIT;
+            // Waits for `TAKE_WAIT` (below) when a take was put off.
+            let take_put_off = free > 0 && !batch_due;
+            if free > 0 && batch_due {
+                last_take = Instant::now();
                 let registry = self.registry();
                 let claims = |jobs: &[Job]| -> Vec<RunClaim> {
                     let eligible = jobs.iter().enumerate().filter_map(|(i, job)| {
@@ -296,6 +353,11 @@ impl Sequencer {
                     .await
                 {
                     Ok(jobs) => jobs,
+                    // A deadlock victim (MariaDB's gap locks against an acknowledgement): taken again at once.
+                    Err(e) if conflict(&e) => {
+                        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3))).await;
+                        continue;
+                    }
                     Err(e) => {
                         database_trouble(&e, &shutdown, &mut last_trouble).await;
                         continue;
@@ -337,18 +399,9 @@ impl Sequencer {
                         cancel: job_cancel.clone(),
                         ..env.clone()
                     };
-                    let (ledger, worker, lease) = (ledger.clone(), worker.clone(), opts.lease);
-                    let held = jobs_held.hold(job.id.to_string());
+                    // Renewed by the worker's heartbeat, which stops it should another worker have taken it over.
+                    let held = jobs_held.hold_cancel(job.id.to_string(), job_cancel);
                     tasks.spawn(async move {
-                        let (hl, hw, id) = (ledger.clone(), worker.clone(), job.id);
-                        let beat = renew_every_third(lease, move || {
-                            let (hl, hw, job_cancel) = (hl.clone(), hw.clone(), job_cancel.clone());
-                            async move {
-                                if let Ok(false) = hl.job_heartbeat(id, &hw, lease).await {
-                                    job_cancel.cancel();
-                                }
-                            }
-                        });
                         let finished = match (target, token) {
                             // Claimed with its job: its completion waits for the completer, the job still held.
                             (Target::Operation(def), Some(token)) => {
@@ -374,7 +427,6 @@ impl Sequencer {
                                     .map(Finished::Outcome)
                             }
                         };
-                        drop(beat);
                         (job, finished)
                     });
                 }
@@ -441,6 +493,7 @@ impl Sequencer {
                     }
                 }
                 _ = tokio::time::sleep_until(ack_deadline), if ack_waits => {}
+                _ = tokio::time::sleep_until((last_take + TAKE_WAIT).into()), if take_put_off => {}
                 _ = async { match listener.as_mut() { Some(l) => { let _ = l.recv().await; } None => std::future::pending::<()>().await } } => {
                     idle = Duration::from_millis(5);
                 }
@@ -538,132 +591,6 @@ impl Sequencer {
             let outcome = env.lost_ack(p.def);
             self.finish_job(Ok((p.job, Ok(outcome))), worker, report)
                 .await?;
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn finish_job(
-        &self,
-        joined: Result<(Job, Result<Outcome, SequencerError>), tokio::task::JoinError>,
-        worker: &str,
-        report: &mut WorkReport,
-    ) -> Result<(), SequencerError> {
-        let Ok((job, outcome)) = joined else {
-            return Ok(());
-        };
-        let ledger = self.ledger();
-        let task = self.registry().task(&job.name);
-        let outcome = outcome?;
-        // A failed try whose next one is taken from the queue (a deferred run): its job waits there for it.
-        if let Outcome::Retrying { retry_in_ms, .. } = &outcome {
-            report.not_run += 1;
-            let note = format!("its try failed: taken again in {retry_in_ms} ms");
-            ledger
-                .requeue_job(job.id, worker, Duration::from_millis(*retry_in_ms), &note)
-                .await?;
-            return Ok(());
-        }
-        if let Some(task) = task {
-            // A task run that waits for a lock (`without_overlapping`), or whose row another claim holds (a dead
-            // worker's, until recovery finds it), goes back on the queue: its job stays its only way to run.
-            let wait = match &outcome {
-                Outcome::Deferred { .. } => Some(1000),
-                Outcome::NotClaimed => ledger
-                    .row_of(&job.name, job.run)
-                    .await?
-                    .filter(|r| r.status == Status::Running)
-                    .map(|_| 1000),
-                _ => None,
-            };
-            if let Some(ms) = wait {
-                report.not_run += 1;
-                tracing::debug!(task = task.name(), run = job.run, "put back on the queue");
-                ledger
-                    .requeue_job(
-                        job.id,
-                        worker,
-                        Duration::from_millis(ms),
-                        "waits for a lock or for recovery: taken again in a second",
-                    )
-                    .await?;
-                return Ok(());
-            }
-        }
-        if let Some(id) = job.batch {
-            // The member's end is counted (and its batch settled) before its job ends: should this process die
-            // in between, the job is rescued, taken again, and the steps finished by whoever takes it.
-            match self.member_state(&job.name, job.run, &outcome).await? {
-                Some((state, reason)) => {
-                    self.member_ended(id, &job.name, job.run, state, reason.as_deref())
-                        .await?;
-                }
-                None => {
-                    report.not_run += 1;
-                    ledger
-                        .requeue_job(
-                            job.id,
-                            worker,
-                            Duration::from_secs(1),
-                            "held elsewhere: taken again in a second",
-                        )
-                        .await?;
-                    return Ok(());
-                }
-            }
-        }
-        match outcome {
-            // Not run: its batch was cancelled (its operation stays pending).
-            Outcome::Skipped { reason } if job.batch.is_some() && reason == BATCH_CANCELLED => {
-                report.not_run += 1;
-                let note = format!("not run: {BATCH_CANCELLED}");
-                ledger
-                    .end_job(job.id, worker, JobStatus::Done, Some(&note))
-                    .await?;
-            }
-            Outcome::Completed { .. } | Outcome::Skipped { .. } => {
-                report.completed += 1;
-                ledger
-                    .end_job(job.id, worker, JobStatus::Done, None)
-                    .await?;
-            }
-            Outcome::Failed { error, .. } => {
-                report.failed += 1;
-                // An `encrypted` operation's error is sealed in every copy the ledger keeps, this one too.
-                let encrypted = self
-                    .registry()
-                    .get(&job.name)
-                    .is_some_and(|d| d.meta.encrypted)
-                    || task.is_some_and(|t| t.op.meta.encrypted);
-                let error = if encrypted {
-                    self.env()
-                        .keys
-                        .seal_for(&error, &place::job(&job.name, job.run))
-                        .unwrap_or_else(|e| format!("[not recorded: {e}]"))
-                } else {
-                    error
-                };
-                ledger
-                    .end_job(job.id, worker, JobStatus::Failed, Some(&error))
-                    .await?;
-            }
-            Outcome::NotClaimed
-            | Outcome::Deferred { .. }
-            | Outcome::Retrying { .. }
-            | Outcome::Cancelled { .. } => {
-                report.not_run += 1;
-                // This job's run, exactly (a task has many).
-                let status = ledger.row_of(&job.name, job.run).await?.map(|r| r.status);
-                let note = status
-                    .map(|s| format!("not run: the operation is {s}"))
-                    .unwrap_or_default();
-                // An interrupted operation waits for `retry` or `mark`: its job is kept as failed, for a human.
-                let status = if status == Some(Status::Interrupted) {
-                    JobStatus::Failed
-                } else {
-                    JobStatus::Done
-                };
-                ledger.end_job(job.id, worker, status, Some(&note)).await?;
-            }
         }
         Ok(())
     }
