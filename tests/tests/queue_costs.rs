@@ -364,3 +364,83 @@ async fn a_run_on_a_worker_is_cancelled_by_the_workers_heartbeat() {
         common::cleanup(&seq, &p, &[]).await;
     }
 }
+
+/// Operations run in-process that no job can wait for (the registry has no `asynchronous` one) end with their own
+/// statements: none looks for jobs blocked behind them. Beside it, the same look is counted where a job waits: an
+/// `asynchronous` operation queued behind one run here is released when that one ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_operations_a_job_may_wait_for_look_for_blocked_jobs() {
+    install_counter();
+    let _serial = SERIAL.lock().await;
+    let looks = |kinds: &[(String, u64)]| -> u64 {
+        kinds
+            .iter()
+            .filter(|(k, _)| k.contains("blocked_by"))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    for b in backends().await {
+        let p = prefix();
+        let op = |name: String, i: i64, asynchronous: bool, after: Option<&'static str>| {
+            let name: &'static str = Box::leak(name.into_boxed_str());
+            let depends_on: &'static [sequencer::Dependency] = match after {
+                Some(a) => Box::leak(Box::new([sequencer::Dependency::Operation(a)])),
+                None => &[],
+            };
+            let meta = OperationMeta {
+                asynchronous,
+                depends_on,
+                ..OperationMeta::new(
+                    name,
+                    Timestamp::from_unix_seconds(1_704_067_200 + i).expect("timestamp"),
+                )
+            };
+            &*Box::leak(Box::new(OperationDef::new(meta, noop)))
+        };
+        // Twenty operations, none asynchronous.
+        let mut builder = Registry::builder();
+        for i in 0..20 {
+            builder = builder.operation(op(format!("{p}sync_{i:02}"), i, false, None));
+        }
+        let seq = common::build(
+            &b,
+            common::builder(&b, &p, builder.build().expect("registry")),
+        )
+        .await;
+        take_statements();
+        let report = seq
+            .process(&ProcessOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let (kinds, total) = take_statements();
+        let completed = report.count(|o| matches!(o, sequencer::Outcome::Completed { .. }));
+        assert_eq!(completed, 20, "{}", b.name);
+        assert_eq!(
+            looks(&kinds),
+            0,
+            "{}: {total} statements: {kinds:?}",
+            b.name
+        );
+        common::cleanup(&seq, &p, &[]).await;
+
+        // One run here, one asynchronous behind it.
+        let p = prefix();
+        let first = op(format!("{p}here"), 0, false, None);
+        let second = op(format!("{p}queued"), 1, true, Some(first.meta.name));
+        let reg = Registry::builder()
+            .operation(first)
+            .operation(second)
+            .build()
+            .expect("registry");
+        let seq = common::build(&b, common::builder(&b, &p, reg)).await;
+        take_statements();
+        let report = seq
+            .process(&ProcessOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let (kinds, _) = take_statements();
+        assert_eq!(report.queued.len(), 1, "{}", b.name);
+        assert!(looks(&kinds) >= 1, "{}: {kinds:?}", b.name);
+        common::cleanup(&seq, &p, &[]).await;
+    }
+}

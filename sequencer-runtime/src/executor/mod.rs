@@ -24,7 +24,7 @@ use crate::ctx::batch::{AddMembers, BatchHandle};
 use crate::ctx::{Cancelled, Ctx, Recorder, StateMap};
 use crate::events::{Event, Via};
 use crate::executor::layer::Layer;
-use crate::executor::policy::{LockRefusal, Policies};
+use crate::executor::policy::{jittered, LockRefusal, Policies};
 use crate::executor::task::{attempt_once, AttemptError};
 use crate::executor::watchdog::HardTimeout;
 use crate::lease::{renew_every_third, sleep_or_cancel, Held, HeldGuard};
@@ -64,6 +64,10 @@ pub(crate) struct Env {
     /// A worker's heartbeat renews every claim held here in one statement: a run spawns no heartbeat of its own,
     /// its claim is held with its cancellation token instead (see [`Held::hold_cancel`]).
     pub worker_beats: bool,
+    /// Whether a job may wait for the operations run here (`blocked` behind them): true when the registry has an
+    /// `asynchronous` operation or `process` queues them all. Else their ends release nothing, and no statement
+    /// looks (an idle worker still releases, within a second, what another registry queued).
+    pub releases_jobs: bool,
     /// How the runs of this environment were started, as their events say.
     pub via: Via,
     /// Hard timeouts: the grace after an operation's `timeout` (see [`watchdog`]); `None`: off.
@@ -72,12 +76,6 @@ pub(crate) struct Env {
     pub members: Arc<dyn AddMembers>,
     /// The deferred handlers registered on the builder, each a task.
     pub deferred: Arc<crate::handlers::DeferredHandlers>,
-}
-
-/// `delay` less a random part of up to `fraction` of it; `unit` is a random number in [0, 1).
-pub(crate) fn jittered(delay: Duration, fraction: f64, unit: f64) -> Duration {
-    let fraction = fraction.clamp(0.0, 1.0);
-    delay.mul_f64(1.0 - fraction * unit.clamp(0.0, 1.0))
 }
 
 /// One claimed run: its ledger run number (none when unrecorded), its claim token, its cancellation token and,
@@ -143,6 +141,9 @@ impl Env {
         let outcome = self.claim_and_run(due, batch, task).await;
         for (name, owner) in locks {
             self.ledger.release_named_lock(&name, &owner).await?;
+        }
+        if !self.releases_jobs {
+            return outcome;
         }
         if let Ok(Outcome::Completed { .. } | Outcome::Skipped { .. }) = &outcome {
             // Queue the jobs that waited for this operation. Its own end is recorded already; should this fail,
@@ -673,24 +674,5 @@ impl Env {
             error,
             allowed_to_fail: meta.allowed_to_fail,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_takes_off_at_most_its_fraction() {
-        let d = Duration::from_secs(10);
-        assert_eq!(jittered(d, 0.0, 0.9), d);
-        assert_eq!(jittered(d, 0.5, 0.0), d);
-        assert_eq!(jittered(d, 0.5, 1.0), Duration::from_secs(5));
-        assert_eq!(jittered(d, 0.2, 0.5), Duration::from_secs(9));
-        assert_eq!(
-            jittered(d, 7.0, 1.0),
-            Duration::ZERO,
-            "a fraction above 1 is clamped"
-        );
     }
 }

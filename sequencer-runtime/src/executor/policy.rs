@@ -192,3 +192,29 @@ impl Policies<'_> {
         Ok(())
     }
 }
+
+/// `delay` less a random part of up to `fraction` of it; `unit` is a random number in [0, 1).
+pub(crate) fn jittered(delay: Duration, fraction: f64, unit: f64) -> Duration {
+    let fraction = fraction.clamp(0.0, 1.0);
+    delay.mul_f64(1.0 - fraction * unit.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jittered;
+    use std::time::Duration;
+
+    #[test]
+    fn jitter_takes_off_at_most_its_fraction() {
+        let d = Duration::from_secs(10);
+        assert_eq!(jittered(d, 0.0, 0.9), d);
+        assert_eq!(jittered(d, 0.5, 0.0), d);
+        assert_eq!(jittered(d, 0.5, 1.0), Duration::from_secs(5));
+        assert_eq!(jittered(d, 0.2, 0.5), Duration::from_secs(9));
+        assert_eq!(
+            jittered(d, 7.0, 1.0),
+            Duration::ZERO,
+            "a fraction above 1 is clamped"
+        );
+    }
+}

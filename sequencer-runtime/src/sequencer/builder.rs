@@ -531,6 +531,7 @@ impl SequencerBuilder {
             keys,
             held: Arc::default(),
             worker_beats: false,
+            releases_jobs: registry.operations().iter().any(|d| d.meta.asynchronous),
             via: crate::events::Via::Process,
             hard_timeout_grace: self.hard_timeout_grace,
             members,

@@ -149,6 +149,7 @@ impl Sequencer {
         };
         let env = &crate::executor::Env {
             via,
+            releases_jobs: self.inner.env.releases_jobs || opts.queue_all,
             ..self.inner.env.clone()
         };
         // The database's time before the ledger is read: due times are judged by it, and a failure recorded after
