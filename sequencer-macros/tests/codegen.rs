@@ -163,11 +163,16 @@ fn inline_module_generates_companion_types_and_registry() {
         None,
     )
     .to_string();
-    assert!(out.contains("pub struct a { }"), "{out}");
+    // The companion type is an alias of the module's one generic type, whose `Operation` impl reads the tables.
     assert!(
-        out.contains("impl :: my_seq :: __private :: Operation for a"),
+        out.contains("pub type a = __SequencerOperation < 0 >"),
         "{out}"
     );
+    assert!(
+        out.contains("impl < const I : usize > Operation for __SequencerOperation < I >"),
+        "{out}"
+    );
+    assert!(out.contains("fn registry"), "{out}");
     assert!(out.contains("\"2024_01_15_120000_a\""), "{out}");
     assert!(!out.contains("compile_error"), "{out}");
 }
