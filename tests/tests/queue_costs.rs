@@ -171,8 +171,9 @@ async fn a_no_op_job_costs_a_fraction_of_a_statement() {
             b.name
         );
         // MariaDB has no `UPDATE … RETURNING`: a take is five statements (`BEGIN`, the locking `SELECT`, the
-        // jobs, the runs, `COMMIT`), where the others need three.
-        let most = if b.name == "MariaDB" { 1.25 } else { 1.0 };
+        // jobs, the runs, `COMMIT`), where the others need three. How many jobs a take finds depends on timing
+        // (1.22–1.26 seen on MariaDB), so the bounds leave room; a job of its own costs three statements or more.
+        let most = if b.name == "MariaDB" { 1.5 } else { 1.0 };
         assert!(
             per_job <= most,
             "{}: {per_job:.2} statements a no-op job: {kinds:?}",
