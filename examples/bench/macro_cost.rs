@@ -5,22 +5,8 @@
 use std::time::Instant;
 
 use crate::opts::Opts;
-use crate::setup::AnyError;
+use crate::setup::{cpu_secs, AnyError};
 use crate::table::{verdict, Row, Samples, Table, REPS};
-
-/// The CPU time (user + system, seconds) of this process's children that have been waited for: cargo and the
-/// rustc it ran. `None` where `/proc` does not tell.
-fn children_cpu() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name in parentheses, starting at field 3; cutime and cstime are fields 16 and 17,
-    // in clock ticks of 1/100 s (USER_HZ on Linux).
-    let fields: Vec<&str> = stat
-        .get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
-}
 
 /// One build of the generated crate: its wall time and CPU time in seconds.
 fn cargo_build_scale(
@@ -29,7 +15,7 @@ fn cargo_build_scale(
     plain: bool,
 ) -> Result<(f64, Option<f64>), AnyError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let cpu = children_cpu();
+    let cpu = cpu_secs(true);
     let started = Instant::now();
     let status = std::process::Command::new(cargo)
         .current_dir(root)
@@ -42,7 +28,7 @@ fn cargo_build_scale(
         return Err(format!("building tests/scale with {ops} operations failed").into());
     }
     let cpu = cpu
-        .zip(children_cpu())
+        .zip(cpu_secs(true))
         .map(|(before, after)| after - before);
     Ok((wall, cpu))
 }

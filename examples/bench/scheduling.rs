@@ -11,7 +11,7 @@ use sequencer::{DependencyGraph, ProcessOptions};
 use crate::ops::{noop, registry};
 use crate::opts::Opts;
 use crate::setup::{completed, memory_dir, sequencer, sqlite_url, AnyError};
-use crate::table::{verdict, Row, Samples, Table, REPS};
+use crate::table::{verdict, Row, Samples, Table, REPS_CHEAP};
 
 /// A plain tokio ready-queue: spawn every operation whose in-degree reaches zero; `write` is what each does.
 pub(crate) async fn ready_queue<F, Fut>(deps: &[Vec<usize>], write: F) -> Result<Duration, AnyError>
@@ -92,13 +92,14 @@ pub(crate) async fn row_scheduling(opts: &Opts, table: &mut Table) -> Result<(),
         // Ours, the baseline and the floor take turns, so that a load that comes and goes weighs on all three.
         let (mut ours, mut base, mut bare) =
             (Samples::default(), Samples::default(), Samples::default());
-        for rep in 0..REPS {
+        for rep in 0..REPS_CHEAP {
             let (o, b, f) = scheduling_once(&dir, shape, &deps, n, rep).await?;
             ours.push(per(o));
             base.push(per(b));
             bare.push(per(f));
         }
-        let ratio = ours.median() / base.median();
+        let ratios = ours.paired_ratios(&base);
+        let ratio = ratios.median();
         table.push(Row {
             row: "3",
             figure: format!("scheduling, {n} no-op ops, {shape}, SQLite in memory (tmpfs)"),
@@ -108,7 +109,7 @@ pub(crate) async fn row_scheduling(opts: &Opts, table: &mut Table) -> Result<(),
                 base.show(1, "µs/op"),
                 bare.show(2, "µs/op")
             ),
-            ratio: format!("{ratio:.2}"),
+            ratio: ratios.show_ratio(),
             goal: "≤ 1.50".into(),
             met: verdict(ratio <= 1.5),
         });
@@ -117,7 +118,7 @@ pub(crate) async fn row_scheduling(opts: &Opts, table: &mut Table) -> Result<(),
 }
 
 /// One repetition of a shape: ours (the graph orchestrator), the tokio ready-queue with the same two writes per
-/// operation, and with no writes.
+/// operation, and with no writes. Ours and the baseline swap places on odd repetitions.
 async fn scheduling_once(
     dir: &std::path::Path,
     shape: &str,
@@ -125,7 +126,26 @@ async fn scheduling_once(
     n: usize,
     rep: usize,
 ) -> Result<(Duration, Duration, Duration), AnyError> {
-    // sequencer: the graph orchestrator, unbounded, on SQLite in memory (tmpfs).
+    let (ours, base) = if rep % 2 == 0 {
+        let ours = orchestrated(dir, shape, deps, n, rep).await?;
+        (ours, ready_queue_writes(dir, shape, deps, n, rep).await?)
+    } else {
+        let base = ready_queue_writes(dir, shape, deps, n, rep).await?;
+        (orchestrated(dir, shape, deps, n, rep).await?, base)
+    };
+    // And with no writes at all: the scheduling floor.
+    let bare = ready_queue(deps, |_| async { Ok(()) }).await?;
+    Ok((ours, base, bare))
+}
+
+/// sequencer: the graph orchestrator, unbounded, on SQLite in memory (tmpfs).
+async fn orchestrated(
+    dir: &std::path::Path,
+    shape: &str,
+    deps: &[Vec<usize>],
+    n: usize,
+    rep: usize,
+) -> Result<Duration, AnyError> {
     let url = sqlite_url(dir, &format!("s{shape}{rep}"));
     let seq = sequencer(&url, "", registry("s", deps, noop, false)?).await?;
     let started = Instant::now();
@@ -140,7 +160,17 @@ async fn scheduling_once(
     if completed(&report) != n {
         return Err(format!("{shape}: {} of {n} completed", completed(&report)).into());
     }
-    // Baseline with the same two writes per operation, on a pool like the ledger's.
+    Ok(ours)
+}
+
+/// The baseline: a tokio ready-queue with the same two writes per operation, on a pool like the ledger's.
+async fn ready_queue_writes(
+    dir: &std::path::Path,
+    shape: &str,
+    deps: &[Vec<usize>],
+    n: usize,
+    rep: usize,
+) -> Result<Duration, AnyError> {
     let floor_url = sqlite_url(dir, &format!("b{shape}{rep}"));
     let ledger = sequencer::ledger::Ledger::connect(&floor_url, "").await?;
     let names: Vec<String> = (0..n).map(|i| format!("s_{i:06}")).collect();
@@ -162,7 +192,5 @@ async fn scheduling_once(
         })
         .await?
             + insert;
-    // And with no writes at all: the scheduling floor.
-    let bare = ready_queue(deps, |_| async { Ok(()) }).await?;
-    Ok((ours, base, bare))
+    Ok(base)
 }

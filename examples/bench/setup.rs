@@ -81,3 +81,19 @@ pub(crate) async fn sequencer(
 pub(crate) fn completed(report: &RunReport) -> usize {
     report.count(|o| matches!(o, Outcome::Completed { .. }))
 }
+
+/// The CPU time (user + system, seconds) of this process, or with `children` of its children that have been
+/// waited for (cargo and the rustc it ran). `None` where `/proc` does not tell.
+pub(crate) fn cpu_secs(children: bool) -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name in parentheses, starting at field 3: utime and stime are fields 14 and 15,
+    // cutime and cstime 16 and 17, in clock ticks of 1/100 s (USER_HZ on Linux).
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let first = if children { 13 } else { 11 };
+    let ticks: u64 =
+        fields.get(first)?.parse::<u64>().ok()? + fields.get(first + 1)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}

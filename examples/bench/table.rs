@@ -56,6 +56,10 @@ impl Table {
 /// How many times a timed figure is measured: "met" is judged on the median, printed with the spread.
 pub(crate) const REPS: usize = 3;
 
+/// Repetitions of a figure that takes a second or less (row 1 on SQLite, row 3): more pairs, so that a median
+/// of ratios holds while other builds load the machine.
+pub(crate) const REPS_CHEAP: usize = 9;
+
 /// Repeated measurements of one figure.
 #[derive(Default)]
 pub(crate) struct Samples(Vec<f64>);
@@ -77,6 +81,23 @@ impl Samples {
         v.get(v.len().saturating_sub(1) / 2)
             .copied()
             .unwrap_or(f64::NAN)
+    }
+
+    /// Each measurement over the baseline's of the same turn: under a load that comes and goes, a pair measured
+    /// back to back shares it, so the median of these ratios moves less than the ratio of the two medians.
+    pub(crate) fn paired_ratios(&self, base: &Samples) -> Samples {
+        Samples(self.0.iter().zip(&base.0).map(|(o, b)| o / b).collect())
+    }
+
+    /// `median (min–max over n pairs)`: a ratio judged on its median, with its spread.
+    pub(crate) fn show_ratio(&self) -> String {
+        let min = self.0.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!(
+            "{:.2} ({min:.2}–{max:.2} over {} pairs)",
+            self.median(),
+            self.0.len()
+        )
     }
 
     /// `median unit (min–max, n = 3)`, each with `decimals`.
