@@ -156,7 +156,7 @@ pub(crate) async fn row_ledger(opts: &Opts, table: &mut Table) -> Result<(), Any
                 (url.clone(), url.clone())
             };
             // Who goes first alternates, so that neither always meets a cold cache or a warm one.
-            for ours_now in [rep % 2 == 0, rep % 2 == 1] {
+            for ours_now in [rep.is_multiple_of(2), !rep.is_multiple_of(2)] {
                 let cpu = cpu_secs(false);
                 let (rate, samples) = if ours_now {
                     (ledger_run(&run_url, &bench_prefix(""), n).await?, &mut ours)

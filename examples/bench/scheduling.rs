@@ -126,7 +126,7 @@ async fn scheduling_once(
     n: usize,
     rep: usize,
 ) -> Result<(Duration, Duration, Duration), AnyError> {
-    let (ours, base) = if rep % 2 == 0 {
+    let (ours, base) = if rep.is_multiple_of(2) {
         let ours = orchestrated(dir, shape, deps, n, rep).await?;
         (ours, ready_queue_writes(dir, shape, deps, n, rep).await?)
     } else {
