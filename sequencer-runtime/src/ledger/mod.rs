@@ -47,6 +47,7 @@ pub use deferred::{DeferredRow, DeferredStatus};
 pub use dialect::{number_placeholders, Dialect};
 pub use error::{transient, LedgerError};
 pub use error_log::ErrorRecord;
+pub use locks::{stored_key, KEY_COLUMN_CHARS};
 pub use jobs::{Job, JobStatus, Listener, OpenJob, RunningJob};
 pub use listing::{ProgressSample, RowsPage, NAMES_PER_STATEMENT};
 pub use locks::IsolationLock;
