@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::http::{get, serve};
+use common::http::{attrs, get, serve};
 use common::{backends, build, builder, cleanup, prefix, Backend};
 use sequencer::dashboard::{self, DashboardOptions};
 use sequencer::{sqlx, Sequencer};
@@ -166,15 +166,6 @@ async fn keys_longer_than_the_columns_are_kept_apart_on_every_backend() {
         assert_eq!(ledger.throttle_until(&keys[1]).await.unwrap(), 0, "{n}");
         cleanup(&seq, &p, &[]).await;
     }
-}
-
-/// The values of `attr="…"` on a page, in order.
-fn attrs(body: &str, attr: &str) -> Vec<String> {
-    body.split(&format!("{attr}=\""))
-        .skip(1)
-        .filter_map(|s| s.split('"').next())
-        .map(str::to_owned)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

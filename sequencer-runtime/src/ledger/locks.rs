@@ -401,3 +401,20 @@ impl IsolationLock {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{stored_key, KEY_COLUMN_CHARS};
+
+    #[test]
+    fn a_key_is_stored_as_written_up_to_the_column_and_hashed_past_it() {
+        let fits = "é".repeat(KEY_COLUMN_CHARS);
+        assert_eq!(stored_key(&fits), fits.as_str());
+        let (a, b) = (format!("{fits}a"), format!("{fits}b"));
+        let (sa, sb) = (stored_key(&a), stored_key(&b));
+        assert_ne!(sa, sb, "keys sharing the column's width stay apart");
+        assert_eq!(sa, stored_key(&a), "the same key, the same stored form");
+        assert_eq!(sa.chars().count(), 173);
+        assert!(sa.starts_with(&"é".repeat(100)) && sa.contains("~sha256:"), "{sa}");
+    }
+}
