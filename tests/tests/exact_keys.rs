@@ -108,7 +108,13 @@ async fn keys_differing_only_in_case_accents_or_trailing_spaces_are_different_ke
             .throttle_failure("throttle:customer:Bob", 1, 60_000)
             .await
             .unwrap();
-        assert!(ledger.throttle_until("throttle:customer:Bob").await.unwrap() > 0);
+        assert!(
+            ledger
+                .throttle_until("throttle:customer:Bob")
+                .await
+                .unwrap()
+                > 0
+        );
         for key in &NEAR[1..] {
             assert_eq!(
                 ledger

@@ -503,8 +503,9 @@ impl Ledger {
             "INSERT INTO {versions} (version, applied_at) VALUES (?, ?)"
         ));
         let collation = match self.dialect {
-            Dialect::MySql if migrations(self.dialect, &self.prefix, "")
-                .any(|(version, _)| !applied.contains(&version)) =>
+            Dialect::MySql
+                if migrations(self.dialect, &self.prefix, "")
+                    .any(|(version, _)| !applied.contains(&version)) =>
             {
                 exact_collation(conn).await?
             }
@@ -588,7 +589,10 @@ mod tests {
             let all: Vec<(i64, Vec<String>)> =
                 migrations(dialect, "p_", "utf8mb4_nopad_bin").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16]);
+            assert_eq!(
+                versions,
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16]
+            );
             let exact = all
                 .iter()
                 .find(|(v, _)| *v == 16)
@@ -600,7 +604,9 @@ mod tests {
                 "{exact}"
             );
             assert_eq!(
-                exact.matches(" CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin").count(),
+                exact
+                    .matches(" CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin")
+                    .count(),
                 if dialect == Dialect::MySql { 25 } else { 0 },
                 "{exact}"
             );

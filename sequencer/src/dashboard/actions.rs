@@ -156,11 +156,11 @@ pub(crate) fn authorized(
     action: &'static str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Fields, Response> {
+) -> Result<Fields, Box<Response>> {
     let fields = Fields::parse(body);
     match authorize(&state.opts, headers, fields.token.as_deref()) {
         Ok(()) => Ok(fields),
-        Err(r) => Err(refused(state, base, action, r)),
+        Err(r) => Err(Box::new(refused(state, base, action, r))),
     }
 }
 
@@ -236,7 +236,7 @@ pub(crate) async fn act(
     };
     let fields = match authorized(&state, &base, action.name(), &headers, &body) {
         Ok(fields) => fields,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     match apply(&state, action, &name, &fields).await {
         Ok(name) => {
@@ -383,7 +383,7 @@ pub(crate) async fn process(
     let base = base(&original, &uri);
     let fields = match authorized(&state, &base, "process", &headers, &body) {
         Ok(fields) => fields,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let entry = AuditEntry {
         actor: fields.actor(),

@@ -89,7 +89,7 @@ pub(crate) async fn cancel(
     let base = base(&original, &uri);
     let fields = match authorized(&state, &base, CANCEL_BATCH, &headers, &body) {
         Ok(fields) => fields,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let Some(id) = id_of(&id) else {
         return not_a_number(&base);

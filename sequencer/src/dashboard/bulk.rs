@@ -165,7 +165,7 @@ pub(crate) async fn act(
     };
     let fields = match authorized(&state, &base, action.name(), &headers, &body) {
         Ok(fields) => fields,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let filters = Filters {
         status: fields.status.clone(),

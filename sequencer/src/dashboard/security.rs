@@ -76,7 +76,12 @@ pub(crate) fn refused_unless_enabled(opts: &DashboardOptions, base: &str) -> Opt
     } else {
         Refusal::NoTokenConfigured
     };
-    Some(super::view::message(base, r.status(), "Refused", r.message()))
+    Some(super::view::message(
+        base,
+        r.status(),
+        "Refused",
+        r.message(),
+    ))
 }
 
 /// Whether an action may proceed: checked first by every action handler, before it reads anything else.

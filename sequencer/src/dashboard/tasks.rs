@@ -361,7 +361,7 @@ pub(crate) async fn retry(
     let base = base(&original, &uri);
     let fields = match authorized(&state, &base, RETRY, &headers, &body) {
         Ok(fields) => fields,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let r = match task_run(&state, &name, &run).await {
         Some(Ok(r)) => r,
