@@ -10,6 +10,7 @@ mod common;
 use common::http::{attrs, get, serve};
 use common::{backends, build, builder, cleanup, prefix, Backend};
 use sequencer::dashboard::{self, DashboardOptions};
+use sequencer::ledger::TaskRunsPage;
 use sequencer::{sqlx, Sequencer};
 
 #[sequencer::operations]
@@ -189,6 +190,23 @@ async fn task_names_differing_only_in_case_are_different_tasks() {
         }
         assert_eq!(ledger.next_task_run("charge").await.unwrap(), 2, "{n}");
         assert_eq!(ledger.next_task_run("CHARGE").await.unwrap(), 1, "{n}");
+        // A page at a time, one run a page: every run once, in byte order (`C` < `c`).
+        let (mut walked, mut after) = (Vec::new(), None::<(String, i64)>);
+        for _ in 0..5 {
+            let page = ledger
+                .task_runs_page(&TaskRunsPage {
+                    task: None,
+                    status: None,
+                    after: after.as_ref().map(|(name, run)| (name.as_str(), *run)),
+                    limit: 1,
+                })
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some((last.row.name.clone(), last.row.run));
+            walked.extend(page.iter().map(|r| format!("{}/{}", r.row.name, r.row.run)));
+        }
+        assert_eq!(walked, ["Charge/1", "charge/1"], "{n}: paged");
         let port = serve(dashboard::router_with(
             seq.clone(),
             DashboardOptions::default(),
