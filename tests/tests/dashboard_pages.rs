@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::http::{assert_refused, get, request, serve, Refusers};
+use common::http::{assert_refused, attrs, get, request, serve, Refusers};
 use common::{backends, build, builder, cleanup, prefix};
 use sequencer::crypto::Keyring;
 use sequencer::dashboard::{self, DashboardOptions};
@@ -91,15 +91,6 @@ fn sql(seq: &Sequencer, s: &str) -> String {
     } else {
         s.to_owned()
     }
-}
-
-/// The values of `attr="…"` on a page, in order.
-fn attrs(body: &str, attr: &str) -> Vec<String> {
-    body.split(&format!("{attr}=\""))
-        .skip(1)
-        .filter_map(|s| s.split('"').next())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// A page's "next" link, unescaped.

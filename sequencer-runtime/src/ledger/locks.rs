@@ -1,7 +1,10 @@
 //! The locks, rate_limits and throttles tables: named locks (`unique`, `without_overlapping`), fixed-window
 //! rate limits, `throttle_exceptions`, and the global `--isolate` lock.
 
+use std::borrow::Cow;
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use super::connection::{now_ms, process_alive, Ledger, Owner};
 use super::dialect::Dialect;
@@ -9,6 +12,33 @@ use super::error::{q, LedgerError};
 
 /// How long a SQLite lock row lives without renewal.
 const LOCK_TTL: Duration = Duration::from_secs(60);
+
+/// The longest key (in characters) the locks, rate_limits and throttles tables store as written: their `name`
+/// columns' width on PostgreSQL and MySQL / MariaDB.
+pub const KEY_COLUMN_CHARS: usize = 191;
+
+/// How many characters of a longer key its stored form keeps, before its hash.
+const KEY_PREFIX_CHARS: usize = 100;
+
+/// A key as the ledger stores it: as written when it fits its column, else its first 100
+/// characters, `~sha256:` and the SHA-256 of the whole key in hex (172 characters). The same on every backend,
+/// so that a long key is never cut to the column's width (MySQL's `INSERT IGNORE` truncates silently, and two
+/// keys sharing their first 191 characters became one: a run dropped as a duplicate it was not), nor refused
+/// (PostgreSQL: a run not dispatched at all).
+pub fn stored_key(key: &str) -> Cow<'_, str> {
+    match key.char_indices().nth(KEY_COLUMN_CHARS) {
+        None => Cow::Borrowed(key),
+        Some(_) => {
+            let cut = key
+                .char_indices()
+                .nth(KEY_PREFIX_CHARS)
+                .map_or(key.len(), |(i, _)| i);
+            let hash = Sha256::digest(key.as_bytes());
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            Cow::Owned(format!("{}~sha256:{hex}", &key[..cut]))
+        }
+    }
+}
 
 impl Ledger {
     /// Takes a named lock (`unique`, `without_overlapping`) until `expires_at` unless a live holder has it.
@@ -20,6 +50,8 @@ impl Ledger {
     ) -> Result<bool, LedgerError> {
         // Drop an expired holder, then insert; the primary key makes the insert the atomic step. Both by the
         // database's clock.
+        let name = stored_key(name);
+        let name = name.as_ref();
         let (locks, now) = (self.table("locks"), self.dialect.now());
         let expire = self.dialect.sql(format!(
             "DELETE FROM {locks} WHERE name = ? AND expires_at < {now}"
@@ -44,7 +76,8 @@ impl Ledger {
 
     /// Releases a named lock held by `owner`.
     pub async fn release_named_lock(&self, name: &str, owner: &str) -> Result<(), LedgerError> {
-        self.delete_lock_row(name, owner, "release a lock").await
+        self.delete_lock_row(&stored_key(name), owner, "release a lock")
+            .await
     }
 
     /// Deletes the lock row `name` if `owner` holds it: the end of a named lock and of SQLite's isolation lock.
@@ -74,6 +107,8 @@ impl Ledger {
         window_start: i64,
         limit: u32,
     ) -> Result<bool, LedgerError> {
+        let name = stored_key(name);
+        let name = name.as_ref();
         let rate_limits = self.table("rate_limits");
         let open = self.dialect.insert_ignore(format!(
             "INSERT INTO {rate_limits} (name, window_start, hits) VALUES (?, ?, 0)"
@@ -99,6 +134,8 @@ impl Ledger {
 
     /// Until when (Unix milliseconds) a `throttle_exceptions` key is closed; 0 when open.
     pub async fn throttle_until(&self, name: &str) -> Result<i64, LedgerError> {
+        let name = stored_key(name);
+        let name = name.as_ref();
         let throttles = self.table("throttles");
         let sql = self
             .dialect
@@ -119,6 +156,8 @@ impl Ledger {
         max: u32,
         window_ms: i64,
     ) -> Result<(), LedgerError> {
+        let name = stored_key(name);
+        let name = name.as_ref();
         let throttles = self.table("throttles");
         let insert = self.dialect.insert_ignore(format!(
             "INSERT INTO {throttles} (name, failures, window_start, open_until) VALUES (?, 0, ?, 0)"
@@ -360,5 +399,25 @@ impl IsolationLock {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{stored_key, KEY_COLUMN_CHARS};
+
+    #[test]
+    fn a_key_is_stored_as_written_up_to_the_column_and_hashed_past_it() {
+        let fits = "é".repeat(KEY_COLUMN_CHARS);
+        assert_eq!(stored_key(&fits), fits.as_str());
+        let (a, b) = (format!("{fits}a"), format!("{fits}b"));
+        let (sa, sb) = (stored_key(&a), stored_key(&b));
+        assert_ne!(sa, sb, "keys sharing the column's width stay apart");
+        assert_eq!(sa, stored_key(&a), "the same key, the same stored form");
+        assert_eq!(sa.chars().count(), 172);
+        assert!(
+            sa.starts_with(&"é".repeat(100)) && sa.contains("~sha256:"),
+            "{sa}"
+        );
     }
 }

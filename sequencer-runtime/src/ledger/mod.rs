@@ -50,6 +50,7 @@ pub use error_log::ErrorRecord;
 pub use jobs::{Job, JobStatus, Listener, OpenJob, RunningJob};
 pub use listing::{ProgressSample, RowsPage, NAMES_PER_STATEMENT};
 pub use locks::IsolationLock;
+pub use locks::{stored_key, KEY_COLUMN_CHARS};
 pub use logs::{LogLine, LOG_LINES_KEPT};
 pub use native::{CheckpointDb, Conn, NativePool};
 pub use progress::ProgressUpdate;

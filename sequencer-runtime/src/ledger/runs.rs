@@ -1,6 +1,7 @@
 //! The operations table, one row per run of an operation, and the batches that ran them: claims, heartbeats,
 //! attempts, the end of a run, recovery of interrupted runs, status changes, scheduling and forgetting.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -9,7 +10,7 @@ use sqlx::Row;
 
 use super::connection::{pid_namespace, Ledger, Owner};
 use super::dialect::{parsed, stored_by_name, text, Dialect};
-use super::error::{q, transient, LedgerError};
+use super::error::{q, retrying, LedgerError};
 use super::jobs::JobStatus;
 use super::native::{Arg, Conn};
 
@@ -521,39 +522,28 @@ impl Ledger {
     /// ran is recorded as it ended rather than left to be found `interrupted`. A retry that finds the row already
     /// ended as asked (the first try committed, its answer was lost) counts as done.
     pub async fn finish_on_pool(&self, end: &Finish<'_>) -> Result<bool, LedgerError> {
-        let give_up = std::time::Instant::now() + Duration::from_secs(10);
-        let mut wait = Duration::from_millis(50);
-        let mut retried = false;
-        loop {
-            match self.finish(&self.pool, end).await {
-                Ok(false) if retried => {
-                    let ops = self.table("operations");
-                    let sql = self.dialect.sql(format!(
-                        "SELECT status FROM {ops} WHERE name = ? AND run = ? AND claim_token = ?"
-                    ));
-                    let status: Option<String> = sqlx::query_scalar(&sql)
-                        .bind(end.name)
-                        .bind(end.run)
-                        .bind(end.token)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(q("record the end of an operation"))?;
-                    return Ok(status.as_deref() == Some(end.status.as_str()));
-                }
-                Err(LedgerError::Query { source, .. })
-                    if transient(&source) && std::time::Instant::now() < give_up =>
-                {
-                    tracing::warn!(
-                        operation = end.name,
-                        "cannot record the end of the operation yet, retrying: {source}"
-                    );
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(1));
-                    retried = true;
-                }
-                other => return other,
-            }
+        let tries = AtomicU32::new(0);
+        let done = retrying("record the end of an operation", || {
+            tries.fetch_add(1, Ordering::Relaxed);
+            self.finish(&self.pool, end)
+        })
+        .await?;
+        // After a retry, a row already ended as asked is the first try's: committed, its answer lost.
+        if done || tries.load(Ordering::Relaxed) == 1 {
+            return Ok(done);
         }
+        let ops = self.table("operations");
+        let sql = self.dialect.sql(format!(
+            "SELECT status FROM {ops} WHERE name = ? AND run = ? AND claim_token = ?"
+        ));
+        let status: Option<String> = sqlx::query_scalar(&sql)
+            .bind(end.name)
+            .bind(end.run)
+            .bind(end.token)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("record the end of an operation"))?;
+        Ok(status.as_deref() == Some(end.status.as_str()))
     }
 
     /// Changes the status of the latest run from `from` to `to`. `false` if it was not in `from`.

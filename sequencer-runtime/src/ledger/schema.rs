@@ -12,7 +12,7 @@ use super::error::{q, LedgerError};
 /// One version of the ledger's schema. An applied version is never edited: a change is a new version at the end.
 struct Migration {
     version: i64,
-    /// Applied in order. `{operations}` (any of [`TABLES`] in braces) is that table with the prefix; `{id}`,
+    /// Applied in order. `{operations}` (any of [`TABLES`] in braces) is that table with the prefix; `{id}`, `{exact}`,
     /// `{options}` and `{jobs_key}` are in the backend's words (see [`expand`]).
     statements: &'static [Statement],
 }
@@ -27,9 +27,32 @@ enum Statement {
     Postgres(&'static str),
     /// Every backend but PostgreSQL.
     NotPostgres(&'static str),
+    /// MySQL / MariaDB only.
+    MySql(&'static str),
 }
 
-use Statement::{All, NotMySql, NotPostgres, Postgres};
+use Statement::{All, MySql, NotMySql, NotPostgres, Postgres};
+
+/// MySQL's exact collations, preferred first: byte-exact and without padding (`'a' <> 'a '`). MariaDB's
+/// `utf8mb4_nopad_bin` first: a MariaDB that knows MySQL's name too may take it for its padded `utf8mb4_bin`.
+/// A server that has neither (MySQL before 8.0.17) gets `utf8mb4_bin`: exact, but padded ([`exact_collation`]).
+const EXACT_COLLATIONS: [&str; 2] = ["utf8mb4_nopad_bin", "utf8mb4_0900_bin"];
+
+/// The collation MySQL / MariaDB column definitions take in [`expand`]'s `{exact}` on this server.
+async fn exact_collation(conn: &mut sqlx::AnyConnection) -> Result<String, LedgerError> {
+    let found: Vec<String> = sqlx::query_scalar(
+        "SELECT COLLATION_NAME FROM information_schema.COLLATIONS \
+         WHERE COLLATION_NAME IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin')",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q("read the server's collations"))?;
+    Ok(EXACT_COLLATIONS
+        .iter()
+        .find(|c| found.iter().any(|f| f.eq_ignore_ascii_case(c)))
+        .map_or("utf8mb4_bin", |c| c)
+        .to_owned())
+}
 
 /// The table recording which versions were applied, created before any of them.
 const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {schema_versions} (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL){options}";
@@ -310,12 +333,48 @@ const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX {batch_members}_position ON {batch_members} (batch_id, position)",
         )],
     },
+    Migration {
+        version: 16,
+        // Keys and names compare exactly as written (MySQL / MariaDB). Their columns took the server's default
+        // collation: case- and accent-insensitive, and padded with spaces, so that `customer:Bob`, `customer:bob`
+        // and `customer:bob ` were one `unique` key (a task dropped as the duplicate it was not), `Charge` and
+        // `charge` one task. `{exact}` is a binary collation without padding ([`EXACT_COLLATIONS`]), the
+        // semantics of SQLite and of PostgreSQL's "C" order the dashboard's cursors compare with. A binary
+        // collation is stricter than the one it replaces: no two rows become one, nothing is truncated, indexes
+        // keep their lengths. Tables added later declare their key and name columns with `{exact}`.
+        statements: &[
+            MySql("ALTER TABLE {operations} MODIFY name VARCHAR(191){exact} NOT NULL, \
+                   MODIFY claim_token VARCHAR(32){exact} NULL"),
+            MySql("ALTER TABLE {errors} MODIFY name VARCHAR(191){exact} NOT NULL"),
+            MySql("ALTER TABLE {locks} MODIFY name VARCHAR(191){exact} NOT NULL, \
+                   MODIFY owner VARCHAR(255){exact} NOT NULL"),
+            MySql("ALTER TABLE {rate_limits} MODIFY name VARCHAR(191){exact} NOT NULL"),
+            MySql("ALTER TABLE {throttles} MODIFY name VARCHAR(191){exact} NOT NULL"),
+            MySql("ALTER TABLE {deferred} MODIFY handler VARCHAR(191){exact} NOT NULL, \
+                   MODIFY claim_token VARCHAR(32){exact} NULL"),
+            MySql("ALTER TABLE {jobs} MODIFY name VARCHAR(191){exact} NOT NULL, \
+                   MODIFY queue VARCHAR(64){exact} NOT NULL, MODIFY worker VARCHAR(255){exact} NULL, \
+                   MODIFY blocked_by TEXT{exact} NULL"),
+            MySql("ALTER TABLE {checkpoints} MODIFY name VARCHAR(191){exact} NOT NULL"),
+            MySql("ALTER TABLE {audit} MODIFY target VARCHAR(191){exact} NULL"),
+            MySql("ALTER TABLE {logs} MODIFY name VARCHAR(191){exact} NOT NULL"),
+            MySql("ALTER TABLE {job_batches} MODIFY name VARCHAR(191){exact} NULL, \
+                   MODIFY queue VARCHAR(64){exact} NULL, MODIFY then_callback VARCHAR(191){exact} NULL, \
+                   MODIFY catch_callback VARCHAR(191){exact} NULL, \
+                   MODIFY finally_callback VARCHAR(191){exact} NULL, \
+                   MODIFY failed_member VARCHAR(191){exact} NULL, \
+                   MODIFY callback_token VARCHAR(32){exact} NULL"),
+            MySql("ALTER TABLE {batch_members} MODIFY name VARCHAR(191){exact} NOT NULL"),
+            MySql("ALTER TABLE {progress_samples} MODIFY name VARCHAR(191){exact} NOT NULL"),
+        ],
+    },
 ];
 
 /// A migration's statement for this backend and table prefix: `{table}` → `<prefix>table`, and the backend's
-/// words for `{id}` (the auto-increment key), `{options}` (MySQL's table options) and `{jobs_key}` (MySQL's
-/// index of the queue, declared in the table).
-fn expand(statement: &str, dialect: Dialect, prefix: &str) -> String {
+/// words for `{id}` (the auto-increment key), `{options}` (MySQL's table options), `{jobs_key}` (MySQL's
+/// index of the queue, declared in the table) and `{exact}` (MySQL's character set and `collation` of a column
+/// compared exactly; nothing elsewhere, where text compares exactly already).
+fn expand(statement: &str, dialect: Dialect, prefix: &str, collation: &str) -> String {
     let mysql = dialect == Dialect::MySql;
     let id = match dialect {
         Dialect::Sqlite => "id INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -332,7 +391,13 @@ fn expand(statement: &str, dialect: Dialect, prefix: &str) -> String {
     } else {
         ""
     };
+    let exact = if mysql {
+        format!(" CHARACTER SET utf8mb4 COLLATE {collation}")
+    } else {
+        String::new()
+    };
     let mut s = statement
+        .replace("{exact}", &exact)
         .replace("{id}", id)
         .replace("{options}", options)
         .replace("{jobs_key}", jobs_key);
@@ -343,18 +408,25 @@ fn expand(statement: &str, dialect: Dialect, prefix: &str) -> String {
     s
 }
 
-/// Every version's statements for this backend and table prefix, in order.
-fn migrations(dialect: Dialect, prefix: &str) -> impl Iterator<Item = (i64, Vec<String>)> + '_ {
+/// Every version's statements for this backend and table prefix (and MySQL's exact `collation`), in order.
+fn migrations<'a>(
+    dialect: Dialect,
+    prefix: &'a str,
+    collation: &'a str,
+) -> impl Iterator<Item = (i64, Vec<String>)> + 'a {
     MIGRATIONS.iter().map(move |m| {
         let statements = m.statements.iter().filter_map(|s| match s {
             All(s) => Some(s),
             NotMySql(s) => (dialect != Dialect::MySql).then_some(s),
             Postgres(s) => (dialect == Dialect::Postgres).then_some(s),
             NotPostgres(s) => (dialect != Dialect::Postgres).then_some(s),
+            MySql(s) => (dialect == Dialect::MySql).then_some(s),
         });
         (
             m.version,
-            statements.map(|s| expand(s, dialect, prefix)).collect(),
+            statements
+                .map(|s| expand(s, dialect, prefix, collation))
+                .collect(),
         )
     })
 }
@@ -409,7 +481,7 @@ impl Ledger {
     async fn migrate_on(&self, conn: &mut sqlx::AnyConnection) -> Result<(), LedgerError> {
         let create = self
             .dialect
-            .sql(expand(VERSIONS_TABLE, self.dialect, &self.prefix));
+            .sql(expand(VERSIONS_TABLE, self.dialect, &self.prefix, ""));
         conn.execute(create.as_str())
             .await
             .map_err(q("create the schema version table"))?;
@@ -430,7 +502,16 @@ impl Ledger {
         let record = self.dialect.insert_ignore(format!(
             "INSERT INTO {versions} (version, applied_at) VALUES (?, ?)"
         ));
-        'versions: for (version, statements) in migrations(self.dialect, &self.prefix) {
+        let collation = match self.dialect {
+            Dialect::MySql
+                if migrations(self.dialect, &self.prefix, "")
+                    .any(|(version, _)| !applied.contains(&version)) =>
+            {
+                exact_collation(conn).await?
+            }
+            _ => String::new(),
+        };
+        'versions: for (version, statements) in migrations(self.dialect, &self.prefix, &collation) {
             if applied.contains(&version) {
                 continue;
             }
@@ -505,9 +586,30 @@ mod tests {
     #[test]
     fn every_marker_is_expanded_on_every_backend() {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
-            let all: Vec<(i64, Vec<String>)> = migrations(dialect, "p_").collect();
+            let all: Vec<(i64, Vec<String>)> =
+                migrations(dialect, "p_", "utf8mb4_nopad_bin").collect();
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15]);
+            assert_eq!(
+                versions,
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16]
+            );
+            let exact = all
+                .iter()
+                .find(|(v, _)| *v == 16)
+                .map(|(_, s)| s.join("\n"))
+                .unwrap_or_default();
+            assert_eq!(
+                exact.matches("ALTER TABLE p_").count(),
+                if dialect == Dialect::MySql { 13 } else { 0 },
+                "{exact}"
+            );
+            assert_eq!(
+                exact
+                    .matches(" CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin")
+                    .count(),
+                if dialect == Dialect::MySql { 25 } else { 0 },
+                "{exact}"
+            );
             let jobs = all[4].1.join("\n");
             assert!(
                 jobs.contains("CREATE TABLE IF NOT EXISTS p_jobs ("),

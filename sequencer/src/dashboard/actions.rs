@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
 use super::pages::{entry_of, ACTIONS};
-use super::security::{authorize, Refusal};
+use super::security::{authorize, refused_unless_enabled, Refusal};
 use super::{base, home, segment, view, Shared};
 use crate::ledger::{AuditEntry, Status};
 use crate::{Cascade, ProcessOptions, RollbackTarget, StatusEntry};
@@ -148,6 +148,22 @@ pub(crate) fn refused(state: &Shared, base: &str, action: &'static str, r: Refus
     view::message(base, r.status(), "Refused", r.message())
 }
 
+/// Every action's first step (`POST`): its form's fields once the request is authorised ([`authorize`]), else
+/// the refusal page, counted against `action`.
+pub(crate) fn authorized(
+    state: &Shared,
+    base: &str,
+    action: &'static str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Fields, Box<Response>> {
+    let fields = Fields::parse(body);
+    match authorize(&state.opts, headers, fields.token.as_deref()) {
+        Ok(()) => Ok(fields),
+        Err(r) => Err(Box::new(refused(state, base, action, r))),
+    }
+}
+
 /// A confirmation form; `expected` is the operation's status and version as drawn, sent back so that an action on
 /// a view that went stale is refused.
 pub(crate) fn confirmation(
@@ -189,17 +205,8 @@ pub(crate) async fn confirm(
     let Some(action) = Action::parse(&action) else {
         return view::message(&base, StatusCode::NOT_FOUND, "Not found", "No such action.");
     };
-    if state.opts.read_only {
-        return view::message(
-            &base,
-            StatusCode::FORBIDDEN,
-            "Refused",
-            Refusal::ReadOnly.message(),
-        );
-    }
-    if !state.opts.has_token() {
-        let r = Refusal::NoTokenConfigured;
-        return view::message(&base, r.status(), "Refused", r.message());
+    if let Some(refusal) = refused_unless_enabled(&state.opts, &base) {
+        return refusal;
     }
     let path = format!("{base}/op/{}/{}", segment(&name), action.name());
     let title = format!("{} {name}?", action.label());
@@ -227,10 +234,10 @@ pub(crate) async fn act(
     let Some(action) = Action::parse(&action) else {
         return view::message(&base, StatusCode::NOT_FOUND, "Not found", "No such action.");
     };
-    let fields = Fields::parse(&body);
-    if let Err(r) = authorize(&state.opts, &headers, fields.token.as_deref()) {
-        return refused(&state, &base, action.name(), r);
-    }
+    let fields = match authorized(&state, &base, action.name(), &headers, &body) {
+        Ok(fields) => fields,
+        Err(refusal) => return *refusal,
+    };
     match apply(&state, action, &name, &fields).await {
         Ok(name) => {
             let to = format!("{base}/op/{}?done={}", segment(&name), action.name());
@@ -351,12 +358,8 @@ pub(crate) async fn confirm_process(
     uri: Uri,
 ) -> Response {
     let base = base(&original, &uri);
-    if let Some(r) = (!state.opts.actions_enabled()).then_some(if state.opts.read_only {
-        Refusal::ReadOnly
-    } else {
-        Refusal::NoTokenConfigured
-    }) {
-        return view::message(&base, r.status(), "Refused", r.message());
+    if let Some(refusal) = refused_unless_enabled(&state.opts, &base) {
+        return refusal;
     }
     let path = format!("{base}/process");
     confirmation(
@@ -378,10 +381,10 @@ pub(crate) async fn process(
     body: Bytes,
 ) -> Response {
     let base = base(&original, &uri);
-    let fields = Fields::parse(&body);
-    if let Err(r) = authorize(&state.opts, &headers, fields.token.as_deref()) {
-        return refused(&state, &base, "process", r);
-    }
+    let fields = match authorized(&state, &base, "process", &headers, &body) {
+        Ok(fields) => fields,
+        Err(refusal) => return *refusal,
+    };
     let entry = AuditEntry {
         actor: fields.actor(),
         action: "process",

@@ -10,10 +10,10 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::actions::{audit, confirmation, refused, Fields};
+use super::actions::{audit, authorized, confirmation};
 use super::batches::batch_state;
 use super::pages::failure;
-use super::security::{authorize, Refusal};
+use super::security::refused_unless_enabled;
 use super::{base, view, Shared};
 use crate::ledger::{AuditEntry, BatchId};
 
@@ -52,13 +52,8 @@ pub(crate) async fn confirm(
     Path(id): Path<String>,
 ) -> Response {
     let base = base(&original, &uri);
-    if !state.opts.actions_enabled() {
-        let r = if state.opts.read_only {
-            Refusal::ReadOnly
-        } else {
-            Refusal::NoTokenConfigured
-        };
-        return view::message(&base, r.status(), "Refused", r.message());
+    if let Some(refusal) = refused_unless_enabled(&state.opts, &base) {
+        return refusal;
     }
     let Some(id) = id_of(&id) else {
         return not_a_number(&base);
@@ -92,10 +87,10 @@ pub(crate) async fn cancel(
     body: Bytes,
 ) -> Response {
     let base = base(&original, &uri);
-    let fields = Fields::parse(&body);
-    if let Err(r) = authorize(&state.opts, &headers, fields.token.as_deref()) {
-        return refused(&state, &base, CANCEL_BATCH, r);
-    }
+    let fields = match authorized(&state, &base, CANCEL_BATCH, &headers, &body) {
+        Ok(fields) => fields,
+        Err(refusal) => return *refusal,
+    };
     let Some(id) = id_of(&id) else {
         return not_a_number(&base);
     };

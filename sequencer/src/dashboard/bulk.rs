@@ -11,10 +11,10 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
-use super::actions::{apply, refused, version, Action, Fields};
+use super::actions::{apply, authorized, version, Action, Fields};
 use super::list::Filters;
 use super::pages::failure;
-use super::security::{authorize, Refusal};
+use super::security::refused_unless_enabled;
 use super::view::{self, badge};
 use super::{base, home, segment, Shared};
 use crate::ledger::Status;
@@ -101,13 +101,8 @@ pub(crate) async fn confirm(
     let Some(action) = bulk_action(&action) else {
         return not_bulk(&base);
     };
-    if !state.opts.actions_enabled() {
-        let r = if state.opts.read_only {
-            Refusal::ReadOnly
-        } else {
-            Refusal::NoTokenConfigured
-        };
-        return view::message(&base, r.status(), "Refused", r.message());
+    if let Some(refusal) = refused_unless_enabled(&state.opts, &base) {
+        return refusal;
     }
     if !filters.any() {
         return view::message(&base, StatusCode::BAD_REQUEST, "No filter",
@@ -168,10 +163,10 @@ pub(crate) async fn act(
     let Some(action) = bulk_action(&action) else {
         return not_bulk(&base);
     };
-    let fields = Fields::parse(&body);
-    if let Err(r) = authorize(&state.opts, &headers, fields.token.as_deref()) {
-        return refused(&state, &base, action.name(), r);
-    }
+    let fields = match authorized(&state, &base, action.name(), &headers, &body) {
+        Ok(fields) => fields,
+        Err(refusal) => return *refusal,
+    };
     let filters = Filters {
         status: fields.status.clone(),
         tag: fields.tag.clone(),

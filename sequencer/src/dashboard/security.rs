@@ -65,6 +65,25 @@ impl Refusal {
     }
 }
 
+/// The refusal page of an action's confirmation (or any page that leads only to actions) when this dashboard
+/// takes none: read-only, or no token configured. `None` when actions are enabled.
+pub(crate) fn refused_unless_enabled(opts: &DashboardOptions, base: &str) -> Option<Response> {
+    if opts.actions_enabled() {
+        return None;
+    }
+    let r = if opts.read_only {
+        Refusal::ReadOnly
+    } else {
+        Refusal::NoTokenConfigured
+    };
+    Some(super::view::message(
+        base,
+        r.status(),
+        "Refused",
+        r.message(),
+    ))
+}
+
 /// Whether an action may proceed: checked first by every action handler, before it reads anything else.
 pub(crate) fn authorize(
     opts: &DashboardOptions,

@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::actions::{audit, confirmation, refused, Fields};
+use super::actions::{audit, authorized, confirmation};
 use super::pages::failure;
-use super::security::{authorize, Refusal};
+use super::security::refused_unless_enabled;
 use super::view::{self, badge, duration, time};
 use super::{base, segment, Shared};
 use crate::ledger::{AuditEntry, LedgerRow, Status, TaskRunRow, TaskRunsPage};
@@ -330,13 +330,8 @@ pub(crate) async fn confirm_retry(
     Path((name, run)): Path<(String, String)>,
 ) -> Response {
     let base = base(&original, &uri);
-    if !state.opts.actions_enabled() {
-        let r = if state.opts.read_only {
-            Refusal::ReadOnly
-        } else {
-            Refusal::NoTokenConfigured
-        };
-        return view::message(&base, r.status(), "Refused", r.message());
+    if let Some(refusal) = refused_unless_enabled(&state.opts, &base) {
+        return refusal;
     }
     let r = match task_run(&state, &name, &run).await {
         Some(Ok(r)) => r,
@@ -364,10 +359,10 @@ pub(crate) async fn retry(
     body: Bytes,
 ) -> Response {
     let base = base(&original, &uri);
-    let fields = Fields::parse(&body);
-    if let Err(r) = authorize(&state.opts, &headers, fields.token.as_deref()) {
-        return refused(&state, &base, RETRY, r);
-    }
+    let fields = match authorized(&state, &base, RETRY, &headers, &body) {
+        Ok(fields) => fields,
+        Err(refusal) => return *refusal,
+    };
     let r = match task_run(&state, &name, &run).await {
         Some(Ok(r)) => r,
         Some(Err(e)) => return failure(&base, &e),

@@ -65,6 +65,15 @@ pub async fn request(port: u16, method: &str, path: &str, extra: &[&str], body: 
     }
 }
 
+/// The values of `attr="…"` on a page, in order.
+pub fn attrs(body: &str, attr: &str) -> Vec<String> {
+    body.split(&format!("{attr}=\""))
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
 pub async fn get(port: u16, path: &str) -> Reply {
     request(port, "GET", path, &[], "").await
 }
