@@ -11,6 +11,7 @@ use super::batches::BatchId;
 use super::connection::Ledger;
 use super::dialect::{parsed, stored_by_name, text, Dialect};
 use super::error::{q, retrying, LedgerError};
+use super::listen::BLOCKED;
 use super::runs::Status;
 
 /// The state of a job of the queue.
@@ -50,22 +51,6 @@ fn blocked_names(r: &AnyRow, i: usize) -> Result<Vec<String>, sqlx::Error> {
     Ok(text(r, i)?
         .map(|b| b.lines().map(str::to_owned).collect())
         .unwrap_or_default())
-}
-
-/// A PostgreSQL connection listening for the workers' notifications: see [`Ledger::listen`].
-pub struct Listener(#[cfg(feature = "postgres")] sqlx::postgres::PgListener);
-
-impl Listener {
-    /// Waits for the next notification: `Err` when the connection broke (sqlx reconnects on the next call).
-    pub async fn recv(&mut self) -> Result<(), LedgerError> {
-        #[cfg(feature = "postgres")]
-        {
-            self.0.recv().await.map_err(q("listen for jobs"))?;
-            Ok(())
-        }
-        #[cfg(not(feature = "postgres"))]
-        std::future::pending::<Result<(), LedgerError>>().await
-    }
 }
 
 /// A job not ended yet, as `status` shows it.
@@ -143,7 +128,10 @@ impl Ledger {
         let insert = format!(
             "INSERT INTO {jobs} (name, run, queue, status, blocked_by, available_at, attempts, created_at) VALUES (?, ?, ?, ?, ?, {now}, 0, {now})"
         );
-        let notify_with_insert = self.dialect == Dialect::Postgres && status == Queued;
+        // A blocked job is announced too: a worker skips the look for jobs blocked behind the operations it
+        // completes while it knows of none (see [`BLOCKED`]).
+        let notify_with_insert = self.dialect == Dialect::Postgres;
+        let payload = if status == Blocked { BLOCKED } else { queue };
         let insert = if notify_with_insert {
             self.dialect.sql(format!(
                 "WITH queued AS ({insert} ON CONFLICT DO NOTHING RETURNING id) SELECT pg_notify(?, ?) FROM queued"
@@ -161,7 +149,7 @@ impl Ledger {
             Ok(if notify_with_insert {
                 query
                     .bind(self.notify_channel())
-                    .bind(queue)
+                    .bind(payload)
                     .fetch_all(&self.pool)
                     .await
                     .map_err(q(WHAT))?
@@ -177,7 +165,7 @@ impl Ledger {
             })
         })
         .await?;
-        if inserted && notify_with_insert {
+        if inserted && notify_with_insert && status == Queued {
             return Ok(true);
         }
         let requeue = self.dialect.sql(format!(
@@ -199,6 +187,9 @@ impl Ledger {
             .rows_affected()
                 == 1;
         if queued && status == Blocked {
+            if !inserted {
+                self.wake_workers_with(BLOCKED).await?;
+            }
             // What it waits for may have ended already.
             self.unblock_jobs().await?;
         } else if queued {
@@ -211,12 +202,18 @@ impl Ledger {
     /// the workers. Idle workers call it; see [`Ledger::unblock_jobs_after`] for the jobs one operation's end can
     /// release. Returns how many.
     pub async fn unblock_jobs(&self) -> Result<u64, LedgerError> {
+        Ok(self.release_blocked(None).await?.0)
+    }
+
+    /// [`Ledger::unblock_jobs`], and whether jobs are still blocked after it (their operations have not ended
+    /// well yet).
+    pub(crate) async fn unblock_jobs_and_see(&self) -> Result<(u64, bool), LedgerError> {
         self.release_blocked(None).await
     }
 
     /// [`Ledger::unblock_jobs`] for the jobs that name `name` (which has just completed or been skipped).
     pub async fn unblock_jobs_after(&self, name: &str) -> Result<u64, LedgerError> {
-        self.release_blocked(Some(&[name])).await
+        Ok(self.release_blocked(Some(&[name])).await?.0)
     }
 
     /// [`Ledger::unblock_jobs_after`] for several operations at once (a worker's batch of acknowledgements).
@@ -224,16 +221,19 @@ impl Ledger {
         if names.is_empty() {
             return Ok(0);
         }
-        self.release_blocked(Some(names)).await
+        Ok(self.release_blocked(Some(names)).await?.0)
     }
 
     /// Tried again when it loses a deadlock: it reads the blocked jobs afresh each time, and queues only those
-    /// still blocked.
-    async fn release_blocked(&self, after: Option<&[&str]>) -> Result<u64, LedgerError> {
+    /// still blocked. Returns how many it queued, and whether some it read stay blocked.
+    async fn release_blocked(&self, after: Option<&[&str]>) -> Result<(u64, bool), LedgerError> {
         retrying("queue blocked jobs", || self.release_blocked_once(after)).await
     }
 
-    async fn release_blocked_once(&self, after: Option<&[&str]>) -> Result<u64, LedgerError> {
+    async fn release_blocked_once(
+        &self,
+        after: Option<&[&str]>,
+    ) -> Result<(u64, bool), LedgerError> {
         use JobStatus::{Blocked, Queued};
         let (jobs, operations, now) = (
             self.table("jobs"),
@@ -268,7 +268,7 @@ impl Ledger {
             }
         }
         if blocked.is_empty() {
-            return Ok(0);
+            return Ok((0, false));
         }
         // Whether each operation named has ended well, by its newest run.
         let mut names: Vec<&str> = blocked
@@ -306,9 +306,10 @@ impl Ledger {
         let release = self.dialect.sql(format!(
             "UPDATE {jobs} SET status = '{Queued}', blocked_by = NULL, available_at = {now} WHERE id = ? AND status = '{Blocked}'"
         ));
-        let mut released = 0;
+        let (mut released, mut still) = (0, false);
         for (id, queue, by) in &blocked {
             if !by.iter().all(ended_well) {
+                still = true;
                 continue;
             }
             let done = sqlx::query(&release)
@@ -321,7 +322,7 @@ impl Ledger {
                 self.wake_workers(queue).await?;
             }
         }
-        Ok(released)
+        Ok((released, still))
     }
 
     /// The jobs not ended yet (`blocked`, `queued`, `running`), by operation: the newest run's, with its status,
@@ -369,19 +370,6 @@ impl Ledger {
             Some(r) => blocked_names(&r, 0).map_err(q("read a blocked job")),
             None => Ok(Vec::new()),
         }
-    }
-
-    /// Wakes the workers of a queue (PostgreSQL's `NOTIFY`; elsewhere they poll).
-    pub(super) async fn wake_workers(&self, queue: &str) -> Result<(), LedgerError> {
-        if self.dialect == Dialect::Postgres {
-            sqlx::query(&self.dialect.sql("SELECT pg_notify(?, ?)"))
-                .bind(self.notify_channel())
-                .bind(queue)
-                .execute(&self.pool)
-                .await
-                .map_err(q("wake the workers"))?;
-        }
-        Ok(())
     }
 
     /// Puts the jobs of workers whose lease ran out back on the queue. Returns how many.
@@ -619,33 +607,6 @@ impl Ledger {
         row.map(|r| parsed(&r, 0))
             .transpose()
             .map_err(q("read a job"))
-    }
-
-    /// A connection listening on `channel`: PostgreSQL's `LISTEN`; `None` on the other backends (they poll).
-    pub async fn listen(&self, channel: &str) -> Result<Option<Listener>, LedgerError> {
-        #[cfg(feature = "postgres")]
-        if self.dialect == Dialect::Postgres {
-            let mut l = sqlx::postgres::PgListener::connect(&self.url)
-                .await
-                .map_err(|source| LedgerError::Connect {
-                    url: super::connection::redact(&self.url),
-                    source,
-                })?;
-            l.listen(channel).await.map_err(q("listen for jobs"))?;
-            return Ok(Some(Listener(l)));
-        }
-        let _ = channel;
-        Ok(None)
-    }
-
-    /// The channel a PostgreSQL dispatcher listens on for ended jobs.
-    pub fn done_channel(&self) -> String {
-        format!("{}jobs_done", self.prefix)
-    }
-
-    /// The channel PostgreSQL workers listen on.
-    pub fn notify_channel(&self) -> String {
-        format!("{}jobs", self.prefix)
     }
 }
 

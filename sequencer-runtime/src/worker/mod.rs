@@ -12,6 +12,7 @@
 
 mod completer;
 mod finish;
+mod trouble;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,10 +28,11 @@ use crate::events::Event;
 use crate::executor::taken::Taken;
 use crate::executor::Env;
 use crate::handlers::DEFERRED_QUEUE;
-use crate::lease::{renew_every_third, sleep_or_cancel, Held};
+use crate::lease::{renew_every_third, Held};
 use crate::ledger::acks::{RunClaim, Taking};
-use crate::ledger::error::conflict;
+use crate::ledger::error::LedgerError;
 use crate::ledger::jobs::{Job, JobStatus};
+use crate::ledger::listen::{Heard, BLOCKED};
 use crate::ledger::{new_claim_token, Ledger, MemberState};
 use crate::options::{check_lease, check_queue, WorkOptions, DEFAULT_QUEUE};
 use crate::plan::Due;
@@ -38,6 +40,7 @@ use crate::report::Outcome;
 use crate::sequencer::batch_end::BATCH_CANCELLED;
 use crate::sequencer::Sequencer;
 use completer::{Completer, Flushed, Pending};
+use trouble::{database_trouble, failed};
 
 /// How often an idle worker says it still waits ([`Event::WorkerWaiting`]); it says so at once when it starts
 /// idle.
@@ -88,23 +91,6 @@ pub struct WorkReport {
     pub not_run: usize,
     /// Jobs naming an operation this binary does not have (kept, failed, for a human).
     pub unknown: usize,
-}
-
-/// The database is unreachable (restarting, failing over): say so, wait a second, and go on; the pool reconnects.
-async fn database_trouble(
-    e: &(dyn std::error::Error + Sync),
-    shutdown: &CancellationToken,
-    last_trouble: &mut Option<Instant>,
-) {
-    *last_trouble = Some(Instant::now());
-    let mut message = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        message.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    eprintln!("worker: database trouble, retrying in 1 s: {message}");
-    sleep_or_cancel(Duration::from_secs(1), shutdown).await;
 }
 
 /// Runs a taken job's operation or task run through the executor (a member of a cancelled batch is not run:
@@ -257,6 +243,10 @@ impl Sequencer {
         let mut last_moved: Option<Instant> = None;
         let mut last_trouble: Option<Instant> = None;
         let mut last_take = Instant::now();
+        // Whether a job may be blocked behind the operations this worker completes: then each acknowledgement
+        // looks for them. Off only on PostgreSQL, while the last look found no blocked job and no notification has
+        // said one was queued since.
+        let mut maybe_blocked = true;
         let jobs_held: Arc<Held> = Arc::default();
         let _beat = {
             let (ledger, claims, jobs, worker) = (
@@ -295,13 +285,18 @@ impl Sequencer {
                     if last_trouble.is_none_or(|t| t.elapsed() >= opts.lease) {
                         ledger.rescue_jobs().await?;
                         ledger.recover_interrupted(&env.owner).await?;
-                        ledger.unblock_jobs().await?;
+                        let (_, still) = ledger.unblock_jobs_and_see().await?;
+                        // With no job blocked, the operations this worker completes release none: their looks are
+                        // skipped until a notification says one was queued blocked (see `heard` below).
+                        maybe_blocked = still || listener.is_none();
                     }
-                    Ok::<(), crate::ledger::error::LedgerError>(())
+                    Ok::<(), LedgerError>(())
                 }
                 .await;
+                // A deadlock victim (MariaDB's gap locks against another worker's rescue or take) is tried again at
+                // once, as takes and acknowledgements are.
                 if let Err(e) = rescued {
-                    database_trouble(&e, &shutdown, &mut last_trouble).await;
+                    failed(&e, &shutdown, &mut last_trouble).await;
                     continue;
                 }
                 last_rescue = Some(Instant::now());
@@ -354,12 +349,8 @@ impl Sequencer {
                 {
                     Ok(jobs) => jobs,
                     // A deadlock victim (MariaDB's gap locks against an acknowledgement): taken again at once.
-                    Err(e) if conflict(&e) => {
-                        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3))).await;
-                        continue;
-                    }
                     Err(e) => {
-                        database_trouble(&e, &shutdown, &mut last_trouble).await;
+                        failed(&e, &shutdown, &mut last_trouble).await;
                         continue;
                     }
                 };
@@ -380,7 +371,7 @@ impl Sequencer {
                             taken.extend(jobs.into_iter().map(|job| (job, None)));
                         }
                         Err(e) => {
-                            database_trouble(&e, &shutdown, &mut last_trouble).await;
+                            failed(&e, &shutdown, &mut last_trouble).await;
                             continue;
                         }
                     }
@@ -488,14 +479,22 @@ impl Sequencer {
                     }
                 }
                 Some(flushed) = completer.flushed(), if completer.in_flight() => {
-                    if let Err(e) = self.acknowledged(flushed, &env, &worker, &mut report).await {
+                    if let Err(e) = self.acknowledged(flushed, &env, &worker, maybe_blocked, &mut report).await {
                         database_trouble(&e, &shutdown, &mut last_trouble).await;
                     }
                 }
                 _ = tokio::time::sleep_until(ack_deadline), if ack_waits => {}
                 _ = tokio::time::sleep_until((last_take + TAKE_WAIT).into()), if take_put_off => {}
-                _ = async { match listener.as_mut() { Some(l) => { let _ = l.recv().await; } None => std::future::pending::<()>().await } } => {
+                heard = async { match listener.as_mut() { Some(l) => l.heard().await, None => std::future::pending().await } } => {
                     idle = Duration::from_millis(5);
+                    // A job queued blocked (or a lost connection, which may have hidden one): acknowledgements look
+                    // again, and one look now covers those that skipped theirs before this was heard.
+                    if !matches!(heard, Ok(Heard::Payload(ref p)) if p != BLOCKED) && !maybe_blocked {
+                        maybe_blocked = true;
+                        if let Err(e) = ledger.unblock_jobs().await {
+                            tracing::warn!("cannot queue the jobs blocked behind the operations completed: {e}");
+                        }
+                    }
                 }
                 _ = tokio::time::sleep(idle) => {
                     // Adaptive polling: quick while busy, up to once a second when idle.
@@ -531,7 +530,10 @@ impl Sequencer {
                 completer.start(&ledger, &worker);
             }
             if let Some(flushed) = completer.flushed().await {
-                if let Err(e) = self.acknowledged(flushed, &env, &worker, &mut report).await {
+                if let Err(e) = self
+                    .acknowledged(flushed, &env, &worker, maybe_blocked, &mut report)
+                    .await
+                {
                     tracing::warn!("{e}");
                 }
             }
@@ -569,6 +571,7 @@ impl Sequencer {
         (batch, done): Flushed,
         env: &Env,
         worker: &str,
+        maybe_blocked: bool,
         report: &mut WorkReport,
     ) -> Result<(), SequencerError> {
         let recorded = done?;
@@ -583,7 +586,11 @@ impl Sequencer {
                 lost.push(p);
             }
         }
-        // Queue the jobs that waited for these operations; should this fail, idle workers release them.
+        // Queue the jobs that waited for these operations (when one may); should this fail, idle workers release
+        // them.
+        if !maybe_blocked {
+            names.clear();
+        }
         if let Err(e) = self.ledger().unblock_jobs_after_any(&names).await {
             tracing::warn!("cannot queue the jobs behind the operations completed: {e}");
         }
