@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 
 use proc_macro2::{Ident, Span};
-use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr, ReturnType, Type};
 
@@ -216,6 +215,7 @@ pub fn inline_module(module: InlineModule, errors: &mut Errors) -> Vec<OpModel> 
     for op in ops {
         let ParsedOp {
             item: f,
+            tokens,
             args,
             attr: a,
             errors: attr_errors,
@@ -245,7 +245,7 @@ pub fn inline_module(module: InlineModule, errors: &mut Errors) -> Vec<OpModel> 
             timestamp,
             name,
             rollback: a.rollback.clone(),
-            checksum: checksum(format!("{args} {}", f.to_token_stream()).as_bytes()),
+            checksum: checksum(format!("{args} {tokens}").as_bytes()),
             attr: a,
             deps,
             sig: sig.unwrap_or_default(),

@@ -143,6 +143,7 @@ pub fn tasks(
     for t in parsed {
         let ParsedTask {
             item: f,
+            tokens,
             args,
             attr: mut a,
             errors: attr_errors,
@@ -189,7 +190,7 @@ pub fn tasks(
             ident: f.sig.ident.clone(),
             vis: f.vis.clone(),
             name,
-            checksum: checksum(format!("{args} {}", f.to_token_stream()).as_bytes()),
+            checksum: checksum(format!("{args} {tokens}").as_bytes()),
             attr: a,
             args_ty,
             sig,

@@ -87,6 +87,8 @@ pub(crate) fn scope(krate: &TokenStream) -> TokenStream {
             handler_future as __handler_future, Backoff, Dependency, Hooks, Middleware, Operation, OperationDef,
             OperationMeta, RetryPolicy, Schedule, SourceLocation, Timestamp, Unique,
         };
+        #[allow(unused_imports)]
+        use ::core::{option::Option::{None, Some}, time::Duration};
         const __BASE: OperationMeta = OperationMeta {
             module_path: ::core::module_path!(),
             source: SourceLocation { file: ::core::file!(), line: 0 },
@@ -316,16 +318,18 @@ fn retry_field(a: &OpAttr) -> Option<TokenStream> {
     let tries = a
         .retries
         .unwrap_or(if a.retry_until.is_some() { u32::MAX } else { 1 });
-    let backoff = backoff_tokens(a.backoff.as_ref());
-    let retry_until = opt(a.retry_until.map(duration_tokens));
-    let max_exceptions = opt(a.max_exceptions);
+    // Only what differs from `RetryPolicy::ONCE`: fewer tokens to expand and lower per operation.
+    let backoff = a.backoff.as_ref().map(|b| {
+        let b = backoff_tokens(Some(b));
+        quote!(backoff: #b,)
+    });
+    let retry_until = a.retry_until.map(|d| {
+        let d = duration_tokens(d);
+        quote!(retry_until: Some(#d),)
+    });
+    let max_exceptions = a.max_exceptions.map(|n| quote!(max_exceptions: Some(#n),));
     Some(quote! {
-        retry: RetryPolicy {
-            tries: #tries,
-            backoff: #backoff,
-            retry_until: #retry_until,
-            max_exceptions: #max_exceptions,
-        },
+        retry: RetryPolicy { tries: #tries, #backoff #retry_until #max_exceptions ..RetryPolicy::ONCE },
     })
 }
 
@@ -340,7 +344,7 @@ pub(crate) struct HookTokens {
 fn some_field(name: &str, value: Option<TokenStream>) -> TokenStream {
     value.map_or_else(TokenStream::new, |v| {
         let name = Ident::new(name, proc_macro2::Span::call_site());
-        quote!(#name: ::core::option::Option::Some(#v),)
+        quote!(#name: Some(#v),)
     })
 }
 
@@ -446,8 +450,8 @@ fn operation_entry(m: &OpModel, krate: &TokenStream) -> TokenStream {
         quote!(depends_on: &[#(#deps),*],)
     };
     let common = common_meta_fields(a);
-    let schedule = schedule_tokens(a.execute_at.as_ref(), a.delay)
-        .map(|s| quote!(schedule: ::core::option::Option::Some(#s),));
+    let schedule =
+        schedule_tokens(a.execute_at.as_ref(), a.delay).map(|s| quote!(schedule: Some(#s),));
     let unique = some_field(
         "unique",
         a.unique.as_ref().map(|k| {

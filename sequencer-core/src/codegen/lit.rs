@@ -69,18 +69,17 @@ pub fn duration(key: &str, e: &Expr) -> syn::Result<Duration> {
     }
 }
 
-/// Tokens building a `Duration` at compile time.
+/// Tokens building a `Duration` at compile time, in a scope holding `expand::scope`'s names (`Duration`).
 pub fn duration_tokens(d: Duration) -> TokenStream {
-    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-    quote!(::core::time::Duration::new(#secs, #nanos))
+    let secs = proc_macro2::Literal::u64_unsuffixed(d.as_secs());
+    let nanos = proc_macro2::Literal::u32_unsuffixed(d.subsec_nanos());
+    quote!(Duration::new(#secs, #nanos))
 }
 
-/// `Option::Some(v)` or `Option::None`.
+/// `Some(v)` or `None`, in a scope holding `expand::scope`'s names (which import both from `core`, so that a
+/// user's item of the same name does not shadow them).
 pub fn opt<T: ToTokens>(v: Option<T>) -> TokenStream {
-    v.map_or(
-        quote!(::core::option::Option::None),
-        |t| quote!(::core::option::Option::Some(#t)),
-    )
+    v.map_or(quote!(None), |t| quote!(Some(#t)))
 }
 
 /// A `&[&str]` of the strings.

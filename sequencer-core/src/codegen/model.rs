@@ -104,8 +104,10 @@ fn is_marker(a: &syn::Attribute) -> bool {
 
 /// A function of an inline module marked `#[task(...)]`, the attribute taken off and parsed.
 pub struct ParsedTask {
-    /// The function, without its `#[task]` attribute.
+    /// The function's attributes, visibility and signature (its body left out).
     pub item: ItemFn,
+    /// The function's tokens, without its `#[task]` attribute, for the checksum.
+    pub tokens: TokenStream,
     /// The tokens inside `#[task(...)]`, for the checksum.
     pub args: TokenStream,
     /// The parsed attribute: what parsed, even where there were errors.
@@ -134,8 +136,10 @@ pub struct TaskModel {
 
 /// A function of an inline module marked `#[operation(...)]`, the attribute taken off and parsed.
 pub struct ParsedOp {
-    /// The function, without its `#[operation]` attribute.
+    /// The function's visibility and signature (its body left out).
     pub item: ItemFn,
+    /// The function's tokens, without its `#[operation]` attribute, for the checksum.
+    pub tokens: TokenStream,
     /// The tokens inside `#[operation(...)]`, for the checksum.
     pub args: TokenStream,
     /// The parsed attribute: what parsed, even where there were errors.
@@ -162,53 +166,91 @@ impl InlineModule {
         let mut tasks = Vec::new();
         let mut fns = HashMap::new();
         for item in items.iter_mut() {
-            match item {
-                Item::Fn(f) => {
-                    if let Some(task) = take_task(f, errors) {
-                        fns.insert(f.sig.ident.to_string(), f.clone());
-                        tasks.extend(task);
-                        continue;
-                    }
-                    let found = f
-                        .attrs
-                        .iter()
-                        .filter(|a| is_operation_attr(a))
-                        .cloned()
-                        .collect::<Vec<_>>();
-                    f.attrs.retain(|a| !is_operation_attr(a));
-                    if found.len() > 1 {
-                        errors.push(syn::Error::new_spanned(
-                            &found[1],
-                            "`#[operation]` given twice on one function",
-                        ));
-                    }
-                    fns.insert(f.sig.ident.to_string(), f.clone());
-                    if let Some(a) = found.into_iter().next() {
-                        let args = match a.meta {
-                            syn::Meta::List(l) => l.tokens,
-                            syn::Meta::Path(_) => TokenStream::new(),
-                            syn::Meta::NameValue(nv) => {
-                                errors.push(syn::Error::new_spanned(
-                                    nv,
-                                    "write `#[operation(timestamp = \"...\", ...)]`",
-                                ));
-                                continue;
-                            }
-                        };
-                        let mut attr_errors = Errors::default();
-                        let attr = attr::parse(args.clone(), &mut attr_errors);
-                        ops.push(ParsedOp {
-                            item: f.clone(),
-                            args,
-                            attr,
-                            errors: attr_errors,
-                        });
-                    }
+            let Item::Fn(f) = item else {
+                strip_misplaced(item, errors);
+                continue;
+            };
+            if let Some(task) = take_task(f, errors) {
+                fns.insert(f.sig.ident.to_string(), signature_only(f));
+                if let Some(mut task) = task {
+                    task.tokens = verbatim(item);
+                    tasks.push(task);
                 }
-                other => strip_misplaced(other, errors),
+                continue;
             }
+            let mut found = Vec::new();
+            f.attrs.retain(|a| {
+                let op = is_operation_attr(a);
+                if op {
+                    found.push(a.clone());
+                }
+                !op
+            });
+            if found.len() > 1 {
+                errors.push(syn::Error::new_spanned(
+                    &found[1],
+                    "`#[operation]` given twice on one function",
+                ));
+            }
+            fns.insert(f.sig.ident.to_string(), signature_only(f));
+            let Some(a) = found.into_iter().next() else {
+                continue;
+            };
+            let Some(args) = attr_args(
+                a.meta,
+                "write `#[operation(timestamp = \"...\", ...)]`",
+                errors,
+            ) else {
+                continue;
+            };
+            let mut attr_errors = Errors::default();
+            let attr = attr::parse(args.clone(), &mut attr_errors);
+            let sig = signature_only(f);
+            let tokens = verbatim(item);
+            ops.push(ParsedOp {
+                item: sig,
+                tokens,
+                args,
+                attr,
+                errors: attr_errors,
+            });
         }
         InlineModule { ops, tasks, fns }
+    }
+}
+
+/// The function without its body, for the checks that read its signature: a copy that does not clone every
+/// statement of the body.
+fn signature_only(f: &ItemFn) -> ItemFn {
+    ItemFn {
+        attrs: Vec::new(),
+        vis: f.vis.clone(),
+        sig: f.sig.clone(),
+        block: Box::new(syn::Block {
+            brace_token: f.block.brace_token,
+            stmts: Vec::new(),
+        }),
+    }
+}
+
+/// Replaces a function of the module by its tokens, printed once: the module emits them as they are, and the
+/// checksum reads them (the same tokens syn prints for the function, so the checksum does not change).
+fn verbatim(item: &mut Item) -> TokenStream {
+    let tokens = item.to_token_stream();
+    *item = Item::Verbatim(tokens.clone());
+    tokens
+}
+
+/// The tokens inside `#[operation(...)]` or `#[task(...)]` (none for the bare attribute); `#[what = ...]` is
+/// reported with `message`.
+fn attr_args(meta: syn::Meta, message: &str, errors: &mut Errors) -> Option<TokenStream> {
+    match meta {
+        syn::Meta::List(l) => Some(l.tokens),
+        syn::Meta::Path(_) => Some(TokenStream::new()),
+        syn::Meta::NameValue(nv) => {
+            errors.push(syn::Error::new_spanned(nv, message));
+            None
+        }
     }
 }
 
@@ -238,21 +280,18 @@ fn take_task(f: &mut ItemFn, errors: &mut Errors) -> Option<Option<ParsedTask>> 
         f.attrs.retain(|a| !is_operation_attr(a));
         return Some(None);
     }
-    let args = match first.meta {
-        syn::Meta::List(l) => l.tokens,
-        syn::Meta::Path(_) => TokenStream::new(),
-        syn::Meta::NameValue(nv) => {
-            errors.push(syn::Error::new_spanned(
-                nv,
-                "write `#[task(queue = \"...\", ...)]` or `#[task]`",
-            ));
-            return Some(None);
-        }
+    let Some(args) = attr_args(
+        first.meta,
+        "write `#[task(queue = \"...\", ...)]` or `#[task]`",
+        errors,
+    ) else {
+        return Some(None);
     };
     let mut attr_errors = Errors::default();
     let attr = task_attr::parse(args.clone(), &mut attr_errors);
     Some(Some(ParsedTask {
-        item: f.clone(),
+        item: signature_only(f),
+        tokens: TokenStream::new(),
         args,
         attr,
         errors: attr_errors,
