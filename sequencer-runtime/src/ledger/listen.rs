@@ -7,8 +7,10 @@ use super::error::{q, LedgerError};
 /// A PostgreSQL connection listening for the workers' notifications: see [`Ledger::listen`].
 pub struct Listener(#[cfg(feature = "postgres")] sqlx::postgres::PgListener);
 
-/// What a worker's listener heard: see [`Listener::heard`].
+/// What a worker's listener heard: see [`Listener::heard`]. Only PostgreSQL listens, so without its feature
+/// nothing is heard.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) enum Heard {
     /// A notification, with its payload: a queue's name, or [`BLOCKED`].
     Payload(String),
