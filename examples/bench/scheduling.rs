@@ -93,7 +93,14 @@ pub(crate) async fn row_scheduling(opts: &Opts, table: &mut Table) -> Result<(),
         let (mut ours, mut base, mut bare) =
             (Samples::default(), Samples::default(), Samples::default());
         for rep in 0..REPS_CHEAP {
-            let (o, b, f) = scheduling_once(&dir, shape, &deps, n, rep).await?;
+            let (o, b, f) = scheduling_once(&Case {
+                dir: &dir,
+                shape,
+                deps: &deps,
+                n,
+                rep,
+            })
+            .await?;
             ours.push(per(o));
             base.push(per(b));
             bare.push(per(f));
@@ -117,60 +124,53 @@ pub(crate) async fn row_scheduling(opts: &Opts, table: &mut Table) -> Result<(),
     Ok(())
 }
 
-/// One repetition of a shape: ours (the graph orchestrator), the tokio ready-queue with the same two writes per
-/// operation, and with no writes. Ours and the baseline swap places on odd repetitions.
-async fn scheduling_once(
-    dir: &std::path::Path,
-    shape: &str,
-    deps: &[Vec<usize>],
+/// One repetition of one shape: where its databases go, the graph and its size.
+#[derive(Clone, Copy)]
+struct Case<'a> {
+    dir: &'a std::path::Path,
+    shape: &'a str,
+    deps: &'a [Vec<usize>],
     n: usize,
     rep: usize,
-) -> Result<(Duration, Duration, Duration), AnyError> {
-    let (ours, base) = if rep.is_multiple_of(2) {
-        let ours = orchestrated(dir, shape, deps, n, rep).await?;
-        (ours, ready_queue_writes(dir, shape, deps, n, rep).await?)
+}
+
+/// One repetition of a shape: ours (the graph orchestrator), the tokio ready-queue with the same two writes per
+/// operation, and with no writes. Ours and the baseline swap places on odd repetitions.
+async fn scheduling_once(c: &Case<'_>) -> Result<(Duration, Duration, Duration), AnyError> {
+    let (ours, base) = if c.rep.is_multiple_of(2) {
+        let ours = orchestrated(c).await?;
+        (ours, ready_queue_writes(c).await?)
     } else {
-        let base = ready_queue_writes(dir, shape, deps, n, rep).await?;
-        (orchestrated(dir, shape, deps, n, rep).await?, base)
+        let base = ready_queue_writes(c).await?;
+        (orchestrated(c).await?, base)
     };
     // And with no writes at all: the scheduling floor.
-    let bare = ready_queue(deps, |_| async { Ok(()) }).await?;
+    let bare = ready_queue(c.deps, |_| async { Ok(()) }).await?;
     Ok((ours, base, bare))
 }
 
 /// sequencer: the graph orchestrator, unbounded, on SQLite in memory (tmpfs).
-async fn orchestrated(
-    dir: &std::path::Path,
-    shape: &str,
-    deps: &[Vec<usize>],
-    n: usize,
-    rep: usize,
-) -> Result<Duration, AnyError> {
-    let url = sqlite_url(dir, &format!("s{shape}{rep}"));
-    let seq = sequencer(&url, "", registry("s", deps, noop, false)?).await?;
+async fn orchestrated(c: &Case<'_>) -> Result<Duration, AnyError> {
+    let url = sqlite_url(c.dir, &format!("s{}{}", c.shape, c.rep));
+    let seq = sequencer(&url, "", registry("s", c.deps, noop, false)?).await?;
     let started = Instant::now();
     let report = seq
         .using(DependencyGraph)
         .process(&ProcessOptions {
-            concurrency: Some(n),
+            concurrency: Some(c.n),
             ..Default::default()
         })
         .await?;
     let ours = started.elapsed();
-    if completed(&report) != n {
-        return Err(format!("{shape}: {} of {n} completed", completed(&report)).into());
+    if completed(&report) != c.n {
+        return Err(format!("{}: {} of {} completed", c.shape, completed(&report), c.n).into());
     }
     Ok(ours)
 }
 
 /// The baseline: a tokio ready-queue with the same two writes per operation, on a pool like the ledger's.
-async fn ready_queue_writes(
-    dir: &std::path::Path,
-    shape: &str,
-    deps: &[Vec<usize>],
-    n: usize,
-    rep: usize,
-) -> Result<Duration, AnyError> {
+async fn ready_queue_writes(c: &Case<'_>) -> Result<Duration, AnyError> {
+    let (dir, shape, deps, n, rep) = (c.dir, c.shape, c.deps, c.n, c.rep);
     let floor_url = sqlite_url(dir, &format!("b{shape}{rep}"));
     let ledger = sequencer::ledger::Ledger::connect(&floor_url, "").await?;
     let names: Vec<String> = (0..n).map(|i| format!("s_{i:06}")).collect();

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::work::{
-    cleanup, job_count, log_counts, seqwork, setup, statuses, terminate, Workers, N,
+    cleanup, job_count, log_counts, seqwork, setup, statuses, terminate, work_until_idle, Workers,
+    N,
 };
 use common::{backends, prefix};
 use sequencer::sqlx;
@@ -66,20 +67,7 @@ async fn pending_acknowledgements_of_killed_workers_are_recovered_never_invented
             b.name
         );
         // A worker with the default settings recovers them and drains the queue.
-        let out = seqwork(
-            &b,
-            &p,
-            &["work", "--until-idle", "--concurrency", "4", "--lease", "2"],
-            "0",
-        )
-        .output()
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            b.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        work_until_idle(&b, &p);
         let jobs = format!("{p}seq_");
         assert_eq!(job_count(&pool, &jobs, "queued").await, 0, "{}", b.name);
         assert_eq!(job_count(&pool, &jobs, "running").await, 0, "{}", b.name);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::work::{
     cleanup, drained, failures, job_count, log_counts, seqwork, setup, statuses, terminate,
-    Workers, N,
+    work_until_idle, Workers, N,
 };
 use common::{backends, pool, prefix};
 use sequencer::sqlx;
@@ -367,4 +367,51 @@ async fn a_worker_whose_stdout_is_not_read_runs_every_job() {
     worker.0.clear();
     assert!(log_counts(&pool, &p).await.values().all(|c| *c == 1));
     cleanup(&pool, &p).await;
+}
+
+/// A job taken while its idempotent operation's run is still held by a killed worker's claim (whose lease has not
+/// run out yet) goes back on the queue: once recovery finds the run interrupted, the job is taken again, the run
+/// claimed again, and it completes. Before, the job ended "not run: the operation is running", recovery then
+/// recorded the run interrupted, and nothing ran it again (seen in CI as `w_816: interrupted` for an idempotent
+/// operation after the kill -9 test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_run_a_dead_claim_still_holds_runs_after_recovery() {
+    for b in backends().await {
+        let p = prefix();
+        let pool = setup(&b, &p).await;
+        // w_0 is idempotent (even): its run is held for two more seconds by a worker that is gone.
+        let until = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64
+            + 2_000;
+        let hold = format!(
+            "UPDATE {p}seq_operations SET status = 'running', lease_until = ?, claim_token = 'gone', \
+             host = 'gone', pid = 999999 WHERE name LIKE ?"
+        );
+        let hold = if b.name == "PostgreSQL" {
+            sequencer::ledger::number_placeholders(&hold)
+        } else {
+            hold
+        };
+        let held = sqlx::query(&hold)
+            .bind(until)
+            .bind("%w_0")
+            .execute(&pool)
+            .await
+            .expect("hold w_0's run");
+        assert_eq!(held.rows_affected(), 1, "{}", b.name);
+        work_until_idle(&b, &p);
+        let statuses = statuses(&pool, &p).await;
+        let counts = log_counts(&pool, &p).await;
+        assert_eq!(
+            (statuses.get("w_0").map(String::as_str), counts.get("w_0")),
+            (Some("completed"), Some(&1)),
+            "{}: {}",
+            b.name,
+            failures(&pool, &p).await
+        );
+        assert_eq!(counts.len(), N, "{}", b.name);
+        cleanup(&pool, &p).await;
+    }
 }

@@ -59,6 +59,26 @@ fn each_run(count: usize, with_token: bool) -> String {
     vec![term; count].join(" OR ")
 }
 
+/// Binds the acknowledgement's update of the runs: each run's claim token and duration (its `CASE`s), then its
+/// name, run and token ([`each_run`]).
+fn bind_acks<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    acks: &'q [Ack],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for a in acks {
+        query = query
+            .bind(a.token.as_str())
+            .bind(a.duration.as_millis() as i64);
+    }
+    for a in acks {
+        query = query
+            .bind(a.name.as_str())
+            .bind(a.run)
+            .bind(a.token.as_str());
+    }
+    query
+}
+
 /// Who takes jobs, from which queue, how many, and for how long.
 #[derive(Debug, Clone, Copy)]
 pub struct Taking<'a> {
@@ -264,18 +284,7 @@ impl Ledger {
         } else {
             update
         });
-        let mut query = sqlx::query(&sql);
-        for a in acks {
-            query = query
-                .bind(a.token.as_str())
-                .bind(a.duration.as_millis() as i64);
-        }
-        for a in acks {
-            query = query
-                .bind(a.name.as_str())
-                .bind(a.run)
-                .bind(a.token.as_str());
-        }
+        let query = bind_acks(sqlx::query(&sql), acks);
         let mut tx = self.pool.begin().await.map_err(q(WHAT))?;
         let finished: Vec<String> = if returning {
             query
@@ -351,18 +360,7 @@ impl Ledger {
              WHERE worker = ? AND status = '{running}' AND id IN ({ids}) AND id IN (SELECT a.job FROM acked a JOIN done d ON d.claim_token = a.token) RETURNING id) \
              SELECT claim_token FROM done WHERE (SELECT COUNT(*) FROM (SELECT pg_notify(?, ?) FROM ended LIMIT 1) n) >= 0"
         ));
-        let mut query = sqlx::query(&sql);
-        for a in acks {
-            query = query
-                .bind(a.token.as_str())
-                .bind(a.duration.as_millis() as i64);
-        }
-        for a in acks {
-            query = query
-                .bind(a.name.as_str())
-                .bind(a.run)
-                .bind(a.token.as_str());
-        }
+        let mut query = bind_acks(sqlx::query(&sql), acks);
         for a in acks {
             query = query.bind(a.job).bind(a.token.as_str());
         }

@@ -125,6 +125,27 @@ impl Sequencer {
                 report.not_run += 1;
                 // This job's run, exactly (a task has many).
                 let status = ledger.row_of(&job.name, job.run).await?.map(|r| r.status);
+                // Not claimed because another claim holds the run (a killed worker's, until recovery finds it), or
+                // recovery found it interrupted since while a new claim may take it again (idempotent, or tries
+                // left): the job is its only way to run, so it goes back on the queue rather than ending.
+                let reclaimable = self
+                    .registry()
+                    .get(&job.name)
+                    .is_some_and(|d| d.meta.idempotent || d.meta.retry.tries > 1);
+                if matches!(outcome, Outcome::NotClaimed)
+                    && (status == Some(Status::Running)
+                        || (status == Some(Status::Interrupted) && reclaimable))
+                {
+                    ledger
+                        .requeue_job(
+                            job.id,
+                            worker,
+                            Duration::from_secs(1),
+                            "held elsewhere or interrupted: taken again in a second",
+                        )
+                        .await?;
+                    return Ok(());
+                }
                 let note = status
                     .map(|s| format!("not run: the operation is {s}"))
                     .unwrap_or_default();

@@ -16,6 +16,25 @@ pub fn seqwork(b: &Backend, p: &str, args: &[&str], sleep_ms: &str) -> Command {
     c
 }
 
+/// One `work --until-idle` process with the default settings (4 at a time, a 2 s lease): it recovers what it finds
+/// and drains the queue; it must exit cleanly.
+pub fn work_until_idle(b: &Backend, p: &str) {
+    let out = seqwork(
+        b,
+        p,
+        &["work", "--until-idle", "--concurrency", "4", "--lease", "2"],
+        "0",
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        b.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// How many times each name was logged in `{p}work_log` (none while the database cannot be read).
 pub async fn log_counts(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, i64> {
     counts_by_name(pool, &format!("{p}work_log"))
