@@ -9,7 +9,9 @@ use sequencer::{DependencyGraph, ProcessOptions, Registry, WorkOptions};
 
 use crate::ops::{noop, registry, stamp, STARTS};
 use crate::opts::Opts;
-use crate::setup::{bench_prefix, drop_bench_tables, reachable, sequencer, AnyError};
+use crate::setup::{
+    bench_prefix, cpu_secs, drop_bench_tables, reachable, sequencer, server_cpu_secs, AnyError,
+};
 use crate::table::{verdict, Row, Samples, Table, REPS};
 
 /// Jobs each worker runs at once, ours and the floor's (its claim size).
@@ -54,9 +56,14 @@ async fn measure(url: &str, workers: usize, jobs: usize, probes: usize) -> Resul
     let deps = vec![Vec::new(); jobs];
     let reg = registry(&format!("q{workers}{}", &backend[..1]), &deps, noop, true)?;
     let (mut ours, mut floor) = (Samples::default(), Samples::default());
+    let (mut ours_cpu, mut floor_cpu) = (Cpu::default(), Cpu::default());
     for _ in 0..REPS {
-        ours.push(throughput(url, workers, jobs, &reg).await?);
-        floor.push(floor_throughput(url, workers, jobs).await?);
+        let (rate, cpu) = throughput(url, workers, jobs, &reg).await?;
+        ours.push(rate);
+        ours_cpu.add(cpu);
+        let (rate, cpu) = floor_throughput(url, workers, jobs).await?;
+        floor.push(rate);
+        floor_cpu.add(cpu);
     }
     let wake = if probes > 0 {
         let lat = wake_up(url, workers, probes).await?;
@@ -73,14 +80,16 @@ async fn measure(url: &str, workers: usize, jobs: usize, probes: usize) -> Resul
         figure: format!("queue, {backend}, {workers} worker(s) × {CONCURRENCY}, {jobs} no-op jobs"),
         ours: match wake {
             Some((p50, p99)) => format!(
-                "{}; wake-up p50 {p50:.1} ms, p99 {p99:.1} ms",
-                ours.show(0, "jobs/s")
+                "{}; wake-up p50 {p50:.1} ms, p99 {p99:.1} ms; {}",
+                ours.show(0, "jobs/s"),
+                ours_cpu.show()
             ),
-            None => ours.show(0, "jobs/s"),
+            None => format!("{}; {}", ours.show(0, "jobs/s"), ours_cpu.show()),
         },
         baseline: format!(
-            "{} raw sqlx, SKIP LOCKED claim of {CONCURRENCY} + 1 batched ack",
-            floor.show(0, "jobs/s")
+            "{} raw sqlx, SKIP LOCKED claim of {CONCURRENCY} + 1 batched ack; {}",
+            floor.show(0, "jobs/s"),
+            floor_cpu.show()
         ),
         ratio: format!("{ratio:.2}"),
         goal: match (goal_rate, wake.is_some()) {
@@ -101,7 +110,7 @@ async fn throughput(
     workers: usize,
     jobs: usize,
     reg: &Registry,
-) -> Result<f64, AnyError> {
+) -> Result<(f64, Option<JobCpu>), AnyError> {
     drop_bench_tables(url).await?;
     let seq = sequencer(url, &bench_prefix("q_"), reg.clone()).await?;
     // The graph orchestrator queues independent operations at once (the default `sequential` one queues each
@@ -126,31 +135,94 @@ async fn throughput(
         concurrency: CONCURRENCY,
         ..Default::default()
     };
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), JobCpu::start(url));
     let mut tasks = tokio::task::JoinSet::new();
     for w in fleet {
         let work = work.clone();
         tasks.spawn(async move {
             let report = w.work(&work, Default::default()).await;
-            w.ledger().pool().close().await;
-            report
+            (report, w)
         });
     }
-    let mut done = 0;
+    let (mut done, mut ended) = (0, Vec::new());
     while let Some(r) = tasks.join_next().await {
-        done += r??.completed;
+        let (report, w) = r?;
+        done += report?.completed;
+        ended.push(w);
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu.and_then(|c| c.per_job(url, jobs));
+    for w in ended {
+        w.ledger().pool().close().await;
+    }
     if done != jobs {
         return Err(format!("{done} of {jobs} jobs completed").into());
     }
-    Ok(jobs as f64 / secs)
+    Ok((jobs as f64 / secs, cpu))
+}
+
+/// CPU time per job of one drain: this process's (the workers') and the database server's, in µs.
+#[derive(Clone, Copy)]
+struct JobCpu {
+    client: f64,
+    server: f64,
+}
+
+impl JobCpu {
+    /// The CPU seconds so far, as a starting point (`None` where `/proc` does not tell).
+    fn start(url: &str) -> Option<JobCpu> {
+        Some(JobCpu {
+            client: cpu_secs(false)?,
+            server: server_cpu_secs(url)?,
+        })
+    }
+
+    /// The CPU spent since `self`, per job.
+    fn per_job(self, url: &str, jobs: usize) -> Option<JobCpu> {
+        let per = |now: f64, then: f64| (now - then) / jobs as f64 * 1e6;
+        Some(JobCpu {
+            client: per(cpu_secs(false)?, self.client),
+            server: per(server_cpu_secs(url)?, self.server),
+        })
+    }
+}
+
+/// The medians of [`JobCpu`]s over the repetitions.
+#[derive(Default)]
+struct Cpu {
+    client: Samples,
+    server: Samples,
+}
+
+impl Cpu {
+    fn add(&mut self, cpu: Option<JobCpu>) {
+        if let Some(c) = cpu {
+            self.client.push(c.client);
+            self.server.push(c.server);
+        }
+    }
+
+    /// `CPU per job: client N µs, server M µs` (medians), or nothing measured.
+    fn show(&self) -> String {
+        if self.client.values().is_empty() {
+            return "CPU not measured".into();
+        }
+        format!(
+            "CPU per job: client {:.0} µs, server {:.0} µs",
+            self.client.median(),
+            self.server.median()
+        )
+    }
 }
 
 /// The floor: the same number of jobs in a plain table, drained by `workers` loops on one connection each, each
 /// claiming up to `CONCURRENCY` jobs with `FOR UPDATE SKIP LOCKED` and acknowledging them in one `UPDATE`, with a
 /// lease and a worker name as ours writes; jobs per second.
-async fn floor_throughput(url: &str, workers: usize, jobs: usize) -> Result<f64, AnyError> {
+async fn floor_throughput(
+    url: &str,
+    workers: usize,
+    jobs: usize,
+) -> Result<(f64, Option<JobCpu>), AnyError> {
     sqlx::any::install_default_drivers();
     let postgres = url.starts_with("postgres");
     let pool = sqlx::any::AnyPoolOptions::new()
@@ -174,8 +246,11 @@ async fn floor_throughput(url: &str, workers: usize, jobs: usize) -> Result<f64,
         .as_str(),
     )
     .await?;
-    pool.execute(format!("CREATE INDEX {t}_ready ON {t} (queue, status, available_at)").as_str())
-        .await?;
+    // The queue's order, as ours (schema 17 on PostgreSQL; InnoDB's indexes end with the key already).
+    pool.execute(
+        format!("CREATE INDEX {t}_take ON {t} (queue, status, available_at, id)").as_str(),
+    )
+    .await?;
     for chunk in (0..jobs).collect::<Vec<_>>().chunks(1000) {
         let values = vec!["('default', 'queued', 0, 0)"; chunk.len()].join(", ");
         pool.execute(
@@ -184,7 +259,7 @@ async fn floor_throughput(url: &str, workers: usize, jobs: usize) -> Result<f64,
         )
         .await?;
     }
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), JobCpu::start(url));
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..workers {
         let pool = pool.clone();
@@ -195,13 +270,14 @@ async fn floor_throughput(url: &str, workers: usize, jobs: usize) -> Result<f64,
         done += r??;
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu.and_then(|c| c.per_job(url, jobs));
     pool.execute(format!("DROP TABLE IF EXISTS {t}").as_str())
         .await?;
     pool.close().await;
     if done != jobs {
         return Err(format!("floor: {done} of {jobs} jobs acknowledged").into());
     }
-    Ok(jobs as f64 / secs)
+    Ok((jobs as f64 / secs, cpu))
 }
 
 /// One floor worker: claim a batch, acknowledge it, until the table has no queued job; how many it acknowledged.

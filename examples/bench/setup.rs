@@ -97,3 +97,42 @@ pub(crate) fn cpu_secs(children: bool) -> Option<f64> {
         fields.get(first)?.parse::<u64>().ok()? + fields.get(first + 1)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
 }
+
+/// The CPU time (user + system, seconds) of every process of the database server named by `url` (PostgreSQL's
+/// `postgres` processes, MariaDB's `mariadbd`), read from `/proc`: the server's share of a figure, beside this
+/// process's own ([`cpu_secs`]), those of its connections that ended included. `None` where `/proc` does not tell
+/// or no such process is seen.
+pub(crate) fn server_cpu_secs(url: &str) -> Option<f64> {
+    let names: &[&str] = if url.starts_with("postgres") {
+        &["postgres"]
+    } else {
+        &["mariadbd", "mysqld"]
+    };
+    let mut ticks = 0u64;
+    let mut seen = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !names.contains(&stat.get(open + 1..close).unwrap_or_default()) {
+            continue;
+        }
+        let fields: Vec<&str> = stat
+            .get(close + 1..)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        // utime, stime, cutime, cstime: fields 14–17 (11–14 after the name). The children's part counts the
+        // backends that ended and were waited for (PostgreSQL's postmaster waits for each connection's).
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(u), Some(s), Some(cu), Some(cs)) = (field(11), field(12), field(13), field(14))
+        {
+            ticks += u + s + cu + cs;
+            seen = true;
+        }
+    }
+    seen.then_some(ticks as f64 / 100.0)
+}

@@ -88,6 +88,16 @@ impl Dialect {
         }
     }
 
+    /// [`Dialect::now`] read once per statement, for a comparison an index can serve: PostgreSQL's clock is
+    /// volatile, so a column compared with it directly is filtered row by row after the index scan (a take read
+    /// and sorted the whole queue); as an uncorrelated subquery it is one value, the scan's bound.
+    pub(crate) fn now_once(self) -> String {
+        match self {
+            Dialect::Postgres => format!("(SELECT {})", self.now()),
+            Dialect::Sqlite | Dialect::MySql => self.now().to_owned(),
+        }
+    }
+
     /// An `INSERT` that leaves rows whose key exists alone, in the backend's words; built by [`Dialect::sql`].
     pub(crate) fn insert_ignore(self, insert: impl Into<String>) -> String {
         let insert = insert.into();

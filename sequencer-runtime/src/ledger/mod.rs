@@ -34,6 +34,7 @@ pub(crate) mod progress;
 mod recovery;
 pub(crate) mod runs;
 mod schema;
+mod take;
 pub(crate) mod tasks;
 
 pub use acks::{Ack, RunClaim, Taking};

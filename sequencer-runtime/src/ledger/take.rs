@@ -1,0 +1,165 @@
+//! Taking jobs from the queue: the due jobs of a queue in its order (`available_at`, then `id`), skipping those
+//! another worker holds, read by the index that serves that order so a take stops after the jobs it takes,
+//! however long the queue.
+
+use std::time::Duration;
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::batches::BatchId;
+use super::connection::Ledger;
+use super::dialect::Dialect;
+use super::error::{q, LedgerError};
+use super::jobs::{Job, JobStatus};
+
+impl Ledger {
+    /// Claims up to `limit` queued jobs for `worker`, holding them for `lease`.
+    pub async fn take_jobs(
+        &self,
+        queue: &str,
+        worker: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>, LedgerError> {
+        let mut tx = self.pool.begin().await.map_err(q("claim jobs"))?;
+        let taken = self.take_on(&mut tx, queue, worker, lease, limit).await?;
+        tx.commit().await.map_err(q("claim jobs"))?;
+        Ok(taken)
+    }
+
+    /// The statement of a take: one `UPDATE` with `returning` (SQLite, PostgreSQL; `?`: the worker, the lease,
+    /// the queue, the limit), or on MySQL the `SELECT` that locks the jobs first (`?`: the queue, the limit). The
+    /// clock is read once ([`Dialect::now_once`]) and the limit is a parameter, so the text is the same for every
+    /// take and the database prepares it once per connection.
+    fn take_statement(&self) -> String {
+        use JobStatus::{Queued, Running};
+        let (jobs, due) = (self.table("jobs"), self.dialect.now_once());
+        let due = |columns: &str, skip_locked: &str| {
+            format!(
+                "SELECT {columns} FROM {jobs} WHERE queue = ? AND status = '{Queued}' AND available_at <= {due} \
+                 ORDER BY available_at, id LIMIT ?{skip_locked}"
+            )
+        };
+        let now = self.dialect.now();
+        self.dialect.sql(match self.dialect {
+            // One writer at a time.
+            Dialect::Sqlite => format!(
+                "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = {now} + ?, attempts = attempts + 1 \
+                 WHERE id IN ({}) RETURNING id, name, run, batch_id",
+                due("id", "")
+            ),
+            // Rows another worker has locked are skipped.
+            Dialect::Postgres => format!(
+                "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = {now} + ?, attempts = attempts + 1 \
+                 WHERE id IN ({}) RETURNING id, name, run, batch_id",
+                due("id", " FOR UPDATE SKIP LOCKED")
+            ),
+            // MySQL 8 and MariaDB 10.6+ have no `UPDATE ... RETURNING`: a take selects, then updates.
+            Dialect::MySql => due("id, name, run, batch_id", " FOR UPDATE SKIP LOCKED"),
+        })
+    }
+
+    /// [`Ledger::take_jobs`] on a connection (the caller's transaction).
+    pub(super) async fn take_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        queue: &str,
+        worker: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>, LedgerError> {
+        const WHAT: &str = "claim jobs";
+        let lease_ms = lease.as_millis() as i64;
+        let limit = limit.max(1) as i64;
+        let decode = |r: &AnyRow| -> Result<Job, sqlx::Error> {
+            Ok(Job {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                run: r.try_get(2)?,
+                batch: r.try_get::<Option<i64>, _>(3)?.map(BatchId),
+            })
+        };
+        let sql = self.take_statement();
+        if self.dialect != Dialect::MySql {
+            let rows = sqlx::query(&sql)
+                .bind(worker)
+                .bind(lease_ms)
+                .bind(queue)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(q(WHAT))?;
+            return rows
+                .iter()
+                .map(decode)
+                .collect::<Result<_, _>>()
+                .map_err(q(WHAT));
+        }
+        let rows = sqlx::query(&sql)
+            .bind(queue)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(q(WHAT))?;
+        let taken: Vec<Job> = rows
+            .iter()
+            .map(decode)
+            .collect::<Result<_, _>>()
+            .map_err(q(WHAT))?;
+        if taken.is_empty() {
+            return Ok(taken);
+        }
+        let (jobs, now, running) = (self.table("jobs"), self.dialect.now(), JobStatus::Running);
+        let list = vec!["?"; taken.len()].join(", ");
+        let take = format!(
+            "UPDATE {jobs} SET status = '{running}', worker = ?, lease_until = {now} + ?, attempts = attempts + 1 WHERE id IN ({list})"
+        );
+        let mut query = sqlx::query(&take).bind(worker).bind(lease_ms);
+        for j in &taken {
+            query = query.bind(j.id);
+        }
+        query.execute(&mut *conn).await.map_err(q(WHAT))?;
+        Ok(taken)
+    }
+
+    /// How the database would take the next `limit` jobs of `queue`: its plan of the take's statement, one line
+    /// per step (PostgreSQL's `EXPLAIN`, SQLite's `EXPLAIN QUERY PLAN`, MySQL's `EXPLAIN` of its `SELECT`, as
+    /// `key: extra`). Nothing is run or taken. For tests and diagnosis: a take that sorts the queue costs as much
+    /// as the queue is long.
+    #[doc(hidden)]
+    pub async fn explain_take(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, LedgerError> {
+        const WHAT: &str = "explain a take";
+        let take = self.take_statement();
+        let sql = match self.dialect {
+            Dialect::Sqlite => format!("EXPLAIN QUERY PLAN {take}"),
+            Dialect::Postgres | Dialect::MySql => format!("EXPLAIN {take}"),
+        };
+        let mut query = sqlx::query(&sql);
+        if self.dialect != Dialect::MySql {
+            query = query.bind("explain").bind(0_i64);
+        }
+        let rows = query
+            .bind(queue)
+            .bind(limit.max(1) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q(WHAT))?;
+        rows.iter()
+            .map(|r| match self.dialect {
+                Dialect::Postgres => r.try_get::<String, _>(0),
+                Dialect::Sqlite => r.try_get::<String, _>(3),
+                Dialect::MySql => Ok(format!(
+                    "{}: {}",
+                    r.try_get::<Option<String>, _>("key")?.unwrap_or_default(),
+                    r.try_get::<Option<String>, _>("Extra")?.unwrap_or_default()
+                )),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(q(WHAT))
+    }
+}
