@@ -131,7 +131,7 @@ impl Sequencer {
                 let reclaimable = self
                     .registry()
                     .get(&job.name)
-                    .is_some_and(|d| d.meta.idempotent || d.meta.retry.tries > 1);
+                    .is_some_and(|d| d.meta.runs_again_after_interruption());
                 if matches!(outcome, Outcome::NotClaimed)
                     && (status == Some(Status::Running)
                         || (status == Some(Status::Interrupted) && reclaimable))

@@ -327,7 +327,7 @@ impl Sequencer {
                             name: job.name.clone(),
                             run: job.run,
                             checksum: format!("{:016x}", def.meta.checksum),
-                            reclaim_interrupted: def.meta.idempotent || def.meta.retry.tries > 1,
+                            reclaim_interrupted: def.meta.runs_again_after_interruption(),
                             token: new_claim_token(),
                         })
                     });
