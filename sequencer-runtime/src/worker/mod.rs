@@ -283,8 +283,9 @@ impl Sequencer {
                     // Other workers' heartbeats need their turn after an outage too: rescue only once a lease has
                     // passed without trouble.
                     if last_trouble.is_none_or(|t| t.elapsed() >= opts.lease) {
-                        ledger.rescue_jobs().await?;
+                        // Runs first: a job is rescued only once its run is no longer held (see `rescue_jobs`).
                         ledger.recover_interrupted(&env.owner).await?;
+                        ledger.rescue_jobs().await?;
                         let (_, still) = ledger.unblock_jobs_and_see().await?;
                         // With no job blocked, the operations this worker completes release none: their looks are
                         // skipped until a notification says one was queued blocked (see `heard` below).
