@@ -108,6 +108,21 @@ impl OperationMeta {
             idempotent: false,
         }
     }
+
+    /// Whether a run found `interrupted` (its process died mid-run) may be claimed and run again without a
+    /// person: the operation is `idempotent`, or its `retries` leave it more than one try. Otherwise the run waits
+    /// for `retry` or `mark`.
+    ///
+    /// ```
+    /// use sequencer_core::{OperationMeta, Timestamp};
+    ///
+    /// let meta = OperationMeta::new("2024_01_15_120000_backfill", Timestamp::from_version(20240115120000).unwrap());
+    /// assert!(!meta.runs_again_after_interruption());
+    /// assert!(OperationMeta { idempotent: true, ..meta }.runs_again_after_interruption());
+    /// ```
+    pub const fn runs_again_after_interruption(&self) -> bool {
+        self.idempotent || self.retry.tries > 1
+    }
 }
 
 /// Where an operation was declared.

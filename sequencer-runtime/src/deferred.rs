@@ -108,10 +108,10 @@ impl Sequencer {
             via: Via::Worker,
             ..self.env().clone()
         };
-        // Claims of processes that died: their jobs back on the queue, their runs `interrupted` (taken again
-        // while they have tries left).
-        ledger.rescue_jobs().await?;
+        // Claims of processes that died: their runs `interrupted` (taken again while they have tries left), then
+        // their jobs back on the queue (each once its run is no longer held: see `rescue_jobs`).
         ledger.recover_interrupted(&env.owner).await?;
+        ledger.rescue_jobs().await?;
         let worker = format!(
             "{}:{}:{:08x}",
             env.owner.host,

@@ -244,7 +244,7 @@ pub(crate) fn plan(
             Status::Pending | Status::Failed | Status::RolledBack => {
                 due.push(Due::new(def, run, false, false))
             }
-            Status::Interrupted if def.meta.idempotent || def.meta.retry.tries > 1 => {
+            Status::Interrupted if def.meta.runs_again_after_interruption() => {
                 due.push(Due::new(def, run, false, false))
             }
             // A rollback that died may have undone half the work: a person decides, never `process`.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::batch::{finished, members_done, status_line};
 use common::work::{counts_by_name, log_counts, seqwork, statuses, Workers, N};
-use common::{backends, command, pool, prefix, Backend};
+use common::{backends, command, pool, prefix, run_ok, Backend};
 use sequencer::ledger::{BatchId, BatchInfo, MemberState};
 use sequencer::{sqlx, Sequencer, WorkOptions};
 use sequencer_tests::batch_ops;
@@ -414,16 +414,7 @@ async fn the_workers_finish_a_batch_whose_dispatcher_exited() {
     for b in backends().await {
         let p = prefix();
         let (pool, seq) = setup(&b, &p).await;
-        let out = seqbatch(&b, &p, &[])
-            .env("SEQBATCH_DISPATCH", "1")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            b.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run_ok(&b, seqbatch(&b, &p, &[]).env("SEQBATCH_DISPATCH", "1"));
         let id = BatchId(
             String::from_utf8_lossy(&out.stdout)
                 .trim()

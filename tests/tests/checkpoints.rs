@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{backends, pool, prefix, Backend};
+use common::{backends, pool, prefix, run_ok, Backend};
 use sequencer::sqlx;
 
 fn seqckpt(b: &Backend, p: &str, args: &[&str], sleep_ms: &str) -> Command {
@@ -79,15 +79,7 @@ async fn a_killed_process_resumes_from_its_last_checkpoint() {
         );
 
         // `retry` resumes after the last checkpoint: every item exactly once.
-        let out = seqckpt(&b, &p, &["retry", "c_items"], "0")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            b.name,
-            String::from_utf8_lossy(&out.stdout)
-        );
+        run_ok(&b, &mut seqckpt(&b, &p, &["retry", "c_items"], "0"));
         let after = items(&pool, &p).await;
         assert_eq!(
             after,
@@ -107,15 +99,7 @@ async fn cancel_stops_a_running_operation_at_its_next_checkpoint() {
         let pool = pool(&b).await;
         let child = seqckpt(&b, &p, &["process"], "40").spawn().expect("spawn");
         wait_for_progress(&pool, &p, 3, b.name).await;
-        let out = seqckpt(&b, &p, &["cancel", "c_items"], "0")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            b.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(&b, &mut seqckpt(&b, &p, &["cancel", "c_items"], "0"));
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -149,10 +133,7 @@ async fn cancel_stops_a_running_operation_at_its_next_checkpoint() {
             "{}: nothing running to cancel",
             b.name
         );
-        let out = seqckpt(&b, &p, &["retry", "c_items"], "0")
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        run_ok(&b, &mut seqckpt(&b, &p, &["retry", "c_items"], "0"));
         assert_eq!(
             items(&pool, &p).await,
             (0..40).collect::<Vec<i64>>(),

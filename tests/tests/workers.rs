@@ -380,27 +380,7 @@ async fn a_job_whose_run_a_dead_claim_still_holds_runs_after_recovery() {
         let p = prefix();
         let pool = setup(&b, &p).await;
         // w_0 is idempotent (even): its run is held for two more seconds by a worker that is gone.
-        let until = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis() as i64
-            + 2_000;
-        let hold = format!(
-            "UPDATE {p}seq_operations SET status = 'running', lease_until = ?, claim_token = 'gone', \
-             host = 'gone', pid = 999999 WHERE name LIKE ?"
-        );
-        let hold = if b.name == "PostgreSQL" {
-            sequencer::ledger::number_placeholders(&hold)
-        } else {
-            hold
-        };
-        let held = sqlx::query(&hold)
-            .bind(until)
-            .bind("%w_0")
-            .execute(&pool)
-            .await
-            .expect("hold w_0's run");
-        assert_eq!(held.rows_affected(), 1, "{}", b.name);
+        hold_w0(&pool, &b, &p, RUN_HELD_BY_THE_GONE, 2_000).await;
         work_until_idle(&b, &p);
         let statuses = statuses(&pool, &p).await;
         let counts = log_counts(&pool, &p).await;
@@ -408,6 +388,81 @@ async fn a_job_whose_run_a_dead_claim_still_holds_runs_after_recovery() {
             (statuses.get("w_0").map(String::as_str), counts.get("w_0")),
             (Some("completed"), Some(&1)),
             "{}: {}",
+            b.name,
+            failures(&pool, &p).await
+        );
+        assert_eq!(counts.len(), N, "{}", b.name);
+        cleanup(&pool, &p).await;
+    }
+}
+
+/// w_0's run held by a worker that is gone (host `gone`, pid 999999: no recovery finds it dead before its lease
+/// runs out).
+const RUN_HELD_BY_THE_GONE: &str =
+    "UPDATE {p}seq_operations SET status = 'running', lease_until = ?, \
+     claim_token = 'gone', host = 'gone', pid = 999999 WHERE name LIKE ?";
+
+/// w_0's job taken once by that worker.
+const JOB_HELD_BY_THE_GONE: &str = "UPDATE {p}seq_jobs SET status = 'running', lease_until = ?, \
+     worker = 'gone:999999:0', attempts = 1 WHERE name LIKE ?";
+
+/// Runs `update` (one of the two above) on w_0, its lease running out `in_ms` milliseconds from now (by this
+/// host's clock, the database's too here; negative: that long ago).
+async fn hold_w0(pool: &sqlx::AnyPool, b: &common::Backend, p: &str, update: &str, in_ms: i64) {
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+        + in_ms;
+    let update = update.replace("{p}", p);
+    let update = if b.name == "PostgreSQL" {
+        sequencer::ledger::number_placeholders(&update)
+    } else {
+        update
+    };
+    let held = sqlx::query(&update)
+        .bind(until)
+        .bind("%w_0")
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{}: hold w_0: {e}", b.name));
+    assert_eq!(held.rows_affected(), 1, "{}", b.name);
+}
+
+/// A job whose worker died goes back on its queue only once its run is no longer `running`: the same step of a
+/// live worker first records the run interrupted (its claim's lease has run out, or its process is seen dead),
+/// and only a job whose run is no longer held is rescued. So the job is taken again once, and that take claims its
+/// run. Before, the rescue came first and alone: a claim taken after its job outlives the job's lease (here by
+/// four seconds, in life by the moments between the take and the claim), so the job was taken while the dead
+/// claim still held its run, refused, and put back, a second at a time, until recovery found the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescued_job_finds_its_run_recovered_when_taken_again() {
+    for b in backends().await {
+        let p = prefix();
+        let pool = setup(&b, &p).await;
+        // The gone worker's job lease ran out a second ago; its claim of the run has three seconds left.
+        hold_w0(&pool, &b, &p, JOB_HELD_BY_THE_GONE, -1_000).await;
+        hold_w0(&pool, &b, &p, RUN_HELD_BY_THE_GONE, 3_000).await;
+        work_until_idle(&b, &p);
+        let takes: Vec<(i64, String)> = sqlx::query_as(&format!(
+            "SELECT attempts, status FROM {p}seq_jobs WHERE name LIKE '%w_0'"
+        ))
+        .fetch_all(&pool)
+        .await
+        .expect("w_0's job");
+        let counts = log_counts(&pool, &p).await;
+        assert_eq!(
+            (
+                takes,
+                statuses(&pool, &p).await.get("w_0").cloned(),
+                counts.get("w_0")
+            ),
+            (
+                vec![(2, "done".to_owned())],
+                Some("completed".to_owned()),
+                Some(&1)
+            ),
+            "{}: taken again once (attempts 2), by the take that ran it; {}",
             b.name,
             failures(&pool, &p).await
         );

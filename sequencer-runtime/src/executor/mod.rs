@@ -178,7 +178,7 @@ impl Env {
             checksum: &checksum,
             // A run whose data bounds its tries (a deferred run) is taken again while it has tries left: the claim
             // counts them across crashes.
-            reclaim_interrupted: meta.idempotent || bounded.map_or(meta.retry.tries > 1, |_| true),
+            reclaim_interrupted: bounded.is_some() || meta.runs_again_after_interruption(),
             due_scheduled: due.is_scheduled(),
             token: &token,
             failed_before: due.failures_until(),

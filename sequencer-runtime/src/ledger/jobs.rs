@@ -372,12 +372,24 @@ impl Ledger {
         }
     }
 
-    /// Puts the jobs of workers whose lease ran out back on the queue. Returns how many.
+    /// Puts the jobs of workers whose lease ran out back on the queue, each once its run is no longer `running`.
+    /// Returns how many.
+    ///
+    /// Call it after [`Ledger::recover_interrupted`]: a dead worker's claim of a run is taken after its job and
+    /// renewed in its own statement, so its lease may outlive the job's. Until recovery has found that run
+    /// interrupted the job stays where it is, and a job taken again never finds its run still held by the claim of
+    /// the worker that died (a run held by a live process keeps its job here until it ends: taken then, the job
+    /// finds it ended).
     pub async fn rescue_jobs(&self) -> Result<u64, LedgerError> {
         use JobStatus::{Queued, Running};
-        let (jobs, now) = (self.table("jobs"), self.dialect.now());
+        let (jobs, ops, now) = (
+            self.table("jobs"),
+            self.table("operations"),
+            self.dialect.now(),
+        );
         let sql = self.dialect.sql(format!(
-            "UPDATE {jobs} SET status = '{Queued}', worker = NULL, lease_until = NULL WHERE status = '{Running}' AND lease_until < {now}"
+            "UPDATE {jobs} SET status = '{Queued}', worker = NULL, lease_until = NULL WHERE status = '{Running}' AND lease_until < {now} \
+             AND NOT EXISTS (SELECT 1 FROM {ops} o WHERE o.name = {jobs}.name AND o.run = {jobs}.run AND o.status = 'running')"
         ));
         Ok(sqlx::query(&sql)
             .execute(&self.pool)

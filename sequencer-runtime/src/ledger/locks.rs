@@ -41,6 +41,16 @@ pub fn stored_key(key: &str) -> Cow<'_, str> {
 }
 
 impl Ledger {
+    /// The rows of the locks, rate_limits and throttles tables that `name` keys: the one place a name becomes its
+    /// stored form ([`stored_key`]), so that every statement on those rows binds that form, never the name as
+    /// written.
+    fn keyed<'a>(&'a self, name: &'a str) -> Keyed<'a> {
+        Keyed {
+            ledger: self,
+            key: stored_key(name),
+        }
+    }
+
     /// Takes a named lock (`unique`, `without_overlapping`) until `expires_at` unless a live holder has it.
     pub async fn try_named_lock(
         &self,
@@ -48,36 +58,12 @@ impl Ledger {
         owner: &str,
         hold: Duration,
     ) -> Result<bool, LedgerError> {
-        // Drop an expired holder, then insert; the primary key makes the insert the atomic step. Both by the
-        // database's clock.
-        let name = stored_key(name);
-        let name = name.as_ref();
-        let (locks, now) = (self.table("locks"), self.dialect.now());
-        let expire = self.dialect.sql(format!(
-            "DELETE FROM {locks} WHERE name = ? AND expires_at < {now}"
-        ));
-        sqlx::query(&expire)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(q("expire a lock"))?;
-        let insert = self.dialect.insert_ignore(format!(
-            "INSERT INTO {locks} (name, owner, expires_at) VALUES (?, ?, {now} + ?)"
-        ));
-        let done = sqlx::query(&insert)
-            .bind(name)
-            .bind(owner)
-            .bind(hold.as_millis() as i64)
-            .execute(&self.pool)
-            .await
-            .map_err(q("take a lock"))?;
-        Ok(done.rows_affected() == 1)
+        self.keyed(name).take_lock(owner, hold).await
     }
 
     /// Releases a named lock held by `owner`.
     pub async fn release_named_lock(&self, name: &str, owner: &str) -> Result<(), LedgerError> {
-        self.delete_lock_row(&stored_key(name), owner, "release a lock")
-            .await
+        self.keyed(name).release_lock(owner).await
     }
 
     /// Deletes the lock row `name` if `owner` holds it: the end of a named lock and of SQLite's isolation lock.
@@ -107,45 +93,12 @@ impl Ledger {
         window_start: i64,
         limit: u32,
     ) -> Result<bool, LedgerError> {
-        let name = stored_key(name);
-        let name = name.as_ref();
-        let rate_limits = self.table("rate_limits");
-        let open = self.dialect.insert_ignore(format!(
-            "INSERT INTO {rate_limits} (name, window_start, hits) VALUES (?, ?, 0)"
-        ));
-        sqlx::query(&open)
-            .bind(name)
-            .bind(window_start)
-            .execute(&self.pool)
-            .await
-            .map_err(q("open a rate-limit window"))?;
-        let hit = self.dialect.sql(format!(
-            "UPDATE {rate_limits} SET hits = hits + 1 WHERE name = ? AND window_start = ? AND hits < ?"
-        ));
-        let done = sqlx::query(&hit)
-            .bind(name)
-            .bind(window_start)
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await
-            .map_err(q("count against a rate limit"))?;
-        Ok(done.rows_affected() == 1)
+        self.keyed(name).rate_limit_hit(window_start, limit).await
     }
 
     /// Until when (Unix milliseconds) a `throttle_exceptions` key is closed; 0 when open.
     pub async fn throttle_until(&self, name: &str) -> Result<i64, LedgerError> {
-        let name = stored_key(name);
-        let name = name.as_ref();
-        let throttles = self.table("throttles");
-        let sql = self
-            .dialect
-            .sql(format!("SELECT open_until FROM {throttles} WHERE name = ?"));
-        let until: Option<i64> = sqlx::query_scalar(&sql)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(q("read a throttle"))?;
-        Ok(until.unwrap_or(0))
+        self.keyed(name).throttle_until().await
     }
 
     /// Records a failure against a `throttle_exceptions` key: `max` failures within `window_ms` close it for
@@ -156,44 +109,7 @@ impl Ledger {
         max: u32,
         window_ms: i64,
     ) -> Result<(), LedgerError> {
-        let name = stored_key(name);
-        let name = name.as_ref();
-        let throttles = self.table("throttles");
-        let insert = self.dialect.insert_ignore(format!(
-            "INSERT INTO {throttles} (name, failures, window_start, open_until) VALUES (?, 0, ?, 0)"
-        ));
-        let now = self.db_now().await?;
-        sqlx::query(&insert)
-            .bind(name)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(q("record a throttled failure"))?;
-        let failure = self.dialect.sql(format!(
-            "UPDATE {throttles} SET failures = CASE WHEN window_start < ? THEN 1 ELSE failures + 1 END, \
-             window_start = CASE WHEN window_start < ? THEN ? ELSE window_start END WHERE name = ?"
-        ));
-        let window_start = now - window_ms;
-        sqlx::query(&failure)
-            .bind(window_start)
-            .bind(window_start)
-            .bind(now)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(q("record a throttled failure"))?;
-        let close = self.dialect.sql(format!(
-            "UPDATE {throttles} SET open_until = ?, failures = 0, window_start = ? WHERE name = ? AND failures >= ?"
-        ));
-        sqlx::query(&close)
-            .bind(now + window_ms)
-            .bind(now)
-            .bind(name)
-            .bind(i64::from(max))
-            .execute(&self.pool)
-            .await
-            .map_err(q("close a throttle"))?;
-        Ok(())
+        self.keyed(name).throttle_failure(max, window_ms).await
     }
 
     /// Takes the global `--isolate` lock: an advisory lock (PostgreSQL), `GET_LOCK` (MySQL / MariaDB) or a lock
@@ -334,6 +250,131 @@ impl Ledger {
             .execute(&self.pool)
             .await
             .map_err(q("record who holds the isolation lock"))?;
+        Ok(())
+    }
+}
+
+/// A named lock's, rate limit's or throttle's rows, by the stored form of its name (made only by
+/// [`Ledger::keyed`]): the statements on them bind `key` and nothing else for a name.
+struct Keyed<'a> {
+    ledger: &'a Ledger,
+    key: Cow<'a, str>,
+}
+
+impl Keyed<'_> {
+    /// See [`Ledger::try_named_lock`].
+    async fn take_lock(&self, owner: &str, hold: Duration) -> Result<bool, LedgerError> {
+        let (ledger, name) = (self.ledger, self.key.as_ref());
+        // Drop an expired holder, then insert; the primary key makes the insert the atomic step. Both by the
+        // database's clock.
+        let (locks, now) = (ledger.table("locks"), ledger.dialect.now());
+        let expire = ledger.dialect.sql(format!(
+            "DELETE FROM {locks} WHERE name = ? AND expires_at < {now}"
+        ));
+        sqlx::query(&expire)
+            .bind(name)
+            .execute(&ledger.pool)
+            .await
+            .map_err(q("expire a lock"))?;
+        let insert = ledger.dialect.insert_ignore(format!(
+            "INSERT INTO {locks} (name, owner, expires_at) VALUES (?, ?, {now} + ?)"
+        ));
+        let done = sqlx::query(&insert)
+            .bind(name)
+            .bind(owner)
+            .bind(hold.as_millis() as i64)
+            .execute(&ledger.pool)
+            .await
+            .map_err(q("take a lock"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// See [`Ledger::release_named_lock`].
+    async fn release_lock(&self, owner: &str) -> Result<(), LedgerError> {
+        self.ledger
+            .delete_lock_row(&self.key, owner, "release a lock")
+            .await
+    }
+
+    /// See [`Ledger::rate_limit_hit`].
+    async fn rate_limit_hit(&self, window_start: i64, limit: u32) -> Result<bool, LedgerError> {
+        let (ledger, name) = (self.ledger, self.key.as_ref());
+        let rate_limits = ledger.table("rate_limits");
+        let open = ledger.dialect.insert_ignore(format!(
+            "INSERT INTO {rate_limits} (name, window_start, hits) VALUES (?, ?, 0)"
+        ));
+        sqlx::query(&open)
+            .bind(name)
+            .bind(window_start)
+            .execute(&ledger.pool)
+            .await
+            .map_err(q("open a rate-limit window"))?;
+        let hit = ledger.dialect.sql(format!(
+            "UPDATE {rate_limits} SET hits = hits + 1 WHERE name = ? AND window_start = ? AND hits < ?"
+        ));
+        let done = sqlx::query(&hit)
+            .bind(name)
+            .bind(window_start)
+            .bind(i64::from(limit))
+            .execute(&ledger.pool)
+            .await
+            .map_err(q("count against a rate limit"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// See [`Ledger::throttle_until`].
+    async fn throttle_until(&self) -> Result<i64, LedgerError> {
+        let (ledger, name) = (self.ledger, self.key.as_ref());
+        let throttles = ledger.table("throttles");
+        let sql = ledger
+            .dialect
+            .sql(format!("SELECT open_until FROM {throttles} WHERE name = ?"));
+        let until: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(name)
+            .fetch_optional(&ledger.pool)
+            .await
+            .map_err(q("read a throttle"))?;
+        Ok(until.unwrap_or(0))
+    }
+
+    /// See [`Ledger::throttle_failure`].
+    async fn throttle_failure(&self, max: u32, window_ms: i64) -> Result<(), LedgerError> {
+        let (ledger, name) = (self.ledger, self.key.as_ref());
+        let throttles = ledger.table("throttles");
+        let insert = ledger.dialect.insert_ignore(format!(
+            "INSERT INTO {throttles} (name, failures, window_start, open_until) VALUES (?, 0, ?, 0)"
+        ));
+        let now = ledger.db_now().await?;
+        sqlx::query(&insert)
+            .bind(name)
+            .bind(now)
+            .execute(&ledger.pool)
+            .await
+            .map_err(q("record a throttled failure"))?;
+        let failure = ledger.dialect.sql(format!(
+            "UPDATE {throttles} SET failures = CASE WHEN window_start < ? THEN 1 ELSE failures + 1 END, \
+             window_start = CASE WHEN window_start < ? THEN ? ELSE window_start END WHERE name = ?"
+        ));
+        let window_start = now - window_ms;
+        sqlx::query(&failure)
+            .bind(window_start)
+            .bind(window_start)
+            .bind(now)
+            .bind(name)
+            .execute(&ledger.pool)
+            .await
+            .map_err(q("record a throttled failure"))?;
+        let close = ledger.dialect.sql(format!(
+            "UPDATE {throttles} SET open_until = ?, failures = 0, window_start = ? WHERE name = ? AND failures >= ?"
+        ));
+        sqlx::query(&close)
+            .bind(now + window_ms)
+            .bind(now)
+            .bind(name)
+            .bind(i64::from(max))
+            .execute(&ledger.pool)
+            .await
+            .map_err(q("close a throttle"))?;
         Ok(())
     }
 }

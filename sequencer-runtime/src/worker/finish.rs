@@ -8,9 +8,41 @@ use crate::crypto::place;
 use crate::error::SequencerError;
 use crate::ledger::jobs::{Job, JobStatus};
 use crate::ledger::runs::Status;
+use crate::ledger::Ledger;
 use crate::report::Outcome;
 use crate::sequencer::batch_end::BATCH_CANCELLED;
 use crate::sequencer::Sequencer;
+
+/// How long a job whose run is held elsewhere waits on its queue before it is taken again.
+const A_SECOND: Duration = Duration::from_secs(1);
+
+/// Whether the run of a job whose claim was refused is still this job's to run, as the ledger has it now
+/// (`status`): another claim holds it (`running`: a killed worker's, until recovery finds it), or recovery has
+/// found it `interrupted` since and a new claim may take it again (`reclaimable`: see
+/// `OperationMeta::runs_again_after_interruption`). The job is then the run's only way to run: it goes back on
+/// the queue rather than ending.
+fn still_to_run(status: Option<Status>, reclaimable: bool) -> bool {
+    match status {
+        Some(Status::Running) => true,
+        Some(Status::Interrupted) => reclaimable,
+        _ => false,
+    }
+}
+
+/// Puts a job whose run did not end back on its queue, taken again `after` this long (`note` says why), and counts
+/// it as not run.
+async fn requeue(
+    ledger: &Ledger,
+    job: &Job,
+    worker: &str,
+    report: &mut WorkReport,
+    after: Duration,
+    note: &str,
+) -> Result<(), SequencerError> {
+    report.not_run += 1;
+    ledger.requeue_job(job.id, worker, after, note).await?;
+    Ok(())
+}
 
 impl Sequencer {
     /// Ends a job whose task ended with this outcome.
@@ -28,37 +60,27 @@ impl Sequencer {
         let outcome = outcome?;
         // A failed try whose next one is taken from the queue (a deferred run): its job waits there for it.
         if let Outcome::Retrying { retry_in_ms, .. } = &outcome {
-            report.not_run += 1;
             let note = format!("its try failed: taken again in {retry_in_ms} ms");
-            ledger
-                .requeue_job(job.id, worker, Duration::from_millis(*retry_in_ms), &note)
-                .await?;
-            return Ok(());
+            let after = Duration::from_millis(*retry_in_ms);
+            return requeue(ledger, &job, worker, report, after, &note).await;
         }
         if let Some(task) = task {
             // A task run that waits for a lock (`without_overlapping`), or whose row another claim holds (a dead
             // worker's, until recovery finds it), goes back on the queue: its job stays its only way to run.
-            let wait = match &outcome {
-                Outcome::Deferred { .. } => Some(1000),
-                Outcome::NotClaimed => ledger
-                    .row_of(&job.name, job.run)
-                    .await?
-                    .filter(|r| r.status == Status::Running)
-                    .map(|_| 1000),
-                _ => None,
+            let waits = match &outcome {
+                Outcome::Deferred { .. } => true,
+                Outcome::NotClaimed => {
+                    let status = ledger.row_of(&job.name, job.run).await?.map(|r| r.status);
+                    // A task run found `interrupted` here ends its job below, as an operation's that may not
+                    // be claimed again does.
+                    still_to_run(status, false)
+                }
+                _ => false,
             };
-            if let Some(ms) = wait {
-                report.not_run += 1;
+            if waits {
                 tracing::debug!(task = task.name(), run = job.run, "put back on the queue");
-                ledger
-                    .requeue_job(
-                        job.id,
-                        worker,
-                        Duration::from_millis(ms),
-                        "waits for a lock or for recovery: taken again in a second",
-                    )
-                    .await?;
-                return Ok(());
+                let note = "waits for a lock or for recovery: taken again in a second";
+                return requeue(ledger, &job, worker, report, A_SECOND, note).await;
             }
         }
         if let Some(id) = job.batch {
@@ -70,16 +92,8 @@ impl Sequencer {
                         .await?;
                 }
                 None => {
-                    report.not_run += 1;
-                    ledger
-                        .requeue_job(
-                            job.id,
-                            worker,
-                            Duration::from_secs(1),
-                            "held elsewhere: taken again in a second",
-                        )
-                        .await?;
-                    return Ok(());
+                    let note = "held elsewhere: taken again in a second";
+                    return requeue(ledger, &job, worker, report, A_SECOND, note).await;
                 }
             }
         }
@@ -122,30 +136,17 @@ impl Sequencer {
             | Outcome::Deferred { .. }
             | Outcome::Retrying { .. }
             | Outcome::Cancelled { .. } => {
-                report.not_run += 1;
                 // This job's run, exactly (a task has many).
                 let status = ledger.row_of(&job.name, job.run).await?.map(|r| r.status);
-                // Not claimed because another claim holds the run (a killed worker's, until recovery finds it), or
-                // recovery found it interrupted since while a new claim may take it again (idempotent, or tries
-                // left): the job is its only way to run, so it goes back on the queue rather than ending.
                 let reclaimable = self
                     .registry()
                     .get(&job.name)
-                    .is_some_and(|d| d.meta.idempotent || d.meta.retry.tries > 1);
-                if matches!(outcome, Outcome::NotClaimed)
-                    && (status == Some(Status::Running)
-                        || (status == Some(Status::Interrupted) && reclaimable))
-                {
-                    ledger
-                        .requeue_job(
-                            job.id,
-                            worker,
-                            Duration::from_secs(1),
-                            "held elsewhere or interrupted: taken again in a second",
-                        )
-                        .await?;
-                    return Ok(());
+                    .is_some_and(|d| d.meta.runs_again_after_interruption());
+                if matches!(outcome, Outcome::NotClaimed) && still_to_run(status, reclaimable) {
+                    let note = "held elsewhere or interrupted: taken again in a second";
+                    return requeue(ledger, &job, worker, report, A_SECOND, note).await;
                 }
+                report.not_run += 1;
                 let note = status
                     .map(|s| format!("not run: the operation is {s}"))
                     .unwrap_or_default();

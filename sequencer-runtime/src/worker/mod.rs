@@ -283,8 +283,9 @@ impl Sequencer {
                     // Other workers' heartbeats need their turn after an outage too: rescue only once a lease has
                     // passed without trouble.
                     if last_trouble.is_none_or(|t| t.elapsed() >= opts.lease) {
-                        ledger.rescue_jobs().await?;
+                        // Runs first: a job is rescued only once its run is no longer held (see `rescue_jobs`).
                         ledger.recover_interrupted(&env.owner).await?;
+                        ledger.rescue_jobs().await?;
                         let (_, still) = ledger.unblock_jobs_and_see().await?;
                         // With no job blocked, the operations this worker completes release none: their looks are
                         // skipped until a notification says one was queued blocked (see `heard` below).
@@ -327,7 +328,7 @@ impl Sequencer {
                             name: job.name.clone(),
                             run: job.run,
                             checksum: format!("{:016x}", def.meta.checksum),
-                            reclaim_interrupted: def.meta.idempotent || def.meta.retry.tries > 1,
+                            reclaim_interrupted: def.meta.runs_again_after_interruption(),
                             token: new_claim_token(),
                         })
                     });

@@ -164,6 +164,23 @@ pub fn command(exe: &str, url: &str, p: &str, args: &[&str]) -> Command {
     c
 }
 
+/// Runs `command` (a test binary's, see [`command`]) to its end and asserts that it succeeded; a failure names the
+/// backend and shows what the command printed. Its output.
+pub fn run_ok(b: &Backend, command: &mut Command) -> std::process::Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{}: cannot run {command:?}: {e}", b.name));
+    assert!(
+        out.status.success(),
+        "{}: {command:?} ended with {}\nstdout:\n{}\nstderr:\n{}",
+        b.name,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A fresh, empty database on the backend (a new file on SQLite, `CREATE DATABASE` on the servers), for suites
 /// that touch database-wide state such as `_sqlx_migrations`. Drop it with [`drop_database`].
 pub async fn fresh_database(b: &Backend) -> (String, Option<String>) {

@@ -5,7 +5,7 @@ use std::process::{Child, Command};
 
 use sequencer::sqlx;
 
-use super::{command, pool, Backend};
+use super::{command, pool, run_ok, Backend};
 
 /// The operations of `work_ops`.
 pub const N: usize = 1000;
@@ -19,20 +19,8 @@ pub fn seqwork(b: &Backend, p: &str, args: &[&str], sleep_ms: &str) -> Command {
 /// One `work --until-idle` process with the default settings (4 at a time, a 2 s lease): it recovers what it finds
 /// and drains the queue; it must exit cleanly.
 pub fn work_until_idle(b: &Backend, p: &str) {
-    let out = seqwork(
-        b,
-        p,
-        &["work", "--until-idle", "--concurrency", "4", "--lease", "2"],
-        "0",
-    )
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        b.name,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = ["work", "--until-idle", "--concurrency", "4", "--lease", "2"];
+    run_ok(b, &mut seqwork(b, p, &args, "0"));
 }
 
 /// How many times each name was logged in `{p}work_log` (none while the database cannot be read).
@@ -112,14 +100,9 @@ pub async fn setup(b: &Backend, p: &str) -> sqlx::AnyPool {
     .expect("log table");
     // Under the default `sequential` orchestrator each queued operation waits for the one planned before it;
     // these are independent, and the suites run them side by side.
-    let out = seqwork(b, p, &["process", "--orchestrator", "graph"], "0")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        b.name,
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        b,
+        &mut seqwork(b, p, &["process", "--orchestrator", "graph"], "0"),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
