@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
@@ -28,8 +28,8 @@ static SPANS: AtomicU64 = AtomicU64::new(1);
 /// A subscriber that only counts sqlx's statement events.
 struct Counter;
 
-/// A statement's summary, and whether its whole text looks for blocked jobs behind named operations.
-struct Summary(Option<String>, bool);
+/// A statement's summary, whether its whole text looks for blocked jobs behind named operations, and that text.
+struct Summary(Option<String>, bool, Option<String>);
 
 impl Summary {
     fn saw(&mut self, field: &tracing::field::Field, value: String) {
@@ -38,11 +38,19 @@ impl Summary {
                 self.1 |= looks_after(&value);
                 self.0 = Some(value);
             }
-            "db.statement" => self.1 |= looks_after(&value),
+            "db.statement" => {
+                self.1 |= looks_after(&value);
+                self.2 = Some(value);
+            }
             _ => {}
         }
     }
 }
+
+/// The statements run with a text of their own (longer than their summary), by their first eight words: how many,
+/// and their distinct whole texts.
+static TEXTS: LazyLock<Mutex<HashMap<String, (u64, HashSet<String>)>>> =
+    LazyLock::new(Default::default);
 
 impl tracing::field::Visit for Summary {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
@@ -74,7 +82,7 @@ impl tracing::Subscriber for Counter {
         if event.metadata().target() != "sqlx::query" {
             return;
         }
-        let mut summary = Summary(None, false);
+        let mut summary = Summary(None, false, None);
         event.record(&mut summary);
         if summary.1 {
             if let Ok(mut m) = STATEMENTS.lock() {
@@ -90,6 +98,12 @@ impl tracing::Subscriber for Counter {
             .take(4)
             .collect();
         let key = words.join(" ").replace('"', "");
+        if let (Some(text), Ok(mut m)) = (summary.2, TEXTS.lock()) {
+            let words: Vec<&str> = text.split_whitespace().take(8).collect();
+            let entry = m.entry(words.join(" ")).or_default();
+            entry.0 += 1;
+            entry.1.insert(text);
+        }
         if let Ok(mut m) = STATEMENTS.lock() {
             *m.entry(key).or_default() += 1;
         }
@@ -100,6 +114,11 @@ impl tracing::Subscriber for Counter {
 
 fn install_counter() {
     let _ = tracing::subscriber::set_global_default(Counter);
+}
+
+/// The statements with texts of their own since the last call ([`TEXTS`]); the record starts again.
+fn take_texts() -> HashMap<String, (u64, HashSet<String>)> {
+    std::mem::take(&mut *TEXTS.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// The statements counted since the last call, and their total; the counter starts again.
@@ -185,6 +204,7 @@ async fn a_no_op_job_costs_a_fraction_of_a_statement() {
             ..WorkOptions::default()
         };
         take_statements();
+        take_texts();
         let report = worker
             .work(&opts, CancellationToken::new())
             .await
@@ -238,6 +258,18 @@ async fn a_no_op_job_costs_a_fraction_of_a_statement() {
                 "{}: acknowledgements looked for blocked jobs: {kinds:?}",
                 b.name
             );
+            // Each statement a worker repeats per batch (take, claims, acknowledgement) has one text whatever
+            // the batch's size, so the server parses and plans it once per connection (one text per size
+            // before: most claims and acknowledgements were parsed and planned again).
+            for (kind, (n, texts)) in take_texts().iter().filter(|(_, (n, _))| *n >= 10) {
+                assert_eq!(
+                    texts.len(),
+                    1,
+                    "{}: {n} statements `{kind} …` in {} texts",
+                    b.name,
+                    texts.len()
+                );
+            }
         }
         common::cleanup(&seq, &p, &[]).await;
     }

@@ -147,6 +147,9 @@ impl Ledger {
         lease: Duration,
     ) -> Result<Vec<String>, LedgerError> {
         const WHAT: &str = "claim the runs of the jobs taken";
+        if self.dialect == Dialect::Postgres {
+            return self.claim_runs_pg(conn, runs, batch, owner, lease).await;
+        }
         let (ops, now) = (self.table("operations"), self.dialect.now());
         let tokens = vec!["WHEN name = ? AND run = ? THEN ?"; runs.len()].join(" ");
         let checksums = vec!["WHEN name = ? AND run = ? THEN ?"; runs.len()].join(" ");
@@ -264,6 +267,9 @@ impl Ledger {
 
     async fn ack_once(&self, worker: &str, acks: &[Ack]) -> Result<Vec<String>, LedgerError> {
         const WHAT: &str = "acknowledge completed jobs";
+        if self.dialect == Dialect::Postgres {
+            return self.ack_pg(worker, acks).await;
+        }
         let (ops, jobs, now) = (
             self.table("operations"),
             self.table("jobs"),
@@ -275,9 +281,6 @@ impl Ledger {
              lease_until = NULL, skip_reason = NULL, last_error = NULL WHERE status = 'running' AND ({})",
             each_run(acks.len(), true)
         );
-        if self.dialect == Dialect::Postgres {
-            return self.ack_in_one_statement(worker, acks, &update).await;
-        }
         let returning = self.dialect != Dialect::MySql;
         let sql = self.dialect.sql(if returning {
             format!("{update} RETURNING claim_token")
@@ -319,64 +322,14 @@ impl Ledger {
                 "UPDATE {jobs} SET status = '{done}', finished_at = {now}, lease_until = NULL, last_error = NULL \
                  WHERE worker = ? AND status = '{running}' AND id IN ({list})"
             );
-            let postgres = self.dialect == Dialect::Postgres;
-            let sql = self.dialect.sql(if postgres {
-                format!("WITH ended AS ({end}) SELECT pg_notify(?, ?)")
-            } else {
-                end
-            });
+            let sql = self.dialect.sql(end);
             let mut query = sqlx::query(&sql).bind(worker);
             for id in &ended {
                 query = query.bind(*id);
-            }
-            if postgres {
-                query = query.bind(self.done_channel()).bind(done.as_str());
             }
             query.execute(&mut *tx).await.map_err(q(WHAT))?;
         }
         tx.commit().await.map_err(q(WHAT))?;
         Ok(finished)
-    }
-
-    /// PostgreSQL: [`Ledger::ack_completed`]'s writes in one statement (one round trip, its own commit): the runs
-    /// `completed` (`update`, only while their claims are this worker's), the jobs of those runs `done`, and the
-    /// waiting dispatchers told.
-    async fn ack_in_one_statement(
-        &self,
-        worker: &str,
-        acks: &[Ack],
-        update: &str,
-    ) -> Result<Vec<String>, LedgerError> {
-        const WHAT: &str = "acknowledge completed jobs";
-        let (jobs, now) = (self.table("jobs"), self.dialect.now());
-        let (done, running) = (JobStatus::Done, JobStatus::Running);
-        let pairs = vec!["(CAST(? AS BIGINT), CAST(? AS TEXT))"; acks.len()].join(", ");
-        // The jobs by their key (an index scan), each ended only if its run was completed.
-        let ids = vec!["?"; acks.len()].join(", ");
-        // The notification is an uncorrelated subquery: evaluated once, and only when a run was completed.
-        let sql = self.dialect.sql(format!(
-            "WITH done AS ({update} RETURNING claim_token), acked (job, token) AS (VALUES {pairs}), \
-             ended AS (UPDATE {jobs} SET status = '{done}', finished_at = {now}, lease_until = NULL, last_error = NULL \
-             WHERE worker = ? AND status = '{running}' AND id IN ({ids}) AND id IN (SELECT a.job FROM acked a JOIN done d ON d.claim_token = a.token) RETURNING id) \
-             SELECT claim_token FROM done WHERE (SELECT COUNT(*) FROM (SELECT pg_notify(?, ?) FROM ended LIMIT 1) n) >= 0"
-        ));
-        let mut query = bind_acks(sqlx::query(&sql), acks);
-        for a in acks {
-            query = query.bind(a.job).bind(a.token.as_str());
-        }
-        query = query.bind(worker);
-        for a in acks {
-            query = query.bind(a.job);
-        }
-        query
-            .bind(self.done_channel())
-            .bind(done.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q(WHAT))?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(q(WHAT))
     }
 }

@@ -12,6 +12,7 @@
 // schema.rs creates them all.
 
 pub(crate) mod acks;
+mod acks_pg;
 mod audit;
 mod batch_callbacks;
 mod batch_members;

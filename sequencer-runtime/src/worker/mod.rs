@@ -308,6 +308,23 @@ impl Sequencer {
                     }
                 }
             }
+            // Jobs that have ended free their slots first, so that a take fills them all at once (a take costs a
+            // commit, however many jobs it takes). Jobs spawned from this loop wait in this thread's queue until
+            // the loop yields: it yields once, so that those about to end do.
+            for round in 0..2 {
+                while let Some(joined) = tasks.try_join_next() {
+                    if let Err(e) = self
+                        .joined(joined, &mut completer, &worker, &mut report)
+                        .await
+                    {
+                        database_trouble(&e, &shutdown, &mut last_trouble).await;
+                    }
+                }
+                if round > 0 || tasks.is_empty() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
             let free = opts.concurrency.max(1).saturating_sub(tasks.len());
             let mut took = 0;
             // A take fills at least half the slots while jobs run, unless a slot has waited `TAKE_WAIT`: a queue of
