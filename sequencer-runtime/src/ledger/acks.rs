@@ -109,7 +109,7 @@ impl Ledger {
         const WHAT: &str = "claim jobs and their runs";
         // One transaction: a commit costs a flush of the database's log (milliseconds on a slow disk), a
         // statement a round trip (a tenth of a millisecond): the take and the claims commit once.
-        let mut tx = self.pool.begin().await.map_err(q(WHAT))?;
+        let mut tx = self.begin_take().await.map_err(q(WHAT))?;
         let jobs = self
             .take_on(&mut tx, t.queue, t.worker, t.lease, t.limit)
             .await?;

@@ -39,8 +39,23 @@ impl Ledger {
         lease: std::time::Duration,
     ) -> Result<Vec<String>, LedgerError> {
         const WHAT: &str = "claim the runs of the jobs taken";
+        self.bind_claims(&self.claims_statement(), runs, batch, owner, lease)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(q(WHAT))?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()
+            .map_err(q(WHAT))
+    }
+
+    /// The claims' statement. Each run is found by its key: the test of its status is a `CASE`, which no index
+    /// serves, so that the planner never reads the runs by status instead (with statistics older than the rows
+    /// they describe, it read every pending run of the ledger to claim eight); the take's transaction rules out
+    /// whole-table scans ([`Ledger::begin_take`]).
+    fn claims_statement(&self) -> String {
         let (ops, now) = (self.table("operations"), self.dialect.now());
-        let sql = self.dialect.sql(format!(
+        self.dialect.sql(format!(
             "UPDATE {ops} o SET progress_done = CASE WHEN o.status = 'rolled_back' THEN NULL ELSE o.progress_done END, \
              status = 'running', batch = ?, attempts = 1, started_at = {now}, finished_at = NULL, \
              duration_ms = NULL, lease_until = {now} + ?, claim_token = c.token, host_ns = ?, host = ?, pid = ?, \
@@ -49,10 +64,22 @@ impl Ledger {
              FROM unnest(CAST(? AS TEXT[]), CAST(? AS BIGINT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS BOOLEAN[])) \
              AS c(name, run, token, checksum, reclaim) \
              WHERE o.name = c.name AND o.run = c.run \
-             AND (o.status IN ('pending', 'rolled_back', 'scheduled', 'failed') OR (o.status = 'interrupted' AND c.reclaim)) \
+             AND CASE o.status WHEN 'pending' THEN TRUE WHEN 'rolled_back' THEN TRUE WHEN 'scheduled' THEN TRUE \
+             WHEN 'failed' THEN TRUE WHEN 'interrupted' THEN c.reclaim ELSE FALSE END \
              RETURNING o.claim_token"
-        ));
-        sqlx::query(&sql)
+        ))
+    }
+
+    /// [`Ledger::claims_statement`] (or its `EXPLAIN`) with the claims' values bound.
+    fn bind_claims<'q>(
+        &self,
+        sql: &'q str,
+        runs: &[RunClaim],
+        batch: i64,
+        owner: &'q Owner,
+        lease: std::time::Duration,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        sqlx::query(sql)
             .bind(batch)
             .bind(lease.as_millis() as i64)
             .bind(pid_namespace())
@@ -64,7 +91,31 @@ impl Ledger {
             .bind(texts(runs.iter().map(|r| r.token.as_str())))
             .bind(texts(runs.iter().map(|r| r.checksum.as_str())))
             .bind(plain(runs.iter().map(|r| r.reclaim_interrupted)))
-            .fetch_all(&mut *conn)
+    }
+
+    /// How PostgreSQL would claim these runs of `names` (run 0 each): its plan of the claims' statement, one line
+    /// per step. Nothing is claimed. For tests and diagnosis.
+    #[doc(hidden)]
+    pub async fn explain_claims(&self, names: &[&str]) -> Result<Vec<String>, LedgerError> {
+        const WHAT: &str = "explain claims";
+        let runs: Vec<RunClaim> = names
+            .iter()
+            .enumerate()
+            .map(|(job, name)| RunClaim {
+                job,
+                name: (*name).to_owned(),
+                run: 0,
+                checksum: String::new(),
+                reclaim_interrupted: false,
+                token: String::new(),
+            })
+            .collect();
+        let owner = Owner::this_process(None);
+        let sql = format!("EXPLAIN {}", self.claims_statement());
+        // Planned as the claims are: in a take's transaction, rolled back.
+        let mut tx = self.begin_take().await.map_err(q(WHAT))?;
+        self.bind_claims(&sql, &runs, 0, &owner, std::time::Duration::ZERO)
+            .fetch_all(&mut *tx)
             .await
             .map_err(q(WHAT))?
             .iter()

@@ -601,7 +601,18 @@ mod tests {
             let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
             assert_eq!(
                 versions,
-                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16]
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17]
+            );
+            // The take's index, on PostgreSQL only (the others' indexes end with the key already).
+            let take = all
+                .iter()
+                .find(|(v, _)| *v == 17)
+                .map(|(_, s)| s.join("\n"))
+                .unwrap_or_default();
+            assert_eq!(
+                take.contains("CREATE INDEX IF NOT EXISTS p_jobs_take ON p_jobs (queue, status, available_at, id)"),
+                dialect == Dialect::Postgres,
+                "{take}"
             );
             let exact = all
                 .iter()

@@ -13,7 +13,25 @@ use super::dialect::Dialect;
 use super::error::{q, LedgerError};
 use super::jobs::{Job, JobStatus};
 
+/// PostgreSQL: how a take's transaction begins. Its statements find their rows by their keys (the queue's index,
+/// the jobs' and the runs' primary keys), whatever the statistics say: a ledger filled by `process` and not yet
+/// analysed looks nearly empty to the planner, which then scanned and hashed whole tables to take eight jobs. One
+/// round trip, as a plain `BEGIN`; the settings end with the transaction.
+const BEGIN_TAKE_POSTGRES: &str =
+    "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
+                                   SET LOCAL enable_mergejoin = off";
+
 impl Ledger {
+    /// Begins the transaction of a take ([`BEGIN_TAKE_POSTGRES`] on PostgreSQL).
+    pub(super) async fn begin_take(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Postgres => self.pool.begin_with(BEGIN_TAKE_POSTGRES).await,
+            Dialect::Sqlite | Dialect::MySql => self.pool.begin().await,
+        }
+    }
+
     /// Claims up to `limit` queued jobs for `worker`, holding them for `lease`.
     pub async fn take_jobs(
         &self,
@@ -22,7 +40,7 @@ impl Ledger {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Job>, LedgerError> {
-        let mut tx = self.pool.begin().await.map_err(q("claim jobs"))?;
+        let mut tx = self.begin_take().await.map_err(q("claim jobs"))?;
         let taken = self.take_on(&mut tx, queue, worker, lease, limit).await?;
         tx.commit().await.map_err(q("claim jobs"))?;
         Ok(taken)
@@ -143,10 +161,12 @@ impl Ledger {
         if self.dialect != Dialect::MySql {
             query = query.bind("explain").bind(0_i64);
         }
+        // Planned as a take is: in a take's transaction, rolled back.
+        let mut tx = self.begin_take().await.map_err(q(WHAT))?;
         let rows = query
             .bind(queue)
             .bind(limit.max(1) as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(q(WHAT))?;
         rows.iter()
