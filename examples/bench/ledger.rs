@@ -15,7 +15,7 @@ use crate::setup::{
 use crate::table::{verdict, Row, Samples, Table, REPS, REPS_CHEAP};
 
 /// Runs `n` no-op operations one at a time; operations per second.
-async fn ledger_run(url: &str, prefix: &str, n: usize) -> Result<f64, AnyError> {
+pub(crate) async fn ledger_run(url: &str, prefix: &str, n: usize) -> Result<f64, AnyError> {
     let deps = vec![Vec::new(); n];
     let seq = sequencer(url, prefix, registry("l", &deps, noop, false)?).await?;
     let started = Instant::now();
@@ -32,7 +32,7 @@ async fn ledger_run(url: &str, prefix: &str, n: usize) -> Result<f64, AnyError> 
 
 /// The floor: the same rows, claimed and completed by two plain sqlx statements per operation on a pool of
 /// one connection (no Any driver, no scheduler, no events, no heartbeat task).
-async fn ledger_floor(url: &str, prefix: &str, n: usize) -> Result<f64, AnyError> {
+pub(crate) async fn ledger_floor(url: &str, prefix: &str, n: usize) -> Result<f64, AnyError> {
     // The ledger creates the table and the pending rows, as `process` would.
     let names: Vec<String> = (0..n).map(|i| format!("l_{i:06}")).collect();
     let ledger = sequencer::ledger::Ledger::connect(url, prefix).await?;

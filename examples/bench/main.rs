@@ -6,6 +6,11 @@
 //! cargo run --release --example bench -- --only 1,3   # some rows only (1 ledger … 6 memory)
 //! ```
 //!
+//! `bench --profile-ledger run N` (or `floor N`) runs row 1's work alone, once, for `N` operations (2,000 unless
+//! given) on a SQLite file on tmpfs, for an instruction count of either side:
+//! `valgrind --tool=callgrind bench --profile-ledger run 2000`. Two counts at `N` and `2N` apart, divided by `N`,
+//! are the instructions per operation, setup left out.
+//!
 //! 1. Ledger throughput: no-op operations run one at a time, against a raw sqlx floor doing the same two writes
 //!    per operation (claim the row, mark it completed) on the same kind of database.
 //! 2. DAG makespan: seeded random DAGs run by the `graph` orchestrator, against the critical path, against
@@ -72,6 +77,32 @@ fn main() -> ExitCode {
         let n = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(100_000);
         return match runtime.block_on(memory::child_memory(&stage, n)) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.get(1).map(String::as_str) == Some("--profile-ledger") {
+        let which = args.get(2).cloned().unwrap_or_default();
+        let n = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(2_000);
+        let dir = memory_dir();
+        let url = setup::sqlite_url(&dir, "profile");
+        let r = runtime.block_on(async {
+            match which.as_str() {
+                "run" => ledger::ledger_run(&url, "p_", n).await,
+                "floor" => ledger::ledger_floor(&url, "p_", n).await,
+                other => {
+                    Err(format!("--profile-ledger: `{other}` is neither run nor floor").into())
+                }
+            }
+        });
+        let _ = std::fs::remove_dir_all(memory_dir());
+        return match r {
+            Ok(rate) => {
+                println!("{which}: {rate:.0} ops/s");
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE

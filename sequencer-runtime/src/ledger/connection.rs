@@ -1,6 +1,7 @@
 //! [`Ledger`]: the connection pool, its dialect and table prefix, and who is running.
 
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -128,6 +129,20 @@ pub struct Ledger {
     pub(super) dialect: Dialect,
     pub(super) prefix: String,
     pub(super) url: String,
+    /// SQLite only: one connection that claims runs and records their ends, in turn (see [`Ledger::run_writes`]).
+    pub(super) run_writer: Option<AnyPool>,
+    /// The text of the statements every operation runs, built once (see [`RunStatements`]).
+    pub(super) statements: Arc<RunStatements>,
+}
+
+/// The text of the statements each operation runs (its claim and its end), built on first use and kept: they
+/// depend only on the dialect and the table prefix. Each is written beside the method that runs it.
+#[derive(Debug, Default)]
+pub(super) struct RunStatements {
+    /// [`Ledger::claim`].
+    pub(super) claim: OnceLock<String>,
+    /// [`Ledger::finish`].
+    pub(super) finish: OnceLock<String>,
 }
 
 /// A URL without its password, for messages.
@@ -198,6 +213,25 @@ impl Ledger {
         .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
         .map_err(connect_error)?;
         probe.close().await.map_err(connect_error)?;
+        // SQLite: the claims and ends of runs take turns on one connection of their own. A SQLite connection
+        // drops its page cache whenever another connection wrote since its last statement: spread over the
+        // pool's connections (which it hands out in turn), every claim and every end read the table's pages
+        // again (a sixth of the instructions of a no-op operation). Writes to one SQLite database are serial
+        // anyway; the wait for this connection is bounded above SQLite's own busy timeout (30 s). (Not for a
+        // database in memory: each connection to `sqlite::memory:` opens a database of its own.)
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let run_writer = (dialect == Dialect::Sqlite && !in_memory).then(|| {
+            AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(60))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(SQLITE_PRAGMAS).await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(options.clone())
+        });
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
@@ -224,6 +258,8 @@ impl Ledger {
             dialect,
             prefix: prefix.to_owned(),
             url: url.clone(),
+            run_writer,
+            statements: Arc::default(),
         };
         ledger.migrate().await?;
         Ok(ledger)
@@ -268,6 +304,12 @@ impl Ledger {
         self.begin_on(&self.pool).await
     }
 
+    /// Where runs are claimed and their ends recorded: on SQLite one connection of their own (so that it keeps
+    /// its page cache from one operation to the next), elsewhere the pool.
+    pub(super) fn run_writes(&self) -> &AnyPool {
+        self.run_writer.as_ref().unwrap_or(&self.pool)
+    }
+
     pub(super) fn table(&self, name: &str) -> String {
         debug_assert!(TABLES.contains(&name), "`{name}` is not a ledger table");
         format!("{}{name}", self.prefix)
@@ -302,5 +344,74 @@ mod tests {
                 Ok(_) => panic!("{url}: connected without its driver"),
             }
         }
+    }
+
+    /// SQLite: the claims and ends of runs are all written on one connection, so that it keeps its page cache
+    /// from one run to the next (a connection drops it when another one wrote since). `PRAGMA data_version`
+    /// changes on a connection when another connection committed: read on the connection runs are written on,
+    /// it stays the same while only that connection writes.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn sqlite_runs_are_claimed_and_ended_on_one_connection() {
+        use crate::ledger::{new_claim_token, Claim, Finish, Owner, Status};
+        use std::time::Duration;
+
+        let dir = std::env::temp_dir().join(format!("seq-run-writes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let url = format!("sqlite://{}", dir.join("ledger.db").display());
+        let ledger = Ledger::connect(&url, "rw_").await.expect("connect");
+        let names = ["rw_a", "rw_b", "rw_c", "rw_d"];
+        let pending: Vec<(&str, i64)> = names.iter().map(|n| (*n, 0)).collect();
+        ledger.insert_pending(&pending).await.expect("pending rows");
+        // The pool holds several idle connections, as it does once operations ran side by side.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(ledger.pool().acquire().await.expect("a connection"));
+        }
+        drop(held);
+        let data_version = || async {
+            sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+                .fetch_one(ledger.run_writes())
+                .await
+                .expect("data_version")
+        };
+        let before = data_version().await;
+        let owner = Owner::this_process(None);
+        for name in names {
+            let token = new_claim_token();
+            let claim = Claim {
+                name,
+                run: 0,
+                batch: 1,
+                owner: &owner,
+                lease: Duration::from_secs(30),
+                checksum: "0",
+                reclaim_interrupted: false,
+                due_scheduled: false,
+                token: &token,
+                failed_before: i64::MAX,
+                bounded: None,
+            };
+            assert!(ledger.claim(&claim).await.expect("claim"), "{name} claimed");
+            let end = Finish {
+                token: &token,
+                name,
+                run: 0,
+                status: Status::Completed,
+                duration: Duration::ZERO,
+                skip_reason: None,
+                error: None,
+            };
+            assert!(
+                ledger.finish_on_pool(&end).await.expect("end"),
+                "{name} ended"
+            );
+            assert_eq!(
+                data_version().await,
+                before,
+                "{name}: another connection wrote a claim or an end"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -337,20 +337,22 @@ impl Ledger {
     /// Claims the run `run` of `name`: one atomic statement. `false` when another process has it, or it ran.
     pub async fn claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError> {
         // The claim: one atomic statement; whoever changes the row owns the operation.
-        let (ops, now) = (self.table("operations"), self.dialect.now());
-        let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET attempts = CASE WHEN ? > 0 AND status IN ('pending', 'interrupted') THEN COALESCE(attempts, 0) + 1 ELSE 1 END, \
-             progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
-             status = 'running', batch = ?, started_at = {now}, finished_at = NULL, \
-             duration_ms = NULL, lease_until = {now} + ?, claim_token = ?, host_ns = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
-             pause_requested = NULL, throttled_since = NULL, throttled_ms = NULL, \
-             last_error = NULL WHERE name = ? AND run = ? \
-             AND (status IN ('pending', 'rolled_back', ?, ?) OR (status = 'failed' AND (finished_at IS NULL OR finished_at <= ?))) \
-             AND (? = 0 OR COALESCE(attempts, 0) < ?)"
-        ));
+        let sql = self.statements.claim.get_or_init(|| {
+            let (ops, now) = (self.table("operations"), self.dialect.now());
+            self.dialect.sql(format!(
+                "UPDATE {ops} SET attempts = CASE WHEN ? > 0 AND status IN ('pending', 'interrupted') THEN COALESCE(attempts, 0) + 1 ELSE 1 END, \
+                 progress_done = CASE WHEN status = 'rolled_back' THEN NULL ELSE progress_done END, \
+                 status = 'running', batch = ?, started_at = {now}, finished_at = NULL, \
+                 duration_ms = NULL, lease_until = {now} + ?, claim_token = ?, host_ns = ?, host = ?, pid = ?, actor = ?, checksum = ?, skip_reason = NULL, cancel_requested = NULL, \
+                 pause_requested = NULL, throttled_since = NULL, throttled_ms = NULL, \
+                 last_error = NULL WHERE name = ? AND run = ? \
+                 AND (status IN ('pending', 'rolled_back', ?, ?) OR (status = 'failed' AND (finished_at IS NULL OR finished_at <= ?))) \
+                 AND (? = 0 OR COALESCE(attempts, 0) < ?)"
+            ))
+        });
         // (`attempts` is assigned first: MySQL evaluates the assignments in order, each seeing the ones before.)
         let bound = i64::from(claim.bounded.unwrap_or(0));
-        let done = sqlx::query(&sql)
+        let done = sqlx::query(sql)
             .bind(bound)
             .bind(claim.batch)
             .bind(claim.lease.as_millis() as i64)
@@ -375,7 +377,7 @@ impl Ledger {
             .bind(claim.failed_before)
             .bind(bound)
             .bind(bound)
-            .execute(&self.pool)
+            .execute(self.run_writes())
             .await
             .map_err(q("claim an operation"))?;
         Ok(done.rows_affected() == 1)
@@ -405,7 +407,7 @@ impl Ledger {
             .bind(claim.owner.pid)
             .bind(claim.owner.actor.as_deref())
             .bind(claim.checksum)
-            .execute(&self.pool)
+            .execute(self.run_writes())
             .await
             .map_err(q("claim a new run"))?;
         Ok(done.rows_affected() == 1)
@@ -494,12 +496,14 @@ impl Ledger {
         on: impl Into<Conn<'c>>,
         end: &Finish<'_>,
     ) -> Result<bool, LedgerError> {
-        let ops = self.table("operations");
-        let sql = self.dialect.sql(format!(
-            "UPDATE {ops} SET status = ?, finished_at = {now}, duration_ms = ?, lease_until = NULL, skip_reason = ?, last_error = ? \
-             WHERE name = ? AND run = ? AND status = 'running' AND claim_token = ?",
-            now = self.dialect.now()
-        ));
+        let sql = self.statements.finish.get_or_init(|| {
+            let ops = self.table("operations");
+            self.dialect.sql(format!(
+                "UPDATE {ops} SET status = ?, finished_at = {now}, duration_ms = ?, lease_until = NULL, skip_reason = ?, last_error = ? \
+                 WHERE name = ? AND run = ? AND status = 'running' AND claim_token = ?",
+                now = self.dialect.now()
+            ))
+        });
         let args = [
             Arg::Text(Some(end.status.as_str())),
             Arg::Int(end.duration.as_millis() as i64),
@@ -511,7 +515,7 @@ impl Ledger {
         ];
         let on: Conn<'_> = on.into();
         let changed = on
-            .execute(&sql, &args)
+            .execute(sql, &args)
             .await
             .map_err(q("record the end of an operation"))?;
         Ok(changed == 1)
@@ -525,7 +529,7 @@ impl Ledger {
         let tries = AtomicU32::new(0);
         let done = retrying("record the end of an operation", || {
             tries.fetch_add(1, Ordering::Relaxed);
-            self.finish(&self.pool, end)
+            self.finish(self.run_writes(), end)
         })
         .await?;
         // After a retry, a row already ended as asked is the first try's: committed, its answer lost.
@@ -540,7 +544,7 @@ impl Ledger {
             .bind(end.name)
             .bind(end.run)
             .bind(end.token)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.run_writes())
             .await
             .map_err(q("record the end of an operation"))?;
         Ok(status.as_deref() == Some(end.status.as_str()))
