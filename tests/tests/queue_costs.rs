@@ -49,8 +49,10 @@ impl Summary {
 
 /// The statements run with a text of their own (longer than their summary), by their first eight words: how many,
 /// and their distinct whole texts.
-static TEXTS: LazyLock<Mutex<HashMap<String, (u64, HashSet<String>)>>> =
-    LazyLock::new(Default::default);
+static TEXTS: LazyLock<Mutex<Texts>> = LazyLock::new(Default::default);
+
+/// Statements by their first eight words: how many ran, and their distinct whole texts.
+type Texts = HashMap<String, (u64, HashSet<String>)>;
 
 impl tracing::field::Visit for Summary {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
@@ -117,7 +119,7 @@ fn install_counter() {
 }
 
 /// The statements with texts of their own since the last call ([`TEXTS`]); the record starts again.
-fn take_texts() -> HashMap<String, (u64, HashSet<String>)> {
+fn take_texts() -> Texts {
     std::mem::take(&mut *TEXTS.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
