@@ -7,13 +7,30 @@ use sqlx::Row;
 
 use super::connection::{pid_namespace, process_alive, Ledger, Owner};
 use super::dialect::text;
-use super::error::{q, LedgerError};
+use super::error::{conflict, q, LedgerError};
 use super::runs::Status;
 
 impl Ledger {
     /// Marks `running` rows whose process died (on this host) or whose lease expired as `interrupted`, and
     /// `rolling_back` rows so as `undo_interrupted`. Returns how many.
+    ///
+    /// A deadlock victim (MariaDB's next-key locks on the claims' index, against another process's claim, as
+    /// eight `process` runs starting at once take) tries again at once, for up to ten seconds: each step is a
+    /// guarded `UPDATE` that another try leaves true. Any other failure is returned: a database that went away
+    /// must be seen by the caller (a worker waits a lease after such trouble before it recovers others' claims).
     pub async fn recover_interrupted(&self, owner: &Owner) -> Result<u64, LedgerError> {
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.recover_once(owner).await {
+                Err(e) if conflict(&e) && std::time::Instant::now() < give_up => {
+                    tracing::debug!("recover interrupted operations: lost a race, retrying: {e}");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn recover_once(&self, owner: &Owner) -> Result<u64, LedgerError> {
         let ops = self.table("operations");
         // A rollback that died is not an operation that died: the undo may be half done, so it gets its own state.
         let interrupted =

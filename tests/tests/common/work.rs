@@ -42,6 +42,24 @@ pub async fn counts_by_name(
     Ok(rows.into_iter().collect())
 }
 
+/// The log counts and the runs' statuses once they hold still, read again every 300 ms until two reads agree: a
+/// statement a process killed with kill -9 had already sent still runs to its end on the server (an operation's
+/// `INSERT` into the log commits after the kill), so what a killed worker did is only known once it has.
+pub async fn settled(
+    pool: &sqlx::AnyPool,
+    p: &str,
+) -> (HashMap<String, i64>, HashMap<String, String>) {
+    let mut last = (log_counts(pool, p).await, statuses(pool, p).await);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let now = (log_counts(pool, p).await, statuses(pool, p).await);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
 pub async fn statuses(pool: &sqlx::AnyPool, p: &str) -> HashMap<String, String> {
     let rows: Vec<(String, String)> =
         sqlx::query_as(&format!("SELECT name, status FROM {p}seq_operations"))
