@@ -49,6 +49,12 @@ pub struct Ack {
     pub duration: Duration,
 }
 
+/// The first column of each row, as text: the claim tokens a statement returned (or, for `EXPLAIN`, its plan's
+/// lines).
+pub(super) fn first_texts(rows: &[sqlx::any::AnyRow]) -> Result<Vec<String>, sqlx::Error> {
+    rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
+}
+
 /// `(name = ? AND run = ?[ AND claim_token = ?]) OR …`, one term per row.
 fn each_run(count: usize, with_token: bool) -> String {
     let term = if with_token {
@@ -109,7 +115,7 @@ impl Ledger {
         const WHAT: &str = "claim jobs and their runs";
         // One transaction: a commit costs a flush of the database's log (milliseconds on a slow disk), a
         // statement a round trip (a tenth of a millisecond): the take and the claims commit once.
-        let mut tx = self.begin_take().await.map_err(q(WHAT))?;
+        let mut tx = self.begin_keyed().await.map_err(q(WHAT))?;
         let jobs = self
             .take_on(&mut tx, t.queue, t.worker, t.lease, t.limit)
             .await?;
@@ -204,11 +210,7 @@ impl Ledger {
         }
         if returning {
             let rows = query.fetch_all(&mut *conn).await.map_err(q(WHAT))?;
-            return rows
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<_, _>>()
-                .map_err(q(WHAT));
+            return first_texts(&rows).map_err(q(WHAT));
         }
         let claimed = query.execute(&mut *conn).await.map_err(q(WHAT))?;
         // MySQL has no `UPDATE … RETURNING`: when every run was claimed (each row written is one of them, under a
@@ -241,12 +243,7 @@ impl Ledger {
         for (name, run, token) in runs {
             query = query.bind(name).bind(run).bind(token);
         }
-        query
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect()
+        first_texts(&query.fetch_all(&mut *conn).await?)
     }
 
     /// Acknowledges completions in one transaction: each run `completed` (only while its claim is still this
@@ -290,14 +287,7 @@ impl Ledger {
         let query = bind_acks(sqlx::query(&sql), acks);
         let mut tx = self.pool.begin().await.map_err(q(WHAT))?;
         let finished: Vec<String> = if returning {
-            query
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(q(WHAT))?
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<_, _>>()
-                .map_err(q(WHAT))?
+            first_texts(&query.fetch_all(&mut *tx).await.map_err(q(WHAT))?).map_err(q(WHAT))?
         } else {
             let written = query.execute(&mut *tx).await.map_err(q(WHAT))?;
             // Every run written `completed`: all of them (each row matches one token); else read back which.

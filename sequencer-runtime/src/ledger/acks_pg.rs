@@ -4,9 +4,7 @@
 //! to the ledger by its key), where one text per batch size was parsed and planned again for most batches: that
 //! was a third of the server's time per job.
 
-use sqlx::Row;
-
-use super::acks::{Ack, RunClaim};
+use super::acks::{first_texts, Ack, RunClaim};
 use super::connection::{pid_namespace, Ledger, Owner};
 use super::error::{q, LedgerError};
 use super::jobs::JobStatus;
@@ -42,17 +40,14 @@ impl Ledger {
         self.bind_claims(&self.claims_statement(), runs, batch, owner, lease)
             .fetch_all(&mut *conn)
             .await
-            .map_err(q(WHAT))?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()
             .map_err(q(WHAT))
+            .and_then(|rows| first_texts(&rows).map_err(q(WHAT)))
     }
 
     /// The claims' statement. Each run is found by its key: the test of its status is a `CASE`, which no index
     /// serves, so that the planner never reads the runs by status instead (with statistics older than the rows
     /// they describe, it read every pending run of the ledger to claim eight); the take's transaction rules out
-    /// whole-table scans ([`Ledger::begin_take`]).
+    /// whole-table scans ([`Ledger::begin_keyed`]).
     fn claims_statement(&self) -> String {
         let (ops, now) = (self.table("operations"), self.dialect.now());
         self.dialect.sql(format!(
@@ -112,40 +107,34 @@ impl Ledger {
             .collect();
         let owner = Owner::this_process(None);
         let sql = format!("EXPLAIN {}", self.claims_statement());
-        // Planned as the claims are: in a take's transaction, rolled back.
-        let mut tx = self.begin_take().await.map_err(q(WHAT))?;
+        // Planned as the claims are: in a keyed transaction, rolled back.
+        let mut tx = self.begin_keyed().await.map_err(q(WHAT))?;
         self.bind_claims(&sql, &runs, 0, &owner, std::time::Duration::ZERO)
             .fetch_all(&mut *tx)
             .await
-            .map_err(q(WHAT))?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()
             .map_err(q(WHAT))
+            .and_then(|rows| first_texts(&rows).map_err(q(WHAT)))
     }
 
-    /// [`Ledger::ack_completed`] on PostgreSQL, one statement of one text in a take's transaction: the runs
-    /// `completed` (only while their claims are this worker's), the jobs of those runs `done`, and the waiting
-    /// dispatchers told. Returns the tokens of the runs recorded `completed`.
+    /// [`Ledger::ack_completed`] on PostgreSQL, one statement of one text in a keyed transaction
+    /// ([`Ledger::begin_keyed`]): the runs `completed` (only while their claims are this worker's), the jobs of
+    /// those runs `done`, and the waiting dispatchers told. Returns the tokens of the runs recorded `completed`.
     pub(super) async fn ack_pg(
         &self,
         worker: &str,
         acks: &[Ack],
     ) -> Result<Vec<String>, LedgerError> {
         const WHAT: &str = "acknowledge completed jobs";
-        // In a take's transaction: the runs by their key, not by their status, whose index holds an entry for
+        // In a keyed transaction: the runs by their key, not by their status, whose index holds an entry for
         // every run completed since the table was last vacuumed (an acknowledgement of 100 read 13,000 of them).
-        let mut tx = self.begin_take().await.map_err(q(WHAT))?;
+        let mut tx = self.begin_keyed().await.map_err(q(WHAT))?;
         let sql = self.ack_statement();
         let finished: Vec<String> = self
             .bind_ack(&sql, worker, acks)
             .fetch_all(&mut *tx)
             .await
-            .map_err(q(WHAT))?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(q(WHAT))?;
+            .map_err(q(WHAT))
+            .and_then(|rows| first_texts(&rows).map_err(q(WHAT)))?;
         tx.commit().await.map_err(q(WHAT))?;
         Ok(finished)
     }
@@ -209,15 +198,12 @@ impl Ledger {
             })
             .collect();
         let sql = format!("EXPLAIN {}", self.ack_statement());
-        let mut tx = self.begin_take().await.map_err(q(WHAT))?;
+        let mut tx = self.begin_keyed().await.map_err(q(WHAT))?;
         self.bind_ack(&sql, "explain", &acks)
             .fetch_all(&mut *tx)
             .await
-            .map_err(q(WHAT))?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()
             .map_err(q(WHAT))
+            .and_then(|rows| first_texts(&rows).map_err(q(WHAT)))
     }
 }
 

@@ -13,21 +13,21 @@ use super::dialect::Dialect;
 use super::error::{q, LedgerError};
 use super::jobs::{Job, JobStatus};
 
-/// PostgreSQL: how a take's transaction begins. Its statements find their rows by their keys (the queue's index,
-/// the jobs' and the runs' primary keys), whatever the statistics say: a ledger filled by `process` and not yet
-/// analysed looks nearly empty to the planner, which then scanned and hashed whole tables to take eight jobs. One
-/// round trip, as a plain `BEGIN`; the settings end with the transaction.
-const BEGIN_TAKE_POSTGRES: &str =
-    "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
-                                   SET LOCAL enable_mergejoin = off";
+/// PostgreSQL: how the transaction of a take or of an acknowledgement begins. Its statements find their rows by
+/// their keys (the queue's index, the jobs' and the runs' primary keys), whatever the statistics say: a ledger
+/// filled by `process` and not yet analysed looks nearly empty to the planner, which then scanned and hashed whole
+/// tables to take eight jobs. One round trip, as a plain `BEGIN`; the settings end with the transaction.
+const BEGIN_KEYED_POSTGRES: &str = "BEGIN; SET LOCAL enable_seqscan = off; \
+                                    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
 
 impl Ledger {
-    /// Begins the transaction of a take ([`BEGIN_TAKE_POSTGRES`] on PostgreSQL).
-    pub(super) async fn begin_take(
+    /// Begins the transaction of a take or of a worker's acknowledgement ([`BEGIN_KEYED_POSTGRES`] on PostgreSQL:
+    /// its statements find their rows by their keys).
+    pub(super) async fn begin_keyed(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.dialect {
-            Dialect::Postgres => self.pool.begin_with(BEGIN_TAKE_POSTGRES).await,
+            Dialect::Postgres => self.pool.begin_with(BEGIN_KEYED_POSTGRES).await,
             Dialect::Sqlite | Dialect::MySql => self.pool.begin().await,
         }
     }
@@ -40,7 +40,7 @@ impl Ledger {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Job>, LedgerError> {
-        let mut tx = self.begin_take().await.map_err(q("claim jobs"))?;
+        let mut tx = self.begin_keyed().await.map_err(q("claim jobs"))?;
         let taken = self.take_on(&mut tx, queue, worker, lease, limit).await?;
         tx.commit().await.map_err(q("claim jobs"))?;
         Ok(taken)
@@ -59,22 +59,20 @@ impl Ledger {
                  ORDER BY available_at, id LIMIT ?{skip_locked}"
             )
         };
+        // PostgreSQL and MySQL skip the rows another worker has locked; SQLite has one writer at a time.
+        let skip_locked = match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres | Dialect::MySql => " FOR UPDATE SKIP LOCKED",
+        };
         let now = self.dialect.now();
         self.dialect.sql(match self.dialect {
-            // One writer at a time.
-            Dialect::Sqlite => format!(
+            Dialect::Sqlite | Dialect::Postgres => format!(
                 "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = {now} + ?, attempts = attempts + 1 \
                  WHERE id IN ({}) RETURNING id, name, run, batch_id",
-                due("id", "")
-            ),
-            // Rows another worker has locked are skipped.
-            Dialect::Postgres => format!(
-                "UPDATE {jobs} SET status = '{Running}', worker = ?, lease_until = {now} + ?, attempts = attempts + 1 \
-                 WHERE id IN ({}) RETURNING id, name, run, batch_id",
-                due("id", " FOR UPDATE SKIP LOCKED")
+                due("id", skip_locked)
             ),
             // MySQL 8 and MariaDB 10.6+ have no `UPDATE ... RETURNING`: a take selects, then updates.
-            Dialect::MySql => due("id, name, run, batch_id", " FOR UPDATE SKIP LOCKED"),
+            Dialect::MySql => due("id, name, run, batch_id", skip_locked),
         })
     }
 
@@ -162,7 +160,7 @@ impl Ledger {
             query = query.bind("explain").bind(0_i64);
         }
         // Planned as a take is: in a take's transaction, rolled back.
-        let mut tx = self.begin_take().await.map_err(q(WHAT))?;
+        let mut tx = self.begin_keyed().await.map_err(q(WHAT))?;
         let rows = query
             .bind(queue)
             .bind(limit.max(1) as i64)

@@ -486,14 +486,10 @@ impl Sequencer {
             let (ack_waits, ack_deadline) = (completer.waiting(), completer.deadline());
             tokio::select! {
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    // Every job that has ended by now, so that the next take fills their places at once.
-                    let mut next = Some(joined);
-                    while let Some(joined) = next {
-                        if let Err(e) = self.joined(joined, &mut completer, &worker, &mut report).await {
-                            // The job's lease runs out and it is rescued; its operation's row is recovered.
-                            database_trouble(&e, &shutdown, &mut last_trouble).await;
-                        }
-                        next = tasks.try_join_next();
+                    // The others that have ended by now are collected at the top of the loop, before the next take.
+                    if let Err(e) = self.joined(joined, &mut completer, &worker, &mut report).await {
+                        // The job's lease runs out and it is rescued; its operation's row is recovered.
+                        database_trouble(&e, &shutdown, &mut last_trouble).await;
                     }
                 }
                 Some(flushed) = completer.flushed(), if completer.in_flight() => {
